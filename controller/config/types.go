@@ -1,0 +1,125 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is one Phoenix configuration file.
+type Config struct {
+	// Cloud names a clouds.yaml entry. Empty means OS_CLOUD, or the OS_*
+	// variables when OS_CLOUD is unset too.
+	Cloud  string  `yaml:"cloud"`
+	Groups []Group `yaml:"groups"`
+
+	// Path is the file the configuration was loaded from; relative paths
+	// inside it (user_data_file) are resolved against its directory.
+	Path string `yaml:"-"`
+}
+
+// Group is one set of interchangeable servers that Phoenix keeps at Count,
+// every one a fresh boot of the desired image and spec.
+type Group struct {
+	Name              string            `yaml:"name"`
+	Count             int               `yaml:"count"`
+	Image             ImageSelector     `yaml:"image"`
+	Flavor            string            `yaml:"flavor"`
+	Networks          []string          `yaml:"networks"`
+	KeyName           string            `yaml:"key_name"`
+	SecurityGroups    []string          `yaml:"security_groups"`
+	ServerGroup       string            `yaml:"server_group"`
+	AvailabilityZones []string          `yaml:"availability_zones"`
+	UserDataFile      string            `yaml:"user_data_file"`
+	Metadata          map[string]string `yaml:"metadata"`
+	Rollout           Rollout           `yaml:"rollout"`
+	Health            Health            `yaml:"health"`
+
+	// UserData is the content of UserDataFile, read at load time so that a
+	// file changed later cannot silently change the spec revision.
+	UserData []byte `yaml:"-"`
+}
+
+// ImageSelector designates the baseline image: by ID, or by name and/or
+// properties and tags. With Newest the most recently created active match
+// wins; without it more than one match is an error.
+type ImageSelector struct {
+	ID         string            `yaml:"id"`
+	Name       string            `yaml:"name"`
+	Properties map[string]string `yaml:"properties"`
+	Tags       []string          `yaml:"tags"`
+	Newest     bool              `yaml:"newest"`
+}
+
+// Rollout bounds how a group moves from one revision to the next.
+type Rollout struct {
+	// MaxSurge is how many servers may exist above Count. A percentage of
+	// Count rounds up. Default 1.
+	MaxSurge IntOrPercent `yaml:"max_surge"`
+	// MaxUnavailable is how many servers below Count may be unavailable
+	// because of the rollout. A percentage of Count rounds down. Default 0.
+	MaxUnavailable IntOrPercent `yaml:"max_unavailable"`
+	// MinReady is how long a new server must have been healthy before it
+	// counts as available. Default 0s.
+	MinReady Duration `yaml:"min_ready"`
+}
+
+// Health says how a server is judged healthy.
+type Health struct {
+	HTTP *HTTPCheck `yaml:"http"`
+	TCP  *TCPCheck  `yaml:"tcp"`
+	// Interval between probes of one server. Default 5s.
+	Interval Duration `yaml:"interval"`
+	// Timeout of one probe. Default 2s.
+	Timeout Duration `yaml:"timeout"`
+	// HealthyThreshold consecutive passes make a server healthy. Default 3.
+	HealthyThreshold int `yaml:"healthy_threshold"`
+	// UnhealthyThreshold consecutive failures make it unhealthy. Default 3.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+	// Grace after a server becomes ACTIVE during which failures do not
+	// count. Default 60s.
+	Grace Duration `yaml:"grace"`
+}
+
+// HTTPCheck probes GET http://<server address>:Port/Path.
+type HTTPCheck struct {
+	Port int    `yaml:"port"`
+	Path string `yaml:"path"`
+	// ExpectStatus is the status a healthy server answers. Default 0:
+	// any 2xx.
+	ExpectStatus int `yaml:"expect_status"`
+}
+
+// TCPCheck passes when a TCP connection to Port opens.
+type TCPCheck struct {
+	Port int `yaml:"port"`
+}
+
+// Duration is a time.Duration written the Go way in YAML ("30s", "5m").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// IntOrPercent is a count written either as a whole number ("2") or as a
+// percentage of the group's count ("25%").
+type IntOrPercent struct {
+	Value   int
+	Percent bool
+	// Set is true when the field was written in the file (so a default
+	// applies only when it was not).
+	Set bool
+}
+
+// Resolve turns the value into a server count for a group of count
+// servers. Percentages round up when roundUp is true, down otherwise: the
+// fencepost rule (surge rounds up, unavailable rounds down) that keeps a
+// small group able to make progress without exceeding what was asked.
+func (v IntOrPercent) Resolve(count int, roundUp bool) int {
+	if !v.Percent {
+		return v.Value
+	}
+	n := v.Value * count
+	if roundUp {
+		return (n + 99) / 100
+	}
+	return n / 100
+}

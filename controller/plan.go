@@ -1,0 +1,317 @@
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/phoenix-ops/phoenix/healthcheck"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// Target is the desired state of one group, with every name already
+// resolved and every percentage already rounded.
+type Target struct {
+	Count          int
+	MaxSurge       int
+	MaxUnavailable int
+	MinReady       time.Duration
+	ImageID        string
+	Revision       string
+	// RebuildBefore, when set, makes every server created before it drift:
+	// a forced rebuild of a group that is otherwise up to date.
+	RebuildBefore time.Time
+	RebuildReason string
+	// Zones are the availability zones to spread new servers across.
+	Zones []string
+}
+
+// Server is one live server of the group as the plan sees it.
+type Server struct {
+	ID        string
+	Name      string
+	Status    string
+	TaskState string
+	Zone      string
+	ImageID   string
+	Revision  string
+	// Created is Phoenix's own creation time when it recorded one, Nova's
+	// otherwise.
+	Created time.Time
+	Phase   string
+	Fault   string
+	// Health is the health checker's verdict and HealthySince when it last
+	// became healthy.
+	Health       healthcheck.State
+	HealthySince time.Time
+}
+
+// Kind sorts a server into the part it plays in a rollout.
+type Kind int
+
+const (
+	// KindCurrent is a server of the desired image and revision.
+	KindCurrent Kind = iota
+	// KindOld has drifted and waits to be replaced.
+	KindOld
+	// KindFailed is in ERROR: it serves nothing and is removed freely.
+	KindFailed
+	// KindDeleting is on its way out (its delete was decided).
+	KindDeleting
+)
+
+func (k Kind) String() string {
+	return [...]string{"current", "old", "failed", "deleting"}[k]
+}
+
+// Classified is a server with the plan's verdict on it.
+type Classified struct {
+	Server
+	Kind Kind
+	// Reason says why an old server drifted or what failed.
+	Reason string
+	// Available is true for an ACTIVE server that has been healthy for
+	// MinReady: it counts towards the group's capacity.
+	Available bool
+}
+
+// Create asks for one new server.
+type Create struct {
+	Zone string
+}
+
+// Delete asks for one server to go.
+type Delete struct {
+	Server Classified
+	Reason string
+	// Resume is set when the delete was decided before (the phase is on
+	// the server) but the cloud shows no delete in progress: a crash or a
+	// lost request came between the two.
+	Resume bool
+}
+
+// Decision is what one reconcile of one group does next.
+type Decision struct {
+	Servers      []Classified
+	Creates      []Create
+	Deletes      []Delete
+	Status       Status
+	RequeueAfter time.Duration
+}
+
+// Status counts a group's servers by the part they play.
+type Status struct {
+	Desired   int  `json:"desired"`
+	Current   int  `json:"current"`
+	Available int  `json:"available"`
+	Booting   int  `json:"booting"`
+	Old       int  `json:"old"`
+	Failed    int  `json:"failed"`
+	Deleting  int  `json:"deleting"`
+	Total     int  `json:"total"`
+	Converged bool `json:"converged"`
+}
+
+// Plan decides the next steps of one group. It is pure: no I/O, no clock
+// but now, so the rollout policy is tested with tables and random
+// sequences rather than with a cloud.
+//
+// The rules, in the order applied:
+//
+//  1. Servers in ERROR serve nothing; they are deleted at once.
+//  2. Old servers (and current ones beyond Count) are deleted only within
+//     the availability budget: capacity after the deletes, counting every
+//     old server as available (the worst case, so an old server whose
+//     health is not yet known is never gambled with), stays at or above
+//     Count−MaxUnavailable. With MaxUnavailable 0 this means an old server
+//     goes only once a replacement is available — replace before remove.
+//  3. New servers are created, pipelined rather than batched: as many as
+//     are missing, within Count+MaxSurge counting every server that still
+//     exists (booting, failed and deleting ones included).
+func Plan(t Target, servers []Server, now time.Time) Decision {
+	var d Decision
+	d.Status.Desired = t.Count
+
+	var current, old []Classified
+	for _, s := range servers {
+		c := classify(t, s, now)
+		d.Servers = append(d.Servers, c)
+		d.Status.Total++
+		switch c.Kind {
+		case KindDeleting:
+			d.Status.Deleting++
+			if s.Phase == PhaseDeleting && s.TaskState != provisioner.TaskDeleting {
+				d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "resume the delete decided earlier", Resume: true})
+			}
+		case KindFailed:
+			d.Status.Failed++
+			d.Deletes = append(d.Deletes, Delete{Server: c, Reason: c.Reason})
+		case KindOld:
+			d.Status.Old++
+			old = append(old, c)
+		case KindCurrent:
+			d.Status.Current++
+			current = append(current, c)
+			switch {
+			case c.Available:
+				d.Status.Available++
+			case s.Status != provisioner.StatusActive:
+				d.Status.Booting++
+			}
+		}
+	}
+
+	minAvailable := t.Count - t.MaxUnavailable
+	// Worst case: every old server is serving, so each delete of one may
+	// cost a unit of capacity.
+	budget := len(old) + d.Status.Available - minAvailable
+
+	sort.SliceStable(old, func(i, j int) bool { return deleteFirst(old[i], old[j]) })
+	for _, c := range old {
+		if budget <= 0 {
+			break
+		}
+		budget--
+		d.Deletes = append(d.Deletes, Delete{Server: c, Reason: c.Reason})
+	}
+
+	// Current servers beyond Count (a duplicate left by a create whose
+	// answer was lost, or a smaller Count): the ones not yet serving go
+	// first and cost nothing; serving ones only within the budget.
+	if surplus := len(current) - t.Count; surplus > 0 {
+		sort.SliceStable(current, func(i, j int) bool { return surplusFirst(current[i], current[j]) })
+		for _, c := range current[:surplus] {
+			if c.Available {
+				if budget <= 0 {
+					continue
+				}
+				budget--
+			}
+			d.Deletes = append(d.Deletes, Delete{Server: c, Reason: fmt.Sprintf("surplus: the group has %d current servers for a count of %d", len(current), t.Count)})
+		}
+	}
+
+	missing := t.Count - len(current)
+	room := t.Count + t.MaxSurge - d.Status.Total
+	for _, zone := range pickZones(t.Zones, current, min(missing, room)) {
+		d.Creates = append(d.Creates, Create{Zone: zone})
+	}
+
+	d.Status.Converged = d.Status.Current == t.Count && d.Status.Available == t.Count && d.Status.Total == t.Count
+	d.RequeueAfter = requeueAfter(t, d.Servers, now)
+	return d
+}
+
+func classify(t Target, s Server, now time.Time) Classified {
+	c := Classified{Server: s}
+	switch {
+	case s.Phase == PhaseDeleting || s.TaskState == provisioner.TaskDeleting:
+		c.Kind = KindDeleting
+		c.Reason = "being deleted"
+	case s.Status == provisioner.StatusError:
+		c.Kind = KindFailed
+		c.Reason = "failed: server is in ERROR"
+		if s.Fault != "" {
+			c.Reason += ": " + s.Fault
+		}
+	default:
+		if r := Drift(t, s); r != "" {
+			c.Kind = KindOld
+			c.Reason = r
+		} else {
+			c.Kind = KindCurrent
+		}
+		c.Available = s.Status == provisioner.StatusActive &&
+			s.Health == healthcheck.Healthy &&
+			!now.Before(s.HealthySince.Add(t.MinReady))
+	}
+	return c
+}
+
+// deleteFirst orders old servers for removal: the ones serving least go
+// first (not ACTIVE, then unhealthy, then health unknown, then healthy),
+// the oldest first within each.
+func deleteFirst(a, b Classified) bool {
+	ra, rb := servingRank(a), servingRank(b)
+	if ra != rb {
+		return ra < rb
+	}
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	return a.ID < b.ID
+}
+
+func servingRank(c Classified) int {
+	switch {
+	case c.Status != provisioner.StatusActive:
+		return 0
+	case c.Health == healthcheck.Unhealthy:
+		return 1
+	case c.Health == healthcheck.Unknown:
+		return 2
+	case !c.Available:
+		return 3
+	}
+	return 4
+}
+
+// surplusFirst orders current servers for removal when there are too
+// many: not serving before serving, then the newest first (it has done the
+// least work and its boot is the likeliest duplicate).
+func surplusFirst(a, b Classified) bool {
+	ra, rb := servingRank(a), servingRank(b)
+	if ra != rb {
+		return ra < rb
+	}
+	if !a.Created.Equal(b.Created) {
+		return a.Created.After(b.Created)
+	}
+	return a.ID > b.ID
+}
+
+// pickZones spreads n new servers across zones, each to the zone that has
+// the fewest current servers so far (ties to the first listed).
+func pickZones(zones []string, current []Classified, n int) []string {
+	if n <= 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	if len(zones) == 0 {
+		for range n {
+			out = append(out, "")
+		}
+		return out
+	}
+	load := make(map[string]int, len(zones))
+	for _, c := range current {
+		load[c.Zone]++
+	}
+	for range n {
+		best := zones[0]
+		for _, z := range zones[1:] {
+			if load[z] < load[best] {
+				best = z
+			}
+		}
+		load[best]++
+		out = append(out, best)
+	}
+	return out
+}
+
+// requeueAfter is how soon the plan may change on its own: when the
+// first healthy current server reaches MinReady.
+func requeueAfter(t Target, servers []Classified, now time.Time) time.Duration {
+	var next time.Duration
+	for _, c := range servers {
+		if c.Kind != KindCurrent || c.Available || c.Health != healthcheck.Healthy || c.Status != provisioner.StatusActive {
+			continue
+		}
+		wait := c.HealthySince.Add(t.MinReady).Sub(now)
+		if wait > 0 && (next == 0 || wait < next) {
+			next = wait
+		}
+	}
+	return next
+}

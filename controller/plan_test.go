@@ -1,0 +1,296 @@
+package controller
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phoenix-ops/phoenix/healthcheck"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// fleet builds servers for plan tables: spec letters say what each is.
+//
+//	o = old image, healthy      O = old image, health unknown
+//	c = current, available      b = current, BUILD
+//	w = current, ACTIVE, healthy but not yet min_ready
+//	u = current, ACTIVE, unhealthy
+//	e = current, ERROR          d = current, being deleted (task state)
+//	r = current, phase deleting recorded but no delete in progress
+func fleet(spec string) []Server {
+	var out []Server
+	for i, ch := range spec {
+		s := Server{
+			ID:           fmt.Sprintf("%c%02d", ch, i),
+			Name:         fmt.Sprintf("srv-%c%02d", ch, i),
+			Status:       provisioner.StatusActive,
+			ImageID:      "new",
+			Revision:     "rev",
+			Created:      t0.Add(-time.Duration(100-i) * time.Minute),
+			Health:       healthcheck.Healthy,
+			HealthySince: t0.Add(-time.Hour),
+		}
+		switch ch {
+		case 'o':
+			s.ImageID = "old"
+		case 'O':
+			s.ImageID = "old"
+			s.Health = healthcheck.Unknown
+		case 'c':
+		case 'b':
+			s.Status = provisioner.StatusBuild
+			s.Health = healthcheck.Unknown
+		case 'w':
+			s.HealthySince = t0.Add(-5 * time.Second)
+		case 'u':
+			s.Health = healthcheck.Unhealthy
+		case 'e':
+			s.Status = provisioner.StatusError
+			s.Fault = "No valid host was found."
+		case 'd':
+			s.TaskState = provisioner.TaskDeleting
+		case 'r':
+			s.Phase = PhaseDeleting
+		default:
+			panic("unknown fleet letter " + string(ch))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func target(count, surge, unavailable int) Target {
+	return Target{Count: count, MaxSurge: surge, MaxUnavailable: unavailable, MinReady: 30 * time.Second, ImageID: "new", Revision: "rev"}
+}
+
+func deletedLetters(d Decision) string {
+	var b strings.Builder
+	for _, x := range d.Deletes {
+		b.WriteByte(x.Server.ID[0])
+	}
+	return b.String()
+}
+
+func TestPlanTable(t *testing.T) {
+	cases := []struct {
+		name       string
+		target     Target
+		fleet      string
+		creates    int
+		deletes    string // first letter of each deleted server, in order
+		converged  bool
+		available  int
+		resumeOnly bool
+	}{
+		{name: "empty group boots everything at once", target: target(3, 1, 0), fleet: "", creates: 3},
+		{name: "converged group does nothing", target: target(3, 1, 0), fleet: "ccc", converged: true, available: 3},
+		{name: "surge-first: new servers before any old one goes", target: target(10, 2, 0), fleet: "oooooooooo", creates: 2},
+		{name: "booting replacements hold old servers", target: target(10, 2, 0), fleet: "oooooooooobb"},
+		{name: "available replacements release as many old", target: target(10, 2, 0), fleet: "oooooooooocc", deletes: "oo", available: 2},
+		{name: "min_ready not yet passed holds old servers", target: target(4, 1, 0), fleet: "oooow"},
+		{name: "deleting servers count against surge", target: target(4, 1, 0), fleet: "oooc" + "d", available: 1},
+		{name: "pipelined: a freed slot is refilled at once", target: target(4, 2, 0), fleet: "oocc", creates: 2, deletes: "", available: 2},
+		{name: "in-place: max_unavailable with no surge deletes first", target: target(10, 0, 2), fleet: "oooooooooo", deletes: "oo"},
+		{name: "in-place: creates into freed room", target: target(10, 0, 2), fleet: "oooooooo", creates: 2},
+		{name: "in-place: booting servers use the unavailable budget", target: target(10, 0, 2), fleet: "oooooooobb"},
+		{name: "failed servers are removed freely", target: target(3, 1, 0), fleet: "ccce", deletes: "e", available: 3},
+		{name: "failed current server is replaced at once within surge", target: target(3, 1, 0), fleet: "cce", deletes: "e", creates: 1, available: 2},
+		{name: "unknown-health old servers count as serving", target: target(3, 1, 0), fleet: "OOOc", deletes: "O", available: 1},
+		{name: "health-unknown old server goes before a healthy one", target: target(3, 1, 0), fleet: "oOoc", deletes: "O", available: 1},
+		{name: "surplus current: booting duplicate goes first", target: target(3, 1, 0), fleet: "cccb", deletes: "b", available: 3},
+		{name: "surplus current: serving duplicate goes when capacity allows", target: target(3, 1, 0), fleet: "cccc", deletes: "c", available: 4},
+		{name: "recorded delete without a delete in progress is resumed", target: target(3, 1, 0), fleet: "cccr", deletes: "r", available: 3, resumeOnly: true},
+		{name: "quota-free: nothing deleted before replacements exist", target: target(2, 1, 0), fleet: "oo", creates: 1},
+		{name: "unhealthy new server holds its slot", target: target(3, 1, 0), fleet: "oocu", available: 1},
+		{name: "percent-like big surge creates all at once", target: target(4, 4, 0), fleet: "oooo", creates: 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Plan(tc.target, fleet(tc.fleet), t0)
+			if len(d.Creates) != tc.creates {
+				t.Errorf("creates = %d, want %d", len(d.Creates), tc.creates)
+			}
+			if got := deletedLetters(d); got != tc.deletes {
+				t.Errorf("deletes = %q, want %q", got, tc.deletes)
+			}
+			if d.Status.Converged != tc.converged {
+				t.Errorf("converged = %v, want %v (status %+v)", d.Status.Converged, tc.converged, d.Status)
+			}
+			if d.Status.Available != tc.available {
+				t.Errorf("available = %d, want %d", d.Status.Available, tc.available)
+			}
+			for _, x := range d.Deletes {
+				if x.Resume != tc.resumeOnly {
+					t.Errorf("delete of %s: resume = %v, want %v", x.Server.ID, x.Resume, tc.resumeOnly)
+				}
+			}
+		})
+	}
+}
+
+func TestPlanRequeueAtMinReady(t *testing.T) {
+	d := Plan(target(4, 1, 0), fleet("ooow"), t0)
+	// w became healthy 5s before t0 and min_ready is 30s.
+	if d.RequeueAfter != 25*time.Second {
+		t.Fatalf("RequeueAfter = %v, want 25s", d.RequeueAfter)
+	}
+}
+
+func TestDriftReasons(t *testing.T) {
+	cut := t0.Add(-time.Minute)
+	cases := []struct {
+		name   string
+		server Server
+		want   string
+	}{
+		{"current", Server{ImageID: "new", Revision: "rev", Created: t0}, ""},
+		{"image", Server{ImageID: "old", Revision: "rev", Created: t0}, "image old is not the desired new"},
+		{"revision", Server{ImageID: "new", Revision: "r0", Created: t0}, "spec revision r0 is not the desired rev"},
+		{"no revision recorded", Server{ImageID: "new", Created: t0}, "spec revision (none) is not the desired rev"},
+		{"forced rebuild", Server{ImageID: "new", Revision: "rev", Created: cut.Add(-time.Second)}, "before the rebuild requested at"},
+		{"created after the cutoff", Server{ImageID: "new", Revision: "rev", Created: cut.Add(time.Nanosecond)}, ""},
+	}
+	tgt := Target{ImageID: "new", Revision: "rev", RebuildBefore: cut, RebuildReason: "CVE-2026-0001"}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Drift(tgt, tc.server)
+			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Fatalf("Drift = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPickZonesSpreads(t *testing.T) {
+	current := []Classified{{Server: Server{Zone: "az1"}}, {Server: Server{Zone: "az1"}}, {Server: Server{Zone: "az2"}}}
+	got := pickZones([]string{"az1", "az2", "az3"}, current, 4)
+	want := []string{"az3", "az2", "az3", "az1"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("zones = %v, want %v", got, want)
+	}
+}
+
+// world is a toy cloud for stepping the planner: it applies decisions and
+// then advances servers at random, the way a real cloud would.
+type world struct {
+	rng     *rand.Rand
+	now     time.Time
+	servers map[string]*Server
+	next    int
+	// healthy is the truth the plan cannot see directly: a server serves
+	// once ACTIVE and healthy, and stops the moment its delete is decided.
+}
+
+func (w *world) list() []Server {
+	out := make([]Server, 0, len(w.servers))
+	for i := 0; i < w.next; i++ {
+		if s, ok := w.servers[fmt.Sprintf("s%04d", i)]; ok {
+			out = append(out, *s)
+		}
+	}
+	return out
+}
+
+func (w *world) serving() int {
+	n := 0
+	for _, s := range w.servers {
+		if s.Status == provisioner.StatusActive && s.Health == healthcheck.Healthy && s.Phase != PhaseDeleting && s.TaskState != provisioner.TaskDeleting {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *world) add(img string, status string, health healthcheck.State) {
+	id := fmt.Sprintf("s%04d", w.next)
+	w.next++
+	w.servers[id] = &Server{ID: id, Name: id, Status: status, ImageID: img, Revision: "rev", Created: w.now, Health: health, HealthySince: w.now}
+}
+
+func (w *world) apply(d Decision) {
+	for _, x := range d.Deletes {
+		s := w.servers[x.Server.ID]
+		s.Phase = PhaseDeleting
+		// Sometimes the delete request itself is lost (a crash between
+		// recording the phase and asking), leaving only the record.
+		if w.rng.IntN(4) != 0 {
+			s.TaskState = provisioner.TaskDeleting
+		}
+	}
+	for range d.Creates {
+		w.add("new", provisioner.StatusBuild, healthcheck.Unknown)
+	}
+}
+
+func (w *world) advance(failRate int) {
+	w.now = w.now.Add(time.Duration(w.rng.IntN(20)) * time.Second)
+	for id, s := range w.servers {
+		switch {
+		case s.TaskState == provisioner.TaskDeleting:
+			if w.rng.IntN(3) == 0 {
+				delete(w.servers, id)
+			}
+		case s.Status == provisioner.StatusBuild:
+			if w.rng.IntN(3) == 0 {
+				s.Status = provisioner.StatusActive
+				if failRate > 0 && w.rng.IntN(failRate) == 0 {
+					s.Status = provisioner.StatusError
+				}
+			}
+		case s.Status == provisioner.StatusActive && s.Health != healthcheck.Healthy:
+			if w.rng.IntN(2) == 0 {
+				s.Health = healthcheck.Healthy
+				s.HealthySince = w.now
+			}
+		}
+	}
+}
+
+// TestPlanSequencesKeepInvariants steps the planner through random worlds
+// and checks, after every step, the bound and availability invariants of
+// ARCHITECTURE.md, and that every world converges.
+func TestPlanSequencesKeepInvariants(t *testing.T) {
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 42))
+		count := 1 + rng.IntN(12)
+		surge, unavailable := rng.IntN(4), rng.IntN(3)
+		if surge == 0 && unavailable == 0 {
+			surge = 1
+		}
+		unavailable = min(unavailable, count)
+		failRate := 0
+		if seed%3 == 0 {
+			failRate = 5 // one boot in five goes to ERROR
+		}
+		tgt := Target{Count: count, MaxSurge: surge, MaxUnavailable: unavailable, MinReady: 10 * time.Second, ImageID: "new", Revision: "rev"}
+		w := &world{rng: rng, now: t0, servers: map[string]*Server{}}
+		for range count {
+			w.add("old", provisioner.StatusActive, healthcheck.Healthy)
+		}
+		converged := false
+		for step := 0; step < 2000 && !converged; step++ {
+			d := Plan(tgt, w.list(), w.now)
+			converged = d.Status.Converged
+			w.apply(d)
+			if total := len(w.servers); total > count+surge {
+				t.Fatalf("seed %d step %d: %d servers exceed count %d + surge %d", seed, step, total, count, surge)
+			}
+			if serving := w.serving(); serving < count-unavailable {
+				t.Fatalf("seed %d step %d: %d serving servers, below count %d - max_unavailable %d", seed, step, serving, count, unavailable)
+			}
+			w.advance(failRate)
+		}
+		if !converged {
+			t.Fatalf("seed %d (count %d surge %d unavailable %d): did not converge: %+v", seed, count, surge, unavailable, Plan(tgt, w.list(), w.now).Status)
+		}
+		for _, s := range w.servers {
+			if s.ImageID != "new" {
+				t.Fatalf("seed %d: server %s still on %s after convergence", seed, s.ID, s.ImageID)
+			}
+		}
+	}
+}

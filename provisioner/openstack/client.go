@@ -1,0 +1,153 @@
+package openstack
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"github.com/gophercloud/gophercloud/v2/openstack/utils"
+	"go.uber.org/zap"
+)
+
+// ComputeMicroversion is the Nova microversion Phoenix speaks: 2.52 is the
+// first that takes tags in the create call, which is how a server is owned
+// from its first instant (2.26 brought the tag filters on list).
+const ComputeMicroversion = "2.52"
+
+// Options configure a Cloud.
+type Options struct {
+	// Cloud names a clouds.yaml entry. Empty means OS_CLOUD, and when that
+	// is unset too, the OS_* variables (OS_AUTH_URL, OS_USERNAME, ...).
+	Cloud string
+	// CloudsFile, when set, is the only clouds.yaml consulted (like
+	// OS_CLIENT_CONFIG_FILE).
+	CloudsFile string
+	Retry      RetryPolicy
+	// PageSize is the limit sent with list requests; 0 lets the cloud
+	// choose (Nova's default is 1000).
+	PageSize int
+	Logger   *zap.Logger
+}
+
+// Cloud implements provisioner.Cloud on gophercloud v2.
+type Cloud struct {
+	compute  *gophercloud.ServiceClient
+	image    *gophercloud.ServiceClient
+	network  *gophercloud.ServiceClient // nil when the cloud has no Neutron
+	netErr   error
+	pageSize int
+	log      *zap.Logger
+}
+
+// New authenticates and checks that Nova speaks ComputeMicroversion. It
+// fails with a message an operator can act on; no secret is ever part of it.
+func New(ctx context.Context, opts Options) (*Cloud, error) {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if opts.Retry == (RetryPolicy{}) {
+		opts.Retry = DefaultRetryPolicy()
+	}
+
+	ao, eo, tlsConfig, source, err := authOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	// clouds.Parse does not carry allow_reauth over; without it a token
+	// that expires mid-rollout ends the rollout with 401s.
+	ao.AllowReauth = true
+
+	hc := newHTTPClient(opts.Retry, tlsConfig, log)
+	provider, err := config.NewProviderClient(ctx, ao, config.WithHTTPClient(*hc))
+	if err != nil {
+		return nil, fmt.Errorf("authenticate with %s at %s: %w", source, ao.IdentityEndpoint, redact(err))
+	}
+	provider.UserAgent.Prepend("phoenix")
+
+	compute, err := openstack.NewComputeV2(provider, eo)
+	if err != nil {
+		return nil, fmt.Errorf("find the compute (Nova) endpoint in the catalog: %w", err)
+	}
+	c, err := utils.RequireMicroversion(ctx, *compute, ComputeMicroversion)
+	if err != nil {
+		return nil, fmt.Errorf("compute endpoint %s: Phoenix needs Nova microversion %s (server tags in the create call): %w",
+			compute.Endpoint, ComputeMicroversion, err)
+	}
+	compute = &c
+
+	image, err := openstack.NewImageV2(provider, eo)
+	if err != nil {
+		return nil, fmt.Errorf("find the image (Glance) endpoint in the catalog: %w", err)
+	}
+	cl := &Cloud{compute: compute, image: image, pageSize: opts.PageSize, log: log}
+	cl.network, cl.netErr = openstack.NewNetworkV2(provider, eo)
+	return cl, nil
+}
+
+// authOptions reads credentials the way the OpenStack CLI does: a
+// clouds.yaml entry when a cloud is named (by option or OS_CLOUD), the OS_*
+// variables otherwise. source names where they came from for messages.
+func authOptions(opts Options) (gophercloud.AuthOptions, gophercloud.EndpointOpts, *tls.Config, string, error) {
+	name := opts.Cloud
+	if name == "" {
+		name = os.Getenv("OS_CLOUD")
+	}
+	if name != "" {
+		parse := []clouds.ParseOption{clouds.WithCloudName(name)}
+		if opts.CloudsFile != "" {
+			parse = append(parse, clouds.WithLocations(opts.CloudsFile))
+		}
+		ao, eo, tlsConfig, err := clouds.Parse(parse...)
+		if err != nil {
+			return ao, eo, nil, "", fmt.Errorf("read cloud %q from clouds.yaml: %w", name, err)
+		}
+		return ao, eo, tlsConfig, fmt.Sprintf("cloud %q", name), nil
+	}
+	if os.Getenv("OS_AUTH_URL") == "" {
+		return gophercloud.AuthOptions{}, gophercloud.EndpointOpts{}, nil, "",
+			errors.New("no cloud credentials: set `cloud:` in the config, OS_CLOUD, or the OS_* variables (OS_AUTH_URL, ...)")
+	}
+	ao, err := openstack.AuthOptionsFromEnv()
+	if err != nil {
+		return ao, gophercloud.EndpointOpts{}, nil, "", fmt.Errorf("read OS_* variables: %w", err)
+	}
+	eo := gophercloud.EndpointOpts{Region: os.Getenv("OS_REGION_NAME")}
+	switch os.Getenv("OS_INTERFACE") {
+	case "internal", "internalURL":
+		eo.Availability = gophercloud.AvailabilityInternal
+	case "admin", "adminURL":
+		eo.Availability = gophercloud.AvailabilityAdmin
+	}
+	var tlsConfig *tls.Config
+	if path := os.Getenv("OS_CACERT"); path != "" {
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return ao, eo, nil, "", fmt.Errorf("read OS_CACERT: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return ao, eo, nil, "", fmt.Errorf("OS_CACERT %s holds no PEM certificate", path)
+		}
+		tlsConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return ao, eo, tlsConfig, "the OS_* variables", nil
+}
+
+// redact keeps gophercloud's authentication errors from echoing a request
+// body; gophercloud's messages name URLs and status codes, which is what an
+// operator needs, so only unexpected-code errors are reduced to those.
+func redact(err error) error {
+	var code gophercloud.ErrUnexpectedResponseCode
+	if errors.As(err, &code) {
+		return fmt.Errorf("HTTP %d from %s %s: %s", code.Actual, code.Method, code.URL, cloudMessage(code.Body))
+	}
+	return err
+}

@@ -1,0 +1,16 @@
+// Package openstack implements provisioner.Cloud on gophercloud v2: the one
+// code path Phoenix uses to every cloud, real or simulated.
+//
+// What it keeps:
+//   - Credentials come from clouds.yaml (gophercloud's config/clouds) or the
+//     OS_* variables, exactly as the OpenStack CLI reads them, with
+//     re-authentication on for long rollouts.
+//   - retryablehttp sits under gophercloud and retries only what is safe: a
+//     server create is never sent twice unless the cloud provably did
+//     nothing (429, or no connection). An unanswered create reports
+//     provisioner.ErrUnknownOutcome and the next list by tag settles it.
+//   - Every request has a timeout.
+//   - A group's servers come from one paginated list filtered by tag (Nova
+//     microversion 2.52), never from one request per server; the tag is
+//     checked on every returned server because Nova ignores unknown filters.
+package openstack
