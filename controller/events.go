@@ -1,0 +1,70 @@
+package controller
+
+import (
+	"sync"
+	"time"
+)
+
+// Event types, in the words an operator reads them.
+const (
+	EventRollout   = "rollout" // a reconcile found work: desired image and counts
+	EventCreate    = "create"  // a server create was accepted
+	EventCreateErr = "create-failed"
+	EventReady     = "ready"    // a new server passed its health gate and counts
+	EventFailed    = "failed"   // a server went to ERROR
+	EventDelete    = "delete"   // a server's delete was requested
+	EventProgress  = "progress" // counts changed
+	EventConverged = "converged"
+	EventError     = "error" // a reconcile could not complete
+)
+
+// Event is one thing that happened in a rollout. Events are for people and
+// tools watching; the controller never reads them back to decide anything.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Rollout string    `json:"rollout"`
+	Group   string    `json:"group"`
+	Type    string    `json:"type"`
+	// Server and Name designate the server the event is about.
+	Server string `json:"server,omitempty"`
+	Name   string `json:"name,omitempty"`
+	Image  string `json:"image,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	// ReplacedBy names the new server that took an old one's place.
+	ReplacedBy string  `json:"replaced_by,omitempty"`
+	Reason     string  `json:"reason,omitempty"`
+	Message    string  `json:"message,omitempty"`
+	Status     *Status `json:"status,omitempty"`
+}
+
+// EventSink receives events. Emit must not block for long: it is called
+// from the reconcile loop.
+type EventSink interface {
+	Emit(Event)
+}
+
+// EventFunc adapts a function to an EventSink.
+type EventFunc func(Event)
+
+// Emit calls f.
+func (f EventFunc) Emit(e Event) { f(e) }
+
+// EventLog keeps every event in memory; tests and the demo read it.
+type EventLog struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+// Emit records e.
+func (l *EventLog) Emit(e Event) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+// Events returns a copy of what was recorded.
+func (l *EventLog) Events() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Event(nil), l.events...)
+}

@@ -1,0 +1,94 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// GroupResult is how one group's rebuild ended.
+type GroupResult struct {
+	Summary
+	Converged bool
+	// Err says why the group did not converge: stuck (ErrStuck), the
+	// deadline, or the last error seen.
+	Err error
+}
+
+// Rebuild drives every group to convergence, each group by its own
+// reconciler, all at once. It returns when every group has converged or is
+// stuck, or when ctx ends (the caller's deadline); groups that had not
+// converged by then carry the reason in their result. Nothing is left half
+// done that a later run would not resume: the state is on the servers.
+func Rebuild(ctx context.Context, cloud provisioner.Cloud, groups []config.Group, sink EventSink, log *zap.Logger, opts Options) []GroupResult {
+	opts.defaults()
+	results := make([]GroupResult, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = rebuildGroup(ctx, cloud, g, sink, log, opts)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, sink EventSink, log *zap.Logger, opts Options) GroupResult {
+	r := NewGroupReconciler(g, cloud, sink, log, opts)
+	defer r.Close()
+	var stuck error
+	err := r.Run(ctx, func(d Decision, err error) bool {
+		if err == nil && d.Status.Converged {
+			return true
+		}
+		stuck = r.Stuck()
+		return stuck != nil
+	})
+	res := GroupResult{Summary: r.Summary()}
+	switch {
+	case stuck != nil:
+		res.Err = stuck
+	case err == nil:
+		res.Converged = true
+	default:
+		reason := err
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			reason = fmt.Errorf("stopped before converging: %w", err)
+			if last := res.LastError; last != nil && !errors.Is(last, context.DeadlineExceeded) && !errors.Is(last, context.Canceled) {
+				reason = fmt.Errorf("%w; last error: %w", reason, last)
+			}
+		}
+		res.Err = reason
+	}
+	return res
+}
+
+// Preview classifies a group's servers against its desired state without
+// acting and without probing health: what `phoenix plan` shows.
+func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts Options) (provisioner.Image, Decision, error) {
+	opts.defaults()
+	servers, err := cloud.ListServers(ctx, GroupTag(g.Name))
+	if err != nil {
+		return provisioner.Image{}, Decision{}, err
+	}
+	img, err := cloud.ResolveImage(ctx, selector(g.Image))
+	if err != nil {
+		return provisioner.Image{}, Decision{}, fmt.Errorf("resolve the image of group %s: %w", g.Name, err)
+	}
+	r := &GroupReconciler{group: g, opts: opts}
+	var in []Server
+	for _, s := range servers {
+		if !s.Gone() {
+			in = append(in, planServer(s))
+		}
+	}
+	return img, Plan(r.target(img), in, opts.Now()), nil
+}

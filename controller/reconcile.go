@@ -1,0 +1,682 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/healthcheck"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// Options tune one group's reconciler.
+type Options struct {
+	// RolloutID names this run in events, logs and the metadata of the
+	// servers it creates.
+	RolloutID string
+	// RebuildBefore forces the replacement of servers created before it.
+	RebuildBefore time.Time
+	RebuildReason string
+	// PollInterval is the longest wait between reconciles. Default 2s.
+	PollInterval time.Duration
+	// Parallelism bounds concurrent create and delete requests. Default 8.
+	Parallelism int
+	// CreateBackoff is the first pause after the cloud refuses a create
+	// (quota, or a 4xx); it doubles up to MaxCreateBackoff so a full
+	// quota is not hammered. Defaults 10s and 5m.
+	CreateBackoff    time.Duration
+	MaxCreateBackoff time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.RolloutID == "" {
+		o.RolloutID = uuid.NewString()
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 2 * time.Second
+	}
+	if o.Parallelism <= 0 {
+		o.Parallelism = 8
+	}
+	if o.CreateBackoff <= 0 {
+		o.CreateBackoff = 10 * time.Second
+	}
+	if o.MaxCreateBackoff < o.CreateBackoff {
+		o.MaxCreateBackoff = max(5*time.Minute, o.CreateBackoff)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// ErrStuck wraps the reason a group cannot make progress without a human:
+// its image, flavor or network cannot be found, or the cloud keeps
+// refusing its creates.
+var ErrStuck = errors.New("cannot proceed")
+
+// GroupReconciler keeps one group converging on its spec. It is
+// level-triggered: every Reconcile re-reads the servers and the image and
+// decides again. What it keeps in memory only paces it (create backoff) or
+// feeds reports (events, the old→new pairs); no decision depends on it.
+type GroupReconciler struct {
+	group  config.Group
+	cloud  provisioner.Cloud
+	health *healthcheck.Checker
+	sink   EventSink
+	log    *zap.Logger
+	opts   Options
+
+	mu            sync.Mutex
+	blockedUntil  time.Time
+	backoff       time.Duration
+	refusals      int
+	lastErr       error
+	createErr     error
+	lastStatus    Status
+	announced     bool
+	seen          map[string]seenServer
+	names         map[string]string
+	pairs         []Pair
+	deletesIssued int
+	createsIssued int
+	startedAt     time.Time
+}
+
+type seenServer struct {
+	created, ready, failed bool
+	createdAt              time.Time
+	readyAt                time.Time
+	paired                 bool
+	image                  string
+}
+
+// Pair records that an old server was replaced by a new one.
+type Pair struct {
+	Old, OldImage string
+	New, NewImage string
+	// NewReadyIn is how long the new server took from create to passing
+	// its health gate, when this run saw both.
+	NewReadyIn time.Duration
+	// At is when the old server's delete was requested, since the run
+	// started.
+	At time.Duration
+}
+
+// NewGroupReconciler wires one group. Close it to stop its health probes.
+func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink, log *zap.Logger, opts Options) *GroupReconciler {
+	opts.defaults()
+	if sink == nil {
+		sink = EventFunc(func(Event) {})
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.With(zap.String("group", g.Name), zap.String("rollout", opts.RolloutID))
+	return &GroupReconciler{
+		group:     g,
+		cloud:     cloud,
+		health:    healthcheck.NewChecker(log),
+		sink:      sink,
+		log:       log,
+		opts:      opts,
+		backoff:   opts.CreateBackoff,
+		seen:      map[string]seenServer{},
+		names:     map[string]string{},
+		startedAt: opts.Now(),
+	}
+}
+
+// Close stops the health probes.
+func (r *GroupReconciler) Close() { r.health.Close() }
+
+// Reconcile observes the group, plans, and acts once.
+func (r *GroupReconciler) Reconcile(ctx context.Context) (Decision, error) {
+	dec, err := r.reconcile(ctx)
+	r.mu.Lock()
+	r.lastErr = err
+	r.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("reconcile failed", zap.Error(err))
+		r.emit(Event{Type: EventError, Message: err.Error()})
+	}
+	return dec, err
+}
+
+func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
+	tag := GroupTag(r.group.Name)
+	servers, err := r.cloud.ListServers(ctx, tag)
+	if err != nil {
+		return Decision{}, err
+	}
+	img, err := r.cloud.ResolveImage(ctx, selector(r.group.Image))
+	if err != nil {
+		if errors.Is(err, provisioner.ErrNotFound) {
+			err = fmt.Errorf("%w: %w", ErrStuck, err)
+		}
+		return Decision{}, fmt.Errorf("resolve the image of group %s: %w", r.group.Name, err)
+	}
+
+	now := r.opts.Now()
+	target := r.target(img)
+	live := make([]provisioner.Server, 0, len(servers))
+	for _, s := range servers {
+		if !s.Gone() {
+			live = append(live, s)
+		}
+	}
+	r.watch(live)
+	dec := Plan(target, r.planInput(live), now)
+	r.report(dec, img, now)
+
+	var errs []error
+	if err := r.deleteServers(ctx, dec.Deletes, now); err != nil {
+		errs = append(errs, err)
+	}
+	if len(dec.Creates) > 0 {
+		if err := r.createServers(ctx, dec.Creates, img, target, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return dec, errors.Join(errs...)
+}
+
+func selector(s config.ImageSelector) provisioner.ImageSelector {
+	return provisioner.ImageSelector{ID: s.ID, Name: s.Name, Properties: s.Properties, Tags: s.Tags, Newest: s.Newest}
+}
+
+func (r *GroupReconciler) target(img provisioner.Image) Target {
+	g := r.group
+	return Target{
+		Count:          g.Count,
+		MaxSurge:       g.Rollout.MaxSurge.Resolve(g.Count, true),
+		MaxUnavailable: g.Rollout.MaxUnavailable.Resolve(g.Count, false),
+		MinReady:       g.Rollout.MinReady.D(),
+		ImageID:        img.ID,
+		Revision:       Revision(g),
+		RebuildBefore:  r.opts.RebuildBefore,
+		RebuildReason:  r.opts.RebuildReason,
+		Zones:          g.AvailabilityZones,
+	}
+}
+
+// watch hands the ACTIVE servers that are not on their way out to the
+// health checker.
+func (r *GroupReconciler) watch(servers []provisioner.Server) {
+	prober := r.prober()
+	if prober == nil {
+		return
+	}
+	h := r.group.Health
+	policy := healthcheck.Policy{
+		Interval:           h.Interval.D(),
+		Timeout:            h.Timeout.D(),
+		HealthyThreshold:   h.HealthyThreshold,
+		UnhealthyThreshold: h.UnhealthyThreshold,
+		Grace:              h.Grace.D(),
+	}
+	var targets []healthcheck.Target
+	for _, s := range servers {
+		if s.Status != provisioner.StatusActive || s.TaskState == provisioner.TaskDeleting || s.Metadata[MetaPhase] == PhaseDeleting {
+			continue
+		}
+		addr := address(s, r.group.Networks)
+		if addr == "" {
+			continue
+		}
+		since := s.LaunchedAt
+		if since.IsZero() {
+			since = s.Created
+		}
+		targets = append(targets, healthcheck.Target{ID: s.ID, Address: addr, Prober: prober, Policy: policy, Since: since})
+	}
+	r.health.Watch(targets)
+}
+
+func (r *GroupReconciler) prober() healthcheck.Prober {
+	h := r.group.Health
+	switch {
+	case h.HTTP != nil:
+		return healthcheck.HTTPProbe{Port: h.HTTP.Port, Path: h.HTTP.Path, ExpectStatus: h.HTTP.ExpectStatus}
+	case h.TCP != nil:
+		return healthcheck.TCPProbe{Port: h.TCP.Port}
+	}
+	return nil
+}
+
+// address picks the address to probe: on the group's first network when
+// the cloud names it that way, else the first address in network order.
+func address(s provisioner.Server, networks []string) string {
+	if len(networks) > 0 {
+		if list := s.Addresses[networks[0]]; len(list) > 0 {
+			return list[0]
+		}
+	}
+	names := make([]string, 0, len(s.Addresses))
+	for n := range s.Addresses {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if list := s.Addresses[n]; len(list) > 0 {
+			return list[0]
+		}
+	}
+	return ""
+}
+
+func (r *GroupReconciler) planInput(servers []provisioner.Server) []Server {
+	checked := r.prober() != nil
+	out := make([]Server, 0, len(servers))
+	for _, s := range servers {
+		p := planServer(s)
+		switch {
+		case !checked:
+			// Without a health check, ACTIVE is the only signal there is.
+			if s.Status == provisioner.StatusActive {
+				p.Health = healthcheck.Healthy
+				p.HealthySince = s.LaunchedAt
+			}
+		default:
+			if o, ok := r.health.Observe(s.ID); ok {
+				p.Health = o.State
+				if o.State == healthcheck.Healthy {
+					p.HealthySince = o.Since
+				}
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// planServer reads what the plan needs from a server: the cloud's view
+// plus Phoenix's record in its metadata. Health is left Unknown.
+func planServer(s provisioner.Server) Server {
+	p := Server{
+		ID:        s.ID,
+		Name:      s.Name,
+		Status:    s.Status,
+		TaskState: s.TaskState,
+		Zone:      s.AvailabilityZone,
+		ImageID:   s.ImageID,
+		Revision:  s.Metadata[MetaRevision],
+		Created:   s.Created,
+		Phase:     s.Metadata[MetaPhase],
+		Fault:     s.Fault,
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s.Metadata[MetaCreatedAt]); err == nil {
+		p.Created = t
+	}
+	return p
+}
+
+// deleteServers records the phase on each server, then asks for its
+// delete. A server whose phase cannot be written is not deleted: a restart
+// must always find the record of a decided delete.
+func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, now time.Time) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, r.opts.Parallelism)
+	)
+	for _, d := range deletes {
+		replacedBy := ""
+		if d.Server.Kind == KindOld {
+			replacedBy = r.pair(d.Server, now)
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := r.deleteOne(ctx, d, now); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			r.log.Info("deleting server", zap.String("server", d.Server.ID), zap.String("name", d.Server.Name),
+				zap.String("reason", d.Reason), zap.String("replaced_by", replacedBy))
+			r.emit(Event{Type: EventDelete, Server: d.Server.ID, Name: d.Server.Name, Image: d.Server.ImageID,
+				Reason: d.Reason, ReplacedBy: replacedBy})
+		}()
+	}
+	wg.Wait()
+	r.mu.Lock()
+	r.deletesIssued += len(deletes) - len(errs)
+	r.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, now time.Time) error {
+	if !d.Resume {
+		md := map[string]string{
+			MetaPhase:   PhaseDeleting,
+			MetaPhaseAt: now.UTC().Format(time.RFC3339Nano),
+			MetaReason:  truncate(d.Reason, 255),
+		}
+		if err := r.cloud.SetServerMetadata(ctx, d.Server.ID, md); err != nil {
+			return fmt.Errorf("record the delete of server %s (%s): %w", d.Server.Name, d.Server.ID, err)
+		}
+	}
+	return r.cloud.DeleteServer(ctx, d.Server.ID)
+}
+
+// pair matches an old server about to go with the oldest new server that
+// is serving and not yet paired, for the report.
+func (r *GroupReconciler) pair(old Classified, now time.Time) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	type cand struct {
+		id string
+		s  seenServer
+	}
+	var best *cand
+	for id, s := range r.seen {
+		if !s.ready || s.paired || s.image == "" {
+			continue
+		}
+		if best == nil || s.readyAt.Before(best.s.readyAt) || (s.readyAt.Equal(best.s.readyAt) && id < best.id) {
+			best = &cand{id, s}
+		}
+	}
+	p := Pair{Old: old.Name, OldImage: old.ImageID, At: now.Sub(r.startedAt)}
+	if best != nil {
+		best.s.paired = true
+		r.seen[best.id] = best.s
+		p.New, p.NewImage = r.nameOf(best.id), best.s.image
+		if best.s.created {
+			p.NewReadyIn = best.s.readyAt.Sub(best.s.createdAt)
+		}
+	}
+	r.pairs = append(r.pairs, p)
+	return p.New
+}
+
+// nameOf is filled by report; names are kept alongside the seen map.
+func (r *GroupReconciler) nameOf(id string) string {
+	if n, ok := r.names[id]; ok {
+		return n
+	}
+	return id
+}
+
+func (r *GroupReconciler) createServers(ctx context.Context, creates []Create, img provisioner.Image, t Target, now time.Time) error {
+	r.mu.Lock()
+	blocked := now.Before(r.blockedUntil)
+	r.mu.Unlock()
+	if blocked {
+		return nil
+	}
+	spec, err := r.serverSpec(ctx, img, t)
+	if err != nil {
+		return err
+	}
+
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, r.opts.Parallelism)
+	)
+	for _, c := range creates {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := r.createOne(ctx, spec, c, now); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// serverSpec resolves the names in the group spec. It runs only when
+// servers are to be created, so a group at rest costs the cloud no flavor
+// or network lookups.
+func (r *GroupReconciler) serverSpec(ctx context.Context, img provisioner.Image, t Target) (provisioner.ServerSpec, error) {
+	g := r.group
+	stuck := func(err error) error {
+		if errors.Is(err, provisioner.ErrNotFound) {
+			return fmt.Errorf("%w: %w", ErrStuck, err)
+		}
+		return err
+	}
+	flavor, err := r.cloud.ResolveFlavor(ctx, g.Flavor)
+	if err != nil {
+		return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the flavor of group %s: %w", g.Name, err))
+	}
+	nets := make([]string, 0, len(g.Networks))
+	for _, n := range g.Networks {
+		id, err := r.cloud.ResolveNetwork(ctx, n)
+		if err != nil {
+			return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the networks of group %s: %w", g.Name, err))
+		}
+		nets = append(nets, id)
+	}
+	var serverGroup string
+	if g.ServerGroup != "" {
+		serverGroup, err = r.cloud.ResolveServerGroup(ctx, g.ServerGroup)
+		if err != nil {
+			return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the server group of group %s: %w", g.Name, err))
+		}
+	}
+	return provisioner.ServerSpec{
+		ImageID:        img.ID,
+		FlavorID:       flavor,
+		NetworkIDs:     nets,
+		KeyName:        g.KeyName,
+		SecurityGroups: g.SecurityGroups,
+		ServerGroupID:  serverGroup,
+		UserData:       g.UserData,
+		Metadata: map[string]string{
+			MetaGroup:    g.Name,
+			MetaRevision: t.Revision,
+			MetaImage:    img.ID,
+			MetaRollout:  r.opts.RolloutID,
+		},
+		Tags: []string{GroupTag(g.Name)},
+	}, nil
+}
+
+func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.ServerSpec, c Create, now time.Time) error {
+	requestID := uuid.NewString()
+	spec := base
+	spec.Name = fmt.Sprintf("%s-%s", r.group.Name, requestID[:8])
+	spec.AvailabilityZone = c.Zone
+	spec.Metadata = make(map[string]string, len(base.Metadata)+len(r.group.Metadata)+2)
+	maps.Copy(spec.Metadata, r.group.Metadata)
+	maps.Copy(spec.Metadata, base.Metadata)
+	spec.Metadata[MetaRequestID] = requestID
+	spec.Metadata[MetaCreatedAt] = now.UTC().Format(time.RFC3339Nano)
+
+	s, err := r.cloud.CreateServer(ctx, spec)
+	if err != nil {
+		r.createFailed(err, now)
+		r.log.Warn("create failed", zap.String("name", spec.Name), zap.String("request_id", requestID), zap.Error(err))
+		r.emit(Event{Type: EventCreateErr, Name: spec.Name, Image: spec.ImageID, Zone: c.Zone, Message: err.Error()})
+		return err
+	}
+	r.mu.Lock()
+	r.refusals = 0
+	r.createErr = nil
+	r.backoff = r.opts.CreateBackoff
+	r.createsIssued++
+	r.seen[s.ID] = seenServer{created: true, createdAt: now, image: spec.ImageID}
+	r.names[s.ID] = spec.Name
+	r.mu.Unlock()
+	r.log.Info("created server", zap.String("server", s.ID), zap.String("name", spec.Name),
+		zap.String("image", spec.ImageID), zap.String("zone", c.Zone), zap.String("request_id", requestID))
+	r.emit(Event{Type: EventCreate, Server: s.ID, Name: spec.Name, Image: spec.ImageID, Zone: c.Zone})
+	return nil
+}
+
+// createFailed paces creates after a refusal. An unknown outcome is not a
+// refusal: the next list decides whether the server exists.
+func (r *GroupReconciler) createFailed(err error, now time.Time) {
+	var refused *provisioner.RefusedError
+	quota := provisioner.IsQuota(err)
+	if !quota && !errors.As(err, &refused) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.createErr = err
+	if !quota {
+		r.refusals++
+	}
+	if until := now.Add(r.backoff); until.After(r.blockedUntil) {
+		r.blockedUntil = until
+		r.backoff = min(2*r.backoff, r.opts.MaxCreateBackoff)
+	}
+}
+
+// refusalsBeforeStuck is how many creates in a row the cloud may refuse
+// (other than for quota, which a human elsewhere may free) before the
+// group is declared unable to proceed.
+const refusalsBeforeStuck = 3
+
+// Stuck reports why the group cannot make progress without a human, or nil.
+func (r *GroupReconciler) Stuck() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lastErr != nil && errors.Is(r.lastErr, ErrStuck) {
+		return r.lastErr
+	}
+	if r.refusals >= refusalsBeforeStuck && r.createErr != nil {
+		return fmt.Errorf("%w: the cloud refused %d creates in a row: %w", ErrStuck, r.refusals, r.createErr)
+	}
+	return nil
+}
+
+// Summary is what a run of a group's reconciler did and where it stands.
+type Summary struct {
+	Group     string
+	Status    Status
+	LastError error
+	// CreateError is the cloud's last refusal of a create (quota, or a
+	// 4xx), until a create succeeds again.
+	CreateError error
+	Pairs       []Pair
+	Created     int
+	Deleted     int
+}
+
+// Summary reports the run so far.
+func (r *GroupReconciler) Summary() Summary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Summary{
+		Group:       r.group.Name,
+		Status:      r.lastStatus,
+		LastError:   r.lastErr,
+		CreateError: r.createErr,
+		Pairs:       append([]Pair(nil), r.pairs...),
+		Created:     r.createsIssued,
+		Deleted:     r.deletesIssued,
+	}
+}
+
+// report turns the difference between this observation and the last into
+// events. It only feeds people; nothing reads it back.
+func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Time) {
+	r.mu.Lock()
+	var events []Event
+	if !r.announced && !d.Status.Converged {
+		r.announced = true
+		events = append(events, Event{Type: EventRollout, Image: img.ID,
+			Message: fmt.Sprintf("rolling group %s to image %s (%s), revision %s: %d old, %d current of %d",
+				r.group.Name, img.Name, img.ID, Revision(r.group), d.Status.Old, d.Status.Current, d.Status.Desired)})
+	}
+	for _, c := range d.Servers {
+		s := r.seen[c.ID]
+		r.names[c.ID] = c.Name
+		if c.Kind == KindCurrent && c.Available && !s.ready {
+			s.ready, s.readyAt, s.image = true, now, c.ImageID
+			if r.announced {
+				events = append(events, Event{Type: EventReady, Server: c.ID, Name: c.Name, Image: c.ImageID})
+			}
+		}
+		if c.Kind == KindFailed && !s.failed {
+			s.failed = true
+			events = append(events, Event{Type: EventFailed, Server: c.ID, Name: c.Name, Image: c.ImageID, Reason: c.Reason})
+		}
+		r.seen[c.ID] = s
+	}
+	changed := d.Status != r.lastStatus
+	r.lastStatus = d.Status
+	if changed && r.announced {
+		st := d.Status
+		events = append(events, Event{Type: EventProgress, Status: &st})
+		if st.Converged {
+			events = append(events, Event{Type: EventConverged, Image: img.ID, Status: &st})
+		}
+	}
+	r.mu.Unlock()
+	for _, e := range events {
+		r.emit(e)
+	}
+}
+
+func (r *GroupReconciler) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = r.opts.Now()
+	}
+	e.Rollout = r.opts.RolloutID
+	e.Group = r.group.Name
+	r.sink.Emit(e)
+}
+
+// Run reconciles until done says stop or ctx ends. It wakes up when a
+// server's health changes, when a new server reaches min_ready, or after
+// PollInterval, whichever comes first.
+func (r *GroupReconciler) Run(ctx context.Context, done func(Decision, error) bool) error {
+	for {
+		d, err := r.Reconcile(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if done(d, err) {
+			return err
+		}
+		wait := r.opts.PollInterval
+		if d.RequeueAfter > 0 && d.RequeueAfter < wait {
+			wait = d.RequeueAfter
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-r.health.Changes():
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// truncate cuts s to at most n bytes without splitting a character
+// (Nova's metadata values are at most 255).
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
