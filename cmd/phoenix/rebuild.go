@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+type rebuildFlags struct {
+	config  string
+	groups  []string
+	all     bool
+	force   bool
+	reason  string
+	timeout time.Duration
+	poll    time.Duration
+}
+
+func newRebuildCommand(g *globalFlags) *cobra.Command {
+	f := &rebuildFlags{}
+	cmd := &cobra.Command{
+		Use:   "rebuild --config FILE (--group NAME ... | --all) [--force --reason TEXT]",
+		Short: "Replace drifted servers with fresh boots of the desired image, and wait until done",
+		Long: `rebuild replaces every server of the chosen groups that has drifted from the
+desired image or spec (with --force: every server), surge-first and gated on
+health checks, and returns when the groups have converged.
+
+Exit status: 0 converged; 1 could not converge (the reason is printed; old
+servers keep serving); 2 bad flags or configuration (nothing was done).
+Stopping it at any moment is safe: running it again resumes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRebuild(cmd.Context(), cmd.OutOrStdout(), g, f)
+		},
+	}
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "Phoenix configuration file")
+	cmd.Flags().StringSliceVarP(&f.groups, "group", "g", nil, "group to rebuild (repeatable)")
+	cmd.Flags().BoolVar(&f.all, "all", false, "rebuild every group in the configuration")
+	cmd.Flags().BoolVar(&f.force, "force", false, "replace every server created before now, drifted or not (needs --reason)")
+	cmd.Flags().StringVar(&f.reason, "reason", "", "why a forced rebuild is needed (recorded on the servers it deletes)")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Minute, "give up (exit 1, old servers keep serving) when not converged by then")
+	cmd.Flags().DurationVar(&f.poll, "poll", 2*time.Second, "longest pause between looks at the cloud")
+	return cmd
+}
+
+func runRebuild(ctx context.Context, out io.Writer, g *globalFlags, f *rebuildFlags) error {
+	if err := checkOutput(g.output); err != nil {
+		return err
+	}
+	switch {
+	case f.all && len(f.groups) > 0:
+		return usageError(errors.New("use either --group or --all, not both"))
+	case !f.all && len(f.groups) == 0:
+		return usageError(errors.New("choose the groups: --group NAME (repeatable) or --all"))
+	case f.force && strings.TrimSpace(f.reason) == "":
+		return usageError(errors.New("--force needs --reason TEXT: it is recorded on every server it replaces"))
+	case !f.force && f.reason != "":
+		return usageError(errors.New("--reason goes with --force"))
+	}
+	log, err := newLogger(g.logLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	cfg, groups, err := loadConfig(f.config, f.groups, f.all)
+	if err != nil {
+		return err
+	}
+	cloud, err := connect(ctx, cfg.Cloud, log)
+	if err != nil {
+		return err
+	}
+	opts := controller.Options{RolloutID: uuid.NewString(), PollInterval: f.poll}
+	if f.force {
+		opts.RebuildBefore = time.Now()
+		opts.RebuildReason = f.reason
+	}
+	results := rebuild(ctx, out, g.output, cloud, groups, log, opts, f.timeout)
+	return exitFor(results, opts.RolloutID, f.timeout)
+}
+
+// rebuild runs the rollout with live progress on out and prints the
+// outcome; the demo shares it.
+func rebuild(ctx context.Context, out io.Writer, output string, cloud provisioner.Cloud, groups []config.Group,
+	log *zap.Logger, opts controller.Options, timeout time.Duration) []controller.GroupResult {
+	p := newProgress(out, output, groups)
+	names := make([]string, len(groups))
+	for i, gr := range groups {
+		names[i] = gr.Name
+	}
+	p.start(opts.RolloutID, names)
+	log.Info("rebuild started", zap.String("rollout", opts.RolloutID), zap.Strings("groups", names))
+
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	results := controller.Rebuild(ctx, cloud, groups, p, log, opts)
+	p.finish(results)
+	return results
+}
+
+func exitFor(results []controller.GroupResult, rollout string, timeout time.Duration) error {
+	var failed []string
+	for _, r := range results {
+		if !r.Converged {
+			failed = append(failed, failureParagraph(r, timeout))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return &exitError{code: exitNotDone, err: fmt.Errorf("rollout %s did not converge.\n%s", rollout, strings.Join(failed, "\n"))}
+}
+
+// failureParagraph says, in one paragraph, where a group stands, why it
+// stopped and what to do.
+func failureParagraph(r controller.GroupResult, timeout time.Duration) string {
+	s := r.Status
+	var b strings.Builder
+	fmt.Fprintf(&b, "Group %s: %d of %d servers are current and serving", r.Group, s.Available, s.Desired)
+	if s.Old > 0 {
+		fmt.Fprintf(&b, "; %d old servers remain and keep serving", s.Old)
+	}
+	if s.Booting > 0 {
+		fmt.Fprintf(&b, "; %d new servers are still booting", s.Booting)
+	}
+	fmt.Fprintf(&b, ". Phoenix created %d and deleted %d servers in this run. ", r.Created, r.Deleted)
+	err := r.Err
+	switch {
+	case errors.Is(err, controller.ErrStuck):
+		fmt.Fprintf(&b, "It cannot proceed: %v. Fix the configuration or the cloud, then run the same command again.", err)
+	case r.CreateError != nil && provisioner.IsQuota(r.CreateError):
+		fmt.Fprintf(&b, "The cloud refused new servers: %v. Free or raise the quota (or lower rollout.max_surge), then run the same command again; it resumes where it stopped.", r.CreateError)
+	case errors.Is(err, context.DeadlineExceeded):
+		fmt.Fprintf(&b, "It did not converge within --timeout %s", timeout)
+		if last := cmpOr(r.CreateError, r.LastError); last != nil {
+			fmt.Fprintf(&b, " (last error: %v)", last)
+		}
+		b.WriteString(". Run the same command again to resume, or look at the new servers' health.")
+	default:
+		fmt.Fprintf(&b, "It stopped: %v. Run the same command again to resume.", err)
+	}
+	return b.String()
+}
+
+func cmpOr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
+)
+
+type simFlags struct {
+	listen    string
+	cloudsOut string
+	cloud     string
+	image     string
+	bootTime  time.Duration
+	seed      int64
+	quota     int
+}
+
+func newSimCommand(g *globalFlags) *cobra.Command {
+	f := &simFlags{}
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Run the OpenStack API simulator standalone",
+		Long: `sim serves simulated Keystone v3, Nova v2.1, Glance v2 and Neutron APIs on
+loopback until interrupted, and writes a clouds.yaml for them. Point phoenix
+(or the openstack CLI) at it with OS_CLIENT_CONFIG_FILE and the cloud name.
+Each simulated server answers health checks on its own 127.x.y.z address.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSim(cmd.Context(), cmd.OutOrStdout(), f)
+		},
+	}
+	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:0", "API listen address")
+	cmd.Flags().StringVar(&f.cloudsOut, "clouds-out", "clouds.yaml", "where to write the clouds.yaml (mode 0600)")
+	cmd.Flags().StringVar(&f.cloud, "cloud", demoCloud, "name of the cloud entry in clouds.yaml")
+	cmd.Flags().StringVar(&f.image, "image", "demo-gold", "name of an image to publish at start (empty: none)")
+	cmd.Flags().DurationVar(&f.bootTime, "boot-time", time.Second, "median server boot time")
+	cmd.Flags().Int64Var(&f.seed, "seed", 1, "seed of boot times")
+	cmd.Flags().IntVar(&f.quota, "quota-instances", -1, "instance quota of the project (-1: unlimited)")
+	return cmd
+}
+
+func runSim(ctx context.Context, out io.Writer, f *simFlags) error {
+	s, err := sim.New(sim.Options{Addr: f.listen, Seed: f.seed, BootTime: sim.LogNormal(f.bootTime, 4*f.bootTime)})
+	if err != nil {
+		return usageError(fmt.Errorf("start the simulator: %w", err))
+	}
+	defer s.Close()
+	s.SetQuota(sim.Quota{Instances: f.quota})
+	if f.image != "" {
+		img := s.AddImage(sim.Image{Name: f.image, Properties: map[string]string{"os_distro": "ubuntu"}})
+		fmt.Fprintf(out, "published image %s (%s)\n", img.Name, img.ID)
+	}
+	if err := s.WriteCloudsYAML(f.cloudsOut, f.cloud); err != nil {
+		return usageError(err)
+	}
+	abs, _ := filepath.Abs(f.cloudsOut)
+	fmt.Fprintf(out, "OpenStack simulator listening at %s (identity %s)\n", s.Endpoint(), s.AuthURL())
+	fmt.Fprintf(out, "clouds.yaml written to %s; use it with:\n  export OS_CLIENT_CONFIG_FILE=%s OS_CLOUD=%s\n", abs, abs, f.cloud)
+	fmt.Fprintln(out, "Interrupt (Ctrl-C) to stop.")
+	<-ctx.Done()
+	return nil
+}
