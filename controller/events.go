@@ -30,8 +30,10 @@ type Event struct {
 	Name   string `json:"name,omitempty"`
 	Image  string `json:"image,omitempty"`
 	Zone   string `json:"zone,omitempty"`
-	// ReplacedBy names the new server that took an old one's place.
+	// ReplacedBy names the new server that took an old one's place;
+	// Replaces names the old server a new one took the place of.
 	ReplacedBy string  `json:"replaced_by,omitempty"`
+	Replaces   string  `json:"replaces,omitempty"`
 	Reason     string  `json:"reason,omitempty"`
 	Message    string  `json:"message,omitempty"`
 	Status     *Status `json:"status,omitempty"`

@@ -85,32 +85,10 @@ type GroupReconciler struct {
 	createErr     error
 	lastStatus    Status
 	announced     bool
-	seen          map[string]seenServer
-	names         map[string]string
-	pairs         []Pair
+	failedSeen    map[string]bool
+	ledger        *ledger
 	deletesIssued int
 	createsIssued int
-	startedAt     time.Time
-}
-
-type seenServer struct {
-	created, ready, failed bool
-	createdAt              time.Time
-	readyAt                time.Time
-	paired                 bool
-	image                  string
-}
-
-// Pair records that an old server was replaced by a new one.
-type Pair struct {
-	Old, OldImage string
-	New, NewImage string
-	// NewReadyIn is how long the new server took from create to passing
-	// its health gate, when this run saw both.
-	NewReadyIn time.Duration
-	// At is when the old server's delete was requested, since the run
-	// started.
-	At time.Duration
 }
 
 // NewGroupReconciler wires one group. Close it to stop its health probes.
@@ -124,16 +102,15 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 	}
 	log = log.With(zap.String("group", g.Name), zap.String("rollout", opts.RolloutID))
 	return &GroupReconciler{
-		group:     g,
-		cloud:     cloud,
-		health:    healthcheck.NewChecker(log),
-		sink:      sink,
-		log:       log,
-		opts:      opts,
-		backoff:   opts.CreateBackoff,
-		seen:      map[string]seenServer{},
-		names:     map[string]string{},
-		startedAt: opts.Now(),
+		group:      g,
+		cloud:      cloud,
+		health:     healthcheck.NewChecker(log),
+		sink:       sink,
+		log:        log,
+		opts:       opts,
+		backoff:    opts.CreateBackoff,
+		failedSeen: map[string]bool{},
+		ledger:     newLedger(opts.Now()),
 	}
 }
 
@@ -332,10 +309,6 @@ func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, n
 		sem  = make(chan struct{}, r.opts.Parallelism)
 	)
 	for _, d := range deletes {
-		replacedBy := ""
-		if d.Server.Kind == KindOld {
-			replacedBy = r.pair(d.Server, now)
-		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -346,6 +319,10 @@ func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, n
 				errs = append(errs, err)
 				mu.Unlock()
 				return
+			}
+			replacedBy := ""
+			if d.Server.Kind == KindOld {
+				replacedBy = r.ledger.deleted(d.Server.Name, d.Server.ImageID, now)
 			}
 			r.log.Info("deleting server", zap.String("server", d.Server.ID), zap.String("name", d.Server.Name),
 				zap.String("reason", d.Reason), zap.String("replaced_by", replacedBy))
@@ -372,45 +349,6 @@ func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, now time.Time
 		}
 	}
 	return r.cloud.DeleteServer(ctx, d.Server.ID)
-}
-
-// pair matches an old server about to go with the oldest new server that
-// is serving and not yet paired, for the report.
-func (r *GroupReconciler) pair(old Classified, now time.Time) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	type cand struct {
-		id string
-		s  seenServer
-	}
-	var best *cand
-	for id, s := range r.seen {
-		if !s.ready || s.paired || s.image == "" {
-			continue
-		}
-		if best == nil || s.readyAt.Before(best.s.readyAt) || (s.readyAt.Equal(best.s.readyAt) && id < best.id) {
-			best = &cand{id, s}
-		}
-	}
-	p := Pair{Old: old.Name, OldImage: old.ImageID, At: now.Sub(r.startedAt)}
-	if best != nil {
-		best.s.paired = true
-		r.seen[best.id] = best.s
-		p.New, p.NewImage = r.nameOf(best.id), best.s.image
-		if best.s.created {
-			p.NewReadyIn = best.s.readyAt.Sub(best.s.createdAt)
-		}
-	}
-	r.pairs = append(r.pairs, p)
-	return p.New
-}
-
-// nameOf is filled by report; names are kept alongside the seen map.
-func (r *GroupReconciler) nameOf(id string) string {
-	if n, ok := r.names[id]; ok {
-		return n
-	}
-	return id
 }
 
 func (r *GroupReconciler) createServers(ctx context.Context, creates []Create, img provisioner.Image, t Target, now time.Time) error {
@@ -519,9 +457,8 @@ func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.Server
 	r.createErr = nil
 	r.backoff = r.opts.CreateBackoff
 	r.createsIssued++
-	r.seen[s.ID] = seenServer{created: true, createdAt: now, image: spec.ImageID}
-	r.names[s.ID] = spec.Name
 	r.mu.Unlock()
+	r.ledger.createdServer(s.ID, now)
 	r.log.Info("created server", zap.String("server", s.ID), zap.String("name", spec.Name),
 		zap.String("image", spec.ImageID), zap.String("zone", c.Zone), zap.String("request_id", requestID))
 	r.emit(Event{Type: EventCreate, Server: s.ID, Name: spec.Name, Image: spec.ImageID, Zone: c.Zone})
@@ -588,7 +525,7 @@ func (r *GroupReconciler) Summary() Summary {
 		Status:      r.lastStatus,
 		LastError:   r.lastErr,
 		CreateError: r.createErr,
-		Pairs:       append([]Pair(nil), r.pairs...),
+		Pairs:       r.ledger.pairs(),
 		Created:     r.createsIssued,
 		Deleted:     r.deletesIssued,
 	}
@@ -605,27 +542,32 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 			Message: fmt.Sprintf("rolling group %s to image %s (%s), revision %s: %d old, %d current of %d",
 				r.group.Name, img.Name, img.ID, Revision(r.group), d.Status.Old, d.Status.Current, d.Status.Desired)})
 	}
+	failed := map[string]bool{}
 	for _, c := range d.Servers {
-		s := r.seen[c.ID]
-		r.names[c.ID] = c.Name
-		if c.Kind == KindCurrent && c.Available && !s.ready {
-			s.ready, s.readyAt, s.image = true, now, c.ImageID
-			if r.announced {
-				events = append(events, Event{Type: EventReady, Server: c.ID, Name: c.Name, Image: c.ImageID})
+		if c.Kind == KindCurrent && c.Available {
+			if first, replaces := r.ledger.becameReady(c.ID, c.Name, c.ImageID, now); first && r.announced {
+				events = append(events, Event{Type: EventReady, Server: c.ID, Name: c.Name, Image: c.ImageID, Replaces: replaces})
 			}
 		}
-		if c.Kind == KindFailed && !s.failed {
-			s.failed = true
-			events = append(events, Event{Type: EventFailed, Server: c.ID, Name: c.Name, Image: c.ImageID, Reason: c.Reason})
+		if c.Kind == KindFailed {
+			if !r.failedSeen[c.ID] {
+				events = append(events, Event{Type: EventFailed, Server: c.ID, Name: c.Name, Image: c.ImageID, Reason: c.Reason})
+			}
+			failed[c.ID] = true
 		}
-		r.seen[c.ID] = s
 	}
+	r.failedSeen = failed
 	changed := d.Status != r.lastStatus
 	r.lastStatus = d.Status
 	if changed && r.announced {
 		st := d.Status
 		events = append(events, Event{Type: EventProgress, Status: &st})
 		if st.Converged {
+			ids := make([]string, len(d.Servers))
+			for i, c := range d.Servers {
+				ids[i] = c.ID
+			}
+			r.ledger.converged(ids)
 			events = append(events, Event{Type: EventConverged, Image: img.ID, Status: &st})
 		}
 	}

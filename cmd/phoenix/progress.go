@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -63,6 +64,9 @@ func (p *progress) Emit(e controller.Event) {
 		what = e.Name + ": " + e.Message
 	case controller.EventReady:
 		what = e.Name + " passed its health gate"
+		if e.Replaces != "" {
+			what += " → replaces " + e.Replaces
+		}
 	case controller.EventFailed:
 		what = e.Name + ": " + e.Reason
 	case controller.EventDelete:
@@ -78,7 +82,7 @@ func (p *progress) Emit(e controller.Event) {
 	default:
 		what = e.Message
 	}
-	fmt.Fprintf(p.out, "%7.1fs  %-*s  %-13s %s\n", time.Since(p.started).Seconds(), p.width, e.Group, e.Type, what)
+	fmt.Fprintf(p.out, "%7.1fs  %-*s  %-13s %s\n", time.Since(p.started).Seconds(), p.width, e.Group, e.Type, shortIDs(what))
 }
 
 func describeStatus(s *controller.Status) string {
@@ -165,6 +169,12 @@ func (p *progress) writeJSON(v any) {
 	}
 	_, _ = p.out.Write(append(b, '\n'))
 }
+
+var uuidPattern = regexp.MustCompile(`\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
+
+// shortIDs abbreviates UUIDs in text meant for people, the way the
+// openstack CLI's short columns do; JSON output keeps them whole.
+func shortIDs(s string) string { return uuidPattern.ReplaceAllString(s, "$1") }
 
 func short(id string) string {
 	if len(id) > 8 {

@@ -239,6 +239,16 @@ func (s *Sim) draw(d Dist) time.Duration {
 	return max(0, d(s.rng))
 }
 
+// ExpireTokens ends every issued token, as a real token's lifetime would,
+// so tests see clients re-authenticate without waiting.
+func (s *Sim) ExpireTokens() {
+	s.mu.Lock()
+	for t := range s.tokens {
+		s.tokens[t] = time.Time{}
+	}
+	s.mu.Unlock()
+}
+
 // Quota limits the project. Instances < 0 means unlimited (the default).
 type Quota struct {
 	Instances int

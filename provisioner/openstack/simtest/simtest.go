@@ -38,8 +38,8 @@ type Env struct {
 
 // Start runs a simulator for the test's lifetime and connects to it with
 // clouds.yaml auth, as an operator would. PageSize 0 keeps the cloud's
-// default page size.
-func Start(t testing.TB, opts sim.Options, pageSize int) *Env {
+// default page size; tweak adjusts the provisioner's options.
+func Start(t testing.TB, opts sim.Options, pageSize int, tweak ...func(*openstack.Options)) *Env {
 	t.Helper()
 	s, err := sim.New(opts)
 	if err != nil {
@@ -52,13 +52,17 @@ func Start(t testing.TB, opts sim.Options, pageSize int) *Env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := openstack.New(ctx, openstack.Options{
+	o := openstack.Options{
 		Cloud:      CloudName,
 		CloudsFile: clouds,
 		Retry:      FastRetry,
 		PageSize:   pageSize,
 		Logger:     zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)),
-	})
+	}
+	for _, f := range tweak {
+		f(&o)
+	}
+	c, err := openstack.New(ctx, o)
 	if err != nil {
 		t.Fatalf("connect to simulator: %v", err)
 	}
