@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
+)
+
+// run executes the phoenix command line in-process, as a user would, and
+// returns its output and exit code.
+func run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	root := newRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	err := root.ExecuteContext(ctx)
+	code := exitOK
+	if err != nil {
+		var ee *exitError
+		code = exitUsage
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+		out.WriteString("\nERROR: " + err.Error())
+	}
+	return out.String(), code
+}
+
+const fleetConfig = `cloud: phoenix-sim
+groups:
+  - name: web
+    count: 10
+    image: {name: gold, newest: true}
+    flavor: m1.small
+    networks: [private]
+    rollout: {max_surge: 2, min_ready: 30ms}
+    health:
+      http: {port: 8080, path: /healthz}
+      interval: 30ms
+      timeout: 30ms
+      healthy_threshold: 2
+`
+
+// fleet starts a simulator, points the OpenStack variables at it, writes
+// the config and builds the fleet with `phoenix rebuild`.
+func fleet(t *testing.T) (*simtest.Env, string) {
+	t.Helper()
+	env := simtest.Start(t, sim.Options{BootTime: sim.Fixed(30 * time.Millisecond), HealthDelay: sim.Fixed(10 * time.Millisecond)}, 0)
+	t.Setenv("OS_CLIENT_CONFIG_FILE", env.CloudsFile)
+	t.Setenv("OS_CLOUD", "")
+	cfg := filepath.Join(t.TempDir(), "phoenix.yaml")
+	if err := os.WriteFile(cfg, []byte(fleetConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	if out, code := run(t, "rebuild", "--config", cfg, "--all", "--poll", "50ms"); code != exitOK {
+		t.Fatalf("building the fleet: exit %d\n%s", code, out)
+	}
+	return env, cfg
+}
+
+func TestRebuildWithFullQuotaDeletesNothingAndFails(t *testing.T) {
+	env, cfg := fleet(t)
+	env.Sim.SetQuota(sim.Quota{Instances: 10})
+	env.Sim.AddImage(sim.Image{Name: "gold"})
+	env.Sim.ResetRequests()
+
+	out, code := run(t, "rebuild", "--config", cfg, "--group", "web", "--timeout", "3s", "--poll", "50ms")
+	if code != exitNotDone {
+		t.Fatalf("exit %d, want %d\n%s", code, exitNotDone, out)
+	}
+	for _, want := range []string{
+		"Quota exceeded for instances: Requested 1, but already used 10 of 10 instances",
+		"Group web: 0 of 10 servers are current and serving; 10 old servers remain and keep serving",
+		"deleted 0 servers",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	creates := 0
+	for _, r := range env.Sim.Requests() {
+		switch {
+		case r.Method == "DELETE" || strings.HasSuffix(r.Path, "/metadata"):
+			t.Errorf("a full quota led to %s %s", r.Method, r.Path)
+		case r.Method == "POST" && strings.HasSuffix(r.Path, "/servers"):
+			creates++
+		}
+	}
+	if creates == 0 || creates > 4 {
+		t.Errorf("%d create attempts in 3s: want the refusal seen and then backed off, not hammered", creates)
+	}
+	if n := len(env.Sim.Servers()); n != 10 {
+		t.Errorf("%d servers after the failed rebuild, want the 10 old ones", n)
+	}
+}
+
+func TestPlanListsDriftAndChangesNothing(t *testing.T) {
+	env, cfg := fleet(t)
+	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+	env.Sim.ResetRequests()
+
+	out, code := run(t, "plan", "--config", cfg)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	servers := env.Sim.Servers()
+	for _, s := range servers {
+		line := ""
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, s.Name) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, s.ID) || !strings.Contains(line, "is not the desired "+patched.ID) {
+			t.Errorf("server %s: plan line %q does not name it and the image drift", s.Name, line)
+		}
+	}
+	if !strings.Contains(out, "10 to replace, 0 current") {
+		t.Errorf("plan summary missing:\n%s", out)
+	}
+	for _, r := range env.Sim.Requests() {
+		if r.Method != "GET" && !strings.HasSuffix(r.Path, "/auth/tokens") {
+			t.Errorf("plan sent %s %s: it must only read", r.Method, r.Path)
+		}
+	}
+
+	jsonOut, code := run(t, "plan", "--config", cfg, "--output", "json")
+	var gp groupPlan
+	if code != exitOK || json.Unmarshal([]byte(strings.TrimSpace(jsonOut)), &gp) != nil || len(gp.Replace) != 10 {
+		t.Fatalf("plan --output json: exit %d, %+v\n%s", code, gp, jsonOut)
+	}
+}
+
+func TestRebuildJSONLines(t *testing.T) {
+	env, cfg := fleet(t)
+	env.Sim.AddImage(sim.Image{Name: "gold"})
+	out, code := run(t, "rebuild", "--config", cfg, "--all", "--output", "json", "--poll", "50ms")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var first, last map[string]any
+	rollouts := map[string]bool{}
+	deletes := 0
+	for i, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %d is not JSON: %q", i+1, l)
+		}
+		if i == 0 {
+			first = m
+		}
+		last = m
+		if r, ok := m["rollout"].(string); ok {
+			rollouts[r] = true
+		}
+		if m["type"] == controller.EventDelete {
+			deletes++
+		}
+	}
+	if first["type"] != "start" || last["type"] != "result" || last["converged"] != true {
+		t.Errorf("first %v, last %v: want start … result converged", first, last)
+	}
+	if len(rollouts) != 1 {
+		t.Errorf("events carry %d rollout ids, want one: %v", len(rollouts), rollouts)
+	}
+	if deletes != 10 {
+		t.Errorf("%d delete events, want 10", deletes)
+	}
+}
+
+func TestForcedRebuildReplacesUpToDateServers(t *testing.T) {
+	env, cfg := fleet(t)
+	before := map[string]bool{}
+	for _, s := range env.Sim.Servers() {
+		before[s.ID] = true
+	}
+	out, code := run(t, "rebuild", "--config", cfg, "--all", "--force", "--reason", "CVE-2026-4242 found on web-1", "--poll", "50ms")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	after := env.Sim.Servers()
+	if len(after) != 10 {
+		t.Fatalf("%d servers after the forced rebuild, want 10", len(after))
+	}
+	for _, s := range after {
+		if before[s.ID] {
+			t.Errorf("server %s survived a forced rebuild", s.Name)
+		}
+	}
+	if !strings.Contains(out, "CVE-2026-4242") {
+		t.Errorf("the reason does not appear in the output:\n%s", out)
+	}
+}
+
+func TestBadInputIsRefusedBeforeAnyCloudCall(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(good, []byte(fleetConfig), 0o600)
+	_ = os.WriteFile(bad, []byte(strings.Replace(fleetConfig, "max_surge: 2", "max_surge: lots", 1)), 0o600)
+	// No cloud at all: any attempt to reach one would fail differently.
+	t.Setenv("OS_CLIENT_CONFIG_FILE", filepath.Join(dir, "missing-clouds.yaml"))
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rebuild", "--all"}, "--config is required"},
+		{[]string{"rebuild", "--config", good}, "choose the groups"},
+		{[]string{"rebuild", "--config", good, "--all", "--group", "web"}, "not both"},
+		{[]string{"rebuild", "--config", good, "--group", "db"}, "has no such group (it has: web)"},
+		{[]string{"rebuild", "--config", good, "--all", "--force"}, "--force needs --reason"},
+		{[]string{"rebuild", "--config", bad, "--all"}, bad + `: groups[0].rollout.max_surge (line 8): expected a whole number ≥ 0 or a percentage such as "25%", got "lots"`},
+		{[]string{"rebuild", "--config", filepath.Join(dir, "nope.yaml"), "--all"}, "nope.yaml: cannot read the file"},
+		{[]string{"plan", "--config", good, "--output", "yaml"}, "--output must be text or json"},
+		{[]string{"rebuild", "--config", good, "--all", "--log-level", "loud"}, "--log-level"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, code := run(t, tc.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d", code, exitUsage)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("output lacks %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}
+
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the demo takes about ten seconds")
+	}
+	out, code := run(t, "demo")
+	if code != exitOK {
+		t.Fatalf("demo exit %d\n%s", code, out)
+	}
+	table := regexp.MustCompile(`(?m)^(web|api|worker)\s+(web|api|worker)-[0-9a-f]{8}\s+→\s+(web|api|worker)-[0-9a-f]{8}\s`)
+	pairs := len(table.FindAllString(out, -1))
+	if pairs != 12 {
+		t.Errorf("the final table shows %d old → new pairs, want 12:\n%s", pairs, out)
+	}
+	if !strings.Contains(out, "Every server now runs the patched image; 12 servers replaced") {
+		t.Errorf("no closing line:\n%s", out)
+	}
+}
