@@ -209,6 +209,23 @@ func TestForcedRebuildReplacesUpToDateServers(t *testing.T) {
 	}
 }
 
+func TestRebuildStopsAtOnceWhenItCannotProceed(t *testing.T) {
+	env, cfg := fleet(t)
+	broken := filepath.Join(filepath.Dir(cfg), "broken.yaml")
+	_ = os.WriteFile(broken, []byte(strings.Replace(fleetConfig, "flavor: m1.small", "flavor: m9.huge", 1)), 0o600)
+	start := time.Now()
+	out, code := run(t, "rebuild", "--config", broken, "--all", "--timeout", "1m", "--poll", "50ms")
+	if code != exitNotDone || !strings.Contains(out, `It cannot proceed`) || !strings.Contains(out, `flavor "m9.huge"`) {
+		t.Fatalf("exit %d, want %d naming the flavor:\n%s", code, exitNotDone, out)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Fatalf("took %v: a missing flavor must not wait for the timeout", time.Since(start))
+	}
+	if n := len(env.Sim.Servers()); n != 10 {
+		t.Fatalf("%d servers after a rebuild that could not proceed, want the 10 old ones", n)
+	}
+}
+
 func TestBadInputIsRefusedBeforeAnyCloudCall(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")

@@ -81,7 +81,7 @@ func newHTTPClient(p RetryPolicy, tlsConfig *tls.Config, logger *zap.Logger) *ht
 
 	// The retry rule needs the request's method and path, which
 	// retryablehttp does not pass to CheckRetry; carry them in the context.
-	return &http.Client{Transport: annotate{next: &retryablehttp.RoundTripper{Client: rc}}}
+	return &http.Client{Transport: annotate{next: &retryablehttp.RoundTripper{Client: rc}, log: logger}}
 }
 
 type requestInfo struct {
@@ -89,12 +89,29 @@ type requestInfo struct {
 }
 
 // annotate puts the method and path into the request context for the retry
-// rule to read.
-type annotate struct{ next http.RoundTripper }
+// rule to read, and logs every cloud call at debug level: method, path,
+// status and duration — never headers or bodies, which hold tokens and
+// passwords.
+type annotate struct {
+	next http.RoundTripper
+	log  *zap.Logger
+}
 
 func (a annotate) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := context.WithValue(req.Context(), methodKey{}, requestInfo{req.Method, req.URL.Path})
-	return a.next.RoundTrip(req.WithContext(ctx))
+	start := time.Now()
+	resp, err := a.next.RoundTrip(req.WithContext(ctx))
+	if ce := a.log.Check(zap.DebugLevel, "cloud request"); ce != nil {
+		fields := []zap.Field{zap.String("method", req.Method), zap.String("path", req.URL.Path), zap.Duration("took", time.Since(start))}
+		if resp != nil {
+			fields = append(fields, zap.Int("status", resp.StatusCode))
+		}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		}
+		ce.Write(fields...)
+	}
+	return resp, err
 }
 
 func shouldRetry(ctx context.Context, p RetryPolicy, resp *http.Response, err error) (bool, error) {

@@ -419,7 +419,9 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 	addr := s.Servers()[0].Address
 	_ = s.InjectFault(sim.Fault{Service: "compute", Path: `^/servers/detail$`, Action: sim.Hang})
 	go func() { _, _ = servers.List(at(c.compute, "2.52"), nil).AllPages(context.Background()) }()
-	waitFor(t, "the hung request to arrive", func() bool { return len(s.Requests()) > 0 && s.Requests()[len(s.Requests())-1].Path == "/compute/v2.1/servers/detail" })
+	waitFor(t, "the hung request to arrive", func() bool {
+		return len(s.Requests()) > 0 && s.Requests()[len(s.Requests())-1].Path == "/compute/v2.1/servers/detail"
+	})
 	s.Close()
 	http.DefaultClient.CloseIdleConnections()
 	c.compute.HTTPClient.CloseIdleConnections()
