@@ -302,38 +302,48 @@ func planServer(s provisioner.Server) Server {
 // delete. A server whose phase cannot be written is not deleted: a restart
 // must always find the record of a decided delete.
 func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, now time.Time) error {
+	return parallel(deletes, r.opts.Parallelism, func(d Delete) error {
+		if err := r.deleteOne(ctx, d, now); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.deletesIssued++
+		r.mu.Unlock()
+		replacedBy := ""
+		if d.Server.Kind == KindOld {
+			replacedBy = r.ledger.deleted(d.Server.Name, d.Server.ImageID, now)
+		}
+		r.log.Info("deleting server", zap.String("server", d.Server.ID), zap.String("name", d.Server.Name),
+			zap.String("reason", d.Reason), zap.String("replaced_by", replacedBy))
+		r.emit(Event{Type: EventDelete, Server: d.Server.ID, Name: d.Server.Name, Image: d.Server.ImageID,
+			Reason: d.Reason, ReplacedBy: replacedBy})
+		return nil
+	})
+}
+
+// parallel runs fn on every item, at most limit at a time, and joins the
+// errors: one failed request must not hide the others.
+func parallel[T any](items []T, limit int, fn func(T) error) error {
 	var (
 		mu   sync.Mutex
 		errs []error
 		wg   sync.WaitGroup
-		sem  = make(chan struct{}, r.opts.Parallelism)
+		sem  = make(chan struct{}, max(1, limit))
 	)
-	for _, d := range deletes {
+	for _, item := range items {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := r.deleteOne(ctx, d, now); err != nil {
+			if err := fn(item); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
-				return
 			}
-			replacedBy := ""
-			if d.Server.Kind == KindOld {
-				replacedBy = r.ledger.deleted(d.Server.Name, d.Server.ImageID, now)
-			}
-			r.log.Info("deleting server", zap.String("server", d.Server.ID), zap.String("name", d.Server.Name),
-				zap.String("reason", d.Reason), zap.String("replaced_by", replacedBy))
-			r.emit(Event{Type: EventDelete, Server: d.Server.ID, Name: d.Server.Name, Image: d.Server.ImageID,
-				Reason: d.Reason, ReplacedBy: replacedBy})
 		}()
 	}
 	wg.Wait()
-	r.mu.Lock()
-	r.deletesIssued += len(deletes) - len(errs)
-	r.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -362,28 +372,7 @@ func (r *GroupReconciler) createServers(ctx context.Context, creates []Create, i
 	if err != nil {
 		return err
 	}
-
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, r.opts.Parallelism)
-	)
-	for _, c := range creates {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := r.createOne(ctx, spec, c, now); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return parallel(creates, r.opts.Parallelism, func(c Create) error { return r.createOne(ctx, spec, c, now) })
 }
 
 // serverSpec resolves the names in the group spec. It runs only when

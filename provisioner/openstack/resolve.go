@@ -3,7 +3,9 @@ package openstack
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 
@@ -33,7 +35,7 @@ func (q imageQuery) ToImageListQuery() (string, error) {
 		return "", err
 	}
 	values := u.Query()
-	for _, k := range sortedKeys(q.properties) {
+	for _, k := range slices.Sorted(maps.Keys(q.properties)) {
 		values.Set(k, q.properties[k])
 	}
 	u.RawQuery = values.Encode()
@@ -107,7 +109,7 @@ func matchesImage(img images.Image, sel provisioner.ImageSelector) bool {
 		return false
 	}
 	for _, want := range sel.Tags {
-		if !hasTag(img.Tags, want) {
+		if !slices.Contains(img.Tags, want) {
 			return false
 		}
 	}
@@ -125,7 +127,7 @@ func describe(sel provisioner.ImageSelector) string {
 	if sel.Name != "" {
 		parts = append(parts, fmt.Sprintf("name %q", sel.Name))
 	}
-	for _, k := range sortedKeys(sel.Properties) {
+	for _, k := range slices.Sorted(maps.Keys(sel.Properties)) {
 		parts = append(parts, fmt.Sprintf("%s=%q", k, sel.Properties[k]))
 	}
 	for _, t := range sel.Tags {

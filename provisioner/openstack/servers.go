@@ -3,7 +3,7 @@ package openstack
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
@@ -28,7 +28,7 @@ func (c *Cloud) ListServers(ctx context.Context, tag string) ([]provisioner.Serv
 			s := fromNova(&list[i])
 			// Nova ignores filters it does not know; never trust that the
 			// tag filter was applied.
-			if !hasTag(s.Tags, tag) {
+			if !slices.Contains(s.Tags, tag) {
 				return false, fmt.Errorf("the compute API returned server %s without tag %q: the tag filter was ignored (microversion below 2.26?)", s.ID, tag)
 			}
 			out = append(out, s)
@@ -133,23 +133,4 @@ func fromNova(s *servers.Server) provisioner.Server {
 		}
 	}
 	return out
-}
-
-func hasTag(tags []string, tag string) bool {
-	for _, t := range tags {
-		if t == tag {
-			return true
-		}
-	}
-	return false
-}
-
-// sortedKeys is used for deterministic messages.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

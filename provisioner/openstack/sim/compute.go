@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -833,7 +834,7 @@ func (s *Sim) getFlavor(w http.ResponseWriter, v microversion, id string) {
 func (s *Sim) listKeypairs(w http.ResponseWriter) {
 	s.mu.Lock()
 	list := []any{}
-	for _, name := range sortedKeys(s.keypairs) {
+	for _, name := range slices.Sorted(maps.Keys(s.keypairs)) {
 		list = append(list, map[string]any{"keypair": map[string]any{"name": name, "type": "ssh",
 			"fingerprint": "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff", "public_key": "ssh-ed25519 AAAA simulated"}})
 	}
