@@ -86,6 +86,8 @@ type GroupReconciler struct {
 	lastStatus    Status
 	announced     bool
 	failedSeen    map[string]bool
+	bootFailures  int
+	lastFault     string
 	ledger        *ledger
 	deletesIssued int
 	createsIssued int
@@ -372,7 +374,11 @@ func (r *GroupReconciler) createServers(ctx context.Context, creates []Create, i
 	if err != nil {
 		return err
 	}
-	return parallel(creates, r.opts.Parallelism, func(c Create) error { return r.createOne(ctx, spec, c, now) })
+	// A failed create is reported on its own (event, log, Summary's
+	// CreateError) and paces the next ones; it does not fail the cycle,
+	// whose outcome the next list settles.
+	_ = parallel(creates, r.opts.Parallelism, func(c Create) error { return r.createOne(ctx, spec, c, now) })
+	return nil
 }
 
 // serverSpec resolves the names in the group spec. It runs only when
@@ -479,6 +485,14 @@ func (r *GroupReconciler) createFailed(err error, now time.Time) {
 // group is declared unable to proceed.
 const refusalsBeforeStuck = 3
 
+// bootFailuresBeforeStuck is how many new servers of the desired image may
+// go to ERROR in one run before the group is declared unable to proceed:
+// a broken image or flavor must not be booted and deleted in a loop. Old
+// servers are never touched on this path, so they keep serving. (A halt
+// that survives restarts, with a failure budget per rollout, is the
+// fail-fast work still to come.)
+const bootFailuresBeforeStuck = 3
+
 // Stuck reports why the group cannot make progress without a human, or nil.
 func (r *GroupReconciler) Stuck() error {
 	r.mu.Lock()
@@ -488,6 +502,10 @@ func (r *GroupReconciler) Stuck() error {
 	}
 	if r.refusals >= refusalsBeforeStuck && r.createErr != nil {
 		return fmt.Errorf("%w: the cloud refused %d creates in a row: %w", ErrStuck, r.refusals, r.createErr)
+	}
+	if r.bootFailures >= bootFailuresBeforeStuck {
+		return fmt.Errorf("%w: %d new servers of the desired image went to ERROR (last: %s); the image or flavor is likely broken",
+			ErrStuck, r.bootFailures, r.lastFault)
 	}
 	return nil
 }
@@ -541,6 +559,10 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 		if c.Kind == KindFailed {
 			if !r.failedSeen[c.ID] {
 				events = append(events, Event{Type: EventFailed, Server: c.ID, Name: c.Name, Image: c.ImageID, Reason: c.Reason})
+				if c.ImageID == img.ID {
+					r.bootFailures++
+					r.lastFault = c.Reason
+				}
 			}
 			failed[c.ID] = true
 		}

@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -273,5 +274,48 @@ func TestReconcileListsOncePerPage(t *testing.T) {
 	}
 	if perServer != 0 || other != 0 {
 		t.Errorf("reconcile of a converged group sent %d per-server and %d other requests, want none", perServer, other)
+	}
+}
+
+// TestBrokenImageStopsAndKeepsTheOld publishes an image every server of
+// which goes to ERROR: the rebuild must stop on its own, say why, leave
+// every old server serving, and remove the failed new ones.
+func TestBrokenImageStopsAndKeepsTheOld(t *testing.T) {
+	env := simtest.Start(t, fastSim(77), 0)
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	g := parseGroup(t, groupYAML("web", 4, "{max_surge: 2}"))
+	rebuild(t, env, g, fastOptions())
+	old := env.Sim.Servers()
+	broken := env.Sim.AddImage(sim.Image{Name: "gold", BootFails: true})
+
+	mon := env.Sim.Monitor(time.Millisecond, groupOf)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+	if res.Converged || !errors.Is(res.Err, controller.ErrStuck) || !strings.Contains(res.Err.Error(), "went to ERROR") {
+		t.Fatalf("result %+v: want stuck on boot failures", res)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the rebuild ran into its deadline instead of stopping on its own")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(env.Sim.Servers()) != 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // the failed servers' deletes complete in the simulator
+	}
+	ext := mon.Stop()["web"]
+	if ext.MinHealthy < 4 {
+		t.Errorf("healthy servers fell to %d while the broken image was tried", ext.MinHealthy)
+	}
+	now := env.Sim.Servers()
+	if len(now) != 4 {
+		t.Fatalf("%d servers remain, want the 4 old ones", len(now))
+	}
+	for i, s := range now {
+		if s.ID != old[i].ID || s.ImageID == broken.ID {
+			t.Errorf("server %s (%s) is not one of the old servers", s.Name, s.ImageID)
+		}
+	}
+	if res.Created > 6 {
+		t.Errorf("created %d servers of a broken image: it should stop after a few", res.Created)
 	}
 }
