@@ -61,8 +61,8 @@ func (o *Options) defaults() {
 }
 
 // ErrStuck wraps the reason a group cannot make progress without a human:
-// its image, flavor or network cannot be found, or the cloud keeps
-// refusing its creates.
+// its image, flavor or network cannot be found, the cloud keeps refusing
+// its creates, or its new servers keep going to ERROR.
 var ErrStuck = errors.New("cannot proceed")
 
 // GroupReconciler keeps one group converging on its spec. It is

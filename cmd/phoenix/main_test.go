@@ -243,6 +243,8 @@ func TestBadInputIsRefusedBeforeAnyCloudCall(t *testing.T) {
 		{[]string{"rebuild", "--config", good, "--all", "--group", "web"}, "not both"},
 		{[]string{"rebuild", "--config", good, "--group", "db"}, "has no such group (it has: web)"},
 		{[]string{"rebuild", "--config", good, "--all", "--force"}, "--force needs --reason"},
+		{[]string{"rebuild", "--config", good, "--all", "--before", "2026-11-25T12:00:00Z"}, "go with --force"},
+		{[]string{"rebuild", "--config", good, "--all", "--force", "--reason", "x", "--before", "yesterday"}, "--before: expected an RFC 3339 time"},
 		{[]string{"rebuild", "--config", bad, "--all"}, bad + `: groups[0].rollout.max_surge (line 8): expected a whole number ≥ 0 or a percentage such as "25%", got "lots"`},
 		{[]string{"rebuild", "--config", filepath.Join(dir, "nope.yaml"), "--all"}, "nope.yaml: cannot read the file"},
 		{[]string{"plan", "--config", good, "--output", "yaml"}, "--output must be text or json"},

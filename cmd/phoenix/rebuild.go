@@ -23,6 +23,7 @@ type rebuildFlags struct {
 	all     bool
 	force   bool
 	reason  string
+	before  string
 	timeout time.Duration
 	poll    time.Duration
 }
@@ -49,6 +50,7 @@ Stopping it at any moment is safe: running it again resumes.`,
 	cmd.Flags().BoolVar(&f.all, "all", false, "rebuild every group in the configuration")
 	cmd.Flags().BoolVar(&f.force, "force", false, "replace every server created before now, drifted or not (needs --reason)")
 	cmd.Flags().StringVar(&f.reason, "reason", "", "why a forced rebuild is needed (recorded on the servers it deletes)")
+	cmd.Flags().StringVar(&f.before, "before", "", "with --force: replace servers created before this RFC 3339 time instead of now (to resume an interrupted forced rebuild)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Minute, "give up (exit 1, old servers keep serving) when not converged by then")
 	cmd.Flags().DurationVar(&f.poll, "poll", 2*time.Second, "longest pause between looks at the cloud")
 	return cmd
@@ -65,8 +67,16 @@ func runRebuild(ctx context.Context, out io.Writer, g *globalFlags, f *rebuildFl
 		return usageError(errors.New("choose the groups: --group NAME (repeatable) or --all"))
 	case f.force && strings.TrimSpace(f.reason) == "":
 		return usageError(errors.New("--force needs --reason TEXT: it is recorded on every server it replaces"))
-	case !f.force && f.reason != "":
-		return usageError(errors.New("--reason goes with --force"))
+	case !f.force && (f.reason != "" || f.before != ""):
+		return usageError(errors.New("--reason and --before go with --force"))
+	}
+	cutoff := time.Now()
+	if f.before != "" {
+		t, err := time.Parse(time.RFC3339, f.before)
+		if err != nil {
+			return usageError(fmt.Errorf("--before: expected an RFC 3339 time such as 2026-11-25T12:00:00Z, got %q", f.before))
+		}
+		cutoff = t
 	}
 	log, err := newLogger(g.logLevel)
 	if err != nil {
@@ -83,8 +93,10 @@ func runRebuild(ctx context.Context, out io.Writer, g *globalFlags, f *rebuildFl
 	}
 	opts := controller.Options{RolloutID: uuid.NewString(), PollInterval: f.poll}
 	if f.force {
-		opts.RebuildBefore = time.Now()
+		opts.RebuildBefore = cutoff
 		opts.RebuildReason = f.reason
+		fmt.Fprintf(out, "forced rebuild of every server created before %s (%s); to resume it after an interruption, add --before %s\n",
+			cutoff.UTC().Format(time.RFC3339), f.reason, cutoff.UTC().Format(time.RFC3339))
 	}
 	results := rebuild(ctx, out, g.output, cloud, groups, log, opts, f.timeout)
 	return exitFor(results, opts.RolloutID, f.timeout)
