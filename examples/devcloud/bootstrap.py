@@ -1,0 +1,193 @@
+#!/usr/bin/python3
+"""Create what the development cloud needs, idempotently, through the APIs.
+
+  bootstrap.py identity   projects, users, roles, services and endpoints
+  bootstrap.py resources  flavors, the 127.1.0.0/16 network, a first image
+
+Run by up.sh with DEVCLOUD_ADMIN_PW, DEVCLOUD_SERVICE_PW and
+DEVCLOUD_PHOENIX_PW set. Standard library only: it runs on Debian's python3
+before anything else is configured. Each step looks before it creates, so a
+second run changes nothing.
+"""
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+KEYSTONE = "http://127.0.0.1:5000/v3"
+REGION = "RegionOne"
+ENDPOINTS = {
+    # type: (name, url)
+    "image": ("glance", "http://127.0.0.1:9292"),
+    "placement": ("placement", "http://127.0.0.1:8778"),
+    "compute": ("nova", "http://127.0.0.1:8774/v2.1"),
+    "network": ("neutron", "http://127.0.0.1:9696"),
+    "load-balancer": ("octavia", "http://127.0.0.1:9876"),
+}
+SERVICE_USERS = ["glance", "placement", "nova", "neutron", "octavia"]
+FLAVORS = [("1", "m1.tiny", 1, 512, 1), ("2", "m1.small", 1, 2048, 20), ("3", "m1.medium", 2, 4096, 40)]
+
+
+def say(msg):
+    print("bootstrap:", msg, flush=True)
+
+
+class Client:
+    def __init__(self, password):
+        body = {"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"name": "Default"}, "password": password}}},
+            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+        }}
+        status, headers, _ = self.call("POST", KEYSTONE + "/auth/tokens", body, token=None)
+        if status != 201:
+            raise SystemExit("admin login failed: HTTP %d" % status)
+        self.token = headers["X-Subject-Token"]
+
+    def call(self, method, url, body=None, token="", raw=None, ctype="application/json"):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", ctype)
+        if token is None:
+            pass
+        else:
+            req.add_header("X-Auth-Token", token or self.token)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                text = resp.read()
+                return resp.status, resp.headers, json.loads(text) if text.strip().startswith(b"{") else None
+        except urllib.error.HTTPError as err:
+            text = err.read()
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = text.decode(errors="replace")
+            return err.code, err.headers, parsed
+
+    def ok(self, method, url, body=None, expect=(200, 201, 202, 204), **kw):
+        status, _, parsed = self.call(method, url, body, **kw)
+        if status not in expect:
+            raise SystemExit("%s %s: HTTP %d: %s" % (method, url, status, parsed))
+        return parsed
+
+    def find(self, url, key, **filters):
+        query = urllib.parse.urlencode(filters)
+        return self.ok("GET", url + ("?" + query if query else ""))[key]
+
+
+def identity(c):
+    def one(kind, **filters):
+        found = c.find(KEYSTONE + "/" + kind, kind, **filters)
+        return found[0] if found else None
+
+    def project(name):
+        p = one("projects", name=name)
+        if not p:
+            say("project " + name)
+            p = c.ok("POST", KEYSTONE + "/projects", {"project": {"name": name, "domain_id": "default"}})["project"]
+        return p["id"]
+
+    def role(name):
+        r = one("roles", name=name)
+        if not r:
+            say("role " + name)
+            r = c.ok("POST", KEYSTONE + "/roles", {"role": {"name": name}})["role"]
+        return r["id"]
+
+    def user(name, password, project_id, roles):
+        u = one("users", name=name)
+        if not u:
+            say("user " + name)
+            u = c.ok("POST", KEYSTONE + "/users", {"user": {
+                "name": name, "password": password, "domain_id": "default", "default_project_id": project_id}})["user"]
+        elif not can_login(c, name, password):
+            # Set only when it differs: a change revokes the user's tokens.
+            say("password of " + name)
+            c.ok("PATCH", KEYSTONE + "/users/" + u["id"], {"user": {"password": password}})
+        for r in roles:
+            # PUT is idempotent; the Debian openstack client cannot do this.
+            c.ok("PUT", "%s/projects/%s/users/%s/roles/%s" % (KEYSTONE, project_id, u["id"], role(r)))
+
+    service_project = project("service")
+    phoenix_project = project("phoenix")
+    for r in ("member", "reader", "load-balancer_member"):
+        role(r)
+    for name in SERVICE_USERS:
+        user(name, os.environ["DEVCLOUD_SERVICE_PW"], service_project, ["admin"])
+    user("phoenix", os.environ["DEVCLOUD_PHOENIX_PW"], phoenix_project, ["member", "load-balancer_member"])
+
+    for stype, (name, url) in ENDPOINTS.items():
+        s = one("services", type=stype)
+        if not s:
+            say("service " + stype)
+            s = c.ok("POST", KEYSTONE + "/services", {"service": {"type": stype, "name": name}})["service"]
+        have = {e["interface"]: e for e in c.find(KEYSTONE + "/endpoints", "endpoints", service_id=s["id"])}
+        for iface in ("public", "internal", "admin"):
+            e = have.get(iface)
+            if e and e["url"] == url:
+                continue
+            if e:
+                c.ok("DELETE", KEYSTONE + "/endpoints/" + e["id"])
+            c.ok("POST", KEYSTONE + "/endpoints", {"endpoint": {
+                "service_id": s["id"], "interface": iface, "url": url, "region_id": REGION}})
+
+
+def can_login(c, name, password):
+    status, _, _ = c.call("POST", KEYSTONE + "/auth/tokens", {"auth": {"identity": {
+        "methods": ["password"],
+        "password": {"user": {"name": name, "domain": {"name": "Default"}, "password": password}}}}}, token=None)
+    return status == 201
+
+
+def resources(c):
+    nova = ENDPOINTS["compute"][1]
+    flavors = {f["name"] for f in c.find(nova + "/flavors", "flavors", is_public="None")}
+    for fid, name, vcpus, ram, disk in FLAVORS:
+        if name not in flavors:
+            say("flavor " + name)
+            c.ok("POST", nova + "/flavors", {"flavor": {
+                "id": fid, "name": name, "vcpus": vcpus, "ram": ram, "disk": disk, "os-flavor-access:is_public": True}})
+
+    neutron = ENDPOINTS["network"][1] + "/v2.0"
+    nets = c.find(neutron + "/networks", "networks", name="phoenix-net")
+    if nets:
+        net = nets[0]
+    else:
+        say("network phoenix-net")
+        net = c.ok("POST", neutron + "/networks", {"network": {
+            "name": "phoenix-net", "shared": True,
+            "provider:network_type": "flat", "provider:physical_network": "devcloud"}})["network"]
+    if not c.find(neutron + "/subnets", "subnets", network_id=net["id"]):
+        say("subnet 127.1.0.0/16")
+        # Loopback addresses: a process on this machine listening on
+        # 0.0.0.0 answers for every fake server (the health responder).
+        c.ok("POST", neutron + "/subnets", {"subnet": {
+            "network_id": net["id"], "name": "phoenix-subnet", "ip_version": 4, "cidr": "127.1.0.0/16",
+            "gateway_ip": None, "enable_dhcp": False,
+            "allocation_pools": [{"start": "127.1.0.10", "end": "127.1.255.250"}]}})
+
+    glance = ENDPOINTS["image"][1] + "/v2"
+    if not c.find(glance + "/images", "images", name="devcloud-base"):
+        say("image devcloud-base")
+        img = c.ok("POST", glance + "/images", {
+            "name": "devcloud-base", "disk_format": "qcow2", "container_format": "bare",
+            "visibility": "public", "os_distro": "devcloud"})
+        # The fake virt driver never reads it: a few bytes stand in for a disk.
+        c.ok("PUT", glance + "/images/%s/file" % img["id"], raw=b"phoenix devcloud image\n" * 64,
+             ctype="application/octet-stream")
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in ("identity", "resources"):
+        raise SystemExit(__doc__)
+    c = Client(os.environ["DEVCLOUD_ADMIN_PW"])
+    {"identity": identity, "resources": resources}[sys.argv[1]](c)
+    say(sys.argv[1] + " ready")
+
+
+if __name__ == "__main__":
+    main()
