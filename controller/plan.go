@@ -41,9 +41,10 @@ type Server struct {
 	Phase   string
 	Fault   string
 	// Health is the health checker's verdict and HealthySince when it last
-	// became healthy.
+	// became healthy; HealthError says why the last probe failed.
 	Health       healthcheck.State
 	HealthySince time.Time
+	HealthError  string
 }
 
 // Kind sorts a server into the part it plays in a rollout.

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/healthcheck"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -72,7 +74,9 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 }
 
 // Preview classifies a group's servers against its desired state without
-// acting and without probing health: what `phoenix plan` shows.
+// acting: what `phoenix plan` shows. Each ACTIVE server is probed once with
+// the group's health check — a snapshot, not the thresholds a rollout
+// waits for — so a server that is failing right now shows as unhealthy.
 func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts Options) (provisioner.Image, Decision, error) {
 	opts.defaults()
 	servers, err := cloud.ListServers(ctx, GroupTag(g.Name))
@@ -84,11 +88,47 @@ func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts 
 		return provisioner.Image{}, Decision{}, fmt.Errorf("resolve the image of group %s: %w", g.Name, err)
 	}
 	r := &GroupReconciler{group: g, opts: opts}
-	var in []Server
+	var live []provisioner.Server
 	for _, s := range servers {
 		if !s.Gone() {
-			in = append(in, planServer(s))
+			live = append(live, s)
 		}
 	}
+	in := probeOnce(ctx, g, live, opts.Now())
 	return img, Plan(r.target(img), in, opts.Now()), nil
+}
+
+// probeOnce turns servers into plan input with one health probe each.
+func probeOnce(ctx context.Context, g config.Group, servers []provisioner.Server, now time.Time) []Server {
+	prober := healthProber(g.Health)
+	in := make([]Server, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		in[i] = planServer(s)
+		if s.Status != provisioner.StatusActive {
+			continue
+		}
+		addr := address(s, g.Networks)
+		if prober == nil || addr == "" {
+			if prober == nil {
+				in[i].Health, in[i].HealthySince = healthcheck.Healthy, s.LaunchedAt
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, max(g.Health.Timeout.D(), 100*time.Millisecond))
+			defer cancel()
+			if err := prober.Probe(pctx, addr); err != nil {
+				in[i].Health, in[i].HealthError = healthcheck.Unhealthy, err.Error()
+				return
+			}
+			// Counted as healthy since long enough to pass min_ready: the
+			// preview shows the state now, not a rollout's patience.
+			in[i].Health, in[i].HealthySince = healthcheck.Healthy, now.Add(-g.Rollout.MinReady.D())
+		}()
+	}
+	wg.Wait()
+	return in
 }

@@ -222,8 +222,11 @@ func (r *GroupReconciler) watch(servers []provisioner.Server) {
 	r.health.Watch(targets)
 }
 
-func (r *GroupReconciler) prober() healthcheck.Prober {
-	h := r.group.Health
+func (r *GroupReconciler) prober() healthcheck.Prober { return healthProber(r.group.Health) }
+
+// healthProber builds the probe a group's health check asks for, or nil
+// when the group has none (then ACTIVE is the only signal).
+func healthProber(h config.Health) healthcheck.Prober {
 	switch {
 	case h.HTTP != nil:
 		return healthcheck.HTTPProbe{Port: h.HTTP.Port, Path: h.HTTP.Path, ExpectStatus: h.HTTP.ExpectStatus}

@@ -131,7 +131,7 @@ func TestPlanListsDriftAndChangesNothing(t *testing.T) {
 			t.Errorf("server %s: plan line %q does not name it and the image drift", s.Name, line)
 		}
 	}
-	if !strings.Contains(out, "10 to replace, 0 current") {
+	if !strings.Contains(out, "10 to replace, 0 to keep, 0 to create") {
 		t.Errorf("plan summary missing:\n%s", out)
 	}
 	for _, r := range env.Sim.Requests() {
@@ -142,7 +142,7 @@ func TestPlanListsDriftAndChangesNothing(t *testing.T) {
 
 	jsonOut, code := run(t, "plan", "--config", cfg, "--output", "json")
 	var gp groupPlan
-	if code != exitOK || json.Unmarshal([]byte(strings.TrimSpace(jsonOut)), &gp) != nil || len(gp.Replace) != 10 {
+	if code != exitOK || json.Unmarshal([]byte(strings.TrimSpace(jsonOut)), &gp) != nil || gp.Replace != 10 || len(gp.Servers) != 10 {
 		t.Fatalf("plan --output json: exit %d, %+v\n%s", code, gp, jsonOut)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -36,14 +37,15 @@ that a rebuild would replace, with the reason. It only reads from the cloud.`,
 }
 
 type groupPlan struct {
-	Group    string              `json:"group"`
-	Image    provisioner.Image   `json:"image"`
-	Replace  []serverPlan        `json:"replace"`
-	Keep     int                 `json:"keep"`
-	Missing  int                 `json:"missing"`
-	Status   controller.Status   `json:"status"`
-	Revision string              `json:"revision"`
-	Servers  []controller.Server `json:"-"`
+	Group    string            `json:"group"`
+	Image    provisioner.Image `json:"image"`
+	Revision string            `json:"revision"`
+	Servers  []serverPlan      `json:"servers"`
+	// Replace, Keep and Create count what a rebuild would do now.
+	Replace int               `json:"replace"`
+	Keep    int               `json:"keep"`
+	Create  int               `json:"create"`
+	Status  controller.Status `json:"status"`
 }
 
 type serverPlan struct {
@@ -51,7 +53,12 @@ type serverPlan struct {
 	Name   string `json:"name"`
 	Status string `json:"status"`
 	Image  string `json:"image"`
-	Reason string `json:"reason"`
+	// Health is one probe's verdict now: healthy, unhealthy or unknown.
+	Health      string `json:"health"`
+	HealthError string `json:"health_error,omitempty"`
+	// Action is replace, keep or deleting.
+	Action string `json:"action"`
+	Reason string `json:"reason,omitempty"`
 }
 
 func runPlan(ctx context.Context, out io.Writer, g *globalFlags, f *planFlags) error {
@@ -92,16 +99,23 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 		if err != nil {
 			return nil, err
 		}
-		gp := groupPlan{Group: gr.Name, Image: img, Status: d.Status, Revision: controller.Revision(gr), Replace: []serverPlan{}}
+		gp := groupPlan{Group: gr.Name, Image: img, Status: d.Status, Revision: controller.Revision(gr), Servers: []serverPlan{}}
 		for _, c := range d.Servers {
+			sp := serverPlan{ID: c.ID, Name: c.Name, Status: c.Status, Image: c.ImageID, Health: c.Health.String(),
+				HealthError: c.HealthError, Reason: c.Reason}
 			switch c.Kind {
 			case controller.KindOld, controller.KindFailed:
-				gp.Replace = append(gp.Replace, serverPlan{ID: c.ID, Name: c.Name, Status: c.Status, Image: c.ImageID, Reason: c.Reason})
+				sp.Action = "replace"
+				gp.Replace++
 			case controller.KindCurrent:
+				sp.Action = "keep"
 				gp.Keep++
+			default:
+				sp.Action = "deleting"
 			}
+			gp.Servers = append(gp.Servers, sp)
 		}
-		gp.Missing = max(0, gr.Count-d.Status.Current)
+		gp.Create = max(0, gr.Count-gp.Keep-gp.Replace)
 		plans = append(plans, gp)
 	}
 	return plans, nil
@@ -110,18 +124,24 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 func printPlans(out io.Writer, plans []groupPlan) {
 	for _, gp := range plans {
 		fmt.Fprintf(out, "group %s: desired image %s (%s), revision %s\n", gp.Group, gp.Image.Name, gp.Image.ID, gp.Revision)
-		if len(gp.Replace) == 0 && gp.Missing == 0 {
-			fmt.Fprintf(out, "  nothing to do: %d servers are current\n\n", gp.Keep)
-			continue
-		}
-		if len(gp.Replace) > 0 {
+		if len(gp.Servers) > 0 {
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "  SERVER\tID\tSTATUS\tIMAGE\tWHY IT WOULD BE REPLACED")
-			for _, s := range gp.Replace {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, s.ID, s.Status, short(s.Image), s.Reason)
+			fmt.Fprintln(tw, "  SERVER\tID\tSTATUS\tIMAGE\tHEALTH\tACTION\tWHY")
+			for _, s := range gp.Servers {
+				why := s.Reason
+				if s.HealthError != "" {
+					why = strings.TrimSpace(why + "; health: " + s.HealthError)
+					why = strings.TrimPrefix(why, "; ")
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.ID, s.Status, short(s.Image), s.Health, s.Action, why)
 			}
 			_ = tw.Flush()
 		}
-		fmt.Fprintf(out, "  %d to replace, %d current, %d to create to reach count %d\n\n", len(gp.Replace), gp.Keep, gp.Missing, gp.Status.Desired)
+		switch {
+		case gp.Replace == 0 && gp.Create == 0:
+			fmt.Fprintf(out, "  nothing to do: %d servers are current\n\n", gp.Keep)
+		default:
+			fmt.Fprintf(out, "  %d to replace, %d to keep, %d to create (count %d)\n\n", gp.Replace, gp.Keep, gp.Create, gp.Status.Desired)
+		}
 	}
 }
