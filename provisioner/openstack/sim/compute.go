@@ -75,6 +75,7 @@ var (
 	reServerMetadata = regexp.MustCompile(`^/servers/([^/]+)/metadata$`)
 	reServerMetaKey  = regexp.MustCompile(`^/servers/([^/]+)/metadata/([^/]+)$`)
 	reServerTags     = regexp.MustCompile(`^/servers/([^/]+)/tags$`)
+	reServerAction   = regexp.MustCompile(`^/servers/([^/]+)/action$`)
 	reServerTag      = regexp.MustCompile(`^/servers/([^/]+)/tags/([^/]+)$`)
 	reFlavor         = regexp.MustCompile(`^/flavors/([^/]+)$`)
 	reServerGroup    = regexp.MustCompile(`^/os-server-groups/([^/]+)$`)
@@ -115,6 +116,8 @@ func (s *Sim) serveCompute(w http.ResponseWriter, r *http.Request, sub string) {
 		default:
 			novaError(w, http.StatusMethodNotAllowed, "method not allowed")
 		}
+	case reServerAction.MatchString(sub) && m == http.MethodPost:
+		s.serverAction(w, r, v, reServerAction.FindStringSubmatch(sub)[1])
 	case reServerMetadata.MatchString(sub):
 		s.serverMetadata(w, r, reServerMetadata.FindStringSubmatch(sub)[1])
 	case reServerMetaKey.MatchString(sub):
@@ -158,7 +161,7 @@ func (s *Sim) withServer(w http.ResponseWriter, id string, f func(*server) (int,
 		novaError(w, http.StatusNotFound, fmt.Sprintf("Instance %s could not be found.", id))
 		return
 	}
-	if status == http.StatusNoContent {
+	if status == http.StatusNoContent || body == nil {
 		w.WriteHeader(status)
 		return
 	}
@@ -642,6 +645,54 @@ func (s *Sim) removeServer(srv *server) {
 	}
 	s.mu.Unlock()
 	srv.stopApp()
+}
+
+// serverAction answers POST /servers/{id}/action. Only createImage is
+// simulated: it records a snapshot image in Glance, queued and then active
+// after the snapshot time, as a real hypervisor driver would (Nova's fake
+// driver, by contrast, leaves it queued for ever).
+func (s *Sim) serverAction(w http.ResponseWriter, r *http.Request, v microversion, id string) {
+	var body struct {
+		CreateImage *struct {
+			Name     string            `json:"name"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"createImage"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		novaError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if body.CreateImage == nil {
+		novaError(w, http.StatusBadRequest, "There is no such action in the simulator")
+		return
+	}
+	if strings.TrimSpace(body.CreateImage.Name) == "" {
+		novaError(w, http.StatusBadRequest, "Invalid input for field/attribute name. Value: . '' is too short")
+		return
+	}
+	s.withServer(w, id, func(srv *server) (int, any) {
+		if srv.deleting || srv.status != "ACTIVE" && srv.status != "SHUTOFF" {
+			return http.StatusConflict, novaMessage(fmt.Sprintf("Cannot 'createImage' instance %s while it is in vm_state %s", id, srv.vmState))
+		}
+		props := map[string]string{"image_type": "snapshot", "instance_uuid": srv.id, "base_image_ref": srv.imageID, "owner_project_name": s.opts.ProjectName}
+		for k, val := range body.CreateImage.Metadata {
+			props[k] = val
+		}
+		now := time.Now().UTC()
+		img := &image{Image: Image{ID: uuid.NewString(), Name: body.CreateImage.Name, Status: "queued", Created: now,
+			Properties: props, Visibility: "private"}, updated: now, seq: len(s.images)}
+		s.images[img.ID] = img
+		s.after(s.draw(s.opts.SnapshotTime), func() {
+			s.mu.Lock()
+			img.Status, img.updated = "active", time.Now().UTC()
+			s.mu.Unlock()
+		})
+		w.Header().Set("Location", s.endpoint+"/image/v2/images/"+img.ID)
+		if v.atLeast(45) {
+			return http.StatusAccepted, map[string]any{"image_id": img.ID}
+		}
+		return http.StatusAccepted, nil
+	})
 }
 
 func (s *Sim) serverMetadata(w http.ResponseWriter, r *http.Request, id string) {

@@ -39,6 +39,9 @@ type Options struct {
 	HealthDelay Dist
 	// DeleteTime is delete accepted → server gone. Default Fixed(10ms).
 	DeleteTime Dist
+	// SnapshotTime is createImage → the snapshot image is active.
+	// Default Fixed(100ms).
+	SnapshotTime Dist
 	// HealthPorts are the ports every server's application listens on.
 	// Default [8080].
 	HealthPorts []int
@@ -73,6 +76,9 @@ func (o *Options) defaults() {
 	}
 	if o.DeleteTime == nil {
 		o.DeleteTime = Fixed(10 * time.Millisecond)
+	}
+	if o.SnapshotTime == nil {
+		o.SnapshotTime = Fixed(100 * time.Millisecond)
 	}
 	if len(o.HealthPorts) == 0 {
 		o.HealthPorts = []int{8080}

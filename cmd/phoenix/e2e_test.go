@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gophercloud/gophercloud/v2"
+	gcopenstack "github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/provisioner"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack"
+)
+
+// TestEndToEndOnDevcloud drives the real phoenix binary against the real
+// OpenStack of examples/devcloud: build a group of three on image A,
+// publish image B, plan, mark a server unhealthy through the responder,
+// rebuild, and check the outcome in the cloud itself.
+func TestEndToEndOnDevcloud(t *testing.T) {
+	cloudsFile := os.Getenv("PHOENIX_DEVCLOUD_CLOUDS")
+	if cloudsFile == "" {
+		t.Skip("GAP: the real cloud is not configured: set PHOENIX_DEVCLOUD_CLOUDS to the clouds.yaml of examples/devcloud/up.sh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	bin := filepath.Join(t.TempDir(), "phoenix")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build phoenix: %v\n%s", err, out)
+	}
+	group := "e2e-" + uuid.NewString()[:8]
+	imageName := group + "-gold"
+	cfg := filepath.Join(t.TempDir(), "phoenix.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`cloud: devcloud
+groups:
+  - name: %s
+    count: 3
+    image: {name: %s, newest: true}
+    flavor: m1.small
+    networks: [phoenix-net]
+    rollout: {max_surge: 1, min_ready: 2s}
+    health:
+      http: {port: 18080, path: /healthz}
+      interval: 1s
+      timeout: 1s
+      healthy_threshold: 2
+      grace: 60s
+`, group, imageName)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	phoenix := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+cloudsFile, "OS_CLOUD=")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("phoenix %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+		return out.String()
+	}
+
+	cloud, err := openstack.New(ctx, openstack.Options{Cloud: "devcloud", CloudsFile: cloudsFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	glance := glanceClient(t, ctx, cloudsFile)
+	tag := controller.GroupTag(group)
+	t.Cleanup(func() {
+		list, _ := cloud.ListServers(context.Background(), tag)
+		for _, s := range list {
+			_ = cloud.DeleteServer(context.Background(), s.ID)
+		}
+		_, _ = http.DefaultClient.Do(mustRequest(http.MethodDelete, "http://127.0.0.1:18080/_responder/unhealthy"))
+	})
+
+	imageA := publishImage(t, ctx, glance, imageName)
+	phoenix("rebuild", "--config", cfg, "--all", "--poll", "1s", "--timeout", "5m")
+	first := groupServers(t, ctx, cloud, tag)
+	assertGroup(t, first, 3, imageA, group)
+
+	waitNextSecond() // Glance's created_at has second precision
+	imageB := publishImage(t, ctx, glance, imageName)
+
+	var plan groupPlan
+	if err := json.Unmarshal([]byte(phoenix("plan", "--config", cfg, "--output", "json")), &plan); err != nil {
+		t.Fatal(err)
+	}
+	if plan.Replace != 3 || plan.Image.ID != imageB {
+		t.Fatalf("plan: %d to replace towards %s, want 3 towards image B %s", plan.Replace, plan.Image.ID, imageB)
+	}
+	for _, s := range plan.Servers {
+		if s.Action != "replace" || !strings.HasPrefix(s.Reason, "image ") || !strings.Contains(s.Reason, imageB) {
+			t.Errorf("plan for %s: %s (%s), want replace for image drift", s.Name, s.Action, s.Reason)
+		}
+	}
+
+	sick := first[0]
+	addr := sick.Addresses["phoenix-net"][0]
+	resp, err := http.DefaultClient.Do(mustRequest(http.MethodPut, "http://127.0.0.1:18080/_responder/unhealthy/"+addr))
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("mark %s unhealthy at the responder: %v %v", addr, resp, err)
+	}
+	resp.Body.Close()
+	if err := json.Unmarshal([]byte(phoenix("plan", "--config", cfg, "--output", "json")), &plan); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range plan.Servers {
+		want := "healthy"
+		if s.ID == sick.ID {
+			want = "unhealthy"
+		}
+		if s.Health != want {
+			t.Errorf("plan shows %s (%s) as %s, want %s", s.Name, addr, s.Health, want)
+		}
+	}
+
+	out := phoenix("rebuild", "--config", cfg, "--all", "--poll", "1s", "--timeout", "8m")
+	after := groupServers(t, ctx, cloud, tag)
+	assertGroup(t, after, 3, imageB, group)
+	for _, s := range after {
+		if slices.ContainsFunc(first, func(f provisioner.Server) bool { return f.ID == s.ID }) {
+			t.Errorf("server %s of image A survived the rebuild", s.Name)
+		}
+	}
+	for _, s := range first {
+		if !strings.Contains(out, s.Name) {
+			t.Errorf("the rebuild output does not name the replaced server %s", s.Name)
+		}
+	}
+}
+
+func mustRequest(method, url string) *http.Request {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		panic(err)
+	}
+	return req
+}
+
+func glanceClient(t *testing.T, ctx context.Context, cloudsFile string) *gophercloud.ServiceClient {
+	t.Helper()
+	ao, _, _, err := clouds.Parse(clouds.WithCloudName("devcloud"), clouds.WithLocations(cloudsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider, err := config.NewProviderClient(ctx, ao)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := gcopenstack.NewImageV2(provider, gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// publishImage uploads a new image of the name, as a security team would
+// publish a patched gold image, and returns its ID once active.
+func publishImage(t *testing.T, ctx context.Context, glance *gophercloud.ServiceClient, name string) string {
+	t.Helper()
+	img, err := images.Create(ctx, glance, images.CreateOpts{Name: name, ContainerFormat: "bare", DiskFormat: "qcow2"}).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = images.Delete(context.Background(), glance, img.ID).ExtractErr() })
+	if err := imagedata.Upload(ctx, glance, img.ID, strings.NewReader("phoenix e2e "+img.ID)).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := images.Get(ctx, glance, img.ID).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == images.ImageStatusActive {
+			return img.ID
+		}
+		time.Sleep(200 * time.Millisecond) // polling Glance for the upload to settle
+	}
+}
+
+func waitNextSecond() {
+	now := time.Now()
+	time.Sleep(now.Truncate(time.Second).Add(time.Second + 10*time.Millisecond).Sub(now))
+}
+
+func groupServers(t *testing.T, ctx context.Context, cloud *openstack.Cloud, tag string) []provisioner.Server {
+	t.Helper()
+	list, err := cloud.ListServers(ctx, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+func assertGroup(t *testing.T, servers []provisioner.Server, count int, image, group string) {
+	t.Helper()
+	if len(servers) != count {
+		t.Fatalf("the group holds %d servers, want %d", len(servers), count)
+	}
+	for _, s := range servers {
+		switch {
+		case s.Status != provisioner.StatusActive:
+			t.Errorf("%s is %s", s.Name, s.Status)
+		case s.ImageID != image:
+			t.Errorf("%s runs image %s, want %s", s.Name, s.ImageID, image)
+		case s.Metadata[controller.MetaGroup] != group || s.Metadata[controller.MetaImage] != image ||
+			s.Metadata[controller.MetaRevision] == "" || s.Metadata[controller.MetaRequestID] == "":
+			t.Errorf("%s lacks Phoenix's metadata: %v", s.Name, s.Metadata)
+		case !slices.Contains(s.Tags, controller.GroupTag(group)):
+			t.Errorf("%s lacks the group tag: %v", s.Name, s.Tags)
+		}
+	}
+}
