@@ -45,6 +45,11 @@ type Server struct {
 	Health       healthcheck.State
 	HealthySince time.Time
 	HealthError  string
+	// Unlisted marks a server this controller created moments ago that the
+	// last list did not show: a real Nova paging with markers can miss a
+	// server while it is being scheduled. It counts (so it is not created
+	// twice over) but is never acted on.
+	Unlisted bool
 }
 
 // Kind sorts a server into the part it plays in a rollout.
@@ -172,6 +177,9 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		if budget <= 0 {
 			break
 		}
+		if c.Unlisted {
+			continue
+		}
 		budget--
 		d.Deletes = append(d.Deletes, Delete{Server: c, Reason: c.Reason})
 	}
@@ -182,6 +190,9 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	if surplus := len(current) - t.Count; surplus > 0 {
 		sort.SliceStable(current, func(i, j int) bool { return surplusFirst(current[i], current[j]) })
 		for _, c := range current[:surplus] {
+			if c.Unlisted {
+				continue
+			}
 			if c.Available {
 				if budget <= 0 {
 					continue
@@ -209,7 +220,7 @@ func classify(t Target, s Server, now time.Time) Classified {
 	case s.Phase == PhaseDeleting || s.TaskState == provisioner.TaskDeleting:
 		c.Kind = KindDeleting
 		c.Reason = "being deleted"
-	case s.Status == provisioner.StatusError:
+	case s.Status == provisioner.StatusError && !s.Unlisted:
 		c.Kind = KindFailed
 		c.Reason = "failed: server is in ERROR"
 		if s.Fault != "" {

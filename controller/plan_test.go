@@ -21,6 +21,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 //	u = current, ACTIVE, unhealthy
 //	e = current, ERROR          d = current, being deleted (task state)
 //	r = current, phase deleting recorded but no delete in progress
+//	n = current, created moments ago but missing from the list
 func fleet(spec string) []Server {
 	var out []Server
 	for i, ch := range spec {
@@ -55,6 +56,8 @@ func fleet(spec string) []Server {
 			s.TaskState = provisioner.TaskDeleting
 		case 'r':
 			s.Phase = PhaseDeleting
+		case 'n':
+			s.Status, s.Health, s.Unlisted = provisioner.StatusBuild, healthcheck.Unknown, true
 		default:
 			panic("unknown fleet letter " + string(ch))
 		}
@@ -107,6 +110,8 @@ func TestPlanTable(t *testing.T) {
 		{name: "quota-free: nothing deleted before replacements exist", target: target(2, 1, 0), fleet: "oo", creates: 1},
 		{name: "unhealthy new server holds its slot", target: target(3, 1, 0), fleet: "oocu", available: 1},
 		{name: "percent-like big surge creates all at once", target: target(4, 4, 0), fleet: "oooo", creates: 4},
+		{name: "a server missing from the list still counts", target: target(3, 1, 0), fleet: "ooo" + "n", available: 0},
+		{name: "a missing server is never deleted as surplus", target: target(3, 1, 0), fleet: "cccn", available: 3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

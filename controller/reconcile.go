@@ -89,6 +89,7 @@ type GroupReconciler struct {
 	bootFailures  int
 	lastFault     string
 	ledger        *ledger
+	recent        map[string]recentCreate
 	deletesIssued int
 	createsIssued int
 }
@@ -113,8 +114,19 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 		backoff:    opts.CreateBackoff,
 		failedSeen: map[string]bool{},
 		ledger:     newLedger(opts.Now()),
+		recent:     map[string]recentCreate{},
 	}
 }
+
+// recentCreate is a server this reconciler created, remembered until a
+// list shows it (or for recentTTL): only to keep counting it through a list
+// that misses it, never to act on it.
+type recentCreate struct {
+	name, image, revision string
+	at                    time.Time
+}
+
+const recentTTL = 3 * time.Minute
 
 // Close stops the health probes.
 func (r *GroupReconciler) Close() { r.health.Close() }
@@ -155,7 +167,8 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 		}
 	}
 	r.watch(live)
-	dec := Plan(target, r.planInput(live), now)
+	in := append(r.planInput(live), r.unlisted(live, now)...)
+	dec := Plan(target, in, now)
 	r.report(dec, img, now)
 
 	var errs []error
@@ -278,6 +291,29 @@ func (r *GroupReconciler) planInput(servers []provisioner.Server) []Server {
 			}
 		}
 		out = append(out, p)
+	}
+	return out
+}
+
+// unlisted returns the servers this reconciler created lately that the list
+// did not show, and forgets the ones it did show or that are too old.
+func (r *GroupReconciler) unlisted(listed []provisioner.Server, now time.Time) []Server {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	shown := make(map[string]bool, len(listed))
+	for _, s := range listed {
+		shown[s.ID] = true
+	}
+	var out []Server
+	for id, c := range r.recent {
+		switch {
+		case shown[id] || now.Sub(c.at) > recentTTL:
+			delete(r.recent, id)
+		default:
+			r.log.Warn("a server created moments ago is missing from the list; counting it", zap.String("server", id), zap.String("name", c.name))
+			out = append(out, Server{ID: id, Name: c.name, Status: provisioner.StatusBuild, ImageID: c.image,
+				Revision: c.revision, Created: c.at, Unlisted: true})
+		}
 	}
 	return out
 }
@@ -455,6 +491,7 @@ func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.Server
 	r.createErr = nil
 	r.backoff = r.opts.CreateBackoff
 	r.createsIssued++
+	r.recent[s.ID] = recentCreate{name: spec.Name, image: spec.ImageID, revision: spec.Metadata[MetaRevision], at: now}
 	r.mu.Unlock()
 	r.ledger.createdServer(s.ID, now)
 	r.log.Info("created server", zap.String("server", s.ID), zap.String("name", spec.Name),

@@ -16,6 +16,7 @@ import (
 // ListServers lists the servers carrying tag with one request per page.
 func (c *Cloud) ListServers(ctx context.Context, tag string) ([]provisioner.Server, error) {
 	var out []provisioner.Server
+	seen := map[string]int{}
 	pages := 0
 	opts := servers.ListOpts{Tags: tag, Limit: c.pageSize}
 	err := servers.List(c.compute, opts).EachPage(ctx, func(_ context.Context, page pagination.Page) (bool, error) {
@@ -31,6 +32,16 @@ func (c *Cloud) ListServers(ctx context.Context, tag string) ([]provisioner.Serv
 			if !slices.Contains(s.Tags, tag) {
 				return false, fmt.Errorf("the compute API returned server %s without tag %q: the tag filter was ignored (microversion below 2.26?)", s.ID, tag)
 			}
+			// While a server is being scheduled Nova may list it twice,
+			// once as a build request and once as an instance (seen on a
+			// real Nova paging with markers): keep one, the further along.
+			if j, dup := seen[s.ID]; dup {
+				if out[j].Status == provisioner.StatusBuild {
+					out[j] = s
+				}
+				continue
+			}
+			seen[s.ID] = len(out)
 			out = append(out, s)
 		}
 		return true, nil
