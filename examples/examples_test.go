@@ -1,27 +1,41 @@
 package examples_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/examples"
 )
 
-// TestEveryExampleLoads keeps the examples honest: each Phoenix
-// configuration here must load exactly as the binary would load it.
-func TestEveryExampleLoads(t *testing.T) {
+// phoenixConfigs lists the Phoenix configurations here: every .yaml file
+// but clouds.yaml samples and cloud-init user data.
+func phoenixConfigs(t *testing.T) []string {
+	t.Helper()
 	files, err := filepath.Glob("*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded := 0
+	var out []string
 	for _, f := range files {
 		if strings.HasPrefix(f, "clouds") || strings.HasSuffix(f, ".cloud-init.yaml") {
 			continue
 		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// TestEveryExampleLoads keeps the examples honest: each Phoenix
+// configuration here must load exactly as the binary would load it.
+func TestEveryExampleLoads(t *testing.T) {
+	files := phoenixConfigs(t)
+	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
 			cfg, err := config.Load(f)
 			if err != nil {
@@ -31,10 +45,9 @@ func TestEveryExampleLoads(t *testing.T) {
 				t.Fatal("no groups")
 			}
 		})
-		loaded++
 	}
-	if loaded < 2 {
-		t.Fatalf("loaded %d example configurations, want at least demo.yaml and production.yaml", loaded)
+	if len(files) < 2 {
+		t.Fatalf("found %d example configurations (%v), want at least demo.yaml and production.yaml", len(files), files)
 	}
 }
 
@@ -45,5 +58,109 @@ func TestEmbeddedDemoIsTheFile(t *testing.T) {
 	}
 	if string(onDisk) != string(examples.Demo) {
 		t.Fatal("examples.Demo differs from demo.yaml")
+	}
+}
+
+// The production example shows what its comments say it shows.
+func TestProductionExample(t *testing.T) {
+	cfg, err := config.Load("production.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := map[string]config.Group{}
+	for _, g := range cfg.Groups {
+		groups[g.Name] = g
+	}
+	web, worker := groups["web"], groups["worker"]
+	userData, err := os.ReadFile("web.cloud-init.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(web.UserData, userData) {
+		t.Error("web's user data is not web.cloud-init.yaml")
+	}
+	if web.Health.HTTP == nil || worker.Health.TCP == nil {
+		t.Error("web should be checked over HTTP and worker over TCP")
+	}
+	if got := web.Rollout.MaxSurge.Resolve(web.Count, true); got != 3 {
+		t.Errorf("web surges %d servers, the comment says 3", got)
+	}
+	if got := worker.Rollout.MaxUnavailable.Resolve(worker.Count, false); got != 1 {
+		t.Errorf("worker takes %d servers down at a time, the comment says 1", got)
+	}
+	if web.Image.Name != worker.Image.Name || len(web.Image.Properties) == 0 {
+		t.Errorf("the shared image anchor was not applied: web %+v, worker %+v", web.Image, worker.Image)
+	}
+
+	// Its cloud is one of the sample's.
+	var sample struct {
+		Clouds map[string]yaml.Node `yaml:"clouds"`
+	}
+	data, err := os.ReadFile("clouds.yaml.sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &sample); err != nil {
+		t.Fatalf("clouds.yaml.sample: %v", err)
+	}
+	if _, ok := sample.Clouds[cfg.Cloud]; !ok {
+		t.Errorf("production.yaml uses cloud %q, which clouds.yaml.sample does not define", cfg.Cloud)
+	}
+}
+
+// Every clouds.yaml sample entry has what an OpenStack client needs to
+// authenticate, and no real secret.
+func TestCloudsSample(t *testing.T) {
+	data, err := os.ReadFile("clouds.yaml.sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sample struct {
+		Clouds map[string]struct {
+			AuthType string            `yaml:"auth_type"`
+			Auth     map[string]string `yaml:"auth"`
+			Region   string            `yaml:"region_name"`
+		} `yaml:"clouds"`
+	}
+	if err := yaml.Unmarshal(data, &sample); err != nil {
+		t.Fatal(err)
+	}
+	if len(sample.Clouds) < 2 {
+		t.Fatalf("%d clouds, want an application credential one and a password one", len(sample.Clouds))
+	}
+	for name, c := range sample.Clouds {
+		if c.Auth["auth_url"] == "" || c.Region == "" {
+			t.Errorf("cloud %s: no auth_url or region_name", name)
+		}
+		for _, secret := range []string{"password", "application_credential_secret"} {
+			if v, ok := c.Auth[secret]; ok && !strings.HasPrefix(v, "REPLACE-") {
+				t.Errorf("cloud %s: %s looks like a real secret; use a REPLACE-... placeholder", name, secret)
+			}
+		}
+	}
+}
+
+// User data files are cloud-config: cloud-init ignores one without the
+// header line, and a YAML mistake would surface only on the server.
+func TestCloudInitFiles(t *testing.T) {
+	files, err := filepath.Glob("*.cloud-init.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no *.cloud-init.yaml files")
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(data, []byte("#cloud-config\n")) {
+			t.Errorf("%s does not start with #cloud-config", f)
+		}
+		var v map[string]any
+		if err := yaml.Unmarshal(data, &v); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }

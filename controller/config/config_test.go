@@ -2,11 +2,15 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 const valid = `cloud: prod
@@ -50,13 +54,21 @@ func writeFiles(t *testing.T, files map[string]string) string {
 
 func TestLoadValidAppliesDefaults(t *testing.T) {
 	dir := writeFiles(t, map[string]string{"phoenix.yaml": valid, "web.yaml": "#cloud-config\n"})
-	cfg, err := Load(filepath.Join(dir, "phoenix.yaml"))
+	path := filepath.Join(dir, "phoenix.yaml")
+	cfg, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Path != path || cfg.Cloud != "prod" || len(cfg.Groups) != 2 {
+		t.Fatalf("path %q, cloud %q, %d groups", cfg.Path, cfg.Cloud, len(cfg.Groups))
 	}
 	web, worker := cfg.Groups[0], cfg.Groups[1]
 	if string(web.UserData) != "#cloud-config\n" {
 		t.Errorf("user data = %q", web.UserData)
+	}
+	wantImage := ImageSelector{Name: "ubuntu-24.04-gold", Newest: true, Properties: map[string]string{"os_distro": "ubuntu"}, Tags: []string{"gold"}}
+	if !reflect.DeepEqual(web.Image, wantImage) {
+		t.Errorf("image = %+v", web.Image)
 	}
 	if got := web.Rollout.MaxSurge.Resolve(web.Count, true); got != 3 {
 		t.Errorf("25%% surge of 10 = %d, want 3 (rounded up)", got)
@@ -64,43 +76,76 @@ func TestLoadValidAppliesDefaults(t *testing.T) {
 	if got := web.Rollout.MaxUnavailable.Resolve(web.Count, false); got != 1 {
 		t.Errorf("10%% unavailable of 10 = %d, want 1", got)
 	}
-	if web.Health.Grace.D() != 90*time.Second || web.Health.UnhealthyThreshold != 4 {
+	if web.Rollout.MinReady.D() != 30*time.Second {
+		t.Errorf("min_ready = %s", web.Rollout.MinReady)
+	}
+	if *web.Health.HTTP != (HTTPCheck{Port: 8080, Path: "/healthz", ExpectStatus: 200}) {
+		t.Errorf("http = %+v", *web.Health.HTTP)
+	}
+	if web.Health.Grace.D() != 90*time.Second || web.Health.UnhealthyThreshold != 4 || web.Health.HealthyThreshold != 2 {
 		t.Errorf("written health values lost: %+v", web.Health)
 	}
 	if worker.Flavor != "42" {
 		t.Errorf("numeric flavor = %q, want the string 42", worker.Flavor)
 	}
-	want := Rollout{MaxSurge: IntOrPercent{Value: 1}, MaxUnavailable: IntOrPercent{Value: 0}}
-	if worker.Rollout != want {
-		t.Errorf("default rollout = %+v, want %+v", worker.Rollout, want)
-	}
-	h := worker.Health
-	if h.HTTP != nil || h.TCP != nil || h.Interval.D() != 5*time.Second || h.Timeout.D() != 2*time.Second ||
-		h.HealthyThreshold != 3 || h.UnhealthyThreshold != 3 || h.Grace.D() != 60*time.Second {
-		t.Errorf("default health = %+v", h)
+	if worker.UserData != nil || worker.Metadata != nil || worker.SecurityGroups != nil {
+		t.Errorf("worker has values it was not given: %+v", worker)
 	}
 }
 
-func TestHTTPPathDefaultAndZeroGrace(t *testing.T) {
-	cfg, err := Parse("p.yaml", []byte(`
-groups:
-  - name: a
-    count: 1
-    image: {name: x}
-    flavor: f
-    networks: [n]
-    health: {http: {port: 80}, grace: 0s, interval: 100ms}
-`), ".")
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse("p.yaml", []byte(group("")), ".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := cfg.Groups[0].Health
-	if h.HTTP.Path != "/" || h.Grace != 0 || h.Timeout.D() != 100*time.Millisecond {
-		t.Fatalf("health = %+v / %+v: want path /, grace 0 kept, timeout capped at the interval", h, *h.HTTP)
+	g := cfg.Groups[0]
+	want := Rollout{MaxSurge: IntOrPercent{Value: 1}, MaxUnavailable: IntOrPercent{Value: 0}, MinReady: 0}
+	if g.Rollout != want {
+		t.Errorf("default rollout = %+v, want %+v", g.Rollout, want)
+	}
+	wantHealth := Health{Interval: Duration(5 * time.Second), Timeout: Duration(2 * time.Second),
+		HealthyThreshold: 3, UnhealthyThreshold: 3, Grace: Duration(60 * time.Second)}
+	if !reflect.DeepEqual(g.Health, wantHealth) {
+		t.Errorf("default health = %+v, want %+v (no check: Nova's ACTIVE is the only signal)", g.Health, wantHealth)
+	}
+
+	cfg, err = Parse("p.yaml", []byte(group(`health: {http: {port: 80}, tcp: }`)), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := cfg.Groups[0].Health; *h.HTTP != (HTTPCheck{Port: 80, Path: "/", ExpectStatus: 0}) || h.TCP != nil {
+		t.Errorf("http check defaults = %+v, tcp %v", *h.HTTP, h.TCP)
+	}
+}
+
+func TestWrittenZeroIsKept(t *testing.T) {
+	cfg, err := Parse("p.yaml", []byte(group(`health: {http: {port: 80, expect_status: 0}, grace: 0s, interval: 100ms}`)+
+		"    rollout: {max_surge: 0, max_unavailable: 1}\n"), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := cfg.Groups[0]
+	if h := g.Health; h.Grace != 0 || h.Timeout.D() != 100*time.Millisecond {
+		t.Errorf("health = %+v: want grace 0 kept, timeout's default capped at the interval", h)
+	}
+	if g.Rollout.MaxSurge != (IntOrPercent{Value: 0, Set: true}) {
+		t.Errorf("written max_surge 0 = %+v, want kept and marked as set", g.Rollout.MaxSurge)
+	}
+}
+
+func TestQuotedNumbersAreNumbers(t *testing.T) {
+	cfg, err := Parse("p.yaml", []byte(group(`health: {tcp: {port: "22"}}`)+"    rollout: {max_surge: \"2\"}\n"), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := cfg.Groups[0]; g.Health.TCP.Port != 22 || g.Rollout.MaxSurge.Value != 2 || g.Rollout.MaxSurge.Percent {
+		t.Errorf("port %d, surge %+v", g.Health.TCP.Port, g.Rollout.MaxSurge)
 	}
 }
 
 // group returns a minimal valid group with one line replaced or added.
+// Its lines: 1 groups:, 2 name, 3 count, 4 image, 5 flavor, 6 networks, 7
+// the extra line.
 func group(extra string) string {
 	base := map[string]string{
 		"name":     "name: web",
@@ -130,57 +175,138 @@ func group(extra string) string {
 	return b.String()
 }
 
+func manyPairs(n int) string {
+	pairs := make([]string, n)
+	for i := range pairs {
+		pairs[i] = fmt.Sprintf("k%d: v", i)
+	}
+	return "{" + strings.Join(pairs, ", ") + "}"
+}
+
 func TestRefusedConfigs(t *testing.T) {
+	long := strings.Repeat("x", 256)
 	cases := []struct {
 		name string
 		yaml string
-		path string // field path the error must name
-		line int
+		path string // field path the error must name; "" for the whole file
+		line int    // 0: no line
 		want string // part of the message
 	}{
-		{"surge not a number", group(`rollout: {max_surge: lots}`), "groups[0].rollout.max_surge", 7, `expected a whole number ≥ 0 or a percentage such as "25%", got "lots"`},
-		{"surge negative", group(`rollout: {max_surge: -1}`), "groups[0].rollout.max_surge", 7, "whole number ≥ 0"},
-		{"surge fraction", group(`rollout: {max_surge: 1.5}`), "groups[0].rollout.max_surge", 7, `got "1.5"`},
-		{"unavailable over 100%", group(`rollout: {max_unavailable: 150%}`), "groups[0].rollout.max_unavailable", 7, "0% to 100%"},
-		{"both zero", group(`rollout: {max_surge: 0, max_unavailable: 0}`), "groups[0].rollout", 7, "no server could ever be replaced"},
-		{"both round to zero", group(`rollout: {max_surge: 0%, max_unavailable: 20%}`), "groups[0].rollout", 7, "both come to 0 servers for a count of 4"},
-		{"unavailable above count", group(`rollout: {max_unavailable: 5}`), "groups[0].rollout.max_unavailable", 7, "at most the group's count 4"},
-		{"bare duration", group(`rollout: {min_ready: 30}`), "groups[0].rollout.min_ready", 7, "with a unit"},
-		{"negative duration", group(`rollout: {min_ready: -5s}`), "groups[0].rollout.min_ready", 7, "zero or more"},
-		{"unknown rollout field", group(`rollout: {max_surgee: 1}`), "groups[0].rollout", 7, `unknown field "max_surgee"; did you mean "max_surge"?`},
-		{"unknown group field", group(`flavour: m1.small`), "groups[0]", 7, `unknown field "flavour"; did you mean "flavor"?`},
-		{"unknown top-level field", "grups: []\n", "(top level)", 1, `unknown field "grups"`},
-		{"unknown http field", group(`health: {http: {port: 80, pth: /}}`), "groups[0].health.http", 7, `unknown field "pth"`},
-		{"no groups", "cloud: x\n", "groups", 0, "at least one group"},
+		// The file as a whole.
+		{"empty file", "", "", 0, "the file is empty"},
+		{"only comments", "# nothing\n# at all\n", "", 0, "the file is empty"},
+		{"only a document marker", "---\n", "", 0, "the file has no settings"},
+		{"not yaml", "groups: [\n", "", 1, "not valid YAML"},
+		{"two documents", "groups: []\n---\ncloud: x\n", "", 2, "a second YAML document"},
+		{"top level a list", "- name: web\n", "(top level)", 1, "expected a mapping with `groups:` at the top level, got a list"},
+		{"unknown top-level field", "cloud: x\ngrups: []\n", "(top level)", 2, `unknown field "grups"; did you mean "groups"?`},
+		{"duplicate top-level field", "cloud: a\ncloud: b\n" + group(""), "cloud", 2, "field given twice (first on line 1)"},
+		{"cloud a list", "cloud: [a]\n" + group(""), "cloud", 1, "expected a string, got a list"},
+		{"no groups", "cloud: x\n", "groups", 1, "expected at least one group"},
+		{"empty groups", "groups: []\n", "groups", 1, "expected at least one group"},
 		{"groups not a list", "groups: {name: web}\n", "groups", 1, "expected a list, got a mapping"},
-		{"bad name", group(`name: Web_Servers`), "groups[0].name", 2, "lower-case letters"},
-		{"missing name", group(`name: ""`), "groups[0].name", 2, "needs a name"},
-		{"count zero", group(`count: 0`), "groups[0].count", 3, "from 1 to 10000, got 0"},
+		{"group not a mapping", "groups: [web]\n", "groups[0]", 1, `expected a mapping of fields, got "web"`},
+
+		// Group fields.
+		{"unknown group field", group(`flavour: m1.small`), "groups[0]", 7, `unknown field "flavour"; did you mean "flavor"?`},
+		{"bad name", group(`name: Web_Servers`), "groups[0].name", 2, `lower-case letters, digits and inner dashes (the name goes into a Nova tag and into server names), got "Web_Servers"`},
+		{"name too long", group(`name: ` + strings.Repeat("a", 41)), "groups[0].name", 2, "expected 1 to 40"},
+		{"name ends in a dash", group(`name: web-`), "groups[0].name", 2, `got "web-"`},
+		{"missing name", group(`name: ""`), "groups[0].name", 2, "a group needs a name"},
+		{"duplicate group", group("") + "  - {name: web, count: 1, image: {name: x}, flavor: f, networks: [n]}\n", "groups[1].name", 7, `group "web" is defined twice (first as groups[0], line 2)`},
+		{"count zero", group(`count: 0`), "groups[0].count", 3, "expected a count from 1 to 10000, got 0"},
+		{"count too big", group(`count: 10001`), "groups[0].count", 3, "got 10001"},
+		{"count missing", group(`count:`), "groups[0].count", 3, "a group needs a count of servers"},
 		{"count not a number", group(`count: many`), "groups[0].count", 3, `expected a whole number, got "many"`},
+		{"count a fraction", group(`count: 2.5`), "groups[0].count", 3, `expected a whole number, got "2.5"`},
 		{"count a list", group(`count: [1]`), "groups[0].count", 3, "expected a whole number, got a list"},
-		{"image id and name", group(`image: {id: abc, name: gold}`), "groups[0].image", 4, "id selects one image by itself"},
-		{"image empty", group(`image: {newest: true}`), "groups[0].image", 4, "expected an image id, or a name"},
-		{"image newest not bool", group(`image: {name: gold, newest: yes please}`), "groups[0].image.newest", 4, "expected true or false"},
-		{"flavor missing", group(`flavor: ""`), "groups[0].flavor", 5, "flavor name or ID is required"},
+		{"flavor missing", group(`flavor: ""`), "groups[0].flavor", 5, "a flavor name or ID is required"},
 		{"flavor a mapping", group(`flavor: {name: m1}`), "groups[0].flavor", 5, "expected a string, got a mapping"},
 		{"no networks", group(`networks: []`), "groups[0].networks", 6, "at least one network"},
+		{"networks a string", group(`networks: private`), "groups[0].networks", 6, `expected a list, got "private"`},
+		{"empty network", group(`networks: [a, ""]`), "groups[0].networks[1]", 6, "expected a network name or ID, got an empty one"},
 		{"duplicate network", group(`networks: [a, a]`), "groups[0].networks[1]", 6, `network "a" is listed twice`},
-		{"reserved metadata", group(`metadata: {"phoenix:group": x}`), "groups[0].metadata.phoenix:group", 0, "Phoenix's own record"},
-		{"bad metadata key", group(`metadata: {"a/b": x}`), "groups[0].metadata.a/b", 0, "letters, digits"},
-		{"missing user data", group(`user_data_file: nope.yaml`), "groups[0].user_data_file", 7, "cannot read"},
+		{"empty security group", group(`security_groups: [""]`), "groups[0].security_groups[0]", 7, "expected a security group name or ID, got an empty one"},
+		{"empty zone", group(`availability_zones: [""]`), "groups[0].availability_zones[0]", 7, "expected an availability zone name, got an empty one"},
+		{"duplicate zone", group(`availability_zones: [az1, az2, az1]`), "groups[0].availability_zones[2]", 7, `availability zone "az1" is listed twice`},
+		{"key_name a list", group(`key_name: [a]`), "groups[0].key_name", 7, "expected a string, got a list"},
+
+		// Image.
+		{"image id and name", group(`image: {id: abc, name: gold}`), "groups[0].image", 4, "id selects one image by itself: remove name, or remove id"},
+		{"image id and newest", group(`image: {id: abc, newest: true}`), "groups[0].image", 4, "remove newest, or remove id"},
+		{"image nothing", group(`image: {newest: true}`), "groups[0].image", 4, "expected an image id, or a name, properties or tags"},
+		{"image missing", group(`image:`), "groups[0].image", 4, "expected an image id"},
+		{"image a string", group(`image: gold`), "groups[0].image", 4, `expected a mapping of fields, got "gold"`},
+		{"unknown image field", group(`image: {name: gold, tag: [x]}`), "groups[0].image", 4, `unknown field "tag"; did you mean "tags"?`},
+		{"image newest not bool", group(`image: {name: gold, newest: yes please}`), "groups[0].image.newest", 4, `expected true or false, got "yes please"`},
+		{"empty tag", group(`image: {tags: [""]}`), "groups[0].image.tags[0]", 4, "expected a tag of 1 to 255 characters"},
+		{"tag too long", group(`image: {tags: [` + long + `]}`), "groups[0].image.tags[0]", 4, "expected a tag of 1 to 255 characters"},
+		{"empty property name", group(`image: {properties: {"": x}}`), "groups[0].image.properties.", 4, "expected a property name, got an empty one"},
+		{"glance field as property", group(`image: {properties: {status: active}}`), "groups[0].image.properties.status", 4, `"status" is one of Glance's own image fields`},
+
+		// User data.
+		{"missing user data", group(`user_data_file: nope.yaml`), "groups[0].user_data_file", 7, "nope.yaml: no such file or directory"},
+		{"user data a directory", group(`user_data_file: .`), "groups[0].user_data_file", 7, "it is a directory"},
+		{"user data a device", group(`user_data_file: /dev/zero`), "groups[0].user_data_file", 7, "cannot read /dev/zero: it is not a regular file"},
+
+		// Metadata.
+		{"reserved metadata", group(`metadata: {"phoenix:group": x}`), "groups[0].metadata.phoenix:group", 7, `keys starting with "phoenix:" are reserved`},
+		{"bad metadata key", group(`metadata: {"a/b": x}`), "groups[0].metadata.a/b", 7, "letters, digits, spaces and the characters - _ : ."},
+		{"metadata key too long", group(`metadata: {` + long + `: x}`), "groups[0].metadata." + long, 7, "expected a key of 1 to 255"},
+		{"metadata value too long", group(`metadata: {a: ` + long + `}`), "groups[0].metadata.a", 7, "expected a value of at most 255 characters, got 256"},
+		{"too much metadata", group(`metadata: ` + manyPairs(101)), "groups[0].metadata", 7, "expected at most 100 pairs, got 101"},
+		{"metadata a list", group(`metadata: [a]`), "groups[0].metadata", 7, "expected a mapping of names to values, got a list"},
+		{"metadata value a mapping", group(`metadata: {a: {b: c}}`), "groups[0].metadata.a", 7, "expected a string, got a mapping"},
+		{"duplicate metadata key", group(`metadata: {a: x, a: y}`), "groups[0].metadata.a", 7, "key given twice"},
+
+		// Rollout.
+		{"surge not a number", group(`rollout: {max_surge: lots}`), "groups[0].rollout.max_surge", 7, `expected a whole number ≥ 0 or a percentage such as "25%", got "lots"`},
+		{"surge negative", group(`rollout: {max_surge: -1}`), "groups[0].rollout.max_surge", 7, `whole number ≥ 0 or a percentage such as "25%", got "-1"`},
+		{"surge fraction", group(`rollout: {max_surge: 1.5}`), "groups[0].rollout.max_surge", 7, `got "1.5"`},
+		{"surge fractional percent", group(`rollout: {max_surge: 12.5%}`), "groups[0].rollout.max_surge", 7, `got "12.5%"`},
+		{"unavailable over 100%", group(`rollout: {max_unavailable: 150%}`), "groups[0].rollout.max_unavailable", 7, `expected a percentage from 0% to 100%, got "150%"`},
+		{"surge a list", group(`rollout: {max_surge: [1]}`), "groups[0].rollout.max_surge", 7, "expected a single value, got a list"},
+		{"both zero", group(`rollout: {max_surge: 0, max_unavailable: 0}`), "groups[0].rollout", 7, "both come to 0 servers for a count of 4, so no server could ever be replaced"},
+		{"both round to zero", group(`rollout: {max_surge: 0%, max_unavailable: 20%}`), "groups[0].rollout", 7, "max_surge 0% and max_unavailable 20% both come to 0 servers"},
+		{"unavailable above count", group(`rollout: {max_unavailable: 5}`), "groups[0].rollout.max_unavailable", 7, "at most the group's count 4"},
+		{"unknown rollout field", group(`rollout: {max_surgee: 1}`), "groups[0].rollout", 7, `unknown field "max_surgee"; did you mean "max_surge"?`},
+		{"duplicate rollout key", group("rollout: {max_surge: 1, max_surge: 2}"), "groups[0].rollout.max_surge", 7, "field given twice"},
+		{"rollout a list", group("rollout: [1]"), "groups[0].rollout", 7, "expected a mapping of fields, got a list"},
+
+		// Durations.
+		{"bare duration", group(`rollout: {min_ready: 30}`), "groups[0].rollout.min_ready", 7, `expected a duration with a unit such as "30s" or "5m", got the bare number 30`},
+		{"quoted bare duration", group(`rollout: {min_ready: "1.5"}`), "groups[0].rollout.min_ready", 7, `such as "1.5s"`},
+		{"negative duration", group(`rollout: {min_ready: -5s}`), "groups[0].rollout.min_ready", 7, `expected a duration of zero or more, got "-5s"`},
+		{"not a duration", group(`rollout: {min_ready: soon}`), "groups[0].rollout.min_ready", 7, `expected a duration such as "30s", "1m30s" or "500ms", got "soon"`},
+		{"negative grace", group(`health: {tcp: {port: 22}, grace: -1s}`), "groups[0].health.grace", 7, "zero or more"},
+
+		// Health.
+		{"unknown health field", group(`health: {tcp: {port: 22}, intervall: 1s}`), "groups[0].health", 7, `unknown field "intervall"; did you mean "interval"?`},
+		{"unknown http field", group(`health: {http: {port: 80, pth: /}}`), "groups[0].health.http", 7, `unknown field "pth"; did you mean "path"?`},
+		{"unknown tcp field", group(`health: {tcp: {port: 80, host: x}}`), "groups[0].health.tcp", 7, `unknown field "host"; expected one of port`},
+		{"http a list", group(`health: {http: [80]}`), "groups[0].health.http", 7, "expected a mapping of fields, got a list"},
 		{"http and tcp", group(`health: {http: {port: 80}, tcp: {port: 22}}`), "groups[0].health", 7, "configure one check, not both"},
-		{"port out of range", group(`health: {tcp: {port: 70000}}`), "groups[0].health.tcp.port", 7, "from 1 to 65535, got 70000"},
-		{"port missing", group(`health: {http: {path: /}}`), "groups[0].health.http.port", 7, "got 0"},
-		{"relative path", group(`health: {http: {port: 80, path: healthz}}`), "groups[0].health.http.path", 7, `starting with "/"`},
-		{"bad status", group(`health: {http: {port: 80, expect_status: 42}}`), "groups[0].health.http.expect_status", 7, "from 100 to 599"},
-		{"timeout over interval", group(`health: {tcp: {port: 22}, interval: 1s, timeout: 2s}`), "groups[0].health.timeout", 7, "at most the interval 1s"},
-		{"zero threshold written", group(`health: {tcp: {port: 22}, healthy_threshold: 0}`), "groups[0].health.healthy_threshold", 7, "at least 1"},
-		{"health tuning without a check", group(`health: {interval: 1s}`), "groups[0].health.interval", 7, "no effect without a check"},
-		{"duplicate key", group("rollout: {max_surge: 1, max_surge: 2}"), "groups[0].rollout.max_surge", 7, "given twice"},
-		{"duplicate group", group("") + "  - {name: web, count: 1, image: {name: x}, flavor: f, networks: [n]}\n", "groups[1].name", 7, `defined twice`},
-		{"not yaml", "groups: [\n", "", 0, "not valid YAML"},
-		{"empty file", "", "", 0, "the file is empty"},
-		{"only comments", "# nothing\n", "", 0, "the file is empty"},
+		{"port out of range", group(`health: {tcp: {port: 70000}}`), "groups[0].health.tcp.port", 7, "expected a port from 1 to 65535, got 70000"},
+		{"port zero", group(`health: {http: {port: 0}}`), "groups[0].health.http.port", 7, "got 0"},
+		{"port missing", group(`health: {http: {path: /}}`), "groups[0].health.http.port", 7, "a port from 1 to 65535 is required"},
+		{"port a name", group(`health: {http: {port: http}}`), "groups[0].health.http.port", 7, `expected a whole number, got "http"`},
+		{"relative path", group(`health: {http: {port: 80, path: healthz}}`), "groups[0].health.http.path", 7, `expected a path starting with "/", got "healthz"`},
+		{"bad status", group(`health: {http: {port: 80, expect_status: 42}}`), "groups[0].health.http.expect_status", 7, "from 100 to 599 (or leave it out to accept any 2xx), got 42"},
+		{"status too high", group(`health: {http: {port: 80, expect_status: 600}}`), "groups[0].health.http.expect_status", 7, "got 600"},
+		{"zero interval", group(`health: {tcp: {port: 22}, interval: 0s, timeout: 0s}`), "groups[0].health.interval", 7, "expected a duration above zero, got 0s"},
+		{"zero timeout", group(`health: {tcp: {port: 22}, timeout: 0s}`), "groups[0].health.timeout", 7, "above zero and at most the interval 5s, got 0s"},
+		{"timeout over interval", group(`health: {tcp: {port: 22}, interval: 1s, timeout: 2s}`), "groups[0].health.timeout", 7, "at most the interval 1s, got 2s"},
+		{"zero healthy threshold", group(`health: {tcp: {port: 22}, healthy_threshold: 0}`), "groups[0].health.healthy_threshold", 7, "expected at least 1, got 0"},
+		{"negative unhealthy threshold", group(`health: {tcp: {port: 22}, unhealthy_threshold: -2}`), "groups[0].health.unhealthy_threshold", 7, "expected at least 1, got -2"},
+		{"health tuning without a check", group(`health: {interval: 1s}`), "groups[0].health.interval", 7, "has no effect without a check"},
+
+		// YAML merges.
+		{"merge of a scalar", group(`rollout: {<<: 5}`), "groups[0].rollout", 7, `expected a merge (<<) of a mapping or a list of mappings, got "5"`},
+		{"unknown field merged in", "x-base: &base {flavour: f}\n" + group("<<: *base"), "groups[0]", 1, `unknown field "flavour"`},
+		{"unknown extension field in a group", group("x-note: hello"), "groups[0]", 7, `unknown field "x-note"`},
+	}
+	if len(cases) < 20 {
+		t.Fatalf("only %d cases", len(cases))
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,73 +318,314 @@ func TestRefusedConfigs(t *testing.T) {
 			if !errors.As(err, &cerr) {
 				t.Fatalf("error %T is not a *config.Error: %v", err, err)
 			}
-			msg := err.Error()
-			if !strings.HasPrefix(msg, "phoenix.yaml: ") {
-				t.Errorf("error does not start with the file name: %s", msg)
+			if cerr.File != "phoenix.yaml" {
+				t.Errorf("File = %q", cerr.File)
 			}
-			var found *Problem
-			for i, p := range cerr.Problems {
-				if p.Path == tc.path && strings.Contains(p.Message, tc.want) {
-					found = &cerr.Problems[i]
+			msg := err.Error()
+			for _, line := range strings.Split(msg, "\n") {
+				if !strings.HasPrefix(line, "phoenix.yaml: ") {
+					t.Errorf("a line of the error does not start with the file name: %q", line)
 				}
 			}
-			if found == nil {
-				t.Fatalf("no problem at %q saying %q in:\n%s", tc.path, tc.want, msg)
+			// The exact rendering an operator reads: file, path, line, message.
+			var head string
+			switch {
+			case tc.path == "" && tc.line == 0:
+				head = "phoenix.yaml: "
+			case tc.path == "":
+				head = fmt.Sprintf("phoenix.yaml: line %d: ", tc.line)
+			case tc.line == 0:
+				head = fmt.Sprintf("phoenix.yaml: %s: ", tc.path)
+			default:
+				head = fmt.Sprintf("phoenix.yaml: %s (line %d): ", tc.path, tc.line)
 			}
-			if tc.line != 0 && found.Line != tc.line {
-				t.Errorf("problem at line %d, want %d: %s", found.Line, tc.line, msg)
+			found := false
+			for _, line := range strings.Split(msg, "\n") {
+				if rest, ok := strings.CutPrefix(line, head); ok && strings.Contains(rest, tc.want) {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("no line starting %q and saying %q in:\n%s", head, tc.want, msg)
 			}
 		})
 	}
 }
 
+func TestUserDataPaths(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"ud.yaml": "#cloud-config\n"})
+	sub := filepath.Join(dir, "conf")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	body := group("user_data_file: ../ud.yaml")
+	if err := os.WriteFile(filepath.Join(sub, "phoenix.yaml"), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(filepath.Join(sub, "phoenix.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.Groups[0].UserData) != "#cloud-config\n" {
+		t.Fatalf("user data relative to the config's directory = %q", cfg.Groups[0].UserData)
+	}
+
+	// Absolute paths are taken as they are.
+	cfg, err = Parse("p.yaml", []byte(group("user_data_file: "+filepath.Join(dir, "ud.yaml"))), "/nonexistent")
+	if err != nil || len(cfg.Groups[0].UserData) == 0 {
+		t.Fatalf("absolute user_data_file: %v", err)
+	}
+
+	// The error names the resolved path.
+	_, err = Parse("p.yaml", []byte(group("user_data_file: missing.yaml")), sub)
+	if want := filepath.Join(sub, "missing.yaml"); err == nil || !strings.Contains(err.Error(), "cannot read "+want) {
+		t.Fatalf("error %v does not name %s", err, want)
+	}
+
+	// 49152 bytes are 65536 of base64: one too many for Nova.
+	big := writeFiles(t, map[string]string{"fits": strings.Repeat("x", 49149), "big": strings.Repeat("x", 49152)})
+	if _, err := Parse("p.yaml", []byte(group("user_data_file: fits")), big); err != nil {
+		t.Fatalf("user data of 65532 base64 bytes refused: %v", err)
+	}
+	_, err = Parse("p.yaml", []byte(group("user_data_file: big")), big)
+	if err == nil || !strings.Contains(err.Error(), "groups[0].user_data_file (line 7): "+filepath.Join(big, "big")+" is 49152 bytes, 65536 once base64-encoded; Nova accepts at most 65535") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
 func TestAllProblemsReportedTogether(t *testing.T) {
-	_, err := Parse("phoenix.yaml", []byte(`
+	_, err := Parse("phoenix.yaml", []byte(`cloud: prod
+colud: typo
 groups:
   - name: a
-    count: 0
+    count: many
     image: {name: x}
     flavor: f
     networks: [n]
+    rollout: {max_surgee: 1}
   - name: b
-    count: 2
+    count: 0
     image: {}
     flavor: f
-    networks: [n]
+    networks: [n, n]
     rollout: {max_surge: 0}
+    health: {tcp: {port: 0}}
 `), ".")
 	var cerr *Error
 	if !errors.As(err, &cerr) {
 		t.Fatalf("want a *config.Error, got %v", err)
 	}
-	paths := map[string]bool{}
-	for _, p := range cerr.Problems {
-		paths[p.Path] = true
+	want := []string{
+		"(top level) (line 2): unknown field \"colud\"",
+		"groups[0].count (line 5): expected a whole number",
+		"groups[0].rollout (line 9): unknown field \"max_surgee\"",
+		"groups[1].count (line 11): expected a count from 1 to 10000, got 0",
+		"groups[1].image (line 12): expected an image id",
+		"groups[1].networks[1] (line 14): network \"n\" is listed twice",
+		"groups[1].health.tcp.port (line 16): expected a port",
 	}
-	for _, want := range []string{"groups[0].count", "groups[1].image", "groups[1].rollout"} {
-		if !paths[want] {
-			t.Errorf("no problem reported at %s; got:\n%v", want, err)
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) || len(cerr.Problems) != len(want) {
+		t.Fatalf("got %d lines for %d problems, want %d:\n%v", len(lines), len(cerr.Problems), len(want), err)
+	}
+	// In file order, each starting with the file name.
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], "phoenix.yaml: "+w) {
+			t.Errorf("line %d = %q, want it to start with %q", i, lines[i], "phoenix.yaml: "+w)
 		}
 	}
-	if n := strings.Count(err.Error(), "\n") + 1; n != len(cerr.Problems) {
-		t.Errorf("%d lines for %d problems", n, len(cerr.Problems))
+}
+
+// A value the decoder refuses is reported once, not again by every rule
+// that would look at it.
+func TestNoEchoOfRefusedValues(t *testing.T) {
+	cases := []struct{ extra, path string }{
+		{`count: many`, "groups[0].count"},
+		{`health: {tcp: {port: 22}, interval: 30}`, "groups[0].health.interval"},
+		{`health: {http: [80], interval: 1s}`, "groups[0].health.http"},
+		{`rollout: {max_surge: 0, max_unavailable: lots}`, "groups[0].rollout.max_unavailable"},
+		{`image: {name: [gold]}`, "groups[0].image.name"},
+		{`networks: {a: b}`, "groups[0].networks"},
+	}
+	for _, tc := range cases {
+		_, err := Parse("p.yaml", []byte(group(tc.extra)), ".")
+		var cerr *Error
+		if !errors.As(err, &cerr) {
+			t.Fatalf("%s: want a *config.Error, got %v", tc.extra, err)
+		}
+		if len(cerr.Problems) != 1 || cerr.Problems[0].Path != tc.path {
+			t.Errorf("%s: want exactly one problem at %s, got:\n%v", tc.extra, tc.path, err)
+		}
+	}
+}
+
+func TestMergeKeys(t *testing.T) {
+	cfg, err := Parse("p.yaml", []byte(`x-base: &base
+  flavor: m1.small
+  networks: [app-net]
+  metadata: &meta {team: web}
+  rollout: {max_surge: 25%}
+groups:
+  - <<: *base
+    name: web
+    count: 8
+    image: {name: gold}
+  - <<: [{flavor: m1.large}, *base]
+    name: api
+    count: 2
+    image: {name: gold}
+    metadata: {<<: *meta, tier: api}
+`), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, api := cfg.Groups[0], cfg.Groups[1]
+	if web.Flavor != "m1.small" || web.Networks[0] != "app-net" || web.Rollout.MaxSurge.String() != "25%" || web.Metadata["team"] != "web" {
+		t.Errorf("web = %+v", web)
+	}
+	if api.Flavor != "m1.large" {
+		t.Errorf("first merged mapping should win: flavor %q", api.Flavor)
+	}
+	if !reflect.DeepEqual(api.Metadata, map[string]string{"team": "web", "tier": "api"}) {
+		t.Errorf("api metadata = %v", api.Metadata)
+	}
+
+	// Keys written in the mapping win over merged ones.
+	cfg, err = Parse("p.yaml", []byte("x-a: &a {count: 9, flavor: small}\n"+group("<<: *a")), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := cfg.Groups[0]; g.Count != 4 || g.Flavor != "m1.small" {
+		t.Errorf("written keys lost to merged ones: count %d, flavor %q", g.Count, g.Flavor)
+	}
+
+	// A mapping that merges itself is refused, not followed forever.
+	_, err = Parse("p.yaml", []byte("groups:\n  - &g {<<: *g, name: a}\n"), ".")
+	if err == nil || !strings.Contains(err.Error(), "groups[0] (line 2): a merge (<<) includes the mapping it is part of") {
+		t.Errorf("self merge: %v", err)
+	}
+}
+
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("x-0: &a0 {k: v}\n")
+	for i := 1; i <= 12; i++ {
+		fmt.Fprintf(&b, "x-%d: &a%d {<<: [", i, i)
+		for j := range 10 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*a%d", i-1)
+		}
+		b.WriteString("]}\n")
+	}
+	b.WriteString(group("metadata: *a12"))
+	start := time.Now()
+	_, err := Parse("p.yaml", []byte(b.String()), ".")
+	if err == nil || !strings.Contains(err.Error(), "expands to more than") {
+		t.Fatalf("error = %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("took %s", d)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"web.yaml": "#cloud-config\n"})
+	first, err := Parse("p.yaml", []byte(valid), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := yaml.Marshal(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Parse("p.yaml", out, dir)
+	if err != nil {
+		t.Fatalf("the marshalled config does not load: %v\n%s", err, out)
+	}
+	// Defaults are written out, so they come back as set.
+	for _, c := range []*Config{first, second} {
+		for i := range c.Groups {
+			c.Groups[i].Rollout.MaxSurge.Set = false
+			c.Groups[i].Rollout.MaxUnavailable.Set = false
+		}
+	}
+	if !reflect.DeepEqual(first, second) {
+		t.Fatalf("round trip changed the config:\n%+v\n%+v\nvia\n%s", first, second, out)
+	}
+	for _, want := range []string{"max_surge: 25%", "min_ready: 30s", "grace: 1m30s", "max_unavailable: 0\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("marshalled config lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestUnmarshalYAMLDirectly(t *testing.T) {
+	var r Rollout
+	if err := yaml.Unmarshal([]byte("{max_surge: 25%, max_unavailable: 1, min_ready: 1m30s}"), &r); err != nil {
+		t.Fatal(err)
+	}
+	want := Rollout{MaxSurge: IntOrPercent{25, true, true}, MaxUnavailable: IntOrPercent{1, false, true}, MinReady: Duration(90 * time.Second)}
+	if r != want {
+		t.Fatalf("got %+v, want %+v", r, want)
+	}
+	if err := yaml.Unmarshal([]byte("{min_ready: 30}"), &r); err == nil || !strings.Contains(err.Error(), "with a unit") {
+		t.Fatalf("bare number: %v", err)
+	}
+}
+
+func TestIntOrPercentDecode(t *testing.T) {
+	cases := []struct {
+		in   string
+		want IntOrPercent
+		ok   bool
+	}{
+		{"0", IntOrPercent{0, false, true}, true},
+		{"3", IntOrPercent{3, false, true}, true},
+		{`"3"`, IntOrPercent{3, false, true}, true},
+		{"0%", IntOrPercent{0, true, true}, true},
+		{"25%", IntOrPercent{25, true, true}, true},
+		{`"100%"`, IntOrPercent{100, true, true}, true},
+		{"-1", IntOrPercent{}, false},
+		{"1.5", IntOrPercent{}, false},
+		{"abc", IntOrPercent{}, false},
+		{"150%", IntOrPercent{}, false},
+		{"-5%", IntOrPercent{}, false},
+		{"%", IntOrPercent{}, false},
+		{"true", IntOrPercent{}, false},
+	}
+	for _, tc := range cases {
+		var v IntOrPercent
+		err := yaml.Unmarshal([]byte(tc.in), &v)
+		if (err == nil) != tc.ok || (tc.ok && v != tc.want) {
+			t.Errorf("%s: got %+v, %v; want %+v, ok %v", tc.in, v, err, tc.want, tc.ok)
+		}
 	}
 }
 
 func TestResolveFenceposts(t *testing.T) {
+	pct := func(n int) IntOrPercent { return IntOrPercent{Value: n, Percent: true, Set: true} }
 	cases := []struct {
 		v                  IntOrPercent
 		count              int
 		surge, unavailable int
 	}{
-		{IntOrPercent{Value: 25, Percent: true}, 10, 3, 2},
-		{IntOrPercent{Value: 25, Percent: true}, 4, 1, 1},
-		{IntOrPercent{Value: 10, Percent: true}, 4, 1, 0},
-		{IntOrPercent{Value: 0, Percent: true}, 10, 0, 0},
-		{IntOrPercent{Value: 100, Percent: true}, 7, 7, 7},
-		{IntOrPercent{Value: 33, Percent: true}, 3, 1, 0},
+		{pct(25), 10, 3, 2},
+		{pct(25), 4, 1, 1},
+		{pct(25), 1, 1, 0},
+		{pct(10), 4, 1, 0},
+		{pct(50), 3, 2, 1},
+		{pct(33), 3, 1, 0},
+		{pct(0), 10, 0, 0},
+		{pct(0), 1, 0, 0},
+		{pct(100), 7, 7, 7},
+		{pct(100), 1, 1, 1},
+		{pct(1), 10000, 100, 100},
+		{pct(1), 150, 2, 1},
 		{IntOrPercent{Value: 2}, 10, 2, 2},
 		{IntOrPercent{Value: 0}, 10, 0, 0},
+		{IntOrPercent{Value: 5}, 1, 5, 5},
 	}
 	for _, tc := range cases {
 		if got := tc.v.Resolve(tc.count, true); got != tc.surge {
@@ -272,7 +639,8 @@ func TestResolveFenceposts(t *testing.T) {
 
 func TestLoadMissingFileNamesIt(t *testing.T) {
 	_, err := Load("/nonexistent/phoenix.yaml")
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/phoenix.yaml: cannot read the file") {
+	var cerr *Error
+	if !errors.As(err, &cerr) || err.Error() != "/nonexistent/phoenix.yaml: cannot read the file: no such file or directory" {
 		t.Fatalf("error = %v", err)
 	}
 }
@@ -280,19 +648,38 @@ func TestLoadMissingFileNamesIt(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(valid))
 	f.Add([]byte(group(`rollout: {max_surge: 25%}`)))
+	f.Add([]byte(group(`health: {http: {port: 80, path: /x, expect_status: 204}, interval: 1s, timeout: 500ms}`)))
 	f.Add([]byte("groups: [{name: a, count: 1, image: {id: x}, flavor: f, networks: [n], health: {tcp: {port: 1}}}]"))
+	f.Add([]byte("x-a: &a {flavor: f}\ngroups: [{<<: *a, name: a, count: 1, image: {name: x}, networks: [n]}]"))
 	f.Add([]byte("groups: &a [*a]"))
+	f.Add([]byte("groups:\n  - &g {<<: *g}\n"))
+	f.Add([]byte("---\n---\n"))
+	f.Add([]byte(""))
+	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := Parse("fuzz.yaml", data, t.TempDir())
+		cfg, err := Parse("fuzz.yaml", data, dir)
 		if err != nil {
 			var cerr *Error
-			if !errors.As(err, &cerr) || !strings.HasPrefix(err.Error(), "fuzz.yaml: ") {
-				t.Fatalf("error is not a *config.Error naming the file: %v", err)
+			if !errors.As(err, &cerr) || len(cerr.Problems) == 0 {
+				t.Fatalf("error is not a *config.Error with problems: %v", err)
+			}
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "fuzz.yaml: ") {
+					t.Fatalf("error line does not name the file: %q", line)
+				}
 			}
 			return
 		}
-		if len(cfg.Groups) == 0 {
-			t.Fatal("accepted a config without groups")
+		if len(cfg.Groups) == 0 || cfg.Path != "fuzz.yaml" {
+			t.Fatalf("accepted a config without groups, or lost its path: %+v", cfg)
+		}
+		for _, g := range cfg.Groups {
+			if g.Count < 1 || !groupName.MatchString(g.Name) || g.Flavor == "" || len(g.Networks) == 0 {
+				t.Fatalf("accepted an invalid group: %+v", g)
+			}
+			if g.Rollout.MaxSurge.Resolve(g.Count, true) == 0 && g.Rollout.MaxUnavailable.Resolve(g.Count, false) == 0 {
+				t.Fatalf("accepted a rollout that cannot progress: %+v", g.Rollout)
+			}
 		}
 	})
 }

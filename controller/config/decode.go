@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,8 +15,10 @@ import (
 
 // Problem is one thing wrong in a configuration file.
 type Problem struct {
-	// Path is the field path, e.g. groups[1].rollout.max_surge.
-	Path    string
+	// Path is the field path, e.g. groups[1].rollout.max_surge; empty for
+	// a problem of the whole file.
+	Path string
+	// Line is the 1-based line in the file, 0 when unknown.
 	Line    int
 	Message string
 }
@@ -32,7 +36,8 @@ func (p Problem) String() string {
 }
 
 // Error lists every problem found in one file, so an operator fixes them
-// all in one go.
+// all in one go. Its text is one line per problem, each starting with the
+// file name.
 type Error struct {
 	File     string
 	Problems []Problem
@@ -57,32 +62,73 @@ type nodeDecoder interface {
 // where they stand.
 type decoder struct {
 	problems []Problem
-	lines    map[string]int
+	// lines holds the line of every field path the file mentions.
+	lines map[string]int
+	// written holds the field paths the file gives a (non-null) value.
+	written map[string]bool
+	// failed holds the field paths whose value could not be decoded; the
+	// validator stays quiet about them rather than repeat the problem.
+	failed map[string]bool
+	// work counts nodes visited, so that aliases and merges cannot make a
+	// small file expand without bound.
+	work    int
+	tooMuch bool
+}
+
+// maxWork bounds the nodes one file may expand to through aliases and
+// merges: far above any real configuration.
+const maxWork = 1_000_000
+
+// spend counts n units of work and reports whether the budget is left.
+func (d *decoder) spend(n int, line int) bool {
+	d.work += n
+	if d.work <= maxWork {
+		return true
+	}
+	if !d.tooMuch {
+		d.tooMuch = true
+		d.problem("", line, "the file expands to more than %d values through aliases and merges", maxWork)
+	}
+	return false
+}
+
+func newDecoder() *decoder {
+	return &decoder{lines: map[string]int{}, written: map[string]bool{}, failed: map[string]bool{}}
 }
 
 func (d *decoder) problem(path string, line int, format string, args ...any) {
 	d.problems = append(d.problems, Problem{Path: path, Line: line, Message: fmt.Sprintf(format, args...)})
 }
 
+// fail reports a value that could not be decoded.
+func (d *decoder) fail(path string, line int, format string, args ...any) {
+	d.failed[path] = true
+	d.problem(orRoot(path), line, format, args...)
+}
+
 var nodeDecoderType = reflect.TypeFor[nodeDecoder]()
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+	n = resolve(n)
+	if !d.spend(1, n.Line) {
+		return
 	}
 	if !isNull(n) {
-		d.lines[path] = n.Line
+		d.written[path] = true
+		if _, ok := d.lines[path]; !ok {
+			d.lines[path] = n.Line
+		}
 	}
 	if reflect.PointerTo(v.Type()).Implements(nodeDecoderType) {
 		if isNull(n) {
 			return
 		}
 		if n.Kind != yaml.ScalarNode {
-			d.problem(path, n.Line, "expected a single value, got %s", kindName(n))
+			d.fail(path, n.Line, "expected a single value, got %s", kindName(n))
 			return
 		}
 		if err := v.Addr().Interface().(nodeDecoder).decodeNode(n); err != nil {
-			d.problem(path, n.Line, "%v", err)
+			d.fail(path, n.Line, "%v", err)
 		}
 		return
 	}
@@ -100,29 +146,32 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Map:
 		d.decodeMap(n, v, path)
 	case reflect.String:
-		if s, ok := d.scalar(n, path, "a string"); ok {
-			v.SetString(s)
+		if isNull(n) {
+			return
 		}
+		if n.Kind != yaml.ScalarNode {
+			d.fail(path, n.Line, "expected a string, got %s", kindName(n))
+			return
+		}
+		// Numbers are accepted as text: a flavor ID such as 42 is a string
+		// to Nova.
+		v.SetString(n.Value)
 	case reflect.Int:
 		if isNull(n) {
 			return
 		}
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			d.problem(path, n.Line, "expected a whole number, got %s", describe(n))
+		i, ok := wholeNumber(n)
+		if !ok {
+			d.fail(path, n.Line, "expected a whole number, got %s", describe(n))
 			return
 		}
-		i, err := strconv.ParseInt(n.Value, 0, 64)
-		if err != nil {
-			d.problem(path, n.Line, "expected a whole number, got %q", n.Value)
-			return
-		}
-		v.SetInt(i)
+		v.SetInt(int64(i))
 	case reflect.Bool:
 		if isNull(n) {
 			return
 		}
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
-			d.problem(path, n.Line, "expected true or false, got %s", describe(n))
+			d.fail(path, n.Line, "expected true or false, got %s", describe(n))
 			return
 		}
 		v.SetBool(strings.EqualFold(n.Value, "true"))
@@ -131,48 +180,38 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-// scalar reads a plain value as text. Numbers are accepted as text (a
-// flavor ID such as 42 is a string to Nova); mappings and lists are not.
-func (d *decoder) scalar(n *yaml.Node, path, what string) (string, bool) {
-	if isNull(n) {
-		return "", false
-	}
-	if n.Kind != yaml.ScalarNode {
-		d.problem(path, n.Line, "expected %s, got %s", what, kindName(n))
-		return "", false
-	}
-	return n.Value, true
-}
-
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	if isNull(n) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		d.problem(path, n.Line, "expected a mapping of fields, got %s", describe(n))
+		if path == "" {
+			d.fail(path, n.Line, "expected a mapping with `groups:` at the top level, got %s", describe(n))
+			return
+		}
+		d.fail(path, n.Line, "expected a mapping of fields, got %s", describe(n))
 		return
 	}
 	fields := yamlFields(v.Type())
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		key, val := n.Content[i], n.Content[i+1]
-		name := key.Value
-		at := join(path, name)
-		if line, dup := seen[name]; dup {
-			d.problem(at, key.Line, "field given twice (first on line %d)", line)
-			continue
+	for _, p := range d.pairs(n, path, "field", nil) {
+		name := p.key.Value
+		if path == "" && strings.HasPrefix(name, extensionPrefix) {
+			continue // a place for anchors, e.g. x-defaults: &defaults
 		}
-		seen[name] = key.Line
 		idx, ok := fields[name]
 		if !ok {
 			msg := fmt.Sprintf("unknown field %q", name)
 			if s := nearest(name, fields); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
+			} else {
+				msg += fmt.Sprintf("; expected one of %s", strings.Join(sortedKeys(fields), ", "))
 			}
-			d.problem(orRoot(path), key.Line, "%s", msg)
+			d.problem(orRoot(path), p.key.Line, "%s", msg)
 			continue
 		}
-		d.decode(val, v.Field(idx), at)
+		at := join(path, name)
+		d.lines[at] = p.key.Line
+		d.decode(p.val, v.Field(idx), at)
 	}
 }
 
@@ -181,8 +220,11 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.problem(path, n.Line, "expected a list, got %s", describe(n))
+		d.fail(path, n.Line, "expected a list, got %s", describe(n))
 		return
+	}
+	if len(n.Content) == 0 {
+		return // an empty list is the same as none
 	}
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 	for i, item := range n.Content {
@@ -196,25 +238,90 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		d.problem(path, n.Line, "expected a mapping of names to values, got %s", describe(n))
+		d.fail(path, n.Line, "expected a mapping of names to values, got %s", describe(n))
 		return
 	}
-	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		key, val := n.Content[i], n.Content[i+1]
-		at := join(path, key.Value)
-		if line, dup := seen[key.Value]; dup {
-			d.problem(at, key.Line, "key given twice (first on line %d)", line)
+	pairs := d.pairs(n, path, "key", nil)
+	if len(pairs) == 0 {
+		return // an empty mapping is the same as none
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(pairs))
+	for _, p := range pairs {
+		at := join(path, p.key.Value)
+		if p.key.Kind != yaml.ScalarNode {
+			d.fail(at, p.key.Line, "expected a name as the key, got %s", kindName(p.key))
 			continue
 		}
-		seen[key.Value] = key.Line
+		d.lines[at] = p.key.Line
 		elem := reflect.New(v.Type().Elem()).Elem()
-		d.decode(val, elem, at)
-		m.SetMapIndex(reflect.ValueOf(key.Value), elem)
+		d.decode(p.val, elem, at)
+		m.SetMapIndex(reflect.ValueOf(p.key.Value), elem)
 	}
 	v.Set(m)
 }
+
+type pair struct{ key, val *yaml.Node }
+
+// pairs returns the entries of a mapping with YAML merge keys
+// (<<: *defaults) expanded: keys written in the mapping win over merged
+// ones, and of several merged mappings the first wins. A key written twice
+// in one mapping is a problem. what names the keys in messages.
+func (d *decoder) pairs(n *yaml.Node, path, what string, merging []*yaml.Node) []pair {
+	if slices.Contains(merging, n) {
+		d.problem(orRoot(path), n.Line, "a merge (<<) includes the mapping it is part of")
+		return nil
+	}
+	merging = append(merging, n)
+	if !d.spend(len(n.Content)/2, n.Line) {
+		return nil
+	}
+	var out, merged []pair
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		if isMerge(key) {
+			merged = append(merged, d.merge(val, path, what, merging)...)
+			continue
+		}
+		if line, dup := seen[key.Value]; dup {
+			d.problem(join(path, key.Value), key.Line, "%s given twice (first on line %d)", what, line)
+			continue
+		}
+		seen[key.Value] = key.Line
+		out = append(out, pair{key, val})
+	}
+	for _, p := range merged {
+		if _, ok := seen[p.key.Value]; !ok {
+			seen[p.key.Value] = p.key.Line
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (d *decoder) merge(val *yaml.Node, path, what string, merging []*yaml.Node) []pair {
+	val = resolve(val)
+	switch val.Kind {
+	case yaml.MappingNode:
+		return d.pairs(val, path, what, merging)
+	case yaml.SequenceNode:
+		var out []pair
+		for _, item := range val.Content {
+			if item = resolve(item); item.Kind != yaml.MappingNode {
+				d.problem(orRoot(path), item.Line, "expected a merge (<<) of mappings, got %s in the list", describe(item))
+				continue
+			}
+			out = append(out, d.pairs(item, path, what, merging)...)
+		}
+		return out
+	}
+	d.problem(orRoot(path), val.Line, "expected a merge (<<) of a mapping or a list of mappings, got %s", describe(val))
+	return nil
+}
+
+// extensionPrefix marks top-level keys that Phoenix ignores, to hold YAML
+// anchors shared by several groups.
+const extensionPrefix = "x-"
 
 // yamlFields maps each yaml name of a struct to its field index.
 func yamlFields(t reflect.Type) map[string]int {
@@ -229,16 +336,22 @@ func yamlFields(t reflect.Type) map[string]int {
 	return out
 }
 
-// nearest suggests the known field closest to a misspelt one.
-func nearest(name string, fields map[string]int) string {
-	names := make([]string, 0, len(fields))
-	for f := range fields {
-		names = append(names, f)
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
-	sort.Strings(names)
-	best, bestDist := "", 3
-	for _, f := range names {
-		if d := editDistance(name, f); d < bestDist {
+	sort.Strings(out)
+	return out
+}
+
+// nearest suggests the known field closest to a misspelt one: at most one
+// edit in three characters away, so that a short unrelated word is not
+// mistaken for a typo.
+func nearest(name string, fields map[string]int) string {
+	best, bestDist := "", max(1, len(name)/3)+1
+	for _, f := range sortedKeys(fields) {
+		if d := editDistance(strings.ToLower(name), f); d < bestDist {
 			best, bestDist = f, d
 		}
 	}
@@ -246,6 +359,9 @@ func nearest(name string, fields map[string]int) string {
 }
 
 func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return max(len(a), len(b)) // not a typo of a field name anyway
+	}
 	prev := make([]int, len(b)+1)
 	for j := range prev {
 		prev[j] = j
@@ -265,8 +381,45 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// resolve follows an alias (*name) to the node it refers to.
+func resolve(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
 func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" || n.Kind == yaml.AliasNode
+}
+
+func isMerge(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!merge"
+}
+
+var (
+	decimal    = regexp.MustCompile(`^[+-]?[0-9]+$`)
+	bareNumber = regexp.MustCompile(`^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$`)
+)
+
+// wholeNumber reads a YAML integer, or a string of decimal digits such as
+// "8080" (so quoting a number is not an error).
+func wholeNumber(n *yaml.Node) (int, bool) {
+	if n.Kind != yaml.ScalarNode {
+		return 0, false
+	}
+	s := strings.TrimSpace(n.Value)
+	switch n.ShortTag() {
+	case "!!int":
+		var i int
+		return i, n.Decode(&i) == nil
+	case "!!str":
+		if decimal.MatchString(s) {
+			i, err := strconv.ParseInt(s, 10, strconv.IntSize)
+			return int(i), err == nil
+		}
+	}
+	return 0, false
 }
 
 func kindName(n *yaml.Node) string {
@@ -281,6 +434,9 @@ func kindName(n *yaml.Node) string {
 
 func describe(n *yaml.Node) string {
 	if n.Kind == yaml.ScalarNode {
+		if isNull(n) {
+			return "nothing"
+		}
 		return strconv.Quote(n.Value)
 	}
 	return kindName(n)
@@ -302,12 +458,13 @@ func orRoot(path string) string {
 
 // decodeNode reads a Go duration such as "30s" or "1m30s".
 func (d *Duration) decodeNode(n *yaml.Node) error {
-	if n.ShortTag() == "!!int" || n.ShortTag() == "!!float" {
-		return fmt.Errorf("expected a duration with a unit such as \"%ss\" or \"5m\", got the bare number %s", n.Value, n.Value)
+	s := strings.TrimSpace(n.Value)
+	if bareNumber.MatchString(s) {
+		return fmt.Errorf("expected a duration with a unit such as \"%ss\" or \"5m\", got the bare number %s", s, s)
 	}
-	v, err := time.ParseDuration(n.Value)
+	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("expected a duration such as \"30s\" or \"5m\", got %q", n.Value)
+		return fmt.Errorf("expected a duration such as \"30s\", \"1m30s\" or \"500ms\", got %q", n.Value)
 	}
 	if v < 0 {
 		return fmt.Errorf("expected a duration of zero or more, got %q", n.Value)
@@ -316,12 +473,33 @@ func (d *Duration) decodeNode(n *yaml.Node) error {
 	return nil
 }
 
+// UnmarshalYAML lets a Duration be decoded by yaml.Unmarshal too.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n = resolve(n); n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: expected a duration, got %s", n.Line, kindName(n))
+	}
+	if isNull(n) {
+		return nil
+	}
+	return d.decodeNode(n)
+}
+
+// MarshalYAML writes the duration the way it is read ("1m30s").
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// String returns the duration in Go syntax, e.g. "1m30s".
+func (d Duration) String() string { return time.Duration(d).String() }
+
 // decodeNode reads a whole number ("2") or a percentage ("25%").
 func (v *IntOrPercent) decodeNode(n *yaml.Node) error {
 	bad := fmt.Errorf("expected a whole number ≥ 0 or a percentage such as \"25%%\", got %q", n.Value)
 	s := strings.TrimSpace(n.Value)
 	if p, ok := strings.CutSuffix(s, "%"); ok && n.ShortTag() == "!!str" {
-		i, err := strconv.Atoi(strings.TrimSpace(p))
+		p = strings.TrimSpace(p)
+		if !decimal.MatchString(p) {
+			return bad
+		}
+		i, err := strconv.Atoi(p)
 		if err != nil || i < 0 {
 			return bad
 		}
@@ -331,15 +509,31 @@ func (v *IntOrPercent) decodeNode(n *yaml.Node) error {
 		*v = IntOrPercent{Value: i, Percent: true, Set: true}
 		return nil
 	}
-	if n.ShortTag() != "!!int" {
-		return bad
-	}
-	i, err := strconv.Atoi(s)
-	if err != nil || i < 0 {
+	i, ok := wholeNumber(n)
+	if !ok || i < 0 {
 		return bad
 	}
 	*v = IntOrPercent{Value: i, Set: true}
 	return nil
+}
+
+// UnmarshalYAML lets an IntOrPercent be decoded by yaml.Unmarshal too.
+func (v *IntOrPercent) UnmarshalYAML(n *yaml.Node) error {
+	if n = resolve(n); n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: expected a whole number or a percentage, got %s", n.Line, kindName(n))
+	}
+	if isNull(n) {
+		return nil
+	}
+	return v.decodeNode(n)
+}
+
+// MarshalYAML writes the value the way it is read: 2 or "25%".
+func (v IntOrPercent) MarshalYAML() (any, error) {
+	if v.Percent {
+		return v.String(), nil
+	}
+	return v.Value, nil
 }
 
 // String writes the value back as it would be written in the file.
@@ -348,4 +542,14 @@ func (v IntOrPercent) String() string {
 		return strconv.Itoa(v.Value) + "%"
 	}
 	return strconv.Itoa(v.Value)
+}
+
+// MarshalYAML leaves out the probe settings of a group without a check,
+// which the loader would refuse as having no effect.
+func (h Health) MarshalYAML() (any, error) {
+	type plain Health
+	if h.HTTP == nil && h.TCP == nil {
+		return map[string]any{}, nil
+	}
+	return plain(h), nil
 }

@@ -1,76 +1,162 @@
 // Package config loads and validates Phoenix's configuration file.
 //
-// A wrong value is refused at load time, before anything touches a cloud,
-// with the file, the field path (groups[1].rollout.max_surge), the line,
-// and what was expected. Every problem of a file is reported at once, and
-// unknown fields are refused too, so a misspelt setting never silently
-// falls back to its default.
+// [Load] reads a file and [Parse] reads bytes; both apply the defaults
+// below, read each group's user_data_file, and validate. A configuration
+// that is refused comes back as an [*Error] listing every problem of the
+// file at once, one per line, each with the file, the field path, the line
+// and what was expected:
+//
+//	phoenix.yaml: groups[1].rollout.max_surge (line 12): expected a whole number ≥ 0 or a percentage such as "25%", got "lots"
+//	phoenix.yaml: groups[0].rollout (line 9): unknown field "max_surgee"; did you mean "max_surge"?
+//
+// Paths count list items from zero and name map keys as fields
+// (groups[0].metadata.owner). Unknown fields and keys given twice are
+// refused, so a misspelt setting never silently falls back to its default.
+// A value that cannot be read is reported once: the rules that would judge
+// it (or judge other fields by it) stay quiet until it is fixed.
+//
+// # File
+//
+// One YAML document whose top level is a mapping. Standard YAML anchors,
+// aliases and merge keys (<<: *defaults) may be used to share settings
+// between groups; top-level keys starting with "x-" are ignored, to hold
+// such anchors:
+//
+//	x-base: &base
+//	  flavor: m1.small
+//	  networks: [app-net]
+//	groups:
+//	  - <<: *base
+//	    name: web
+//	    ...
+//
+// A key written in a mapping wins over a merged one. Numbers may be quoted
+// ("8080"). An empty list or mapping is the same as leaving the field out.
 //
 // # Reference
 //
 // Top level:
 //
-//	cloud    string   clouds.yaml entry to use. Default: OS_CLOUD, and
-//	                  without it the OS_* variables. Credentials never
-//	                  live in this file.
-//	groups   list     at least one group.
+//	cloud    string   clouds.yaml entry to use. Default: the OS_CLOUD
+//	                  variable, and without it the OS_* variables of an
+//	                  openrc file. Credentials never live in this file.
+//	groups   list     required; at least one group.
 //
-// Each group:
+// Each group (required fields first):
 //
-//	name                string   required; lower-case letters, digits and
-//	                             inner dashes, at most 40 characters. It
-//	                             becomes the Nova tag phoenix-group:<name>
-//	                             and the prefix of server names.
+//	name                string   required; 1 to 40 lower-case letters,
+//	                             digits and inner dashes
+//	                             (^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$),
+//	                             unique. It goes into the Nova tag
+//	                             phoenix-group:<name> and into server names.
 //	count               int      required; 1 to 10000 servers.
-//	image               mapping  required; the baseline image:
-//	  id                string     one image by ID; excludes the others.
+//	image               mapping  required; the baseline image, either
+//	                             by id alone or by a search of name,
+//	                             properties and tags (at least one):
+//	  id                string     one image by ID; excludes all of the
+//	                               others, newest included.
 //	  name              string     Glance name to match exactly.
-//	  properties        mapping    image properties that must match.
-//	  tags              list       image tags that must all be present.
-//	  newest            bool       pick the most recently created active
+//	  properties        mapping    custom image properties that must all
+//	                               match (os_distro: ubuntu). Names must be
+//	                               non-empty and not one of Glance's own
+//	                               image fields or list options (status,
+//	                               visibility, owner, tag, sort, ...),
+//	                               which never match as properties.
+//	  tags              list       image tags that must all be present;
+//	                               each 1 to 255 characters.
+//	  newest            bool       take the most recently created active
 //	                               match; without it, more than one match
-//	                               is an error. Default false.
+//	                               is an error at rollout time. Default
+//	                               false.
 //	flavor              string   required; flavor name or ID.
-//	networks            list     required; network names or IDs. Health
-//	                             probes go to the address on the first.
-//	key_name            string   Nova key pair name. Default none.
-//	security_groups     list     security group names. Default: Nova's.
-//	server_group        string   server group name or ID (affinity
-//	                             policies). Default none.
-//	availability_zones  list     zones to spread new servers across, each
+//	networks            list     required; at least one network name or
+//	                             ID, none empty, none twice. Health probes
+//	                             go to the server's address on the first.
+//	key_name            string   Nova key pair name. Default: none.
+//	security_groups     list     security group names or IDs, none empty.
+//	                             Default: the project's default group.
+//	server_group        string   Nova server group name or ID (affinity
+//	                             policies). Default: none.
+//	availability_zones  list     zones to spread new servers across, none
+//	                             empty, none twice; each new server goes
 //	                             to the zone with the fewest current
 //	                             servers. Default: Nova chooses.
-//	user_data_file      string   cloud-init user data, relative to this
-//	                             file's directory; read at load time.
-//	metadata            mapping  extra server metadata; keys starting with
-//	                             "phoenix:" are reserved.
-//	rollout             mapping
-//	  max_surge         int|"N%"  servers allowed above count during a
-//	                              rollout; a percentage rounds up.
-//	                              Default 1.
-//	  max_unavailable   int|"N%"  servers allowed below count; a
-//	                              percentage rounds down. Default 0. Both
-//	                              coming to 0 is refused.
-//	  min_ready         duration  how long a new server must be healthy
-//	                              before it counts. Default 0s.
-//	health              mapping   without http or tcp, Nova's ACTIVE
-//	                              status is the only health signal, and the
-//	                              other health fields are refused as
-//	                              having no effect.
-//	  http              mapping   GET http://<address>:<port><path>
-//	    port            int         required, 1-65535.
-//	    path            string      Default "/".
-//	    expect_status   int         Default: any 2xx.
-//	  tcp               mapping   a TCP connect to port; excludes http.
-//	    port            int         required, 1-65535.
-//	  interval          duration  between probes. Default 5s.
-//	  timeout           duration  of one probe, at most interval.
-//	                              Default 2s (or interval, if shorter).
-//	  healthy_threshold   int     passes in a row to be healthy. Default 3.
-//	  unhealthy_threshold int     failures in a row to be unhealthy.
-//	                              Default 3.
-//	  grace             duration  after ACTIVE, failures do not count.
-//	                              Default 60s.
+//	user_data_file      string   cloud-init user data file. A relative
+//	                             path is relative to the configuration
+//	                             file's directory. It must be a readable
+//	                             regular file and fit Nova's limit of 65535
+//	                             bytes once base64-encoded (49149 bytes).
+//	                             It is read at load time: changing it
+//	                             changes the group's spec revision, which
+//	                             replaces the servers. Default: none.
+//	metadata            mapping  extra Nova server metadata: at most 100
+//	                             pairs; keys of 1 to 255 characters from
+//	                             A-Z a-z 0-9 space - _ : . (Nova's set);
+//	                             values of at most 255 characters. Keys
+//	                             starting with "phoenix:" are reserved for
+//	                             Phoenix's own record on each server.
+//	                             Default: none.
+//	rollout             mapping  how the group moves to a new image or spec:
+//	  max_surge         int|"N%"   servers allowed above count during a
+//	                               rollout: a whole number ≥ 0, or a
+//	                               percentage "0%" to "100%" of count that
+//	                               rounds up. Default 1.
+//	  max_unavailable   int|"N%"   servers allowed below count during a
+//	                               rollout, at most count; a percentage
+//	                               rounds down. Default 0. If both come to
+//	                               0 servers the group is refused: no
+//	                               server could ever be replaced.
+//	  min_ready         duration   how long a new server must have been
+//	                               healthy before it counts as available.
+//	                               Default 0s.
+//	health              mapping  how a server is judged healthy:
+//	  http              mapping    GET http://<address>:<port><path>;
+//	                               excludes tcp.
+//	    port            int          required; 1 to 65535.
+//	    path            string       must start with "/". Default "/".
+//	    expect_status   int          the status a healthy server answers,
+//	                                 100 to 599. Default 0: any 2xx.
+//	  tcp               mapping    a TCP connection to port opens;
+//	                               excludes http.
+//	    port            int          required; 1 to 65535.
+//	  interval          duration   between two probes of one server, above
+//	                               zero. Default 5s.
+//	  timeout           duration   of one probe, above zero and at most
+//	                               interval. Default 2s, or interval if
+//	                               that is shorter.
+//	  healthy_threshold   int      passes in a row to become healthy, ≥ 1.
+//	                               Default 3.
+//	  unhealthy_threshold int      failures in a row to become unhealthy,
+//	                               ≥ 1. Default 3.
+//	  grace             duration   after a server becomes ACTIVE, failures
+//	                               do not count. Default 60s.
 //
-// Durations are Go durations: "300ms", "30s", "5m", "1h30m".
+// Without http or tcp there is no health check: Nova's ACTIVE status is
+// the only health signal, and a new server counts as healthy once ACTIVE.
+// That is allowed, but the probe settings (interval, timeout, the
+// thresholds, grace) are then refused, since they would have no effect and
+// most likely mean the check itself was forgotten.
+//
+// Durations are Go durations with a unit: "300ms", "30s", "5m", "1h30m".
+// Negative durations are refused, and so is a bare number such as 30 (the
+// message suggests "30s").
+//
+// # Defaults
+//
+// Each default applies only when the field is left out (or written as
+// null); a value written explicitly, even 0, is kept and validated:
+//
+//	rollout.max_surge            1       (DefaultMaxSurge)
+//	rollout.max_unavailable      0       (DefaultMaxUnavailable)
+//	rollout.min_ready            0s
+//	health.interval              5s      (DefaultHealthInterval)
+//	health.timeout               2s      (DefaultHealthTimeout), capped at interval
+//	health.healthy_threshold     3       (DefaultHealthyThreshold)
+//	health.unhealthy_threshold   3       (DefaultUnhealthyThreshold)
+//	health.grace                 60s     (DefaultGrace)
+//	health.http.path             "/"     (DefaultHTTPPath)
+//	health.http.expect_status    0: any 2xx
+//
+// [IntOrPercent.Set] tells whether max_surge and max_unavailable were
+// written in the file.
 package config

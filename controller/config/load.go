@@ -6,12 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -28,12 +33,13 @@ const (
 	DefaultHTTPPath           = "/"
 )
 
-// Limits that come from Nova.
+// Limits that come from Nova and Glance.
 const (
 	maxCount       = 10000
 	maxUserData    = 65535 // bytes of base64, Nova's limit
 	maxMetadata    = 100   // pairs; Nova allows 128 and Phoenix needs some
-	maxMetaLength  = 255
+	maxMetaLength  = 255   // characters, for metadata keys and values
+	maxTagLength   = 255   // characters, Glance's limit for image tags
 	reservedPrefix = "phoenix:"
 )
 
@@ -46,70 +52,88 @@ var (
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{File: path, Problems: []Problem{{Message: fmt.Sprintf("cannot read the file: %v", errors.Unwrap(err))}}}
+		return nil, &Error{File: path, Problems: []Problem{{Message: fmt.Sprintf("cannot read the file: %v", unwrapPath(err))}}}
 	}
 	return Parse(path, data, filepath.Dir(path))
 }
 
 // Parse reads a configuration from data. name is what messages call the
-// file; baseDir resolves relative user_data_file paths.
+// file, and becomes Config.Path; baseDir resolves relative user_data_file
+// paths. A configuration that is not accepted returns a *Error listing
+// every problem found.
 func Parse(name string, data []byte, baseDir string) (*Config, error) {
 	fail := func(p ...Problem) (*Config, error) { return nil, &Error{File: name, Problems: p} }
+	const empty = "the file has no settings: expected a mapping with `groups:` at the top level"
 
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return fail(Problem{Message: "the file is empty: expected a mapping with `groups:`"})
+			return fail(Problem{Message: "the file is empty: expected a mapping with `groups:` at the top level"})
 		}
-		return fail(Problem{Message: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+		return fail(syntaxProblem(err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return fail(Problem{Line: extra.Line, Message: "more than one YAML document: expected exactly one"})
+		return fail(Problem{Line: extra.Line, Message: "a second YAML document (after ---): expected exactly one"})
+	} else if !errors.Is(err, io.EOF) {
+		return fail(syntaxProblem(err))
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode {
 		if len(doc.Content) == 0 {
-			return fail(Problem{Message: "the file is empty: expected a mapping with `groups:`"})
+			return fail(Problem{Message: empty})
 		}
 		doc = doc.Content[0]
 	}
-	if isNull(doc) {
-		return fail(Problem{Message: "the file has no settings: expected a mapping with `groups:`"})
+	if isNull(resolve(doc)) {
+		return fail(Problem{Message: empty})
 	}
 
 	cfg := &Config{Path: name}
-	d := &decoder{lines: map[string]int{}}
+	d := newDecoder()
+	d.lines[""] = doc.Line
 	d.decode(doc, reflect.ValueOf(cfg).Elem(), "")
-	if len(d.problems) == 0 {
-		applyDefaults(cfg, d.lines)
+	if !d.tooMuch {
+		applyDefaults(cfg, d.written)
 		v := validator{decoder: d, baseDir: baseDir}
 		v.config(cfg)
 	}
 	if len(d.problems) > 0 {
+		// Top to bottom, as the operator reads the file.
+		sort.SliceStable(d.problems, func(i, j int) bool { return d.problems[i].Line < d.problems[j].Line })
 		return fail(d.problems...)
 	}
 	return cfg, nil
 }
 
-// applyDefaults fills every field the file did not write. given tells
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// syntaxProblem turns a YAML parser error into a problem with its line.
+func syntaxProblem(err error) Problem {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Problem{Line: line, Message: "not valid YAML: " + m[2]}
+	}
+	return Problem{Message: "not valid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// applyDefaults fills every field the file did not write. written tells
 // written fields apart from zero ones, so "grace: 0s" stays zero and
 // "healthy_threshold: 0" is refused rather than silently defaulted.
-func applyDefaults(cfg *Config, given map[string]int) {
+func applyDefaults(cfg *Config, written map[string]bool) {
 	for i := range cfg.Groups {
 		g := &cfg.Groups[i]
-		path := fmt.Sprintf("groups[%d]", i)
-		unset := func(field string) bool {
-			_, ok := given[path+"."+field]
-			return !ok
+		unset := func(field string) bool { return !written[fmt.Sprintf("groups[%d].%s", i, field)] }
+		r := &g.Rollout
+		if !r.MaxSurge.Set {
+			r.MaxSurge = IntOrPercent{Value: DefaultMaxSurge}
 		}
-		if unset("rollout.max_surge") {
-			g.Rollout.MaxSurge = IntOrPercent{Value: DefaultMaxSurge}
+		if !r.MaxUnavailable.Set {
+			r.MaxUnavailable = IntOrPercent{Value: DefaultMaxUnavailable}
 		}
-		if unset("rollout.max_unavailable") {
-			g.Rollout.MaxUnavailable = IntOrPercent{Value: DefaultMaxUnavailable}
-		}
+		// MinReady's default, 0s, is the zero value.
 		h := &g.Health
 		if unset("health.interval") {
 			h.Interval = Duration(DefaultHealthInterval)
@@ -129,6 +153,7 @@ func applyDefaults(cfg *Config, given map[string]int) {
 		if h.HTTP != nil && unset("health.http.path") {
 			h.HTTP.Path = DefaultHTTPPath
 		}
+		// ExpectStatus's default, 0 (any 2xx), is the zero value.
 	}
 }
 
@@ -137,22 +162,59 @@ type validator struct {
 	baseDir string
 }
 
-func (v *validator) at(path string) int {
-	for p := path; p != ""; {
+// line returns the line of path, or of the nearest enclosing field the
+// file mentions.
+func (v *validator) line(path string) int {
+	for p := path; ; {
 		if line, ok := v.lines[p]; ok {
 			return line
 		}
 		i := strings.LastIndexAny(p, ".[")
 		if i < 0 {
-			break
+			return v.lines[""]
 		}
 		p = p[:i]
 	}
-	return 0
 }
 
+// echoes reports whether a problem at path, judged from the values at
+// deps, would only echo a value the decoder already refused: one at path
+// or around it, or at or inside one of deps.
+func (v *validator) echoes(path string, deps []string) bool {
+	for f := range v.failed {
+		if within(path, f) {
+			return true
+		}
+		for _, dep := range deps {
+			if within(dep, f) || within(f, dep) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// within reports whether path is inside (or is) the field outer.
+func within(path, outer string) bool {
+	if outer == "" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, outer)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
+}
+
+// bad reports a problem with the value at path.
 func (v *validator) bad(path, format string, args ...any) {
-	v.problem(path, v.at(path), format, args...)
+	v.badFrom(path, []string{path}, format, args...)
+}
+
+// badFrom reports a problem at path that is judged from the values at
+// deps.
+func (v *validator) badFrom(path string, deps []string, format string, args ...any) {
+	if v.echoes(path, deps) {
+		return
+	}
+	v.problem(path, v.line(path), format, args...)
 }
 
 func (v *validator) config(cfg *Config) {
@@ -165,9 +227,10 @@ func (v *validator) config(cfg *Config) {
 		g := &cfg.Groups[i]
 		path := fmt.Sprintf("groups[%d]", i)
 		if first, dup := names[g.Name]; dup && g.Name != "" {
-			v.bad(path+".name", "group %q is defined twice (first as groups[%d])", g.Name, first)
+			v.bad(path+".name", "group %q is defined twice (first as groups[%d], line %d)", g.Name, first, v.line(fmt.Sprintf("groups[%d].name", first)))
+		} else {
+			names[g.Name] = i
 		}
-		names[g.Name] = i
 		v.group(g, path)
 	}
 }
@@ -177,9 +240,12 @@ func (v *validator) group(g *Group, path string) {
 	case g.Name == "":
 		v.bad(path+".name", "a group needs a name")
 	case !groupName.MatchString(g.Name):
-		v.bad(path+".name", "expected lower-case letters, digits and inner dashes, at most 40 characters (it becomes a Nova tag and server names), got %q", g.Name)
+		v.bad(path+".name", "expected 1 to 40 lower-case letters, digits and inner dashes (the name goes into a Nova tag and into server names), got %q", g.Name)
 	}
-	if g.Count < 1 || g.Count > maxCount {
+	switch {
+	case !v.written[path+".count"]:
+		v.bad(path+".count", "a group needs a count of servers, from 1 to %d", maxCount)
+	case g.Count < 1 || g.Count > maxCount:
 		v.bad(path+".count", "expected a count from 1 to %d, got %d", maxCount, g.Count)
 	}
 	v.image(g.Image, path+".image")
@@ -189,49 +255,77 @@ func (v *validator) group(g *Group, path string) {
 	if len(g.Networks) == 0 {
 		v.bad(path+".networks", "expected at least one network name or ID")
 	}
-	v.distinct(g.Networks, path+".networks", "network")
+	v.distinct(g.Networks, path+".networks", "a network name or ID", "network")
 	for i, s := range g.SecurityGroups {
 		if strings.TrimSpace(s) == "" {
-			v.bad(fmt.Sprintf("%s.security_groups[%d]", path, i), "expected a security group name, got an empty one")
+			v.bad(fmt.Sprintf("%s.security_groups[%d]", path, i), "expected a security group name or ID, got an empty one")
 		}
 	}
-	v.distinct(g.AvailabilityZones, path+".availability_zones", "availability zone")
+	v.distinct(g.AvailabilityZones, path+".availability_zones", "an availability zone name", "availability zone")
 	v.userData(g, path+".user_data_file")
 	v.metadata(g.Metadata, path+".metadata")
-	v.rollout(g, path+".rollout")
+	v.rollout(g, path)
 	v.health(&g.Health, path+".health")
 }
 
-func (v *validator) distinct(list []string, path, what string) {
-	seen := map[string]bool{}
+// distinct checks a list of names: none empty, none twice.
+func (v *validator) distinct(list []string, path, expected, what string) {
+	seen := map[string]int{}
 	for i, s := range list {
 		at := fmt.Sprintf("%s[%d]", path, i)
-		switch {
-		case strings.TrimSpace(s) == "":
-			v.bad(at, "expected a %s name or ID, got an empty one", what)
-		case seen[s]:
-			v.bad(at, "%s %q is listed twice", what, s)
+		if strings.TrimSpace(s) == "" {
+			v.bad(at, "expected %s, got an empty one", expected)
+			continue
 		}
-		seen[s] = true
+		if first, dup := seen[s]; dup {
+			v.bad(at, "%s %q is listed twice (also %s[%d])", what, s, path, first)
+			continue
+		}
+		seen[s] = i
 	}
+}
+
+// glanceFields are the image attributes and list options of Glance that
+// are not custom properties: a filter on one of them would never match
+// (Phoenix compares custom properties) or would change the listing itself.
+var glanceFields = []string{
+	"checksum", "container_format", "created_at", "direct_url", "disk_format", "file",
+	"id", "limit", "locations", "marker", "member_status", "metadata", "min_disk", "min_ram",
+	"name", "openstack-image-import-methods", "openstack-image-store-ids", "os_hidden", "owner",
+	"protected", "schema", "self", "size", "size_max", "size_min", "sort", "sort_dir", "sort_key",
+	"status", "tag", "tags", "updated_at", "virtual_size", "visibility",
 }
 
 func (v *validator) image(s ImageSelector, path string) {
 	bySearch := s.Name != "" || len(s.Properties) > 0 || len(s.Tags) > 0
+	deps := []string{path}
 	switch {
 	case s.ID != "" && (bySearch || s.Newest):
-		v.bad(path, "id selects one image by itself: remove name, properties, tags and newest, or remove id")
+		var extra []string
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"name", s.Name != ""}, {"properties", len(s.Properties) > 0}, {"tags", len(s.Tags) > 0}, {"newest", s.Newest}} {
+			if f.set {
+				extra = append(extra, f.name)
+			}
+		}
+		v.badFrom(path, deps, "id selects one image by itself: remove %s, or remove id", strings.Join(extra, " and "))
 	case s.ID == "" && !bySearch:
-		v.bad(path, "expected an image id, or a name and/or properties and tags to search by")
+		v.badFrom(path, deps, "expected an image id, or a name, properties or tags to search by (with newest: true to take the most recent match)")
 	}
-	for k := range s.Properties {
-		if strings.TrimSpace(k) == "" {
-			v.bad(path+".properties", "expected property names, got an empty one")
+	for _, k := range slices.Sorted(maps.Keys(s.Properties)) {
+		at := join(path+".properties", k)
+		switch {
+		case strings.TrimSpace(k) == "":
+			v.bad(at, "expected a property name, got an empty one")
+		case slices.Contains(glanceFields, k):
+			v.bad(at, "%q is one of Glance's own image fields or list options, not a custom property; select by image name or tags, or by a custom property such as os_distro", k)
 		}
 	}
 	for i, t := range s.Tags {
-		if t == "" || len(t) > 255 {
-			v.bad(fmt.Sprintf("%s.tags[%d]", path, i), "expected a tag of 1 to 255 characters, got %q", t)
+		if t == "" || utf8.RuneCountInString(t) > maxTagLength {
+			v.bad(fmt.Sprintf("%s.tags[%d]", path, i), "expected a tag of 1 to %d characters, got %q", maxTagLength, t)
 		}
 	}
 }
@@ -244,54 +338,92 @@ func (v *validator) userData(g *Group, path string) {
 	if !filepath.IsAbs(file) {
 		file = filepath.Join(v.baseDir, file)
 	}
-	data, err := os.ReadFile(file)
+	data, size, err := readUserData(file)
 	if err != nil {
-		v.bad(path, "cannot read %s: %v", file, errors.Unwrap(err))
+		v.bad(path, "cannot read %s: %v", file, err)
 		return
 	}
-	if n := base64.StdEncoding.EncodedLen(len(data)); n > maxUserData {
-		v.bad(path, "%s is %d bytes, %d once base64-encoded; Nova accepts at most %d", file, len(data), n, maxUserData)
+	if n := base64.StdEncoding.EncodedLen(int(size)); n > maxUserData {
+		v.bad(path, "%s is %d bytes, %d once base64-encoded; Nova accepts at most %d", file, size, n, maxUserData)
 		return
 	}
 	g.UserData = data
+}
+
+// readUserData reads a user data file, refusing what is not a regular file
+// (a FIFO or a device could block or never end) and reading no more than
+// what Nova could accept. size is the file's size, or the bytes read if
+// the file grew meanwhile.
+func readUserData(file string) (data []byte, size int64, err error) {
+	info, err := os.Stat(file)
+	if err != nil {
+		return nil, 0, unwrapPath(err)
+	}
+	switch {
+	case info.IsDir():
+		return nil, 0, errors.New("it is a directory")
+	case !info.Mode().IsRegular():
+		return nil, 0, errors.New("it is not a regular file")
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, 0, unwrapPath(err)
+	}
+	defer f.Close()
+	data, err = io.ReadAll(io.LimitReader(f, maxUserData))
+	if err != nil {
+		return nil, 0, unwrapPath(err)
+	}
+	return data, max(info.Size(), int64(len(data))), nil
+}
+
+// unwrapPath drops the path from an *fs.PathError, which the message
+// names already.
+func unwrapPath(err error) error {
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner
+	}
+	return err
 }
 
 func (v *validator) metadata(md map[string]string, path string) {
 	if len(md) > maxMetadata {
 		v.bad(path, "expected at most %d pairs, got %d", maxMetadata, len(md))
 	}
-	for k, val := range md {
+	for _, k := range slices.Sorted(maps.Keys(md)) {
 		at := join(path, k)
 		switch {
 		case strings.HasPrefix(k, reservedPrefix):
-			v.bad(at, "keys starting with %q are Phoenix's own record on each server", reservedPrefix)
+			v.bad(at, "keys starting with %q are reserved: Phoenix keeps its own record on each server under them", reservedPrefix)
 		case !metadataKey.MatchString(k):
-			v.bad(at, "expected a key of 1 to 255 letters, digits, spaces and -_:. characters")
+			v.bad(at, "expected a key of 1 to %d letters, digits, spaces and the characters - _ : . (Nova's rule), got %q", maxMetaLength, k)
 		}
-		if len(val) > maxMetaLength {
-			v.bad(at, "expected a value of at most %d characters, got %d", maxMetaLength, len(val))
+		if n := utf8.RuneCountInString(md[k]); n > maxMetaLength {
+			v.bad(at, "expected a value of at most %d characters, got %d", maxMetaLength, n)
 		}
 	}
 }
 
-func (v *validator) rollout(g *Group, path string) {
-	r := g.Rollout
+func (v *validator) rollout(g *Group, group string) {
+	r, path := g.Rollout, group+".rollout"
 	if g.Count < 1 {
-		return
+		return // reported at count
 	}
+	deps := []string{group + ".count", path + ".max_surge", path + ".max_unavailable"}
 	surge, unavailable := r.MaxSurge.Resolve(g.Count, true), r.MaxUnavailable.Resolve(g.Count, false)
 	if surge == 0 && unavailable == 0 {
-		v.bad(path, "max_surge %s and max_unavailable %s both come to 0 servers for a count of %d: no server could ever be replaced; allow a surge (needs quota for extra servers) or some unavailability",
+		v.badFrom(path, deps, "max_surge %s and max_unavailable %s both come to 0 servers for a count of %d, so no server could ever be replaced: allow a surge (needs quota for the extra servers) or some unavailability",
 			r.MaxSurge, r.MaxUnavailable, g.Count)
 	}
 	if unavailable > g.Count {
-		v.bad(path+".max_unavailable", "expected at most the group's count %d, got %d", g.Count, unavailable)
+		v.badFrom(path+".max_unavailable", deps, "expected at most the group's count %d, got %d", g.Count, unavailable)
 	}
 }
 
 func (v *validator) health(h *Health, path string) {
+	checks := []string{path + ".http", path + ".tcp"}
 	if h.HTTP != nil && h.TCP != nil {
-		v.bad(path, "http and tcp are alternatives: configure one check, not both")
+		v.badFrom(path, checks, "http and tcp are alternatives: configure one check, not both")
 	}
 	if h.HTTP != nil {
 		v.port(h.HTTP.Port, path+".http.port")
@@ -307,17 +439,19 @@ func (v *validator) health(h *Health, path string) {
 	}
 	if h.HTTP == nil && h.TCP == nil {
 		for _, f := range []string{"interval", "timeout", "healthy_threshold", "unhealthy_threshold", "grace"} {
-			if _, ok := v.lines[path+"."+f]; ok {
-				v.bad(path+"."+f, "has no effect without a check: add health.http or health.tcp (without one, Nova's ACTIVE status is the only health signal)")
+			at := path + "." + f
+			if v.written[at] {
+				v.badFrom(at, append(checks, at), "has no effect without a check: add health.http or health.tcp, or remove it (without a check, Nova's ACTIVE status is the only health signal)")
 			}
 		}
 		return
 	}
 	if h.Interval <= 0 {
-		v.bad(path+".interval", "expected a duration above zero")
+		v.bad(path+".interval", "expected a duration above zero, got %s", h.Interval)
 	}
 	if h.Timeout <= 0 || h.Timeout > h.Interval {
-		v.bad(path+".timeout", "expected a duration above zero and at most the interval %s, got %s", h.Interval.D(), h.Timeout.D())
+		v.badFrom(path+".timeout", []string{path + ".timeout", path + ".interval"},
+			"expected a duration above zero and at most the interval %s, got %s", h.Interval, h.Timeout)
 	}
 	if h.HealthyThreshold < 1 {
 		v.bad(path+".healthy_threshold", "expected at least 1, got %d", h.HealthyThreshold)
@@ -329,6 +463,10 @@ func (v *validator) health(h *Health, path string) {
 
 func (v *validator) port(p int, path string) {
 	if p < 1 || p > 65535 {
+		if !v.written[path] {
+			v.bad(path, "a port from 1 to 65535 is required")
+			return
+		}
 		v.bad(path, "expected a port from 1 to 65535, got %d", p)
 	}
 }
