@@ -429,7 +429,7 @@ start nova-scheduler nova-scheduler --config-file /etc/nova/nova.conf
 start nova-compute nova-compute --config-file /etc/nova/nova.conf
 
 # --- Octavia with noop drivers ---------------------------------------------------------------
-CERTS=/etc/octavia/devcloud-certs
+CERTS=$STATE/octavia-certs # beside its passphrase in $STATE/secrets
 if [ ! -s "$CERTS/ca.key" ]; then
 	install -d -m 0700 "$CERTS"
 	# The worker signs certificates even with noop drivers, and insists
