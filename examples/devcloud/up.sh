@@ -19,6 +19,9 @@ set -euo pipefail
 STATE=${DEVCLOUD_STATE:-/var/lib/phoenix-devcloud}
 RESPONDER_PORT=${DEVCLOUD_RESPONDER_PORT:-18080}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# Daemons must not keep the caller's directory as their working directory:
+# if it goes away (a CI checkout), RabbitMQ can no longer run commands.
+cd /
 PY=/usr/bin/python3 # Debian's, which the OpenStack packages are built for
 BEGAN=$(date +%s)
 
