@@ -51,8 +51,11 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 		if err == nil && d.Status.Converged {
 			return true
 		}
+		// A stuck group still waits for its new servers to settle, so
+		// that failed ones are deleted before the run ends.
+		settled := d.Status.Booting == 0 && d.Status.Failed == 0 && d.Status.Deleting == 0
 		stuck = r.Stuck()
-		return stuck != nil
+		return stuck != nil && settled
 	})
 	res := GroupResult{Summary: r.Summary()}
 	switch {

@@ -170,6 +170,11 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	in := append(r.planInput(live), r.unlisted(live, now)...)
 	dec := Plan(target, in, now)
 	r.report(dec, img, now)
+	if r.failingBoots() {
+		// Stop feeding a revision that keeps failing; what was created
+		// settles (ERROR ones are deleted) and the old servers stay.
+		dec.Creates = nil
+	}
 
 	var errs []error
 	if err := r.deleteServers(ctx, dec.Deletes, now); err != nil {
@@ -389,7 +394,7 @@ func parallel[T any](items []T, limit int, fn func(T) error) error {
 }
 
 func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, now time.Time) error {
-	if !d.Resume {
+	if !d.Resume && acceptsMetadata(d.Server.Server) {
 		md := map[string]string{
 			MetaPhase:   PhaseDeleting,
 			MetaPhaseAt: now.UTC().Format(time.RFC3339Nano),
@@ -400,6 +405,19 @@ func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, now time.Time
 		}
 	}
 	return r.cloud.DeleteServer(ctx, d.Server.ID)
+}
+
+// acceptsMetadata reports whether Nova lets a server's metadata change: only
+// in a settled state (ACTIVE, SHUTOFF, PAUSED, SUSPENDED) with no task in
+// progress; otherwise it answers 409. A server that cannot take the record
+// is not serving (BUILD, ERROR), so its delete needs none: a restarted
+// controller decides to delete it again from what it sees.
+func acceptsMetadata(s Server) bool {
+	switch s.Status {
+	case provisioner.StatusActive, "SHUTOFF", "PAUSED", "SUSPENDED":
+		return s.TaskState == ""
+	}
+	return false
 }
 
 func (r *GroupReconciler) createServers(ctx context.Context, creates []Create, img provisioner.Image, t Target, now time.Time) error {
@@ -532,6 +550,12 @@ const refusalsBeforeStuck = 3
 // that survives restarts, with a failure budget per rollout, is the
 // fail-fast work still to come.)
 const bootFailuresBeforeStuck = 3
+
+func (r *GroupReconciler) failingBoots() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bootFailures >= bootFailuresBeforeStuck
+}
 
 // Stuck reports why the group cannot make progress without a human, or nil.
 func (r *GroupReconciler) Stuck() error {
