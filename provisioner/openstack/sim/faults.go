@@ -11,7 +11,8 @@ import (
 type FaultAction int
 
 const (
-	// FailWith answers Status without acting.
+	// FailWith answers Status (with Retry-After when RetryAfter > 0)
+	// without acting.
 	FailWith FaultAction = iota
 	// CommitThenFail does the request's work, then answers Status instead
 	// of the real answer: a create that happened but answered 500.
@@ -19,9 +20,23 @@ const (
 	// Hang never answers and does nothing: the request is held until the
 	// client goes away or the simulator closes.
 	Hang
-	// CommitThenHang does the work, then never answers.
+	// CommitThenHang does the request's work, then never answers.
 	CommitThenHang
 )
+
+func (a FaultAction) String() string {
+	switch a {
+	case FailWith:
+		return "FailWith"
+	case CommitThenFail:
+		return "CommitThenFail"
+	case Hang:
+		return "Hang"
+	case CommitThenHang:
+		return "CommitThenHang"
+	}
+	return fmt.Sprintf("FaultAction(%d)", int(a))
+}
 
 // Fault makes matching requests misbehave.
 type Fault struct {
@@ -29,11 +44,12 @@ type Fault struct {
 	Service string
 	// Method is an HTTP method; "" is any.
 	Method string
-	// Path is a regular expression matched against the path below the
-	// service root: `^/servers$` matches POST /compute/v2.1/servers.
+	// Path is a regular expression matched against the URL path below the
+	// service root: `^/servers$` matches POST /compute/v2.1/servers and
+	// `^/v2/images` the Glance image list. "" matches every path.
 	Path   string
 	Action FaultAction
-	// Status answers FailWith and CommitThenFail.
+	// Status is the answer of FailWith and CommitThenFail: 400 to 599.
 	Status int
 	// RetryAfter, in seconds, is sent as Retry-After when above zero.
 	RetryAfter int
@@ -47,18 +63,26 @@ type Fault struct {
 type fault struct {
 	Fault
 	re   *regexp.Regexp
-	left int // remaining hits when Times > 0
+	left int // hits left when Times > 0
 }
 
-// InjectFault adds a fault; faults are tried in the order added and the
-// first that hits a request applies.
+// InjectFault adds a fault. Faults are tried in the order added and the
+// first that hits a request applies. It fails on a bad regular expression,
+// an unknown action, or an answering action whose Status is not an error
+// status.
 func (s *Sim) InjectFault(f Fault) error {
 	re, err := regexp.Compile(f.Path)
 	if err != nil {
-		return fmt.Errorf("fault path %q: %w", f.Path, err)
+		return fmt.Errorf("sim: fault path %q: %w", f.Path, err)
 	}
-	if (f.Action == FailWith || f.Action == CommitThenFail) && (f.Status < 400 || f.Status > 599) {
-		return fmt.Errorf("fault status %d: expected an error status from 400 to 599", f.Status)
+	switch f.Action {
+	case FailWith, CommitThenFail:
+		if f.Status < 400 || f.Status > 599 {
+			return fmt.Errorf("sim: fault %s with status %d: want an error status, 400 to 599", f.Action, f.Status)
+		}
+	case Hang, CommitThenHang:
+	default:
+		return fmt.Errorf("sim: unknown fault action %d", int(f.Action))
 	}
 	s.mu.Lock()
 	s.faults = append(s.faults, &fault{Fault: f, re: re, left: f.Times})
@@ -96,40 +120,69 @@ func (s *Sim) matchFault(service, method, sub string) *fault {
 
 // writeFault answers with the fault's status in the service's error shape.
 func (s *Sim) writeFault(w http.ResponseWriter, service string, f *fault) {
+	retry := ""
 	if f.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
+		retry = strconv.Itoa(f.RetryAfter)
+		w.Header().Set("Retry-After", retry)
 	}
-	msg := fmt.Sprintf("Simulated fault: %s", http.StatusText(f.Status))
+	msg := "Simulated fault: " + http.StatusText(f.Status)
 	switch service {
 	case "compute":
-		novaError(w, f.Status, msg)
+		novaFault(w, f.Status, msg, retry)
 	case "network":
-		writeJSON(w, f.Status, map[string]any{"NeutronError": map[string]any{"type": "HTTPError", "message": msg, "detail": ""}})
+		neutronError(w, f.Status, neutronErrorType(f.Status), msg)
 	case "image":
-		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-		w.WriteHeader(f.Status)
-		fmt.Fprintf(w, "%d %s\n\n%s\n", f.Status, http.StatusText(f.Status), msg)
+		glanceError(w, nil, f.Status, msg)
 	default:
-		writeJSON(w, f.Status, map[string]any{"error": map[string]any{"code": f.Status, "title": http.StatusText(f.Status), "message": msg}})
+		writeJSON(w, f.Status, keystoneErrorBody(f.Status, msg))
 	}
+}
+
+// novaFaultNames are the keys Nova wraps its error bodies in; any other
+// status is a "computeFault".
+var novaFaultNames = map[int]string{
+	400: "badRequest",
+	401: "unauthorized",
+	403: "forbidden",
+	404: "itemNotFound",
+	405: "badMethod",
+	409: "conflictingRequest",
+	413: "overLimit",
+	415: "badMediaType",
+	429: "overLimit",
+	501: "notImplemented",
+	503: "serviceUnavailable",
 }
 
 // novaError answers in Nova's error shape: {"<kind>": {"code", "message"}}.
 func novaError(w http.ResponseWriter, status int, msg string) {
-	kind := "computeFault"
-	switch status {
-	case http.StatusBadRequest:
-		kind = "badRequest"
-	case http.StatusForbidden:
-		kind = "forbidden"
-	case http.StatusNotFound:
-		kind = "itemNotFound"
-	case http.StatusConflict:
-		kind = "conflictingRequest"
-	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
-		kind = "overLimit"
-	case http.StatusNotAcceptable:
-		kind = "notAcceptable"
+	novaFault(w, status, msg, "")
+}
+
+func novaFault(w http.ResponseWriter, status int, msg, retryAfter string) {
+	kind, ok := novaFaultNames[status]
+	if !ok {
+		kind = "computeFault"
 	}
-	writeJSON(w, status, map[string]any{kind: map[string]any{"code": status, "message": msg}})
+	body := map[string]any{"code": status, "message": msg}
+	if retryAfter != "" && (status == 413 || status == 429) {
+		body["retryAfter"] = retryAfter
+	}
+	writeJSON(w, status, map[string]any{kind: body})
+}
+
+func neutronErrorType(status int) string {
+	switch status {
+	case 400:
+		return "HTTPBadRequest"
+	case 404:
+		return "HTTPNotFound"
+	case 409:
+		return "HTTPConflict"
+	case 429:
+		return "HTTPTooManyRequests"
+	case 503:
+		return "HTTPServiceUnavailable"
+	}
+	return "HTTPInternalServerError"
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -8,44 +9,56 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// Addresses are handed out process-wide, so that several simulators in one
-// test binary never share one, starting from a random second octet so that
-// concurrently running test processes rarely meet; an address found in use
-// is skipped.
-var addresses struct {
+// Loopback addresses are handed out process-wide, so that several
+// simulators in one test binary never share one. The walk starts at a
+// random second octet in [16, 250], so that test processes running at the
+// same time rarely meet, and skips addresses found in use.
+var loopback struct {
 	sync.Mutex
-	a, b, c int
+	next uint32 // a<<16 | b<<8 | c for 127.a.b.c; 0 before the first use
 }
 
+const (
+	firstOctet = 16
+	lastOctet  = 250
+)
+
+// allocAddress returns a loopback address on which every port is free.
 func allocAddress(ports []int) (string, error) {
-	addresses.Lock()
-	defer addresses.Unlock()
-	if addresses.a == 0 {
-		addresses.a, addresses.b, addresses.c = 16+rand.IntN(235), 0, 1
+	loopback.Lock()
+	defer loopback.Unlock()
+	if loopback.next == 0 {
+		loopback.next = uint32(firstOctet+rand.IntN(lastOctet-firstOctet+1))<<16 | 1
 	}
-	for range 4096 {
-		addresses.c++
-		if addresses.c > 254 {
-			addresses.c, addresses.b = 2, addresses.b+1
+	for range 1 << 16 {
+		n := loopback.next
+		a, b, c := n>>16, n>>8&0xff, n&0xff
+		// Step to the next address: host parts 1 to 254, then the next b,
+		// then the next a, wrapping from 250 back to 16.
+		switch {
+		case c < 254:
+			c++
+		case b < 255:
+			b, c = b+1, 1
+		case a < lastOctet:
+			a, b, c = a+1, 0, 1
+		default:
+			a, b, c = firstOctet, 0, 1
 		}
-		if addresses.b > 255 {
-			addresses.b, addresses.a = 0, addresses.a+1
-		}
-		if addresses.a > 250 {
-			addresses.a = 16
-		}
-		ip := fmt.Sprintf("127.%d.%d.%d", addresses.a, addresses.b, addresses.c)
-		if free(ip, ports) {
+		loopback.next = a<<16 | b<<8 | c
+		ip := fmt.Sprintf("127.%d.%d.%d", n>>16, n>>8&0xff, n&0xff)
+		if portsFree(ip, ports) {
 			return ip, nil
 		}
 	}
-	return "", fmt.Errorf("no free loopback address found")
+	return "", errors.New("no free loopback address")
 }
 
-func free(ip string, ports []int) bool {
+func portsFree(ip string, ports []int) bool {
 	for _, p := range ports {
 		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
 		if err != nil {
@@ -57,15 +70,20 @@ func free(ip string, ports []int) bool {
 }
 
 // app is a server's application: an HTTP server on each health port of
-// its address.
+// the server's address.
 type app struct {
 	srv     *http.Server
 	failing atomic.Bool
-	done    sync.WaitGroup
+	wg      sync.WaitGroup // accept loops and connections
 }
 
-// SetHealth sets what a server's application answers.
+// SetHealth sets what a server's application answers: HealthUp 200,
+// HealthFailing 503, HealthDown nothing (connections refused). It applies
+// at once when the application is up, and from its start otherwise.
 func (s *Sim) SetHealth(id string, h Health) error {
+	if h < HealthUp || h > HealthDown {
+		return fmt.Errorf("sim: unknown health %d", int(h))
+	}
 	s.mu.Lock()
 	srv, ok := s.servers[id]
 	if ok {
@@ -73,29 +91,30 @@ func (s *Sim) SetHealth(id string, h Health) error {
 	}
 	s.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("no server %s", id)
+		return fmt.Errorf("sim: no server %s", id)
 	}
 	s.syncApp(srv)
 	return nil
 }
 
 // syncApp opens or closes a server's listeners to match its state. It
-// re-reads the state under the lock each time, so concurrent calls settle
-// on the latest.
+// reads the state under the lock each time, so concurrent calls settle on
+// the latest.
 func (s *Sim) syncApp(srv *server) {
 	srv.appMu.Lock()
 	defer srv.appMu.Unlock()
 	s.mu.Lock()
-	_, exists := s.servers[srv.id]
-	want := exists && !s.closed && srv.appUp && srv.health != HealthDown
+	want := s.servers[srv.id] == srv && !s.closed && srv.appUp && srv.health != HealthDown && srv.address != ""
 	failing := srv.health == HealthFailing
 	s.mu.Unlock()
 
 	switch {
 	case want && srv.app == nil:
-		a, err := s.startApp(srv.address, srv.ports)
+		a, err := startApp(srv.address, srv.ports, failing)
 		if err != nil {
-			return // the address was taken meanwhile: the server stays unreachable, as a broken one would
+			// The address was taken after it was handed out: the server
+			// stays unreachable, as a broken one would, and not Healthy.
+			return
 		}
 		srv.app = a
 	case !want && srv.app != nil:
@@ -105,8 +124,13 @@ func (s *Sim) syncApp(srv *server) {
 	if srv.app != nil {
 		srv.app.failing.Store(failing)
 	}
+	s.mu.Lock()
+	srv.listening = srv.app != nil
+	s.mu.Unlock()
 }
 
+// stopApp closes a server's listeners for good (the server is gone or the
+// simulator closing).
 func (srv *server) stopApp() {
 	srv.appMu.Lock()
 	defer srv.appMu.Unlock()
@@ -116,22 +140,29 @@ func (srv *server) stopApp() {
 	}
 }
 
-func (s *Sim) startApp(ip string, ports []int) (*app, error) {
+func startApp(ip string, ports []int, failing bool) (*app, error) {
 	a := &app{}
+	a.failing.Store(failing)
 	a.srv = &http.Server{
+		// Short timeouts: probes that die half-way must not pile up.
 		ReadHeaderTimeout: 2 * time.Second,
+		ReadTimeout:       2 * time.Second,
+		WriteTimeout:      2 * time.Second,
 		IdleTimeout:       time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ConnState:         trackConns(&a.wg),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			if a.failing.Load() {
-				http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("unhealthy"))
 				return
 			}
-			_, _ = w.Write([]byte("ok\n"))
+			_, _ = w.Write([]byte("ok"))
 		}),
 	}
-	var ls []net.Listener
+	ls := make([]net.Listener, 0, len(ports))
 	for _, p := range ports {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
+		l, err := listen(net.JoinHostPort(ip, strconv.Itoa(p)))
 		if err != nil {
 			for _, l := range ls {
 				_ = l.Close()
@@ -141,16 +172,34 @@ func (s *Sim) startApp(ip string, ports []int) (*app, error) {
 		ls = append(ls, l)
 	}
 	for _, l := range ls {
-		a.done.Add(1)
+		a.wg.Add(1)
 		go func() {
-			defer a.done.Done()
+			defer a.wg.Done()
 			_ = a.srv.Serve(l)
 		}()
 	}
 	return a, nil
 }
 
+// listen retries briefly when the address is in use: a listener this
+// process closed a moment ago (HealthDown, then HealthUp) can take a
+// moment to release its port.
+func listen(addr string) (net.Listener, error) {
+	var err error
+	for range 20 {
+		var l net.Listener
+		if l, err = net.Listen("tcp", addr); err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil, err
+}
+
 func (a *app) stop() {
 	_ = a.srv.Close()
-	a.done.Wait()
+	a.wg.Wait()
 }

@@ -2,24 +2,38 @@ package sim
 
 import (
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
 	"net/http"
-	"strings"
 	"time"
 )
 
+// keystoneTime is the format of Keystone's expires_at and issued_at.
 const keystoneTime = "2006-01-02T15:04:05.000000Z"
 
+type token struct {
+	issued, expires time.Time
+	scoped          bool
+	methods         []string
+	auditID         string
+}
+
 func (s *Sim) serveIdentity(w http.ResponseWriter, r *http.Request, sub string) {
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	switch {
-	case (sub == "" || sub == "/") && r.Method == http.MethodGet:
+	case (sub == "" || sub == "/") && get:
+		// Keystone's root lists its versions, doubly enveloped, with 300.
 		writeJSON(w, http.StatusMultipleChoices, map[string]any{"versions": map[string]any{"values": []any{s.identityVersion()}}})
-	case (sub == "/v3" || sub == "/v3/") && r.Method == http.MethodGet:
+	case (sub == "/v3" || sub == "/v3/") && get:
 		writeJSON(w, http.StatusOK, map[string]any{"version": s.identityVersion()})
 	case sub == "/v3/auth/tokens" && r.Method == http.MethodPost:
 		s.issueToken(w, r)
+	case sub == "/v3/auth/tokens" && (get || r.Method == http.MethodDelete):
+		s.checkToken(w, r)
+	case sub == "/v3/auth/tokens":
+		writeJSON(w, http.StatusMethodNotAllowed, keystoneErrorBody(http.StatusMethodNotAllowed, "The method is not allowed for the requested URL."))
 	default:
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]any{"code": 404, "title": "Not Found", "message": "The resource could not be found."}})
+		writeJSON(w, http.StatusNotFound, keystoneErrorBody(http.StatusNotFound, "The resource could not be found."))
 	}
 }
 
@@ -31,6 +45,11 @@ func (s *Sim) identityVersion() map[string]any {
 	}
 }
 
+type idRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
 type authRequest struct {
 	Auth struct {
 		Identity struct {
@@ -40,91 +59,158 @@ type authRequest struct {
 					ID       string `json:"id"`
 					Name     string `json:"name"`
 					Password string `json:"password"`
-					Domain   struct {
-						ID   string `json:"id"`
-						Name string `json:"name"`
-					} `json:"domain"`
+					Domain   idRef  `json:"domain"`
 				} `json:"user"`
 			} `json:"password"`
+			Token struct {
+				ID string `json:"id"`
+			} `json:"token"`
 		} `json:"identity"`
-		Scope struct {
-			Project struct {
+		Scope *struct {
+			Project *struct {
 				ID     string `json:"id"`
 				Name   string `json:"name"`
-				Domain struct {
-					ID   string `json:"id"`
-					Name string `json:"name"`
-				} `json:"domain"`
+				Domain idRef  `json:"domain"`
 			} `json:"project"`
 		} `json:"scope"`
 	} `json:"auth"`
 }
 
-func (s *Sim) domainMatches(id, name string) bool {
-	o := s.opts
-	return id == "" && name == o.DomainName ||
-		name == "" && (id == strings.ToLower(o.DomainName) || id == "default" && o.DomainName == "Default")
+// domainMatches says whether a reference by ID or by name is the
+// simulator's one domain.
+func (s *Sim) domainMatches(d idRef) bool {
+	return d.ID != "" && d.ID == s.domainID || d.ID == "" && d.Name != "" && d.Name == s.opts.DomainName
 }
 
 func (s *Sim) issueToken(w http.ResponseWriter, r *http.Request) {
 	unauthorized := func() {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
-			"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
+		writeJSON(w, http.StatusUnauthorized, keystoneErrorBody(http.StatusUnauthorized, "The request you have made requires authentication."))
 	}
 	var req authRequest
 	if err := decodeJSON(r, &req); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": 400, "title": "Bad Request", "message": err.Error()}})
+		writeJSON(w, http.StatusBadRequest, keystoneErrorBody(http.StatusBadRequest, "Malformed request body: "+err.Error()))
 		return
 	}
-	id := req.Auth.Identity
-	u := id.Password.User
 	o := s.opts
-	userOK := (u.ID == s.userID || u.Name == o.Username && s.domainMatches(u.Domain.ID, u.Domain.Name)) && u.Password == o.Password
-	if len(id.Methods) != 1 || id.Methods[0] != "password" || !userOK {
+	id := req.Auth.Identity
+	var methods []string
+	for _, m := range id.Methods {
+		switch m {
+		case "password":
+			u := id.Password.User
+			byID := u.ID != "" && u.ID == s.userID
+			byName := u.ID == "" && u.Name == o.Username && s.domainMatches(u.Domain)
+			if !(byID || byName) || u.Password != o.Password {
+				unauthorized()
+				return
+			}
+		case "token":
+			s.mu.Lock()
+			t, ok := s.tokens[id.Token.ID]
+			valid := ok && time.Now().Before(t.expires)
+			s.mu.Unlock()
+			if !valid {
+				unauthorized()
+				return
+			}
+		default:
+			unauthorized()
+			return
+		}
+		methods = append(methods, m)
+	}
+	if len(methods) == 0 {
 		unauthorized()
 		return
 	}
-	p := req.Auth.Scope.Project
-	scoped := p.ID == s.projectID || p.Name == o.ProjectName && s.domainMatches(p.Domain.ID, p.Domain.Name)
-	if !scoped {
-		unauthorized()
-		return
+	scoped := false
+	if sc := req.Auth.Scope; sc != nil {
+		p := sc.Project
+		if p == nil {
+			unauthorized() // domain and system scopes: this user has no role there
+			return
+		}
+		scoped = p.ID != "" && p.ID == s.projectID || p.ID == "" && p.Name == o.ProjectName && s.domainMatches(p.Domain)
+		if !scoped {
+			unauthorized()
+			return
+		}
 	}
 
-	b := make([]byte, 16)
+	b := make([]byte, 32)
 	_, _ = rand.Read(b)
-	token := "gAAAAA" + hex.EncodeToString(b)
 	now := time.Now().UTC()
-	expires := now.Add(o.TokenTTL)
+	t := &token{issued: now, expires: now.Add(o.TokenTTL), scoped: scoped, methods: methods,
+		auditID: hex.EncodeToString(b[:8])}
+	tokenID := "gAAAAA" + hex.EncodeToString(b[8:])
 	s.mu.Lock()
-	s.tokens[token] = expires
+	s.tokens[tokenID] = t
 	s.mu.Unlock()
 
-	domain := map[string]any{"id": "default", "name": o.DomainName}
-	w.Header().Set("X-Subject-Token", token)
-	writeJSON(w, http.StatusCreated, map[string]any{"token": map[string]any{
-		"methods":    []string{"password"},
-		"user":       map[string]any{"id": s.userID, "name": o.Username, "domain": domain, "password_expires_at": nil},
-		"project":    map[string]any{"id": s.projectID, "name": o.ProjectName, "domain": domain},
-		"roles":      []any{map[string]any{"id": "9fe2ff9ee4384b1894a90878d3e92bab", "name": "member"}, map[string]any{"id": "a0f8e35e9b4b4c1c8f3d0e2c3f3b8f7d", "name": "reader"}},
-		"catalog":    s.catalog(),
-		"expires_at": expires.Format(keystoneTime),
-		"issued_at":  now.Format(keystoneTime),
-		"audit_ids":  []string{hex.EncodeToString(b[:8])},
-		"is_domain":  false,
-	}})
+	w.Header().Set("X-Subject-Token", tokenID)
+	writeJSON(w, http.StatusCreated, map[string]any{"token": s.tokenBody(t)})
 }
 
+// checkToken answers GET/HEAD (validate) and DELETE (revoke) of the token
+// in X-Subject-Token, for a caller holding a valid X-Auth-Token.
+func (s *Sim) checkToken(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		writeJSON(w, http.StatusUnauthorized, keystoneErrorBody(http.StatusUnauthorized, "The request you have made requires authentication."))
+		return
+	}
+	subject := r.Header.Get("X-Subject-Token")
+	s.mu.Lock()
+	t, ok := s.tokens[subject]
+	ok = ok && time.Now().Before(t.expires)
+	if ok && r.Method == http.MethodDelete {
+		delete(s.tokens, subject)
+	}
+	s.mu.Unlock()
+	switch {
+	case !ok:
+		writeJSON(w, http.StatusNotFound, keystoneErrorBody(http.StatusNotFound, "Could not find token: "+subject+"."))
+	case r.Method == http.MethodDelete:
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.Header().Set("X-Subject-Token", subject)
+		writeJSON(w, http.StatusOK, map[string]any{"token": s.tokenBody(t)})
+	}
+}
+
+func (s *Sim) tokenBody(t *token) map[string]any {
+	o := s.opts
+	domain := map[string]any{"id": s.domainID, "name": o.DomainName}
+	body := map[string]any{
+		"methods":    t.methods,
+		"user":       map[string]any{"id": s.userID, "name": o.Username, "domain": domain, "password_expires_at": nil},
+		"expires_at": t.expires.Format(keystoneTime),
+		"issued_at":  t.issued.Format(keystoneTime),
+		"audit_ids":  []string{t.auditID},
+	}
+	if t.scoped {
+		body["project"] = map[string]any{"id": s.projectID, "name": o.ProjectName, "domain": domain}
+		body["is_domain"] = false
+		body["roles"] = []any{
+			map[string]any{"id": stableID("role:member"), "name": "member"},
+			map[string]any{"id": stableID("role:reader"), "name": "reader"},
+		}
+		body["catalog"] = s.catalog()
+	}
+	return body
+}
+
+// catalog lists every service at public, internal and admin endpoints in
+// the one region, all pointing back at the simulator.
 func (s *Sim) catalog() []any {
 	entry := func(typ, name, url string) map[string]any {
 		var eps []any
-		for i, iface := range []string{"public", "internal", "admin"} {
+		for _, iface := range []string{"public", "internal", "admin"} {
 			eps = append(eps, map[string]any{
-				"id": hex.EncodeToString([]byte(typ + iface))[:16] + string(rune('a'+i)), "interface": iface,
+				"id": stableID("endpoint:" + typ + ":" + iface), "interface": iface,
 				"region": s.opts.Region, "region_id": s.opts.Region, "url": url,
 			})
 		}
-		return map[string]any{"type": typ, "name": name, "id": hex.EncodeToString([]byte(name)), "endpoints": eps}
+		return map[string]any{"type": typ, "name": name, "id": stableID("service:" + typ), "endpoints": eps}
 	}
 	return []any{
 		entry("identity", "keystone", s.endpoint+"/identity"),
@@ -132,4 +218,10 @@ func (s *Sim) catalog() []any {
 		entry("image", "glance", s.endpoint+"/image"),
 		entry("network", "neutron", s.endpoint+"/networking"),
 	}
+}
+
+// stableID is a Keystone-style ID (32 hex digits) derived from a name.
+func stableID(name string) string {
+	sum := sha1.Sum([]byte(name))
+	return hex.EncodeToString(sum[:16])
 }

@@ -15,10 +15,11 @@ type GroupExtremes struct {
 // tests judge a rollout by what the cloud held at every moment rather than
 // by what the controller believed.
 type Monitor struct {
-	stop chan struct{}
-	done sync.WaitGroup
-	mu   sync.Mutex
-	seen map[string]*GroupExtremes
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     sync.WaitGroup
+	mu       sync.Mutex
+	seen     map[string]*GroupExtremes
 }
 
 // Monitor starts sampling every interval. groupOf names the group a server
@@ -26,8 +27,18 @@ type Monitor struct {
 func (s *Sim) Monitor(every time.Duration, groupOf func(Server) string) *Monitor {
 	m := &Monitor{stop: make(chan struct{}), seen: map[string]*GroupExtremes{}}
 	m.sample(s, groupOf)
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.bg.Add(1) // Close waits for the sampler too
+	}
+	s.mu.Unlock()
+	if closed {
+		return m
+	}
 	m.done.Add(1)
 	go func() {
+		defer s.bg.Done()
 		defer m.done.Done()
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -47,7 +58,7 @@ func (s *Sim) Monitor(every time.Duration, groupOf func(Server) string) *Monitor
 
 func (m *Monitor) sample(s *Sim, groupOf func(Server) string) {
 	healthy, total := map[string]int{}, map[string]int{}
-	for _, srv := range s.snapshot() {
+	for _, srv := range s.Servers() {
 		g := groupOf(srv)
 		if g == "" {
 			continue
@@ -79,7 +90,7 @@ func (m *Monitor) sample(s *Sim, groupOf func(Server) string) {
 
 // Stop ends sampling and returns the extremes seen per group.
 func (m *Monitor) Stop() map[string]GroupExtremes {
-	close(m.stop)
+	m.stopOnce.Do(func() { close(m.stop) })
 	m.done.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -3,57 +3,101 @@ package sim
 import (
 	"net/http"
 	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 )
 
 var reNetwork = regexp.MustCompile(`^/v2\.0/networks/([^/]+)$`)
 
+// networkEpoch is when every simulated network was created.
+var networkEpoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Format(novaTime)
+
+// serveNetworkVersions answers the Neutron root: the versions list.
+func (s *Sim) serveNetworkVersions(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"versions": []any{map[string]any{"id": "v2.0", "status": "CURRENT",
+		"links": []any{map[string]any{"rel": "self", "href": s.endpoint + "/networking/v2.0/"}}}}})
+}
+
 func (s *Sim) serveNetwork(w http.ResponseWriter, r *http.Request, sub string) {
-	if r.Method != http.MethodGet {
-		neutronError(w, http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "method not allowed")
-		return
-	}
+	sub = strings.TrimSuffix(sub, ".json")
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	switch {
-	case sub == "" || sub == "/":
-		// Neutron's version document: clients discover v2.0 here.
-		writeJSON(w, http.StatusOK, map[string]any{"versions": []any{map[string]any{"id": "v2.0", "status": "CURRENT",
-			"links": []any{map[string]any{"rel": "self", "href": s.endpoint + "/networking/v2.0/"}}}}})
 	case sub == "/v2.0/networks":
-		q := r.URL.Query()
-		s.mu.Lock()
-		list := []any{}
-		for _, n := range s.networks {
-			if v := q.Get("name"); v != "" && n.Name != v {
-				continue
-			}
-			if v := q.Get("id"); v != "" && n.ID != v {
-				continue
-			}
-			list = append(list, s.networkJSON(n))
+		if !get {
+			neutronError(w, http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+			return
 		}
-		s.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]any{"networks": list})
+		s.listNetworks(w, r)
 	case reNetwork.MatchString(sub):
+		if !get {
+			neutronError(w, http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+			return
+		}
 		id := reNetwork.FindStringSubmatch(sub)[1]
 		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, n := range s.networks {
-			if n.ID == id {
-				writeJSON(w, http.StatusOK, map[string]any{"network": s.networkJSON(n)})
-				return
-			}
+		n, ok := s.network(id)
+		s.mu.Unlock()
+		if !ok {
+			neutronError(w, http.StatusNotFound, "NetworkNotFound", "Network "+id+" could not be found.")
+			return
 		}
-		neutronError(w, http.StatusNotFound, "NetworkNotFound", "Network "+id+" could not be found.")
+		writeJSON(w, http.StatusOK, map[string]any{"network": s.networkJSON(n)})
 	default:
 		neutronError(w, http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
 	}
 }
 
+// listNetworks answers GET /v2.0/networks, filtered by any attribute
+// Neutron shows (name, id, status, shared, ...), each repeatable (any
+// value matches).
+func (s *Sim) listNetworks(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	s.mu.Lock()
+	nets := slices.Clone(s.networks)
+	s.mu.Unlock()
+	list := []any{}
+next:
+	for _, n := range nets {
+		doc := s.networkJSON(n)
+		for k, vals := range q {
+			switch k {
+			case "fields", "limit", "marker", "page_reverse", "sort_key", "sort_dir":
+				continue
+			}
+			v, ok := doc[k]
+			if !ok {
+				continue // Neutron ignores filters on attributes it lacks
+			}
+			var got string
+			switch x := v.(type) {
+			case string:
+				got = x
+			case bool:
+				got = strconv.FormatBool(x)
+			case int:
+				got = strconv.Itoa(x)
+			default:
+				continue
+			}
+			if !slices.Contains(vals, got) {
+				continue next
+			}
+		}
+		list = append(list, doc)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"networks": list})
+}
+
 func (s *Sim) networkJSON(n Network) map[string]any {
 	return map[string]any{
 		"id": n.ID, "name": n.Name, "status": "ACTIVE", "admin_state_up": true, "shared": false,
-		"subnets": []string{}, "tenant_id": s.projectID, "project_id": s.projectID, "mtu": 1450,
+		"subnets": []string{}, "tenant_id": s.projectID, "project_id": s.projectID, "mtu": 1442,
 		"router:external": false, "port_security_enabled": true, "tags": []string{},
-		"availability_zones": []string{"nova"}, "description": "", "revision_number": 1,
+		"availability_zones": []string{"nova"}, "availability_zone_hints": []string{},
+		"ipv4_address_scope": nil, "ipv6_address_scope": nil, "l2_adjacency": true,
+		"description": "", "revision_number": 1, "created_at": networkEpoch, "updated_at": networkEpoch,
 	}
 }
 

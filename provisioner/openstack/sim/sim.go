@@ -1,11 +1,9 @@
 package sim
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -20,17 +18,19 @@ import (
 // Options configure a simulator. Zero values take the documented defaults.
 type Options struct {
 	// Addr is the API listen address. Default "127.0.0.1:0".
-	Addr   string
-	Region string // default "RegionOne"
+	Addr string
+	// Region is the catalog's region. Default "RegionOne".
+	Region string
 	// Credentials of the one user and project. Defaults "demo",
-	// "demo-secret", "demo", "Default".
+	// "demo-secret", "demo", "Default" (the domain of both).
 	Username, Password, ProjectName, DomainName string
 	// TokenTTL is how long a token lives; an expired token gets 401 so the
 	// client re-authenticates. Default 1h.
 	TokenTTL time.Duration
 	// MaxMicroversion is Nova's maximum microversion. Default "2.96".
 	MaxMicroversion string
-	// NovaMaxLimit is Nova's osapi_max_limit. Default 1000.
+	// NovaMaxLimit is Nova's osapi_max_limit: the default and the largest
+	// page of a server list. Default 1000.
 	NovaMaxLimit int
 	// BootTime is create → ACTIVE. Default Fixed(100ms).
 	BootTime Dist
@@ -39,13 +39,14 @@ type Options struct {
 	HealthDelay Dist
 	// DeleteTime is delete accepted → server gone. Default Fixed(10ms).
 	DeleteTime Dist
-	// SnapshotTime is createImage → the snapshot image is active.
-	// Default Fixed(100ms).
+	// SnapshotTime is a server's createImage action → the snapshot image
+	// is active and the server's task state clear. Default Fixed(100ms).
 	SnapshotTime Dist
 	// HealthPorts are the ports every server's application listens on.
 	// Default [8080].
 	HealthPorts []int
-	// Seed seeds the simulator's random numbers.
+	// Seed seeds the simulator's random numbers (the distributions and
+	// fault fractions).
 	Seed int64
 }
 
@@ -83,74 +84,97 @@ func (o *Options) defaults() {
 	if len(o.HealthPorts) == 0 {
 		o.HealthPorts = []int{8080}
 	}
+	o.HealthPorts = append([]int(nil), o.HealthPorts...)
 }
 
-// Sim is a running simulator. All methods are safe for concurrent use.
+// Sim is a running simulator. All its methods are safe for concurrent use.
 type Sim struct {
 	opts      Options
+	maxMV     microversion
 	listener  net.Listener
 	srv       *http.Server
 	endpoint  string
 	projectID string
 	userID    string
-	closing   chan struct{}
+	domainID  string
+	closing   chan struct{} // closed when Close begins
 	closeOnce sync.Once
-	bg        sync.WaitGroup
+	// bg counts everything Close waits for: the API's accept loop and
+	// connections, timer callbacks in progress and monitors.
+	bg sync.WaitGroup
 
-	mu        sync.Mutex
-	rng       *rand.Rand
-	closed    bool
-	tokens    map[string]time.Time
-	servers   map[string]*server
-	order     []*server // by creation, oldest first
-	images    map[string]*image
-	flavors   []Flavor
-	networks  []Network
-	keypairs  map[string]bool
-	secGroups map[string]bool
-	srvGroups []serverGroup
-	quota     Quota
-	failBoots int
-	stickBoot int
-	faults    []*fault
-	requests  []*Request
-	timers    map[*time.Timer]bool
+	mu      sync.Mutex
+	rng     *rand.Rand
+	closed  bool
+	tokens  map[string]*token
+	servers map[string]*server
+	// order holds the live servers by creation (seq ascending), which is
+	// also Created ascending: lists walk it backwards from a marker found
+	// by binary search.
+	order []*server
+	// gone remembers the seq of deleted servers: Nova still accepts a
+	// deleted server as a list marker.
+	gone        map[string]uint64
+	seq         uint64
+	lastCreated time.Time
+	images      map[string]*image
+	imageSeq    int
+	flavors     []Flavor
+	networks    []Network
+	keypairs    map[string]bool
+	secGroups   map[string]bool
+	srvGroups   []serverGroup
+	quota       Quota
+	failBoots   int
+	stickBoots  int
+	faults      []*fault
+	requests    []*Request
+	timers      map[*time.Timer]struct{}
 }
 
-// New starts a simulator; it serves until Close.
+// New starts a simulator: it listens and serves at once, until Close.
 func New(opts Options) (*Sim, error) {
 	opts.defaults()
-	if _, _, err := parseMicroversion(opts.MaxMicroversion); err != nil {
-		return nil, fmt.Errorf("MaxMicroversion: %w", err)
+	maxMV, err := parseMicroversion(opts.MaxMicroversion)
+	if err != nil || !maxMV.atLeast(1) {
+		return nil, fmt.Errorf("sim: MaxMicroversion %q: want 2.N with N ≥ 1", opts.MaxMicroversion)
 	}
 	l, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", opts.Addr, err)
+		return nil, fmt.Errorf("sim: listen on %s: %w", opts.Addr, err)
 	}
 	s := &Sim{
 		opts:      opts,
+		maxMV:     maxMV,
 		listener:  l,
 		endpoint:  "http://" + l.Addr().String(),
-		projectID: strings.ReplaceAll(uuid.NewString(), "-", ""),
-		userID:    strings.ReplaceAll(uuid.NewString(), "-", ""),
+		projectID: hexID(),
+		userID:    hexID(),
+		domainID:  domainID(opts.DomainName),
 		closing:   make(chan struct{}),
-		rng:       rand.New(rand.NewPCG(uint64(opts.Seed), 0x5eed)),
-		tokens:    map[string]time.Time{},
+		rng:       rand.New(rand.NewPCG(uint64(opts.Seed), 0x5eed5eed)),
+		tokens:    map[string]*token{},
 		servers:   map[string]*server{},
+		gone:      map[string]uint64{},
 		images:    map[string]*image{},
 		keypairs:  map[string]bool{},
 		secGroups: map[string]bool{"default": true},
 		quota:     Quota{Instances: -1},
-		timers:    map[*time.Timer]bool{},
+		timers:    map[*time.Timer]struct{}{},
+		flavors: []Flavor{
+			{ID: "1", Name: "m1.tiny", VCPUs: 1, RAM: 512, Disk: 1},
+			{ID: "2", Name: "m1.small", VCPUs: 1, RAM: 2048, Disk: 20},
+			{ID: "3", Name: "m1.medium", VCPUs: 2, RAM: 4096, Disk: 40},
+			{ID: "4", Name: "m1.large", VCPUs: 4, RAM: 8192, Disk: 80},
+		},
+		networks: []Network{{ID: uuid.NewString(), Name: "private"}},
 	}
-	s.flavors = []Flavor{
-		{ID: "1", Name: "m1.tiny", VCPUs: 1, RAM: 512, Disk: 1},
-		{ID: "2", Name: "m1.small", VCPUs: 1, RAM: 2048, Disk: 20},
-		{ID: "3", Name: "m1.medium", VCPUs: 2, RAM: 4096, Disk: 40},
-		{ID: "4", Name: "m1.large", VCPUs: 4, RAM: 8192, Disk: 80},
+	s.srv = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ConnState:         trackConns(&s.bg),
 	}
-	s.networks = []Network{{ID: uuid.NewString(), Name: "private"}}
-	s.srv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
@@ -159,7 +183,23 @@ func New(opts Options) (*Sim, error) {
 	return s, nil
 }
 
-// Close stops the API, every server's health listeners and every timer.
+// trackConns counts an http.Server's connections in wg, so that closing
+// the server can wait for their goroutines to end.
+func trackConns(wg *sync.WaitGroup) func(net.Conn, http.ConnState) {
+	return func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			wg.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			wg.Done()
+		}
+	}
+}
+
+// Close stops the API, every server's health listeners, every timer and
+// every goroutine the simulator started, and returns when they are gone.
+// Requests held by a Hang fault end unanswered. Close may be called more
+// than once.
 func (s *Sim) Close() {
 	s.closeOnce.Do(func() {
 		close(s.closing)
@@ -169,26 +209,24 @@ func (s *Sim) Close() {
 			t.Stop()
 		}
 		s.timers = nil
-		var apps []*server
-		for _, srv := range s.servers {
+		apps := make([]*server, 0, len(s.servers))
+		for _, srv := range s.order {
 			apps = append(apps, srv)
 		}
 		s.mu.Unlock()
 		for _, srv := range apps {
 			srv.stopApp()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.srv.Shutdown(ctx)
 		_ = s.srv.Close()
 		s.bg.Wait()
 	})
 }
 
-// Endpoint is the base URL every API is served under.
+// Endpoint is the base URL every API is served under,
+// "http://127.0.0.1:PORT".
 func (s *Sim) Endpoint() string { return s.endpoint }
 
-// AuthURL is the Keystone v3 URL for clients.
+// AuthURL is the Keystone v3 URL clients authenticate at.
 func (s *Sim) AuthURL() string { return s.endpoint + "/identity/v3" }
 
 // CloudsYAML is a clouds.yaml holding one entry named cloud for this
@@ -196,35 +234,48 @@ func (s *Sim) AuthURL() string { return s.endpoint + "/identity/v3" }
 func (s *Sim) CloudsYAML(cloud string) []byte {
 	o := s.opts
 	return fmt.Appendf(nil, `clouds:
-  %s:
+  %q:
     auth:
-      auth_url: %s
+      auth_url: %q
       username: %q
       password: %q
       project_name: %q
       user_domain_name: %q
       project_domain_name: %q
-    region_name: %s
+    region_name: %q
     interface: public
     identity_api_version: 3
 `, cloud, s.AuthURL(), o.Username, o.Password, o.ProjectName, o.DomainName, o.DomainName, o.Region)
 }
 
-// WriteCloudsYAML writes CloudsYAML to path with mode 0600.
+// WriteCloudsYAML writes CloudsYAML(cloud) to path with mode 0600.
 func (s *Sim) WriteCloudsYAML(path, cloud string) error {
-	if err := os.WriteFile(path, s.CloudsYAML(cloud), 0o600); err != nil {
-		return fmt.Errorf("write clouds.yaml: %w", err)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("sim: write clouds.yaml: %w", err)
+	}
+	_, err = f.Write(s.CloudsYAML(cloud))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(path, 0o600) // an existing file keeps its mode on open
+	}
+	if err != nil {
+		return fmt.Errorf("sim: write clouds.yaml: %w", err)
 	}
 	return nil
 }
 
-// after runs f after d unless the simulator closes first. Call with s.mu
-// held.
+// after runs f, without s.mu, once d has passed, unless the simulator
+// closes first. Call it with s.mu held.
 func (s *Sim) after(d time.Duration, f func()) {
 	if s.closed {
 		return
 	}
 	var t *time.Timer
+	// The callback takes s.mu before reading t, and t is assigned while
+	// the caller still holds s.mu, so the callback always sees it.
 	t = time.AfterFunc(d, func() {
 		s.mu.Lock()
 		if s.closed {
@@ -232,24 +283,26 @@ func (s *Sim) after(d time.Duration, f func()) {
 			return
 		}
 		delete(s.timers, t)
+		s.bg.Add(1)
 		s.mu.Unlock()
+		defer s.bg.Done()
 		f()
 	})
-	s.timers[t] = true
+	s.timers[t] = struct{}{}
 }
 
-// draw samples a distribution under the lock (the rng is not safe for
-// concurrent use).
+// draw samples a distribution. Call it with s.mu held: the generator is
+// not safe for concurrent use.
 func (s *Sim) draw(d Dist) time.Duration {
 	return max(0, d(s.rng))
 }
 
-// ExpireTokens ends every issued token, as a real token's lifetime would,
-// so tests see clients re-authenticate without waiting.
+// ExpireTokens ends every token issued so far, as their lifetime running
+// out would, so tests see clients re-authenticate without waiting.
 func (s *Sim) ExpireTokens() {
 	s.mu.Lock()
-	for t := range s.tokens {
-		s.tokens[t] = time.Time{}
+	for _, t := range s.tokens {
+		t.expires = time.Time{}
 	}
 	s.mu.Unlock()
 }
@@ -259,7 +312,8 @@ type Quota struct {
 	Instances int
 }
 
-// SetQuota sets the project's quota.
+// SetQuota sets the project's quota. Servers that exist stay; creates that
+// would exceed it are refused with Nova's 403.
 func (s *Sim) SetQuota(q Quota) {
 	s.mu.Lock()
 	s.quota = q
@@ -267,7 +321,7 @@ func (s *Sim) SetQuota(q Quota) {
 }
 
 // FailNextBoots makes the next n servers created go to ERROR after their
-// boot time.
+// boot time, with Nova's "No valid host" fault.
 func (s *Sim) FailNextBoots(n int) {
 	s.mu.Lock()
 	s.failBoots += n
@@ -277,261 +331,19 @@ func (s *Sim) FailNextBoots(n int) {
 // StickNextBoots makes the next n servers created stay in BUILD for ever.
 func (s *Sim) StickNextBoots(n int) {
 	s.mu.Lock()
-	s.stickBoot += n
+	s.stickBoots += n
 	s.mu.Unlock()
 }
 
-// Flavor is a Nova flavor.
-type Flavor struct {
-	ID, Name         string
-	VCPUs, RAM, Disk int
-}
+// hexID is a Keystone-style ID: a UUID's 32 hex digits.
+func hexID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
 
-// AddFlavor adds a flavor; an empty ID gets a new UUID.
-func (s *Sim) AddFlavor(f Flavor) Flavor {
-	if f.ID == "" {
-		f.ID = uuid.NewString()
+// domainID is Keystone's ID for the domain: "default" for the default
+// domain, a stable hex ID for any other.
+func domainID(name string) string {
+	if name == "Default" {
+		return "default"
 	}
-	s.mu.Lock()
-	s.flavors = append(s.flavors, f)
-	s.mu.Unlock()
-	return f
+	sum := sha1.Sum([]byte("domain:" + name))
+	return hex.EncodeToString(sum[:16])
 }
-
-// Network is a Neutron network.
-type Network struct {
-	ID, Name string
-}
-
-// AddNetwork adds a network; an empty ID gets a new UUID.
-func (s *Sim) AddNetwork(n Network) Network {
-	if n.ID == "" {
-		n.ID = uuid.NewString()
-	}
-	s.mu.Lock()
-	s.networks = append(s.networks, n)
-	s.mu.Unlock()
-	return n
-}
-
-// AddKeypair adds a key pair name servers may be created with.
-func (s *Sim) AddKeypair(name string) {
-	s.mu.Lock()
-	s.keypairs[name] = true
-	s.mu.Unlock()
-}
-
-// AddSecurityGroup adds a security group name servers may use.
-func (s *Sim) AddSecurityGroup(name string) {
-	s.mu.Lock()
-	s.secGroups[name] = true
-	s.mu.Unlock()
-}
-
-type serverGroup struct {
-	ID, Name, Policy string
-}
-
-// AddServerGroup adds a server group and returns its ID.
-func (s *Sim) AddServerGroup(name, policy string) string {
-	g := serverGroup{ID: uuid.NewString(), Name: name, Policy: policy}
-	s.mu.Lock()
-	s.srvGroups = append(s.srvGroups, g)
-	s.mu.Unlock()
-	return g.ID
-}
-
-// Request is one API request the simulator received.
-type Request struct {
-	// Time is when it arrived.
-	Time                time.Time
-	Service             string // identity, compute, image, network
-	Method, Path, Query string
-	// Status is what the client got; 0 for a request never answered.
-	Status       int
-	Microversion string
-	Faulted      bool
-}
-
-// Requests returns every API request received, in arrival order.
-func (s *Sim) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Request, len(s.requests))
-	for i, r := range s.requests {
-		out[i] = *r
-	}
-	return out
-}
-
-// ResetRequests forgets the request log.
-func (s *Sim) ResetRequests() {
-	s.mu.Lock()
-	s.requests = nil
-	s.mu.Unlock()
-}
-
-// statusWriter records the status a handler wrote.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// discardWriter swallows the real answer of a request whose fault says
-// to act and then answer otherwise.
-type discardWriter struct{ header http.Header }
-
-func (w *discardWriter) Header() http.Header         { return w.header }
-func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *discardWriter) WriteHeader(int)             {}
-
-var services = []struct{ prefix, name string }{
-	{"/identity", "identity"},
-	{"/compute/v2.1", "compute"},
-	{"/compute", "compute"},
-	{"/image", "image"},
-	{"/networking", "network"},
-}
-
-func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	service, sub := "", r.URL.Path
-	for _, sv := range services {
-		if rest, ok := strings.CutPrefix(r.URL.Path, sv.prefix); ok && (rest == "" || rest[0] == '/') {
-			service, sub = sv.name, rest
-			break
-		}
-	}
-	rec := &Request{Time: time.Now(), Service: service, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
-		Microversion: requestedMicroversion(r)}
-	s.mu.Lock()
-	s.requests = append(s.requests, rec)
-	f := s.matchFault(service, r.Method, sub)
-	rec.Faulted = f != nil
-	s.mu.Unlock()
-
-	sw := &statusWriter{ResponseWriter: w}
-	defer func() {
-		s.mu.Lock()
-		rec.Status = sw.status
-		s.mu.Unlock()
-	}()
-
-	if f != nil {
-		switch f.Action {
-		case FailWith:
-			s.writeFault(sw, service, f)
-			return
-		case Hang:
-			s.hang(r)
-			return
-		case CommitThenFail, CommitThenHang:
-			s.route(&discardWriter{header: http.Header{}}, r, service, sub)
-			if f.Action == CommitThenHang {
-				s.hang(r)
-				return
-			}
-			s.writeFault(sw, service, f)
-			return
-		}
-	}
-	s.route(sw, r, service, sub)
-}
-
-func (s *Sim) hang(r *http.Request) {
-	// Reading the whole body lets the HTTP server notice when the client
-	// gives up and hangs up.
-	_, _ = io.Copy(io.Discard, r.Body)
-	select {
-	case <-r.Context().Done():
-	case <-s.closing:
-	}
-}
-
-func (s *Sim) route(w http.ResponseWriter, r *http.Request, service, sub string) {
-	switch service {
-	case "identity":
-		s.serveIdentity(w, r, sub)
-		return
-	case "":
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]any{"code": 404, "message": "no such service: " + r.URL.Path}})
-		return
-	}
-	if !s.authorized(r) {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Keystone uri=%q", s.endpoint+"/identity"))
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
-			"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
-		return
-	}
-	switch service {
-	case "compute":
-		s.serveCompute(w, r, sub)
-	case "image":
-		s.serveImage(w, r, sub)
-	case "network":
-		s.serveNetwork(w, r, sub)
-	}
-}
-
-func (s *Sim) authorized(r *http.Request) bool {
-	token := r.Header.Get("X-Auth-Token")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	exp, ok := s.tokens[token]
-	return ok && time.Now().Before(exp)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("malformed request body: %w", err)
-	}
-	return nil
-}
-
-// snapshot of servers sorted by creation; used by Servers and Monitor.
-func (s *Sim) snapshot() []Server {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Server, 0, len(s.order))
-	for _, srv := range s.order {
-		out = append(out, srv.view())
-	}
-	return out
-}
-
-// Servers returns every server that exists, those being deleted included,
-// oldest first.
-func (s *Sim) Servers() []Server { return s.snapshot() }
-
-// Server returns one server.
-func (s *Sim) Server(id string) (Server, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	srv, ok := s.servers[id]
-	if !ok {
-		return Server{}, false
-	}
-	return srv.view(), true
-}
-
-var errBadRequest = errors.New("bad request")

@@ -1,0 +1,240 @@
+package sim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Request is one API request the simulator received.
+type Request struct {
+	// Time is when it arrived.
+	Time time.Time
+	// Service is "identity", "compute", "image" or "network"; "" for a
+	// path no service serves.
+	Service string
+	Method  string
+	// Path is the full URL path; Query the raw query string.
+	Path, Query string
+	// Status is what the client got: 0 while the request is in progress
+	// and for one never answered (Hang, CommitThenHang).
+	Status int
+	// Microversion is the compute microversion the request asked for in
+	// its headers ("" when none, which means 2.1).
+	Microversion string
+	// Faulted says an injected fault hit the request.
+	Faulted bool
+}
+
+// Requests returns every API request received since the start or the last
+// ResetRequests, in arrival order.
+func (s *Sim) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Request, len(s.requests))
+	for i, r := range s.requests {
+		out[i] = *r
+	}
+	return out
+}
+
+// ResetRequests forgets the request log.
+func (s *Sim) ResetRequests() {
+	s.mu.Lock()
+	s.requests = nil
+	s.mu.Unlock()
+}
+
+// services maps URL prefixes to services; the first match wins.
+var services = []struct{ prefix, name string }{
+	{"/identity", "identity"},
+	{"/compute/v2.1", "compute"},
+	{"/compute", "compute"}, // Nova's root: the versions list
+	{"/image", "image"},
+	{"/networking", "network"},
+}
+
+func splitService(path string) (service, prefix, sub string) {
+	for _, sv := range services {
+		if rest, ok := strings.CutPrefix(path, sv.prefix); ok && (rest == "" || rest[0] == '/') {
+			return sv.name, sv.prefix, rest
+		}
+	}
+	return "", "", path
+}
+
+func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	service, prefix, sub := splitService(r.URL.Path)
+	rec := &Request{Time: time.Now(), Service: service, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery}
+	if service == "compute" {
+		rec.Microversion = requestedMicroversion(r)
+	}
+	s.mu.Lock()
+	s.requests = append(s.requests, rec)
+	f := s.matchFault(service, r.Method, sub)
+	rec.Faulted = f != nil
+	s.mu.Unlock()
+
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		s.mu.Lock()
+		rec.Status = sw.status
+		s.mu.Unlock()
+	}()
+
+	if f == nil {
+		s.route(sw, r, service, prefix, sub)
+		return
+	}
+	switch f.Action {
+	case FailWith:
+		s.writeFault(sw, service, f)
+	case Hang:
+		s.hang(r)
+	case CommitThenFail:
+		s.route(&discardWriter{header: http.Header{}}, r, service, prefix, sub)
+		s.writeFault(sw, service, f)
+	case CommitThenHang:
+		s.route(&discardWriter{header: http.Header{}}, r, service, prefix, sub)
+		s.hang(r)
+	}
+}
+
+// hang holds a request unanswered until its client goes away or the
+// simulator closes.
+func (s *Sim) hang(r *http.Request) {
+	// Once the whole body is read the HTTP server watches the connection
+	// and cancels the request's context when the client hangs up.
+	_, _ = io.Copy(io.Discard, r.Body)
+	select {
+	case <-r.Context().Done():
+	case <-s.closing:
+	}
+}
+
+func (s *Sim) route(w http.ResponseWriter, r *http.Request, service, prefix, sub string) {
+	switch service {
+	case "":
+		writeJSON(w, http.StatusNotFound, keystoneErrorBody(http.StatusNotFound, "The resource could not be found."))
+		return
+	case "identity":
+		s.serveIdentity(w, r, sub)
+		return
+	case "compute":
+		if prefix == "/compute" {
+			s.serveComputeRoot(w, r, sub)
+			return
+		}
+		if sub == "" || sub == "/" {
+			// Version discovery needs no token, as on a real cloud.
+			s.serveComputeVersion(w, r)
+			return
+		}
+	case "image", "network":
+		if sub == "" || sub == "/" {
+			if service == "image" {
+				s.serveImageVersions(w, r)
+			} else {
+				s.serveNetworkVersions(w, r)
+			}
+			return
+		}
+	}
+	if !s.authorized(r) {
+		// keystonemiddleware's answer, in every service.
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Keystone uri=%q", s.endpoint+"/identity"))
+		writeJSON(w, http.StatusUnauthorized, keystoneErrorBody(http.StatusUnauthorized, "The request you have made requires authentication."))
+		return
+	}
+	switch service {
+	case "compute":
+		s.serveCompute(w, r, sub)
+	case "image":
+		s.serveImage(w, r, sub)
+	case "network":
+		s.serveNetwork(w, r, sub)
+	}
+}
+
+// authorized says whether the request carries a valid, unexpired token.
+func (s *Sim) authorized(r *http.Request) bool {
+	id := r.Header.Get("X-Auth-Token")
+	if id == "" {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tokens[id]
+	return ok && time.Now().Before(t.expires)
+}
+
+// statusWriter records the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// discardWriter swallows the real answer of a request whose fault acts
+// and then answers otherwise.
+type discardWriter struct{ header http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.header }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// maxBody bounds request bodies: the largest legitimate one (a server
+// create with 64 KiB of user data) is far smaller.
+const maxBody = 1 << 20
+
+var errEmptyBody = errors.New("empty body")
+
+// decodeJSON reads a request's JSON body into v.
+func decodeJSON(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxBody {
+		return errors.New("request body too large")
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return errEmptyBody
+	}
+	return json.Unmarshal(b, v)
+}
+
+// keystoneErrorBody is Keystone's (and keystonemiddleware's) error shape.
+func keystoneErrorBody(status int, msg string) map[string]any {
+	return map[string]any{"error": map[string]any{"code": status, "title": http.StatusText(status), "message": msg}}
+}
