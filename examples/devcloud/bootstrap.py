@@ -3,6 +3,9 @@
 
   bootstrap.py identity   projects, users, roles, services and endpoints
   bootstrap.py resources  flavors, the 127.1.0.0/16 network, a first image
+  bootstrap.py compute nova-compute=EPOCH ...
+                          wait until each named service has reported in
+                          since its process started
 
 Run by up.sh with DEVCLOUD_ADMIN_PW, DEVCLOUD_SERVICE_PW and
 DEVCLOUD_PHOENIX_PW set. Standard library only: it runs on Debian's python3
@@ -10,9 +13,11 @@ before anything else is configured. Each step looks before it creates, so a
 second run changes nothing.
 """
 
+import datetime
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -181,11 +186,41 @@ def resources(c):
              ctype="application/octet-stream")
 
 
+def compute(c, since):
+    """Wait until nova-conductor, nova-scheduler and nova-compute have each
+    reported in since their processes started (since: name -> epoch).
+
+    A report from before a restart still counts as "up" for a minute, but
+    a compute that has not yet bound its message queue loses the build
+    cast sent to it: the server stays in BUILD for ever.
+    """
+    nova = ENDPOINTS["compute"][1]
+    for _ in range(240):
+        services = c.find(nova + "/os-services", "services")
+        fresh = set()
+        for s in services:
+            updated = s.get("updated_at")
+            if s["state"] != "up" or s["status"] != "enabled" or not updated:
+                continue
+            at = datetime.datetime.fromisoformat(updated).replace(tzinfo=datetime.timezone.utc).timestamp()
+            if at >= since.get(s["binary"], 0):
+                fresh.add(s["binary"])
+        if fresh >= set(since):
+            return
+        time.sleep(0.5)
+    raise SystemExit("nova services did not report in within 2 minutes: have %s" % sorted(fresh))
+
+
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("identity", "resources"):
+    phases = {"identity": identity, "resources": resources, "compute": compute}
+    if len(sys.argv) < 2 or sys.argv[1] not in phases:
         raise SystemExit(__doc__)
     c = Client(os.environ["DEVCLOUD_ADMIN_PW"])
-    {"identity": identity, "resources": resources}[sys.argv[1]](c)
+    if sys.argv[1] == "compute":
+        # Arguments: binary=epoch ..., the start times of the processes.
+        compute(c, {k: float(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])})
+    else:
+        phases[sys.argv[1]](c)
     say(sys.argv[1] + " ready")
 
 

@@ -508,6 +508,10 @@ wait_for "the health responder" 30 http_up "http://127.0.0.1:$RESPONDER_PORT/_re
 touch "$STATE/done/compute-host"
 
 "$PY" "$HERE/bootstrap.py" resources >>"$STATE/log/bootstrap.log" 2>&1 || die "resource setup failed; see $STATE/log/bootstrap.log"
+started_at() { stat -c %Y "$STATE/run/$1.pid"; }
+"$PY" "$HERE/bootstrap.py" compute "nova-conductor=$(started_at nova-conductor)" \
+	"nova-scheduler=$(started_at nova-scheduler)" "nova-compute=$(started_at nova-compute)" \
+	>>"$STATE/log/bootstrap.log" 2>&1 || die "Nova's services did not report in; see $STATE/log/nova-*.log"
 
 (
 	umask 077
