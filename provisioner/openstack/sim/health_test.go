@@ -120,25 +120,21 @@ func TestHealthSetBeforeTheAppStarts(t *testing.T) {
 	b := e.create(t, e.opts("down-from-start"))
 	_ = e.sim.SetHealth(a.ID, sim.HealthFailing)
 	_ = e.sim.SetHealth(b.ID, sim.HealthDown)
-	// The application starts HealthDelay after ACTIVE: wait until a's
-	// answers, then look at both.
-	waitFor(t, "the application of a to start", func() bool {
+	// The applications start HealthDelay after ACTIVE.
+	waitFor(t, "a's application to start and answer 503", func() bool {
 		v, _ := e.sim.Server(a.ID)
 		status, _ := probe(t, v.Address, 8080)
-		return status != 0
+		return status == 503 && !v.Healthy
 	})
-	va, _ := e.sim.Server(a.ID)
 	vb, _ := e.sim.Server(b.ID)
-	if status, _ := probe(t, va.Address, 8080); status != 503 || va.Healthy {
-		t.Fatalf("failing from the start: %d, healthy %v", status, va.Healthy)
-	}
 	if status, _ := probe(t, vb.Address, 8080); status != 0 || vb.Healthy {
 		t.Fatalf("down from the start: %d, healthy %v", status, vb.Healthy)
 	}
 	_ = e.sim.SetHealth(b.ID, sim.HealthUp)
-	if status, _ := probe(t, vb.Address, 8080); status != 200 {
-		t.Fatalf("switched up: %d", status)
-	}
+	waitFor(t, "b, switched up, to answer 200", func() bool {
+		status, _ := probe(t, vb.Address, 8080)
+		return status == 200
+	})
 }
 
 // TestAddressesAreUnique runs two simulators side by side: no address is
