@@ -42,16 +42,20 @@ stop() {
 	rm -f "$pidf"
 }
 
-for name in "${order[@]}"; do stop "$name"; done
+for name in "${order[@]}"; do
+	ours=""
+	[ -s "$STATE/run/$name.pid" ] && ours=1
+	stop "$name"
+	if [ "$name" = rabbitmq ] && [ -n "$ours" ]; then
+		# RabbitMQ's Erlang starts epmd, the port mapper, as a daemon of
+		# its own (outside the process group), as the rabbitmq user.
+		if pkill -TERM -u rabbitmq -x epmd 2>/dev/null; then
+			log "stopped epmd"
+		fi
+	fi
+done
 for pidf in "$STATE"/run/*.pid; do # anything else this script's twin started
 	[ -e "$pidf" ] && stop "$(basename "$pidf" .pid)"
 done
 
-# RabbitMQ's Erlang starts epmd as a daemon of its own; end it only when
-# up.sh found none running before.
-if [ -e "$STATE/run/epmd.ours" ]; then
-	epmd -kill >/dev/null 2>&1 || true
-	rm -f "$STATE/run/epmd.ours"
-	log "stopped epmd"
-fi
 log "all stopped"

@@ -196,13 +196,9 @@ MODE=0644 put /etc/rabbitmq/rabbitmq-env.conf rabbitmq <<EOF
 NODE_IP_ADDRESS=127.0.0.1
 NODENAME=rabbit@localhost
 EOF
-epmd_before=$(pgrep -x epmd || true)
 start rabbitmq setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
 	env HOME=/var/lib/rabbitmq ERL_EPMD_ADDRESS=127.0.0.1 /usr/lib/rabbitmq/bin/rabbitmq-server
 wait_for RabbitMQ 120 env HOME=/var/lib/rabbitmq rabbitmqctl -n rabbit@localhost status
-if [ -z "$epmd_before" ] && [ ! -e "$STATE/run/epmd.ours" ]; then
-	touch "$STATE/run/epmd.ours" # rabbitmq started epmd: down.sh ends it too
-fi
 rmq() { env HOME=/var/lib/rabbitmq rabbitmqctl -n rabbit@localhost -q "$@"; }
 rmq list_users | grep -q '^openstack' || rmq add_user openstack "$RABBIT_PW" >/dev/null
 rmq change_password openstack "$RABBIT_PW" >/dev/null
