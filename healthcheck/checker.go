@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +23,22 @@ type Target struct {
 }
 
 // sameProbing reports whether two targets are probed the same way, so a
-// Watch that repeats a target keeps its history.
+// Watch that repeats a target keeps its history. Since takes part: a server
+// rebuilt in place keeps its ID and address but starts again, and its old
+// verdict must not carry over.
 func (t Target) sameProbing(u Target) bool {
-	return t.Address == u.Address && t.Prober == u.Prober && t.Policy == u.Policy && t.Since.Equal(u.Since)
+	return t.Address == u.Address && sameProber(t.Prober, u.Prober) && t.Policy == u.Policy && t.Since.Equal(u.Since)
+}
+
+// sameProber compares with ==, which panics when both hold the same
+// non-comparable type; such probers are compared by value instead.
+func sameProber(a, b Prober) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = reflect.DeepEqual(a, b)
+		}
+	}()
+	return a == b
 }
 
 // Stats count probes since the Checker started.
@@ -62,17 +76,22 @@ func NewChecker(log *zap.Logger) *Checker {
 
 // Watch sets the complete set of targets. New targets are probed at once
 // and then every Interval; targets absent from the slice stop and are
-// forgotten; a target whose address, prober, policy or start changed starts
-// over from Unknown.
+// forgotten; a target whose address, prober, policy or Since changed starts
+// over from Unknown. A target without a Prober is not watched; of two
+// targets with one ID the later wins. After Close, Watch does nothing.
 func (c *Checker) Watch(targets []Target) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return
 	}
-	keep := make(map[string]bool, len(targets))
+	keep := make(map[string]Target, len(targets))
 	for _, t := range targets {
-		keep[t.ID] = true
+		if t.Prober != nil {
+			keep[t.ID] = t
+		}
+	}
+	for _, t := range keep {
 		if w, ok := c.targets[t.ID]; ok {
 			if w.target.sameProbing(t) {
 				continue
@@ -82,7 +101,7 @@ func (c *Checker) Watch(targets []Target) {
 		c.start(t)
 	}
 	for id, w := range c.targets {
-		if !keep[id] {
+		if _, ok := keep[id]; !ok {
 			w.cancel()
 			delete(c.targets, id)
 		}
@@ -103,9 +122,12 @@ func (c *Checker) loop(ctx context.Context, w *watch) {
 	t := w.target
 	timeout := t.Policy.Timeout
 	if timeout <= 0 {
-		timeout = probeTimeout
+		timeout = defaultTimeout
 	}
-	interval := max(t.Policy.Interval, time.Millisecond)
+	interval := t.Policy.Interval
+	if interval <= 0 {
+		interval = defaultInterval
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -126,6 +148,8 @@ func (c *Checker) loop(ctx context.Context, w *watch) {
 	}
 }
 
+// record folds one result into w's observation, unless w was replaced or
+// removed while it probed; it logs the result and signals a state change.
 func (c *Checker) record(w *watch, now time.Time, err error) {
 	c.probes.Add(1)
 	if err == nil {
@@ -136,29 +160,42 @@ func (c *Checker) record(w *watch, now time.Time, err error) {
 	c.mu.Lock()
 	if c.targets[w.target.ID] != w {
 		c.mu.Unlock()
-		return // replaced or removed while probing
+		return
 	}
 	before := w.obs.State
 	w.obs = w.obs.Record(now, err, w.target.Policy, w.target.Since)
 	obs := w.obs
 	c.mu.Unlock()
 
-	fields := []zap.Field{zap.String("server", w.target.ID), zap.String("address", w.target.Address), zap.Stringer("state", obs.State)}
+	changed := obs.State != before
+	if changed {
+		select {
+		case c.changes <- struct{}{}:
+		default: // a signal is pending already
+		}
+	}
+	debug := c.log.Check(zap.DebugLevel, "health probe")
+	if debug == nil && !changed {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("server", w.target.ID),
+		zap.String("address", w.target.Address),
+		zap.Stringer("state", obs.State),
+	}
 	if err != nil {
 		fields = append(fields, zap.Error(err))
 	}
-	if obs.State == before {
-		c.log.Debug("health probe", fields...)
-		return
+	if debug != nil {
+		debug.Write(append(fields, zap.Int("passes", obs.ConsecutivePass), zap.Int("failures", obs.ConsecutiveFail))...)
 	}
-	c.log.Info("health changed", fields...)
-	select {
-	case c.changes <- struct{}{}:
-	default:
+	if changed {
+		c.log.Info("health changed", append(fields, zap.Stringer("was", before))...)
 	}
 }
 
-// Observe returns what is known of a target.
+// Observe returns what is known of a watched target; false when the ID is
+// not watched.
 func (c *Checker) Observe(id string) (Observation, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -169,8 +206,10 @@ func (c *Checker) Observe(id string) (Observation, bool) {
 	return w.obs, true
 }
 
-// Changes is signalled whenever a target's state changes. Signals are
-// coalesced: one pending signal stands for any number of changes.
+// Changes is signalled whenever a probe changes a target's state (not when
+// Watch restarts or drops a target: the caller knows). Signals are
+// coalesced: one pending signal stands for any number of changes, so a
+// reader should Observe every target it cares about when woken.
 func (c *Checker) Changes() <-chan struct{} { return c.changes }
 
 // Stats returns the probe counters.
@@ -178,7 +217,8 @@ func (c *Checker) Stats() Stats {
 	return Stats{Probes: c.probes.Load(), Passes: c.passes.Load(), Failures: c.failures.Load()}
 }
 
-// Close stops all probing and waits for the probes in flight.
+// Close stops all probing, cancels the probes in flight and waits for
+// their goroutines to end. It may be called more than once.
 func (c *Checker) Close() {
 	c.mu.Lock()
 	c.closed = true

@@ -1,6 +1,9 @@
 package healthcheck
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // State is a verdict on a server's health.
 type State int
@@ -20,19 +23,25 @@ func (s State) String() string {
 		return "healthy"
 	case Unhealthy:
 		return "unhealthy"
+	case Unknown:
+		return "unknown"
 	}
-	return "unknown"
+	return "State(" + strconv.Itoa(int(s)) + ")"
 }
 
 // Policy is how often and how patiently a server is probed.
 type Policy struct {
-	// Interval between the starts of two probes of one server.
+	// Interval between the starts of two probes of one server (5s when
+	// unset). A probe that outlasts it is followed at once by the next;
+	// probes of one server never overlap.
 	Interval time.Duration
-	// Timeout of one probe.
+	// Timeout of one probe, as its context's deadline (2s when unset).
 	Timeout time.Duration
-	// HealthyThreshold passes in a row make a server healthy.
+	// HealthyThreshold passes in a row make a server healthy (< 1 acts
+	// as 1).
 	HealthyThreshold int
-	// UnhealthyThreshold counted failures in a row make it unhealthy.
+	// UnhealthyThreshold counted failures in a row make it unhealthy (< 1
+	// acts as 1).
 	UnhealthyThreshold int
 	// Grace after Target.Since during which failures are not counted.
 	Grace time.Duration
@@ -50,9 +59,13 @@ type Observation struct {
 	ConsecutiveFail int
 }
 
-// Record folds one probe result, taken at now, into the observation. since
-// is when the server became ACTIVE: failures before since+Grace are noted
-// but not counted. It is pure, so the verdict rules are tested as a table.
+// Record folds one probe result, taken at now, into the observation and
+// returns the result. since is when the server became ACTIVE: failures
+// before since+Grace are noted (LastError) but not counted; a failure at
+// exactly since+Grace counts. A pass always counts. A state is entered, and
+// Since set to now, only when the threshold is reached from another state:
+// further passes of a healthy server (or failures of an unhealthy one) keep
+// Since. Record is pure, so the verdict rules are tested as a table.
 func (o Observation) Record(now time.Time, err error, p Policy, since time.Time) Observation {
 	o.LastProbe = now
 	if err == nil {
