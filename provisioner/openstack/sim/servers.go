@@ -1112,13 +1112,19 @@ func (s *Sim) serverMetadatum(w http.ResponseWriter, r *http.Request, id, key st
 		}
 	}
 	s.mu.Unlock()
+	novaAnswer(w, status, msg, map[string]any{"meta": out})
+}
+
+// novaAnswer writes Nova's error shape when msg is set, an empty 204, or
+// body.
+func novaAnswer(w http.ResponseWriter, status int, msg string, body any) {
 	switch {
 	case msg != "":
 		novaError(w, status, msg)
 	case status == http.StatusNoContent:
 		w.WriteHeader(status)
 	default:
-		writeJSON(w, status, map[string]any{"meta": out})
+		writeJSON(w, status, body)
 	}
 }
 
@@ -1171,17 +1177,10 @@ func (s *Sim) serverTags(w http.ResponseWriter, r *http.Request, id string) {
 		out = srv.tags
 	}
 	s.mu.Unlock()
-	switch {
-	case msg != "":
-		novaError(w, status, msg)
-	case status == http.StatusNoContent:
-		w.WriteHeader(status)
-	default:
-		if out == nil {
-			out = []string{}
-		}
-		writeJSON(w, status, map[string]any{"tags": out})
+	if out == nil {
+		out = []string{}
 	}
+	novaAnswer(w, status, msg, map[string]any{"tags": out})
 }
 
 // serverTag answers /servers/{id}/tags/{tag} (2.26): GET (204 or 404),
