@@ -93,6 +93,25 @@ func TestLoadValidAppliesDefaults(t *testing.T) {
 	}
 }
 
+func TestTrafficDefaults(t *testing.T) {
+	cfg, err := Parse("p.yaml", []byte(group(`traffic: {octavia: {pool: web-pool, protocol_port: 8080}}`)), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := OctaviaTraffic{Pool: "web-pool", ProtocolPort: 8080, Network: "private", Weight: 1, Drain: Duration(30 * time.Second)}
+	if got := *cfg.Groups[0].Traffic.Octavia; got != want {
+		t.Errorf("octavia defaults = %+v, want %+v", got, want)
+	}
+	cfg, err = Parse("p.yaml", []byte(group(`count: 1`)+"    traffic: {floating_ip: {pool: public, drain: 0s}}\n"), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFIP := FloatingIPTraffic{Pool: "public", Network: "private", Drain: 0}
+	if got := *cfg.Groups[0].Traffic.FloatingIP; got != wantFIP {
+		t.Errorf("floating ip = %+v, want %+v (drain 0s written is kept)", got, wantFIP)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	cfg, err := Parse("p.yaml", []byte(group("")), ".")
 	if err != nil {
@@ -299,6 +318,20 @@ func TestRefusedConfigs(t *testing.T) {
 		{"zero healthy threshold", group(`health: {tcp: {port: 22}, healthy_threshold: 0}`), "groups[0].health.healthy_threshold", 7, "expected at least 1, got 0"},
 		{"negative unhealthy threshold", group(`health: {tcp: {port: 22}, unhealthy_threshold: -2}`), "groups[0].health.unhealthy_threshold", 7, "expected at least 1, got -2"},
 		{"health tuning without a check", group(`health: {interval: 1s}`), "groups[0].health.interval", 7, "has no effect without a check"},
+		// Traffic.
+		{"octavia without a pool", group(`traffic: {octavia: {protocol_port: 80}}`), "groups[0].traffic.octavia.pool", 7, "a pool name or ID is required"},
+		{"octavia port out of range", group(`traffic: {octavia: {pool: web, protocol_port: 70000}}`), "groups[0].traffic.octavia.protocol_port", 7, "expected a port from 1 to 65535, got 70000"},
+		{"octavia without a port", group(`traffic: {octavia: {pool: web}}`), "groups[0].traffic.octavia.protocol_port", 7, "a port from 1 to 65535 is required"},
+		{"member weight 0", group(`traffic: {octavia: {pool: web, protocol_port: 80, weight: 0}}`), "groups[0].traffic.octavia.weight", 7, "weight 0 is Phoenix's drain"},
+		{"member weight too big", group(`traffic: {octavia: {pool: web, protocol_port: 80, weight: 257}}`), "groups[0].traffic.octavia.weight", 7, "expected a weight from 1 to 256"},
+		{"negative drain", group(`traffic: {octavia: {pool: web, protocol_port: 80, drain: -1s}}`), "groups[0].traffic.octavia.drain", 7, "expected"},
+		{"member network not the group's", group(`traffic: {octavia: {pool: web, protocol_port: 80, network: other}}`), "groups[0].traffic.octavia.network", 7, `expected one of the group's networks (private), got "other"`},
+		{"both octavia and floating ip", group(`traffic: {octavia: {pool: web, protocol_port: 80}, floating_ip: {address: 203.0.113.5}}`), "groups[0].traffic", 7, "alternatives"},
+		{"floating ip on a group of several", group(`traffic: {floating_ip: {address: 203.0.113.5}}`), "groups[0].traffic.floating_ip", 7, "this group has count 4: put the servers behind traffic.octavia"},
+		{"floating ip neither address nor pool", group(`traffic: {floating_ip: {drain: 5s}}`), "groups[0].traffic.floating_ip", 7, "expected an address"},
+		{"floating ip both address and pool", group(`traffic: {floating_ip: {address: 203.0.113.5, pool: public}}`), "groups[0].traffic.floating_ip", 7, "alternatives"},
+		{"floating ip not an address", group(`traffic: {floating_ip: {address: fip-1}}`), "groups[0].traffic.floating_ip.address", 7, `expected an IP address, got "fip-1"`},
+		{"unknown traffic field", group(`traffic: {octavia: {pool: web, protocol_port: 80, drian: 5s}}`), "groups[0].traffic.octavia", 7, `unknown field "drian"`},
 
 		// YAML merges.
 		{"merge of a scalar", group(`rollout: {<<: 5}`), "groups[0].rollout", 7, `expected a merge (<<) of a mapping or a list of mappings, got "5"`},

@@ -130,6 +130,32 @@
 //	                               ≥ 1. Default 3.
 //	  grace             duration   after a server becomes ACTIVE, failures
 //	                               do not count. Default 60s.
+//	traffic             mapping  how requests reach the servers, so that
+//	                             Phoenix moves them itself; octavia and
+//	                             floating_ip exclude each other. Default:
+//	                             none (the health check is the only gate).
+//	  octavia           mapping    every serving server is a member of an
+//	                               Octavia pool; an old one is drained
+//	                               (weight 0) before it goes.
+//	    load_balancer   string       name or ID; narrows the pool search.
+//	    pool            string       required; name or ID.
+//	    protocol_port   int          required; 1 to 65535.
+//	    network         string       one of the group's networks: its
+//	                                 address becomes the member address.
+//	                                 Default: the first network.
+//	    subnet          string       the member's subnet, name or ID.
+//	                                 Default: none (the VIP subnet).
+//	    weight          int          1 to 256. Default 1.
+//	    drain           duration     at weight 0 before the member and
+//	                                 its server go, ≥ 0. Default 30s.
+//	  floating_ip       mapping    for a group of count 1 only: the address
+//	                               moves to the new server once healthy.
+//	    address         string       an existing floating IP; or
+//	    pool            string       an external network to allocate one
+//	                                 from (found again by its description).
+//	    network         string       as for octavia.
+//	    drain           duration     the old server lives on this long
+//	                                 after the address left it. Default 30s.
 //
 // Without http or tcp there is no health check: Nova's ACTIVE status is
 // the only health signal, and a new server counts as healthy once ACTIVE.
@@ -156,6 +182,9 @@
 //	health.grace                 60s     (DefaultGrace)
 //	health.http.path             "/"     (DefaultHTTPPath)
 //	health.http.expect_status    0: any 2xx
+//	traffic.*.drain              30s     (DefaultDrain)
+//	traffic.octavia.weight       1       (DefaultMemberWeight)
+//	traffic.*.network            the group's first network
 //
 // [IntOrPercent.Set] tells whether max_surge and max_unavailable were
 // written in the file.

@@ -32,6 +32,7 @@ type Group struct {
 	Metadata          map[string]string `yaml:"metadata"`
 	Rollout           Rollout           `yaml:"rollout"`
 	Health            Health            `yaml:"health"`
+	Traffic           Traffic           `yaml:"traffic"`
 
 	// UserData is the content of UserDataFile, read at load time so that a
 	// file changed later cannot silently change the spec revision.
@@ -77,6 +78,57 @@ type Health struct {
 	// Grace after a server becomes ACTIVE during which failures do not
 	// count. Default 60s.
 	Grace Duration `yaml:"grace"`
+}
+
+// Traffic says how requests reach the group's servers, so that Phoenix
+// moves them from an old server to its replacement itself: through an
+// Octavia pool, or a floating IP for a group of one. Neither means the
+// group serves what reaches it directly (a health check is then the only
+// gate).
+type Traffic struct {
+	Octavia    *OctaviaTraffic    `yaml:"octavia"`
+	FloatingIP *FloatingIPTraffic `yaml:"floating_ip"`
+}
+
+// OctaviaTraffic puts every serving server of the group into an Octavia
+// pool as a member, and drains a server (weight 0) before it is deleted.
+type OctaviaTraffic struct {
+	// LoadBalancer, by name or ID, narrows the search for Pool when pool
+	// names repeat across load balancers. Optional.
+	LoadBalancer string `yaml:"load_balancer"`
+	// Pool, by name or ID. Required.
+	Pool string `yaml:"pool"`
+	// ProtocolPort is the port members receive traffic on. Required.
+	ProtocolPort int `yaml:"protocol_port"`
+	// Network is the group network whose address becomes the member
+	// address. Default: the group's first network.
+	Network string `yaml:"network"`
+	// Subnet, by name or ID, is sent as the member's subnet; needed when
+	// the members are not on the load balancer's VIP subnet. Optional.
+	Subnet string `yaml:"subnet"`
+	// Weight of a serving member, 1 to 256. Default 1.
+	Weight int `yaml:"weight"`
+	// Drain is how long a member stays at weight 0 (finishing the
+	// requests it has, taking no new ones) before it and its server go.
+	// Default 30s.
+	Drain Duration `yaml:"drain"`
+}
+
+// FloatingIPTraffic moves one floating IP to the group's new server once
+// it is healthy (blue/green), for a group of one server.
+type FloatingIPTraffic struct {
+	// Address is an existing floating IP of the project.
+	Address string `yaml:"address"`
+	// Pool is an external network (name or ID) to allocate the address
+	// from when the group has none yet; Phoenix finds it again by its
+	// description. Address and Pool are alternatives.
+	Pool string `yaml:"pool"`
+	// Network is the group network whose port the address points to.
+	// Default: the group's first network.
+	Network string `yaml:"network"`
+	// Drain is how long the old server lives on after the address left
+	// it, finishing the requests it has. Default 30s.
+	Drain Duration `yaml:"drain"`
 }
 
 // HTTPCheck probes GET http://<server address>:Port/Path.
