@@ -29,8 +29,13 @@ const (
 	MetaReason    = "phoenix:reason"
 )
 
-// PhaseDeleting is written before a server's delete is requested.
-const PhaseDeleting = "deleting"
+// Phases recorded on a server. PhaseDraining is written, with its start,
+// before a server's member goes to weight 0; PhaseDeleting before its
+// delete is requested.
+const (
+	PhaseDraining = "draining"
+	PhaseDeleting = "deleting"
+)
 
 // GroupTag is the Nova tag that marks a server as a member of group.
 func GroupTag(group string) string { return tagPrefix + group }

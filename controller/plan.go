@@ -24,6 +24,36 @@ type Target struct {
 	RebuildReason string
 	// Zones are the availability zones to spread new servers across.
 	Zones []string
+	// Traffic is set when Phoenix moves the group's traffic itself (a
+	// pool, a floating IP): a server then counts as available only once
+	// it serves, and an ACTIVE server leaves through a drain of Drain.
+	// SingleTraffic means one server at a time can hold the traffic (a
+	// floating IP).
+	Traffic       bool
+	SingleTraffic bool
+	Drain         time.Duration
+}
+
+// TrafficState is where a server stands with the group's traffic.
+type TrafficState int
+
+const (
+	// TrafficNone: no member in the pool, or the floating IP points
+	// elsewhere.
+	TrafficNone TrafficState = iota
+	// TrafficPending: the member is being configured, or the pool's
+	// monitor has not seen it healthy yet.
+	TrafficPending
+	// TrafficServing: the load balancer sends it new requests.
+	TrafficServing
+	// TrafficDrained: the member is at weight 0.
+	TrafficDrained
+	// TrafficBroken: the member is in ERROR.
+	TrafficBroken
+)
+
+func (s TrafficState) String() string {
+	return [...]string{"none", "pending", "serving", "drained", "broken"}[s]
 }
 
 // Server is one live server of the group as the plan sees it.
@@ -39,12 +69,18 @@ type Server struct {
 	// otherwise.
 	Created time.Time
 	Phase   string
-	Fault   string
+	// Reason is the reason recorded with the phase.
+	Reason string
+	Fault  string
 	// Health is the health checker's verdict and HealthySince when it last
 	// became healthy; HealthError says why the last probe failed.
 	Health       healthcheck.State
 	HealthySince time.Time
 	HealthError  string
+	// Traffic is where the server stands with the group's traffic, and
+	// DrainStart when its drain was recorded (zero when none was).
+	Traffic    TrafficState
+	DrainStart time.Time
 	// Unlisted marks a server this controller created moments ago that the
 	// last list did not show: a real Nova paging with markers can miss a
 	// server while it is being scheduled. It counts (so it is not created
@@ -64,10 +100,13 @@ const (
 	KindFailed
 	// KindDeleting is on its way out (its delete was decided).
 	KindDeleting
+	// KindDraining takes no new requests and finishes the ones it has;
+	// its delete follows the drain.
+	KindDraining
 )
 
 func (k Kind) String() string {
-	return [...]string{"current", "old", "failed", "deleting"}[k]
+	return [...]string{"current", "old", "failed", "deleting", "draining"}[k]
 }
 
 // Classified is a server with the plan's verdict on it.
@@ -76,8 +115,10 @@ type Classified struct {
 	Kind Kind
 	// Reason says why an old server drifted or what failed.
 	Reason string
-	// Available is true for an ACTIVE server that has been healthy for
-	// MinReady: it counts towards the group's capacity.
+	// Ready is true for an ACTIVE server that has been healthy for
+	// MinReady. Available is Ready and, when Phoenix moves the traffic,
+	// serving it: it counts towards the group's capacity.
+	Ready     bool
 	Available bool
 }
 
@@ -96,11 +137,28 @@ type Delete struct {
 	Resume bool
 }
 
+// Drain asks for a server to stop taking new requests: its drain start is
+// recorded on it, then its member goes to weight 0.
+type Drain struct {
+	Server Classified
+	Reason string
+	// Resume is set when the drain was recorded before but the member
+	// still takes requests: only the weight is set again, and the drain
+	// keeps its recorded start.
+	Resume bool
+	// Until is when the drain ends and the server may go.
+	Until time.Time
+}
+
 // Decision is what one reconcile of one group does next.
 type Decision struct {
-	Servers      []Classified
-	Creates      []Create
-	Deletes      []Delete
+	Servers []Classified
+	Creates []Create
+	Deletes []Delete
+	// AddTraffic lists ready servers to put into the traffic (a pool
+	// member, the floating IP); Drains the servers to take out of it.
+	AddTraffic   []Classified
+	Drains       []Drain
 	Status       Status
 	RequeueAfter time.Duration
 }
@@ -114,6 +172,7 @@ type Status struct {
 	Old       int  `json:"old"`
 	Failed    int  `json:"failed"`
 	Deleting  int  `json:"deleting"`
+	Draining  int  `json:"draining,omitempty"`
 	Total     int  `json:"total"`
 	Converged bool `json:"converged"`
 }
@@ -133,7 +192,12 @@ type Status struct {
 //     goes only once a replacement is available — replace before remove.
 //  3. New servers are created, pipelined rather than batched: as many as
 //     are missing, within Count+MaxSurge counting every server that still
-//     exists (booting, failed and deleting ones included).
+//     exists (booting, failed, draining and deleting ones included).
+//
+// When Phoenix moves the traffic (Target.Traffic), a ready server is put
+// into it and counts as available only once it serves; an ACTIVE server
+// that rule 2 removes is drained first — recorded, weight 0 — and deleted
+// once Drain has passed since the recorded start, which a restart keeps.
 func Plan(t Target, servers []Server, now time.Time) Decision {
 	var d Decision
 	d.Status.Desired = t.Count
@@ -144,6 +208,15 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		d.Servers = append(d.Servers, c)
 		d.Status.Total++
 		switch c.Kind {
+		case KindDraining:
+			d.Status.Draining++
+			until := c.DrainStart.Add(t.Drain)
+			switch {
+			case !now.Before(until):
+				d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "drained: " + c.Reason})
+			case c.Traffic == TrafficServing || c.Traffic == TrafficPending:
+				d.Drains = append(d.Drains, Drain{Server: c, Reason: c.Reason, Resume: true, Until: until})
+			}
 		case KindDeleting:
 			d.Status.Deleting++
 			if s.Phase == PhaseDeleting && s.TaskState != provisioner.TaskDeleting {
@@ -181,7 +254,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 			continue
 		}
 		budget--
-		d.Deletes = append(d.Deletes, Delete{Server: c, Reason: c.Reason})
+		d.remove(t, c, c.Reason, now)
 	}
 
 	// Current servers beyond Count (a duplicate left by a create whose
@@ -199,8 +272,12 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 				}
 				budget--
 			}
-			d.Deletes = append(d.Deletes, Delete{Server: c, Reason: fmt.Sprintf("surplus: the group has %d current servers for a count of %d", len(current), t.Count)})
+			d.remove(t, c, fmt.Sprintf("surplus: the group has %d current servers for a count of %d", len(current), t.Count), now)
 		}
+	}
+
+	if t.Traffic {
+		d.AddTraffic = addTraffic(t, current, d.Drains, d.Deletes)
 	}
 
 	missing := t.Count - len(current)
@@ -214,12 +291,60 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	return d
 }
 
+// remove takes a server out: a drain first when it may be serving
+// requests that Phoenix routes, its delete otherwise.
+func (d *Decision) remove(t Target, c Classified, reason string, now time.Time) {
+	if t.Traffic && c.Status == provisioner.StatusActive {
+		d.Drains = append(d.Drains, Drain{Server: c, Reason: reason, Until: now.Add(t.Drain)})
+		return
+	}
+	d.Deletes = append(d.Deletes, Delete{Server: c, Reason: reason})
+}
+
+// addTraffic picks the ready current servers that should serve and do
+// not: every one of them for a pool, one for a floating IP (and only when
+// no current server holds it or is taking it).
+func addTraffic(t Target, current []Classified, drains []Drain, deletes []Delete) []Classified {
+	leaving := map[string]bool{}
+	for _, dr := range drains {
+		leaving[dr.Server.ID] = true
+	}
+	for _, de := range deletes {
+		leaving[de.Server.ID] = true
+	}
+	var out []Classified
+	for _, c := range current {
+		if t.SingleTraffic && (c.Traffic == TrafficServing || c.Traffic == TrafficPending) {
+			return nil
+		}
+		if !c.Ready || leaving[c.ID] || c.Unlisted {
+			continue
+		}
+		switch c.Traffic {
+		case TrafficNone, TrafficDrained, TrafficBroken:
+			out = append(out, c)
+		}
+	}
+	if t.SingleTraffic && len(out) > 1 {
+		// The newest ready server: the one that will stay longest.
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+		out = out[:1]
+	}
+	return out
+}
+
 func classify(t Target, s Server, now time.Time) Classified {
 	c := Classified{Server: s}
 	switch {
 	case s.Phase == PhaseDeleting || s.TaskState == provisioner.TaskDeleting:
 		c.Kind = KindDeleting
 		c.Reason = "being deleted"
+	case s.Phase == PhaseDraining && s.Status != provisioner.StatusError:
+		c.Kind = KindDraining
+		c.Reason = "draining"
+		if s.Reason != "" {
+			c.Reason = s.Reason
+		}
 	case s.Status == provisioner.StatusError && !s.Unlisted:
 		c.Kind = KindFailed
 		c.Reason = "failed: server is in ERROR"
@@ -233,9 +358,10 @@ func classify(t Target, s Server, now time.Time) Classified {
 		} else {
 			c.Kind = KindCurrent
 		}
-		c.Available = s.Status == provisioner.StatusActive &&
+		c.Ready = s.Status == provisioner.StatusActive &&
 			s.Health == healthcheck.Healthy &&
 			!now.Before(s.HealthySince.Add(t.MinReady))
+		c.Available = c.Ready && (!t.Traffic || s.Traffic == TrafficServing)
 	}
 	return c
 }
@@ -312,18 +438,34 @@ func pickZones(zones []string, current []Classified, n int) []string {
 	return out
 }
 
+// trafficPoll is how soon a reconcile looks again while a member is being
+// configured or waits for the pool's monitor to see it healthy.
+const trafficPoll = 250 * time.Millisecond
+
 // requeueAfter is how soon the plan may change on its own: when the
-// first healthy current server reaches MinReady.
+// first healthy current server reaches MinReady, a drain ends, or a
+// member being set up may be serving.
 func requeueAfter(t Target, servers []Classified, now time.Time) time.Duration {
 	var next time.Duration
+	soonest := func(wait time.Duration) {
+		if wait > 0 && (next == 0 || wait < next) {
+			next = wait
+		}
+	}
+	for _, c := range servers {
+		if c.Kind == KindDraining {
+			soonest(max(c.DrainStart.Add(t.Drain).Sub(now), time.Millisecond))
+			continue
+		}
+		if c.Kind == KindCurrent && c.Ready && c.Traffic == TrafficPending {
+			soonest(trafficPoll)
+		}
+	}
 	for _, c := range servers {
 		if c.Kind != KindCurrent || c.Available || c.Health != healthcheck.Healthy || c.Status != provisioner.StatusActive {
 			continue
 		}
-		wait := c.HealthySince.Add(t.MinReady).Sub(now)
-		if wait > 0 && (next == 0 || wait < next) {
-			next = wait
-		}
+		soonest(c.HealthySince.Add(t.MinReady).Sub(now))
 	}
 	return next
 }

@@ -188,6 +188,9 @@ type world struct {
 	next    int
 	// healthy is the truth the plan cannot see directly: a server serves
 	// once ACTIVE and healthy, and stops the moment its delete is decided.
+	// With traffic it serves only while the load balancer sends it
+	// requests: a serving member, not draining.
+	traffic bool
 }
 
 func (w *world) list() []Server {
@@ -203,7 +206,8 @@ func (w *world) list() []Server {
 func (w *world) serving() int {
 	n := 0
 	for _, s := range w.servers {
-		if s.Status == provisioner.StatusActive && s.Health == healthcheck.Healthy && s.Phase != PhaseDeleting && s.TaskState != provisioner.TaskDeleting {
+		if s.Status == provisioner.StatusActive && s.Health == healthcheck.Healthy && s.Phase != PhaseDeleting && s.TaskState != provisioner.TaskDeleting &&
+			(!w.traffic || (s.Traffic == TrafficServing && s.Phase != PhaseDraining)) {
 			n++
 		}
 	}
@@ -214,11 +218,17 @@ func (w *world) add(img string, status string, health healthcheck.State) {
 	id := fmt.Sprintf("s%04d", w.next)
 	w.next++
 	w.servers[id] = &Server{ID: id, Name: id, Status: status, ImageID: img, Revision: "rev", Created: w.now, Health: health, HealthySince: w.now}
+	if w.traffic && status == provisioner.StatusActive {
+		w.servers[id].Traffic = TrafficServing
+	}
 }
 
 func (w *world) apply(d Decision) {
 	for _, x := range d.Deletes {
 		s := w.servers[x.Server.ID]
+		if s.Phase == PhaseDraining && w.now.Before(s.DrainStart.Add(30*time.Second)) {
+			panic(fmt.Sprintf("server %s deleted %v into a 30s drain", s.ID, w.now.Sub(s.DrainStart)))
+		}
 		s.Phase = PhaseDeleting
 		// Sometimes the delete request itself is lost (a crash between
 		// recording the phase and asking), leaving only the record.
@@ -228,6 +238,20 @@ func (w *world) apply(d Decision) {
 	}
 	for range d.Creates {
 		w.add("new", provisioner.StatusBuild, healthcheck.Unknown)
+	}
+	for _, x := range d.Drains {
+		s := w.servers[x.Server.ID]
+		if !x.Resume {
+			s.Phase, s.DrainStart = PhaseDraining, w.now
+		}
+		// Sometimes the weight change is lost after the record was
+		// written: the next plan must drain it again.
+		if w.rng.IntN(4) != 0 {
+			s.Traffic = TrafficDrained
+		}
+	}
+	for _, c := range d.AddTraffic {
+		w.servers[c.ID].Traffic = TrafficPending
 	}
 }
 
@@ -251,6 +275,10 @@ func (w *world) advance(failRate int) {
 				s.Health = healthcheck.Healthy
 				s.HealthySince = w.now
 			}
+		case s.Traffic == TrafficPending:
+			if w.rng.IntN(2) == 0 {
+				s.Traffic = TrafficServing
+			}
 		}
 	}
 }
@@ -259,7 +287,10 @@ func (w *world) advance(failRate int) {
 // and checks, after every step, the bound and availability invariants of
 // ARCHITECTURE.md, and that every world converges.
 func TestPlanSequencesKeepInvariants(t *testing.T) {
-	for seed := range uint64(300) {
+	for seed := range uint64(600) {
+		// Odd seeds move the traffic: members are added, drained for 30s
+		// and removed, and only serving members count.
+		traffic := seed%2 == 1
 		rng := rand.New(rand.NewPCG(seed, 42))
 		count := 1 + rng.IntN(12)
 		surge, unavailable := rng.IntN(4), rng.IntN(3)
@@ -271,8 +302,9 @@ func TestPlanSequencesKeepInvariants(t *testing.T) {
 		if seed%3 == 0 {
 			failRate = 5 // one boot in five goes to ERROR
 		}
-		tgt := Target{Count: count, MaxSurge: surge, MaxUnavailable: unavailable, MinReady: 10 * time.Second, ImageID: "new", Revision: "rev"}
-		w := &world{rng: rng, now: t0, servers: map[string]*Server{}}
+		tgt := Target{Count: count, MaxSurge: surge, MaxUnavailable: unavailable, MinReady: 10 * time.Second, ImageID: "new", Revision: "rev",
+			Traffic: traffic, Drain: 30 * time.Second}
+		w := &world{rng: rng, now: t0, servers: map[string]*Server{}, traffic: traffic}
 		for range count {
 			w.add("old", provisioner.StatusActive, healthcheck.Healthy)
 		}
@@ -296,6 +328,116 @@ func TestPlanSequencesKeepInvariants(t *testing.T) {
 			if s.ImageID != "new" {
 				t.Fatalf("seed %d: server %s still on %s after convergence", seed, s.ID, s.ImageID)
 			}
+			if traffic && s.Traffic != TrafficServing {
+				t.Fatalf("seed %d: server %s converged with traffic %s", seed, s.ID, s.Traffic)
+			}
 		}
 	}
+}
+
+// A drain resumes from the start recorded on the server: a restart
+// neither cuts it short nor starts it over.
+func TestPlanDrainResumesFromRecordedStart(t *testing.T) {
+	tgt := target(2, 1, 0)
+	tgt.Traffic, tgt.Drain = true, 30*time.Second
+	servers := fleet("cc")
+	for i := range servers {
+		servers[i].Traffic = TrafficServing
+	}
+	draining := fleet("o")[0]
+	draining.ID, draining.Phase, draining.Traffic = "x99", PhaseDraining, TrafficDrained
+	cases := []struct {
+		name       string
+		started    time.Duration // before now
+		traffic    TrafficState
+		wantDelete bool
+		wantDrain  bool
+		wantWait   time.Duration
+	}{
+		{"ten seconds in", 10 * time.Second, TrafficDrained, false, false, 20 * time.Second},
+		{"weight change lost in a crash", 10 * time.Second, TrafficServing, false, true, 20 * time.Second},
+		{"drain over", 30 * time.Second, TrafficDrained, true, false, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x := draining
+			x.DrainStart, x.Traffic = t0.Add(-tc.started), tc.traffic
+			d := Plan(tgt, append(append([]Server(nil), servers...), x), t0)
+			if got := len(d.Deletes) == 1 && d.Deletes[0].Server.ID == x.ID; got != tc.wantDelete {
+				t.Errorf("deleted: %v, want %v (%+v)", got, tc.wantDelete, d.Deletes)
+			}
+			if got := len(d.Drains) == 1 && d.Drains[0].Resume && d.Drains[0].Until.Equal(x.DrainStart.Add(30*time.Second)); got != tc.wantDrain {
+				t.Errorf("drain again keeping the recorded end: %v, want %v (%+v)", got, tc.wantDrain, d.Drains)
+			}
+			if tc.wantWait > 0 && d.RequeueAfter != tc.wantWait {
+				t.Errorf("requeue after %v, want the rest of the drain %v", d.RequeueAfter, tc.wantWait)
+			}
+			if d.Status.Draining != 1 || d.Status.Converged {
+				t.Errorf("status %+v", d.Status)
+			}
+		})
+	}
+}
+
+// With traffic, a ready server counts only once it serves, an old server
+// is drained rather than deleted, and a floating IP goes to one server.
+func TestPlanTraffic(t *testing.T) {
+	withTraffic := func(spec string, states ...TrafficState) []Server {
+		out := fleet(spec)
+		for i := range out {
+			out[i].Traffic = states[i]
+		}
+		return out
+	}
+	pool := target(2, 1, 0)
+	pool.Traffic, pool.Drain = true, 5*time.Second
+	fip := target(1, 1, 0)
+	fip.Traffic, fip.SingleTraffic, fip.Drain = true, true, 5*time.Second
+
+	t.Run("ready but not yet a member: added, nothing drained", func(t *testing.T) {
+		d := Plan(pool, withTraffic("ooc", TrafficServing, TrafficServing, TrafficNone), t0)
+		if len(d.AddTraffic) != 1 || d.AddTraffic[0].ID != "c02" || len(d.Drains)+len(d.Deletes) != 0 {
+			t.Errorf("add %v drains %v deletes %v", d.AddTraffic, d.Drains, d.Deletes)
+		}
+	})
+	t.Run("member pending: nothing to do but look again soon", func(t *testing.T) {
+		d := Plan(pool, withTraffic("ooc", TrafficServing, TrafficServing, TrafficPending), t0)
+		if len(d.AddTraffic)+len(d.Drains)+len(d.Deletes) != 0 || d.RequeueAfter != trafficPoll {
+			t.Errorf("add %v drains %v deletes %v requeue %v", d.AddTraffic, d.Drains, d.Deletes, d.RequeueAfter)
+		}
+	})
+	t.Run("serving: one old server drained, not deleted", func(t *testing.T) {
+		d := Plan(pool, withTraffic("ooc", TrafficServing, TrafficServing, TrafficServing), t0)
+		if len(d.Drains) != 1 || len(d.Deletes) != 0 || !d.Drains[0].Until.Equal(t0.Add(5*time.Second)) {
+			t.Errorf("drains %+v deletes %v", d.Drains, d.Deletes)
+		}
+	})
+	t.Run("member in ERROR or at weight 0 is put back", func(t *testing.T) {
+		d := Plan(pool, withTraffic("cc", TrafficBroken, TrafficDrained), t0)
+		if len(d.AddTraffic) != 2 {
+			t.Errorf("add %v", d.AddTraffic)
+		}
+	})
+	t.Run("old server in ERROR is deleted without a drain", func(t *testing.T) {
+		d := Plan(pool, withTraffic("cce", TrafficServing, TrafficServing, TrafficServing), t0)
+		if deletedLetters(d) != "e" || len(d.Drains) != 0 {
+			t.Errorf("deletes %q drains %v", deletedLetters(d), d.Drains)
+		}
+	})
+	t.Run("floating ip moves to the new server, then the old drains", func(t *testing.T) {
+		d := Plan(fip, withTraffic("oc", TrafficServing, TrafficNone), t0)
+		if len(d.AddTraffic) != 1 || d.AddTraffic[0].ID != "c01" || len(d.Drains) != 0 {
+			t.Errorf("add %v drains %v", d.AddTraffic, d.Drains)
+		}
+		d = Plan(fip, withTraffic("oc", TrafficNone, TrafficServing), t0)
+		if len(d.AddTraffic) != 0 || len(d.Drains) != 1 || d.Drains[0].Server.ID != "o00" {
+			t.Errorf("add %v drains %v", d.AddTraffic, d.Drains)
+		}
+	})
+	t.Run("floating ip goes to one server of several, the one that stays", func(t *testing.T) {
+		d := Plan(fip, withTraffic("cc", TrafficNone, TrafficNone), t0)
+		if len(d.AddTraffic) != 1 || d.AddTraffic[0].ID != "c00" || len(d.Drains) != 1 || d.Drains[0].Server.ID != "c01" {
+			t.Errorf("add %v drains %v: want the surplus c01 drained and the address on c00", d.AddTraffic, d.Drains)
+		}
+	})
 }

@@ -98,6 +98,19 @@ func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts 
 		}
 	}
 	in := probeOnce(ctx, g, live, opts.Now())
+	tr, err := newTraffic(g, cloud, zap.NewNop())
+	if err != nil {
+		return img, Decision{}, err
+	}
+	if tr != nil {
+		states, err := tr.observe(ctx, live)
+		if err != nil {
+			return img, Decision{}, fmt.Errorf("group %s: read %s: %w", g.Name, tr, err)
+		}
+		for i := range in {
+			in[i].Traffic = states[in[i].ID]
+		}
+	}
 	return img, Plan(r.target(img), in, opts.Now()), nil
 }
 

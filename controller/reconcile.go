@@ -73,9 +73,13 @@ type GroupReconciler struct {
 	group  config.Group
 	cloud  provisioner.Cloud
 	health *healthcheck.Checker
-	sink   EventSink
-	log    *zap.Logger
-	opts   Options
+	// traffic moves requests between the servers; nil when the group has
+	// none, trafficErr when the cloud cannot do what the group asks.
+	traffic    traffic
+	trafficErr error
+	sink       EventSink
+	log        *zap.Logger
+	opts       Options
 
 	mu            sync.Mutex
 	blockedUntil  time.Time
@@ -104,7 +108,10 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 		log = zap.NewNop()
 	}
 	log = log.With(zap.String("group", g.Name), zap.String("rollout", opts.RolloutID))
+	tr, trErr := newTraffic(g, cloud, log)
 	return &GroupReconciler{
+		traffic:    tr,
+		trafficErr: trErr,
 		group:      g,
 		cloud:      cloud,
 		health:     healthcheck.NewChecker(log),
@@ -166,8 +173,20 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 			live = append(live, s)
 		}
 	}
+	// Where the traffic stands is read before anything is acted on: a
+	// pool that cannot be found stops the group before any server is
+	// touched.
+	var states map[string]TrafficState
+	if r.trafficErr != nil {
+		return Decision{}, r.trafficErr
+	}
+	if r.traffic != nil {
+		if states, err = r.traffic.observe(ctx, live); err != nil {
+			return Decision{}, fmt.Errorf("group %s: read %s: %w", r.group.Name, r.traffic, err)
+		}
+	}
 	r.watch(live)
-	in := append(r.planInput(live), r.unlisted(live, now)...)
+	in := append(r.planInput(live, states), r.unlisted(live, now)...)
 	dec := Plan(target, in, now)
 	r.report(dec, img, now)
 	if r.failingBoots() {
@@ -177,7 +196,18 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	}
 
 	var errs []error
+	if r.traffic != nil {
+		if err := r.traffic.cleanup(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := r.deleteServers(ctx, dec.Deletes, now); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.drainServers(ctx, dec.Drains, now); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.addTraffic(ctx, dec.AddTraffic); err != nil {
 		errs = append(errs, err)
 	}
 	if len(dec.Creates) > 0 {
@@ -194,7 +224,7 @@ func selector(s config.ImageSelector) provisioner.ImageSelector {
 
 func (r *GroupReconciler) target(img provisioner.Image) Target {
 	g := r.group
-	return Target{
+	t := Target{
 		Count:          g.Count,
 		MaxSurge:       g.Rollout.MaxSurge.Resolve(g.Count, true),
 		MaxUnavailable: g.Rollout.MaxUnavailable.Resolve(g.Count, false),
@@ -205,6 +235,13 @@ func (r *GroupReconciler) target(img provisioner.Image) Target {
 		RebuildReason:  r.opts.RebuildReason,
 		Zones:          g.AvailabilityZones,
 	}
+	switch {
+	case g.Traffic.Octavia != nil:
+		t.Traffic, t.Drain = true, g.Traffic.Octavia.Drain.D()
+	case g.Traffic.FloatingIP != nil:
+		t.Traffic, t.SingleTraffic, t.Drain = true, true, g.Traffic.FloatingIP.Drain.D()
+	}
+	return t
 }
 
 // watch hands the ACTIVE servers that are not on their way out to the
@@ -275,11 +312,12 @@ func address(s provisioner.Server, networks []string) string {
 	return ""
 }
 
-func (r *GroupReconciler) planInput(servers []provisioner.Server) []Server {
+func (r *GroupReconciler) planInput(servers []provisioner.Server, traffic map[string]TrafficState) []Server {
 	checked := r.prober() != nil
 	out := make([]Server, 0, len(servers))
 	for _, s := range servers {
 		p := planServer(s)
+		p.Traffic = traffic[s.ID]
 		switch {
 		case !checked:
 			// Without a health check, ACTIVE is the only signal there is.
@@ -336,10 +374,18 @@ func planServer(s provisioner.Server) Server {
 		Revision:  s.Metadata[MetaRevision],
 		Created:   s.Created,
 		Phase:     s.Metadata[MetaPhase],
+		Reason:    s.Metadata[MetaReason],
 		Fault:     s.Fault,
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s.Metadata[MetaCreatedAt]); err == nil {
 		p.Created = t
+	}
+	if p.Phase == PhaseDraining {
+		// A drain whose start cannot be read started now: it is never
+		// cut short.
+		if t, err := time.Parse(time.RFC3339Nano, s.Metadata[MetaPhaseAt]); err == nil {
+			p.DrainStart = t
+		}
 	}
 	return p
 }
@@ -404,7 +450,58 @@ func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, now time.Time
 			return fmt.Errorf("record the delete of server %s (%s): %w", d.Server.Name, d.Server.ID, err)
 		}
 	}
+	if r.traffic != nil && d.Server.Traffic != TrafficNone {
+		// Out of the traffic before the server goes, so no request is
+		// sent to a server that no longer answers.
+		if err := r.traffic.remove(ctx, d.Server); err != nil {
+			return fmt.Errorf("take server %s (%s) out of %s before its delete: %w", d.Server.Name, d.Server.ID, r.traffic, err)
+		}
+		r.log.Info("removed from traffic", zap.String("server", d.Server.ID), zap.String("name", d.Server.Name), zap.Stringer("traffic", r.traffic))
+		r.emit(Event{Type: EventTrafficRemove, Server: d.Server.ID, Name: d.Server.Name, Message: "removed from " + r.traffic.String()})
+	}
 	return r.cloud.DeleteServer(ctx, d.Server.ID)
+}
+
+// drainServers records each drain's start on its server, then stops new
+// requests to it. A server whose record cannot be written is not drained:
+// a restart must find the start of every drain, to finish it rather than
+// start it over.
+func (r *GroupReconciler) drainServers(ctx context.Context, drains []Drain, now time.Time) error {
+	return parallel(drains, r.opts.Parallelism, func(d Drain) error {
+		if !d.Resume {
+			md := map[string]string{
+				MetaPhase:   PhaseDraining,
+				MetaPhaseAt: now.UTC().Format(time.RFC3339Nano),
+				MetaReason:  truncate(d.Reason, 255),
+			}
+			if err := r.cloud.SetServerMetadata(ctx, d.Server.ID, md); err != nil {
+				return fmt.Errorf("record the drain of server %s (%s): %w", d.Server.Name, d.Server.ID, err)
+			}
+		}
+		if err := r.traffic.drain(ctx, d.Server); err != nil {
+			return fmt.Errorf("drain server %s (%s) in %s: %w", d.Server.Name, d.Server.ID, r.traffic, err)
+		}
+		if !d.Resume {
+			r.log.Info("draining server", zap.String("server", d.Server.ID), zap.String("name", d.Server.Name),
+				zap.Time("until", d.Until), zap.String("reason", d.Reason))
+			r.emit(Event{Type: EventDrain, Server: d.Server.ID, Name: d.Server.Name, Image: d.Server.ImageID,
+				Reason: d.Reason, Message: "draining until " + d.Until.UTC().Format(time.RFC3339)})
+		}
+		return nil
+	})
+}
+
+// addTraffic puts ready servers into the traffic. They count as available
+// once a later observation shows them serving.
+func (r *GroupReconciler) addTraffic(ctx context.Context, servers []Classified) error {
+	return parallel(servers, r.opts.Parallelism, func(c Classified) error {
+		if err := r.traffic.add(ctx, c); err != nil {
+			return fmt.Errorf("add server %s (%s) to %s: %w", c.Name, c.ID, r.traffic, err)
+		}
+		r.log.Info("added to traffic", zap.String("server", c.ID), zap.String("name", c.Name), zap.Stringer("traffic", r.traffic))
+		r.emit(Event{Type: EventTrafficAdd, Server: c.ID, Name: c.Name, Image: c.ImageID, Message: "added to " + r.traffic.String()})
+		return nil
+	})
 }
 
 // acceptsMetadata reports whether Nova lets a server's metadata change: only

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
@@ -33,15 +34,24 @@ type Options struct {
 	// PageSize is the limit sent with list requests; 0 lets the cloud
 	// choose (Nova's default is 1000).
 	PageSize int
-	Logger   *zap.Logger
+	// LBWait paces the waits on a busy load balancer; zero takes
+	// DefaultLBWait.
+	LBWait LBWait
+	Logger *zap.Logger
 }
 
-// Cloud implements provisioner.Cloud on gophercloud v2.
+// Cloud implements provisioner.Cloud, provisioner.LoadBalancer and
+// provisioner.FloatingIPs on gophercloud v2.
 type Cloud struct {
 	compute  *gophercloud.ServiceClient
 	image    *gophercloud.ServiceClient
 	network  *gophercloud.ServiceClient // nil when the cloud has no Neutron
 	netErr   error
+	lb       *gophercloud.ServiceClient // nil when the cloud has no Octavia
+	lbErr    error
+	lbWait   LBWait
+	lbMu     sync.Mutex
+	lbLocks  map[string]*sync.Mutex
 	pageSize int
 	log      *zap.Logger
 }
@@ -87,8 +97,12 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find the image (Glance) endpoint in the catalog: %w", err)
 	}
-	cl := &Cloud{compute: compute, image: image, pageSize: opts.PageSize, log: log}
+	if opts.LBWait == (LBWait{}) {
+		opts.LBWait = DefaultLBWait()
+	}
+	cl := &Cloud{compute: compute, image: image, pageSize: opts.PageSize, lbWait: opts.LBWait, log: log}
 	cl.network, cl.netErr = openstack.NewNetworkV2(provider, eo)
+	cl.lb, cl.lbErr = openstack.NewLoadBalancerV2(provider, eo)
 	return cl, nil
 }
 

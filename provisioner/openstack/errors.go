@@ -52,12 +52,17 @@ func classifyCreate(name string, err error) error {
 
 // cloudMessage extracts the human message from an OpenStack error body.
 // Nova wraps it as {"forbidden": {"message": ...}}, Keystone as {"error":
-// {"message": ...}}, Neutron as {"NeutronError": {"message": ...}}; Glance
+// {"message": ...}}, Neutron as {"NeutronError": {"message": ...}}, Octavia
+// as {"faultstring": ...}; Glance
 // often answers plain text.
 func cloudMessage(body []byte) string {
 	var outer map[string]json.RawMessage
 	if err := json.Unmarshal(body, &outer); err == nil {
 		if m, ok := stringField(outer, "message"); ok {
+			return m
+		}
+		// Octavia: {"faultcode": "Client", "faultstring": ...}.
+		if m, ok := stringField(outer, "faultstring"); ok {
 			return m
 		}
 		for _, raw := range outer {
