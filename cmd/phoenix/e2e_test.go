@@ -21,6 +21,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/provisioner"
@@ -225,5 +228,200 @@ func assertGroup(t *testing.T, servers []provisioner.Server, count int, image, g
 		case !slices.Contains(s.Tags, controller.GroupTag(group)):
 			t.Errorf("%s lacks the group tag: %v", s.Name, s.Tags)
 		}
+	}
+}
+
+// TestEndToEndPoolOnDevcloud rebuilds a group behind a real Octavia pool
+// (noop driver: no health monitor reports, members show NO_MONITOR) that
+// another application shares, and checks the pool in Octavia itself: the
+// new servers' addresses and the other application's member, nothing else.
+func TestEndToEndPoolOnDevcloud(t *testing.T) {
+	cloudsFile := os.Getenv("PHOENIX_DEVCLOUD_CLOUDS")
+	if cloudsFile == "" {
+		t.Skip("GAP: the real cloud is not configured: set PHOENIX_DEVCLOUD_CLOUDS to the clouds.yaml of examples/devcloud/up.sh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "phoenix")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build phoenix: %v\n%s", err, out)
+	}
+	provider := devcloudProvider(t, ctx, cloudsFile)
+	lbc, err := gcopenstack.NewLoadBalancerV2(provider, gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	network, err := gcopenstack.NewNetworkV2(provider, gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	glance, err := gcopenstack.NewImageV2(provider, gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := "e2e-lb-" + uuid.NewString()[:8]
+	pool := createPool(t, ctx, lbc, network, group)
+	other, err := pools.CreateMember(ctx, lbc, pool.ID, pools.CreateMemberOpts{Name: "other-app", Address: "127.1.250.9", ProtocolPort: 18080, Tags: []string{"other-app"}}).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLB(t, ctx, lbc, pool.Loadbalancers[0].ID)
+
+	imageName := group + "-gold"
+	cfg := filepath.Join(t.TempDir(), "phoenix.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`cloud: devcloud
+groups:
+  - name: %s
+    count: 2
+    image: {name: %s, newest: true}
+    flavor: m1.small
+    networks: [phoenix-net]
+    rollout: {max_surge: 1, min_ready: 1s}
+    health:
+      http: {port: 18080, path: /healthz}
+      interval: 1s
+      timeout: 1s
+      healthy_threshold: 2
+      grace: 60s
+    traffic:
+      octavia: {pool: %s, protocol_port: 18080, subnet: phoenix-subnet, drain: 2s}
+`, group, imageName, pool.ID)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	phoenix := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+cloudsFile, "OS_CLOUD=")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("phoenix %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+		return out.String()
+	}
+	cloud, err := openstack.New(ctx, openstack.Options{Cloud: "devcloud", CloudsFile: cloudsFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := controller.GroupTag(group)
+	t.Cleanup(func() {
+		list, _ := cloud.ListServers(context.Background(), tag)
+		for _, s := range list {
+			_ = cloud.DeleteServer(context.Background(), s.ID)
+		}
+	})
+
+	imageA := publishImage(t, ctx, glance, imageName)
+	phoenix("rebuild", "--config", cfg, "--all", "--poll", "1s", "--timeout", "5m")
+	first := groupServers(t, ctx, cloud, tag)
+	assertGroup(t, first, 2, imageA, group)
+	assertPool(t, ctx, lbc, pool.ID, first, *other)
+
+	waitNextSecond()
+	imageB := publishImage(t, ctx, glance, imageName)
+	out := phoenix("rebuild", "--config", cfg, "--all", "--poll", "1s", "--timeout", "8m")
+	after := groupServers(t, ctx, cloud, tag)
+	assertGroup(t, after, 2, imageB, group)
+	assertPool(t, ctx, lbc, pool.ID, after, *other)
+	for _, want := range []string{"traffic-add", "drain", "traffic-remove"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the rebuild output shows no %s step:\n%s", want, out)
+		}
+	}
+}
+
+func devcloudProvider(t *testing.T, ctx context.Context, cloudsFile string) *gophercloud.ProviderClient {
+	t.Helper()
+	ao, _, _, err := clouds.Parse(clouds.WithCloudName("devcloud"), clouds.WithLocations(cloudsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ao.AllowReauth = true
+	provider, err := config.NewProviderClient(ctx, ao)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return provider
+}
+
+// createPool makes a load balancer on phoenix-subnet with one HTTP pool
+// and no health monitor, deleted with the test.
+func createPool(t *testing.T, ctx context.Context, lbc, network *gophercloud.ServiceClient, name string) *pools.Pool {
+	t.Helper()
+	pages, err := subnets.List(network, subnets.ListOpts{Name: "phoenix-subnet"}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, _ := subnets.ExtractSubnets(pages)
+	if len(sn) != 1 {
+		t.Fatalf("want the subnet phoenix-subnet, found %d", len(sn))
+	}
+	lb, err := loadbalancers.Create(ctx, lbc, loadbalancers.CreateOpts{Name: name, VipSubnetID: sn[0].ID}).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = loadbalancers.Delete(context.Background(), lbc, lb.ID, loadbalancers.DeleteOpts{Cascade: true}).ExtractErr()
+	})
+	waitLB(t, ctx, lbc, lb.ID)
+	p, err := pools.Create(ctx, lbc, pools.CreateOpts{Name: name, LoadbalancerID: lb.ID, Protocol: pools.ProtocolHTTP, LBMethod: pools.LBMethodRoundRobin}).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLB(t, ctx, lbc, lb.ID)
+	return p
+}
+
+func waitLB(t *testing.T, ctx context.Context, lbc *gophercloud.ServiceClient, id string) {
+	t.Helper()
+	for {
+		lb, err := loadbalancers.Get(ctx, lbc, id).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch lb.ProvisioningStatus {
+		case "ACTIVE":
+			return
+		case "ERROR":
+			t.Fatalf("load balancer %s went to ERROR", id)
+		}
+		time.Sleep(500 * time.Millisecond) // polling Octavia for its status
+	}
+}
+
+// assertPool checks the pool holds exactly the servers' addresses (as
+// Phoenix's members, weight 1, ACTIVE) and the other member unchanged.
+func assertPool(t *testing.T, ctx context.Context, lbc *gophercloud.ServiceClient, poolID string, servers []provisioner.Server, other pools.Member) {
+	t.Helper()
+	pages, err := pools.ListMembers(lbc, poolID, nil).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members, err := pools.ExtractMembers(pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, s := range servers {
+		want[s.Addresses["phoenix-net"][0]] = true
+	}
+	got := map[string]bool{}
+	for _, m := range members {
+		if m.ID == other.ID {
+			if m.Address != other.Address || m.Weight != other.Weight || m.ProtocolPort != other.ProtocolPort || !slices.Equal(m.Tags, other.Tags) {
+				t.Errorf("the other application's member changed: %+v, was %+v", m, other)
+			}
+			continue
+		}
+		if !want[m.Address] {
+			t.Errorf("member %s (%s) is no server of the group", m.ID, m.Address)
+		}
+		if m.Weight != 1 || m.ProvisioningStatus != "ACTIVE" || m.ProtocolPort != 18080 {
+			t.Errorf("member %s: weight %d, %s, port %d", m.Address, m.Weight, m.ProvisioningStatus, m.ProtocolPort)
+		}
+		got[m.Address] = true
+	}
+	if len(got) != len(want) || len(members) != len(want)+1 {
+		t.Errorf("pool members %v (+ other), want exactly %v", got, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -56,9 +57,15 @@ type serverPlan struct {
 	// Health is one probe's verdict now: healthy, unhealthy or unknown.
 	Health      string `json:"health"`
 	HealthError string `json:"health_error,omitempty"`
-	// Action is replace, keep or deleting.
+	// Action is replace, keep, draining or deleting.
 	Action string `json:"action"`
 	Reason string `json:"reason,omitempty"`
+	// Traffic is where the server stands with the group's pool or
+	// floating IP (none, pending, serving, drained, broken), and Step the
+	// traffic step a rebuild takes for it next; both empty for a group
+	// without traffic.
+	Traffic string `json:"traffic,omitempty"`
+	Step    string `json:"step,omitempty"`
 }
 
 func runPlan(ctx context.Context, out io.Writer, g *globalFlags, f *planFlags) error {
@@ -100,6 +107,7 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 			return nil, err
 		}
 		gp := groupPlan{Group: gr.Name, Image: img, Status: d.Status, Revision: controller.Revision(gr), Servers: []serverPlan{}}
+		steps := trafficSteps(gr, d)
 		for _, c := range d.Servers {
 			sp := serverPlan{ID: c.ID, Name: c.Name, Status: c.Status, Image: c.ImageID, Health: c.Health.String(),
 				HealthError: c.HealthError, Reason: c.Reason}
@@ -110,8 +118,13 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 			case controller.KindCurrent:
 				sp.Action = "keep"
 				gp.Keep++
+			case controller.KindDraining:
+				sp.Action = "draining"
 			default:
 				sp.Action = "deleting"
+			}
+			if hasTraffic(gr) {
+				sp.Traffic, sp.Step = c.Traffic.String(), steps[c.ID]
 			}
 			gp.Servers = append(gp.Servers, sp)
 		}
@@ -121,17 +134,79 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 	return plans, nil
 }
 
+func hasTraffic(g config.Group) bool {
+	return g.Traffic.Octavia != nil || g.Traffic.FloatingIP != nil
+}
+
+// trafficSteps says, by server ID, which traffic step a rebuild takes for
+// each server next, in the words of the progress output.
+func trafficSteps(g config.Group, d controller.Decision) map[string]string {
+	steps := map[string]string{}
+	if !hasTraffic(g) {
+		return steps
+	}
+	add, out := "add to pool "+poolName(g), "remove from pool "+poolName(g)
+	if g.Traffic.FloatingIP != nil {
+		add, out = "move the floating IP here", ""
+	}
+	var drain time.Duration
+	if o := g.Traffic.Octavia; o != nil {
+		drain = o.Drain.D()
+	} else {
+		drain = g.Traffic.FloatingIP.Drain.D()
+	}
+	for _, c := range d.Servers {
+		switch {
+		case c.Kind == controller.KindDraining:
+			steps[c.ID] = "draining until " + c.DrainStart.Add(drain).UTC().Format(time.RFC3339)
+		case c.Kind == controller.KindOld && c.Status == provisioner.StatusActive:
+			steps[c.ID] = fmt.Sprintf("drain %s once a replacement serves, then delete", drain)
+		}
+	}
+	for _, c := range d.AddTraffic {
+		steps[c.ID] = add
+	}
+	for _, dr := range d.Drains {
+		steps[dr.Server.ID] = "drain now, until " + dr.Until.UTC().Format(time.RFC3339)
+	}
+	for _, de := range d.Deletes {
+		if de.Server.Traffic != controller.TrafficNone && out != "" {
+			steps[de.Server.ID] = out + ", then delete"
+		}
+	}
+	return steps
+}
+
+func poolName(g config.Group) string {
+	if o := g.Traffic.Octavia; o != nil {
+		return o.Pool
+	}
+	return ""
+}
+
 func printPlans(out io.Writer, plans []groupPlan) {
 	for _, gp := range plans {
 		fmt.Fprintf(out, "group %s: desired image %s (%s), revision %s\n", gp.Group, gp.Image.Name, gp.Image.ID, gp.Revision)
+		traffic := false
+		for _, s := range gp.Servers {
+			traffic = traffic || s.Traffic != ""
+		}
 		if len(gp.Servers) > 0 {
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "  SERVER\tID\tSTATUS\tIMAGE\tHEALTH\tACTION\tWHY")
+			if traffic {
+				fmt.Fprintln(tw, "  SERVER\tID\tSTATUS\tIMAGE\tHEALTH\tTRAFFIC\tACTION\tNEXT TRAFFIC STEP\tWHY")
+			} else {
+				fmt.Fprintln(tw, "  SERVER\tID\tSTATUS\tIMAGE\tHEALTH\tACTION\tWHY")
+			}
 			for _, s := range gp.Servers {
 				why := s.Reason
 				if s.HealthError != "" {
 					why = strings.TrimSpace(why + "; health: " + s.HealthError)
 					why = strings.TrimPrefix(why, "; ")
+				}
+				if traffic {
+					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.ID, s.Status, short(s.Image), s.Health, s.Traffic, s.Action, orDash(s.Step), why)
+					continue
 				}
 				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.ID, s.Status, short(s.Image), s.Health, s.Action, why)
 			}
@@ -144,4 +219,11 @@ func printPlans(out io.Writer, plans []groupPlan) {
 			fmt.Fprintf(out, "  %d to replace, %d to keep, %d to create (count %d)\n\n", gp.Replace, gp.Keep, gp.Create, gp.Status.Desired)
 		}
 	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

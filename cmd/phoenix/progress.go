@@ -75,6 +75,10 @@ func (p *progress) Emit(e controller.Event) {
 			what += " → replaced by " + e.ReplacedBy
 		}
 		what += " (" + e.Reason + ")"
+	case controller.EventTrafficAdd, controller.EventTrafficRemove:
+		what = e.Name + " " + e.Message
+	case controller.EventDrain:
+		what = e.Name + " " + e.Message + " (" + e.Reason + ")"
 	case controller.EventProgress, controller.EventConverged:
 		what = describeStatus(e.Status)
 	case controller.EventError:
@@ -82,7 +86,7 @@ func (p *progress) Emit(e controller.Event) {
 	default:
 		what = e.Message
 	}
-	fmt.Fprintf(p.out, "%7.1fs  %-*s  %-13s %s\n", time.Since(p.started).Seconds(), p.width, e.Group, e.Type, shortIDs(what))
+	fmt.Fprintf(p.out, "%7.1fs  %-*s  %-14s %s\n", time.Since(p.started).Seconds(), p.width, e.Group, e.Type, shortIDs(what))
 }
 
 func describeStatus(s *controller.Status) string {
@@ -101,9 +105,10 @@ func describeStatus(s *controller.Status) string {
 		}
 	}
 	add(s.Booting, "booting")
-	add(s.Current-s.Available-s.Booting, "waiting for health")
+	add(s.Current-s.Available-s.Booting, "waiting to serve")
 	add(s.Old, "old")
 	add(s.Failed, "failed")
+	add(s.Draining, "draining")
 	add(s.Deleting, "deleting")
 	return strings.Join(parts, " · ")
 }

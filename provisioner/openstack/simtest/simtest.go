@@ -29,6 +29,10 @@ var FastRetry = openstack.RetryPolicy{
 	MaxRetryAfter:  5 * time.Second,
 }
 
+// FastLBWait polls a busy simulated load balancer often: its changes take
+// milliseconds, not Octavia's seconds.
+var FastLBWait = openstack.LBWait{First: 5 * time.Millisecond, Max: 50 * time.Millisecond, Timeout: 20 * time.Second}
+
 // Env is a running simulator and a provisioner connected to it.
 type Env struct {
 	Sim        *sim.Sim
@@ -57,6 +61,7 @@ func Start(t testing.TB, opts sim.Options, pageSize int, tweak ...func(*openstac
 		CloudsFile: clouds,
 		Retry:      FastRetry,
 		PageSize:   pageSize,
+		LBWait:     FastLBWait,
 		Logger:     zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)),
 	}
 	for _, f := range tweak {
