@@ -36,17 +36,35 @@ func (s *Sim) flavor(ref string) (Flavor, bool) {
 // Network is a Neutron network.
 type Network struct {
 	ID, Name string
+	// External marks a provider network floating IPs are allocated on
+	// (router:external). Nova never picks one for a server by itself.
+	External bool
 }
 
-// AddNetwork adds a network and returns it; an empty ID gets a new UUID.
+// AddNetwork adds a network, with one subnet named after it
+// ("<name>-subnet", 127.0.0.0/8), and returns it; an empty ID gets a new
+// UUID.
 func (s *Sim) AddNetwork(n Network) Network {
 	if n.ID == "" {
 		n.ID = uuid.NewString()
 	}
 	s.mu.Lock()
 	s.networks = append(s.networks, n)
+	s.subnets = append(s.subnets, subnet{ID: uuid.NewString(), Name: n.Name + "-subnet", NetworkID: n.ID, CIDR: "127.0.0.0/8"})
 	s.mu.Unlock()
 	return n
+}
+
+// tenantNetworks are the networks Nova may choose for a server by itself:
+// all but the external ones. Call with s.mu held.
+func (s *Sim) tenantNetworks() []Network {
+	var out []Network
+	for _, n := range s.networks {
+		if !n.External {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // network finds a network by ID. Call with s.mu held.

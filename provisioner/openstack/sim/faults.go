@@ -40,7 +40,8 @@ func (a FaultAction) String() string {
 
 // Fault makes matching requests misbehave.
 type Fault struct {
-	// Service is "identity", "compute", "image" or "network"; "" is any.
+	// Service is "identity", "compute", "image", "network" or
+	// "load-balancer"; "" is any.
 	Service string
 	// Method is an HTTP method; "" is any.
 	Method string
@@ -119,7 +120,7 @@ func (s *Sim) matchFault(service, method, sub string) *fault {
 }
 
 // writeFault answers with the fault's status in the service's error shape.
-func (s *Sim) writeFault(w http.ResponseWriter, service string, f *fault) {
+func (s *Sim) writeFault(w http.ResponseWriter, service, sub string, f *fault) {
 	retry := ""
 	if f.RetryAfter > 0 {
 		retry = strconv.Itoa(f.RetryAfter)
@@ -133,6 +134,11 @@ func (s *Sim) writeFault(w http.ResponseWriter, service string, f *fault) {
 		neutronError(w, f.Status, neutronErrorType(f.Status), msg)
 	case "image":
 		glanceError(w, nil, f.Status, msg)
+	case "load-balancer":
+		if f.Status == http.StatusConflict {
+			msg = "Load Balancer " + s.lbOfPath(sub) + " is immutable and cannot be updated."
+		}
+		octaviaError(w, f.Status, msg)
 	default:
 		writeJSON(w, f.Status, keystoneErrorBody(f.Status, msg))
 	}

@@ -110,7 +110,7 @@ func (s *Sim) syncApp(srv *server) {
 
 	switch {
 	case want && srv.app == nil:
-		a, err := startApp(srv.address, srv.ports, failing)
+		a, err := startApp(srv.id, srv.address, srv.ports, failing)
 		if err != nil {
 			// The address was taken after it was handed out: the server
 			// stays unreachable, as a broken one would, and not Healthy.
@@ -140,7 +140,7 @@ func (srv *server) stopApp() {
 	}
 }
 
-func startApp(ip string, ports []int, failing bool) (*app, error) {
+func startApp(id, ip string, ports []int, failing bool) (*app, error) {
 	a := &app{}
 	a.failing.Store(failing)
 	a.srv = &http.Server{
@@ -152,6 +152,9 @@ func startApp(ip string, ports []int, failing bool) (*app, error) {
 		ConnState:         trackConns(&a.wg),
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			// The server names itself, so that a test sees which server a
+			// load balancer or floating IP sent a request to.
+			w.Header().Set("X-Sim-Server", id)
 			if a.failing.Load() {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				_, _ = w.Write([]byte("unhealthy"))

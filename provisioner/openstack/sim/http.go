@@ -14,8 +14,8 @@ import (
 type Request struct {
 	// Time is when it arrived.
 	Time time.Time
-	// Service is "identity", "compute", "image" or "network"; "" for a
-	// path no service serves.
+	// Service is "identity", "compute", "image", "network" or
+	// "load-balancer"; "" for a path no service serves.
 	Service string
 	Method  string
 	// Path is the full URL path; Query the raw query string.
@@ -56,6 +56,7 @@ var services = []struct{ prefix, name string }{
 	{"/compute", "compute"}, // Nova's root: the versions list
 	{"/image", "image"},
 	{"/networking", "network"},
+	{"/load-balancer", "load-balancer"},
 }
 
 func splitService(path string) (service, prefix, sub string) {
@@ -92,12 +93,12 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch f.Action {
 	case FailWith:
-		s.writeFault(sw, service, f)
+		s.writeFault(sw, service, sub, f)
 	case Hang:
 		s.hang(r)
 	case CommitThenFail:
 		s.route(&discardWriter{header: http.Header{}}, r, service, prefix, sub)
-		s.writeFault(sw, service, f)
+		s.writeFault(sw, service, sub, f)
 	case CommitThenHang:
 		s.route(&discardWriter{header: http.Header{}}, r, service, prefix, sub)
 		s.hang(r)
@@ -134,12 +135,15 @@ func (s *Sim) route(w http.ResponseWriter, r *http.Request, service, prefix, sub
 			s.serveComputeVersion(w, r)
 			return
 		}
-	case "image", "network":
+	case "image", "network", "load-balancer":
 		if sub == "" || sub == "/" {
-			if service == "image" {
+			switch service {
+			case "image":
 				s.serveImageVersions(w, r)
-			} else {
+			case "network":
 				s.serveNetworkVersions(w, r)
+			default:
+				s.serveLBVersions(w, r)
 			}
 			return
 		}
@@ -157,6 +161,8 @@ func (s *Sim) route(w http.ResponseWriter, r *http.Request, service, prefix, sub
 		s.serveImage(w, r, sub)
 	case "network":
 		s.serveNetwork(w, r, sub)
+	case "load-balancer":
+		s.serveLB(w, r, sub)
 	}
 }
 

@@ -217,6 +217,7 @@ func (s *Sim) catalog() []any {
 		entry("compute", "nova", s.endpoint+"/compute/v2.1"),
 		entry("image", "glance", s.endpoint+"/image"),
 		entry("network", "neutron", s.endpoint+"/networking"),
+		entry("load-balancer", "octavia", s.endpoint+"/load-balancer"),
 	}
 }
 

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -38,12 +39,39 @@ func (s *Sim) serveNetwork(w http.ResponseWriter, r *http.Request, sub string) {
 		id := reNetwork.FindStringSubmatch(sub)[1]
 		s.mu.Lock()
 		n, ok := s.network(id)
+		var doc map[string]any
+		if ok {
+			doc = s.networkJSON(n)
+		}
 		s.mu.Unlock()
 		if !ok {
 			neutronError(w, http.StatusNotFound, "NetworkNotFound", "Network "+id+" could not be found.")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"network": s.networkJSON(n)})
+		writeJSON(w, http.StatusOK, map[string]any{"network": doc})
+	case sub == "/v2.0/subnets" || reSubnet.MatchString(sub):
+		if !get {
+			neutronError(w, http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+			return
+		}
+		s.serveSubnets(w, r, sub)
+	case sub == "/v2.0/ports" || rePort.MatchString(sub):
+		if !get {
+			neutronError(w, http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+			return
+		}
+		s.servePorts(w, r, sub)
+	case sub == "/v2.0/floatingips":
+		switch {
+		case get:
+			s.listFloatingIPs(w, r)
+		case r.Method == http.MethodPost:
+			s.createFloatingIP(w, r)
+		default:
+			neutronError(w, http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+		}
+	case reFloatingIP.MatchString(sub):
+		s.serveFloatingIP(w, r, reFloatingIP.FindStringSubmatch(sub)[1])
 	default:
 		neutronError(w, http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
 	}
@@ -58,43 +86,62 @@ func (s *Sim) listNetworks(w http.ResponseWriter, r *http.Request) {
 	nets := slices.Clone(s.networks)
 	s.mu.Unlock()
 	list := []any{}
-next:
 	for _, n := range nets {
+		s.mu.Lock()
 		doc := s.networkJSON(n)
-		for k, vals := range q {
-			switch k {
-			case "fields", "limit", "marker", "page_reverse", "sort_key", "sort_dir":
-				continue
-			}
-			v, ok := doc[k]
-			if !ok {
-				continue // Neutron ignores filters on attributes it lacks
-			}
-			var got string
-			switch x := v.(type) {
-			case string:
-				got = x
-			case bool:
-				got = strconv.FormatBool(x)
-			case int:
-				got = strconv.Itoa(x)
-			default:
-				continue
-			}
-			if !slices.Contains(vals, got) {
-				continue next
-			}
+		s.mu.Unlock()
+		if matchQuery(doc, q) {
+			list = append(list, doc)
 		}
-		list = append(list, doc)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"networks": list})
 }
 
+// matchQuery says whether a resource's JSON passes Neutron list filters:
+// every filter on an attribute it shows must match (any of the filter's
+// values); filters on attributes it lacks are ignored, as Neutron does.
+func matchQuery(doc map[string]any, q url.Values) bool {
+	for k, vals := range q {
+		switch k {
+		case "fields", "limit", "marker", "page_reverse", "sort_key", "sort_dir":
+			continue
+		}
+		v, ok := doc[k]
+		if !ok {
+			continue // Neutron ignores filters on attributes it lacks
+		}
+		var got string
+		switch x := v.(type) {
+		case string:
+			got = x
+		case bool:
+			got = strconv.FormatBool(x)
+		case int:
+			got = strconv.Itoa(x)
+		case nil:
+			got = "" // a null attribute matches no value but the empty one
+		default:
+			continue
+		}
+		if !slices.Contains(vals, got) {
+			return false
+		}
+	}
+	return true
+}
+
+// networkJSON is a network as Neutron shows it. Call with s.mu held.
 func (s *Sim) networkJSON(n Network) map[string]any {
+	subnets := []string{}
+	for _, sn := range s.subnets {
+		if sn.NetworkID == n.ID {
+			subnets = append(subnets, sn.ID)
+		}
+	}
 	return map[string]any{
 		"id": n.ID, "name": n.Name, "status": "ACTIVE", "admin_state_up": true, "shared": false,
-		"subnets": []string{}, "tenant_id": s.projectID, "project_id": s.projectID, "mtu": 1442,
-		"router:external": false, "port_security_enabled": true, "tags": []string{},
+		"subnets": subnets, "tenant_id": s.projectID, "project_id": s.projectID, "mtu": 1442,
+		"router:external": n.External, "port_security_enabled": true, "tags": []string{},
 		"availability_zones": []string{"nova"}, "availability_zone_hints": []string{},
 		"ipv4_address_scope": nil, "ipv6_address_scope": nil, "l2_adjacency": true,
 		"description": "", "revision_number": 1, "created_at": networkEpoch, "updated_at": networkEpoch,

@@ -68,6 +68,7 @@ type server struct {
 	imageID, flavorID  string
 	network            Network // zero for networks "none"
 	address, mac       string
+	portID             string // its Neutron port; "" without a network
 	az                 string
 	pinnedAZ           string // the zone asked for at create, if any
 	keyName            string
@@ -212,6 +213,10 @@ func (s *Sim) removeServer(srv *server) {
 		s.order = slices.Delete(s.order, i, i+1)
 	}
 	s.gone[srv.id] = srv.seq
+	if srv.portID != "" {
+		delete(s.ports, srv.portID)
+		s.portGone(srv.portID)
+	}
 	s.mu.Unlock()
 	srv.stopApp()
 }

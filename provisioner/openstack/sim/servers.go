@@ -467,12 +467,13 @@ func (s *Sim) admit(c *createRequest) (*server, int, string) {
 		return nil, http.StatusBadRequest, fmt.Sprintf("Image %s is not active.", img.ID)
 	}
 	var net Network
+	tenant := s.tenantNetworks()
 	switch {
 	case c.networksMode == "auto":
-		if len(s.networks) == 0 {
+		if len(tenant) == 0 {
 			return nil, http.StatusBadRequest, "Unable to automatically allocate a network for project " + s.projectID
 		}
-		net = s.networks[0]
+		net = tenant[0]
 	case c.networksMode == "none":
 	case len(c.networks) > 0:
 		for i, n := range c.networks {
@@ -488,10 +489,10 @@ func (s *Sim) admit(c *createRequest) (*server, int, string) {
 			}
 		}
 	default: // below 2.37 with no networks: every network the project has
-		switch len(s.networks) {
+		switch len(tenant) {
 		case 0:
 		case 1:
-			net = s.networks[0]
+			net = tenant[0]
 		default:
 			return nil, http.StatusConflict, "Multiple possible networks found, use a Network ID to be more specific."
 		}
@@ -546,6 +547,11 @@ func (s *Sim) admit(c *createRequest) (*server, int, string) {
 	}
 	s.servers[srv.id] = srv
 	s.order = append(s.order, srv)
+	if address != "" {
+		// Neutron's port for the server's one address.
+		srv.portID = uuid.NewString()
+		s.ports[srv.portID] = srv
+	}
 
 	switch {
 	case s.stickBoots > 0:

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
@@ -45,6 +46,13 @@ type Options struct {
 	// HealthPorts are the ports every server's application listens on.
 	// Default [8080].
 	HealthPorts []int
+	// LBUpdateTime is how long an Octavia change keeps its load balancer
+	// in PENDING_CREATE, PENDING_UPDATE or PENDING_DELETE (when every
+	// other change under it is refused with 409). Default Fixed(20ms).
+	LBUpdateTime Dist
+	// MonitorInterval is how often Octavia's health monitors probe each
+	// member, whatever their delay says. Default 50ms.
+	MonitorInterval time.Duration
 	// Seed seeds the simulator's random numbers (the distributions and
 	// fault fractions).
 	Seed int64
@@ -81,6 +89,12 @@ func (o *Options) defaults() {
 	if o.SnapshotTime == nil {
 		o.SnapshotTime = Fixed(100 * time.Millisecond)
 	}
+	if o.LBUpdateTime == nil {
+		o.LBUpdateTime = Fixed(20 * time.Millisecond)
+	}
+	if o.MonitorInterval <= 0 {
+		o.MonitorInterval = 50 * time.Millisecond
+	}
 	if len(o.HealthPorts) == 0 {
 		o.HealthPorts = []int{8080}
 	}
@@ -98,6 +112,13 @@ type Sim struct {
 	userID    string
 	domainID  string
 	closing   chan struct{} // closed when Close begins
+	// ctx ends when Close begins: probes and proxied requests use it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// proxyTransport carries the requests of load balancer listeners and
+	// floating IPs to their servers; probeTransport the health monitors'
+	// probes.
+	proxyTransport, probeTransport *http.Transport
 	closeOnce sync.Once
 	// bg counts everything Close waits for: the API's accept loop and
 	// connections, timer callbacks in progress and monitors.
@@ -121,6 +142,11 @@ type Sim struct {
 	imageSeq    int
 	flavors     []Flavor
 	networks    []Network
+	subnets     []subnet
+	ports       map[string]*server // by port ID
+	fips        []*floatingIP
+	lbaas       lbaasState
+	failMembers int
 	keypairs    map[string]bool
 	secGroups   map[string]bool
 	srvGroups   []serverGroup
@@ -167,8 +193,14 @@ func New(opts Options) (*Sim, error) {
 			{ID: "3", Name: "m1.medium", VCPUs: 2, RAM: 4096, Disk: 40},
 			{ID: "4", Name: "m1.large", VCPUs: 4, RAM: 8192, Disk: 80},
 		},
-		networks: []Network{{ID: uuid.NewString(), Name: "private"}},
+		ports:          map[string]*server{},
+		proxyTransport: newTransport(),
+		probeTransport: newTransport(),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.lbaas.init()
+	s.AddNetwork(Network{Name: "private"})
+	s.AddNetwork(Network{Name: "public", External: true})
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -203,8 +235,10 @@ func trackConns(wg *sync.WaitGroup) func(net.Conn, http.ConnState) {
 func (s *Sim) Close() {
 	s.closeOnce.Do(func() {
 		close(s.closing)
+		s.cancel()
 		s.mu.Lock()
 		s.closed = true
+		proxies := s.allProxies()
 		for t := range s.timers {
 			t.Stop()
 		}
@@ -214,11 +248,16 @@ func (s *Sim) Close() {
 			apps = append(apps, srv)
 		}
 		s.mu.Unlock()
+		for _, p := range proxies {
+			p.stop()
+		}
 		for _, srv := range apps {
 			srv.stopApp()
 		}
 		_ = s.srv.Close()
 		s.bg.Wait()
+		s.proxyTransport.CloseIdleConnections()
+		s.probeTransport.CloseIdleConnections()
 	})
 }
 

@@ -171,10 +171,11 @@ func TestAuthAndCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"identity": e.sim.Endpoint() + "/identity",
-		"compute":  e.sim.Endpoint() + "/compute/v2.1",
-		"image":    e.sim.Endpoint() + "/image",
-		"network":  e.sim.Endpoint() + "/networking",
+		"identity":      e.sim.Endpoint() + "/identity",
+		"compute":       e.sim.Endpoint() + "/compute/v2.1",
+		"image":         e.sim.Endpoint() + "/image",
+		"network":       e.sim.Endpoint() + "/networking",
+		"load-balancer": e.sim.Endpoint() + "/load-balancer",
 	}
 	for _, entry := range catalog.Entries {
 		url, ok := want[entry.Type]
@@ -398,8 +399,9 @@ func TestNetworks(t *testing.T) {
 		}
 	}
 	pages, _ := networks.List(e.network, nil).AllPages(ctx)
-	if all, _ := networks.ExtractNetworks(pages); len(all) != 2 {
-		t.Fatalf("all networks: %d, want 2", len(all))
+	// private, the external public, and backend.
+	if all, _ := networks.ExtractNetworks(pages); len(all) != 3 {
+		t.Fatalf("all networks: %d, want 3", len(all))
 	}
 	got, err := networks.Get(ctx, e.network, extra.ID).Extract()
 	if err != nil || got.Name != "backend" {
