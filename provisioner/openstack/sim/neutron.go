@@ -59,7 +59,7 @@ func (s *Sim) subnetJSON(sn subnet) map[string]any {
 		"id": sn.ID, "name": sn.Name, "network_id": sn.NetworkID, "tenant_id": s.projectID, "project_id": s.projectID,
 		"ip_version": 4, "cidr": sn.CIDR, "gateway_ip": nil, "enable_dhcp": true,
 		"allocation_pools": []any{map[string]any{"start": "127.0.0.2", "end": "127.255.255.254"}},
-		"host_routes": []any{}, "dns_nameservers": []string{}, "service_types": []string{},
+		"host_routes":      []any{}, "dns_nameservers": []string{}, "service_types": []string{},
 		"ipv6_address_mode": nil, "ipv6_ra_mode": nil, "subnetpool_id": nil, "segment_id": nil,
 		"description": "", "tags": []string{}, "revision_number": 0,
 		"created_at": networkEpoch, "updated_at": networkEpoch,

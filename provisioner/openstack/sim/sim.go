@@ -119,7 +119,7 @@ type Sim struct {
 	// floating IPs to their servers; probeTransport the health monitors'
 	// probes.
 	proxyTransport, probeTransport *http.Transport
-	closeOnce sync.Once
+	closeOnce                      sync.Once
 	// bg counts everything Close waits for: the API's accept loop and
 	// connections, timer callbacks in progress and monitors.
 	bg sync.WaitGroup
