@@ -70,6 +70,11 @@ func splitService(path string) (service, prefix, sub string) {
 
 func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	service, prefix, sub := splitService(r.URL.Path)
+	if service == "load-balancer" {
+		// Octavia answers under /v2.0 and /v2 alike; faults and routes
+		// see /v2.
+		sub = lbPath(sub)
+	}
 	rec := &Request{Time: time.Now(), Service: service, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery}
 	if service == "compute" {
 		rec.Microversion = requestedMicroversion(r)
