@@ -51,7 +51,9 @@ type target struct {
 	// Raw gophercloud clients, for what the provisioner does not do yet.
 	compute, image, network, lb *gophercloud.ServiceClient
 	flavor, networkName         string
-	bootImage                   string
+	// subnetName is the subnet load balancers take their VIP on.
+	subnetName string
+	bootImage  string
 	// patience is how long a server may take to become ACTIVE.
 	patience time.Duration
 	// fillQuota sets the project's instance quota to what the project
@@ -152,17 +154,16 @@ func simTarget(t *testing.T) *target {
 			s.SetQuota(sim.Quota{Instances: used})
 			return used, func() { s.SetQuota(sim.Quota{Instances: -1}) }
 		},
-		gaps: map[string]string{
-			"octavia": "Octavia is not simulated yet; the traffic issue adds it",
-		},
+		subnetName: "private-subnet",
+		gaps:       map[string]string{},
 	}
 	connect(t, tg, cloudsFile, "sim")
 	return tg
 }
 
 func devcloudTarget(t *testing.T, cloudsFile string) *target {
-	tg := &target{name: "devcloud", flavor: "m1.small", networkName: "phoenix-net", patience: 3 * time.Minute,
-		gaps: map[string]string{}}
+	tg := &target{name: "devcloud", flavor: "m1.small", networkName: "phoenix-net", subnetName: "phoenix-subnet",
+		patience: 3 * time.Minute, gaps: map[string]string{}}
 	connect(t, tg, cloudsFile, "devcloud")
 	img, err := tg.cloud.ResolveImage(ctx(t, time.Minute), provisioner.ImageSelector{Name: "devcloud-base", Newest: true})
 	if err != nil {
@@ -596,13 +597,13 @@ func (tg *target) createImage(t *testing.T) {
 func (tg *target) octavia(t *testing.T) {
 	tg.gap(t, "octavia")
 	c := ctx(t, 5*time.Minute)
-	pages, err := subnets.List(tg.network, subnets.ListOpts{Name: "phoenix-subnet"}).AllPages(c)
+	pages, err := subnets.List(tg.network, subnets.ListOpts{Name: tg.subnetName}).AllPages(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sn, _ := subnets.ExtractSubnets(pages)
 	if len(sn) != 1 {
-		t.Fatalf("want the subnet phoenix-subnet, found %d", len(sn))
+		t.Fatalf("want the subnet %s, found %d", tg.subnetName, len(sn))
 	}
 	lb, err := loadbalancers.Create(c, tg.lb, loadbalancers.CreateOpts{Name: unique("contract-lb"), VipSubnetID: sn[0].ID}).Extract()
 	if err != nil {
