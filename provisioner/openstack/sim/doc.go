@@ -1,6 +1,6 @@
 // Package sim is an OpenStack API simulator: Keystone v3, Nova v2.1,
-// Glance v2 and the Neutron network list, served over real HTTP on
-// loopback.
+// Glance v2, the part of Neutron servers and floating IPs need, and
+// Octavia v2, served over real HTTP on loopback.
 //
 // It exists so that Phoenix's tests, demo and benchmarks run the very code
 // that talks to a real cloud — gophercloud over HTTP, with its
@@ -31,19 +31,58 @@
 //     filters (name, status, visibility, tag, owner, any property), sort
 //     keys, limit/marker pages with Glance's relative next link, and the
 //     create → upload → active path the openstack CLI uses.
-//   - Neutron: the network list and show.
+//   - Neutron: networks (the tenant network "private" and the external
+//     network "public"), each with one subnet ("<name>-subnet"); one port
+//     per server with an address, gone with the server; floating IPs on
+//     external networks, associated and disassociated by PUT of port_id,
+//     with Neutron's refusals (a tenant network, a missing port, a port
+//     that has one already). Lists ignore filters on attributes a
+//     resource lacks, as Neutron does.
+//   - Octavia: load balancers, listeners, pools, health monitors and
+//     members (one by one and the batch update that replaces a pool's
+//     whole set) in Octavia's JSON, answering under /v2 and /v2.0. Every
+//     change puts its load balancer in PENDING_* for Options.LBUpdateTime,
+//     and while it is pending every other change under it is refused with
+//     Octavia's 409 "Load Balancer <id> is immutable and cannot be
+//     updated.". Duplicate members (same address and port) get 409,
+//     missing ones 404, weights outside 0..256 400, attributes the API
+//     does not know 400. Deleting a load balancer with children needs
+//     cascade.
+//
+// Traffic is real too. Each listener serves HTTP on a socket of its own
+// (ListenerURL) and forwards every request to one member of its default
+// pool, round robin by weight among the members that are admin up, have
+// a weight, are ACTIVE or PENDING_UPDATE and, when the pool has a health
+// monitor, ONLINE; with none it answers 503 as HAProxy does. A health
+// monitor really probes its members every Options.MonitorInterval (HTTP
+// monitors GET url_path and check expected_codes; the others open a TCP
+// connection): max_retries successes make a member ONLINE,
+// max_retries_down failures OFFLINE when its application answered
+// wrongly and ERROR when nothing answered. A floating IP has a loopback
+// address of its own and forwards each of Options.HealthPorts there to
+// the same port of its port's server (502 when it has none); a new
+// association applies to the next request, requests in flight finish
+// where they began. Every answer of a server's application carries
+// X-Sim-Server: <server id>, passed through by both proxies, so tests see
+// where each request went.
 //
 // Each server gets its own loopback address (127.x.y.z; Linux routes all
 // of 127/8 to lo) and, once ACTIVE and its application started
 // (Options.HealthDelay later), answers HTTP health checks on each of
 // Options.HealthPorts there, so health-gated rollouts are tested end to
 // end. Tests steer it with boot-time distributions, per-server health,
-// boots that fail or never finish, quota, and fault injection (an error
-// status, a 429 with Retry-After, a request that acts and then answers 500
-// or never answers), and watch it through the request log, the server
-// list and a Monitor that samples the fleet.
+// boots that fail or never finish, quota, members whose create ends in
+// ERROR (FailNextMembers), and fault injection (an error status, a 429
+// with Retry-After, a request that acts and then answers 500 or never
+// answers; Octavia faults answer in Octavia's shape), and watch it through
+// the request log, the server list, a Monitor that samples the fleet and
+// a PoolMonitor that samples how many members of a pool serve. Load
+// balancers, members and floating IPs can also be made directly
+// (AddLoadBalancer, AddMember, AddFloatingIP), as an operator would have
+// set them up beforehand.
 //
 // Everything runs in real time on timers; Close stops the API, every
-// health listener, every timer and every goroutine the simulator started.
+// health listener, listener and floating IP socket, every timer, probe
+// and goroutine the simulator started.
 // Only tests, `phoenix demo` and `phoenix sim` import it.
 package sim
