@@ -53,7 +53,7 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 		}
 		// A stuck group still waits for its new servers to settle, so
 		// that failed ones are deleted before the run ends.
-		settled := d.Status.Booting == 0 && d.Status.Failed == 0 && d.Status.Deleting == 0
+		settled := d.Status.Booting == 0 && d.Status.Failed == 0 && d.Status.Deleting == 0 && d.Status.Draining == 0
 		stuck = r.Stuck()
 		return stuck != nil && settled
 	})

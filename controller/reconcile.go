@@ -482,10 +482,16 @@ func (r *GroupReconciler) drainServers(ctx context.Context, drains []Drain, now 
 			return fmt.Errorf("drain server %s (%s) in %s: %w", d.Server.Name, d.Server.ID, r.traffic, err)
 		}
 		if !d.Resume {
+			// The old server's place is taken when its traffic goes, so
+			// that is when the pair is recorded.
+			replacedBy := ""
+			if d.Server.Kind == KindOld {
+				replacedBy = r.ledger.deleted(d.Server.Name, d.Server.ImageID, now)
+			}
 			r.log.Info("draining server", zap.String("server", d.Server.ID), zap.String("name", d.Server.Name),
-				zap.Time("until", d.Until), zap.String("reason", d.Reason))
+				zap.Time("until", d.Until), zap.String("reason", d.Reason), zap.String("replaced_by", replacedBy))
 			r.emit(Event{Type: EventDrain, Server: d.Server.ID, Name: d.Server.Name, Image: d.Server.ImageID,
-				Reason: d.Reason, Message: "draining until " + d.Until.UTC().Format(time.RFC3339)})
+				Reason: d.Reason, ReplacedBy: replacedBy, Message: "draining until " + d.Until.UTC().Format(time.RFC3339)})
 		}
 		return nil
 	})

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -93,7 +95,11 @@ func runDemo(ctx context.Context, out io.Writer, g *globalFlags, f *demoFlags) e
 	defer cancel()
 	baseline := s.AddImage(sim.Image{Name: "demo-gold", Created: time.Now().Add(-30 * 24 * time.Hour),
 		Properties: map[string]string{"os_distro": "ubuntu", "version": "2026.10"}})
-	say("OpenStack simulator (Keystone, Nova, Glance, Neutron) at %s\n", s.Endpoint())
+	lb, err := addDemoLoadBalancer(s)
+	if err != nil {
+		return err
+	}
+	say("OpenStack simulator (Keystone, Nova, Glance, Neutron, Octavia) at %s\n", s.Endpoint())
 	cloud, err := openstack.New(ctx, openstack.Options{Cloud: demoCloud, CloudsFile: cloudsFile, Logger: log, Retry: openstack.RetryPolicy{
 		RequestTimeout: 10 * time.Second, MaxRetries: 4, WaitMin: 50 * time.Millisecond, WaitMax: time.Second, MaxRetryAfter: 10 * time.Second,
 	}})
@@ -117,10 +123,16 @@ func runDemo(ctx context.Context, out io.Writer, g *globalFlags, f *demoFlags) e
 	say("\nSecurity patch published: image demo-gold %s (%s). Rebuilding every group:\n\n", patched.Properties["version"], short(patched.ID))
 
 	mon := s.Monitor(10*time.Millisecond, groupOfServer)
+	poolMon := s.MonitorPool(lb.PoolID, 10*time.Millisecond)
+	users := startUsers(lb.URL, 4)
 	started := time.Now()
 	opts := controller.Options{RolloutID: uuid.NewString(), PollInterval: 200 * time.Millisecond}
 	results := rebuild(ctx, out, g.output, cloud, cfg.Groups, log, opts, 0)
+	converged := time.Now()
+	users.waitMore(40)
+	answers := users.stop()
 	extremes := mon.Stop()
+	pool := poolMon.Stop()
 	if err := exitFor(results, opts.RolloutID, f.timeout); err != nil {
 		return err
 	}
@@ -128,6 +140,11 @@ func runDemo(ctx context.Context, out io.Writer, g *globalFlags, f *demoFlags) e
 		return &exitError{code: exitNotDone, err: err}
 	}
 	say("\n%s", capacityReport(cfg.Groups, extremes))
+	web := cfg.Groups[0]
+	say("\n%s", trafficReport(answers, converged, serverSet(s), pool, web.Count-web.Rollout.MaxUnavailable.Resolve(web.Count, false)))
+	if failed := answers.failed(); failed > 0 {
+		return &exitError{code: exitNotDone, err: fmt.Errorf("%d requests through %s failed during the rebuild", failed, demoLB)}
+	}
 	say("\nEvery server now runs the patched image; %d servers replaced in %s.\n", countPairs(results), time.Since(started).Round(100*time.Millisecond))
 	log.Info("demo finished", zap.String("rollout", opts.RolloutID))
 	return nil
@@ -187,4 +204,135 @@ func countPairs(results []controller.GroupResult) int {
 		n += len(r.Pairs)
 	}
 	return n
+}
+
+// The demo's load balancer: group web's pool, with an HTTP monitor like a
+// production pool would have.
+const (
+	demoLB   = "demo-lb"
+	demoPool = "web-pool"
+)
+
+func addDemoLoadBalancer(s *sim.Sim) (sim.LoadBalancerInfo, error) {
+	lb, err := s.AddLoadBalancer(sim.LoadBalancerSpec{Name: demoLB, PoolName: demoPool, Monitor: true, MonitorPath: "/healthz"})
+	if err != nil {
+		return lb, fmt.Errorf("create the demo load balancer: %w", err)
+	}
+	return lb, nil
+}
+
+// users are the application's users: clients sending requests through the
+// load balancer throughout the rebuild.
+type users struct {
+	mu      sync.Mutex
+	answers []answer
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type answer struct {
+	at     time.Time
+	server string
+	err    error
+}
+
+type answers []answer
+
+func startUsers(url string, n int) *users {
+	ctx, cancel := context.WithCancel(context.Background())
+	u := &users{cancel: cancel}
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for range n {
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			for ctx.Err() == nil {
+				a := answer{at: time.Now()}
+				resp, err := client.Get(url + "/?work=100ms")
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					a.server = resp.Header.Get("X-Sim-Server")
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("HTTP %d", resp.StatusCode)
+					}
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				a.err = err
+				u.mu.Lock()
+				u.answers = append(u.answers, a)
+				u.mu.Unlock()
+			}
+		}()
+	}
+	return u
+}
+
+// waitMore lets n more requests through (a bounded wait: the users stop
+// after 5s whatever happens).
+func (u *users) waitMore(n int) {
+	u.mu.Lock()
+	want := len(u.answers) + n
+	u.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		u.mu.Lock()
+		got := len(u.answers)
+		u.mu.Unlock()
+		if got >= want {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // polling the users' progress
+	}
+}
+
+func (u *users) stop() answers {
+	u.cancel()
+	u.wg.Wait()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append(answers(nil), u.answers...)
+}
+
+func (a answers) failed() int {
+	n := 0
+	for _, x := range a {
+		if x.err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func serverSet(s *sim.Sim) map[string]bool {
+	out := map[string]bool{}
+	for _, srv := range s.Servers() {
+		out[srv.ID] = true
+	}
+	return out
+}
+
+// trafficReport says what the users of group web saw through the load
+// balancer: how many requests, how many failed, and who answered them
+// after the rebuild converged.
+func trafficReport(a answers, converged time.Time, current map[string]bool, pool sim.PoolExtremes, floor int) string {
+	servers := map[string]bool{}
+	after, afterNew := 0, 0
+	for _, x := range a {
+		if x.err != nil {
+			continue
+		}
+		servers[x.server] = true
+		if x.at.After(converged) {
+			after++
+			if current[x.server] {
+				afterNew++
+			}
+		}
+	}
+	return fmt.Sprintf("Users of web sent %d requests through %s during the rebuild: %d failed, answered by %d different servers;\n"+
+		"after convergence %d of %d were answered by new servers. The pool never had fewer than %d serving members (floor %d).\n",
+		len(a), demoLB, a.failed(), len(servers), afterNew, after, pool.MinServing, floor)
 }

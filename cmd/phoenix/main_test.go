@@ -226,12 +226,35 @@ func TestRebuildStopsAtOnceWhenItCannotProceed(t *testing.T) {
 	}
 }
 
+// A pool that does not exist is found at first contact: the group stops
+// at once, naming the field, and no server is touched.
+func TestRebuildWithUnknownPoolTouchesNothing(t *testing.T) {
+	env, cfg := fleet(t)
+	env.Sim.AddImage(sim.Image{Name: "gold"})
+	env.Sim.ResetRequests()
+	pooled := filepath.Join(filepath.Dir(cfg), "pooled.yaml")
+	_ = os.WriteFile(pooled, []byte(fleetConfig+"    traffic: {octavia: {pool: web-pool, protocol_port: 8080}}\n"), 0o600)
+	out, code := run(t, "rebuild", "--config", pooled, "--all", "--timeout", "1m", "--poll", "50ms")
+	if code != exitNotDone || !strings.Contains(out, "traffic.octavia.pool") || !strings.Contains(out, `pool "web-pool"`) {
+		t.Fatalf("exit %d, want %d naming the field and the pool:\n%s", code, exitNotDone, out)
+	}
+	for _, r := range env.Sim.Requests() {
+		if r.Service == "compute" && r.Method != "GET" {
+			t.Errorf("a server was touched: %s %s", r.Method, r.Path)
+		}
+	}
+}
+
 func TestBadInputIsRefusedBeforeAnyCloudCall(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
+	fipMany := filepath.Join(dir, "fip.yaml")
+	portRange := filepath.Join(dir, "port.yaml")
 	_ = os.WriteFile(good, []byte(fleetConfig), 0o600)
 	_ = os.WriteFile(bad, []byte(strings.Replace(fleetConfig, "max_surge: 2", "max_surge: lots", 1)), 0o600)
+	_ = os.WriteFile(fipMany, []byte(fleetConfig+"    traffic: {floating_ip: {address: 203.0.113.7}}\n"), 0o600)
+	_ = os.WriteFile(portRange, []byte(fleetConfig+"    traffic: {octavia: {pool: web-pool, protocol_port: 0}}\n"), 0o600)
 	// No cloud at all: any attempt to reach one would fail differently.
 	t.Setenv("OS_CLIENT_CONFIG_FILE", filepath.Join(dir, "missing-clouds.yaml"))
 	cases := []struct {
@@ -247,6 +270,8 @@ func TestBadInputIsRefusedBeforeAnyCloudCall(t *testing.T) {
 		{[]string{"rebuild", "--config", good, "--all", "--force", "--reason", "x", "--before", "yesterday"}, "--before: expected an RFC 3339 time"},
 		{[]string{"rebuild", "--config", bad, "--all"}, bad + `: groups[0].rollout.max_surge (line 8): expected a whole number ≥ 0 or a percentage such as "25%", got "lots"`},
 		{[]string{"rebuild", "--config", filepath.Join(dir, "nope.yaml"), "--all"}, "nope.yaml: cannot read the file"},
+		{[]string{"rebuild", "--config", fipMany, "--all"}, fipMany + ": groups[0].traffic.floating_ip (line 14): a floating IP points at one server, and this group has count 10"},
+		{[]string{"rebuild", "--config", portRange, "--all"}, portRange + ": groups[0].traffic.octavia.protocol_port (line 14): expected a port from 1 to 65535, got 0"},
 		{[]string{"plan", "--config", good, "--output", "yaml"}, "--output must be text or json"},
 		{[]string{"rebuild", "--config", good, "--all", "--log-level", "loud"}, "--log-level"},
 	}
@@ -278,5 +303,14 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(out, "Every server now runs the patched image; 12 servers replaced") {
 		t.Errorf("no closing line:\n%s", out)
+	}
+	users := regexp.MustCompile(`Users of web sent (\d+) requests through demo-lb during the rebuild: 0 failed`).FindStringSubmatch(out)
+	if users == nil {
+		t.Errorf("no report of requests through the load balancer, or some failed:\n%s", out)
+	}
+	for _, step := range []string{"traffic-add", "drain", "traffic-remove"} {
+		if !strings.Contains(out, step) {
+			t.Errorf("the progress shows no %s step:\n%s", step, out)
+		}
 	}
 }

@@ -78,7 +78,11 @@ func (p *progress) Emit(e controller.Event) {
 	case controller.EventTrafficAdd, controller.EventTrafficRemove:
 		what = e.Name + " " + e.Message
 	case controller.EventDrain:
-		what = e.Name + " " + e.Message + " (" + e.Reason + ")"
+		what = e.Name
+		if e.ReplacedBy != "" {
+			what += " → replaced by " + e.ReplacedBy + ";"
+		}
+		what += " " + e.Message + " (" + e.Reason + ")"
 	case controller.EventProgress, controller.EventConverged:
 		what = describeStatus(e.Status)
 	case controller.EventError:

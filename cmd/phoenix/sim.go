@@ -27,7 +27,8 @@ func newSimCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Run the OpenStack API simulator standalone",
-		Long: `sim serves simulated Keystone v3, Nova v2.1, Glance v2 and Neutron APIs on
+		Long: `sim serves simulated Keystone v3, Nova v2.1, Glance v2, Neutron and Octavia
+APIs on
 loopback until interrupted, and writes a clouds.yaml for them. Point phoenix
 (or the openstack CLI) at it with OS_CLIENT_CONFIG_FILE and the cloud name.
 Each simulated server answers health checks on its own 127.x.y.z address.`,
@@ -57,6 +58,11 @@ func runSim(ctx context.Context, out io.Writer, f *simFlags) error {
 		img := s.AddImage(sim.Image{Name: f.image, Properties: map[string]string{"os_distro": "ubuntu"}})
 		fmt.Fprintf(out, "published image %s (%s)\n", img.Name, img.ID)
 	}
+	lb, err := addDemoLoadBalancer(s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "load balancer %s, pool %s: requests to %s go to the pool's members\n", demoLB, demoPool, lb.URL)
 	if err := s.WriteCloudsYAML(f.cloudsOut, f.cloud); err != nil {
 		return usageError(err)
 	}

@@ -150,7 +150,19 @@ func startApp(id, ip string, ports []int, failing bool) (*app, error) {
 		WriteTimeout:      2 * time.Second,
 		IdleTimeout:       time.Second,
 		ConnState:         trackConns(&a.wg),
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// ?work=100ms makes a request take that long (at most 1s), like
+			// a real application's: a server deleted while it works cuts
+			// it off, which is what a drain is for.
+			if d, err := time.ParseDuration(r.URL.Query().Get("work")); err == nil && d > 0 {
+				t := time.NewTimer(min(d, time.Second))
+				select {
+				case <-t.C:
+				case <-r.Context().Done():
+					t.Stop()
+					return
+				}
+			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			// The server names itself, so that a test sees which server a
 			// load balancer or floating IP sent a request to.
