@@ -445,3 +445,45 @@ func TestUnknownPoolTouchesNoServer(t *testing.T) {
 		}
 	}
 }
+
+// What a crash or a hand leaves behind is repaired by the next reconcile:
+// a serving server that is no member is added again, and a member that
+// went to ERROR is replaced.
+func TestMembersAreRepaired(t *testing.T) {
+	env := simtest.Start(t, fastSim(700), 0)
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	lb, err := env.Sim.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb", PoolName: "pool"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := parseGroup(t, poolGroupYAML("web", 3, "{max_surge: 1, min_ready: 30ms}", "{octavia: {pool: pool, protocol_port: 8080, drain: 0s}}"))
+	// The first member create ends in ERROR.
+	env.Sim.FailNextMembers(1)
+	rebuild(t, env, g, fastOptions())
+	assertMembers(t, env.Sim, lb.PoolID, 3)
+	replaced := false
+	for _, r := range env.Sim.Requests() {
+		replaced = replaced || (r.Method == "DELETE" && strings.Contains(r.Path, "/members/") && r.Status == http.StatusNoContent)
+	}
+	if !replaced {
+		t.Errorf("no member was deleted: the member in ERROR was not replaced")
+	}
+
+	// A member removed behind Phoenix's back.
+	pool, err := env.Cloud.ResolvePool(context.Background(), "", "pool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := env.Sim.Members(lb.PoolID)[0]
+	if err := env.Cloud.DeleteMember(context.Background(), pool, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	res := rebuild(t, env, g, fastOptions())
+	assertMembers(t, env.Sim, lb.PoolID, 3)
+	if res.Created != 0 || res.Deleted != 0 {
+		t.Errorf("repairing a member created %d and deleted %d servers", res.Created, res.Deleted)
+	}
+	if memberOf(env.Sim, lb.PoolID, gone.Address) == "" {
+		t.Errorf("the server at %s was not added back", gone.Address)
+	}
+}
