@@ -318,6 +318,13 @@ func TestRefusedConfigs(t *testing.T) {
 		{"zero healthy threshold", group(`health: {tcp: {port: 22}, healthy_threshold: 0}`), "groups[0].health.healthy_threshold", 7, "expected at least 1, got 0"},
 		{"negative unhealthy threshold", group(`health: {tcp: {port: 22}, unhealthy_threshold: -2}`), "groups[0].health.unhealthy_threshold", 7, "expected at least 1, got -2"},
 		{"health tuning without a check", group(`health: {interval: 1s}`), "groups[0].health.interval", 7, "has no effect without a check"},
+		// The daemon's section.
+		{"interval too short", "controller: {interval: 100ms}\n" + group(""), "controller.interval", 1, "at least 1s"},
+		{"listen without port", "controller: {listen: localhost}\n" + group(""), "controller.listen", 1, `expected host:port such as 127.0.0.1:9090, got "localhost"`},
+		{"cert without key", "controller: {tls_cert_file: c.pem}\n" + group(""), "controller", 1, "tls_cert_file and tls_key_file go together"},
+		{"missing secret file", "controller: {webhook_secret_file: nope.key}\n" + group(""), "controller.webhook_secret_file", 1, "cannot read"},
+		{"notify not a url", "controller: {notify: [chat-room]}\n" + group(""), "controller.notify[0]", 1, `expected an http or https URL, got "chat-room"`},
+		{"parallel groups zero", "controller: {parallel_groups: 0}\n" + group(""), "controller.parallel_groups", 1, "expected from 1 to 1000"},
 		// Traffic.
 		{"octavia without a pool", group(`traffic: {octavia: {protocol_port: 80}}`), "groups[0].traffic.octavia.pool", 7, "a pool name or ID is required"},
 		{"octavia port out of range", group(`traffic: {octavia: {pool: web, protocol_port: 70000}}`), "groups[0].traffic.octavia.protocol_port", 7, "expected a port from 1 to 65535, got 70000"},

@@ -41,6 +41,25 @@
 //	                  variable, and without it the OS_* variables of an
 //	                  openrc file. Credentials never live in this file.
 //	groups   list     required; at least one group.
+//	controller mapping  settings of `phoenix daemon` (ignored by the
+//	                  one-shot commands):
+//	  interval          duration  between reconciles of a group at rest
+//	                              and between image watches, ≥ 1s; up to
+//	                              a tenth more at random. Default 1m.
+//	  parallel_groups   int       groups reconciled at once, 1 to 1000.
+//	                              Default 4.
+//	  listen            host:port the HTTP server (/healthz, /readyz,
+//	                              /metrics, /v1/status, /v1/events).
+//	                              Default 127.0.0.1:9090.
+//	  tls_cert_file     path      with tls_key_file: serve HTTPS.
+//	  tls_key_file      path
+//	  webhook_secret_file path    the HMAC secret of /v1/events (never
+//	                              the secret itself in this file);
+//	                              without it events are refused.
+//	  notify            list      http(s) URLs that receive a JSON notice
+//	                              when a rollout starts, completes or
+//	                              halts.
+//	                  Relative paths are relative to this file.
 //
 // Each group (required fields first):
 //

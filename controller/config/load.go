@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -33,6 +34,9 @@ const (
 	DefaultGrace              = 60 * time.Second
 	DefaultHTTPPath           = "/"
 	DefaultDrain              = 30 * time.Second
+	DefaultInterval           = time.Minute
+	DefaultParallelGroups     = 4
+	DefaultListen             = "127.0.0.1:9090"
 	DefaultMemberWeight       = 1
 )
 
@@ -126,6 +130,16 @@ func syntaxProblem(err error) Problem {
 // written fields apart from zero ones, so "grace: 0s" stays zero and
 // "healthy_threshold: 0" is refused rather than silently defaulted.
 func applyDefaults(cfg *Config, written map[string]bool) {
+	c := &cfg.Controller
+	if !written["controller.interval"] {
+		c.Interval = Duration(DefaultInterval)
+	}
+	if !written["controller.parallel_groups"] {
+		c.ParallelGroups = DefaultParallelGroups
+	}
+	if !written["controller.listen"] {
+		c.Listen = DefaultListen
+	}
 	for i := range cfg.Groups {
 		g := &cfg.Groups[i]
 		unset := func(field string) bool { return !written[fmt.Sprintf("groups[%d].%s", i, field)] }
@@ -240,6 +254,7 @@ func (v *validator) badFrom(path string, deps []string, format string, args ...a
 }
 
 func (v *validator) config(cfg *Config) {
+	v.controller(&cfg.Controller)
 	if len(cfg.Groups) == 0 {
 		v.bad("groups", "expected at least one group")
 		return
@@ -254,6 +269,56 @@ func (v *validator) config(cfg *Config) {
 			names[g.Name] = i
 		}
 		v.group(g, path)
+	}
+}
+
+func (v *validator) controller(c *Controller) {
+	const path = "controller"
+	if c.Interval < Duration(time.Second) {
+		v.bad(path+".interval", "expected a duration of at least 1s, got %s", c.Interval)
+	}
+	if c.ParallelGroups < 1 || c.ParallelGroups > 1000 {
+		v.bad(path+".parallel_groups", "expected from 1 to 1000 groups at a time, got %d", c.ParallelGroups)
+	}
+	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
+		v.bad(path+".listen", "expected host:port such as 127.0.0.1:9090, got %q", c.Listen)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		v.bad(path+".listen", "expected a port from 0 to 65535 in %q", c.Listen)
+	} else if host == "" || host == "0.0.0.0" || host == "::" {
+		// Allowed: an operator may mean it. The daemon logs a warning,
+		// since /v1/events then takes requests from every network.
+		_ = host
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		v.badFrom(path, []string{path + ".tls_cert_file", path + ".tls_key_file"}, "tls_cert_file and tls_key_file go together: set both for HTTPS, or neither")
+	}
+	for _, f := range []struct {
+		field string
+		file  *string
+	}{{"tls_cert_file", &c.TLSCertFile}, {"tls_key_file", &c.TLSKeyFile}, {"webhook_secret_file", &c.WebhookSecretFile}} {
+		if *f.file == "" {
+			continue
+		}
+		// Relative to the configuration file, like user_data_file; kept
+		// absolute so that a reload or a changed working directory
+		// finds the same file.
+		file := *f.file
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(v.baseDir, file)
+		}
+		*f.file = file
+		if info, err := os.Stat(file); err != nil {
+			v.bad(path+"."+f.field, "cannot read %s: %v", file, unwrapPath(err))
+		} else if !info.Mode().IsRegular() {
+			v.bad(path+"."+f.field, "%s is not a regular file", file)
+		}
+	}
+	for i, u := range c.Notify {
+		at := fmt.Sprintf("%s.notify[%d]", path, i)
+		parsed, err := url.Parse(u)
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			v.bad(at, "expected an http or https URL, got %q", u)
+		}
 	}
 }
 

@@ -8,12 +8,38 @@ import (
 type Config struct {
 	// Cloud names a clouds.yaml entry. Empty means OS_CLOUD, or the OS_*
 	// variables when OS_CLOUD is unset too.
-	Cloud  string  `yaml:"cloud"`
-	Groups []Group `yaml:"groups"`
+	Cloud      string     `yaml:"cloud"`
+	Controller Controller `yaml:"controller"`
+	Groups     []Group    `yaml:"groups"`
 
 	// Path is the file the configuration was loaded from; relative paths
 	// inside it (user_data_file) are resolved against its directory.
 	Path string `yaml:"-"`
+}
+
+// Controller configures `phoenix daemon`; the one-shot commands ignore it.
+type Controller struct {
+	// Interval between two reconciles of a group at rest, and between two
+	// resolutions of the image selectors (the image watch). A tenth of it
+	// is added at random so that groups do not all call the cloud at the
+	// same instant. Default 1m.
+	Interval Duration `yaml:"interval"`
+	// ParallelGroups bounds how many groups reconcile at the same time.
+	// Default 4.
+	ParallelGroups int `yaml:"parallel_groups"`
+	// Listen is the address of the HTTP server: /healthz, /readyz,
+	// /metrics, /v1/status, /v1/events. Default 127.0.0.1:9090.
+	Listen string `yaml:"listen"`
+	// TLSCertFile and TLSKeyFile, both or neither, make it HTTPS.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// WebhookSecretFile holds the HMAC secret of POST /v1/events; the
+	// secret itself never appears in this file. Without it, events are
+	// refused.
+	WebhookSecretFile string `yaml:"webhook_secret_file"`
+	// Notify lists URLs that receive a JSON notice when a rollout starts,
+	// completes or halts.
+	Notify []string `yaml:"notify"`
 }
 
 // Group is one set of interchangeable servers that Phoenix keeps at Count,

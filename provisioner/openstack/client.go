@@ -37,6 +37,9 @@ type Options struct {
 	// LBWait paces the waits on a busy load balancer; zero takes
 	// DefaultLBWait.
 	LBWait LBWait
+	// OnRequest, when set, is called after every attempt of every request
+	// to the cloud (retries included): the source of request metrics.
+	OnRequest func(RequestRecord)
 	Logger *zap.Logger
 }
 
@@ -75,7 +78,8 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 	// that expires mid-rollout ends the rollout with 401s.
 	ao.AllowReauth = true
 
-	hc := newHTTPClient(opts.Retry, tlsConfig, log)
+	obs := &observer{hook: opts.OnRequest}
+	hc := newHTTPClient(opts.Retry, tlsConfig, log, obs)
 	provider, err := config.NewProviderClient(ctx, ao, config.WithHTTPClient(*hc))
 	if err != nil {
 		return nil, fmt.Errorf("authenticate with %s at %s: %w", source, ao.IdentityEndpoint, redact(err))
@@ -103,6 +107,14 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 	cl := &Cloud{compute: compute, image: image, pageSize: opts.PageSize, lbWait: opts.LBWait, log: log}
 	cl.network, cl.netErr = openstack.NewNetworkV2(provider, eo)
 	cl.lb, cl.lbErr = openstack.NewLoadBalancerV2(provider, eo)
+	eps := []serviceEndpoint{{ao.IdentityEndpoint, "identity"}, {compute.Endpoint, "compute"}, {image.Endpoint, "image"}}
+	if cl.network != nil {
+		eps = append(eps, serviceEndpoint{cl.network.Endpoint, "network"})
+	}
+	if cl.lb != nil {
+		eps = append(eps, serviceEndpoint{cl.lb.Endpoint, "load-balancer"})
+	}
+	obs.setEndpoints(eps)
 	return cl, nil
 }
 

@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -59,7 +61,7 @@ type methodKey struct{}
 // request again could create a second one; the caller gets the error and
 // the next list by tag counts whatever exists. Token requests (POST
 // /auth/tokens) create nothing that matters and retry like a GET.
-func newHTTPClient(p RetryPolicy, tlsConfig *tls.Config, logger *zap.Logger) *http.Client {
+func newHTTPClient(p RetryPolicy, tlsConfig *tls.Config, logger *zap.Logger, observe *observer) *http.Client {
 	transport := cleanhttp.DefaultPooledTransport()
 	if tlsConfig != nil {
 		// Set TLS here: gophercloud's WithTLSConfig would replace the
@@ -68,7 +70,12 @@ func newHTTPClient(p RetryPolicy, tlsConfig *tls.Config, logger *zap.Logger) *ht
 	}
 
 	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Transport: transport, Timeout: p.RequestTimeout}
+	var rt http.RoundTripper = transport
+	if observe != nil && observe.hook != nil {
+		observe.next = transport
+		rt = observe
+	}
+	rc.HTTPClient = &http.Client{Transport: rt, Timeout: p.RequestTimeout}
 	rc.RetryMax = p.MaxRetries
 	rc.RetryWaitMin = p.WaitMin
 	rc.RetryWaitMax = p.WaitMax
@@ -186,3 +193,56 @@ func (r retryLogger) Error(msg string, kv ...any) { r.l.Sugar().Debugw(msg, kv..
 func (r retryLogger) Info(msg string, kv ...any)  { r.l.Sugar().Debugw(msg, kv...) }
 func (r retryLogger) Debug(msg string, kv ...any) { r.l.Sugar().Debugw(msg, kv...) }
 func (r retryLogger) Warn(msg string, kv ...any)  { r.l.Sugar().Debugw(msg, kv...) }
+
+// RequestRecord is one attempt of one request to the cloud, for metrics.
+type RequestRecord struct {
+	// Service is the catalog type whose endpoint the URL is under
+	// ("compute", "image", "network", "load-balancer", "identity"), or
+	// "other".
+	Service string
+	Method  string
+	// Status is the HTTP status, 0 when no answer came.
+	Status   int
+	Duration time.Duration
+}
+
+// observer reports every attempt of every request (retries included, as
+// the cloud sees them) to a hook, naming the service by its endpoint.
+type observer struct {
+	next      http.RoundTripper
+	hook      func(RequestRecord)
+	endpoints atomic.Pointer[[]serviceEndpoint]
+}
+
+type serviceEndpoint struct{ prefix, service string }
+
+func (o *observer) setEndpoints(eps []serviceEndpoint) {
+	// Longest prefix first, so that nested endpoints match correctly.
+	sort.Slice(eps, func(i, j int) bool { return len(eps[i].prefix) > len(eps[j].prefix) })
+	o.endpoints.Store(&eps)
+}
+
+func (o *observer) service(u string) string {
+	if eps := o.endpoints.Load(); eps != nil {
+		for _, e := range *eps {
+			if strings.HasPrefix(u, e.prefix) {
+				return e.service
+			}
+		}
+	}
+	if strings.Contains(u, "/auth/tokens") || strings.Contains(u, "/v3") {
+		return "identity"
+	}
+	return "other"
+}
+
+func (o *observer) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := o.next.RoundTrip(req)
+	rec := RequestRecord{Service: o.service(req.URL.String()), Method: req.Method, Duration: time.Since(start)}
+	if err == nil {
+		rec.Status = resp.StatusCode
+	}
+	o.hook(rec)
+	return resp, err
+}
