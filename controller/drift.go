@@ -27,6 +27,12 @@ const (
 	MetaPhase     = "phoenix:phase"
 	MetaPhaseAt   = "phoenix:phase-at"
 	MetaReason    = "phoenix:reason"
+	// MetaRebuild records an event's request to replace the server (a
+	// security patch, or a twin of a compromised server), so that a
+	// restart still replaces it; MetaCompromised marks a server reported
+	// compromised, taken out of the traffic and deleted at once.
+	MetaRebuild     = "phoenix:rebuild"
+	MetaCompromised = "phoenix:compromised"
 )
 
 // Phases recorded on a server. PhaseDraining is written, with its start,
@@ -72,6 +78,10 @@ func Drift(t Target, s Server) string {
 		return fmt.Sprintf("image %s is not the desired %s", orNone(s.ImageID), t.ImageID)
 	case s.Revision != t.Revision:
 		return fmt.Sprintf("spec revision %s is not the desired %s", orNone(s.Revision), t.Revision)
+	case s.RebuildMark != "":
+		return "rebuild requested: " + s.RebuildMark
+	case forced(t.Forces, s) != "":
+		return forced(t.Forces, s)
 	case !t.RebuildBefore.IsZero() && s.Created.Before(t.RebuildBefore):
 		reason := t.RebuildReason
 		if reason == "" {
@@ -88,4 +98,18 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// forced returns the reason of the first force that designates s.
+func forced(forces []Force, s Server) string {
+	for _, f := range forces {
+		if !s.Created.Before(f.Before) {
+			continue
+		}
+		if f.ImageID != "" && (s.ImageID != f.ImageID || s.Revision != f.Revision) {
+			continue
+		}
+		return "rebuild requested: " + f.Reason
+	}
+	return ""
 }

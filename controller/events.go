@@ -18,7 +18,8 @@ const (
 	EventTrafficRemove = "traffic-remove" // a server left the traffic before its delete
 	EventProgress      = "progress"       // counts changed
 	EventConverged     = "converged"
-	EventError         = "error" // a reconcile could not complete
+	EventError         = "error"  // a reconcile could not complete
+	EventHalted        = "halted" // the group cannot proceed without a human
 )
 
 // Event is one thing that happened in a rollout. Events are for people and

@@ -24,6 +24,9 @@ type Target struct {
 	RebuildReason string
 	// Zones are the availability zones to spread new servers across.
 	Zones []string
+	// Forces are rebuilds asked for by events (a security patch, a
+	// compromised server): the servers they designate drift.
+	Forces []Force
 	// Traffic is set when Phoenix moves the group's traffic itself (a
 	// pool, a floating IP): a server then counts as available only once
 	// it serves, and an ACTIVE server leaves through a drain of Drain.
@@ -71,7 +74,11 @@ type Server struct {
 	Phase   string
 	// Reason is the reason recorded with the phase.
 	Reason string
-	Fault  string
+	// RebuildMark is the reason an event recorded on the server for its
+	// replacement (MetaRebuild), Compromised the reason it was found
+	// compromised (MetaCompromised).
+	RebuildMark, Compromised string
+	Fault                    string
 	// Health is the health checker's verdict and HealthySince when it last
 	// became healthy; HealthError says why the last probe failed.
 	Health       healthcheck.State
@@ -345,6 +352,12 @@ func classify(t Target, s Server, now time.Time) Classified {
 		if s.Reason != "" {
 			c.Reason = s.Reason
 		}
+	case s.Compromised != "":
+		// Out of the traffic already, and not to be trusted: it goes at
+		// once, like a failed server, without waiting for its
+		// replacement.
+		c.Kind = KindFailed
+		c.Reason = "compromised: " + s.Compromised
 	case s.Status == provisioner.StatusError && !s.Unlisted:
 		c.Kind = KindFailed
 		c.Reason = "failed: server is in ERROR"

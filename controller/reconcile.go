@@ -37,6 +37,13 @@ type Options struct {
 	MaxCreateBackoff time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// ResolveImage resolves the group's image selector; default the
+	// cloud's. The daemon passes a cache that its image watch refreshes,
+	// so that groups at rest cost Glance nothing.
+	ResolveImage func(context.Context, provisioner.ImageSelector) (provisioner.Image, error)
+	// Continuous is set by the daemon: once a rollout converges, the next
+	// drift starts a new rollout with a new id.
+	Continuous bool
 }
 
 func (o *Options) defaults() {
@@ -96,6 +103,37 @@ type GroupReconciler struct {
 	recent        map[string]recentCreate
 	deletesIssued int
 	createsIssued int
+	// rolloutID names the rollout in progress (Options.RolloutID at
+	// first); forces are rebuilds asked for by events, kept until the
+	// group converges past them.
+	rolloutID string
+	forces    []Force
+	lastImage string
+	seen      []Seen
+}
+
+// Force asks for the replacement of a group's servers created before
+// Before, all of them or — when ImageID is set — those of that image and
+// Revision: a security patch, or everything built like a compromised
+// server.
+type Force struct {
+	Before            time.Time
+	ImageID, Revision string
+	Reason            string
+}
+
+// Force adds a forced rebuild. It lasts until the group has converged
+// with no server left that it designates.
+func (r *GroupReconciler) Force(f Force) {
+	r.mu.Lock()
+	r.forces = append(r.forces, f)
+	r.mu.Unlock()
+}
+
+func (r *GroupReconciler) rollout() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rolloutID
 }
 
 // NewGroupReconciler wires one group. Close it to stop its health probes.
@@ -107,7 +145,10 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 	if log == nil {
 		log = zap.NewNop()
 	}
-	log = log.With(zap.String("group", g.Name), zap.String("rollout", opts.RolloutID))
+	log = log.With(zap.String("group", g.Name))
+	if !opts.Continuous {
+		log = log.With(zap.String("rollout", opts.RolloutID))
+	}
 	tr, trErr := newTraffic(g, cloud, log)
 	return &GroupReconciler{
 		traffic:    tr,
@@ -122,6 +163,7 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 		failedSeen: map[string]bool{},
 		ledger:     newLedger(opts.Now()),
 		recent:     map[string]recentCreate{},
+		rolloutID:  opts.RolloutID,
 	}
 }
 
@@ -157,7 +199,12 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	img, err := r.cloud.ResolveImage(ctx, selector(r.group.Image))
+	r.remember(servers)
+	resolve := r.cloud.ResolveImage
+	if r.opts.ResolveImage != nil {
+		resolve = r.opts.ResolveImage
+	}
+	img, err := resolve(ctx, selector(r.group.Image))
 	if err != nil {
 		if errors.Is(err, provisioner.ErrNotFound) {
 			err = fmt.Errorf("%w: %w", ErrStuck, err)
@@ -188,7 +235,7 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	r.watch(live)
 	in := append(r.planInput(live, states), r.unlisted(live, now)...)
 	dec := Plan(target, in, now)
-	r.report(dec, img, now)
+	r.report(dec, img, now, len(target.Forces))
 	if r.failingBoots() {
 		// Stop feeding a revision that keeps failing; what was created
 		// settles (ERROR ones are deleted) and the old servers stay.
@@ -235,6 +282,9 @@ func (r *GroupReconciler) target(img provisioner.Image) Target {
 		RebuildReason:  r.opts.RebuildReason,
 		Zones:          g.AvailabilityZones,
 	}
+	r.mu.Lock()
+	t.Forces = append([]Force(nil), r.forces...)
+	r.mu.Unlock()
 	switch {
 	case g.Traffic.Octavia != nil:
 		t.Traffic, t.Drain = true, g.Traffic.Octavia.Drain.D()
@@ -376,6 +426,9 @@ func planServer(s provisioner.Server) Server {
 		Phase:     s.Metadata[MetaPhase],
 		Reason:    s.Metadata[MetaReason],
 		Fault:     s.Fault,
+
+		RebuildMark: s.Metadata[MetaRebuild],
+		Compromised: s.Metadata[MetaCompromised],
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s.Metadata[MetaCreatedAt]); err == nil {
 		p.Created = t
@@ -583,7 +636,7 @@ func (r *GroupReconciler) serverSpec(ctx context.Context, img provisioner.Image,
 			MetaGroup:    g.Name,
 			MetaRevision: t.Revision,
 			MetaImage:    img.ID,
-			MetaRollout:  r.opts.RolloutID,
+			MetaRollout:  r.rollout(),
 		},
 		Tags: []string{GroupTag(g.Name)},
 	}, nil
@@ -707,9 +760,14 @@ func (r *GroupReconciler) Summary() Summary {
 
 // report turns the difference between this observation and the last into
 // events. It only feeds people; nothing reads it back.
-func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Time) {
+func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Time, forcesSeen int) {
 	r.mu.Lock()
 	var events []Event
+	if img.ID != r.lastImage {
+		// A new desired image is a new chance: the boot failures of the
+		// last one say nothing about it.
+		r.lastImage, r.bootFailures, r.lastFault = img.ID, 0, ""
+	}
 	if !r.announced && !d.Status.Converged {
 		r.announced = true
 		events = append(events, Event{Type: EventRollout, Image: img.ID,
@@ -749,6 +807,20 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 			events = append(events, Event{Type: EventConverged, Image: img.ID, Status: &st})
 		}
 	}
+	for i := range events {
+		events[i].Rollout = r.rolloutID
+	}
+	if d.Status.Converged {
+		// The forces this plan saw are done: nothing they designate is
+		// left. Ones added since stay.
+		r.forces = r.forces[min(forcesSeen, len(r.forces)):]
+		if r.opts.Continuous && r.announced {
+			// The next drift is a new rollout, with its own id.
+			r.announced = false
+			r.rolloutID = uuid.NewString()
+			r.ledger = newLedger(now)
+		}
+	}
 	r.mu.Unlock()
 	for _, e := range events {
 		r.emit(e)
@@ -759,7 +831,9 @@ func (r *GroupReconciler) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = r.opts.Now()
 	}
-	e.Rollout = r.opts.RolloutID
+	if e.Rollout == "" {
+		e.Rollout = r.rollout()
+	}
 	e.Group = r.group.Name
 	r.sink.Emit(e)
 }

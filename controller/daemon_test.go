@@ -1,0 +1,402 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/trigger"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
+)
+
+// daemonYAML is a configuration whose interval is an hour: anything that
+// happens within a test happens because of an event or a wake-up, never
+// because the interval came round.
+func daemonYAML(groups ...string) string {
+	return "controller: {interval: 1h}\ngroups:\n" + strings.Join(groups, "")
+}
+
+func daemonGroup(name, image, flavor string, count int, extra string) string {
+	return fmt.Sprintf(`  - name: %s
+    count: %d
+    image: {name: %s, newest: true}
+    flavor: %s
+    networks: [private]
+    rollout: {max_surge: 2, max_unavailable: 0, min_ready: 30ms}
+    health:
+      http: {port: 8080, path: /healthz}
+      interval: 30ms
+      timeout: 30ms
+      healthy_threshold: 2
+      grace: 30s
+%s`, name, count, image, flavor, extra)
+}
+
+type runningDaemon struct {
+	*controller.Daemon
+	reg  *prometheus.Registry
+	stop func()
+}
+
+func startDaemon(t *testing.T, env *simtest.Env, yaml string) *runningDaemon {
+	t.Helper()
+	cfg, err := config.Parse("daemon.yaml", []byte(yaml), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := controller.NewMetrics(reg)
+	opts := fastOptions()
+	d := controller.NewDaemon(env.Cloud, cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond, Reconciler: opts})
+	m.Watch(d)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = d.Run(ctx)
+	}()
+	rd := &runningDaemon{Daemon: d, reg: reg}
+	rd.stop = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(rd.stop)
+	return rd
+}
+
+// converged waits until every group of the daemon reports convergence
+// and each named group's servers all run the wanted image.
+func (d *runningDaemon) converged(t *testing.T, s *sim.Sim, want map[string]string) {
+	t.Helper()
+	waitUntil(t, 30*time.Second, "the groups to converge", func() bool {
+		groups := d.Status().Groups
+		if len(groups) < len(want) {
+			return false // the workers have not started
+		}
+		for _, g := range groups {
+			if g.InProgress || g.LastError != "" {
+				return false
+			}
+		}
+		for _, srv := range s.Servers() {
+			if img, ok := want[groupOf(srv)]; ok && (srv.ImageID != img || !srv.Healthy) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func idsOf(s *sim.Sim, group string) []string {
+	var out []string
+	for _, srv := range s.Servers() {
+		if groupOf(srv) == group {
+			out = append(out, srv.ID)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestDaemonImagePublishedStartsRolloutAtOnce(t *testing.T) {
+	env := simtest.Start(t, fastSim(800), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	other := env.Sim.AddImage(sim.Image{Name: "other", Created: time.Now().Add(-time.Hour)})
+	d := startDaemon(t, env, daemonYAML(
+		daemonGroup("web", "gold", "m1.small", 3, ""),
+		daemonGroup("worker", "gold", "m1.medium", 2, ""),
+		daemonGroup("api", "other", "m1.small", 2, "")))
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "worker": gold.ID, "api": other.ID})
+	api := idsOf(env.Sim, "api")
+
+	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+	env.Sim.ResetRequests()
+	sent := time.Now()
+	if err := d.Dispatch(context.Background(), trigger.Event{ID: "e1", Type: trigger.TypeImagePublished}); err != nil {
+		t.Fatal(err)
+	}
+	d.converged(t, env.Sim, map[string]string{"web": patched.ID, "worker": patched.ID, "api": other.ID})
+
+	var firstCreate time.Time
+	glanceLists := 0
+	for _, r := range env.Sim.Requests() {
+		if r.Service == "compute" && r.Method == "POST" && strings.HasSuffix(r.Path, "/servers") && firstCreate.IsZero() {
+			firstCreate = r.Time
+		}
+		if r.Service == "image" && r.Method == "GET" && strings.HasSuffix(r.Path, "/v2/images") {
+			glanceLists++
+		}
+	}
+	if firstCreate.IsZero() || firstCreate.Sub(sent) > 5*time.Second {
+		t.Errorf("first create %v after the event: the rollout waited for the interval (1h)", firstCreate.Sub(sent))
+	}
+	if got := idsOf(env.Sim, "api"); !slices.Equal(got, api) {
+		t.Errorf("group api, on another selector, was touched: %v → %v", api, got)
+	}
+	// One Glance list per distinct selector and watch, not one per group:
+	// two selectors here, a watch or two after the event.
+	if glanceLists > 6 {
+		t.Errorf("%d Glance image lists after the event for 2 selectors: the resolution is not shared", glanceLists)
+	}
+}
+
+func TestDaemonSecurityPatchRebuildsNamedGroups(t *testing.T) {
+	env := simtest.Start(t, fastSim(810), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	d := startDaemon(t, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 3, ""), daemonGroup("api", "gold", "m1.medium", 2, "")))
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "api": gold.ID})
+	web, api := idsOf(env.Sim, "web"), idsOf(env.Sim, "api")
+
+	err := d.Dispatch(context.Background(), trigger.Event{ID: "e2", Type: trigger.TypeSecurityPatch, Groups: []string{"nope"}, Reason: "CVE-2026-1"})
+	if err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("an unknown group: %v, want an unknown target", err)
+	}
+	if err := d.Dispatch(context.Background(), trigger.Event{ID: "e3", Type: trigger.TypeSecurityPatch, Groups: []string{"web"}, Reason: "CVE-2026-31337"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "web to be rebuilt", func() bool {
+		now := idsOf(env.Sim, "web")
+		if len(now) != 3 {
+			return false
+		}
+		for _, id := range now {
+			if slices.Contains(web, id) {
+				return false
+			}
+		}
+		return !d.Status().Groups[1].InProgress
+	})
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "api": gold.ID})
+	if got := idsOf(env.Sim, "api"); !slices.Equal(got, api) {
+		t.Errorf("group api was rebuilt though the patch named only web")
+	}
+}
+
+// A compromised server leaves its pool before anything else happens to its
+// group, and every server built like it — same image, same revision, in
+// any group — is replaced; a group of another revision is not.
+func TestDaemonCompromisedServer(t *testing.T) {
+	env := simtest.Start(t, fastSim(820), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	lb, err := env.Sim.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb", PoolName: "web-pool"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := "    traffic: {octavia: {pool: web-pool, protocol_port: 8080, drain: 200ms}}\n"
+	d := startDaemon(t, env, daemonYAML(
+		daemonGroup("web", "gold", "m1.small", 3, pool),
+		daemonGroup("twin", "gold", "m1.small", 2, ""), // same spec: same revision
+		daemonGroup("api", "gold", "m1.medium", 2, "")))
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "twin": gold.ID, "api": gold.ID})
+	waitUntil(t, 10*time.Second, "the pool to hold web", func() bool { return len(env.Sim.Members(lb.PoolID)) == 3 })
+	web, twin, api := idsOf(env.Sim, "web"), idsOf(env.Sim, "twin"), idsOf(env.Sim, "api")
+	victim, _ := env.Sim.Server(web[0])
+	member := memberOf(env.Sim, lb.PoolID, victim.Address)
+
+	env.Sim.ResetRequests()
+	if err := d.Dispatch(context.Background(), trigger.Event{ID: "e4", Type: trigger.TypeInstanceCompromised, Server: victim.ID, Reason: "IDS alert 4711"}); err != nil {
+		t.Fatal(err)
+	}
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "twin": gold.ID, "api": gold.ID})
+	waitUntil(t, 30*time.Second, "web and twin to be rebuilt", func() bool {
+		for _, ids := range [][]string{web, twin} {
+			for _, id := range ids {
+				if _, ok := env.Sim.Server(id); ok {
+					return false
+				}
+			}
+		}
+		return len(idsOf(env.Sim, "web")) == 3 && len(idsOf(env.Sim, "twin")) == 2
+	})
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "twin": gold.ID, "api": gold.ID})
+
+	// The order of what web's servers saw after the event.
+	webServers := map[string]bool{}
+	for _, id := range web {
+		webServers[id] = true
+	}
+	var removed time.Time
+	removedAt, firstAction := -1, -1
+	reqs := env.Sim.Requests()
+	for i, r := range reqs {
+		switch {
+		case r.Method == "DELETE" && strings.HasSuffix(r.Path, "/members/"+member) && removedAt < 0:
+			removedAt, removed = i, r.Time
+		case r.Service == "compute" && r.Method != "GET" && firstAction < 0 && touches(r.Path, webServers):
+			firstAction = i
+		}
+	}
+	if removedAt < 0 {
+		t.Fatalf("the compromised server's member %s was never deleted", member)
+	}
+	if firstAction >= 0 && firstAction < removedAt {
+		t.Errorf("request %d touched web's servers before the compromised member left the pool (request %d)", firstAction, removedAt)
+		dumpRequests(t, env.Sim, removedAt+2)
+	}
+	for _, s := range env.Sim.Servers() {
+		if groupOf(s) == "web" && s.Created.Before(removed) {
+			t.Errorf("web's new server %s was created before the compromised member left the pool", s.Name)
+		}
+	}
+	if got := idsOf(env.Sim, "api"); !slices.Equal(got, api) {
+		t.Errorf("group api (another revision) was rebuilt")
+	}
+	assertMembers(t, env.Sim, lb.PoolID, 3)
+}
+
+func touches(path string, ids map[string]bool) bool {
+	for id := range ids {
+		if strings.Contains(path, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// A second image published while the rollout to the first is in flight:
+// the group ends on the newest, servers of the intermediate one are
+// replaced too, and the bounds hold throughout.
+func TestDaemonSecondImageMidRollout(t *testing.T) {
+	env := simtest.Start(t, fastSim(830), 0)
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	d := startDaemon(t, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 6, "")))
+	waitUntil(t, 30*time.Second, "the first build", func() bool { return len(d.Status().Groups) == 1 && !d.Status().Groups[0].InProgress })
+
+	mon := env.Sim.Monitor(time.Millisecond, groupOf)
+	b := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute)})
+	if err := d.Dispatch(context.Background(), trigger.Event{ID: "b", Type: trigger.TypeImagePublished}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "a server on the intermediate image to serve", func() bool {
+		for _, s := range env.Sim.Servers() {
+			if s.ImageID == b.ID && s.Healthy {
+				return true
+			}
+		}
+		return false
+	})
+	c := env.Sim.AddImage(sim.Image{Name: "gold"})
+	if err := d.Dispatch(context.Background(), trigger.Event{ID: "c", Type: trigger.TypeImagePublished}); err != nil {
+		t.Fatal(err)
+	}
+	d.converged(t, env.Sim, map[string]string{"web": c.ID})
+	ext := mon.Stop()["web"]
+	if ext.MinHealthy < 6 || ext.MaxTotal > 8 {
+		t.Errorf("healthy fell to %d (floor 6), total reached %d (ceiling 8)", ext.MinHealthy, ext.MaxTotal)
+	}
+	if n := len(idsOf(env.Sim, "web")); n != 6 {
+		t.Errorf("%d servers at the end, want 6", n)
+	}
+}
+
+func TestDaemonReload(t *testing.T) {
+	env := simtest.Start(t, fastSim(840), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	d := startDaemon(t, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 2, "")))
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID})
+
+	_, err := config.Parse("bad.yaml", []byte(daemonYAML(daemonGroup("web", "gold", "m1.small", 0, ""))), t.TempDir())
+	if err == nil {
+		t.Fatal("a count of 0 was accepted")
+	}
+	d.Refused(err)
+	st := d.Status()
+	if !strings.Contains(st.Config.Refused, "count") || len(st.Groups) != 1 {
+		t.Errorf("status after a refused reload: %+v", st.Config)
+	}
+
+	next, err := config.Parse("daemon.yaml", []byte(daemonYAML(daemonGroup("web", "gold", "m1.small", 2, ""), daemonGroup("api", "gold", "m1.medium", 2, ""))), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := idsOf(env.Sim, "web")
+	d.Reload(next)
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "api": gold.ID})
+	if len(idsOf(env.Sim, "api")) != 2 || !slices.Equal(idsOf(env.Sim, "web"), web) {
+		t.Errorf("after the reload: api %v, web %v (was %v)", idsOf(env.Sim, "api"), idsOf(env.Sim, "web"), web)
+	}
+	if d.Status().Config.Refused != "" {
+		t.Errorf("a good reload left the refusal in status")
+	}
+}
+
+// /metrics parses as Prometheus text and its replacement counter moves
+// with a rollout; /v1/status says what the simulator holds.
+func TestDaemonMetricsAndStatus(t *testing.T) {
+	env := simtest.Start(t, fastSim(850), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	d := startDaemon(t, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 3, "")))
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID})
+	srv := httptest.NewServer(promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	before := scrape(t, srv.URL)["phoenix_replacements_total"]
+
+	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+	_ = d.Dispatch(context.Background(), trigger.Event{ID: "m", Type: trigger.TypeImagePublished})
+	d.converged(t, env.Sim, map[string]string{"web": patched.ID})
+	after := scrape(t, srv.URL)
+	if got := after["phoenix_replacements_total"] - before; got != 3 {
+		t.Errorf("phoenix_replacements_total moved by %v, want 3", got)
+	}
+	if after[`phoenix_servers`] != 3 || after["phoenix_reconciles_total"] == 0 || after["phoenix_health_probes_total"] == 0 {
+		t.Errorf("metrics after the rollout: %v", after)
+	}
+
+	st := d.Status().Groups[0]
+	truth := env.Sim.Servers()
+	if st.DesiredImage.ID != patched.ID || st.Status.Current != len(truth) || st.Status.Available != 3 || st.InProgress {
+		t.Errorf("status %+v, the simulator holds %d servers on %s", st, len(truth), patched.ID)
+	}
+}
+
+// scrape parses /metrics with the Prometheus text parser and sums each
+// family's samples.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				out[name] += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[name] += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				out[name] += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+func dumpRequests(t *testing.T, s *sim.Sim, n int) {
+	for i, r := range s.Requests() {
+		if i > n {
+			return
+		}
+		t.Logf("%d %s %s %s %d", i, r.Service, r.Method, r.Path, r.Status)
+	}
+}

@@ -1,0 +1,200 @@
+package controller
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are what the daemon exposes on /metrics. Counters and
+// histograms move as things happen; the gauges of servers, rollouts and
+// health probes are read from the workers at each scrape, so they always
+// say what the last reconcile saw. A nil *Metrics records nothing.
+type Metrics struct {
+	reconcileSeconds *prometheus.HistogramVec
+	reconciles       *prometheus.CounterVec
+	replacements     *prometheus.CounterVec
+	cloudRequests    *prometheus.CounterVec
+	cloudSeconds     *prometheus.HistogramVec
+	events           *prometheus.CounterVec
+	configOK         prometheus.Gauge
+	configLoadedAt   prometheus.Gauge
+
+	daemon *Daemon
+}
+
+// NewMetrics registers Phoenix's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		reconcileSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "phoenix_reconcile_duration_seconds", Help: "Time one reconcile of one group took.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12),
+		}, []string{"group"}),
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "phoenix_reconciles_total", Help: "Reconciles by group and result (ok, error).",
+		}, []string{"group", "result"}),
+		replacements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "phoenix_replacements_total", Help: "Servers taken out to be replaced, by group and reason (image, spec, forced, event, compromised, failed, surplus).",
+		}, []string{"group", "reason"}),
+		cloudRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "phoenix_cloud_requests_total", Help: "Requests to the cloud API, every attempt, by service, method and HTTP status (0: no answer).",
+		}, []string{"service", "method", "status"}),
+		cloudSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "phoenix_cloud_request_duration_seconds", Help: "Time of one attempt of one cloud API request.",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2.5, 12),
+		}, []string{"service"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "phoenix_events_accepted_total", Help: "Accepted events by type.",
+		}, []string{"type"}),
+		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "phoenix_config_last_reload_successful", Help: "1 when the last configuration (re)load was accepted, 0 when it was refused and the previous one runs on.",
+		}),
+		configLoadedAt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "phoenix_config_loaded_timestamp_seconds", Help: "When the running configuration was loaded.",
+		}),
+	}
+	reg.MustRegister(m.reconcileSeconds, m.reconciles, m.replacements, m.cloudRequests, m.cloudSeconds, m.events,
+		m.configOK, m.configLoadedAt, stateCollector{m})
+	return m
+}
+
+// Watch makes the scrape-time gauges read d's workers.
+func (m *Metrics) Watch(d *Daemon) {
+	if m != nil {
+		m.daemon = d
+	}
+}
+
+// CloudRequest records one attempt of one cloud request.
+func (m *Metrics) CloudRequest(service, method string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.cloudRequests.WithLabelValues(service, method, strconv.Itoa(status)).Inc()
+	m.cloudSeconds.WithLabelValues(service).Observe(d.Seconds())
+}
+
+func (m *Metrics) reconciled(group string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.reconcileSeconds.WithLabelValues(group).Observe(d.Seconds())
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.reconciles.WithLabelValues(group, result).Inc()
+}
+
+func (m *Metrics) triggered(typ string) {
+	if m != nil {
+		m.events.WithLabelValues(typ).Inc()
+	}
+}
+
+func (m *Metrics) configLoaded(ok bool, at time.Time) {
+	if m == nil {
+		return
+	}
+	if !ok {
+		m.configOK.Set(0)
+		return
+	}
+	m.configOK.Set(1)
+	m.configLoadedAt.Set(float64(at.Unix()))
+}
+
+// event counts replacements from the events a reconciler emits: a server
+// is counted once, when it is taken out (its drain, or its delete when it
+// had no drain).
+func (m *Metrics) event(e Event) {
+	if m == nil {
+		return
+	}
+	switch e.Type {
+	case EventDrain:
+	case EventDelete:
+		if strings.HasPrefix(e.Reason, "drained: ") || strings.HasPrefix(e.Reason, "resume") {
+			return
+		}
+	default:
+		return
+	}
+	m.replacements.WithLabelValues(e.Group, replacementReason(e.Reason)).Inc()
+}
+
+// replacementReason sorts a plan's reason into a few label values.
+func replacementReason(reason string) string {
+	switch {
+	case strings.HasPrefix(reason, "image "):
+		return "image"
+	case strings.HasPrefix(reason, "spec revision"):
+		return "spec"
+	case strings.HasPrefix(reason, "rebuild requested: built like compromised"), strings.HasPrefix(reason, "compromised"):
+		return "compromised"
+	case strings.HasPrefix(reason, "rebuild requested"):
+		return "event"
+	case strings.HasPrefix(reason, "created "):
+		return "forced"
+	case strings.HasPrefix(reason, "failed"):
+		return "failed"
+	case strings.HasPrefix(reason, "surplus"):
+		return "surplus"
+	}
+	return "other"
+}
+
+// stateCollector reads the workers at scrape time.
+type stateCollector struct{ m *Metrics }
+
+var (
+	descServers = prometheus.NewDesc("phoenix_servers", "Servers of a group by spec revision and state (current, old, failed, deleting, draining), as the last reconcile saw them.",
+		[]string{"group", "revision", "state"}, nil)
+	descInProgress = prometheus.NewDesc("phoenix_rollout_in_progress", "1 while a group has not converged.", []string{"group"}, nil)
+	descHalted     = prometheus.NewDesc("phoenix_rollout_halted", "1 when a group cannot proceed without a human.", []string{"group"}, nil)
+	descProbes     = prometheus.NewDesc("phoenix_health_probes_total", "Health probes by group and result (pass, fail).", []string{"group", "result"}, nil)
+)
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descServers
+	ch <- descInProgress
+	ch <- descHalted
+	ch <- descProbes
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	d := c.m.daemon
+	if d == nil {
+		return
+	}
+	for name, w := range d.snapshot() {
+		w.mu.Lock()
+		dec, reconciled, halted := w.last, w.reconciled, w.halted != nil
+		w.mu.Unlock()
+		counts := map[[2]string]int{}
+		for _, s := range dec.Servers {
+			rev := s.Revision
+			if rev == "" {
+				rev = "none"
+			}
+			counts[[2]string{rev, s.Kind.String()}]++
+		}
+		for k, n := range counts {
+			ch <- prometheus.MustNewConstMetric(descServers, prometheus.GaugeValue, float64(n), name, k[0], k[1])
+		}
+		ch <- prometheus.MustNewConstMetric(descInProgress, prometheus.GaugeValue, b2f(!reconciled || !dec.Status.Converged), name)
+		ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, b2f(halted), name)
+		st := w.rec.health.Stats()
+		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Passes), name, "pass")
+		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Failures), name, "fail")
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,137 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"go.uber.org/zap"
+)
+
+// Notice is what the daemon POSTs to the configured URLs when a rollout
+// starts, completes or halts.
+type Notice struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"` // started, completed, halted
+	Rollout string    `json:"rollout"`
+	Group   string    `json:"group"`
+	// ToImage is the desired image; Reason says why it halted, or the
+	// rollout's summary when it started.
+	ToImage string  `json:"to_image,omitempty"`
+	Reason  string  `json:"reason,omitempty"`
+	Status  *Status `json:"status,omitempty"`
+}
+
+// Notifier sends notices without ever holding up a rollout: Emit only
+// queues (and drops, saying so in the log, when the queue is full), and a
+// goroutine posts each notice to every URL with a few bounded retries.
+type Notifier struct {
+	urls   []string
+	client *retryablehttp.Client
+	log    *zap.Logger
+	queue  chan Notice
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
+}
+
+// NewNotifier starts a notifier; Close stops it after the queued notices
+// were tried.
+func NewNotifier(urls []string, log *zap.Logger) *Notifier {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	c := retryablehttp.NewClient()
+	c.RetryMax = 3
+	c.RetryWaitMin = 200 * time.Millisecond
+	c.RetryWaitMax = 2 * time.Second
+	c.HTTPClient.Timeout = 10 * time.Second
+	c.Logger = nil
+	n := &Notifier{urls: urls, client: c, log: log, queue: make(chan Notice, 256)}
+	n.wg.Add(1)
+	go n.run()
+	return n
+}
+
+// Emit implements EventSink: rollout starts, convergences and halts
+// become notices.
+func (n *Notifier) Emit(e Event) {
+	if n == nil || len(n.urls) == 0 {
+		return
+	}
+	no := Notice{Time: e.Time, Rollout: e.Rollout, Group: e.Group, ToImage: e.Image, Status: e.Status}
+	switch e.Type {
+	case EventRollout:
+		no.Kind, no.Reason = "started", e.Message
+	case EventConverged:
+		no.Kind = "completed"
+	case EventHalted:
+		no.Kind, no.Reason = "halted", e.Reason
+	default:
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	select {
+	case n.queue <- no:
+	default:
+		n.log.Warn("notice queue full: a notice is dropped", zap.String("kind", no.Kind), zap.String("group", no.Group))
+	}
+}
+
+func (n *Notifier) run() {
+	defer n.wg.Done()
+	for no := range n.queue {
+		body, err := json.Marshal(no)
+		if err != nil {
+			continue
+		}
+		for _, u := range n.urls {
+			if err := n.post(u, body); err != nil {
+				n.log.Warn("notice not delivered", zap.String("url", u), zap.String("kind", no.Kind), zap.String("group", no.Group), zap.Error(err))
+			}
+		}
+	}
+}
+
+func (n *Notifier) post(url string, body []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// Close stops taking notices and waits (bounded by the retries) for the
+// queued ones to be tried.
+func (n *Notifier) Close() {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	if !n.closed {
+		n.closed = true
+		close(n.queue)
+	}
+	n.mu.Unlock()
+	n.wg.Wait()
+}
