@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/trigger"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack"
+)
+
+type daemonFlags struct {
+	config string
+	listen string
+	poll   time.Duration
+	grace  time.Duration
+}
+
+func newDaemonCommand(g *globalFlags) *cobra.Command {
+	f := &daemonFlags{}
+	cmd := &cobra.Command{
+		Use:   "daemon --config FILE",
+		Short: "Keep every group converging, on an interval and on security-patch events",
+		Long: `daemon reconciles every group of the configuration on controller.interval
+(with jitter), watches Glance for new images of each selector, and accepts
+signed events on POST /v1/events. It serves /healthz, /readyz, /metrics and
+/v1/status on controller.listen.
+
+SIGHUP reloads the configuration: a file that fails validation is refused,
+logged and shown in /v1/status, and the running configuration stays.
+SIGTERM or SIGINT stops: the steps in flight finish (up to --stop-grace),
+no new one starts, and the next start resumes from what is on the servers.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd.Context(), cmd.OutOrStdout(), g, f)
+		},
+	}
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "Phoenix configuration file")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "override controller.listen (host:port; port 0 picks one)")
+	cmd.Flags().DurationVar(&f.poll, "poll", 2*time.Second, "reconcile interval of a group while it is not converged")
+	cmd.Flags().DurationVar(&f.grace, "stop-grace", 30*time.Second, "how long the steps in flight may take after a stop is asked for")
+	return cmd
+}
+
+func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlags) error {
+	log, err := newLogger(g.logLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	cfg, _, err := loadConfig(f.config, nil, true)
+	if err != nil {
+		return err
+	}
+	listen := cfg.Controller.Listen
+	if f.listen != "" {
+		listen = f.listen
+	}
+	var secret atomic.Pointer[[]byte]
+	if err := loadSecret(cfg, &secret, log); err != nil {
+		return usageError(err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := controller.NewMetrics(reg)
+	cloud, err := openstack.New(ctx, openstack.Options{Cloud: cfg.Cloud, Logger: log, OnRequest: func(r openstack.RequestRecord) {
+		metrics.CloudRequest(r.Service, r.Method, r.Status, r.Duration)
+	}})
+	if err != nil {
+		return &exitError{code: exitNotDone, err: fmt.Errorf("connect to the cloud: %w", err)}
+	}
+
+	notifier := controller.NewNotifier(cfg.Controller.Notify, log)
+	defer notifier.Close()
+	progress := newProgress(out, g.output, cfg.Groups)
+	d := controller.NewDaemon(cloud, cfg, controller.DaemonOptions{
+		Log:          log,
+		Sink:         controller.EventFunc(func(e controller.Event) { progress.Emit(e); notifier.Emit(e) }),
+		Metrics:      metrics,
+		PollInterval: f.poll,
+		StopGrace:    f.grace,
+	})
+	metrics.Watch(d)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := d.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(d.Status())
+	})
+	mux.Handle("/v1/events", &trigger.Handler{
+		Secret: func() []byte {
+			if p := secret.Load(); p != nil {
+				return *p
+			}
+			return nil
+		},
+		Dispatcher: d,
+		Log:        log,
+	})
+
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return usageError(fmt.Errorf("controller.listen %s: %w", listen, err))
+	}
+	scheme := "http"
+	if cfg.Controller.TLSCertFile != "" {
+		scheme = "https"
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	served := make(chan error, 1)
+	go func() {
+		if scheme == "https" {
+			served <- srv.ServeTLS(l, cfg.Controller.TLSCertFile, cfg.Controller.TLSKeyFile)
+			return
+		}
+		served <- srv.Serve(l)
+	}()
+	log.Info("serving", zap.String("address", l.Addr().String()), zap.String("scheme", scheme))
+	if g.output == "text" {
+		fmt.Fprintf(out, "phoenix daemon: %d groups, serving on %s://%s (config %s)\n", len(cfg.Groups), scheme, l.Addr(), cfg.Path)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go func() {
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-hup:
+				next, err := config.Load(cfg.Path)
+				if err == nil {
+					err = loadSecret(next, &secret, log)
+				}
+				if err != nil {
+					d.Refused(err)
+					continue
+				}
+				d.Reload(next)
+			}
+		}
+	}()
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(runCtx) }()
+	select {
+	case err := <-served:
+		stopRun()
+		<-runErr
+		return fmt.Errorf("the HTTP server stopped: %w", err)
+	case err := <-runErr:
+		shutdown(srv)
+		return err
+	}
+}
+
+func shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+}
+
+// loadSecret reads the webhook secret named by the configuration into
+// secret; a configuration without one leaves events refused.
+func loadSecret(cfg *config.Config, secret *atomic.Pointer[[]byte], log *zap.Logger) error {
+	path := cfg.Controller.WebhookSecretFile
+	if path == "" {
+		secret.Store(nil)
+		log.Warn("no controller.webhook_secret_file: POST /v1/events refuses every event")
+		return nil
+	}
+	s, warning, err := trigger.ReadSecret(path)
+	if err != nil {
+		return fmt.Errorf("%s: controller.webhook_secret_file: %w", cfg.Path, err)
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
+	secret.Store(&s)
+	return nil
+}
+

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phoenix-ops/phoenix/controller"
+)
+
+type statusFlags struct {
+	url string
+}
+
+func newStatusCommand(g *globalFlags) *cobra.Command {
+	f := &statusFlags{}
+	cmd := &cobra.Command{
+		Use:   "status [--url http://127.0.0.1:9090]",
+		Short: "Show what a running daemon is doing, group by group",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runStatus(cmd.Context(), cmd.OutOrStdout(), g, f)
+		},
+	}
+	cmd.Flags().StringVar(&f.url, "url", "http://127.0.0.1:9090", "the daemon's address (controller.listen)")
+	return cmd
+}
+
+func runStatus(ctx context.Context, out io.Writer, g *globalFlags, f *statusFlags) error {
+	if err := checkOutput(g.output); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(f.url, "/")+"/v1/status", nil)
+	if err != nil {
+		return usageError(fmt.Errorf("--url: %w", err))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return &exitError{code: exitNotDone, err: fmt.Errorf("reach the daemon at %s: %w", f.url, err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return &exitError{code: exitNotDone, err: fmt.Errorf("the daemon at %s answered HTTP %d: %s", f.url, resp.StatusCode, strings.TrimSpace(string(body)))}
+	}
+	if g.output == "json" {
+		_, _ = out.Write(body)
+		return nil
+	}
+	var st controller.DaemonStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		return &exitError{code: exitNotDone, err: fmt.Errorf("the daemon's status: %w", err)}
+	}
+	printStatus(out, st)
+	return nil
+}
+
+func printStatus(out io.Writer, st controller.DaemonStatus) {
+	fmt.Fprintf(out, "config %s, loaded %s; ready: %s\n", st.Config.Path, st.Config.LoadedAt.Local().Format(time.RFC3339), st.Ready)
+	if st.Config.Refused != "" {
+		fmt.Fprintf(out, "LAST RELOAD REFUSED (the configuration above runs on):\n  %s\n", strings.ReplaceAll(st.Config.Refused, "\n", "\n  "))
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tDESIRED IMAGE\tPROGRESS\tCURRENT\tOLD\tBOOTING\tDRAINING\tFAILED\tSTATE")
+	for _, g := range st.Groups {
+		state := "converged"
+		switch {
+		case g.Halted != "":
+			state = "HALTED: " + g.Halted
+		case g.LastError != "":
+			state = "error: " + g.LastError
+		case g.InProgress:
+			state = "rolling out"
+		}
+		img := g.DesiredImage.Name
+		if img == "" {
+			img = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s (%s)\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", g.Group, img, short(g.DesiredImage.ID), g.Progress,
+			g.Status.Current, g.Status.Old, g.Status.Booting, g.Status.Draining, g.Status.Failed, shortIDs(state))
+	}
+	_ = tw.Flush()
+}
