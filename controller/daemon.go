@@ -110,13 +110,13 @@ type worker struct {
 	done   chan struct{}
 	urgent chan func(context.Context) // event actions, run before the next reconcile
 
-	mu        sync.Mutex
-	last      Decision
-	lastErr   error
-	lastAt    time.Time
+	mu         sync.Mutex
+	last       Decision
+	lastErr    error
+	lastAt     time.Time
 	reconciled bool
-	image     provisioner.Image
-	halted    error
+	image      provisioner.Image
+	halted     error
 }
 
 func (w *worker) poke() {

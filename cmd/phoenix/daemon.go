@@ -208,4 +208,3 @@ func loadSecret(cfg *config.Config, secret *atomic.Pointer[[]byte], log *zap.Log
 	secret.Store(&s)
 	return nil
 }
-

@@ -40,7 +40,7 @@ type Options struct {
 	// OnRequest, when set, is called after every attempt of every request
 	// to the cloud (retries included): the source of request metrics.
 	OnRequest func(RequestRecord)
-	Logger *zap.Logger
+	Logger    *zap.Logger
 }
 
 // Cloud implements provisioner.Cloud, provisioner.LoadBalancer and
