@@ -51,7 +51,7 @@ type runningDaemon struct {
 	stop func()
 }
 
-func startDaemon(t *testing.T, env *simtest.Env, yaml string) *runningDaemon {
+func startDaemon(t testing.TB, env *simtest.Env, yaml string) *runningDaemon {
 	t.Helper()
 	cfg, err := config.Parse("daemon.yaml", []byte(yaml), t.TempDir())
 	if err != nil {
