@@ -213,9 +213,25 @@ func TestDaemonProcess(t *testing.T) {
 	d := startDaemonProc(t, bin, cfg, env.CloudsFile)
 	waitFor(t, 60*time.Second, "the first build", func() bool { return convergedOn(d.status(t), 1, "") })
 
+	// Refused events change nothing, even with a new image waiting.
+	waiting := env.Sim.AddImage(sim.Image{Name: "gold"})
+	env.Sim.ResetRequests()
+	refusals(t, d.url, secret)
+	for _, r := range env.Sim.Requests() {
+		if r.Method != "GET" && r.Service != "identity" {
+			t.Errorf("a refused event led to %s %s", r.Method, r.Path)
+		}
+	}
+	for _, s := range env.Sim.Servers() {
+		if s.ImageID == waiting.ID {
+			t.Errorf("a refused event started a rollout: %s runs the new image", s.Name)
+		}
+	}
+
 	// A new image, an event, and a SIGTERM in the middle of the rollout.
 	mon := env.Sim.Monitor(time.Millisecond, groupOfServer)
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+	_ = waiting
 	if code := send(t, d.url, secret, trigger.Event{ID: "img-1", Type: trigger.TypeImagePublished}); code != http.StatusAccepted {
 		t.Fatalf("image.published: HTTP %d", code)
 	}
@@ -294,4 +310,55 @@ func metricsOf(t *testing.T, url string) map[string]*dto.MetricFamily {
 		t.Fatalf("/metrics does not parse: %v", err)
 	}
 	return families
+}
+
+// refusals sends every kind of bad event request to the daemon and checks
+// each answer's status.
+func refusals(t *testing.T, url string, secret []byte) {
+	t.Helper()
+	good := []byte(`{"id":"r-1","type":"security.patch","groups":["web"],"reason":"CVE-2026-1"}`)
+	signed := func(body []byte, at time.Time, key []byte) map[string]string {
+		ts, sig := trigger.Sign(key, at, body)
+		return map[string]string{trigger.HeaderTimestamp: ts, trigger.HeaderSignature: sig}
+	}
+	now := time.Now()
+	unknown := []byte(`{"id":"r-2","type":"security.patch","groups":["nope"],"reason":"CVE-2026-1"}`)
+	big := []byte(`{"id":"r-3","type":"security.patch","groups":["web"],"reason":"` + strings.Repeat("x", 70<<10) + `"}`)
+	malformed := []byte(`{"id":"r-4","type":`)
+	cases := []struct {
+		name    string
+		method  string
+		body    []byte
+		headers map[string]string
+		want    int
+	}{
+		{"wrong signature", "POST", good, signed(good, now, []byte("not the secret")), http.StatusUnauthorized},
+		{"no signature", "POST", good, map[string]string{trigger.HeaderTimestamp: fmt.Sprint(now.Unix())}, http.StatusUnauthorized},
+		{"stale timestamp", "POST", good, signed(good, now.Add(-10*time.Minute), secret), http.StatusUnauthorized},
+		{"oversized body", "POST", big, signed(big, now, secret), http.StatusRequestEntityTooLarge},
+		{"malformed JSON", "POST", malformed, signed(malformed, now, secret), http.StatusBadRequest},
+		{"unknown group", "POST", unknown, signed(unknown, now, secret), http.StatusUnprocessableEntity},
+		{"GET", "GET", nil, nil, http.StatusMethodNotAllowed},
+	}
+	for _, tc := range cases {
+		req, err := http.NewRequest(tc.method, url+"/v1/events", strings.NewReader(string(tc.body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range tc.headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: HTTP %d %s, want %d", tc.name, resp.StatusCode, body, tc.want)
+		}
+		if strings.Contains(string(body), string(secret)) {
+			t.Errorf("%s: the answer shows the secret", tc.name)
+		}
+	}
 }
