@@ -107,7 +107,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Content-Length may be absent or lie: count what arrives.
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	src := r.Body
+	if src == nil {
+		src = http.NoBody
+	}
+	body, err := io.ReadAll(io.LimitReader(src, limit+1))
 	if err != nil {
 		refuse(http.StatusBadRequest, "cannot read the body")
 		return

@@ -183,6 +183,12 @@ func TestHandlerRefuses(t *testing.T) {
 				r.ContentLength = -1
 				return r
 			}},
+		{name: "no body", status: 401, msg: "signature does not match",
+			req: func() *http.Request {
+				r := signed(patchBody, testNow)
+				r.Body = nil
+				return r
+			}},
 		{name: "malformed JSON", status: 400, msg: "not valid JSON",
 			req: func() *http.Request { return signed(`{"id":"evt-1","type":`, testNow) }},
 		{name: "not an object", status: 400, msg: "expected a JSON object",
