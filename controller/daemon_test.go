@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -163,6 +164,10 @@ func TestDaemonSecurityPatchRebuildsNamedGroups(t *testing.T) {
 	err := d.Dispatch(context.Background(), trigger.Event{ID: "e2", Type: trigger.TypeSecurityPatch, Groups: []string{"nope"}, Reason: "CVE-2026-1"})
 	if err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("an unknown group: %v, want an unknown target", err)
+	}
+	err = d.Dispatch(context.Background(), trigger.Event{ID: "e2b", Type: trigger.TypeSecurityPatch, Image: "no-such-image", Reason: "CVE-2026-1"})
+	if !errors.Is(err, trigger.ErrUnknownTarget) {
+		t.Fatalf("an image no group uses: %v, want an unknown target", err)
 	}
 	if err := d.Dispatch(context.Background(), trigger.Event{ID: "e3", Type: trigger.TypeSecurityPatch, Groups: []string{"web"}, Reason: "CVE-2026-31337"}); err != nil {
 		t.Fatal(err)

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,8 +33,39 @@ import (
 // simulator, and talk to it only as an operator would: signals, its HTTP
 // endpoints, signed events.
 
-func daemonConfig(secretFile string, groups ...string) string {
-	return fmt.Sprintf("cloud: phoenix-sim\ncontroller: {interval: 1h, listen: \"127.0.0.1:0\", webhook_secret_file: %s}\ngroups:\n%s", secretFile, strings.Join(groups, ""))
+func daemonConfig(secretFile, notify string, groups ...string) string {
+	return fmt.Sprintf("cloud: phoenix-sim\ncontroller: {interval: 1h, listen: \"127.0.0.1:0\", webhook_secret_file: %s, notify: [%s]}\ngroups:\n%s",
+		secretFile, notify, strings.Join(groups, ""))
+}
+
+// noticeBox collects the notices a daemon posts.
+type noticeBox struct {
+	mu      sync.Mutex
+	notices []controller.Notice
+}
+
+func (b *noticeBox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var n controller.Notice
+	if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	b.mu.Lock()
+	b.notices = append(b.notices, n)
+	b.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (b *noticeBox) kinds(group string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, n := range b.notices {
+		if n.Group == group {
+			out = append(out, n.Kind)
+		}
+	}
+	return out
 }
 
 func daemonGroupYAML(name string, count int) string {
@@ -202,13 +235,16 @@ func TestDaemonProcess(t *testing.T) {
 	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	box := &noticeBox{}
+	hook := httptest.NewServer(box)
+	defer hook.Close()
 	cfg := filepath.Join(dir, "phoenix.yaml")
 	write := func(body string) {
 		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(daemonConfig(secretFile, daemonGroupYAML("web", 6)))
+	write(daemonConfig(secretFile, hook.URL, daemonGroupYAML("web", 6)))
 
 	d := startDaemonProc(t, bin, cfg, env.CloudsFile)
 	waitFor(t, 60*time.Second, "the first build", func() bool { return convergedOn(d.status(t), 1, "") })
@@ -264,6 +300,13 @@ func TestDaemonProcess(t *testing.T) {
 		}
 	}
 
+	// Notices: the first build and the patch rollout each started and
+	// completed (the second daemon's rollout finished the first's work).
+	waitFor(t, 10*time.Second, "the notices", func() bool { return len(box.kinds("web")) >= 4 })
+	if got := strings.Join(box.kinds("web"), ","); !strings.HasPrefix(got, "started,completed,started") || !strings.HasSuffix(got, "completed") {
+		t.Errorf("notices for web: %s", got)
+	}
+
 	// /metrics is Prometheus text, and the replacements were counted.
 	families := metricsOf(t, d.url)
 	if f, ok := families["phoenix_cloud_requests_total"]; !ok || len(f.GetMetric()) == 0 {
@@ -274,14 +317,14 @@ func TestDaemonProcess(t *testing.T) {
 	}
 
 	// SIGHUP with a broken file keeps the running configuration.
-	write(strings.Replace(daemonConfig(secretFile, daemonGroupYAML("web", 6)), "count: 6", "count: 0", 1))
+	write(strings.Replace(daemonConfig(secretFile, hook.URL, daemonGroupYAML("web", 6)), "count: 6", "count: 0", 1))
 	_ = d.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, 10*time.Second, "the refusal to show", func() bool { return d.status(t).Config.Refused != "" })
 	if st := d.status(t); !strings.Contains(st.Config.Refused, "groups[0].count") || len(st.Groups) != 1 {
 		t.Errorf("after a bad reload: refused %q, %d groups", st.Config.Refused, len(st.Groups))
 	}
 	// ... and a good one picks up a new group.
-	write(daemonConfig(secretFile, daemonGroupYAML("web", 6), daemonGroupYAML("api", 2)))
+	write(daemonConfig(secretFile, hook.URL, daemonGroupYAML("web", 6), daemonGroupYAML("api", 2)))
 	_ = d.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, 60*time.Second, "the new group to converge", func() bool { return convergedOn(d.status(t), 2, patched.ID) })
 	if d.status(t).Config.Refused != "" {
