@@ -246,7 +246,14 @@ func (d *Daemon) runWorker(w *worker) {
 		}
 
 		wait := jittered(d.interval())
-		if err != nil || !dec.Status.Converged || len(w.urgent) > 0 {
+		switch {
+		case len(w.urgent) > 0:
+			wait = 0
+		case halted != nil:
+			// A halted group waits for a human (or a new image); looking
+			// at it as often as at a rollout would only load the cloud.
+			wait = max(d.opts.PollInterval, min(wait, 30*time.Second))
+		case err != nil || !dec.Status.Converged:
 			wait = d.opts.PollInterval
 		}
 		if dec.RequeueAfter > 0 && dec.RequeueAfter < wait {
