@@ -33,6 +33,13 @@ const (
 	// compromised, taken out of the traffic and deleted at once.
 	MetaRebuild     = "phoenix:rebuild"
 	MetaCompromised = "phoenix:compromised"
+	// MetaHalted records, on every server of a group, the image@revision
+	// whose rollout halted, and MetaHaltReason why; MetaReadyAt when a
+	// server first served, so that it is never taken for a boot that
+	// missed its deadline.
+	MetaHalted     = "phoenix:halted"
+	MetaHaltReason = "phoenix:halt-reason"
+	MetaReadyAt    = "phoenix:ready-at"
 )
 
 // Phases recorded on a server. PhaseDraining is written, with its start,

@@ -27,6 +27,13 @@ type Target struct {
 	// Forces are rebuilds asked for by events (a security patch, a
 	// compromised server): the servers they designate drift.
 	Forces []Force
+	// ProgressDeadline is how long a new server may take from its create
+	// to ready; one that takes longer has failed. 0: no deadline.
+	ProgressDeadline time.Duration
+	// Halted, when set, says why the rollout to this image and revision
+	// halted: nothing new is created, no old server is touched, and new
+	// servers that do not serve are removed.
+	Halted string
 	// Traffic is set when Phoenix moves the group's traffic itself (a
 	// pool, a floating IP): a server then counts as available only once
 	// it serves, and an ACTIVE server leaves through a drain of Drain.
@@ -78,7 +85,10 @@ type Server struct {
 	// replacement (MetaRebuild), Compromised the reason it was found
 	// compromised (MetaCompromised).
 	RebuildMark, Compromised string
-	Fault                    string
+	// WasReady is true for a server known to have served once (recorded
+	// on it): it is never taken for a boot that missed its deadline.
+	WasReady bool
+	Fault    string
 	// Health is the health checker's verdict and HealthySince when it last
 	// became healthy; HealthError says why the last probe failed.
 	Health       healthcheck.State
@@ -180,6 +190,7 @@ type Status struct {
 	Failed    int  `json:"failed"`
 	Deleting  int  `json:"deleting"`
 	Draining  int  `json:"draining,omitempty"`
+	Halted    bool `json:"halted,omitempty"`
 	Total     int  `json:"total"`
 	Converged bool `json:"converged"`
 }
@@ -245,6 +256,19 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 				d.Status.Booting++
 			}
 		}
+	}
+
+	if t.Halted != "" {
+		// Keep what serves; remove new servers that do not; start
+		// nothing.
+		d.Status.Halted = true
+		for _, c := range current {
+			if !c.Ready && !c.Unlisted {
+				d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "rollout halted: " + t.Halted})
+			}
+		}
+		d.RequeueAfter = requeueAfter(t, d.Servers, now)
+		return d
 	}
 
 	minAvailable := t.Count - t.MaxUnavailable
@@ -375,6 +399,14 @@ func classify(t Target, s Server, now time.Time) Classified {
 			s.Health == healthcheck.Healthy &&
 			!now.Before(s.HealthySince.Add(t.MinReady))
 		c.Available = c.Ready && (!t.Traffic || s.Traffic == TrafficServing)
+		if c.Kind == KindCurrent && t.ProgressDeadline > 0 && !c.Ready && !s.WasReady && !s.Unlisted &&
+			now.Sub(s.Created) > t.ProgressDeadline {
+			c.Kind = KindFailed
+			c.Reason = fmt.Sprintf("failed: not ready %s after its create (status %s, health %s)", t.ProgressDeadline, s.Status, s.Health)
+			if s.HealthError != "" {
+				c.Reason += ": " + s.HealthError
+			}
+		}
 	}
 	return c
 }

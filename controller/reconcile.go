@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +111,10 @@ type GroupReconciler struct {
 	forces    []Force
 	lastImage string
 	seen      []Seen
+	// halted is the last halt seen or made; progressAt when the rollout
+	// last made progress (started, or a new server became ready).
+	halted     haltState
+	progressAt time.Time
 }
 
 // Force asks for the replacement of a group's servers created before
@@ -233,16 +238,24 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 		}
 	}
 	r.watch(live)
+	key := haltKey(img.ID, target.Revision)
+	target.Halted = r.haltedBy(live, key)
 	in := append(r.planInput(live, states), r.unlisted(live, now)...)
 	dec := Plan(target, in, now)
 	r.report(dec, img, now, len(target.Forces))
-	if r.failingBoots() {
-		// Stop feeding a revision that keeps failing; what was created
-		// settles (ERROR ones are deleted) and the old servers stay.
-		dec.Creates = nil
+	if target.Halted == "" {
+		if reason := r.shouldHalt(dec, target, now); reason != "" {
+			r.halt(ctx, live, img, target.Revision, reason)
+			target.Halted = r.haltedBy(live, key)
+			dec = Plan(target, in, now)
+			r.mu.Lock()
+			r.lastStatus = dec.Status
+			r.mu.Unlock()
+		}
 	}
 
 	var errs []error
+	r.recordReady(ctx, dec, now)
 	if r.traffic != nil {
 		if err := r.traffic.cleanup(ctx); err != nil {
 			errs = append(errs, err)
@@ -272,15 +285,16 @@ func selector(s config.ImageSelector) provisioner.ImageSelector {
 func (r *GroupReconciler) target(img provisioner.Image) Target {
 	g := r.group
 	t := Target{
-		Count:          g.Count,
-		MaxSurge:       g.Rollout.MaxSurge.Resolve(g.Count, true),
-		MaxUnavailable: g.Rollout.MaxUnavailable.Resolve(g.Count, false),
-		MinReady:       g.Rollout.MinReady.D(),
-		ImageID:        img.ID,
-		Revision:       Revision(g),
-		RebuildBefore:  r.opts.RebuildBefore,
-		RebuildReason:  r.opts.RebuildReason,
-		Zones:          g.AvailabilityZones,
+		ProgressDeadline: g.Rollout.ProgressDeadline.D(),
+		Count:            g.Count,
+		MaxSurge:         g.Rollout.MaxSurge.Resolve(g.Count, true),
+		MaxUnavailable:   g.Rollout.MaxUnavailable.Resolve(g.Count, false),
+		MinReady:         g.Rollout.MinReady.D(),
+		ImageID:          img.ID,
+		Revision:         Revision(g),
+		RebuildBefore:    r.opts.RebuildBefore,
+		RebuildReason:    r.opts.RebuildReason,
+		Zones:            g.AvailabilityZones,
 	}
 	r.mu.Lock()
 	t.Forces = append([]Force(nil), r.forces...)
@@ -429,6 +443,7 @@ func planServer(s provisioner.Server) Server {
 
 		RebuildMark: s.Metadata[MetaRebuild],
 		Compromised: s.Metadata[MetaCompromised],
+		WasReady:    s.Metadata[MetaReadyAt] != "",
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s.Metadata[MetaCreatedAt]); err == nil {
 		p.Created = t
@@ -699,18 +714,138 @@ func (r *GroupReconciler) createFailed(err error, now time.Time) {
 // group is declared unable to proceed.
 const refusalsBeforeStuck = 3
 
-// bootFailuresBeforeStuck is how many new servers of the desired image may
-// go to ERROR in one run before the group is declared unable to proceed:
-// a broken image or flavor must not be booted and deleted in a loop. Old
-// servers are never touched on this path, so they keep serving. (A halt
-// that survives restarts, with a failure budget per rollout, is the
-// fail-fast work still to come.)
-const bootFailuresBeforeStuck = 3
+// recordReady writes, once, when each new server first served: a server
+// that served is never mistaken later for a boot that missed its deadline.
+func (r *GroupReconciler) recordReady(ctx context.Context, d Decision, now time.Time) {
+	var todo []Classified
+	for _, c := range d.Servers {
+		if c.Kind == KindCurrent && c.Ready && !c.WasReady && !c.Unlisted && acceptsMetadata(c.Server) {
+			todo = append(todo, c)
+		}
+	}
+	_ = parallel(todo, r.opts.Parallelism, func(c Classified) error {
+		if err := r.cloud.SetServerMetadata(ctx, c.ID, map[string]string{MetaReadyAt: now.UTC().Format(time.RFC3339)}); err != nil {
+			r.log.Debug("could not record that a server is ready", zap.String("server", c.ID), zap.Error(err))
+		}
+		return nil
+	})
+}
 
-func (r *GroupReconciler) failingBoots() bool {
+// Resume lifts a halted rollout of group g: it removes the halt record
+// from the group's servers, and the next reconcile (of any Phoenix, a
+// daemon included) tries the revision again with a fresh failure budget.
+// It returns how many servers carried the record.
+func Resume(ctx context.Context, cloud provisioner.Cloud, g config.Group) (int, error) {
+	servers, err := cloud.ListServers(ctx, GroupTag(g.Name))
+	if err != nil {
+		return 0, err
+	}
+	var marked []provisioner.Server
+	for _, s := range servers {
+		if s.Metadata[MetaHalted] != "" && !s.Gone() {
+			marked = append(marked, s)
+		}
+	}
+	err = parallel(marked, 8, func(s provisioner.Server) error {
+		if err := cloud.SetServerMetadata(ctx, s.ID, map[string]string{MetaHalted: "", MetaHaltReason: ""}); err != nil {
+			return fmt.Errorf("lift the halt on server %s (%s): %w", s.Name, s.ID, err)
+		}
+		return nil
+	})
+	return len(marked), err
+}
+
+// ErrHalted wraps the reason a rollout halted: its new servers kept
+// failing, or it made no progress within its deadline. It is an ErrStuck.
+var ErrHalted = fmt.Errorf("%w: rollout halted", ErrStuck)
+
+// haltKey names what halted: a revision of the spec on one image. A new
+// image or a new spec is a new rollout, not halted.
+func haltKey(imageID, revision string) string { return imageID + "@" + revision }
+
+// haltedBy says why the rollout to key is halted, or "". The record is on
+// the group's servers (MetaHalted, MetaHaltReason), so that a restart
+// keeps the halt; it is kept in memory too for a group with no server to
+// hold it. A record that was written and is gone was lifted by
+// `phoenix resume`.
+func (r *GroupReconciler) haltedBy(servers []provisioner.Server, key string) string {
+	for _, s := range servers {
+		if s.Metadata[MetaHalted] == key {
+			reason := s.Metadata[MetaHaltReason]
+			r.mu.Lock()
+			r.halted = haltState{key: key, reason: reason, recorded: true}
+			r.mu.Unlock()
+			return cmp.Or(reason, "halted")
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.bootFailures >= bootFailuresBeforeStuck
+	switch {
+	case r.halted.key != key:
+		return ""
+	case r.halted.recorded:
+		// Lifted by hand: a fresh start for this revision.
+		r.log.Info("the halt was lifted", zap.String("revision", key))
+		r.halted = haltState{}
+		r.bootFailures, r.lastFault, r.progressAt = 0, "", time.Time{}
+		return ""
+	}
+	return r.halted.reason
+}
+
+type haltState struct {
+	key, reason string
+	// recorded is true once the halt is on at least one server.
+	recorded bool
+}
+
+// shouldHalt applies the failure budget and the progress deadline.
+func (r *GroupReconciler) shouldHalt(d Decision, t Target, now time.Time) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	budget := max(1, r.group.Rollout.MaxFailures)
+	if r.bootFailures >= budget {
+		return fmt.Sprintf("%d new servers went to ERROR or were not ready within %s (failure budget %d; last: %s)",
+			r.bootFailures, t.ProgressDeadline, budget, r.lastFault)
+	}
+	if deadline := t.ProgressDeadline; deadline > 0 && !d.Status.Converged && !r.progressAt.IsZero() && now.Sub(r.progressAt) > deadline {
+		return fmt.Sprintf("no new server became ready for %s (rollout.progress_deadline)", deadline)
+	}
+	return ""
+}
+
+// halt records the halt on every server that can take it, and says so
+// loudly. Old servers keep serving; the plan removes the new ones that do
+// not serve.
+func (r *GroupReconciler) halt(ctx context.Context, servers []provisioner.Server, img provisioner.Image, revision, reason string) {
+	key := haltKey(img.ID, revision)
+	md := map[string]string{MetaHalted: key, MetaHaltReason: truncate(reason, 255)}
+	var marks []provisioner.Server
+	for _, s := range servers {
+		if p := planServer(s); acceptsMetadata(p) && p.Phase == "" {
+			marks = append(marks, s)
+		}
+	}
+	var mu sync.Mutex
+	recorded := false
+	_ = parallel(marks, r.opts.Parallelism, func(s provisioner.Server) error {
+		if err := r.cloud.SetServerMetadata(ctx, s.ID, md); err != nil {
+			r.log.Warn("could not record the halt on a server", zap.String("server", s.ID), zap.Error(err))
+			return nil
+		}
+		mu.Lock()
+		recorded = true
+		mu.Unlock()
+		return nil
+	})
+	r.mu.Lock()
+	r.halted = haltState{key: key, reason: reason, recorded: recorded}
+	r.mu.Unlock()
+	what := fmt.Sprintf("rollout of group %s to image %s (%s), revision %s, halted: %s. The old servers keep serving. "+
+		"To go on: publish a fixed image (a new image lifts the halt), or fix the cause and run `phoenix resume --group %s`.",
+		r.group.Name, img.Name, img.ID, revision, reason, r.group.Name)
+	r.log.Error("rollout halted", zap.String("image", img.ID), zap.String("revision", revision), zap.String("reason", reason))
+	r.emit(Event{Type: EventHalted, Image: img.ID, Reason: reason, Message: what})
 }
 
 // Stuck reports why the group cannot make progress without a human, or nil.
@@ -723,9 +858,9 @@ func (r *GroupReconciler) Stuck() error {
 	if r.refusals >= refusalsBeforeStuck && r.createErr != nil {
 		return fmt.Errorf("%w: the cloud refused %d creates in a row: %w", ErrStuck, r.refusals, r.createErr)
 	}
-	if r.bootFailures >= bootFailuresBeforeStuck {
-		return fmt.Errorf("%w: %d new servers of the desired image went to ERROR (last: %s); the image or flavor is likely broken",
-			ErrStuck, r.bootFailures, r.lastFault)
+	if r.halted.reason != "" && r.halted.key == haltKey(r.lastImage, Revision(r.group)) {
+		return fmt.Errorf("%w: image %s, revision %s: %s; publish a fixed image or run `phoenix resume --group %s`",
+			ErrHalted, r.lastImage, Revision(r.group), r.halted.reason, r.group.Name)
 	}
 	return nil
 }
@@ -767,9 +902,13 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 		// A new desired image is a new chance: the boot failures of the
 		// last one say nothing about it.
 		r.lastImage, r.bootFailures, r.lastFault = img.ID, 0, ""
+		if r.announced {
+			r.progressAt = now
+		}
 	}
 	if !r.announced && !d.Status.Converged {
 		r.announced = true
+		r.progressAt = now
 		events = append(events, Event{Type: EventRollout, Image: img.ID,
 			Message: fmt.Sprintf("rolling group %s to image %s (%s), revision %s: %d old, %d current of %d",
 				r.group.Name, img.Name, img.ID, Revision(r.group), d.Status.Old, d.Status.Current, d.Status.Desired)})
@@ -779,12 +918,13 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 		if c.Kind == KindCurrent && c.Available {
 			if first, replaces := r.ledger.becameReady(c.ID, c.Name, c.ImageID, now); first && r.announced {
 				events = append(events, Event{Type: EventReady, Server: c.ID, Name: c.Name, Image: c.ImageID, Replaces: replaces})
+				r.progressAt = now
 			}
 		}
 		if c.Kind == KindFailed {
 			if !r.failedSeen[c.ID] {
 				events = append(events, Event{Type: EventFailed, Server: c.ID, Name: c.Name, Image: c.ImageID, Reason: c.Reason})
-				if c.ImageID == img.ID {
+				if c.ImageID == img.ID && c.Revision == Revision(r.group) && !strings.HasPrefix(c.Reason, "compromised") {
 					r.bootFailures++
 					r.lastFault = c.Reason
 				}

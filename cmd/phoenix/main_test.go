@@ -314,3 +314,34 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// A new image whose boots all fail halts the rollout with exit 1 and a
+// paragraph naming the revision; the halt survives the next run; resume
+// lifts it.
+func TestHaltedRebuildAndResume(t *testing.T) {
+	env, cfg := fleet(t)
+	bad := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute)})
+	env.Sim.FailNextBoots(1000)
+	out, code := run(t, "rebuild", "--config", cfg, "--all", "--timeout", "1m", "--poll", "50ms")
+	if code != exitNotDone || !strings.Contains(out, "HALTED") || !strings.Contains(out, bad.ID) || !strings.Contains(out, "phoenix resume --group web") {
+		t.Fatalf("exit %d, want %d and a halt naming the image and the way out:\n%s", code, exitNotDone, out)
+	}
+	if n := len(env.Sim.Servers()); n != 10 {
+		t.Fatalf("%d servers after the halt, want the 10 old ones", n)
+	}
+	if out, code = run(t, "rebuild", "--config", cfg, "--all", "--timeout", "1m", "--poll", "50ms"); code != exitNotDone || !strings.Contains(out, "HALTED") {
+		t.Fatalf("second run: exit %d, want still halted:\n%s", code, out)
+	}
+	env.Sim.ClearBootFaults()
+	if out, code = run(t, "resume", "--config", cfg, "--group", "web"); code != exitOK || !strings.Contains(out, "halt lifted (on 10 servers)") {
+		t.Fatalf("resume: exit %d\n%s", code, out)
+	}
+	if out, code = run(t, "rebuild", "--config", cfg, "--all", "--poll", "50ms"); code != exitOK {
+		t.Fatalf("after resume: exit %d\n%s", code, out)
+	}
+	for _, s := range env.Sim.Servers() {
+		if s.ImageID != bad.ID {
+			t.Errorf("%s runs %s after the resumed rollout, want %s", s.Name, s.ImageID, bad.ID)
+		}
+	}
+}

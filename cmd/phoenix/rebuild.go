@@ -152,6 +152,8 @@ func failureParagraph(r controller.GroupResult, timeout time.Duration) string {
 	fmt.Fprintf(&b, ". Phoenix created %d and deleted %d servers in this run. ", r.Created, r.Deleted)
 	err := r.Err
 	switch {
+	case errors.Is(err, controller.ErrHalted):
+		fmt.Fprintf(&b, "The rollout HALTED, and stays halted across runs: %v. No old server was touched, and the new servers that failed were removed.", err)
 	case errors.Is(err, controller.ErrStuck):
 		fmt.Fprintf(&b, "It cannot proceed: %v. Fix the configuration or the cloud, then run the same command again.", err)
 	case r.CreateError != nil && provisioner.IsQuota(r.CreateError):

@@ -118,7 +118,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := cfg.Groups[0]
-	want := Rollout{MaxSurge: IntOrPercent{Value: 1}, MaxUnavailable: IntOrPercent{Value: 0}, MinReady: 0}
+	want := Rollout{MaxSurge: IntOrPercent{Value: 1}, MaxUnavailable: IntOrPercent{Value: 0}, MinReady: 0,
+		MaxFailures: 3, ProgressDeadline: Duration(10 * time.Minute)}
 	if g.Rollout != want {
 		t.Errorf("default rollout = %+v, want %+v", g.Rollout, want)
 	}
@@ -325,6 +326,8 @@ func TestRefusedConfigs(t *testing.T) {
 		{"missing secret file", "controller: {webhook_secret_file: nope.key}\n" + group(""), "controller.webhook_secret_file", 1, "cannot read"},
 		{"notify not a url", "controller: {notify: [chat-room]}\n" + group(""), "controller.notify[0]", 1, `expected an http or https URL, got "chat-room"`},
 		{"parallel groups zero", "controller: {parallel_groups: 0}\n" + group(""), "controller.parallel_groups", 1, "expected from 1 to 1000"},
+		{"no failure budget", group(`rollout: {max_failures: 0}`), "groups[0].rollout.max_failures", 7, "expected at least 1"},
+		{"progress deadline too short", group(`rollout: {progress_deadline: 10ms}`), "groups[0].rollout.progress_deadline", 7, "at least 1s"},
 		// Traffic.
 		{"octavia without a pool", group(`traffic: {octavia: {protocol_port: 80}}`), "groups[0].traffic.octavia.pool", 7, "a pool name or ID is required"},
 		{"octavia port out of range", group(`traffic: {octavia: {pool: web, protocol_port: 70000}}`), "groups[0].traffic.octavia.protocol_port", 7, "expected a port from 1 to 65535, got 70000"},

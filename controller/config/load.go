@@ -35,6 +35,8 @@ const (
 	DefaultHTTPPath           = "/"
 	DefaultDrain              = 30 * time.Second
 	DefaultInterval           = time.Minute
+	DefaultMaxFailures        = 3
+	DefaultProgressDeadline   = 10 * time.Minute
 	DefaultParallelGroups     = 4
 	DefaultListen             = "127.0.0.1:9090"
 	DefaultMemberWeight       = 1
@@ -151,6 +153,12 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 			r.MaxUnavailable = IntOrPercent{Value: DefaultMaxUnavailable}
 		}
 		// MinReady's default, 0s, is the zero value.
+		if unset("rollout.max_failures") {
+			r.MaxFailures = DefaultMaxFailures
+		}
+		if unset("rollout.progress_deadline") {
+			r.ProgressDeadline = Duration(DefaultProgressDeadline)
+		}
 		h := &g.Health
 		if unset("health.interval") {
 			h.Interval = Duration(DefaultHealthInterval)
@@ -558,6 +566,12 @@ func (v *validator) rollout(g *Group, group string) {
 	}
 	if unavailable > g.Count {
 		v.badFrom(path+".max_unavailable", deps, "expected at most the group's count %d, got %d", g.Count, unavailable)
+	}
+	if r.MaxFailures < 1 {
+		v.bad(path+".max_failures", "expected at least 1 failed new server before a rollout halts, got %d", r.MaxFailures)
+	}
+	if r.ProgressDeadline < Duration(time.Second) {
+		v.bad(path+".progress_deadline", "expected a duration of at least 1s, got %s", r.ProgressDeadline)
 	}
 }
 

@@ -87,6 +87,15 @@ type Rollout struct {
 	// MinReady is how long a new server must have been healthy before it
 	// counts as available. Default 0s.
 	MinReady Duration `yaml:"min_ready"`
+	// MaxFailures is the failure budget of a rollout: after this many new
+	// servers went to ERROR or did not become ready within
+	// ProgressDeadline, the rollout halts and keeps the old servers.
+	// Default 3.
+	MaxFailures int `yaml:"max_failures"`
+	// ProgressDeadline is how long a new server may take from its create
+	// to serving, and how long a rollout may go without a new server
+	// serving, before it counts as failed or halts. Default 10m.
+	ProgressDeadline Duration `yaml:"progress_deadline"`
 }
 
 // Health says how a server is judged healthy.

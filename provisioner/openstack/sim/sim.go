@@ -386,3 +386,11 @@ func domainID(name string) string {
 	sum := sha1.Sum([]byte("domain:" + name))
 	return hex.EncodeToString(sum[:16])
 }
+
+// ClearBootFaults cancels what FailNextBoots and StickNextBoots have not
+// used yet: the cloud is healthy again.
+func (s *Sim) ClearBootFaults() {
+	s.mu.Lock()
+	s.failBoots, s.stickBoots = 0, 0
+	s.mu.Unlock()
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phoenix-ops/phoenix/controller"
+)
+
+type resumeFlags struct {
+	config string
+	groups []string
+}
+
+func newResumeCommand(g *globalFlags) *cobra.Command {
+	f := &resumeFlags{}
+	cmd := &cobra.Command{
+		Use:   "resume --config FILE --group NAME [--group NAME ...]",
+		Short: "Lift the halt of a group's rollout, once its cause is fixed",
+		Long: `resume removes the halt record from the group's servers. The next reconcile
+(a daemon's, or the next rebuild) tries the same image and revision again,
+with a fresh failure budget. A new image or a changed spec lifts a halt by
+itself; resume is for a cause fixed elsewhere (the cloud, a dependency).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runResume(cmd.Context(), cmd.OutOrStdout(), g, f)
+		},
+	}
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "Phoenix configuration file")
+	cmd.Flags().StringSliceVarP(&f.groups, "group", "g", nil, "group whose halt to lift (repeatable)")
+	return cmd
+}
+
+func runResume(ctx context.Context, out io.Writer, g *globalFlags, f *resumeFlags) error {
+	if len(f.groups) == 0 {
+		return usageError(fmt.Errorf("--group is required: name the group whose halt to lift"))
+	}
+	log, err := newLogger(g.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, groups, err := loadConfig(f.config, f.groups, false)
+	if err != nil {
+		return err
+	}
+	cloud, err := connect(ctx, cfg.Cloud, log)
+	if err != nil {
+		return err
+	}
+	for _, gr := range groups {
+		n, err := controller.Resume(ctx, cloud, gr)
+		if err != nil {
+			return &exitError{code: exitNotDone, err: fmt.Errorf("group %s: %w", gr.Name, err)}
+		}
+		if n == 0 {
+			fmt.Fprintf(out, "group %s: not halted\n", gr.Name)
+			continue
+		}
+		fmt.Fprintf(out, "group %s: halt lifted (on %d servers); the next reconcile tries again\n", gr.Name, n)
+	}
+	return nil
+}

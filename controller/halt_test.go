@@ -1,0 +1,133 @@
+package controller_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
+)
+
+// sicken makes every server of image that appears answer its health
+// checks with 503, until stop is called: a gold image whose application
+// never comes up.
+func sicken(s *sim.Sim, image string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		done := map[string]bool{}
+		for ctx.Err() == nil {
+			for _, srv := range s.Servers() {
+				if srv.ImageID == image && !done[srv.ID] {
+					if s.SetHealth(srv.ID, sim.HealthFailing) == nil {
+						done[srv.ID] = true
+					}
+				}
+			}
+			time.Sleep(time.Millisecond) // polling the simulator for new servers
+		}
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+func runOnce(t *testing.T, env *simtest.Env, g config.Group, patience time.Duration) controller.GroupResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	return controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+}
+
+func creates(s *sim.Sim) int {
+	n := 0
+	for _, r := range s.Requests() {
+		if r.Service == "compute" && r.Method == "POST" && strings.HasSuffix(r.Path, "/servers") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestBadImageHaltsAndKeepsTheOld(t *testing.T) {
+	cases := []struct {
+		name   string
+		break_ func(s *sim.Sim, image string) func()
+	}{
+		{"health never passes", sicken},
+		{"every boot goes to ERROR", func(s *sim.Sim, _ string) func() { s.FailNextBoots(1000); return s.ClearBootFaults }},
+		{"boots never finish", func(s *sim.Sim, _ string) func() { s.StickNextBoots(1000); return s.ClearBootFaults }},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := simtest.Start(t, fastSim(int64(900+i)), 0)
+			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+			g := parseGroup(t, groupYAML("web", 4, "{max_surge: 2, min_ready: 30ms, max_failures: 2, progress_deadline: 1s}"))
+			rebuild(t, env, g, fastOptions())
+			old := idsOf(env.Sim, "web")
+
+			bad := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute)})
+			stop := tc.break_(env.Sim, bad.ID)
+			defer stop()
+			env.Sim.ResetRequests()
+			res := runOnce(t, env, g, 30*time.Second)
+			if res.Converged || !errors.Is(res.Err, controller.ErrHalted) {
+				t.Fatalf("want a halted rollout, got converged=%v err=%v", res.Converged, res.Err)
+			}
+			for _, want := range []string{bad.ID, controller.Revision(g), "phoenix resume --group web"} {
+				if !strings.Contains(res.Err.Error(), want) {
+					t.Errorf("the halt %q does not name %q", res.Err, want)
+				}
+			}
+			if got := idsOf(env.Sim, "web"); !slices.Equal(got, old) {
+				t.Errorf("servers after the halt: %d (%v), want exactly the %d old ones", len(got), got, len(old))
+			}
+			if n := creates(env.Sim); n > 2+2 {
+				t.Errorf("%d creates: more than the failure budget 2 plus the surge 2", n)
+			}
+
+			// A restart keeps it halted: nothing is created.
+			env.Sim.ResetRequests()
+			res = runOnce(t, env, g, 10*time.Second)
+			if !errors.Is(res.Err, controller.ErrHalted) || creates(env.Sim) != 0 {
+				t.Errorf("after a restart: err %v, %d creates; want still halted, none", res.Err, creates(env.Sim))
+			}
+
+			// A fixed image rolls out normally.
+			stop()
+			fixed := env.Sim.AddImage(sim.Image{Name: "gold"})
+			rebuild(t, env, g, fastOptions())
+			assertFleet(t, env.Sim, g, fixed.ID)
+		})
+	}
+}
+
+func TestResumeLiftsTheHalt(t *testing.T) {
+	env := simtest.Start(t, fastSim(950), 0)
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	g := parseGroup(t, groupYAML("web", 2, "{max_surge: 1, min_ready: 30ms, max_failures: 1}"))
+	rebuild(t, env, g, fastOptions())
+	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+	env.Sim.FailNextBoots(1) // one bad boot spends the budget of 1
+	if res := runOnce(t, env, g, 30*time.Second); !errors.Is(res.Err, controller.ErrHalted) {
+		t.Fatalf("want halted, got %v", res.Err)
+	}
+	n, err := controller.Resume(context.Background(), env.Cloud, g)
+	if err != nil || n != 2 {
+		t.Fatalf("resume: %d servers, %v; want the halt lifted on 2", n, err)
+	}
+	// The cloud is fine now: the same image rolls out.
+	rebuild(t, env, g, fastOptions())
+	assertFleet(t, env.Sim, g, patched.ID)
+}
