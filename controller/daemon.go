@@ -240,8 +240,10 @@ func (d *Daemon) runWorker(w *worker) {
 		w.halted = halted
 		w.image = d.images.cached(selector(w.group.Image))
 		w.mu.Unlock()
-		if halted != nil && !wasHalted {
-			log.Error("rollout halted: the group cannot proceed without a human", zap.Error(halted))
+		if halted != nil && !wasHalted && !errors.Is(halted, ErrHalted) {
+			// A halted rollout announced itself; other reasons to be
+			// stuck (a missing image, flavor or pool) are announced here.
+			log.Error("the group cannot proceed without a human", zap.Error(halted))
 			d.opts.Sink.Emit(Event{Time: d.opts.Now(), Group: w.group.Name, Rollout: w.rec.rollout(), Type: EventHalted, Reason: halted.Error()})
 		}
 
