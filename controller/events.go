@@ -18,8 +18,9 @@ const (
 	EventTrafficRemove = "traffic-remove" // a server left the traffic before its delete
 	EventProgress      = "progress"       // counts changed
 	EventConverged     = "converged"
-	EventError         = "error"  // a reconcile could not complete
-	EventHalted        = "halted" // the group cannot proceed without a human
+	EventError         = "error"        // a reconcile could not complete
+	EventHalted        = "halted"       // the group cannot proceed without a human
+	EventHealBlocked   = "heal-blocked" // too many servers unhealthy at once to replace any
 )
 
 // Event is one thing that happened in a rollout. Events are for people and

@@ -142,6 +142,10 @@ func replacementReason(reason string) string {
 		return "failed"
 	case strings.HasPrefix(reason, "surplus"):
 		return "surplus"
+	case strings.HasPrefix(reason, "age:"):
+		return "age"
+	case strings.HasPrefix(reason, "unhealthy"):
+		return "heal"
 	}
 	return "other"
 }
@@ -154,6 +158,8 @@ var (
 		[]string{"group", "revision", "state"}, nil)
 	descInProgress = prometheus.NewDesc("phoenix_rollout_in_progress", "1 while a group has not converged.", []string{"group"}, nil)
 	descHalted     = prometheus.NewDesc("phoenix_rollout_halted", "1 when a group cannot proceed without a human.", []string{"group"}, nil)
+	descUnhealthy  = prometheus.NewDesc("phoenix_servers_unhealthy", "ACTIVE servers of a group failing their health check.", []string{"group"}, nil)
+	descHealBlock  = prometheus.NewDesc("phoenix_heal_blocked", "1 when more servers of a group are unhealthy than health.max_unhealthy allows, so none is replaced: an alert.", []string{"group"}, nil)
 	descProbes     = prometheus.NewDesc("phoenix_health_probes_total", "Health probes by group and result (pass, fail).", []string{"group", "result"}, nil)
 )
 
@@ -162,6 +168,8 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descInProgress
 	ch <- descHalted
 	ch <- descProbes
+	ch <- descUnhealthy
+	ch <- descHealBlock
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -186,6 +194,8 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descInProgress, prometheus.GaugeValue, b2f(!reconciled || !dec.Status.Converged), name)
 		ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, b2f(halted), name)
+		ch <- prometheus.MustNewConstMetric(descUnhealthy, prometheus.GaugeValue, float64(dec.Status.Unhealthy), name)
+		ch <- prometheus.MustNewConstMetric(descHealBlock, prometheus.GaugeValue, b2f(dec.Status.HealBlocked), name)
 		st := w.rec.health.Stats()
 		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Passes), name, "pass")
 		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Failures), name, "fail")

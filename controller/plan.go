@@ -1,7 +1,10 @@
 package controller
 
 import (
+	"cmp"
 	"fmt"
+	"hash/fnv"
+	"math"
 	"sort"
 	"time"
 
@@ -30,6 +33,14 @@ type Target struct {
 	// ProgressDeadline is how long a new server may take from its create
 	// to ready; one that takes longer has failed. 0: no deadline.
 	ProgressDeadline time.Duration
+	// MaxAge, when above zero, makes servers older than it drift; each
+	// server's limit is brought forward by up to a fifth, by a hash of its
+	// ID, to spread the replacements of servers built together.
+	MaxAge time.Duration
+	// MaxUnhealthy is how many servers may be unhealthy at once for
+	// auto-heal to act; more, and nothing is replaced for health (the
+	// fault is likely the network or the check). Negative: no heal.
+	MaxUnhealthy int
 	// Halted, when set, says why the rollout to this image and revision
 	// halted: nothing new is created, no old server is touched, and new
 	// servers that do not serve are removed.
@@ -191,8 +202,12 @@ type Status struct {
 	Deleting  int  `json:"deleting"`
 	Draining  int  `json:"draining,omitempty"`
 	Halted    bool `json:"halted,omitempty"`
-	Total     int  `json:"total"`
-	Converged bool `json:"converged"`
+	// Unhealthy counts ACTIVE servers failing their check; HealBlocked is
+	// set when they are more than MaxUnhealthy, so none is replaced.
+	Unhealthy   int  `json:"unhealthy,omitempty"`
+	HealBlocked bool `json:"heal_blocked,omitempty"`
+	Total       int  `json:"total"`
+	Converged   bool `json:"converged"`
 }
 
 // Plan decides the next steps of one group. It is pure: no I/O, no clock
@@ -220,9 +235,28 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	var d Decision
 	d.Status.Desired = t.Count
 
+	// Auto-heal: a server that served and now fails its check is replaced
+	// like a drifted one — surge-first, within the same budget as a
+	// rollout — unless so many fail at once that the check or the network
+	// is the likelier fault.
+	for _, s := range servers {
+		if s.Status == provisioner.StatusActive && s.Health == healthcheck.Unhealthy && s.Phase == "" && s.TaskState == "" {
+			d.Status.Unhealthy++
+		}
+	}
+	heal := t.MaxUnhealthy >= 0 && d.Status.Unhealthy <= t.MaxUnhealthy
+	d.Status.HealBlocked = t.MaxUnhealthy >= 0 && d.Status.Unhealthy > t.MaxUnhealthy
+
 	var current, old []Classified
 	for _, s := range servers {
 		c := classify(t, s, now)
+		if heal && c.Kind == KindCurrent && s.WasReady && s.Status == provisioner.StatusActive && s.Health == healthcheck.Unhealthy {
+			c.Kind = KindOld
+			c.Reason = "unhealthy: failed its health check after serving"
+			if s.HealthError != "" {
+				c.Reason += ": " + s.HealthError
+			}
+		}
 		d.Servers = append(d.Servers, c)
 		d.Status.Total++
 		switch c.Kind {
@@ -389,7 +423,7 @@ func classify(t Target, s Server, now time.Time) Classified {
 			c.Reason += ": " + s.Fault
 		}
 	default:
-		if r := Drift(t, s); r != "" {
+		if r := cmp.Or(Drift(t, s), tooOld(t, s, now)); r != "" {
 			c.Kind = KindOld
 			c.Reason = r
 		} else {
@@ -409,6 +443,21 @@ func classify(t Target, s Server, now time.Time) Classified {
 		}
 	}
 	return c
+}
+
+// tooOld says why a server has outlived the group's max_age, or "".
+func tooOld(t Target, s Server, now time.Time) string {
+	if t.MaxAge <= 0 || s.Created.IsZero() || s.Unlisted {
+		return ""
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s.ID))
+	early := time.Duration(float64(t.MaxAge/5) * float64(h.Sum32()) / float64(math.MaxUint32))
+	if limit := t.MaxAge - early; now.Sub(s.Created) >= limit {
+		return fmt.Sprintf("age: created %s, older than max_age %s (this server's turn comes at %s)",
+			s.Created.UTC().Format(time.RFC3339), t.MaxAge, limit.Round(time.Minute))
+	}
+	return ""
 }
 
 // deleteFirst orders old servers for removal: the ones serving least go

@@ -441,3 +441,46 @@ func TestPlanTraffic(t *testing.T) {
 		}
 	})
 }
+
+// max_age: a fleet built at one moment comes due over a fifth of max_age,
+// not at one instant; and what is due is replaced within the bounds.
+func TestPlanMaxAgeSpreadsAndKeepsBounds(t *testing.T) {
+	const week = 7 * 24 * time.Hour
+	tgt := target(100, 10, 0)
+	tgt.MaxAge = week
+	built := t0.Add(-week)
+	var servers []Server
+	for i := range 100 {
+		servers = append(servers, Server{ID: fmt.Sprintf("srv-%03d", i), Status: provisioner.StatusActive, ImageID: "new", Revision: "rev",
+			Created: built, Health: healthcheck.Healthy, HealthySince: built})
+	}
+	due := func(at time.Time) int {
+		n := 0
+		for _, s := range servers {
+			if tooOldAt(tgt, s, at) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := due(built.Add(week * 79 / 100)); n != 0 {
+		t.Errorf("%d servers due before 80%% of max_age", n)
+	}
+	if n := due(built.Add(week * 90 / 100)); n < 20 || n > 80 {
+		t.Errorf("%d of 100 due at 90%% of max_age: want them spread, not all at once", n)
+	}
+	if n := due(built.Add(week)); n != 100 {
+		t.Errorf("%d of 100 due at max_age, want all", n)
+	}
+	d := Plan(tgt, servers, t0)
+	if d.Status.Old != 100 || len(d.Creates) != 10 || len(d.Deletes) != 0 {
+		t.Errorf("at max_age: %d old, %d creates, %d deletes; want 100 old replaced 10 at a time, none deleted before a replacement", d.Status.Old, len(d.Creates), len(d.Deletes))
+	}
+	if !strings.HasPrefix(d.Servers[0].Reason, "age: ") {
+		t.Errorf("reason %q", d.Servers[0].Reason)
+	}
+}
+
+func tooOldAt(t Target, s Server, at time.Time) bool {
+	return Plan(t, []Server{s}, at).Status.Old == 1
+}

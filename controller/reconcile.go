@@ -286,6 +286,8 @@ func (r *GroupReconciler) target(img provisioner.Image) Target {
 	g := r.group
 	t := Target{
 		ProgressDeadline: g.Rollout.ProgressDeadline.D(),
+		MaxUnhealthy:     -1,
+		MaxAge:           g.MaxAge.D(),
 		Count:            g.Count,
 		MaxSurge:         g.Rollout.MaxSurge.Resolve(g.Count, true),
 		MaxUnavailable:   g.Rollout.MaxUnavailable.Resolve(g.Count, false),
@@ -295,6 +297,9 @@ func (r *GroupReconciler) target(img provisioner.Image) Target {
 		RebuildBefore:    r.opts.RebuildBefore,
 		RebuildReason:    r.opts.RebuildReason,
 		Zones:            g.AvailabilityZones,
+	}
+	if r.prober() != nil {
+		t.MaxUnhealthy = g.Health.MaxUnhealthy.Resolve(g.Count, false)
 	}
 	r.mu.Lock()
 	t.Forces = append([]Force(nil), r.forces...)
@@ -392,6 +397,7 @@ func (r *GroupReconciler) planInput(servers []provisioner.Server, traffic map[st
 		default:
 			if o, ok := r.health.Observe(s.ID); ok {
 				p.Health = o.State
+				p.HealthError = o.LastError
 				if o.State == healthcheck.Healthy {
 					p.HealthySince = o.Since
 				}
@@ -933,6 +939,12 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 		}
 	}
 	r.failedSeen = failed
+	if d.Status.HealBlocked && !r.lastStatus.HealBlocked {
+		msg := fmt.Sprintf("%d of %d servers of group %s fail their health check at once, more than health.max_unhealthy allows: "+
+			"replacing none, since the network or the check itself is the likelier fault; look at them", d.Status.Unhealthy, d.Status.Total, r.group.Name)
+		r.log.Error("auto-heal blocked", zap.Int("unhealthy", d.Status.Unhealthy), zap.Int("servers", d.Status.Total))
+		events = append(events, Event{Type: EventHealBlocked, Message: msg})
+	}
 	changed := d.Status != r.lastStatus
 	r.lastStatus = d.Status
 	if changed && r.announced {

@@ -124,7 +124,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("default rollout = %+v, want %+v", g.Rollout, want)
 	}
 	wantHealth := Health{Interval: Duration(5 * time.Second), Timeout: Duration(2 * time.Second),
-		HealthyThreshold: 3, UnhealthyThreshold: 3, Grace: Duration(60 * time.Second)}
+		HealthyThreshold: 3, UnhealthyThreshold: 3, Grace: Duration(60 * time.Second), MaxUnhealthy: IntOrPercent{Value: 40, Percent: true}}
 	if !reflect.DeepEqual(g.Health, wantHealth) {
 		t.Errorf("default health = %+v, want %+v (no check: Nova's ACTIVE is the only signal)", g.Health, wantHealth)
 	}
@@ -328,6 +328,8 @@ func TestRefusedConfigs(t *testing.T) {
 		{"parallel groups zero", "controller: {parallel_groups: 0}\n" + group(""), "controller.parallel_groups", 1, "expected from 1 to 1000"},
 		{"no failure budget", group(`rollout: {max_failures: 0}`), "groups[0].rollout.max_failures", 7, "expected at least 1"},
 		{"progress deadline too short", group(`rollout: {progress_deadline: 10ms}`), "groups[0].rollout.progress_deadline", 7, "at least 1s"},
+		{"max unhealthy over 100%", group(`health: {http: {port: 80}, max_unhealthy: 150%}`), "groups[0].health.max_unhealthy", 7, "expected a percentage from 0% to 100%"},
+		{"max age too short", group(`max_age: 5m`), "groups[0].max_age", 7, "expected 1h or more"},
 		// Traffic.
 		{"octavia without a pool", group(`traffic: {octavia: {protocol_port: 80}}`), "groups[0].traffic.octavia.pool", 7, "a pool name or ID is required"},
 		{"octavia port out of range", group(`traffic: {octavia: {pool: web, protocol_port: 70000}}`), "groups[0].traffic.octavia.protocol_port", 7, "expected a port from 1 to 65535, got 70000"},
@@ -592,6 +594,7 @@ func TestRoundTrip(t *testing.T) {
 		for i := range c.Groups {
 			c.Groups[i].Rollout.MaxSurge.Set = false
 			c.Groups[i].Rollout.MaxUnavailable.Set = false
+			c.Groups[i].Health.MaxUnhealthy.Set = false
 		}
 	}
 	if !reflect.DeepEqual(first, second) {

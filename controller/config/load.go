@@ -25,21 +25,22 @@ import (
 
 // Defaults, as documented in doc.go.
 const (
-	DefaultMaxSurge           = 1
-	DefaultMaxUnavailable     = 0
-	DefaultHealthInterval     = 5 * time.Second
-	DefaultHealthTimeout      = 2 * time.Second
-	DefaultHealthyThreshold   = 3
-	DefaultUnhealthyThreshold = 3
-	DefaultGrace              = 60 * time.Second
-	DefaultHTTPPath           = "/"
-	DefaultDrain              = 30 * time.Second
-	DefaultInterval           = time.Minute
-	DefaultMaxFailures        = 3
-	DefaultProgressDeadline   = 10 * time.Minute
-	DefaultParallelGroups     = 4
-	DefaultListen             = "127.0.0.1:9090"
-	DefaultMemberWeight       = 1
+	DefaultMaxSurge            = 1
+	DefaultMaxUnavailable      = 0
+	DefaultHealthInterval      = 5 * time.Second
+	DefaultHealthTimeout       = 2 * time.Second
+	DefaultHealthyThreshold    = 3
+	DefaultUnhealthyThreshold  = 3
+	DefaultGrace               = 60 * time.Second
+	DefaultHTTPPath            = "/"
+	DefaultDrain               = 30 * time.Second
+	DefaultInterval            = time.Minute
+	DefaultMaxUnhealthyPercent = 40
+	DefaultMaxFailures         = 3
+	DefaultProgressDeadline    = 10 * time.Minute
+	DefaultParallelGroups      = 4
+	DefaultListen              = "127.0.0.1:9090"
+	DefaultMemberWeight        = 1
 )
 
 // Limits that come from Nova and Glance.
@@ -174,6 +175,9 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 		}
 		if unset("health.grace") {
 			h.Grace = Duration(DefaultGrace)
+		}
+		if !h.MaxUnhealthy.Set {
+			h.MaxUnhealthy = IntOrPercent{Value: DefaultMaxUnhealthyPercent, Percent: true}
 		}
 		if h.HTTP != nil && unset("health.http.path") {
 			h.HTTP.Path = DefaultHTTPPath
@@ -360,6 +364,9 @@ func (v *validator) group(g *Group, path string) {
 	v.userData(g, path+".user_data_file")
 	v.metadata(g.Metadata, path+".metadata")
 	v.rollout(g, path)
+	if g.MaxAge != 0 && g.MaxAge < Duration(time.Hour) {
+		v.bad(path+".max_age", "expected 1h or more (or leave it out for no age limit), got %s: a server must live long enough to be worth its boot", g.MaxAge)
+	}
 	v.health(&g.Health, path+".health")
 	v.traffic(g, path+".traffic")
 }
@@ -593,7 +600,7 @@ func (v *validator) health(h *Health, path string) {
 		v.port(h.TCP.Port, path+".tcp.port")
 	}
 	if h.HTTP == nil && h.TCP == nil {
-		for _, f := range []string{"interval", "timeout", "healthy_threshold", "unhealthy_threshold", "grace"} {
+		for _, f := range []string{"interval", "timeout", "healthy_threshold", "unhealthy_threshold", "grace", "max_unhealthy"} {
 			at := path + "." + f
 			if v.written[at] {
 				v.badFrom(at, append(checks, at), "has no effect without a check: add health.http or health.tcp, or remove it (without a check, Nova's ACTIVE status is the only health signal)")

@@ -56,9 +56,13 @@ type Group struct {
 	AvailabilityZones []string          `yaml:"availability_zones"`
 	UserDataFile      string            `yaml:"user_data_file"`
 	Metadata          map[string]string `yaml:"metadata"`
-	Rollout           Rollout           `yaml:"rollout"`
-	Health            Health            `yaml:"health"`
-	Traffic           Traffic           `yaml:"traffic"`
+	// MaxAge, when set, replaces servers older than this (each a little
+	// earlier than the last, so that a fleet built on one day is not
+	// rebuilt all at once). Default 0: no age limit.
+	MaxAge  Duration `yaml:"max_age"`
+	Rollout Rollout  `yaml:"rollout"`
+	Health  Health   `yaml:"health"`
+	Traffic Traffic  `yaml:"traffic"`
 
 	// UserData is the content of UserDataFile, read at load time so that a
 	// file changed later cannot silently change the spec revision.
@@ -113,6 +117,12 @@ type Health struct {
 	// Grace after a server becomes ACTIVE during which failures do not
 	// count. Default 60s.
 	Grace Duration `yaml:"grace"`
+	// MaxUnhealthy bounds auto-heal: a server that served and then fails
+	// its check is replaced (surge-first), unless more than this many of
+	// the group are unhealthy at once — then the fault is likely the
+	// network or the check itself, Phoenix replaces nothing and raises an
+	// alert. A percentage of count rounds down. Default 40%.
+	MaxUnhealthy IntOrPercent `yaml:"max_unhealthy"`
 }
 
 // Traffic says how requests reach the group's servers, so that Phoenix
