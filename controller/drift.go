@@ -40,6 +40,9 @@ const (
 	MetaHalted     = "phoenix:halted"
 	MetaHaltReason = "phoenix:halt-reason"
 	MetaReadyAt    = "phoenix:ready-at"
+	// MetaCanaryPassed records `phoenix resume` promoting a paused canary
+	// of image@revision.
+	MetaCanaryPassed = "phoenix:canary-passed"
 )
 
 // Phases recorded on a server. PhaseDraining is written, with its start,

@@ -123,9 +123,9 @@ func TestResumeLiftsTheHalt(t *testing.T) {
 	if res := runOnce(t, env, g, 30*time.Second); !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("want halted, got %v", res.Err)
 	}
-	n, err := controller.Resume(context.Background(), env.Cloud, g)
-	if err != nil || n != 2 {
-		t.Fatalf("resume: %d servers, %v; want the halt lifted on 2", n, err)
+	res, err := controller.Resume(context.Background(), env.Cloud, g)
+	if err != nil || res.Halts != 2 {
+		t.Fatalf("resume: %+v, %v; want the halt lifted on 2", res, err)
 	}
 	// The cloud is fine now: the same image rolls out.
 	rebuild(t, env, g, fastOptions())

@@ -33,6 +33,13 @@ type Target struct {
 	// ProgressDeadline is how long a new server may take from its create
 	// to ready; one that takes longer has failed. 0: no deadline.
 	ProgressDeadline time.Duration
+	// Canary servers are replaced first and must have served CanaryBake
+	// before the rest follow; with PauseAfterCanary the rest wait until
+	// CanaryPromoted (`phoenix resume`).
+	Canary           int
+	CanaryBake       time.Duration
+	PauseAfterCanary bool
+	CanaryPromoted   bool
 	// MaxAge, when above zero, makes servers older than it drift; each
 	// server's limit is brought forward by up to a fifth, by a hash of its
 	// ID, to spread the replacements of servers built together.
@@ -206,8 +213,12 @@ type Status struct {
 	// set when they are more than MaxUnhealthy, so none is replaced.
 	Unhealthy   int  `json:"unhealthy,omitempty"`
 	HealBlocked bool `json:"heal_blocked,omitempty"`
-	Total       int  `json:"total"`
-	Converged   bool `json:"converged"`
+	// Canary is set while the canaries are replaced and bake; Paused
+	// while the rest wait for `phoenix resume`.
+	Canary    bool `json:"canary,omitempty"`
+	Paused    bool `json:"paused,omitempty"`
+	Total     int  `json:"total"`
+	Converged bool `json:"converged"`
 }
 
 // Plan decides the next steps of one group. It is pure: no I/O, no clock
@@ -310,6 +321,34 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	// cost a unit of capacity.
 	budget := len(old) + d.Status.Available - minAvailable
 
+	// Canary: while fewer than Canary new servers have served for
+	// CanaryBake, the rollout replaces only that many old ones; then it
+	// goes on, or holds for `phoenix resume`.
+	maxCurrent := t.Count
+	var bakeEnd time.Time
+	if t.Canary > 0 && len(old) > 0 {
+		baked := 0
+		for _, c := range current {
+			if end := c.HealthySince.Add(t.CanaryBake); c.Available && !c.HealthySince.IsZero() {
+				if !now.Before(end) {
+					baked++
+				} else if bakeEnd.IsZero() || end.Before(bakeEnd) {
+					bakeEnd = end
+				}
+			}
+		}
+		switch {
+		case baked < t.Canary:
+			d.Status.Canary = true
+			maxCurrent = t.Canary
+			budget = min(budget, len(old)-(t.Count-t.Canary))
+		case t.PauseAfterCanary && !t.CanaryPromoted:
+			d.Status.Paused = true
+			maxCurrent = len(current)
+			budget = 0
+		}
+	}
+
 	sort.SliceStable(old, func(i, j int) bool { return deleteFirst(old[i], old[j]) })
 	for _, c := range old {
 		if budget <= 0 {
@@ -345,7 +384,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		d.AddTraffic = addTraffic(t, current, d.Drains, d.Deletes)
 	}
 
-	missing := t.Count - len(current)
+	missing := min(t.Count, maxCurrent) - len(current)
 	room := t.Count + t.MaxSurge - d.Status.Total
 	for _, zone := range pickZones(t.Zones, current, min(missing, room)) {
 		d.Creates = append(d.Creates, Create{Zone: zone})
@@ -353,6 +392,9 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 
 	d.Status.Converged = d.Status.Current == t.Count && d.Status.Available == t.Count && d.Status.Total == t.Count
 	d.RequeueAfter = requeueAfter(t, d.Servers, now)
+	if wait := bakeEnd.Sub(now); d.Status.Canary && wait > 0 && (d.RequeueAfter == 0 || wait < d.RequeueAfter) {
+		d.RequeueAfter = wait
+	}
 	return d
 }
 

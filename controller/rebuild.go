@@ -51,6 +51,10 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 		if err == nil && d.Status.Converged {
 			return true
 		}
+		if err == nil && d.Status.Paused {
+			stuck = fmt.Errorf("%w: the canary of group %s served its bake; the rest of the rollout waits for `phoenix resume --group %s`", ErrPaused, g.Name, g.Name)
+			return true
+		}
 		// A stuck group still waits for its new servers to settle, so
 		// that failed ones are deleted before the run ends.
 		settled := d.Status.Booting == 0 && d.Status.Failed == 0 && d.Status.Deleting == 0 && d.Status.Draining == 0

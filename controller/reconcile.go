@@ -240,6 +240,9 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	r.watch(live)
 	key := haltKey(img.ID, target.Revision)
 	target.Halted = r.haltedBy(live, key)
+	for _, s := range live {
+		target.CanaryPromoted = target.CanaryPromoted || s.Metadata[MetaCanaryPassed] == key
+	}
 	in := append(r.planInput(live, states), r.unlisted(live, now)...)
 	dec := Plan(target, in, now)
 	r.report(dec, img, now, len(target.Forces))
@@ -288,6 +291,9 @@ func (r *GroupReconciler) target(img provisioner.Image) Target {
 		ProgressDeadline: g.Rollout.ProgressDeadline.D(),
 		MaxUnhealthy:     -1,
 		MaxAge:           g.MaxAge.D(),
+		Canary:           g.Rollout.Canary,
+		CanaryBake:       g.Rollout.CanaryBake.D(),
+		PauseAfterCanary: g.Rollout.PauseAfterCanary,
 		Count:            g.Count,
 		MaxSurge:         g.Rollout.MaxSurge.Resolve(g.Count, true),
 		MaxUnavailable:   g.Rollout.MaxUnavailable.Resolve(g.Count, false),
@@ -737,29 +743,65 @@ func (r *GroupReconciler) recordReady(ctx context.Context, d Decision, now time.
 	})
 }
 
-// Resume lifts a halted rollout of group g: it removes the halt record
-// from the group's servers, and the next reconcile (of any Phoenix, a
-// daemon included) tries the revision again with a fresh failure budget.
-// It returns how many servers carried the record.
-func Resume(ctx context.Context, cloud provisioner.Cloud, g config.Group) (int, error) {
+// Resumed says what Resume did.
+type Resumed struct {
+	// Halts is how many servers carried a halt record, now removed.
+	Halts int
+	// Promoted is how many servers now carry the promotion of a paused
+	// canary (the rest of the rollout goes on).
+	Promoted int
+}
+
+// Resume lets a group go on: it lifts a halted rollout (removes the halt
+// record, so the next reconcile — of any Phoenix, a daemon included —
+// tries the revision again with a fresh failure budget) and promotes a
+// canary that waits for it (records on the servers that the desired
+// image and revision passed).
+func Resume(ctx context.Context, cloud provisioner.Cloud, g config.Group) (Resumed, error) {
+	var res Resumed
 	servers, err := cloud.ListServers(ctx, GroupTag(g.Name))
 	if err != nil {
-		return 0, err
+		return res, err
 	}
-	var marked []provisioner.Server
-	for _, s := range servers {
-		if s.Metadata[MetaHalted] != "" && !s.Gone() {
-			marked = append(marked, s)
-		}
+	img, err := cloud.ResolveImage(ctx, selector(g.Image))
+	if err != nil {
+		return res, fmt.Errorf("resolve the image of group %s: %w", g.Name, err)
 	}
-	err = parallel(marked, 8, func(s provisioner.Server) error {
-		if err := cloud.SetServerMetadata(ctx, s.ID, map[string]string{MetaHalted: "", MetaHaltReason: ""}); err != nil {
-			return fmt.Errorf("lift the halt on server %s (%s): %w", s.Name, s.ID, err)
+	key := haltKey(img.ID, Revision(g))
+	var mu sync.Mutex
+	err = parallel(servers, 8, func(s provisioner.Server) error {
+		if s.Gone() || !acceptsMetadata(planServer(s)) {
+			return nil
 		}
+		md := map[string]string{}
+		if s.Metadata[MetaHalted] != "" {
+			md[MetaHalted], md[MetaHaltReason] = "", ""
+		}
+		if g.Rollout.PauseAfterCanary && s.Metadata[MetaCanaryPassed] != key {
+			md[MetaCanaryPassed] = key
+		}
+		if len(md) == 0 {
+			return nil
+		}
+		if err := cloud.SetServerMetadata(ctx, s.ID, md); err != nil {
+			return fmt.Errorf("resume on server %s (%s): %w", s.Name, s.ID, err)
+		}
+		mu.Lock()
+		if _, ok := md[MetaHalted]; ok {
+			res.Halts++
+		}
+		if _, ok := md[MetaCanaryPassed]; ok {
+			res.Promoted++
+		}
+		mu.Unlock()
 		return nil
 	})
-	return len(marked), err
+	return res, err
 }
+
+// ErrPaused says a rollout waits, on purpose, for `phoenix resume`
+// (rollout.pause_after_canary).
+var ErrPaused = errors.New("paused after the canary")
 
 // ErrHalted wraps the reason a rollout halted: its new servers kept
 // failing, or it made no progress within its deadline. It is an ErrStuck.
@@ -809,6 +851,11 @@ type haltState struct {
 func (r *GroupReconciler) shouldHalt(d Decision, t Target, now time.Time) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if d.Status.Paused || (d.Status.Canary && d.Status.Available >= t.Canary) {
+		// Waiting on purpose (the bake, or a human) is not a lack of
+		// progress.
+		r.progressAt = now
+	}
 	budget := max(1, r.group.Rollout.MaxFailures)
 	if r.bootFailures >= budget {
 		return fmt.Sprintf("%d new servers went to ERROR or were not ready within %s (failure budget %d; last: %s)",

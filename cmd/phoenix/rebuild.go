@@ -152,6 +152,8 @@ func failureParagraph(r controller.GroupResult, timeout time.Duration) string {
 	fmt.Fprintf(&b, ". Phoenix created %d and deleted %d servers in this run. ", r.Created, r.Deleted)
 	err := r.Err
 	switch {
+	case errors.Is(err, controller.ErrPaused):
+		fmt.Fprintf(&b, "It is PAUSED: %v.", err)
 	case errors.Is(err, controller.ErrHalted):
 		fmt.Fprintf(&b, "The rollout HALTED, and stays halted across runs: %v. No old server was touched, and the new servers that failed were removed.", err)
 	case errors.Is(err, controller.ErrStuck):

@@ -19,7 +19,7 @@ func newResumeCommand(g *globalFlags) *cobra.Command {
 	f := &resumeFlags{}
 	cmd := &cobra.Command{
 		Use:   "resume --config FILE --group NAME [--group NAME ...]",
-		Short: "Lift the halt of a group's rollout, once its cause is fixed",
+		Short: "Lift the halt of a group's rollout, or let a paused canary's rollout go on",
 		Long: `resume removes the halt record from the group's servers. The next reconcile
 (a daemon's, or the next rebuild) tries the same image and revision again,
 with a fresh failure budget. A new image or a changed spec lifts a halt by
@@ -51,15 +51,18 @@ func runResume(ctx context.Context, out io.Writer, g *globalFlags, f *resumeFlag
 		return err
 	}
 	for _, gr := range groups {
-		n, err := controller.Resume(ctx, cloud, gr)
+		res, err := controller.Resume(ctx, cloud, gr)
 		if err != nil {
 			return &exitError{code: exitNotDone, err: fmt.Errorf("group %s: %w", gr.Name, err)}
 		}
-		if n == 0 {
-			fmt.Fprintf(out, "group %s: not halted\n", gr.Name)
-			continue
+		switch {
+		case res.Halts > 0:
+			fmt.Fprintf(out, "group %s: halt lifted (on %d servers); the next reconcile tries again\n", gr.Name, res.Halts)
+		case res.Promoted > 0:
+			fmt.Fprintf(out, "group %s: canary promoted; the rest of the rollout goes on\n", gr.Name)
+		default:
+			fmt.Fprintf(out, "group %s: nothing to resume (not halted, no canary waiting)\n", gr.Name)
 		}
-		fmt.Fprintf(out, "group %s: halt lifted (on %d servers); the next reconcile tries again\n", gr.Name, n)
 	}
 	return nil
 }

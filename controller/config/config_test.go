@@ -330,6 +330,8 @@ func TestRefusedConfigs(t *testing.T) {
 		{"progress deadline too short", group(`rollout: {progress_deadline: 10ms}`), "groups[0].rollout.progress_deadline", 7, "at least 1s"},
 		{"max unhealthy over 100%", group(`health: {http: {port: 80}, max_unhealthy: 150%}`), "groups[0].health.max_unhealthy", 7, "expected a percentage from 0% to 100%"},
 		{"max age too short", group(`max_age: 5m`), "groups[0].max_age", 7, "expected 1h or more"},
+		{"canary as big as the group", group(`rollout: {canary: 4}`), "groups[0].rollout.canary", 7, "expected from 0 to 3 servers"},
+		{"bake without canary", group(`rollout: {canary_bake: 5m}`), "groups[0].rollout.canary", 7, "need a canary"},
 		// Traffic.
 		{"octavia without a pool", group(`traffic: {octavia: {protocol_port: 80}}`), "groups[0].traffic.octavia.pool", 7, "a pool name or ID is required"},
 		{"octavia port out of range", group(`traffic: {octavia: {pool: web, protocol_port: 70000}}`), "groups[0].traffic.octavia.protocol_port", 7, "expected a port from 1 to 65535, got 70000"},

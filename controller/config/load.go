@@ -577,6 +577,15 @@ func (v *validator) rollout(g *Group, group string) {
 	if r.MaxFailures < 1 {
 		v.bad(path+".max_failures", "expected at least 1 failed new server before a rollout halts, got %d", r.MaxFailures)
 	}
+	if r.Canary < 0 || r.Canary >= g.Count && r.Canary > 0 {
+		v.badFrom(path+".canary", []string{path + ".canary", group + ".count"}, "expected from 0 to %d servers (fewer than count %d: a canary is a part of the group), got %d", g.Count-1, g.Count, r.Canary)
+	}
+	if r.Canary == 0 && (r.CanaryBake != 0 || r.PauseAfterCanary) {
+		v.badFrom(path+".canary", []string{path + ".canary_bake", path + ".pause_after_canary"}, "canary_bake and pause_after_canary need a canary: set canary to the number of servers to replace first")
+	}
+	if r.CanaryBake < 0 {
+		v.bad(path+".canary_bake", "expected a duration of zero or more, got %s", r.CanaryBake)
+	}
 	if r.ProgressDeadline < Duration(time.Second) {
 		v.bad(path+".progress_deadline", "expected a duration of at least 1s, got %s", r.ProgressDeadline)
 	}

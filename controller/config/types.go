@@ -96,6 +96,12 @@ type Rollout struct {
 	// ProgressDeadline, the rollout halts and keeps the old servers.
 	// Default 3.
 	MaxFailures int `yaml:"max_failures"`
+	// Canary servers are replaced first; the rest follow once they have
+	// served for CanaryBake — at once, or after `phoenix resume` when
+	// PauseAfterCanary is set. Default 0: no canary.
+	Canary           int      `yaml:"canary"`
+	CanaryBake       Duration `yaml:"canary_bake"`
+	PauseAfterCanary bool     `yaml:"pause_after_canary"`
 	// ProgressDeadline is how long a new server may take from its create
 	// to serving, and how long a rollout may go without a new server
 	// serving, before it counts as failed or halts. Default 10m.
