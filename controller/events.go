@@ -7,20 +7,22 @@ import (
 
 // Event types, in the words an operator reads them.
 const (
-	EventRollout       = "rollout" // a reconcile found work: desired image and counts
-	EventCreate        = "create"  // a server create was accepted
-	EventCreateErr     = "create-failed"
-	EventReady         = "ready"          // a new server passed its health gate and counts
-	EventFailed        = "failed"         // a server went to ERROR
-	EventDelete        = "delete"         // a server's delete was requested
-	EventTrafficAdd    = "traffic-add"    // a ready server was put into the traffic
-	EventDrain         = "drain"          // a server stopped taking new requests
-	EventTrafficRemove = "traffic-remove" // a server left the traffic before its delete
-	EventProgress      = "progress"       // counts changed
-	EventConverged     = "converged"
-	EventError         = "error"        // a reconcile could not complete
-	EventHalted        = "halted"       // the group cannot proceed without a human
-	EventHealBlocked   = "heal-blocked" // too many servers unhealthy at once to replace any
+	EventRollout         = "rollout" // a reconcile found work: desired image and counts
+	EventCreate          = "create"  // a server create was accepted
+	EventCreateErr       = "create-failed"
+	EventReady           = "ready"          // a new server passed its health gate and counts
+	EventFailed          = "failed"         // a server went to ERROR
+	EventDelete          = "delete"         // a server's delete was requested
+	EventTrafficAdd      = "traffic-add"    // a ready server was put into the traffic
+	EventDrain           = "drain"          // a server stopped taking new requests
+	EventTrafficRemove   = "traffic-remove" // a server left the traffic before its delete
+	EventProgress        = "progress"       // counts changed
+	EventConverged       = "converged"
+	EventError           = "error"            // a reconcile could not complete
+	EventHalted          = "halted"           // the group cannot proceed without a human
+	EventHealBlocked     = "heal-blocked"     // too many servers unhealthy at once to replace any
+	EventSnapshot        = "snapshot"         // a snapshot of a server was started before its delete
+	EventSnapshotDeleted = "snapshot-deleted" // retention deleted an old snapshot
 )
 
 // Event is one thing that happened in a rollout. Events are for people and

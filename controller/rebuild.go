@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,7 +116,15 @@ func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts 
 			in[i].Traffic = states[in[i].ID]
 		}
 	}
-	return img, Plan(r.target(img), in, opts.Now()), nil
+	t := r.target(img)
+	key := haltKey(img.ID, t.Revision)
+	for _, s := range live {
+		if s.Metadata[MetaHalted] == key {
+			t.Halted = cmp.Or(s.Metadata[MetaHaltReason], "halted")
+		}
+		t.CanaryPromoted = t.CanaryPromoted || s.Metadata[MetaCanaryPassed] == key
+	}
+	return img, Plan(t, in, opts.Now()), nil
 }
 
 // probeOnce turns servers into plan input with one health probe each.

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -81,6 +82,9 @@ type GroupReconciler struct {
 	group  config.Group
 	cloud  provisioner.Cloud
 	health *healthcheck.Checker
+	// snapshots keeps servers' disks before their delete; nil when the
+	// cloud cannot.
+	snapshots provisioner.Snapshots
 	// traffic moves requests between the servers; nil when the group has
 	// none, trafficErr when the cloud cannot do what the group asks.
 	traffic    traffic
@@ -155,7 +159,12 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 		log = log.With(zap.String("rollout", opts.RolloutID))
 	}
 	tr, trErr := newTraffic(g, cloud, log)
+	snaps, _ := cloud.(provisioner.Snapshots)
+	if g.Backup.SnapshotBeforeDelete && snaps == nil && trErr == nil {
+		trErr = fmt.Errorf("%w: group %s asks for snapshots before delete, and this cloud connection cannot take them", ErrStuck, g.Name)
+	}
 	return &GroupReconciler{
+		snapshots:  snaps,
 		traffic:    tr,
 		trafficErr: trErr,
 		group:      g,
@@ -472,9 +481,19 @@ func planServer(s provisioner.Server) Server {
 
 // deleteServers records the phase on each server, then asks for its
 // delete. A server whose phase cannot be written is not deleted: a restart
-// must always find the record of a decided delete.
+// must always find the record of a decided delete. With backups on, a
+// server is deleted only once its snapshot is active; until then its
+// delete waits (the plan decides it again next time).
 func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, now time.Time) error {
-	return parallel(deletes, r.opts.Parallelism, func(d Delete) error {
+	var snapped atomic.Bool
+	err := parallel(deletes, r.opts.Parallelism, func(d Delete) error {
+		if !d.Resume && r.needsSnapshot(d.Server) {
+			ok, err := r.snapshotFirst(ctx, d.Server, now)
+			if err != nil || !ok {
+				return err
+			}
+			snapped.Store(true)
+		}
 		if err := r.deleteOne(ctx, d, now); err != nil {
 			return err
 		}
@@ -491,6 +510,12 @@ func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, n
 			Reason: d.Reason, ReplacedBy: replacedBy})
 		return nil
 	})
+	if snapped.Load() {
+		if rerr := r.retain(ctx, now); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
 }
 
 // parallel runs fn on every item, at most limit at a time, and joins the

@@ -134,3 +134,19 @@ type Port struct {
 	NetworkID string
 	FixedIPs  []string
 }
+
+// Snapshots is the part of a cloud that keeps a server's disk before the
+// server goes: Nova's createImage and the Glance images it makes.
+type Snapshots interface {
+	// SnapshotServer asks for an image of the server's disk, with the
+	// given properties, and returns the new image's ID at once (the image
+	// becomes active later).
+	SnapshotServer(ctx context.Context, serverID, name string, properties map[string]string) (string, error)
+	// Image reads one image; ErrNotFound when it is gone.
+	Image(ctx context.Context, id string) (Image, error)
+	// ImagesWith lists the images whose properties include all of props,
+	// whatever their status.
+	ImagesWith(ctx context.Context, props map[string]string) ([]Image, error)
+	// DeleteImage deletes an image; one already gone counts as deleted.
+	DeleteImage(ctx context.Context, id string) error
+}

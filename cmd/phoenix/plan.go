@@ -213,6 +213,14 @@ func printPlans(out io.Writer, plans []groupPlan) {
 			_ = tw.Flush()
 		}
 		switch {
+		case gp.Status.Halted:
+			fmt.Fprintf(out, "  HALTED: the rollout to this image and revision halted; it is not retried until a new image, a spec change or phoenix resume\n")
+		case gp.Status.Paused:
+			fmt.Fprintf(out, "  PAUSED after the canary: run phoenix resume --group %s to go on\n", gp.Group)
+		case gp.Status.HealBlocked:
+			fmt.Fprintf(out, "  HEAL BLOCKED: %d servers fail their check at once (more than health.max_unhealthy); none is replaced\n", gp.Status.Unhealthy)
+		}
+		switch {
 		case gp.Replace == 0 && gp.Create == 0:
 			fmt.Fprintf(out, "  nothing to do: %d servers are current\n\n", gp.Keep)
 		default:

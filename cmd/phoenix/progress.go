@@ -77,6 +77,13 @@ func (p *progress) Emit(e controller.Event) {
 		what += " (" + e.Reason + ")"
 	case controller.EventTrafficAdd, controller.EventTrafficRemove:
 		what = e.Name + " " + e.Message
+	case controller.EventSnapshotDeleted:
+		what = e.Name + " (" + e.Reason + ")"
+	case controller.EventHalted:
+		what = e.Message
+		if what == "" {
+			what = e.Reason
+		}
 	case controller.EventDrain:
 		what = e.Name
 		if e.ReplacedBy != "" {
@@ -114,6 +121,16 @@ func describeStatus(s *controller.Status) string {
 	add(s.Failed, "failed")
 	add(s.Draining, "draining")
 	add(s.Deleting, "deleting")
+	add(s.Unhealthy, "unhealthy")
+	for _, flag := range []struct {
+		on   bool
+		what string
+	}{{s.Canary, "CANARY (the rest waits for its bake)"}, {s.Paused, "PAUSED after the canary: phoenix resume"},
+		{s.Halted, "HALTED"}, {s.HealBlocked, "HEAL BLOCKED: too many unhealthy at once"}} {
+		if flag.on {
+			parts = append(parts, flag.what)
+		}
+	}
 	return strings.Join(parts, " · ")
 }
 

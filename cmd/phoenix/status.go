@@ -76,8 +76,14 @@ func printStatus(out io.Writer, st controller.DaemonStatus) {
 		switch {
 		case g.Halted != "":
 			state = "HALTED: " + g.Halted
+		case g.Status.Paused:
+			state = "PAUSED after the canary: phoenix resume --group " + g.Group
+		case g.Status.HealBlocked:
+			state = fmt.Sprintf("HEAL BLOCKED: %d unhealthy at once", g.Status.Unhealthy)
 		case g.LastError != "":
 			state = "error: " + g.LastError
+		case g.Status.Canary:
+			state = "canary baking"
 		case g.InProgress:
 			state = "rolling out"
 		}

@@ -332,6 +332,7 @@ func TestRefusedConfigs(t *testing.T) {
 		{"max age too short", group(`max_age: 5m`), "groups[0].max_age", 7, "expected 1h or more"},
 		{"canary as big as the group", group(`rollout: {canary: 4}`), "groups[0].rollout.canary", 7, "expected from 0 to 3 servers"},
 		{"bake without canary", group(`rollout: {canary_bake: 5m}`), "groups[0].rollout.canary", 7, "need a canary"},
+		{"negative keep", group(`backup: {snapshot_before_delete: true, keep: -1}`), "groups[0].backup.keep", 7, "expected 0 (keep every snapshot) or more"},
 		// Traffic.
 		{"octavia without a pool", group(`traffic: {octavia: {protocol_port: 80}}`), "groups[0].traffic.octavia.pool", 7, "a pool name or ID is required"},
 		{"octavia port out of range", group(`traffic: {octavia: {pool: web, protocol_port: 70000}}`), "groups[0].traffic.octavia.protocol_port", 7, "expected a port from 1 to 65535, got 70000"},

@@ -35,6 +35,8 @@ const (
 	DefaultHTTPPath            = "/"
 	DefaultDrain               = 30 * time.Second
 	DefaultInterval            = time.Minute
+	DefaultBackupKeep          = 3
+	DefaultBackupTimeout       = 30 * time.Minute
 	DefaultMaxUnhealthyPercent = 40
 	DefaultMaxFailures         = 3
 	DefaultProgressDeadline    = 10 * time.Minute
@@ -183,6 +185,12 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 			h.HTTP.Path = DefaultHTTPPath
 		}
 		// ExpectStatus's default, 0 (any 2xx), is the zero value.
+		if unset("backup.keep") {
+			g.Backup.Keep = DefaultBackupKeep
+		}
+		if unset("backup.timeout") {
+			g.Backup.Timeout = Duration(DefaultBackupTimeout)
+		}
 		if o := g.Traffic.Octavia; o != nil {
 			if unset("traffic.octavia.weight") {
 				o.Weight = DefaultMemberWeight
@@ -369,6 +377,16 @@ func (v *validator) group(g *Group, path string) {
 	}
 	v.health(&g.Health, path+".health")
 	v.traffic(g, path+".traffic")
+	b := g.Backup
+	if b.Keep < 0 {
+		v.bad(path+".backup.keep", "expected 0 (keep every snapshot) or more, got %d", b.Keep)
+	}
+	if b.MaxAge < 0 {
+		v.bad(path+".backup.max_age", "expected a duration of zero or more, got %s", b.MaxAge)
+	}
+	if b.Timeout < Duration(time.Second) {
+		v.bad(path+".backup.timeout", "expected a duration of at least 1s, got %s", b.Timeout)
+	}
 }
 
 // maxMemberWeight is Octavia's largest member weight.

@@ -63,6 +63,7 @@ type Group struct {
 	Rollout Rollout  `yaml:"rollout"`
 	Health  Health   `yaml:"health"`
 	Traffic Traffic  `yaml:"traffic"`
+	Backup  Backup   `yaml:"backup"`
 
 	// UserData is the content of UserDataFile, read at load time so that a
 	// file changed later cannot silently change the spec revision.
@@ -129,6 +130,22 @@ type Health struct {
 	// network or the check itself, Phoenix replaces nothing and raises an
 	// alert. A percentage of count rounds down. Default 40%.
 	MaxUnhealthy IntOrPercent `yaml:"max_unhealthy"`
+}
+
+// Backup keeps the disk of a server before Phoenix deletes it.
+type Backup struct {
+	// SnapshotBeforeDelete snapshots (Nova createImage) every server that
+	// served before it is deleted, and waits for the image to be active.
+	SnapshotBeforeDelete bool `yaml:"snapshot_before_delete"`
+	// Keep is how many of the group's snapshots are kept, newest first;
+	// 0 keeps them all. Default 3.
+	Keep int `yaml:"keep"`
+	// MaxAge deletes the group's snapshots older than this (never the
+	// newest). Default 0: no age limit.
+	MaxAge Duration `yaml:"max_age"`
+	// Timeout bounds the wait for a snapshot to become active; the server
+	// is not deleted without it. Default 30m.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Traffic says how requests reach the group's servers, so that Phoenix

@@ -108,6 +108,12 @@ func matchesImage(img images.Image, sel provisioner.ImageSelector) bool {
 	if sel.Name != "" && img.Name != sel.Name {
 		return false
 	}
+	// A snapshot of a server (Nova's createImage) inherits its base
+	// image's properties, and would match a selector by properties; a
+	// gold image is never one.
+	if fmt.Sprint(img.Properties["image_type"]) == "snapshot" {
+		return false
+	}
 	for _, want := range sel.Tags {
 		if !slices.Contains(img.Tags, want) {
 			return false

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -812,4 +813,18 @@ func (s *Sim) imageAction(w http.ResponseWriter, r *http.Request, id, action str
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// Images returns every image, by creation time, as tests see them.
+func (s *Sim) Images() []Image {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Image, 0, len(s.images))
+	for _, img := range s.images {
+		v := img.Image
+		v.Properties = maps.Clone(img.Properties)
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
 }

@@ -1,0 +1,121 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// Snapshots Phoenix takes carry these Glance properties (set through
+// createImage's metadata), by which it finds them again — after a restart,
+// to never take one twice, and for retention, which touches no other image.
+const (
+	PropGroup   = "phoenix_group"
+	PropServer  = "phoenix_server"
+	PropKind    = "phoenix_kind"
+	PropTakenAt = "phoenix_taken_at"
+
+	// KindPreDelete marks a snapshot taken before a server's delete.
+	KindPreDelete = "pre-delete"
+)
+
+// needsSnapshot says whether a server's delete waits for a snapshot: with
+// backups on, every server that may hold something (it ran) — but not a
+// failed new one, which never served. A compromised server is kept for
+// forensics.
+func (r *GroupReconciler) needsSnapshot(c Classified) bool {
+	if !r.group.Backup.SnapshotBeforeDelete || r.snapshots == nil {
+		return false
+	}
+	switch c.Status {
+	case provisioner.StatusActive, "SHUTOFF":
+	default:
+		return false
+	}
+	return c.Kind != KindFailed || c.Compromised != ""
+}
+
+// snapshotFirst makes sure a snapshot of the server exists and is active,
+// and says whether the server may go now. The snapshot is found by its
+// properties each time, so a restart (or a lost answer) never takes a
+// second one, and a delete never comes before the image is active.
+func (r *GroupReconciler) snapshotFirst(ctx context.Context, c Classified, now time.Time) (bool, error) {
+	imgs, err := r.snapshots.ImagesWith(ctx, map[string]string{PropServer: c.ID, PropKind: KindPreDelete})
+	if err != nil {
+		return false, fmt.Errorf("look for the snapshot of server %s: %w", c.Name, err)
+	}
+	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Created.After(imgs[j].Created) })
+	for _, img := range imgs {
+		switch img.Status {
+		case "active":
+			return true, nil
+		case "queued", "saving", "importing", "uploading":
+			if waited := now.Sub(img.Created); waited > r.group.Backup.Timeout.D() && !img.Created.IsZero() {
+				return false, fmt.Errorf("snapshot %s of server %s is still %s after %s (backup.timeout): the server is kept until it is active",
+					img.ID, c.Name, img.Status, waited.Round(time.Second))
+			}
+			return false, nil // in progress
+		}
+		// killed, deleted, deactivated: a failed snapshot; take another.
+	}
+	if c.TaskState != "" {
+		return false, nil // Nova is busy with the server (a snapshot in progress)
+	}
+	name := truncate(fmt.Sprintf("phoenix-%s-%s-%s", r.group.Name, c.Name, now.UTC().Format("20060102T150405Z")), 255)
+	id, err := r.snapshots.SnapshotServer(ctx, c.ID, name, map[string]string{
+		PropGroup: r.group.Name, PropServer: c.ID, PropKind: KindPreDelete, PropTakenAt: now.UTC().Format(time.RFC3339),
+	})
+	if err != nil {
+		return false, fmt.Errorf("snapshot server %s before its delete: %w", c.Name, err)
+	}
+	r.log.Info("snapshotting server before its delete", zap.String("server", c.ID), zap.String("name", c.Name), zap.String("image", id))
+	r.emit(Event{Type: EventSnapshot, Server: c.ID, Name: c.Name, Image: id, Message: "snapshot " + name + " started"})
+	return false, nil
+}
+
+// retain deletes the group's pre-delete snapshots beyond backup.keep
+// (newest kept) and older than backup.max_age (the newest always kept).
+// Only active snapshots are touched; only images with the group's
+// properties are ever listed.
+func (r *GroupReconciler) retain(ctx context.Context, now time.Time) error {
+	b := r.group.Backup
+	if r.snapshots == nil || (b.Keep == 0 && b.MaxAge == 0) {
+		return nil
+	}
+	imgs, err := r.snapshots.ImagesWith(ctx, map[string]string{PropGroup: r.group.Name, PropKind: KindPreDelete})
+	if err != nil {
+		return fmt.Errorf("list the snapshots of group %s: %w", r.group.Name, err)
+	}
+	var active []provisioner.Image
+	for _, img := range imgs {
+		if img.Status == "active" {
+			active = append(active, img)
+		}
+	}
+	sort.Slice(active, func(i, j int) bool { return active[i].Created.After(active[j].Created) })
+	var errs []error
+	for i, img := range active {
+		tooMany := b.Keep > 0 && i >= b.Keep
+		tooOld := b.MaxAge > 0 && i > 0 && now.Sub(img.Created) > b.MaxAge.D()
+		if !tooMany && !tooOld {
+			continue
+		}
+		if err := r.snapshots.DeleteImage(ctx, img.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		why := fmt.Sprintf("beyond backup.keep %d", b.Keep)
+		if !tooMany {
+			why = fmt.Sprintf("older than backup.max_age %s", b.MaxAge)
+		}
+		r.log.Info("deleted an old snapshot", zap.String("image", img.ID), zap.String("name", img.Name), zap.String("why", why))
+		r.emit(Event{Type: EventSnapshotDeleted, Image: img.ID, Name: img.Name, Reason: why})
+	}
+	return errors.Join(errs...)
+}
