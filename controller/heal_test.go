@@ -2,8 +2,11 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,4 +85,86 @@ func TestAutoHealStopsWhenTooManyAreSick(t *testing.T) {
 		t.Errorf("no heal-blocked alert among the events")
 	}
 	_ = config.Group{}
+}
+
+// Servers fall sick at random while a rollout is in flight (seeded): the
+// bounds hold at every sample — counting a server the test made sick as
+// serving, since Phoenix did not cause its loss — and the group converges
+// on the new image with every server healthy.
+func TestRolloutWithServersFallingSick(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(seed, 17))
+			env := simtest.Start(t, fastSim(int64(1000+seed)), 0)
+			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+			// A new server that falls sick before it was seen ready counts as a
+			// failed boot after the progress deadline; the budget is ample.
+			g := parseGroup(t, strings.Replace(groupYAML("web", 8, "{max_surge: 2, max_unavailable: 1, min_ready: 30ms, progress_deadline: 2s, max_failures: 10}"), "grace: 30s", "grace: 0s", 1))
+			rebuild(t, env, g, fastOptions())
+			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+
+			var (
+				mu                sync.Mutex
+				sick              = map[string]bool{}
+				minServing        = 1 << 30
+				maxTotal, samples int
+			)
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { // the monitor
+				defer wg.Done()
+				for ctx.Err() == nil {
+					servers := env.Sim.Servers()
+					mu.Lock()
+					serving := 0
+					for _, s := range servers {
+						if s.Healthy || (sick[s.ID] && !s.Deleting) {
+							serving++
+						}
+					}
+					minServing, maxTotal, samples = min(minServing, serving), max(maxTotal, len(servers)), samples+1
+					mu.Unlock()
+					time.Sleep(time.Millisecond) // the sampling period
+				}
+			}()
+			go func() { // the chaos: a server falls sick now and then
+				defer wg.Done()
+				for i := 0; i < 3 && ctx.Err() == nil; i++ {
+					time.Sleep(time.Duration(50+rng.IntN(300)) * time.Millisecond) // between two failures
+					servers := env.Sim.Servers()
+					if len(servers) == 0 {
+						continue
+					}
+					victim := servers[rng.IntN(len(servers))]
+					if victim.Healthy && env.Sim.SetHealth(victim.ID, sim.HealthFailing) == nil {
+						mu.Lock()
+						sick[victim.ID] = true
+						mu.Unlock()
+					}
+				}
+			}()
+			rebuild(t, env, g, fastOptions())
+			// Sick servers of the new image are healed too: run until every
+			// server is healthy on the new image.
+			waitUntil(t, 30*time.Second, "every server healthy on the new image", func() bool {
+				res := runOnce(t, env, g, 5*time.Second)
+				if !res.Converged {
+					return false
+				}
+				for _, s := range env.Sim.Servers() {
+					if !s.Healthy || s.ImageID != patched.ID {
+						return false
+					}
+				}
+				return len(env.Sim.Servers()) == 8
+			})
+			cancel()
+			wg.Wait()
+			if minServing < 7 || maxTotal > 10 || samples < 50 {
+				t.Errorf("serving fell to %d (floor 7), total reached %d (ceiling 10), %d samples", minServing, maxTotal, samples)
+			}
+		})
+	}
 }

@@ -717,6 +717,9 @@ func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.Server
 	r.createErr = nil
 	r.backoff = r.opts.CreateBackoff
 	r.createsIssued++
+	if r.announced {
+		r.progressAt = now
+	}
 	r.recent[s.ID] = recentCreate{name: spec.Name, image: spec.ImageID, revision: spec.Metadata[MetaRevision], at: now}
 	r.mu.Unlock()
 	r.ledger.createdServer(s.ID, now)
@@ -886,8 +889,11 @@ func (r *GroupReconciler) shouldHalt(d Decision, t Target, now time.Time) string
 		return fmt.Sprintf("%d new servers went to ERROR or were not ready within %s (failure budget %d; last: %s)",
 			r.bootFailures, t.ProgressDeadline, budget, r.lastFault)
 	}
-	if deadline := t.ProgressDeadline; deadline > 0 && !d.Status.Converged && !r.progressAt.IsZero() && now.Sub(r.progressAt) > deadline {
-		return fmt.Sprintf("no new server became ready for %s (rollout.progress_deadline)", deadline)
+	// No progress: no new server became ready, and none was created, for
+	// the deadline. A server failing right now is the failure budget's to
+	// judge, and its replacement is progress.
+	if deadline := t.ProgressDeadline; deadline > 0 && !d.Status.Converged && d.Status.Failed == 0 && !r.progressAt.IsZero() && now.Sub(r.progressAt) > deadline {
+		return fmt.Sprintf("no new server was created or became ready for %s (rollout.progress_deadline)", deadline)
 	}
 	return ""
 }
