@@ -405,3 +405,36 @@ func dumpRequests(t *testing.T, s *sim.Sim, n int) {
 		t.Logf("%d %s %s %s %d", i, r.Service, r.Method, r.Path, r.Status)
 	}
 }
+
+// With most of a group sick, the daemon heals none and raises the alert
+// metric; with one sick, it heals it.
+func TestDaemonHealAlertMetric(t *testing.T) {
+	env := simtest.Start(t, fastSim(1110), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	d := startDaemon(t, env, daemonYAML(strings.Replace(daemonGroup("web", "gold", "m1.small", 5, ""), "grace: 30s", "grace: 0s", 1)))
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID})
+	srv := httptest.NewServer(promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	ids := idsOf(env.Sim, "web")
+	for _, id := range ids[:3] { // 3 of 5 is more than 40%
+		_ = env.Sim.SetHealth(id, sim.HealthFailing)
+	}
+	waitUntil(t, 20*time.Second, "the heal alert", func() bool { return scrape(t, srv.URL)["phoenix_heal_blocked"] == 1 })
+	if st := d.Status().Groups[0]; !st.Status.HealBlocked || st.Status.Unhealthy != 3 {
+		t.Errorf("status %+v, want heal blocked with 3 unhealthy", st.Status)
+	}
+	if got := idsOf(env.Sim, "web"); !slices.Equal(got, ids) {
+		t.Errorf("servers were replaced while the heal was blocked")
+	}
+	// Two recover: one sick of five is healed.
+	_ = env.Sim.SetHealth(ids[0], sim.HealthUp)
+	_ = env.Sim.SetHealth(ids[1], sim.HealthUp)
+	waitUntil(t, 30*time.Second, "the sick server to be replaced", func() bool {
+		_, ok := env.Sim.Server(ids[2])
+		return !ok && len(idsOf(env.Sim, "web")) == 5
+	})
+	d.converged(t, env.Sim, map[string]string{"web": gold.ID})
+	if scrape(t, srv.URL)["phoenix_heal_blocked"] != 0 {
+		t.Errorf("the heal alert is still raised")
+	}
+}

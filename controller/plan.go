@@ -48,6 +48,10 @@ type Target struct {
 	// auto-heal to act; more, and nothing is replaced for health (the
 	// fault is likely the network or the check). Negative: no heal.
 	MaxUnhealthy int
+	// HealAfter is how long a server must have been unhealthy before it
+	// is healed: failures that begin together (a network fault) are then
+	// counted together against MaxUnhealthy, not healed one by one.
+	HealAfter time.Duration
 	// Halted, when set, says why the rollout to this image and revision
 	// halted: nothing new is created, no old server is touched, and new
 	// servers that do not serve are removed.
@@ -111,7 +115,9 @@ type Server struct {
 	// became healthy; HealthError says why the last probe failed.
 	Health       healthcheck.State
 	HealthySince time.Time
-	HealthError  string
+	// UnhealthySince is when it became unhealthy (zero otherwise).
+	UnhealthySince time.Time
+	HealthError    string
 	// Traffic is where the server stands with the group's traffic, and
 	// DrainStart when its drain was recorded (zero when none was).
 	Traffic    TrafficState
@@ -261,7 +267,8 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	var current, old []Classified
 	for _, s := range servers {
 		c := classify(t, s, now)
-		if heal && c.Kind == KindCurrent && s.WasReady && s.Status == provisioner.StatusActive && s.Health == healthcheck.Unhealthy {
+		if heal && c.Kind == KindCurrent && s.WasReady && s.Status == provisioner.StatusActive && s.Health == healthcheck.Unhealthy &&
+			!now.Before(s.UnhealthySince.Add(t.HealAfter)) {
 			c.Kind = KindOld
 			c.Reason = "unhealthy: failed its health check after serving"
 			if s.HealthError != "" {
@@ -595,6 +602,9 @@ func requeueAfter(t Target, servers []Classified, now time.Time) time.Duration {
 		}
 		if c.Kind == KindCurrent && c.Ready && c.Traffic == TrafficPending {
 			soonest(trafficPoll)
+		}
+		if c.Kind == KindCurrent && c.Health == healthcheck.Unhealthy && !c.UnhealthySince.IsZero() {
+			soonest(c.UnhealthySince.Add(t.HealAfter).Sub(now))
 		}
 	}
 	for _, c := range servers {

@@ -315,6 +315,7 @@ func (r *GroupReconciler) target(img provisioner.Image) Target {
 	}
 	if r.prober() != nil {
 		t.MaxUnhealthy = g.Health.MaxUnhealthy.Resolve(g.Count, false)
+		t.HealAfter = g.Health.Interval.D() * time.Duration(max(1, g.Health.UnhealthyThreshold))
 	}
 	r.mu.Lock()
 	t.Forces = append([]Force(nil), r.forces...)
@@ -413,8 +414,11 @@ func (r *GroupReconciler) planInput(servers []provisioner.Server, traffic map[st
 			if o, ok := r.health.Observe(s.ID); ok {
 				p.Health = o.State
 				p.HealthError = o.LastError
-				if o.State == healthcheck.Healthy {
+				switch o.State {
+				case healthcheck.Healthy:
 					p.HealthySince = o.Since
+				case healthcheck.Unhealthy:
+					p.UnhealthySince = o.Since
 				}
 			}
 		}
