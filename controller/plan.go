@@ -315,7 +315,9 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		// nothing.
 		d.Status.Halted = true
 		for _, c := range current {
-			if !c.Ready && !c.Unlisted {
+			// New servers that never served: a server that did and is
+			// unhealthy now is not the halt's to remove.
+			if !c.Ready && !c.WasReady && !c.Unlisted {
 				d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "rollout halted: " + t.Halted})
 			}
 		}

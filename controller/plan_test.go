@@ -484,3 +484,19 @@ func TestPlanMaxAgeSpreadsAndKeepsBounds(t *testing.T) {
 func tooOldAt(t Target, s Server, at time.Time) bool {
 	return Plan(t, []Server{s}, at).Status.Old == 1
 }
+
+// A halted rollout removes the new servers that never served, and keeps
+// everything that serves or served: old ones, and current ones.
+func TestPlanHalted(t *testing.T) {
+	tgt := target(4, 2, 0)
+	tgt.Halted = "2 new servers went to ERROR"
+	servers := fleet("oocbu")
+	servers[4].WasReady = true // served, unhealthy now
+	d := Plan(tgt, servers, t0)
+	if got := deletedLetters(d); got != "b" {
+		t.Errorf("deleted %q, want only the booting new server b", got)
+	}
+	if len(d.Creates)+len(d.Drains)+len(d.AddTraffic) != 0 || !d.Status.Halted || d.Status.Converged {
+		t.Errorf("halted plan: %d creates, %d drains, status %+v", len(d.Creates), len(d.Drains), d.Status)
+	}
+}
