@@ -2,6 +2,7 @@ package controller
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -71,7 +72,9 @@ func (n *Notifier) Emit(e Event) {
 	case EventConverged:
 		no.Kind = "completed"
 	case EventHalted:
-		no.Kind, no.Reason = "halted", e.Reason
+		// The message names the image, the revision, the reason and what
+		// to do; the bare reason when there is none.
+		no.Kind, no.Reason = "halted", cmp.Or(e.Message, e.Reason)
 	default:
 		return
 	}
