@@ -42,10 +42,7 @@ func TestEndToEndOnDevcloud(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	bin := filepath.Join(t.TempDir(), "phoenix")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build phoenix: %v\n%s", err, out)
-	}
+	bin := buildPhoenix(t)
 	group := "e2e-" + uuid.NewString()[:8]
 	imageName := group + "-gold"
 	cfg := filepath.Join(t.TempDir(), "phoenix.yaml")
@@ -66,17 +63,7 @@ groups:
 `, group, imageName)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	phoenix := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+cloudsFile, "OS_CLOUD=")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("phoenix %s: %v\n%s", strings.Join(args, " "), err, out.String())
-		}
-		return out.String()
-	}
+	phoenix := phoenixRunner(t, ctx, bin, cloudsFile)
 
 	cloud, err := openstack.New(ctx, openstack.Options{Cloud: "devcloud", CloudsFile: cloudsFile})
 	if err != nil {
@@ -242,10 +229,7 @@ func TestEndToEndPoolOnDevcloud(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "phoenix")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build phoenix: %v\n%s", err, out)
-	}
+	bin := buildPhoenix(t)
 	provider := devcloudProvider(t, ctx, cloudsFile)
 	lbc, err := gcopenstack.NewLoadBalancerV2(provider, gophercloud.EndpointOpts{})
 	if err != nil {
@@ -288,17 +272,7 @@ groups:
 `, group, imageName, pool.ID)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	phoenix := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+cloudsFile, "OS_CLOUD=")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("phoenix %s: %v\n%s", strings.Join(args, " "), err, out.String())
-		}
-		return out.String()
-	}
+	phoenix := phoenixRunner(t, ctx, bin, cloudsFile)
 	cloud, err := openstack.New(ctx, openstack.Options{Cloud: "devcloud", CloudsFile: cloudsFile})
 	if err != nil {
 		t.Fatal(err)
@@ -423,5 +397,21 @@ func assertPool(t *testing.T, ctx context.Context, lbc *gophercloud.ServiceClien
 	}
 	if len(got) != len(want) || len(members) != len(want)+1 {
 		t.Errorf("pool members %v (+ other), want exactly %v", got, want)
+	}
+}
+
+// phoenixRunner runs the built binary against the dev cloud and returns
+// its output, failing the test when it fails.
+func phoenixRunner(t *testing.T, ctx context.Context, bin, cloudsFile string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+cloudsFile, "OS_CLOUD=")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("phoenix %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+		return out.String()
 	}
 }
