@@ -33,6 +33,8 @@ type benchFlags struct {
 	reactions  int
 	probeCount int
 	only       []string
+	poll       time.Duration
+	probeEvery time.Duration
 }
 
 func newBenchCommand(g *globalFlags) *cobra.Command {
@@ -67,6 +69,8 @@ prints each figure with its ratio to the bound or goal it is judged by:
 	cmd.Flags().IntVar(&f.steady, "steady-servers", 10000, "steady: servers (in groups of 100)")
 	cmd.Flags().IntVar(&f.reactions, "reactions", 30, "reaction: runs")
 	cmd.Flags().IntVar(&f.probeCount, "probe-servers", 2000, "probes: servers")
+	cmd.Flags().DurationVar(&f.poll, "poll", 10*time.Millisecond, "makespan: reconcile interval of a group in a rollout")
+	cmd.Flags().DurationVar(&f.probeEvery, "probe-interval", 50*time.Millisecond, "makespan: health check interval")
 	cmd.Flags().StringSliceVar(&f.only, "only", nil, "run only these: makespan, steady, reaction, probes")
 	return cmd
 }
@@ -184,18 +188,18 @@ func benchMakespan(ctx context.Context, out io.Writer, f *benchFlags, log *zap.L
 		return err
 	}
 	defer cleanup()
-	const health = "    health: {http: {port: 8080, path: /healthz}, interval: 50ms, timeout: 50ms, healthy_threshold: 1, grace: 1m}\n"
+	health := fmt.Sprintf("    health: {http: {port: 8080, path: /healthz}, interval: %s, timeout: %s, healthy_threshold: 1, grace: 1m}\n", f.probeEvery, f.probeEvery)
 	groups, err := benchGroups(f.groups, f.perGroup, "{max_surge: 10%, max_unavailable: 0}", health)
 	if err != nil {
 		return err
 	}
 	s.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	if err := converge(ctx, cloud, groups, log, 10*time.Millisecond); err != nil {
+	if err := converge(ctx, cloud, groups, log, f.poll); err != nil {
 		return fmt.Errorf("initial fleet: %w", err)
 	}
 	patched := s.AddImage(sim.Image{Name: "gold"})
 	started := time.Now()
-	if err := converge(ctx, cloud, groups, log, 10*time.Millisecond); err != nil {
+	if err := converge(ctx, cloud, groups, log, f.poll); err != nil {
 		return err
 	}
 	makespan := time.Since(started)
