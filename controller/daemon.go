@@ -277,6 +277,13 @@ func (d *Daemon) runWorker(w *worker) {
 	}
 }
 
+// WakeAll asks every group for a reconcile now.
+func (d *Daemon) WakeAll() {
+	for _, w := range d.snapshot() {
+		w.poke()
+	}
+}
+
 // Reload applies a new configuration: groups that are new start, groups
 // that are gone stop (their servers stay as they are), groups whose
 // settings changed restart with them. A configuration that cannot be

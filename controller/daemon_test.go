@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -436,5 +437,82 @@ func TestDaemonHealAlertMetric(t *testing.T) {
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID})
 	if scrape(t, srv.URL)["phoenix_heal_blocked"] != 0 {
 		t.Errorf("the heal alert is still raised")
+	}
+}
+
+// At rest, a reconcile of every group costs one list request per page of
+// servers and one image resolution per distinct selector — nothing per
+// server, no write.
+func TestSteadyStateCostsPagesPlusSelectors(t *testing.T) {
+	env := simtest.Start(t, fastSim(1200), 8) // 8 servers a page
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	env.Sim.AddImage(sim.Image{Name: "other", Created: time.Now().Add(-time.Hour)})
+	var groups []string
+	for i := range 6 {
+		img := "gold"
+		if i%3 == 0 {
+			img = "other"
+		}
+		groups = append(groups, daemonGroup(fmt.Sprintf("g%d", i), img, "m1.small", 20, ""))
+	}
+	d := startDaemon(t, env, daemonYAML(groups...))
+	waitUntil(t, 60*time.Second, "the groups to converge", func() bool {
+		st := d.Status().Groups
+		if len(st) != 6 {
+			return false
+		}
+		for _, g := range st {
+			if g.InProgress {
+				return false
+			}
+		}
+		return true
+	})
+	env.Sim.ResetRequests()
+	before := time.Now()
+	d.WakeAll()
+	waitUntil(t, 10*time.Second, "a reconcile of every group", func() bool {
+		for _, g := range d.Status().Groups {
+			if !g.LastReconcile.After(before) {
+				return false
+			}
+		}
+		return true
+	})
+	d.stop() // lets the reconciles in flight finish
+	// Pages of a list that began before the reset are left out: a page
+	// with a marker counts only after the first page of its group.
+	lists, firsts := map[string]int{}, map[string]int{}
+	images, other := 0, 0
+	for _, r := range env.Sim.Requests() {
+		switch {
+		case r.Service == "compute" && r.Method == "GET" && strings.HasSuffix(r.Path, "/servers/detail"):
+			q, _ := url.ParseQuery(r.Query)
+			g := q.Get("tags")
+			if q.Get("marker") == "" {
+				firsts[g]++
+			}
+			if firsts[g] > 0 {
+				lists[g]++
+			}
+		case r.Service == "image" && r.Method == "GET":
+			images++
+		case r.Service == "identity":
+		default:
+			other++
+			t.Logf("unexpected request %s %s", r.Method, r.Path)
+		}
+	}
+	// 20 servers at 8 a page: 3 pages for each reconcile of a group (a
+	// group may have been woken twice); the image watch's cache is fresh,
+	// so no Glance request at all; nothing per server, no write.
+	for i := range 6 {
+		g := controller.GroupTag(fmt.Sprintf("g%d", i))
+		if n, f := lists[g], firsts[g]; f == 0 || n != 3*f {
+			t.Errorf("group g%d: %d list requests for %d reconciles, want 3 pages each", i, n, f)
+		}
+	}
+	if images != 0 || other != 0 {
+		t.Errorf("a reconcile at rest made %d image requests and %d other requests, want none", images, other)
 	}
 }
