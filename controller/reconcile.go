@@ -338,7 +338,11 @@ func (r *GroupReconciler) watch(servers []provisioner.Server) {
 	}
 	h := r.group.Health
 	policy := healthcheck.Policy{
-		Interval:           h.Interval.D(),
+		Interval: h.Interval.D(),
+		// A new server is probed five times as often until it first
+		// passes: the rollout learns sooner that it serves, at the cost of
+		// a few probes per booting server.
+		RiseInterval:       max(h.Interval.D()/5, min(h.Interval.D(), 10*time.Millisecond)),
 		Timeout:            h.Timeout.D(),
 		HealthyThreshold:   h.HealthyThreshold,
 		UnhealthyThreshold: h.UnhealthyThreshold,

@@ -64,6 +64,9 @@ type watch struct {
 	target Target
 	cancel context.CancelFunc
 	obs    Observation
+	// risen is set once the target was healthy: from then on it is
+	// probed every Interval, not every RiseInterval.
+	risen bool
 }
 
 // NewChecker returns a Checker with no targets.
@@ -143,14 +146,18 @@ func (c *Checker) loop(ctx context.Context, w *watch) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.record(w, time.Now(), err)
-		timer.Reset(max(0, interval-time.Since(started)))
+		next := interval
+		if risen := c.record(w, time.Now(), err); !risen && t.Policy.RiseInterval > 0 && t.Policy.RiseInterval < interval {
+			next = t.Policy.RiseInterval
+		}
+		timer.Reset(max(0, next-time.Since(started)))
 	}
 }
 
 // record folds one result into w's observation, unless w was replaced or
 // removed while it probed; it logs the result and signals a state change.
-func (c *Checker) record(w *watch, now time.Time, err error) {
+// It reports whether the target has been healthy since it was watched.
+func (c *Checker) record(w *watch, now time.Time, err error) (risen bool) {
 	c.probes.Add(1)
 	if err == nil {
 		c.passes.Add(1)
@@ -160,11 +167,15 @@ func (c *Checker) record(w *watch, now time.Time, err error) {
 	c.mu.Lock()
 	if c.targets[w.target.ID] != w {
 		c.mu.Unlock()
-		return
+		return true
 	}
 	before := w.obs.State
 	w.obs = w.obs.Record(now, err, w.target.Policy, w.target.Since)
 	obs := w.obs
+	if obs.State == Healthy {
+		w.risen = true
+	}
+	risen = w.risen
 	c.mu.Unlock()
 
 	changed := obs.State != before
@@ -176,7 +187,7 @@ func (c *Checker) record(w *watch, now time.Time, err error) {
 	}
 	debug := c.log.Check(zap.DebugLevel, "health probe")
 	if debug == nil && !changed {
-		return
+		return risen
 	}
 	fields := []zap.Field{
 		zap.String("server", w.target.ID),
@@ -192,6 +203,7 @@ func (c *Checker) record(w *watch, now time.Time, err error) {
 	if changed {
 		c.log.Info("health changed", append(fields, zap.Stringer("was", before))...)
 	}
+	return risen
 }
 
 // Observe returns what is known of a watched target; false when the ID is

@@ -539,3 +539,39 @@ func TestCheckerLogs(t *testing.T) {
 		}
 	})
 }
+
+// Until a server is first healthy it is probed every RiseInterval; from
+// then on every Interval, even if it fails later.
+func TestCheckerRiseInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		c := NewChecker(nil)
+		defer c.Close()
+		t0 := time.Now()
+		p := testPolicy
+		p.RiseInterval = 100 * time.Millisecond
+		f.setFail("10.0.0.1", true) // booting: refuses at first
+		c.Watch([]Target{{ID: "a", Address: "10.0.0.1", Prober: f, Policy: p, Since: t0}})
+		synctest.Wait()
+		advance(time.Second)
+		if n := f.count("10.0.0.1"); n != 11 {
+			t.Fatalf("%d probes in the first second while booting, want 11 (every 100ms)", n)
+		}
+		f.setFail("10.0.0.1", false)
+		advance(300 * time.Millisecond) // three passes, 100ms apart
+		if o := observe(t, c, "a"); o.State != Healthy {
+			t.Fatalf("after three passes at the rise interval: %+v", o)
+		}
+		before := f.count("10.0.0.1")
+		advance(3 * time.Second)
+		if n := f.count("10.0.0.1") - before; n != 3 {
+			t.Errorf("%d probes in 3s once healthy, want 3 (every 1s)", n)
+		}
+		f.setFail("10.0.0.1", true)
+		before = f.count("10.0.0.1")
+		advance(3 * time.Second)
+		if n := f.count("10.0.0.1") - before; n != 3 {
+			t.Errorf("%d probes in 3s after failing again, want 3: a server that served keeps the interval", n)
+		}
+	})
+}

@@ -35,6 +35,11 @@ type Policy struct {
 	// unset). A probe that outlasts it is followed at once by the next;
 	// probes of one server never overlap.
 	Interval time.Duration
+	// RiseInterval, when above zero and shorter than Interval, is the
+	// interval until the server is first healthy: a new server is found
+	// healthy sooner (the threshold of passes still applies), and a
+	// serving one costs no more than before.
+	RiseInterval time.Duration
 	// Timeout of one probe, as its context's deadline (2s when unset).
 	Timeout time.Duration
 	// HealthyThreshold passes in a row make a server healthy (< 1 acts
