@@ -89,8 +89,8 @@ func TestAutoHealStopsWhenTooManyAreSick(t *testing.T) {
 
 // Servers fall sick at random while a rollout is in flight (seeded): the
 // bounds hold at every sample — counting a server the test made sick as
-// serving, since Phoenix did not cause its loss — and the group converges
-// on the new image with every server healthy.
+// serving while it exists, since Phoenix did not cause its loss — and the
+// group converges on the new image with every server healthy.
 func TestRolloutWithServersFallingSick(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
@@ -120,7 +120,11 @@ func TestRolloutWithServersFallingSick(t *testing.T) {
 					mu.Lock()
 					serving := 0
 					for _, s := range servers {
-						if s.Healthy || (sick[s.ID] && !s.Deleting) {
+						// A server the test made sick counts as serving while it
+						// exists, if Phoenix had seen it serve: its loss is the
+						// test's doing. One that fell sick before it was seen
+						// ready never counted, and goes as a failed boot.
+						if s.Healthy || (sick[s.ID] && !s.Deleting && s.Metadata[controller.MetaReadyAt] != "") {
 							serving++
 						}
 					}
