@@ -22,13 +22,13 @@ import (
 func BenchmarkEventToFirstCreate(b *testing.B) {
 	env := simtest.Start(b, sim.Options{BootTime: sim.Fixed(20 * time.Millisecond), HealthDelay: sim.Fixed(5 * time.Millisecond), DeleteTime: sim.Fixed(5 * time.Millisecond)}, 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	d := startBenchDaemon(b, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 2, "")))
+	d := startDaemon(b, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 2, "")))
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
 		waitConverged(b, d)
-		img := env.Sim.AddImage(sim.Image{Name: "gold"})
+		env.Sim.AddImage(sim.Image{Name: "gold"})
 		env.Sim.ResetRequests()
 		b.StartTimer()
 		sent := time.Now()
@@ -50,17 +50,11 @@ func BenchmarkEventToFirstCreate(b *testing.B) {
 		}
 		b.StopTimer()
 		lat = append(lat, first.Sub(sent))
-		_ = img
 	}
 	slices.Sort(lat)
 	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
 	b.ReportMetric(float64(p(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p(0.99).Microseconds())/1000, "p99-ms")
-}
-
-func startBenchDaemon(b *testing.B, env *simtest.Env, yaml string) *runningDaemon {
-	b.Helper()
-	return startDaemon(b, env, yaml)
 }
 
 func waitConverged(b *testing.B, d *runningDaemon) {

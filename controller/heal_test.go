@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/phoenix-ops/phoenix/controller"
-	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -84,7 +83,6 @@ func TestAutoHealStopsWhenTooManyAreSick(t *testing.T) {
 	if !blocked {
 		t.Errorf("no heal-blocked alert among the events")
 	}
-	_ = config.Group{}
 }
 
 // Servers fall sick at random while a rollout is in flight (seeded): the

@@ -95,7 +95,7 @@ func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts 
 	if err != nil {
 		return provisioner.Image{}, Decision{}, fmt.Errorf("resolve the image of group %s: %w", g.Name, err)
 	}
-	r := &GroupReconciler{group: g, opts: opts}
+	r := &GroupReconciler{group: g, revision: Revision(g), opts: opts}
 	var live []provisioner.Server
 	for _, s := range servers {
 		if !s.Gone() {

@@ -79,9 +79,11 @@ var ErrStuck = errors.New("cannot proceed")
 // decides again. What it keeps in memory only paces it (create backoff) or
 // feeds reports (events, the old→new pairs); no decision depends on it.
 type GroupReconciler struct {
-	group  config.Group
-	cloud  provisioner.Cloud
-	health *healthcheck.Checker
+	group config.Group
+	// revision is Revision(group), fixed for the reconciler's life.
+	revision string
+	cloud    provisioner.Cloud
+	health   *healthcheck.Checker
 	// snapshots keeps servers' disks before their delete; nil when the
 	// cloud cannot.
 	snapshots provisioner.Snapshots
@@ -165,6 +167,7 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 	}
 	return &GroupReconciler{
 		snapshots:  snaps,
+		revision:   Revision(g),
 		traffic:    tr,
 		trafficErr: trErr,
 		group:      g,
@@ -308,7 +311,7 @@ func (r *GroupReconciler) target(img provisioner.Image) Target {
 		MaxUnavailable:   g.Rollout.MaxUnavailable.Resolve(g.Count, false),
 		MinReady:         g.Rollout.MinReady.D(),
 		ImageID:          img.ID,
-		Revision:         Revision(g),
+		Revision:         r.revision,
 		RebuildBefore:    r.opts.RebuildBefore,
 		RebuildReason:    r.opts.RebuildReason,
 		Zones:            g.AvailabilityZones,
@@ -950,9 +953,9 @@ func (r *GroupReconciler) Stuck() error {
 	if r.refusals >= refusalsBeforeStuck && r.createErr != nil {
 		return fmt.Errorf("%w: the cloud refused %d creates in a row: %w", ErrStuck, r.refusals, r.createErr)
 	}
-	if r.halted.reason != "" && r.halted.key == haltKey(r.lastImage, Revision(r.group)) {
+	if r.halted.reason != "" && r.halted.key == haltKey(r.lastImage, r.revision) {
 		return fmt.Errorf("%w: image %s, revision %s: %s; publish a fixed image or run `phoenix resume --group %s`",
-			ErrHalted, r.lastImage, Revision(r.group), r.halted.reason, r.group.Name)
+			ErrHalted, r.lastImage, r.revision, r.halted.reason, r.group.Name)
 	}
 	return nil
 }
@@ -1003,7 +1006,7 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 		r.progressAt = now
 		events = append(events, Event{Type: EventRollout, Image: img.ID,
 			Message: fmt.Sprintf("rolling group %s to image %s (%s), revision %s: %d old, %d current of %d",
-				r.group.Name, img.Name, img.ID, Revision(r.group), d.Status.Old, d.Status.Current, d.Status.Desired)})
+				r.group.Name, img.Name, img.ID, r.revision, d.Status.Old, d.Status.Current, d.Status.Desired)})
 	}
 	failed := map[string]bool{}
 	for _, c := range d.Servers {
@@ -1016,7 +1019,7 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 		if c.Kind == KindFailed {
 			if !r.failedSeen[c.ID] {
 				events = append(events, Event{Type: EventFailed, Server: c.ID, Name: c.Name, Image: c.ImageID, Reason: c.Reason})
-				if c.ImageID == img.ID && c.Revision == Revision(r.group) && !strings.HasPrefix(c.Reason, "compromised") {
+				if c.ImageID == img.ID && c.Revision == r.revision && !strings.HasPrefix(c.Reason, "compromised") {
 					r.bootFailures++
 					r.lastFault = c.Reason
 				}

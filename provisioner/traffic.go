@@ -46,12 +46,10 @@ type Pool struct {
 
 // Load balancer provisioning and operating statuses (Octavia's words).
 const (
-	LBActive     = "ACTIVE"
-	LBError      = "ERROR"
-	LBOnline     = "ONLINE"
-	LBNoMonitor  = "NO_MONITOR"
-	LBOffline    = "OFFLINE"
-	LBPendingAdd = "PENDING_CREATE"
+	LBActive    = "ACTIVE"
+	LBError     = "ERROR"
+	LBOnline    = "ONLINE"
+	LBNoMonitor = "NO_MONITOR"
 )
 
 // Member is one member of a pool.

@@ -413,32 +413,7 @@ type PoolMonitor struct {
 func (s *Sim) MonitorPool(poolID string, every time.Duration) *PoolMonitor {
 	m := &PoolMonitor{stop: make(chan struct{})}
 	m.sample(s, poolID)
-	s.mu.Lock()
-	closed := s.closed
-	if !closed {
-		s.bg.Add(1)
-	}
-	s.mu.Unlock()
-	if closed {
-		return m
-	}
-	m.done.Add(1)
-	go func() {
-		defer s.bg.Done()
-		defer m.done.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case <-s.closing:
-				return
-			case <-t.C:
-				m.sample(s, poolID)
-			}
-		}
-	}()
+	s.sampleEvery(every, m.stop, &m.done, func() { m.sample(s, poolID) })
 	return m
 }
 

@@ -27,32 +27,7 @@ type Monitor struct {
 func (s *Sim) Monitor(every time.Duration, groupOf func(Server) string) *Monitor {
 	m := &Monitor{stop: make(chan struct{}), seen: map[string]*GroupExtremes{}}
 	m.sample(s, groupOf)
-	s.mu.Lock()
-	closed := s.closed
-	if !closed {
-		s.bg.Add(1) // Close waits for the sampler too
-	}
-	s.mu.Unlock()
-	if closed {
-		return m
-	}
-	m.done.Add(1)
-	go func() {
-		defer s.bg.Done()
-		defer m.done.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case <-s.closing:
-				return
-			case <-t.C:
-				m.sample(s, groupOf)
-			}
-		}
-	}()
+	s.sampleEvery(every, m.stop, &m.done, func() { m.sample(s, groupOf) })
 	return m
 }
 
@@ -99,4 +74,37 @@ func (m *Monitor) Stop() map[string]GroupExtremes {
 		out[g] = *e
 	}
 	return out
+}
+
+// sampleEvery runs sample every period in a goroutine that Close waits for,
+// until stop is closed or the simulator closes; done counts it so that a
+// monitor's Stop can wait for its last sample. Nothing runs once the
+// simulator is closed.
+func (s *Sim) sampleEvery(every time.Duration, stop <-chan struct{}, done *sync.WaitGroup, sample func()) {
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.bg.Add(1) // Close waits for the sampler too
+	}
+	s.mu.Unlock()
+	if closed {
+		return
+	}
+	done.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer done.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-s.closing:
+				return
+			case <-t.C:
+				sample()
+			}
+		}
+	}()
 }
