@@ -86,9 +86,10 @@ func TestAutoHealStopsWhenTooManyAreSick(t *testing.T) {
 }
 
 // Servers fall sick at random while a rollout is in flight (seeded): the
-// bounds hold at every sample — counting a server the test made sick as
-// serving while it exists, since Phoenix did not cause its loss — and the
-// group converges on the new image with every server healthy.
+// bounds hold at every sample — counting a server the test made sick
+// after it served as serving, since Phoenix did not cause its loss, until
+// the group has eight healthy servers again — and the group converges on
+// the new image with every server healthy.
 func TestRolloutWithServersFallingSick(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
@@ -105,6 +106,7 @@ func TestRolloutWithServersFallingSick(t *testing.T) {
 			var (
 				mu                sync.Mutex
 				sick              = map[string]bool{}
+				seenServing       = map[string]bool{} // sick, and seen with its ready record
 				minServing        = 1 << 30
 				maxTotal, samples int
 			)
@@ -113,19 +115,42 @@ func TestRolloutWithServersFallingSick(t *testing.T) {
 			wg.Add(2)
 			go func() { // the monitor
 				defer wg.Done()
+				// owed holds the servers the test made sick after Phoenix had
+				// seen them serve, and that are now going or gone: Phoenix
+				// never counted them, so deleting them took nothing from
+				// the floor. They count until the group is whole again.
+				owed := map[string]bool{}
 				for ctx.Err() == nil {
 					servers := env.Sim.Servers()
 					mu.Lock()
-					serving := 0
+					serving, healthy, present := 0, 0, map[string]bool{}
 					for _, s := range servers {
-						// A server the test made sick counts as serving while it
-						// exists, if Phoenix had seen it serve: its loss is the
-						// test's doing. One that fell sick before it was seen
-						// ready never counted, and goes as a failed boot.
-						if s.Healthy || (sick[s.ID] && !s.Deleting && s.Metadata[controller.MetaReadyAt] != "") {
+						present[s.ID] = true
+						served := sick[s.ID] && s.Metadata[controller.MetaReadyAt] != ""
+						switch {
+						case s.Healthy:
+							healthy++
+						case served && !s.Deleting:
+							// The test's doing: it counts while it exists.
 							serving++
+						case served:
+							owed[s.ID] = true
 						}
 					}
+					for id := range sick {
+						if !present[id] && seenServing[id] {
+							owed[id] = true
+						}
+					}
+					for _, s := range servers {
+						if sick[s.ID] && s.Metadata[controller.MetaReadyAt] != "" {
+							seenServing[s.ID] = true
+						}
+					}
+					if healthy >= 8 {
+						clear(owed)
+					}
+					serving += healthy + len(owed)
 					minServing, maxTotal, samples = min(minServing, serving), max(maxTotal, len(servers)), samples+1
 					mu.Unlock()
 					time.Sleep(time.Millisecond) // the sampling period
