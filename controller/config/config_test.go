@@ -123,7 +123,7 @@ func TestDefaults(t *testing.T) {
 	if g.Rollout != want {
 		t.Errorf("default rollout = %+v, want %+v", g.Rollout, want)
 	}
-	wantHealth := Health{Interval: Duration(5 * time.Second), Timeout: Duration(2 * time.Second),
+	wantHealth := Health{Interval: Duration(5 * time.Second), RiseInterval: Duration(time.Second), Timeout: Duration(2 * time.Second),
 		HealthyThreshold: 3, UnhealthyThreshold: 3, Grace: Duration(60 * time.Second), MaxUnhealthy: IntOrPercent{Value: 40, Percent: true}}
 	if !reflect.DeepEqual(g.Health, wantHealth) {
 		t.Errorf("default health = %+v, want %+v (no check: Nova's ACTIVE is the only signal)", g.Health, wantHealth)
@@ -316,6 +316,7 @@ func TestRefusedConfigs(t *testing.T) {
 		{"zero interval", group(`health: {tcp: {port: 22}, interval: 0s, timeout: 0s}`), "groups[0].health.interval", 7, "expected a duration above zero, got 0s"},
 		{"zero timeout", group(`health: {tcp: {port: 22}, timeout: 0s}`), "groups[0].health.timeout", 7, "above zero and at most the interval 5s, got 0s"},
 		{"timeout over interval", group(`health: {tcp: {port: 22}, interval: 1s, timeout: 2s}`), "groups[0].health.timeout", 7, "at most the interval 1s, got 2s"},
+		{"rise interval over interval", group(`health: {tcp: {port: 22}, interval: 1s, rise_interval: 2s}`), "groups[0].health.rise_interval", 7, "at most the interval 1s, got 2s"},
 		{"zero healthy threshold", group(`health: {tcp: {port: 22}, healthy_threshold: 0}`), "groups[0].health.healthy_threshold", 7, "expected at least 1, got 0"},
 		{"negative unhealthy threshold", group(`health: {tcp: {port: 22}, unhealthy_threshold: -2}`), "groups[0].health.unhealthy_threshold", 7, "expected at least 1, got -2"},
 		{"health tuning without a check", group(`health: {interval: 1s}`), "groups[0].health.interval", 7, "has no effect without a check"},

@@ -195,6 +195,7 @@
 //	rollout.max_unavailable      0       (DefaultMaxUnavailable)
 //	rollout.min_ready            0s
 //	health.interval              5s      (DefaultHealthInterval)
+//	health.rise_interval         interval/5
 //	health.timeout               2s      (DefaultHealthTimeout), capped at interval
 //	health.healthy_threshold     3       (DefaultHealthyThreshold)
 //	health.unhealthy_threshold   3       (DefaultUnhealthyThreshold)

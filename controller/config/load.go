@@ -166,6 +166,9 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 		if unset("health.interval") {
 			h.Interval = Duration(DefaultHealthInterval)
 		}
+		if unset("health.rise_interval") {
+			h.RiseInterval = h.Interval / 5
+		}
 		if unset("health.timeout") {
 			h.Timeout = Duration(min(DefaultHealthTimeout, h.Interval.D()))
 		}
@@ -627,7 +630,7 @@ func (v *validator) health(h *Health, path string) {
 		v.port(h.TCP.Port, path+".tcp.port")
 	}
 	if h.HTTP == nil && h.TCP == nil {
-		for _, f := range []string{"interval", "timeout", "healthy_threshold", "unhealthy_threshold", "grace", "max_unhealthy"} {
+		for _, f := range []string{"interval", "rise_interval", "timeout", "healthy_threshold", "unhealthy_threshold", "grace", "max_unhealthy"} {
 			at := path + "." + f
 			if v.written[at] {
 				v.badFrom(at, append(checks, at), "has no effect without a check: add health.http or health.tcp, or remove it (without a check, Nova's ACTIVE status is the only health signal)")
@@ -637,6 +640,10 @@ func (v *validator) health(h *Health, path string) {
 	}
 	if h.Interval <= 0 {
 		v.bad(path+".interval", "expected a duration above zero, got %s", h.Interval)
+	}
+	if h.Interval > 0 && (h.RiseInterval <= 0 || h.RiseInterval > h.Interval) {
+		v.badFrom(path+".rise_interval", []string{path + ".rise_interval", path + ".interval"},
+			"expected a duration above zero and at most the interval %s, got %s", h.Interval, h.RiseInterval)
 	}
 	if h.Timeout <= 0 || h.Timeout > h.Interval {
 		v.badFrom(path+".timeout", []string{path + ".timeout", path + ".interval"},

@@ -115,6 +115,10 @@ type Health struct {
 	TCP  *TCPCheck  `yaml:"tcp"`
 	// Interval between probes of one server. Default 5s.
 	Interval Duration `yaml:"interval"`
+	// RiseInterval between probes of a server that has not passed its
+	// check yet (a new server booting): the rollout learns sooner that it
+	// serves, for a few more probes per new server. Default interval/5.
+	RiseInterval Duration `yaml:"rise_interval"`
 	// Timeout of one probe. Default 2s.
 	Timeout Duration `yaml:"timeout"`
 	// HealthyThreshold consecutive passes make a server healthy. Default 3.
