@@ -57,6 +57,10 @@ type Cloud struct {
 	lbLocks  map[string]*sync.Mutex
 	pageSize int
 	log      *zap.Logger
+	// listed remembers, per tag, each server of the last list as its
+	// answer's bytes and what they decoded to (see ListServers).
+	listedMu sync.Mutex
+	listed   map[string]map[uint64]decoded
 }
 
 // New authenticates and checks that Nova speaks ComputeMicroversion. It

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +258,54 @@ func TestRefusedCreateSaysWhy(t *testing.T) {
 	var refused *provisioner.RefusedError
 	if !errors.As(err, &refused) || refused.Status != 400 || !strings.Contains(refused.Message, "Flavor no-such-flavor could not be found") {
 		t.Fatalf("error = %v, want a 400 refusal naming the flavor", err)
+	}
+}
+
+// A list reuses what it decoded for a server whose answer did not change
+// since the last list; every change, however small, shows in the next.
+func TestListSeesEveryChangeBetweenLists(t *testing.T) {
+	env := simtest.Start(t, sim.Options{BootTime: sim.Fixed(0), DeleteTime: sim.Fixed(time.Hour)}, 2)
+	var ids []string
+	for i := range 3 {
+		s := spec(env, fmt.Sprintf("web-%d", i), "phoenix-group:web")
+		created, err := env.Cloud.CreateServer(ctx(t), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, created.ID)
+	}
+	byID := func() map[string]provisioner.Server {
+		list, err := env.Cloud.ListServers(ctx(t), "phoenix-group:web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]provisioner.Server{}
+		for _, s := range list {
+			out[s.ID] = s
+		}
+		return out
+	}
+	for deadline := time.Now().Add(5 * time.Second); byID()[ids[0]].Status != provisioner.StatusActive; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never became ACTIVE")
+		}
+	}
+	before := byID()
+	if err := env.Cloud.SetServerMetadata(ctx(t), ids[1], map[string]string{"phoenix:phase": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Cloud.DeleteServer(ctx(t), ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	after := byID()
+	if !reflect.DeepEqual(after[ids[0]], before[ids[0]]) {
+		t.Errorf("an unchanged server reads differently: %+v, was %+v", after[ids[0]], before[ids[0]])
+	}
+	if after[ids[1]].Metadata["phoenix:phase"] != "x" || before[ids[1]].Metadata["phoenix:phase"] != "" {
+		t.Errorf("metadata written between two lists: before %v, after %v", before[ids[1]].Metadata, after[ids[1]].Metadata)
+	}
+	if after[ids[2]].TaskState != provisioner.TaskDeleting || before[ids[2]].TaskState != "" {
+		t.Errorf("a delete between two lists: task state before %q, after %q", before[ids[2]].TaskState, after[ids[2]].TaskState)
 	}
 }
 
