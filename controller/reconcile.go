@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -121,7 +122,22 @@ type GroupReconciler struct {
 	// last made progress (started, or a new server became ready).
 	halted     haltState
 	progressAt time.Time
+	// names is the flavor, networks and server group resolved for the
+	// last creates, kept for namesTTL: a rollout costs the cloud one
+	// lookup each, not one per round that creates. A failed create drops
+	// it (the name may point elsewhere now).
+	names   resolvedNames
+	namesAt time.Time
 }
+
+// resolvedNames are the cloud's ids for the names in a group's spec.
+type resolvedNames struct {
+	flavor, serverGroup string
+	networks            []string
+}
+
+// namesTTL bounds how long resolved names are trusted.
+const namesTTL = time.Minute
 
 // Force asks for the replacement of a group's servers created before
 // Before, all of them or — when ImageID is set — those of that image and
@@ -212,16 +228,28 @@ func (r *GroupReconciler) Reconcile(ctx context.Context) (Decision, error) {
 
 func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	tag := GroupTag(r.group.Name)
-	servers, err := r.cloud.ListServers(ctx, tag)
-	if err != nil {
-		return Decision{}, err
-	}
-	r.remember(servers)
 	resolve := r.cloud.ResolveImage
 	if r.opts.ResolveImage != nil {
 		resolve = r.opts.ResolveImage
 	}
-	img, err := resolve(ctx, selector(r.group.Image))
+	// The image is resolved while the servers are listed: a round waits
+	// for the slower of the two, not for both.
+	type resolved struct {
+		img provisioner.Image
+		err error
+	}
+	imgc := make(chan resolved, 1)
+	go func() {
+		img, err := resolve(ctx, selector(r.group.Image))
+		imgc <- resolved{img, err}
+	}()
+	servers, err := r.cloud.ListServers(ctx, tag)
+	got := <-imgc
+	if err != nil {
+		return Decision{}, err
+	}
+	r.remember(servers)
+	img, err := got.img, got.err
 	if err != nil {
 		if errors.Is(err, provisioner.ErrNotFound) {
 			err = fmt.Errorf("%w: %w", ErrStuck, err)
@@ -269,14 +297,32 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 		}
 	}
 
+	// The steps of a round go in parallel where nothing orders them, so a
+	// round costs the slowest chain of requests, not their sum: the
+	// creates the plan allowed do not wait on the deletes (the plan
+	// counted the servers to delete as still there), and the record that
+	// new servers served is written while the deletes are recorded — a
+	// delete is sent only once that record is written.
+	ready := make(chan struct{})
+	go func() {
+		defer close(ready)
+		r.recordReady(ctx, dec, now)
+	}()
+	var createErr error
+	created := make(chan struct{})
+	go func() {
+		defer close(created)
+		if len(dec.Creates) > 0 {
+			createErr = r.createServers(ctx, dec.Creates, img, target, now)
+		}
+	}()
 	var errs []error
-	r.recordReady(ctx, dec, now)
 	if r.traffic != nil {
 		if err := r.traffic.cleanup(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := r.deleteServers(ctx, dec.Deletes, now); err != nil {
+	if err := r.deleteServers(ctx, dec.Deletes, ready, now); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.drainServers(ctx, dec.Drains, now); err != nil {
@@ -285,11 +331,9 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	if err := r.addTraffic(ctx, dec.AddTraffic); err != nil {
 		errs = append(errs, err)
 	}
-	if len(dec.Creates) > 0 {
-		if err := r.createServers(ctx, dec.Creates, img, target, now); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	<-ready
+	<-created
+	errs = append(errs, createErr)
 	return dec, errors.Join(errs...)
 }
 
@@ -342,10 +386,10 @@ func (r *GroupReconciler) watch(servers []provisioner.Server) {
 	h := r.group.Health
 	policy := healthcheck.Policy{
 		Interval: h.Interval.D(),
-		// A new server is probed five times as often until it first
-		// passes: the rollout learns sooner that it serves, at the cost of
-		// a few probes per booting server.
-		RiseInterval:       max(h.Interval.D()/5, min(h.Interval.D(), 10*time.Millisecond)),
+		// A new server is probed more often until it first passes: the
+		// rollout learns sooner that it serves, at the cost of a few probes
+		// per booting server.
+		RiseInterval:       h.RiseInterval.D(),
 		Timeout:            h.Timeout.D(),
 		HealthyThreshold:   h.HealthyThreshold,
 		UnhealthyThreshold: h.UnhealthyThreshold,
@@ -495,7 +539,7 @@ func planServer(s provisioner.Server) Server {
 // must always find the record of a decided delete. With backups on, a
 // server is deleted only once its snapshot is active; until then its
 // delete waits (the plan decides it again next time).
-func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, now time.Time) error {
+func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, ready <-chan struct{}, now time.Time) error {
 	var snapped atomic.Bool
 	err := parallel(deletes, r.opts.Parallelism, func(d Delete) error {
 		if !d.Resume && r.needsSnapshot(d.Server) {
@@ -505,7 +549,7 @@ func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, n
 			}
 			snapped.Store(true)
 		}
-		if err := r.deleteOne(ctx, d, now); err != nil {
+		if err := r.deleteOne(ctx, d, ready, now); err != nil {
 			return err
 		}
 		r.mu.Lock()
@@ -555,7 +599,7 @@ func parallel[T any](items []T, limit int, fn func(T) error) error {
 	return errors.Join(errs...)
 }
 
-func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, now time.Time) error {
+func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, ready <-chan struct{}, now time.Time) error {
 	if !d.Resume && acceptsMetadata(d.Server.Server) {
 		md := map[string]string{
 			MetaPhase:   PhaseDeleting,
@@ -566,6 +610,7 @@ func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, now time.Time
 			return fmt.Errorf("record the delete of server %s (%s): %w", d.Server.Name, d.Server.ID, err)
 		}
 	}
+	<-ready
 	if r.traffic != nil && d.Server.Traffic != TrafficNone {
 		// Out of the traffic before the server goes, so no request is
 		// sent to a server that no longer answers.
@@ -668,32 +713,42 @@ func (r *GroupReconciler) serverSpec(ctx context.Context, img provisioner.Image,
 		}
 		return err
 	}
-	flavor, err := r.cloud.ResolveFlavor(ctx, g.Flavor)
-	if err != nil {
-		return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the flavor of group %s: %w", g.Name, err))
-	}
-	nets := make([]string, 0, len(g.Networks))
-	for _, n := range g.Networks {
-		id, err := r.cloud.ResolveNetwork(ctx, n)
+	now := r.opts.Now()
+	r.mu.Lock()
+	names, fresh := r.names, !r.namesAt.IsZero() && now.Sub(r.namesAt) < namesTTL
+	r.mu.Unlock()
+	if !fresh {
+		flavor, err := r.cloud.ResolveFlavor(ctx, g.Flavor)
 		if err != nil {
-			return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the networks of group %s: %w", g.Name, err))
+			return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the flavor of group %s: %w", g.Name, err))
 		}
-		nets = append(nets, id)
-	}
-	var serverGroup string
-	if g.ServerGroup != "" {
-		serverGroup, err = r.cloud.ResolveServerGroup(ctx, g.ServerGroup)
-		if err != nil {
-			return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the server group of group %s: %w", g.Name, err))
+		nets := make([]string, 0, len(g.Networks))
+		for _, n := range g.Networks {
+			id, err := r.cloud.ResolveNetwork(ctx, n)
+			if err != nil {
+				return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the networks of group %s: %w", g.Name, err))
+			}
+			nets = append(nets, id)
 		}
+		var serverGroup string
+		if g.ServerGroup != "" {
+			serverGroup, err = r.cloud.ResolveServerGroup(ctx, g.ServerGroup)
+			if err != nil {
+				return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the server group of group %s: %w", g.Name, err))
+			}
+		}
+		names = resolvedNames{flavor: flavor, networks: nets, serverGroup: serverGroup}
+		r.mu.Lock()
+		r.names, r.namesAt = names, now
+		r.mu.Unlock()
 	}
 	return provisioner.ServerSpec{
 		ImageID:        img.ID,
-		FlavorID:       flavor,
-		NetworkIDs:     nets,
+		FlavorID:       names.flavor,
+		NetworkIDs:     slices.Clone(names.networks),
 		KeyName:        g.KeyName,
 		SecurityGroups: g.SecurityGroups,
-		ServerGroupID:  serverGroup,
+		ServerGroupID:  names.serverGroup,
 		UserData:       g.UserData,
 		Metadata: map[string]string{
 			MetaGroup:    g.Name,
@@ -718,6 +773,9 @@ func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.Server
 
 	s, err := r.cloud.CreateServer(ctx, spec)
 	if err != nil {
+		r.mu.Lock()
+		r.namesAt = time.Time{}
+		r.mu.Unlock()
 		r.createFailed(err, now)
 		r.log.Warn("create failed", zap.String("name", spec.Name), zap.String("request_id", requestID), zap.Error(err))
 		r.emit(Event{Type: EventCreateErr, Name: spec.Name, Image: spec.ImageID, Zone: c.Zone, Message: err.Error()})
