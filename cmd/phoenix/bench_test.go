@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
+)
+
+// The real-cloud bench, run on the simulator: it rebuilds its group,
+// prints its figure against the bound, and leaves neither a server nor an
+// image behind.
+func TestBenchOnACloudCleansUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, cloud, cleanup, err := benchCloud(ctx, sim.Options{Seed: 3, BootTime: sim.LogNormal(40*time.Millisecond, 150*time.Millisecond),
+		HealthDelay: sim.Fixed(0), DeleteTime: sim.Fixed(time.Millisecond)}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	before := len(s.Images())
+	var out bytes.Buffer
+	b := cloudBench{cloud: demoCloud, servers: 4, surge: 2, flavor: "m1.small", network: "private", healthPort: 8080, poll: 20 * time.Millisecond}
+	if err := benchRealCloud(ctx, &out, cloud, b, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "4 servers (surge 2)") || !strings.Contains(out.String(), "ratio ") {
+		t.Errorf("bench printed %q, want the figure and its ratio", out.String())
+	}
+	for _, srv := range s.Servers() {
+		if !srv.Deleting {
+			t.Errorf("server %s (%s) is left behind", srv.Name, srv.Status)
+		}
+	}
+	if got := len(s.Images()); got != before {
+		t.Errorf("%d images after the bench, %d before: its gold images are left behind", got, before)
+	}
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/provisioner"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack"
+)
+
+// cloudBench says what the makespan run on a real cloud builds.
+type cloudBench struct {
+	cloud      string
+	servers    int
+	surge      int
+	flavor     string
+	network    string
+	healthPort int
+	poll       time.Duration
+}
+
+// benchRealCloud rebuilds a group on a real cloud and judges the time
+// against the pipelined bound of the create→ACTIVE times that cloud
+// showed. It publishes its own gold images (tiny, named for the run) and
+// deletes them and its servers at the end, whatever happened.
+func benchRealCloud(ctx context.Context, out io.Writer, cloud *openstack.Cloud, b cloudBench, log *zap.Logger) (err error) {
+	name := "bench-" + uuid.NewString()[:8]
+	imageName := name + "-gold"
+	// A health check as an operator would write one; the rise interval is
+	// short because a rollout's speed is how soon it learns a new server
+	// serves.
+	yaml := fmt.Sprintf(`cloud: %s
+groups:
+  - name: %s
+    count: %d
+    image: {name: %s, newest: true}
+    flavor: %s
+    networks: [%s]
+    rollout: {max_surge: %d, max_unavailable: 0}
+    health:
+      http: {port: %d, path: /healthz}
+      interval: 2s
+      rise_interval: 100ms
+      timeout: 1s
+      healthy_threshold: 1
+      grace: 60s
+`, b.cloud, name, b.servers, imageName, b.flavor, b.network, b.surge, b.healthPort)
+	cfg, err := config.Parse("bench-cloud.yaml", []byte(yaml), ".")
+	if err != nil {
+		return err
+	}
+	groups := cfg.Groups
+	tag := controller.GroupTag(name)
+
+	var published []string
+	defer func() {
+		// Clean up with a context of its own: the run's may be over.
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		list, lerr := cloud.ListServers(cctx, tag)
+		for _, s := range list {
+			if derr := cloud.DeleteServer(cctx, s.ID); derr != nil && err == nil {
+				err = derr
+			}
+		}
+		for _, id := range published {
+			if derr := cloud.DeleteImage(cctx, id); derr != nil && err == nil {
+				err = derr
+			}
+		}
+		if lerr != nil && err == nil {
+			err = lerr
+		}
+	}()
+	publish := func() (provisioner.Image, error) {
+		img, err := cloud.PublishImage(ctx, imageName, strings.NewReader("phoenix bench "+name))
+		if err == nil {
+			published = append(published, img.ID)
+		}
+		return img, err
+	}
+	rebuild := func() error {
+		opts := controller.Options{PollInterval: b.poll, Parallelism: 16}
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+		defer cancel()
+		for _, r := range controller.Rebuild(rctx, cloud, groups, nil, log, opts) {
+			if !r.Converged {
+				return fmt.Errorf("group %s did not converge: %w", r.Group, r.Err)
+			}
+		}
+		return nil
+	}
+
+	if _, err := publish(); err != nil {
+		return err
+	}
+	if err := rebuild(); err != nil {
+		return fmt.Errorf("initial fleet: %w", err)
+	}
+	// Glance orders images by a created_at of whole seconds.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
+	patched, err := publish()
+	if err != nil {
+		return err
+	}
+	// A watcher lists the group while the rollout runs to see how long
+	// the cloud takes to delete a server: a surge slot frees only once the
+	// old server is gone.
+	gone := map[string]time.Duration{} // server → from Phoenix's delete to gone
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		deleting := map[string]time.Time{}
+		for wctx.Err() == nil {
+			list, err := cloud.ListServers(wctx, tag)
+			now := time.Now()
+			if err == nil {
+				present := map[string]bool{}
+				for _, s := range list {
+					present[s.ID] = true
+					if s.Metadata[controller.MetaPhase] == controller.PhaseDeleting {
+						if at, err := time.Parse(time.RFC3339Nano, s.Metadata[controller.MetaPhaseAt]); err == nil {
+							deleting[s.ID] = at
+						}
+					}
+				}
+				for id, at := range deleting {
+					if _, seen := gone[id]; !seen && !present[id] {
+						gone[id] = now.Sub(at)
+					}
+				}
+			}
+			select {
+			case <-wctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	started := time.Now()
+	err = rebuild()
+	makespan := time.Since(started)
+	// The last deletes finish after the group converged.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if list, err := cloud.ListServers(ctx, tag); err == nil && len(list) <= b.servers {
+			break
+		}
+	}
+	stopWatch()
+	<-watched
+	if err != nil {
+		return err
+	}
+
+	list, err := cloud.ListServers(ctx, tag)
+	if err != nil {
+		return err
+	}
+	type job struct {
+		created time.Time
+		took    time.Duration
+	}
+	var jobs []job
+	for _, s := range list {
+		if s.ImageID != patched.ID {
+			continue
+		}
+		// Phoenix's own clock when it sent the create, and Nova's when the
+		// server went ACTIVE: both clocks of the same cloud's host when the
+		// development cloud runs here.
+		sent, perr := time.Parse(time.RFC3339Nano, s.Metadata[controller.MetaCreatedAt])
+		if perr != nil || s.LaunchedAt.IsZero() {
+			return fmt.Errorf("server %s: no create time (%q) or launch time", s.ID, s.Metadata[controller.MetaCreatedAt])
+		}
+		jobs = append(jobs, job{sent, s.LaunchedAt.Sub(sent)})
+	}
+	if len(jobs) != b.servers {
+		return fmt.Errorf("%d servers run the new image, want %d", len(jobs), b.servers)
+	}
+	slices.SortFunc(jobs, func(a, b job) int { return a.created.Compare(b.created) })
+	durations := make([]time.Duration, len(jobs))
+	for i, j := range jobs {
+		durations[i] = j.took
+	}
+	bound := pipelinedBound(durations, b.surge)
+	batch := batchMakespan(durations, b.surge)
+	sorted := slices.Sorted(slices.Values(durations))
+	fmt.Fprintf(out, "real cloud %s: %d servers (surge %d): %s; pipelined bound %s from the create→ACTIVE times the cloud showed (p50 %s, max %s; the health check passed at ACTIVE); ratio %.3f; batch strategy %s; phoenix/batch %.3f\n",
+		b.cloud, b.servers, b.surge, makespan.Round(time.Millisecond), bound.Round(time.Millisecond),
+		sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond),
+		makespan.Seconds()/bound.Seconds(), batch.Round(time.Millisecond), makespan.Seconds()/batch.Seconds())
+	if len(gone) > 0 {
+		// Each slot is busy until the old server it replaces is gone: a
+		// rollout that keeps max_surge cannot start the next server
+		// sooner. The deletes the group waited on are all but the last
+		// surge ones, which end after the last new server serves.
+		deletes := slices.Sorted(maps.Values(gone))
+		withDeletes := make([]time.Duration, len(durations))
+		for i, d := range durations {
+			withDeletes[i] = d
+			if i < len(durations)-b.surge {
+				withDeletes[i] += deletes[len(deletes)/2]
+			}
+		}
+		bd := pipelinedBound(withDeletes, b.surge)
+		bbd := batchMakespan(withDeletes, b.surge)
+		fmt.Fprintf(out, "real cloud %s: deletes took p50 %s, max %s (from Phoenix's decision to gone, seen every 100ms); counting the median delete in each slot the surge waits on: bound %s, ratio %.3f; batch strategy %s, phoenix/batch %.3f\n",
+			b.cloud, deletes[len(deletes)/2].Round(time.Millisecond), deletes[len(deletes)-1].Round(time.Millisecond),
+			bd.Round(time.Millisecond), makespan.Seconds()/bd.Seconds(), bbd.Round(time.Millisecond), makespan.Seconds()/bbd.Seconds())
+	}
+	return nil
+}
