@@ -42,3 +42,22 @@ func TestBenchOnACloudCleansUp(t *testing.T) {
 		t.Errorf("%d images after the bench, %d before: its gold images are left behind", got, before)
 	}
 }
+
+// The bench command prints its four figures, each with what it is judged
+// by (run here at a small scale: speed is for the bench itself to show).
+func TestBenchPrintsEveryFigure(t *testing.T) {
+	out, code := run(t, "bench", "--groups", "2", "--servers", "20", "--steady-servers", "300", "--reactions", "3", "--probe-servers", "100")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"makespan: 40 servers in 2 groups", "pipelined bound", "phoenix/batch",
+		"steady: 300 servers in 3 groups at rest: 4 requests per reconcile of all groups (goal ≤ 3 pages + 1 selector = 4; ratio 1.000)",
+		"reaction: accepted image.published → first server create, 3 runs",
+		"probes: 100 servers", "0 healthy servers reported unhealthy",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, out)
+		}
+	}
+}
