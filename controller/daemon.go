@@ -588,6 +588,11 @@ type GroupStatus struct {
 	Halted        string    `json:"halted,omitempty"`
 	LastError     string    `json:"last_error,omitempty"`
 	LastReconcile time.Time `json:"last_reconcile,omitempty"`
+	// ImageAgeSeconds is how old the desired (newest gold) image was at
+	// the last reconcile; ImageStale the alert while it is older than the
+	// selector's image.max_age.
+	ImageAgeSeconds float64 `json:"image_age_seconds,omitempty"`
+	ImageStale      string  `json:"image_stale,omitempty"`
 }
 
 // DaemonStatus is the whole of /v1/status.
@@ -640,6 +645,8 @@ func (w *worker) status() GroupStatus {
 	if w.lastErr != nil {
 		st.LastError = w.lastErr.Error()
 	}
+	f := w.rec.Freshness()
+	st.ImageAgeSeconds, st.ImageStale = f.Age.Seconds(), f.Stale
 	return st
 }
 

@@ -161,6 +161,8 @@ var (
 	descUnhealthy  = prometheus.NewDesc("phoenix_servers_unhealthy", "ACTIVE servers of a group failing their health check.", []string{"group"}, nil)
 	descHealBlock  = prometheus.NewDesc("phoenix_heal_blocked", "1 when more servers of a group are unhealthy than health.max_unhealthy allows, so none is replaced: an alert.", []string{"group"}, nil)
 	descProbes     = prometheus.NewDesc("phoenix_health_probes_total", "Health probes by group and result (pass, fail).", []string{"group", "result"}, nil)
+	descImageAge   = prometheus.NewDesc("phoenix_gold_image_age_seconds", "Age of the newest image a group's selector matched, at its last reconcile.", []string{"group", "image"}, nil)
+	descImageStale = prometheus.NewDesc("phoenix_gold_image_stale", "1 while a group's newest gold image is older than its image.max_age: an alert.", []string{"group"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -170,6 +172,8 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descProbes
 	ch <- descUnhealthy
 	ch <- descHealBlock
+	ch <- descImageAge
+	ch <- descImageStale
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -196,6 +200,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, b2f(halted), name)
 		ch <- prometheus.MustNewConstMetric(descUnhealthy, prometheus.GaugeValue, float64(dec.Status.Unhealthy), name)
 		ch <- prometheus.MustNewConstMetric(descHealBlock, prometheus.GaugeValue, b2f(dec.Status.HealBlocked), name)
+		if f := w.rec.Freshness(); f.Image.ID != "" {
+			ch <- prometheus.MustNewConstMetric(descImageAge, prometheus.GaugeValue, f.Age.Seconds(), name, f.Image.ID)
+			ch <- prometheus.MustNewConstMetric(descImageStale, prometheus.GaugeValue, b2f(f.Stale != ""), name)
+		}
 		st := w.rec.health.Stats()
 		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Passes), name, "pass")
 		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Failures), name, "fail")

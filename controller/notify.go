@@ -18,7 +18,7 @@ import (
 // starts, completes or halts.
 type Notice struct {
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // started, completed, halted
+	Kind    string    `json:"kind"` // started, completed, halted, image-stale, image-fresh
 	Rollout string    `json:"rollout"`
 	Group   string    `json:"group"`
 	// ToImage is the desired image; Reason says why it halted, or the
@@ -71,6 +71,10 @@ func (n *Notifier) Emit(e Event) {
 		no.Kind, no.Reason = "started", e.Message
 	case EventConverged:
 		no.Kind = "completed"
+	case EventImageStale:
+		no.Kind, no.Reason = "image-stale", e.Message
+	case EventImageFresh:
+		no.Kind, no.Reason = "image-fresh", e.Message
 	case EventHalted:
 		// The message names the image, the revision, the reason and what
 		// to do; the bare reason when there is none.

@@ -128,6 +128,8 @@ type GroupReconciler struct {
 	// it (the name may point elsewhere now).
 	names   resolvedNames
 	namesAt time.Time
+	// freshness is the age of the gold image at the last reconcile.
+	freshness Freshness
 }
 
 // resolvedNames are the cloud's ids for the names in a group's spec.
@@ -286,6 +288,7 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	in := append(r.planInput(live, states), r.unlisted(live, now)...)
 	dec := Plan(target, in, now)
 	r.report(dec, img, now, len(target.Forces))
+	r.checkFreshness(img, now)
 	if target.Halted == "" {
 		if reason := r.shouldHalt(dec, target, now); reason != "" {
 			r.halt(ctx, live, img, target.Revision, reason)

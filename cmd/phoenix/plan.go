@@ -47,6 +47,9 @@ type groupPlan struct {
 	Keep    int               `json:"keep"`
 	Create  int               `json:"create"`
 	Status  controller.Status `json:"status"`
+	// ImageStale is the alert while the desired image is older than the
+	// selector's image.max_age.
+	ImageStale string `json:"image_stale,omitempty"`
 }
 
 type serverPlan struct {
@@ -107,6 +110,7 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 			return nil, err
 		}
 		gp := groupPlan{Group: gr.Name, Image: img, Status: d.Status, Revision: controller.Revision(gr), Servers: []serverPlan{}}
+		_, gp.ImageStale = controller.ImageStaleness(gr, img, time.Now())
 		steps := trafficSteps(gr, d)
 		for _, c := range d.Servers {
 			sp := serverPlan{ID: c.ID, Name: c.Name, Status: c.Status, Image: c.ImageID, Health: c.Health.String(),
@@ -211,6 +215,9 @@ func printPlans(out io.Writer, plans []groupPlan) {
 				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.ID, s.Status, short(s.Image), s.Health, s.Action, why)
 			}
 			_ = tw.Flush()
+		}
+		if gp.ImageStale != "" {
+			fmt.Fprintf(out, "  STALE GOLD IMAGE: %s\n", gp.ImageStale)
 		}
 		switch {
 		case gp.Status.Halted:

@@ -95,4 +95,9 @@ func printStatus(out io.Writer, st controller.DaemonStatus) {
 			g.Status.Current, g.Status.Old, g.Status.Booting, g.Status.Draining, g.Status.Failed, shortIDs(state))
 	}
 	_ = tw.Flush()
+	for _, g := range st.Groups {
+		if g.ImageStale != "" {
+			fmt.Fprintf(out, "STALE GOLD IMAGE: %s\n", g.ImageStale)
+		}
+	}
 }

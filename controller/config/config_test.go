@@ -316,6 +316,7 @@ func TestRefusedConfigs(t *testing.T) {
 		{"zero interval", group(`health: {tcp: {port: 22}, interval: 0s, timeout: 0s}`), "groups[0].health.interval", 7, "expected a duration above zero, got 0s"},
 		{"zero timeout", group(`health: {tcp: {port: 22}, timeout: 0s}`), "groups[0].health.timeout", 7, "above zero and at most the interval 5s, got 0s"},
 		{"timeout over interval", group(`health: {tcp: {port: 22}, interval: 1s, timeout: 2s}`), "groups[0].health.timeout", 7, "at most the interval 1s, got 2s"},
+		{"gold image max age too short", group(`image: {name: gold, max_age: 30m}`), "groups[0].image.max_age", 4, "at least 1h"},
 		{"rise interval over interval", group(`health: {tcp: {port: 22}, interval: 1s, rise_interval: 2s}`), "groups[0].health.rise_interval", 7, "at most the interval 1s, got 2s"},
 		{"zero healthy threshold", group(`health: {tcp: {port: 22}, healthy_threshold: 0}`), "groups[0].health.healthy_threshold", 7, "expected at least 1, got 0"},
 		{"negative unhealthy threshold", group(`health: {tcp: {port: 22}, unhealthy_threshold: -2}`), "groups[0].health.unhealthy_threshold", 7, "expected at least 1, got -2"},

@@ -500,6 +500,9 @@ func (v *validator) image(s ImageSelector, path string) {
 			v.bad(at, "%q is one of Glance's own image fields or list options, not a custom property; select by image name or tags, or by a custom property such as os_distro", k)
 		}
 	}
+	if s.MaxAge != 0 && s.MaxAge < Duration(time.Hour) {
+		v.bad(path+".max_age", "expected a duration of at least 1h (gold images are rebuilt in days), got %s", s.MaxAge)
+	}
 	for i, t := range s.Tags {
 		if t == "" || utf8.RuneCountInString(t) > maxTagLength {
 			v.bad(fmt.Sprintf("%s.tags[%d]", path, i), "expected a tag of 1 to %d characters, got %q", maxTagLength, t)

@@ -79,6 +79,10 @@ type ImageSelector struct {
 	Properties map[string]string `yaml:"properties"`
 	Tags       []string          `yaml:"tags"`
 	Newest     bool              `yaml:"newest"`
+	// MaxAge raises an alert while the newest matching image is older
+	// than this: the pipeline that bakes the gold image may have stopped.
+	// Default 0: no alert.
+	MaxAge Duration `yaml:"max_age"`
 }
 
 // Rollout bounds how a group moves from one revision to the next.
