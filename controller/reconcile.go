@@ -183,6 +183,9 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 	if g.Backup.SnapshotBeforeDelete && snaps == nil && trErr == nil {
 		trErr = fmt.Errorf("%w: group %s asks for snapshots before delete, and this cloud connection cannot take them", ErrStuck, g.Name)
 	}
+	if err := unsupported(g); err != nil && trErr == nil {
+		trErr = err
+	}
 	return &GroupReconciler{
 		snapshots:  snaps,
 		revision:   Revision(g),

@@ -119,7 +119,7 @@ func TestDefaults(t *testing.T) {
 	}
 	g := cfg.Groups[0]
 	want := Rollout{MaxSurge: IntOrPercent{Value: 1}, MaxUnavailable: IntOrPercent{Value: 0}, MinReady: 0,
-		MaxFailures: 3, ProgressDeadline: Duration(10 * time.Minute)}
+		MaxFailures: 3, ProgressDeadline: Duration(10 * time.Minute), Strategy: StrategyReplace}
 	if g.Rollout != want {
 		t.Errorf("default rollout = %+v, want %+v", g.Rollout, want)
 	}
@@ -317,6 +317,15 @@ func TestRefusedConfigs(t *testing.T) {
 		{"zero timeout", group(`health: {tcp: {port: 22}, timeout: 0s}`), "groups[0].health.timeout", 7, "above zero and at most the interval 5s, got 0s"},
 		{"timeout over interval", group(`health: {tcp: {port: 22}, interval: 1s, timeout: 2s}`), "groups[0].health.timeout", 7, "at most the interval 1s, got 2s"},
 		{"gold image max age too short", group(`image: {name: gold, max_age: 30m}`), "groups[0].image.max_age", 4, "at least 1h"},
+		{"unknown strategy", group(`rollout: {strategy: blue-green}`), "groups[0].rollout.strategy", 7, `expected replace (new servers replace the old) or rebuild (Nova rebuilds each server in place), got "blue-green"`},
+		{"rebuild without unavailability", group(`rollout: {strategy: rebuild}`), "groups[0].rollout.max_unavailable", 7, "strategy rebuild takes each server out of service"},
+		{"stateful without unavailability", group(`stateful: {volumes: {name: data-*}}`), "groups[0].stateful", 7, "a stateful group stops the old server before its volume moves"},
+		{"stateful selecting nothing", group(`stateful: {volumes: {}}`), "groups[0].stateful.volumes", 7, "expected a name pattern and/or metadata"},
+		{"stateful bad pattern", group(`stateful: {volumes: {name: "data-["}}`), "groups[0].stateful.volumes.name", 7, "expected a shell pattern"},
+		{"stateful with rebuild", group(`stateful: {volumes: {name: data-*}}`) + "    rollout: {strategy: rebuild, max_unavailable: 1}\n", "groups[0].stateful", 7, "strategy rebuild keeps every volume on its server"},
+		{"unknown volume backup", group(`backup: {volumes: cinder}`), "groups[0].backup.volumes", 7, `expected snapshot or none, got "cinder"`},
+		{"schedule without volume snapshots", group(`backup: {every: 24h}`), "groups[0].backup.every", 7, "set backup.volumes to snapshot"},
+		{"schedule too often", group(`backup: {volumes: snapshot, every: 10m}`), "groups[0].backup.every", 7, "at least 1h"},
 		{"rise interval over interval", group(`health: {tcp: {port: 22}, interval: 1s, rise_interval: 2s}`), "groups[0].health.rise_interval", 7, "at most the interval 1s, got 2s"},
 		{"zero healthy threshold", group(`health: {tcp: {port: 22}, healthy_threshold: 0}`), "groups[0].health.healthy_threshold", 7, "expected at least 1, got 0"},
 		{"negative unhealthy threshold", group(`health: {tcp: {port: 22}, unhealthy_threshold: -2}`), "groups[0].health.unhealthy_threshold", 7, "expected at least 1, got -2"},

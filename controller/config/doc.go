@@ -194,6 +194,8 @@
 //	rollout.max_surge            1       (DefaultMaxSurge)
 //	rollout.max_unavailable      0       (DefaultMaxUnavailable)
 //	rollout.min_ready            0s
+//	rollout.strategy             replace (StrategyReplace)
+//	backup.volumes               none    (VolumesNone)
 //	health.interval              5s      (DefaultHealthInterval)
 //	health.rise_interval         interval/5
 //	health.timeout               2s      (DefaultHealthTimeout), capped at interval

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -188,6 +189,12 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 			h.HTTP.Path = DefaultHTTPPath
 		}
 		// ExpectStatus's default, 0 (any 2xx), is the zero value.
+		if unset("rollout.strategy") {
+			g.Rollout.Strategy = StrategyReplace
+		}
+		if unset("backup.volumes") {
+			g.Backup.Volumes = VolumesNone
+		}
 		if unset("backup.keep") {
 			g.Backup.Keep = DefaultBackupKeep
 		}
@@ -389,6 +396,54 @@ func (v *validator) group(g *Group, path string) {
 	}
 	if b.Timeout < Duration(time.Second) {
 		v.bad(path+".backup.timeout", "expected a duration of at least 1s, got %s", b.Timeout)
+	}
+	if b.Volumes != VolumesNone && b.Volumes != VolumesSnapshot {
+		v.bad(path+".backup.volumes", "expected %s or %s, got %q", VolumesSnapshot, VolumesNone, b.Volumes)
+	}
+	switch {
+	case b.Every != 0 && b.Every < Duration(time.Hour):
+		v.bad(path+".backup.every", "expected a duration of at least 1h (or leave it out for no schedule), got %s", b.Every)
+	case b.Every != 0 && b.Volumes != VolumesSnapshot:
+		v.badFrom(path+".backup.every", []string{path + ".backup.every", path + ".backup.volumes"}, "a schedule snapshots data volumes: set backup.volumes to snapshot, or remove every")
+	}
+	v.stateful(g, path)
+}
+
+// stateful checks a group whose data volumes move to the replacement.
+func (v *validator) stateful(g *Group, path string) {
+	st, r := g.Stateful, g.Rollout
+	if r.Strategy != StrategyReplace && r.Strategy != StrategyRebuild {
+		v.bad(path+".rollout.strategy", "expected %s (new servers replace the old) or %s (Nova rebuilds each server in place), got %q", StrategyReplace, StrategyRebuild, r.Strategy)
+	}
+	if r.Strategy == StrategyRebuild && g.Count >= 1 && r.MaxUnavailable.Resolve(g.Count, false) < 1 {
+		v.badFrom(path+".rollout.max_unavailable", []string{path + ".rollout.max_unavailable", path + ".rollout.strategy"},
+			"strategy rebuild takes each server out of service while Nova reimages it: expected max_unavailable of at least 1, got %s", r.MaxUnavailable)
+	}
+	if st == nil {
+		return
+	}
+	at := path + ".stateful.volumes"
+	sel := st.Volumes
+	if sel.Name == "" && len(sel.Metadata) == 0 {
+		v.bad(at, "expected a name pattern and/or metadata that pick the data volumes which move to the replacement")
+	}
+	if sel.Name != "" {
+		if _, err := pathpkg.Match(sel.Name, ""); err != nil {
+			v.bad(at+".name", "expected a shell pattern such as data-*, got %q: %v", sel.Name, err)
+		}
+	}
+	if r.Strategy == StrategyRebuild {
+		v.badFrom(path+".stateful", []string{path + ".stateful", path + ".rollout.strategy"},
+			"strategy rebuild keeps every volume on its server: stateful (which moves volumes to a new server) does not apply; remove one of them")
+	} else if g.Count >= 1 && r.MaxUnavailable.Resolve(g.Count, false) < 1 {
+		// Said where the operator wrote something: at max_unavailable if
+		// written, else at stateful.
+		at := path + ".rollout.max_unavailable"
+		if !v.written[at] {
+			at = path + ".stateful"
+		}
+		v.badFrom(at, []string{path + ".rollout.max_unavailable", path + ".stateful"},
+			"a stateful group stops the old server before its volume moves, so each handover is a short outage: expected rollout.max_unavailable of at least 1, got %s", r.MaxUnavailable)
 	}
 }
 

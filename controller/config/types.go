@@ -64,6 +64,9 @@ type Group struct {
 	Health  Health   `yaml:"health"`
 	Traffic Traffic  `yaml:"traffic"`
 	Backup  Backup   `yaml:"backup"`
+	// Stateful names the data volumes that move from each old server to
+	// its replacement; nil for a group whose servers hold no data.
+	Stateful *Stateful `yaml:"stateful"`
 
 	// UserData is the content of UserDataFile, read at load time so that a
 	// file changed later cannot silently change the spec revision.
@@ -107,6 +110,11 @@ type Rollout struct {
 	Canary           int      `yaml:"canary"`
 	CanaryBake       Duration `yaml:"canary_bake"`
 	PauseAfterCanary bool     `yaml:"pause_after_canary"`
+	// Strategy is how a server gets the new image: replace (default: a
+	// new server boots, the old one goes) or rebuild (Nova's rebuild
+	// action reimages the server in place; it keeps its id, addresses,
+	// ports and volumes).
+	Strategy string `yaml:"strategy"`
 	// ProgressDeadline is how long a new server may take from its create
 	// to serving, and how long a rollout may go without a new server
 	// serving, before it counts as failed or halts. Default 10m.
@@ -154,7 +162,37 @@ type Backup struct {
 	// Timeout bounds the wait for a snapshot to become active; the server
 	// is not deleted without it. Default 30m.
 	Timeout Duration `yaml:"timeout"`
+	// Volumes is snapshot to snapshot (Cinder) every data volume attached
+	// to a server before it is deleted or its volume moves, or none
+	// (default). Keep and MaxAge apply to each volume's snapshots.
+	Volumes string `yaml:"volumes"`
+	// Every, when set, also snapshots the data volumes on this schedule.
+	Every Duration `yaml:"every"`
 }
+
+// Stateful says which attached volumes travel to the replacement.
+type Stateful struct {
+	Volumes VolumeSelector `yaml:"volumes"`
+}
+
+// VolumeSelector matches attached volumes by name (a shell pattern, as
+// path.Match reads it) and/or metadata (every key must match).
+type VolumeSelector struct {
+	Name     string            `yaml:"name"`
+	Metadata map[string]string `yaml:"metadata"`
+}
+
+// Rollout strategies.
+const (
+	StrategyReplace = "replace"
+	StrategyRebuild = "rebuild"
+)
+
+// Volume backup modes.
+const (
+	VolumesNone     = "none"
+	VolumesSnapshot = "snapshot"
+)
 
 // Traffic says how requests reach the group's servers, so that Phoenix
 // moves them from an old server to its replacement itself: through an
