@@ -43,14 +43,21 @@ const (
 	// MetaCanaryPassed records `phoenix resume` promoting a paused canary
 	// of image@revision.
 	MetaCanaryPassed = "phoenix:canary-passed"
+	// MetaDrainThen says what follows a drain: "rebuild" for a server
+	// rebuilt in place (strategy rebuild), nothing for a delete.
+	MetaDrainThen = "phoenix:drain-then"
 )
 
 // Phases recorded on a server. PhaseDraining is written, with its start,
 // before a server's member goes to weight 0; PhaseDeleting before its
-// delete is requested.
+// delete is requested; PhaseRebuilding before Nova is asked to rebuild it
+// in place (cleared once it serves again).
 const (
-	PhaseDraining = "draining"
-	PhaseDeleting = "deleting"
+	PhaseDraining   = "draining"
+	PhaseDeleting   = "deleting"
+	PhaseRebuilding = "rebuilding"
+	// DrainThenRebuild is MetaDrainThen's value before a rebuild.
+	DrainThenRebuild = "rebuild"
 )
 
 // GroupTag is the Nova tag that marks a server as a member of group.

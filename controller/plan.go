@@ -64,6 +64,10 @@ type Target struct {
 	Traffic       bool
 	SingleTraffic bool
 	Drain         time.Duration
+	// RebuildInPlace is set for rollout.strategy rebuild: an old server of the
+	// desired revision is reimaged in place (Nova's rebuild) rather than
+	// replaced; one of another revision is still replaced.
+	RebuildInPlace bool
 }
 
 // TrafficState is where a server stands with the group's traffic.
@@ -122,6 +126,8 @@ type Server struct {
 	// DrainStart when its drain was recorded (zero when none was).
 	Traffic    TrafficState
 	DrainStart time.Time
+	// DrainThen is what follows its drain (MetaDrainThen).
+	DrainThen string
 	// Unlisted marks a server this controller created moments ago that the
 	// last list did not show: a real Nova paging with markers can miss a
 	// server while it is being scheduled. It counts (so it is not created
@@ -178,6 +184,17 @@ type Delete struct {
 	Resume bool
 }
 
+// Reimage asks for a server to be reimaged in place with the desired image
+// (strategy rebuild): the phase is recorded on it first, then Nova's
+// rebuild is requested.
+type Reimage struct {
+	Server Classified
+	Reason string
+	// Resume is set when the rebuild was recorded before but Nova shows
+	// the old image still: the request is sent again.
+	Resume bool
+}
+
 // Drain asks for a server to stop taking new requests: its drain start is
 // recorded on it, then its member goes to weight 0.
 type Drain struct {
@@ -189,6 +206,9 @@ type Drain struct {
 	Resume bool
 	// Until is when the drain ends and the server may go.
 	Until time.Time
+	// Then is DrainThenRebuild when the server is rebuilt in place after
+	// its drain rather than deleted.
+	Then string
 }
 
 // Decision is what one reconcile of one group does next.
@@ -200,6 +220,7 @@ type Decision struct {
 	// member, the floating IP); Drains the servers to take out of it.
 	AddTraffic   []Classified
 	Drains       []Drain
+	Reimages     []Reimage
 	Status       Status
 	RequeueAfter time.Duration
 }
@@ -282,6 +303,8 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 			d.Status.Draining++
 			until := c.DrainStart.Add(t.Drain)
 			switch {
+			case !now.Before(until) && c.DrainThen == DrainThenRebuild && t.RebuildInPlace && c.Revision == t.Revision:
+				d.Reimages = append(d.Reimages, Reimage{Server: c, Reason: "drained: " + c.Reason})
 			case !now.Before(until):
 				d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "drained: " + c.Reason})
 			case c.Traffic == TrafficServing || c.Traffic == TrafficPending:
@@ -359,6 +382,17 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	}
 
 	sort.SliceStable(old, func(i, j int) bool { return deleteFirst(old[i], old[j]) })
+	// A rebuild recorded before goes first: it was already counted.
+	sort.SliceStable(old, func(i, j int) bool { return old[i].Phase == PhaseRebuilding && old[j].Phase != PhaseRebuilding })
+	// Old servers to be rebuilt in place, and draining ones to be rebuilt
+	// once drained, become current by themselves: none is created for
+	// them.
+	inPlace := 0
+	for _, c := range d.Servers {
+		if (c.Kind == KindOld || c.Kind == KindDraining && c.DrainThen == DrainThenRebuild) && rebuildsInPlace(t, c) {
+			inPlace++
+		}
+	}
 	for _, c := range old {
 		if budget <= 0 {
 			break
@@ -367,6 +401,10 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 			continue
 		}
 		budget--
+		if rebuildsInPlace(t, c) {
+			d.rebuild(t, c, now)
+			continue
+		}
 		d.remove(t, c, c.Reason, now)
 	}
 
@@ -393,7 +431,8 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		d.AddTraffic = addTraffic(t, current, d.Drains, d.Deletes)
 	}
 
-	missing := min(t.Count, maxCurrent) - len(current)
+	// An old server rebuilt in place becomes a current one by itself.
+	missing := min(t.Count, maxCurrent) - len(current) - inPlace
 	room := t.Count + t.MaxSurge - d.Status.Total
 	for _, zone := range pickZones(t.Zones, current, min(missing, room)) {
 		d.Creates = append(d.Creates, Create{Zone: zone})
@@ -405,6 +444,29 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		d.RequeueAfter = wait
 	}
 	return d
+}
+
+// rebuildsInPlace says whether an old server is reimaged rather than
+// replaced: with strategy rebuild, when only its image (or its age, or a
+// request to rebuild it) drifted — a new flavor or network needs a new
+// server.
+func rebuildsInPlace(t Target, c Classified) bool {
+	return t.RebuildInPlace && c.Revision == t.Revision && c.Status != provisioner.StatusError
+}
+
+// rebuild reimages a server in place: a drain first when it may be
+// serving requests that Phoenix routes (a pool; a floating IP stays with
+// the server), the rebuild otherwise.
+func (d *Decision) rebuild(t Target, c Classified, now time.Time) {
+	if c.Phase == PhaseRebuilding {
+		d.Reimages = append(d.Reimages, Reimage{Server: c, Reason: c.Reason, Resume: true})
+		return
+	}
+	if t.Traffic && !t.SingleTraffic && c.Status == provisioner.StatusActive {
+		d.Drains = append(d.Drains, Drain{Server: c, Reason: c.Reason, Until: now.Add(t.Drain), Then: DrainThenRebuild})
+		return
+	}
+	d.Reimages = append(d.Reimages, Reimage{Server: c, Reason: c.Reason})
 }
 
 // remove takes a server out: a drain first when it may be serving

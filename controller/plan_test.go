@@ -242,7 +242,7 @@ func (w *world) apply(d Decision) {
 	for _, x := range d.Drains {
 		s := w.servers[x.Server.ID]
 		if !x.Resume {
-			s.Phase, s.DrainStart = PhaseDraining, w.now
+			s.Phase, s.DrainStart, s.DrainThen = PhaseDraining, w.now, x.Then
 		}
 		// Sometimes the weight change is lost after the record was
 		// written: the next plan must drain it again.
@@ -498,5 +498,78 @@ func TestPlanHalted(t *testing.T) {
 	}
 	if len(d.Creates)+len(d.Drains)+len(d.AddTraffic) != 0 || !d.Status.Halted || d.Status.Converged {
 		t.Errorf("halted plan: %d creates, %d drains, status %+v", len(d.Creates), len(d.Drains), d.Status)
+	}
+}
+
+// TestPlanRebuildInPlaceSequences steps strategy rebuild through random
+// worlds: Nova reimages servers in place (sometimes the request is lost
+// after its record, sometimes the rebuild goes to ERROR). After every
+// step no more servers exist than count + surge and no fewer serve than
+// count − max_unavailable; every world converges on the new image, and
+// without failures on the very servers it started with.
+func TestPlanRebuildInPlaceSequences(t *testing.T) {
+	for seed := range uint64(400) {
+		traffic := seed%2 == 1
+		rng := rand.New(rand.NewPCG(seed, 7))
+		count := 1 + rng.IntN(10)
+		surge, unavailable := rng.IntN(3), 1+rng.IntN(2)
+		unavailable = min(unavailable, count)
+		failRate := 0
+		if seed%5 == 0 {
+			failRate = 6
+		}
+		tgt := Target{Count: count, MaxSurge: surge, MaxUnavailable: unavailable, MinReady: 10 * time.Second, ImageID: "new", Revision: "rev",
+			Traffic: traffic, Drain: 30 * time.Second, RebuildInPlace: true}
+		w := &world{rng: rng, now: t0, servers: map[string]*Server{}, traffic: traffic}
+		for range count {
+			w.add("old", provisioner.StatusActive, healthcheck.Healthy)
+		}
+		first := map[string]bool{}
+		for id := range w.servers {
+			first[id] = true
+		}
+		converged := false
+		for step := 0; step < 3000 && !converged; step++ {
+			d := Plan(tgt, w.list(), w.now)
+			converged = d.Status.Converged
+			w.apply(d)
+			for _, x := range d.Reimages {
+				s := w.servers[x.Server.ID]
+				if s.ImageID == "new" {
+					t.Fatalf("seed %d step %d: server %s rebuilt again on the new image", seed, step, s.ID)
+				}
+				s.Phase, s.DrainThen = PhaseRebuilding, ""
+				if rng.IntN(4) == 0 {
+					continue // the request was lost after its record
+				}
+				s.Status, s.ImageID, s.Health, s.Created, s.WasReady = "REBUILD", "new", healthcheck.Unknown, w.now, false
+				if failRate > 0 && rng.IntN(failRate) == 0 {
+					s.Status = provisioner.StatusError
+				}
+			}
+			if total := len(w.servers); total > count+surge {
+				t.Fatalf("seed %d step %d: %d servers exceed count %d + surge %d", seed, step, total, count, surge)
+			}
+			if serving := w.serving(); serving < count-unavailable {
+				t.Fatalf("seed %d step %d: %d serving servers, below count %d - max_unavailable %d", seed, step, serving, count, unavailable)
+			}
+			w.advance(0)
+			for _, s := range w.servers {
+				if s.Status == "REBUILD" && rng.IntN(3) == 0 {
+					s.Status = provisioner.StatusActive
+				}
+			}
+		}
+		if !converged {
+			t.Fatalf("seed %d (count %d surge %d unavailable %d traffic %v): did not converge: %+v", seed, count, surge, unavailable, traffic, Plan(tgt, w.list(), w.now).Status)
+		}
+		for id, s := range w.servers {
+			if s.ImageID != "new" {
+				t.Fatalf("seed %d: server %s still on %s after convergence", seed, id, s.ImageID)
+			}
+			if failRate == 0 && !first[id] {
+				t.Fatalf("seed %d: server %s was created although every rebuild in place succeeded", seed, id)
+			}
+		}
 	}
 }

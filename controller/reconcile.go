@@ -186,6 +186,9 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 	if err := unsupported(g); err != nil && trErr == nil {
 		trErr = err
 	}
+	if _, ok := cloud.(reimager); g.Rollout.Strategy == config.StrategyRebuild && !ok && trErr == nil {
+		trErr = fmt.Errorf("%w: group %s asks for rollout.strategy rebuild, and this cloud connection cannot rebuild servers", ErrStuck, g.Name)
+	}
 	return &GroupReconciler{
 		snapshots:  snaps,
 		revision:   Revision(g),
@@ -334,6 +337,9 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	if err := r.drainServers(ctx, dec.Drains, now); err != nil {
 		errs = append(errs, err)
 	}
+	if err := r.reimageServers(ctx, dec.Reimages, img, now); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.addTraffic(ctx, dec.AddTraffic); err != nil {
 		errs = append(errs, err)
 	}
@@ -365,6 +371,7 @@ func (r *GroupReconciler) target(img provisioner.Image) Target {
 		RebuildBefore:    r.opts.RebuildBefore,
 		RebuildReason:    r.opts.RebuildReason,
 		Zones:            g.AvailabilityZones,
+		RebuildInPlace:   g.Rollout.Strategy == config.StrategyRebuild,
 	}
 	if r.prober() != nil {
 		t.MaxUnhealthy = g.Health.MaxUnhealthy.Resolve(g.Count, false)
@@ -410,9 +417,14 @@ func (r *GroupReconciler) watch(servers []provisioner.Server) {
 		if addr == "" {
 			continue
 		}
+		// Probing starts over when the server boots again: its launch,
+		// or a rebuild in place recorded later than that.
 		since := s.LaunchedAt
 		if since.IsZero() {
 			since = s.Created
+		}
+		if t, err := time.Parse(time.RFC3339Nano, s.Metadata[MetaCreatedAt]); err == nil && t.After(since) {
+			since = t
 		}
 		targets = append(targets, healthcheck.Target{ID: s.ID, Address: addr, Prober: prober, Policy: policy, Since: since})
 	}
@@ -526,6 +538,7 @@ func planServer(s provisioner.Server) Server {
 		RebuildMark: s.Metadata[MetaRebuild],
 		Compromised: s.Metadata[MetaCompromised],
 		WasReady:    s.Metadata[MetaReadyAt] != "",
+		DrainThen:   s.Metadata[MetaDrainThen],
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s.Metadata[MetaCreatedAt]); err == nil {
 		p.Created = t
@@ -637,9 +650,10 @@ func (r *GroupReconciler) drainServers(ctx context.Context, drains []Drain, now 
 	return parallel(drains, r.opts.Parallelism, func(d Drain) error {
 		if !d.Resume {
 			md := map[string]string{
-				MetaPhase:   PhaseDraining,
-				MetaPhaseAt: now.UTC().Format(time.RFC3339Nano),
-				MetaReason:  truncate(d.Reason, 255),
+				MetaPhase:     PhaseDraining,
+				MetaPhaseAt:   now.UTC().Format(time.RFC3339Nano),
+				MetaReason:    truncate(d.Reason, 255),
+				MetaDrainThen: d.Then,
 			}
 			if err := r.cloud.SetServerMetadata(ctx, d.Server.ID, md); err != nil {
 				return fmt.Errorf("record the drain of server %s (%s): %w", d.Server.Name, d.Server.ID, err)
@@ -839,7 +853,11 @@ func (r *GroupReconciler) recordReady(ctx context.Context, d Decision, now time.
 		}
 	}
 	_ = parallel(todo, r.opts.Parallelism, func(c Classified) error {
-		if err := r.cloud.SetServerMetadata(ctx, c.ID, map[string]string{MetaReadyAt: now.UTC().Format(time.RFC3339)}); err != nil {
+		md := map[string]string{MetaReadyAt: now.UTC().Format(time.RFC3339)}
+		if c.Phase == PhaseRebuilding {
+			md[MetaPhase], md[MetaPhaseAt], md[MetaReason] = "", "", ""
+		}
+		if err := r.cloud.SetServerMetadata(ctx, c.ID, md); err != nil {
 			r.log.Debug("could not record that a server is ready", zap.String("server", c.ID), zap.Error(err))
 		}
 		return nil

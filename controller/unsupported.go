@@ -16,8 +16,6 @@ func unsupported(g config.Group) error {
 	switch {
 	case g.Stateful != nil:
 		what = "stateful (moving data volumes to the replacement)"
-	case g.Rollout.Strategy == config.StrategyRebuild:
-		what = "rollout.strategy rebuild"
 	case g.Backup.Volumes == config.VolumesSnapshot:
 		what = "backup.volumes snapshot"
 	default:

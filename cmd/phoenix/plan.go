@@ -115,14 +115,20 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 		for _, c := range d.Servers {
 			sp := serverPlan{ID: c.ID, Name: c.Name, Status: c.Status, Image: c.ImageID, Health: c.Health.String(),
 				HealthError: c.HealthError, Reason: c.Reason}
-			switch c.Kind {
-			case controller.KindOld, controller.KindFailed:
+			switch {
+			case c.Kind == controller.KindOld && gr.Rollout.Strategy == config.StrategyRebuild && c.Revision == gp.Revision:
+				sp.Action = "rebuild in place"
+				gp.Replace++
+			case c.Kind == controller.KindCurrent && c.Phase == controller.PhaseRebuilding && !c.Ready:
+				sp.Action = "rebuilding in place"
+				gp.Keep++
+			case c.Kind == controller.KindOld || c.Kind == controller.KindFailed:
 				sp.Action = "replace"
 				gp.Replace++
-			case controller.KindCurrent:
+			case c.Kind == controller.KindCurrent:
 				sp.Action = "keep"
 				gp.Keep++
-			case controller.KindDraining:
+			case c.Kind == controller.KindDraining:
 				sp.Action = "draining"
 			default:
 				sp.Action = "deleting"

@@ -1,0 +1,67 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// Rebuilding in place (rollout.strategy rebuild). Some servers cannot
+// change address — registered in DNS, in firewalls, in licences — and
+// Nova's rebuild reimages a server while it keeps its id, ports,
+// addresses and volumes. The plan treats such a server like an old one
+// whose removal costs a unit of the unavailability budget (it is out of
+// service while Nova reimages it); once it serves on the new image it is
+// a current one, and the budget frees.
+//
+// What is written on the server before the request makes a restart safe:
+// the phase (so a lost request is sent again rather than forgotten), a
+// new created-at (the server is a fresh boot: an age limit or a forced
+// rebuild must not pick it again, and its health is probed anew), and the
+// ready record and rebuild request cleared (until it serves again it is a
+// boot that may fail, not a server that served).
+
+// reimager is what rebuilding in place needs of a cloud.
+type reimager interface {
+	RebuildServer(ctx context.Context, id, imageID string, metadata map[string]string) error
+}
+
+// reimageServers records each rebuild, then asks Nova for it.
+func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage, img provisioner.Image, now time.Time) error {
+	if len(reimages) == 0 {
+		return nil
+	}
+	rb, ok := r.cloud.(reimager)
+	if !ok {
+		return fmt.Errorf("%w: this cloud connection cannot rebuild servers", ErrStuck)
+	}
+	return parallel(reimages, r.opts.Parallelism, func(b Reimage) error {
+		if !b.Resume {
+			md := map[string]string{
+				MetaPhase:     PhaseRebuilding,
+				MetaPhaseAt:   now.UTC().Format(time.RFC3339Nano),
+				MetaReason:    truncate(b.Reason, 255),
+				MetaCreatedAt: now.UTC().Format(time.RFC3339Nano),
+				MetaImage:     img.ID,
+				MetaRollout:   r.rollout(),
+				MetaReadyAt:   "",
+				MetaRebuild:   "",
+				MetaDrainThen: "",
+			}
+			if err := r.cloud.SetServerMetadata(ctx, b.Server.ID, md); err != nil {
+				return fmt.Errorf("record the rebuild of server %s (%s): %w", b.Server.Name, b.Server.ID, err)
+			}
+		}
+		if err := rb.RebuildServer(ctx, b.Server.ID, img.ID, nil); err != nil {
+			return fmt.Errorf("rebuild server %s (%s) with image %s: %w", b.Server.Name, b.Server.ID, img.ID, err)
+		}
+		r.log.Info("rebuilding server in place", zap.String("server", b.Server.ID), zap.String("name", b.Server.Name),
+			zap.String("image", img.ID), zap.String("reason", b.Reason), zap.Bool("resumed", b.Resume))
+		r.emit(Event{Type: EventReimage, Server: b.Server.ID, Name: b.Server.Name, Image: img.ID, Reason: b.Reason})
+		return nil
+	})
+}
