@@ -285,7 +285,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	heal := t.MaxUnhealthy >= 0 && d.Status.Unhealthy <= t.MaxUnhealthy
 	d.Status.HealBlocked = t.MaxUnhealthy >= 0 && d.Status.Unhealthy > t.MaxUnhealthy
 
-	var current, old []Classified
+	var current, old, retry []Classified
 	for _, s := range servers {
 		c := classify(t, s, now)
 		if heal && c.Kind == KindCurrent && s.WasReady && s.Status == provisioner.StatusActive && s.Health == healthcheck.Unhealthy &&
@@ -317,6 +317,13 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 			}
 		case KindFailed:
 			d.Status.Failed++
+			if failedInPlace(t, c) {
+				// Deleting it would lose what strategy rebuild keeps (its
+				// id, addresses, volumes): it is rebuilt again below, and
+				// counts against the failure budget each time.
+				retry = append(retry, c)
+				continue
+			}
 			d.Deletes = append(d.Deletes, Delete{Server: c, Reason: c.Reason})
 		case KindOld:
 			d.Status.Old++
@@ -340,12 +347,18 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		for _, c := range current {
 			// New servers that never served: a server that did and is
 			// unhealthy now is not the halt's to remove.
-			if !c.Ready && !c.WasReady && !c.Unlisted {
+			// A server rebuilt in place stays: it is one of the group's, with
+			// the addresses the operator relies on.
+			if !c.Ready && !c.WasReady && !c.Unlisted && !(t.RebuildInPlace && c.Phase == PhaseRebuilding) {
 				d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "rollout halted: " + t.Halted})
 			}
 		}
 		d.RequeueAfter = requeueAfter(t, d.Servers, now)
 		return d
+	}
+
+	for _, c := range retry {
+		d.Reimages = append(d.Reimages, Reimage{Server: c, Reason: "rebuild again, the last one " + c.Reason})
 	}
 
 	minAvailable := t.Count - t.MaxUnavailable
@@ -389,7 +402,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	// them.
 	inPlace := 0
 	for _, c := range d.Servers {
-		if (c.Kind == KindOld || c.Kind == KindDraining && c.DrainThen == DrainThenRebuild) && rebuildsInPlace(t, c) {
+		if (c.Kind == KindOld || c.Kind == KindDraining && c.DrainThen == DrainThenRebuild) && rebuildsInPlace(t, c) || failedInPlace(t, c) && c.Kind == KindFailed {
 			inPlace++
 		}
 	}
@@ -450,6 +463,12 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 // replaced: with strategy rebuild, when only its image (or its age, or a
 // request to rebuild it) drifted — a new flavor or network needs a new
 // server.
+// failedInPlace says whether a failed server is one rebuilt in place, to
+// be rebuilt again rather than replaced.
+func failedInPlace(t Target, c Classified) bool {
+	return t.RebuildInPlace && c.Phase == PhaseRebuilding && c.Revision == t.Revision && c.Compromised == ""
+}
+
 func rebuildsInPlace(t Target, c Classified) bool {
 	return t.RebuildInPlace && c.Revision == t.Revision && c.Status != provisioner.StatusError
 }

@@ -505,8 +505,8 @@ func TestPlanHalted(t *testing.T) {
 // worlds: Nova reimages servers in place (sometimes the request is lost
 // after its record, sometimes the rebuild goes to ERROR). After every
 // step no more servers exist than count + surge and no fewer serve than
-// count − max_unavailable; every world converges on the new image, and
-// without failures on the very servers it started with.
+// count − max_unavailable; every world converges on the new image on the
+// very servers it started with (a failed rebuild is rebuilt again).
 func TestPlanRebuildInPlaceSequences(t *testing.T) {
 	for seed := range uint64(400) {
 		traffic := seed%2 == 1
@@ -535,8 +535,8 @@ func TestPlanRebuildInPlaceSequences(t *testing.T) {
 			w.apply(d)
 			for _, x := range d.Reimages {
 				s := w.servers[x.Server.ID]
-				if s.ImageID == "new" {
-					t.Fatalf("seed %d step %d: server %s rebuilt again on the new image", seed, step, s.ID)
+				if s.ImageID == "new" && s.Status != provisioner.StatusError {
+					t.Fatalf("seed %d step %d: server %s rebuilt again on the new image while %s", seed, step, s.ID, s.Status)
 				}
 				s.Phase, s.DrainThen = PhaseRebuilding, ""
 				if rng.IntN(4) == 0 {
@@ -567,8 +567,8 @@ func TestPlanRebuildInPlaceSequences(t *testing.T) {
 			if s.ImageID != "new" {
 				t.Fatalf("seed %d: server %s still on %s after convergence", seed, id, s.ImageID)
 			}
-			if failRate == 0 && !first[id] {
-				t.Fatalf("seed %d: server %s was created although every rebuild in place succeeded", seed, id)
+			if !first[id] {
+				t.Fatalf("seed %d: server %s was created: a rebuild in place keeps the servers, a failed one is rebuilt again", seed, id)
 			}
 		}
 	}
