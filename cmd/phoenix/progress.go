@@ -77,6 +77,8 @@ func (p *progress) Emit(e controller.Event) {
 		what += " (" + e.Reason + ")"
 	case controller.EventTrafficAdd, controller.EventTrafficRemove:
 		what = e.Name + " " + e.Message
+	case controller.EventReimage:
+		what = e.Name + " rebuilding in place on image " + short(e.Image) + " (" + e.Reason + ")"
 	case controller.EventSnapshotDeleted:
 		what = e.Name + " (" + e.Reason + ")"
 	case controller.EventHalted:
