@@ -4,8 +4,9 @@
   bootstrap.py identity   projects, users, roles, services and endpoints
   bootstrap.py resources  flavors, the 127.1.0.0/16 network, a first image
   bootstrap.py compute nova-compute=EPOCH ...
-                          wait until each named service has reported in
-                          since its process started
+  bootstrap.py volume cinder-volume=EPOCH ...
+                          wait until each named Nova or Cinder service has
+                          reported in since its process started
 
 Run by up.sh with DEVCLOUD_ADMIN_PW, DEVCLOUD_SERVICE_PW and
 DEVCLOUD_PHOENIX_PW set. Standard library only: it runs on Debian's python3
@@ -31,8 +32,10 @@ ENDPOINTS = {
     "compute": ("nova", "http://127.0.0.1:8774/v2.1"),
     "network": ("neutron", "http://127.0.0.1:9696"),
     "load-balancer": ("octavia", "http://127.0.0.1:9876"),
+    # Nova finds Cinder by this type; Keystone fills in the project.
+    "volumev3": ("cinderv3", "http://127.0.0.1:8776/v3/%(project_id)s"),
 }
-SERVICE_USERS = ["glance", "placement", "nova", "neutron", "octavia"]
+SERVICE_USERS = ["glance", "placement", "nova", "neutron", "octavia", "cinder"]
 FLAVORS = [("1", "m1.tiny", 1, 512, 1), ("2", "m1.small", 1, 2048, 20), ("3", "m1.medium", 2, 4096, 40)]
 
 
@@ -47,10 +50,11 @@ class Client:
                 "name": "admin", "domain": {"name": "Default"}, "password": password}}},
             "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
         }}
-        status, headers, _ = self.call("POST", KEYSTONE + "/auth/tokens", body, token=None)
+        status, headers, parsed = self.call("POST", KEYSTONE + "/auth/tokens", body, token=None)
         if status != 201:
             raise SystemExit("admin login failed: HTTP %d" % status)
         self.token = headers["X-Subject-Token"]
+        self.project_id = parsed["token"]["project"]["id"]
 
     def call(self, method, url, body=None, token="", raw=None, ctype="application/json"):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -194,9 +198,21 @@ def compute(c, since):
     a compute that has not yet bound its message queue loses the build
     cast sent to it: the server stays in BUILD for ever.
     """
-    nova = ENDPOINTS["compute"][1]
+    reported(c, ENDPOINTS["compute"][1] + "/os-services", since)
+
+
+def volume(c, since):
+    """Wait until cinder-scheduler and cinder-volume have each reported in
+    since their processes started: until then a volume create can fail
+    with "No valid backend was found".
+    """
+    cinder = ENDPOINTS["volumev3"][1] % {"project_id": c.project_id}
+    reported(c, cinder + "/os-services", since)
+
+
+def reported(c, url, since):
     for _ in range(240):
-        services = c.find(nova + "/os-services", "services")
+        services = c.find(url, "services")
         fresh = set()
         for s in services:
             updated = s.get("updated_at")
@@ -208,17 +224,17 @@ def compute(c, since):
         if fresh >= set(since):
             return
         time.sleep(0.5)
-    raise SystemExit("nova services did not report in within 2 minutes: have %s" % sorted(fresh))
+    raise SystemExit("services did not report in within 2 minutes: have %s" % sorted(fresh))
 
 
 def main():
-    phases = {"identity": identity, "resources": resources, "compute": compute}
+    phases = {"identity": identity, "resources": resources, "compute": compute, "volume": volume}
     if len(sys.argv) < 2 or sys.argv[1] not in phases:
         raise SystemExit(__doc__)
     c = Client(os.environ["DEVCLOUD_ADMIN_PW"])
-    if sys.argv[1] == "compute":
+    if sys.argv[1] in ("compute", "volume"):
         # Arguments: binary=epoch ..., the start times of the processes.
-        compute(c, {k: float(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])})
+        phases[sys.argv[1]](c, {k: float(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])})
     else:
         phases[sys.argv[1]](c)
     say(sys.argv[1] + " ready")

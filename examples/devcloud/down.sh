@@ -18,8 +18,9 @@ log() { printf '%s devcloud: %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 # Stop the APIs and workers first, then the message bus and the database
 # they hold connections to.
-order=(responder octavia-worker octavia-api nova-compute nova-scheduler nova-conductor nova-api
-	neutron placement glance keystone rabbitmq mariadb)
+order=(responder octavia-worker octavia-api cinder-volume cinder-scheduler cinder-api
+	nova-compute nova-scheduler nova-conductor nova-api neutron placement glance keystone
+	rabbitmq mariadb)
 
 stop() {
 	local name=$1 pidf="$STATE/run/$1.pid" pid

@@ -4,8 +4,9 @@
 # Phoenix by hand.
 #
 # Keystone, Glance, Placement, Nova with the fake virt driver, Neutron with
-# its test mechanism driver (servers get 127.1.x.y addresses, no agents)
-# and Octavia with noop drivers, on MariaDB and RabbitMQ, all on 127.0.0.1.
+# its test mechanism driver (servers get 127.1.x.y addresses, no agents),
+# Cinder with its fake volume driver and Octavia with noop drivers, on
+# MariaDB and RabbitMQ, all on 127.0.0.1.
 # A health responder on 0.0.0.0:18080 answers for every fake server.
 #
 # Run as root on Debian 12. Idempotent: a second run on a running cloud
@@ -57,7 +58,8 @@ PACKAGES=(mariadb-server rabbitmq-server keystone glance-api placement-api
 	nova-api nova-conductor nova-scheduler nova-compute neutron-server
 	neutron-common octavia-api octavia-worker python3-openstackclient
 	python3-octaviaclient python3-pymysql uwsgi-core uwsgi-plugin-python3
-	openssl curl)
+	openssl curl cinder-api cinder-scheduler cinder-volume
+	python3-cinderclient)
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -180,12 +182,12 @@ start mariadb mariadbd --user=mysql
 wait_for MariaDB 60 mysqladmin --protocol=socket ping
 
 sql() { mysql --protocol=socket -u root -e "$1"; }
-for db in keystone glance placement nova_api nova nova_cell0 neutron octavia; do
+for db in keystone glance placement nova_api nova nova_cell0 neutron octavia cinder; do
 	sql "CREATE DATABASE IF NOT EXISTS $db"
 done
 for host in localhost 127.0.0.1; do
 	sql "CREATE USER IF NOT EXISTS 'openstack'@'$host' IDENTIFIED BY '$DB_PW'; ALTER USER 'openstack'@'$host' IDENTIFIED BY '$DB_PW'"
-	for db in keystone glance placement nova_api nova nova_cell0 neutron octavia; do
+	for db in keystone glance placement nova_api nova nova_cell0 neutron octavia cinder; do
 		sql "GRANT ALL PRIVILEGES ON $db.* TO 'openstack'@'$host'"
 	done
 done
@@ -412,6 +414,15 @@ $(service_creds placement nova)
 
 $(service_creds neutron nova)
 
+# Volumes: Nova finds Cinder in the catalog (volumev3) and, with a service
+# token beside the user's, may detach a volume it attached (Cinder refuses
+# a detach without one: 409 ConflictNovaUsingAttachment).
+$(service_creds cinder nova)
+os_region_name = RegionOne
+
+$(service_creds service_user nova)
+send_service_user_token = true
+
 $(authtoken nova)
 
 $(common_sections nova)
@@ -426,6 +437,52 @@ uwsgi_api nova-api 8774 /usr/bin/nova-api-wsgi 4
 start nova-conductor nova-conductor --config-file /etc/nova/nova.conf
 start nova-scheduler nova-scheduler --config-file /etc/nova/nova.conf
 start nova-compute nova-compute --config-file /etc/nova/nova.conf
+
+# --- Cinder with the fake volume driver ----------------------------------------------------
+# No LVM here (no device-mapper): Cinder's own test driver, shipped in
+# python3-cinder, keeps volumes and snapshots in the database only; they
+# reach "available" in seconds and attach to fake-driver servers.
+put /etc/cinder/cinder.conf cinder-api cinder-scheduler cinder-volume <<EOF
+[DEFAULT]
+transport_url = $RABBIT
+auth_strategy = keystone
+my_ip = 127.0.0.1
+# A fixed name, not the machine's: volumes belong to host devcloud@fake.
+host = devcloud
+state_path = /var/lib/cinder
+api_paste_config = /etc/cinder/api-paste.ini
+use_stderr = true
+enabled_backends = fake
+glance_api_servers = http://127.0.0.1:9292
+# The defaults (10 volumes, 10 snapshots, 1000 GiB) are small for tests
+# that share one project.
+quota_volumes = 200
+quota_snapshots = 200
+quota_gigabytes = 10000
+
+[database]
+connection = $DB/cinder
+
+[fake]
+volume_backend_name = fake
+volume_driver = cinder.tests.fake_driver.FakeLoggingVolumeDriver
+target_helper = fake
+
+$(service_creds nova cinder)
+
+$(authtoken cinder)
+# Trust Nova's calls that carry a service token of an admin (a detach).
+service_token_roles = admin
+service_token_roles_required = true
+
+$(common_sections cinder)
+EOF
+install -d /var/lock/cinder /var/lib/cinder
+once cinder-db cinder-manage db sync
+# cinder-api is eventlet-patched like nova-api: one thread per process.
+uwsgi_api cinder-api 8776 /usr/bin/cinder-wsgi 2
+start cinder-scheduler cinder-scheduler --config-file /etc/cinder/cinder.conf
+start cinder-volume cinder-volume --config-file /etc/cinder/cinder.conf
 
 # --- Octavia with noop drivers ---------------------------------------------------------------
 CERTS=$STATE/octavia-certs # beside its passphrase in $STATE/secrets
@@ -497,6 +554,7 @@ wait_for Placement 90 http_up http://127.0.0.1:8778/
 wait_for Neutron 90 http_up http://127.0.0.1:9696/
 wait_for Nova 120 http_up http://127.0.0.1:8774/
 wait_for Octavia 90 http_up http://127.0.0.1:9876/
+wait_for Cinder 90 http_up http://127.0.0.1:8776/
 wait_for "the health responder" 30 http_up "http://127.0.0.1:$RESPONDER_PORT/_responder/unhealthy"
 [ -e "$STATE/done/compute-host" ] ||
 	wait_for "nova-compute to register" 180 sh -c "nova-manage cell_v2 discover_hosts >/dev/null 2>&1 && \
@@ -508,6 +566,9 @@ started_at() { stat -c %Y "$STATE/run/$1.pid"; }
 "$PY" "$HERE/bootstrap.py" compute "nova-conductor=$(started_at nova-conductor)" \
 	"nova-scheduler=$(started_at nova-scheduler)" "nova-compute=$(started_at nova-compute)" \
 	>>"$STATE/log/bootstrap.log" 2>&1 || die "Nova's services did not report in; see $STATE/log/nova-*.log"
+"$PY" "$HERE/bootstrap.py" volume "cinder-scheduler=$(started_at cinder-scheduler)" \
+	"cinder-volume=$(started_at cinder-volume)" \
+	>>"$STATE/log/bootstrap.log" 2>&1 || die "Cinder's services did not report in; see $STATE/log/cinder-*.log"
 
 (
 	umask 077
