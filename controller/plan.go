@@ -64,6 +64,13 @@ type Target struct {
 	Traffic       bool
 	SingleTraffic bool
 	Drain         time.Duration
+	// Stateful is set when the group's data volumes move from each old
+	// server to its replacement: a current server serves only once it
+	// holds one, an old server that holds one goes only once a handover
+	// moved it, and each handover in flight (InFlight) costs a unit of
+	// MaxUnavailable, its old server being stopped.
+	Stateful bool
+	InFlight []InFlight
 	// RebuildInPlace is set for rollout.strategy rebuild: an old server of the
 	// desired revision is reimaged in place (Nova's rebuild) rather than
 	// replaced; one of another revision is still replaced.
@@ -128,6 +135,8 @@ type Server struct {
 	DrainStart time.Time
 	// DrainThen is what follows its drain (MetaDrainThen).
 	DrainThen string
+	// StatefulVolumes are the group's data volumes attached to it.
+	StatefulVolumes []string
 	// Unlisted marks a server this controller created moments ago that the
 	// last list did not show: a real Nova paging with markers can miss a
 	// server while it is being scheduled. It counts (so it is not created
@@ -184,6 +193,19 @@ type Delete struct {
 	Resume bool
 }
 
+// Handover asks for a data volume to move from an old server to a new one
+// (stateful groups).
+type Handover struct {
+	Volume   string
+	From, To Classified
+}
+
+// InFlight is a handover recorded on its volume and not finished: it
+// costs a unit of unavailability until it is.
+type InFlight struct {
+	Volume, From, To, Step string
+}
+
 // Reimage asks for a server to be reimaged in place with the desired image
 // (strategy rebuild): the phase is recorded on it first, then Nova's
 // rebuild is requested.
@@ -218,9 +240,12 @@ type Decision struct {
 	Deletes []Delete
 	// AddTraffic lists ready servers to put into the traffic (a pool
 	// member, the floating IP); Drains the servers to take out of it.
-	AddTraffic   []Classified
-	Drains       []Drain
-	Reimages     []Reimage
+	AddTraffic []Classified
+	Drains     []Drain
+	Reimages   []Reimage
+	// Handovers are the data volumes to move now, each from an old server
+	// to a new one that holds none.
+	Handovers    []Handover
 	Status       Status
 	RequeueAfter time.Duration
 }
@@ -349,7 +374,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 			// unhealthy now is not the halt's to remove.
 			// A server rebuilt in place stays: it is one of the group's, with
 			// the addresses the operator relies on.
-			if !c.Ready && !c.WasReady && !c.Unlisted && !(t.RebuildInPlace && c.Phase == PhaseRebuilding) {
+			if !c.Ready && !c.WasReady && !c.Unlisted && !(t.RebuildInPlace && c.Phase == PhaseRebuilding) && !handingTo(t, c.ID) {
 				d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "rollout halted: " + t.Halted})
 			}
 		}
@@ -363,8 +388,9 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 
 	minAvailable := t.Count - t.MaxUnavailable
 	// Worst case: every old server is serving, so each delete of one may
-	// cost a unit of capacity.
-	budget := len(old) + d.Status.Available - minAvailable
+	// cost a unit of capacity; an old server stopped for a handover in
+	// flight costs its unit until the handover ends.
+	budget := len(old) + d.Status.Available - minAvailable - handoverCost(t)
 
 	// Canary: while fewer than Canary new servers have served for
 	// CanaryBake, the rollout replaces only that many old ones; then it
@@ -410,8 +436,8 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		if budget <= 0 {
 			break
 		}
-		if c.Unlisted {
-			continue
+		if c.Unlisted || t.Stateful && len(c.StatefulVolumes) > 0 {
+			continue // a server holding data goes only once a handover moved it
 		}
 		budget--
 		if rebuildsInPlace(t, c) {
@@ -440,6 +466,10 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		}
 	}
 
+	if t.Stateful {
+		d.Handovers = planHandovers(t, old, current, &budget)
+	}
+
 	if t.Traffic {
 		d.AddTraffic = addTraffic(t, current, d.Drains, d.Deletes)
 	}
@@ -451,7 +481,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		d.Creates = append(d.Creates, Create{Zone: zone})
 	}
 
-	d.Status.Converged = d.Status.Current == t.Count && d.Status.Available == t.Count && d.Status.Total == t.Count
+	d.Status.Converged = d.Status.Current == t.Count && d.Status.Available == t.Count && d.Status.Total == t.Count && len(t.InFlight) == 0
 	d.RequeueAfter = requeueAfter(t, d.Servers, now)
 	if wait := bakeEnd.Sub(now); d.Status.Canary && wait > 0 && (d.RequeueAfter == 0 || wait < d.RequeueAfter) {
 		d.RequeueAfter = wait
@@ -564,7 +594,7 @@ func classify(t Target, s Server, now time.Time) Classified {
 		c.Ready = s.Status == provisioner.StatusActive &&
 			s.Health == healthcheck.Healthy &&
 			!now.Before(s.HealthySince.Add(t.MinReady))
-		c.Available = c.Ready && (!t.Traffic || s.Traffic == TrafficServing)
+		c.Available = c.Ready && (!t.Traffic || s.Traffic == TrafficServing) && (!t.Stateful || len(s.StatefulVolumes) > 0)
 		if c.Kind == KindCurrent && t.ProgressDeadline > 0 && !c.Ready && !s.WasReady && !s.Unlisted &&
 			now.Sub(s.Created) > t.ProgressDeadline {
 			c.Kind = KindFailed

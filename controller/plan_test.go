@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +192,8 @@ type world struct {
 	// With traffic it serves only while the load balancer sends it
 	// requests: a serving member, not draining.
 	traffic bool
+	// inflight are the handovers of a stateful world.
+	inflight []InFlight
 }
 
 func (w *world) list() []Server {
@@ -570,6 +573,91 @@ func TestPlanRebuildInPlaceSequences(t *testing.T) {
 			if !first[id] {
 				t.Fatalf("seed %d: server %s was created: a rebuild in place keeps the servers, a failed one is rebuilt again", seed, id)
 			}
+		}
+	}
+}
+
+// TestPlanStatefulSequences steps stateful groups through random worlds:
+// every old server holds a data volume that must move to a new server.
+// A handover stops the old server, moves the volume, and ends when the
+// new one passes its check. After every step: no more than count + surge
+// servers, no fewer than count − max_unavailable serving (ACTIVE,
+// healthy, holding a volume, not stopped), every volume on at most one
+// server; every world converges with each volume on a new server.
+func TestPlanStatefulSequences(t *testing.T) {
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		count := 1 + rng.IntN(6)
+		surge, unavailable := 1+rng.IntN(2), 1+rng.IntN(2)
+		unavailable = min(unavailable, count)
+		tgt := Target{Count: count, MaxSurge: surge, MaxUnavailable: unavailable, MinReady: 10 * time.Second, ImageID: "new", Revision: "rev", Stateful: true}
+		w := &world{rng: rng, now: t0, servers: map[string]*Server{}}
+		for i := range count {
+			w.add("old", provisioner.StatusActive, healthcheck.Healthy)
+			w.servers[fmt.Sprintf("s%04d", i)].StatefulVolumes = []string{fmt.Sprintf("v%d", i)}
+		}
+		converged := false
+		for step := 0; step < 3000 && !converged; step++ {
+			tgt.InFlight = slices.Clone(w.inflight)
+			d := Plan(tgt, w.list(), w.now)
+			converged = d.Status.Converged
+			w.apply(d)
+			for _, h := range d.Handovers {
+				w.inflight = append(w.inflight, InFlight{Volume: h.Volume, From: h.From.ID, To: h.To.ID, Step: "stop"})
+				w.servers[h.From.ID].Status = "SHUTOFF"
+			}
+			// Handovers advance: the volume moves, then the new server
+			// passes its check with it.
+			var left []InFlight
+			for _, h := range w.inflight {
+				from, to := w.servers[h.From], w.servers[h.To]
+				switch {
+				case h.Step == "stop" && rng.IntN(2) == 0:
+					from.StatefulVolumes = slices.DeleteFunc(slices.Clone(from.StatefulVolumes), func(v string) bool { return v == h.Volume })
+					to.StatefulVolumes = append(slices.Clone(to.StatefulVolumes), h.Volume)
+					h.Step = "gate"
+				case h.Step == "gate" && to.Health == healthcheck.Healthy && rng.IntN(2) == 0:
+					continue // done
+				}
+				left = append(left, h)
+			}
+			w.inflight = left
+			holders := map[string]int{}
+			serving := 0
+			for _, s := range w.servers {
+				for _, v := range s.StatefulVolumes {
+					holders[v]++
+				}
+				if s.Status == provisioner.StatusActive && s.Health == healthcheck.Healthy && s.Phase != PhaseDeleting &&
+					s.TaskState != provisioner.TaskDeleting && len(s.StatefulVolumes) > 0 {
+					serving++
+				}
+			}
+			for v, n := range holders {
+				if n > 1 {
+					t.Fatalf("seed %d step %d: volume %s on %d servers", seed, step, v, n)
+				}
+			}
+			if total := len(w.servers); total > count+surge {
+				t.Fatalf("seed %d step %d: %d servers exceed count %d + surge %d", seed, step, total, count, surge)
+			}
+			if serving < count-unavailable {
+				t.Fatalf("seed %d step %d: %d serving servers, below count %d - max_unavailable %d", seed, step, serving, count, unavailable)
+			}
+			w.advance(0)
+		}
+		if !converged {
+			t.Fatalf("seed %d (count %d surge %d unavailable %d): did not converge: %+v", seed, count, surge, unavailable, Plan(tgt, w.list(), w.now).Status)
+		}
+		vols := 0
+		for id, s := range w.servers {
+			if s.ImageID != "new" || len(s.StatefulVolumes) != 1 {
+				t.Fatalf("seed %d: server %s on %s holds %v after convergence", seed, id, s.ImageID, s.StatefulVolumes)
+			}
+			vols++
+		}
+		if vols != count {
+			t.Fatalf("seed %d: %d volumes placed, want %d", seed, vols, count)
 		}
 	}
 }

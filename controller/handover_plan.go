@@ -1,0 +1,67 @@
+package controller
+
+import (
+	"sort"
+
+	"github.com/phoenix-ops/phoenix/healthcheck"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// handoverCost is the unavailability that the handovers in flight cost:
+// one unit for each old server stopped for them.
+func handoverCost(t Target) int {
+	from := map[string]bool{}
+	for _, h := range t.InFlight {
+		from[h.From] = true
+	}
+	return len(from)
+}
+
+// handingTo says whether a server is the new home of a volume in flight.
+func handingTo(t Target, id string) bool {
+	for _, h := range t.InFlight {
+		if h.To == id {
+			return true
+		}
+	}
+	return false
+}
+
+// planHandovers pairs old servers that hold data volumes with new ones
+// that hold none, within the unavailability budget: each pair stops an
+// old server. A new server takes part only once ACTIVE and not known
+// unhealthy (whether it truly answers is checked before the old one is
+// stopped); every volume of an old server goes to the same new one.
+func planHandovers(t Target, old, current []Classified, budget *int) []Handover {
+	busy := map[string]bool{}
+	for _, h := range t.InFlight {
+		busy[h.From], busy[h.To], busy[h.Volume] = true, true, true
+	}
+	var takers []Classified
+	for _, c := range current {
+		if c.Status == provisioner.StatusActive && len(c.StatefulVolumes) == 0 && !busy[c.ID] && !c.Unlisted &&
+			c.Health != healthcheck.Unhealthy {
+			takers = append(takers, c)
+		}
+	}
+	// The oldest new server first: the likeliest to be up.
+	sort.SliceStable(takers, func(i, j int) bool { return takers[i].Created.Before(takers[j].Created) })
+	var out []Handover
+	for _, o := range old {
+		if *budget <= 0 || len(takers) == 0 {
+			break
+		}
+		if len(o.StatefulVolumes) == 0 || busy[o.ID] || o.Unlisted {
+			continue
+		}
+		to := takers[0]
+		takers = takers[1:]
+		*budget--
+		for _, v := range o.StatefulVolumes {
+			if !busy[v] {
+				out = append(out, Handover{Volume: v, From: o, To: to})
+			}
+		}
+	}
+	return out
+}
