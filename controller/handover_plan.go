@@ -17,6 +17,17 @@ func handoverCost(t Target) int {
 	return len(from)
 }
 
+// handingFrom says whether a server is the old home of a volume in
+// flight.
+func handingFrom(t Target, id string) bool {
+	for _, h := range t.InFlight {
+		if h.From == id {
+			return true
+		}
+	}
+	return false
+}
+
 // handingTo says whether a server is the new home of a volume in flight.
 func handingTo(t Target, id string) bool {
 	for _, h := range t.InFlight {

@@ -436,8 +436,10 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		if budget <= 0 {
 			break
 		}
-		if c.Unlisted || t.Stateful && len(c.StatefulVolumes) > 0 {
-			continue // a server holding data goes only once a handover moved it
+		if c.Unlisted || t.Stateful && (len(c.StatefulVolumes) > 0 || handingFrom(t, c.ID)) {
+			// A server holding data goes only once a handover moved it
+			// away and ended: until then a rollback may need it.
+			continue
 		}
 		budget--
 		if rebuildsInPlace(t, c) {
