@@ -57,6 +57,8 @@ const (
 	StatusError       = "ERROR"
 	StatusDeleted     = "DELETED"
 	StatusSoftDeleted = "SOFT_DELETED"
+	StatusShutoff     = "SHUTOFF"
+	StatusRebuild     = "REBUILD"
 )
 
 // TaskDeleting is the task state Nova sets as soon as it accepts a delete.
@@ -79,6 +81,9 @@ type Server struct {
 	Addresses map[string][]string
 	// Fault is Nova's fault message for a server in ERROR.
 	Fault string
+	// Volumes lists the IDs of the volumes attached to the server, as the
+	// server list shows them (no request per server).
+	Volumes []string
 }
 
 // Gone reports whether the cloud has deleted the server even though a list

@@ -22,6 +22,11 @@ import (
 // from its first instant (2.26 brought the tag filters on list).
 const ComputeMicroversion = "2.52"
 
+// VolumeMicroversion is the Cinder microversion Phoenix speaks: 3.22 is
+// the first that filters a snapshot list by metadata (below it Cinder drops
+// the filter and lists every snapshot).
+const VolumeMicroversion = "3.22"
+
 // Options configure a Cloud.
 type Options struct {
 	// Cloud names a clouds.yaml entry. Empty means OS_CLOUD, and when that
@@ -52,6 +57,8 @@ type Cloud struct {
 	netErr   error
 	lb       *gophercloud.ServiceClient // nil when the cloud has no Octavia
 	lbErr    error
+	volume   *gophercloud.ServiceClient // nil when the cloud has no Cinder
+	volErr   error
 	lbWait   LBWait
 	lbMu     sync.Mutex
 	lbLocks  map[string]*sync.Mutex
@@ -111,12 +118,23 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 	cl := &Cloud{compute: compute, image: image, pageSize: opts.PageSize, lbWait: opts.LBWait, log: log}
 	cl.network, cl.netErr = openstack.NewNetworkV2(provider, eo)
 	cl.lb, cl.lbErr = openstack.NewLoadBalancerV2(provider, eo)
+	// Without Cinder a cloud still serves every group without volumes:
+	// the error is kept for the first volume call to report.
+	if vc, err := openstack.NewBlockStorageV3(provider, eo); err != nil {
+		cl.volErr = err
+	} else {
+		vc.Microversion = VolumeMicroversion
+		cl.volume = vc
+	}
 	eps := []serviceEndpoint{{ao.IdentityEndpoint, "identity"}, {compute.Endpoint, "compute"}, {image.Endpoint, "image"}}
 	if cl.network != nil {
 		eps = append(eps, serviceEndpoint{cl.network.Endpoint, "network"})
 	}
 	if cl.lb != nil {
 		eps = append(eps, serviceEndpoint{cl.lb.Endpoint, "load-balancer"})
+	}
+	if cl.volume != nil {
+		eps = append(eps, serviceEndpoint{cl.volume.Endpoint, "block-storage"})
 	}
 	obs.setEndpoints(eps)
 	return cl, nil

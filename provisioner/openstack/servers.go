@@ -173,6 +173,10 @@ type novaServer struct {
 	Addresses map[string][]struct {
 		Addr string `json:"addr"`
 	} `json:"addresses"`
+	// Volumes are the attached volumes, in every server of a list.
+	Volumes []struct {
+		ID string `json:"id"`
+	} `json:"os-extended-volumes:volumes_attached"`
 }
 
 func (s *novaServer) server() provisioner.Server {
@@ -200,6 +204,11 @@ func (s *novaServer) server() provisioner.Server {
 			if a.Addr != "" {
 				out.Addresses[network] = append(out.Addresses[network], a.Addr)
 			}
+		}
+	}
+	for _, v := range s.Volumes {
+		if v.ID != "" {
+			out.Volumes = append(out.Volumes, v.ID)
 		}
 	}
 	return out
