@@ -176,6 +176,7 @@ func (s *Sim) serveCompute(w http.ResponseWriter, r *http.Request, sub string) {
 			return
 		}
 		s.serverAction(w, r, v, p[1])
+	case s.serveVolumeAttachments(w, r, sub):
 	case match(reServerMetadata):
 		s.serverMetadata(w, r, p[1])
 	case match(reServerMetaKey):

@@ -40,8 +40,9 @@ func (a FaultAction) String() string {
 
 // Fault makes matching requests misbehave.
 type Fault struct {
-	// Service is "identity", "compute", "image", "network" or
-	// "load-balancer"; "" is any.
+	// Service is "identity", "compute", "image", "network",
+	// "load-balancer" or "block-storage" (Cinder, paths below /volume,
+	// such as `^/v3/[^/]+/snapshots$`); "" is any.
 	Service string
 	// Method is an HTTP method; "" is any.
 	Method string
@@ -128,7 +129,8 @@ func (s *Sim) writeFault(w http.ResponseWriter, service, sub string, f *fault) {
 	}
 	msg := "Simulated fault: " + http.StatusText(f.Status)
 	switch service {
-	case "compute":
+	case "compute", "block-storage":
+		// Cinder's errors have Nova's shape.
 		novaFault(w, f.Status, msg, retry)
 	case "network":
 		neutronError(w, f.Status, neutronErrorType(f.Status), msg)

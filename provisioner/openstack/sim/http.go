@@ -14,8 +14,8 @@ import (
 type Request struct {
 	// Time is when it arrived.
 	Time time.Time
-	// Service is "identity", "compute", "image", "network" or
-	// "load-balancer"; "" for a path no service serves.
+	// Service is "identity", "compute", "image", "network",
+	// "load-balancer" or "block-storage"; "" for a path no service serves.
 	Service string
 	Method  string
 	// Path is the full URL path; Query the raw query string.
@@ -57,6 +57,7 @@ var services = []struct{ prefix, name string }{
 	{"/image", "image"},
 	{"/networking", "network"},
 	{"/load-balancer", "load-balancer"},
+	{"/volume", "block-storage"},
 }
 
 func splitService(path string) (service, prefix, sub string) {
@@ -140,6 +141,11 @@ func (s *Sim) route(w http.ResponseWriter, r *http.Request, service, prefix, sub
 			s.serveComputeVersion(w, r)
 			return
 		}
+	case "block-storage":
+		if sub == "" || sub == "/" || sub == "/v3" || sub == "/v3/" {
+			s.serveVolumeVersions(w, r, sub)
+			return
+		}
 	case "image", "network", "load-balancer":
 		if sub == "" || sub == "/" {
 			switch service {
@@ -168,6 +174,8 @@ func (s *Sim) route(w http.ResponseWriter, r *http.Request, service, prefix, sub
 		s.serveNetwork(w, r, sub)
 	case "load-balancer":
 		s.serveLB(w, r, sub)
+	case "block-storage":
+		s.serveVolume(w, r, sub)
 	}
 }
 

@@ -218,6 +218,7 @@ func (s *Sim) catalog() []any {
 		entry("image", "glance", s.endpoint+"/image"),
 		entry("network", "neutron", s.endpoint+"/networking"),
 		entry("load-balancer", "octavia", s.endpoint+"/load-balancer"),
+		entry("volumev3", "cinderv3", s.endpoint+"/volume/v3/"+s.projectID),
 	}
 }
 

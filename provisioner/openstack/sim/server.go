@@ -53,6 +53,9 @@ type Server struct {
 	Healthy bool
 	// Deleting: a delete was accepted and the server is not gone yet.
 	Deleting bool
+	// Volumes are the IDs of the volumes attached (or being attached) to
+	// it, as os-extended-volumes:volumes_attached shows them.
+	Volumes []string
 }
 
 // server is the simulator's record of a server. Fields are guarded by
@@ -91,6 +94,8 @@ type server struct {
 	appUp              bool // HealthDelay has passed since ACTIVE
 	listening          bool // the health listeners are open
 	ports              []int
+	volumes            []string // attached volume IDs; replaced, never changed in place
+	gen                uint64   // bumped by every power action and rebuild
 
 	appMu sync.Mutex
 	app   *app
@@ -109,12 +114,14 @@ func (srv *server) view() Server {
 		BootTime: srv.bootTime, HealthDelay: srv.healthDelay,
 		Healthy:  srv.status == "ACTIVE" && srv.appUp && srv.listening && srv.health == HealthUp && !srv.deleting,
 		Deleting: srv.deleting,
+		Volumes:  srv.volumes,
 	}
 }
 
 // detach gives a view its own tags and metadata.
 func (v *Server) detach() {
 	v.Tags = slices.Clone(v.Tags)
+	v.Volumes = slices.Clone(v.Volumes)
 	v.Metadata = maps.Clone(v.Metadata)
 	if v.Metadata == nil {
 		v.Metadata = map[string]string{}
@@ -188,16 +195,7 @@ func (s *Sim) finishBoot(srv *server, fail bool) {
 	}
 	srv.status, srv.vmState, srv.taskState, srv.powerState = "ACTIVE", "active", "", 1
 	srv.launchedAt, srv.activeAt = now, now
-	s.after(srv.healthDelay, func() {
-		s.mu.Lock()
-		if s.servers[srv.id] != srv {
-			s.mu.Unlock()
-			return
-		}
-		srv.appUp = true
-		s.mu.Unlock()
-		s.syncApp(srv)
-	})
+	s.appAfter(srv, srv.gen)
 }
 
 // removeServer ends a deleted server: gone from every list, its listeners
@@ -213,6 +211,7 @@ func (s *Sim) removeServer(srv *server) {
 		s.order = slices.Delete(s.order, i, i+1)
 	}
 	s.gone[srv.id] = srv.seq
+	s.serverGone(srv)
 	if srv.portID != "" {
 		delete(s.ports, srv.portID)
 		s.portGone(srv.portID)

@@ -879,7 +879,7 @@ func invalidState(action, id, attr, state string) string {
 // active (or paused, suspended, stopped) and no task in progress. Call
 // with s.mu held.
 func canChangeMetadata(srv *server, action string) string {
-	if srv.vmState != "active" {
+	if srv.vmState != "active" && srv.vmState != "stopped" {
 		return invalidState(action, srv.id, "vm_state", srv.vmState)
 	}
 	if srv.taskState != "" {
@@ -891,14 +891,14 @@ func canChangeMetadata(srv *server, action string) string {
 // canChangeTags applies Nova's rule for tag changes: vm_state active (or
 // paused, suspended, stopped), whatever the task. Call with s.mu held.
 func canChangeTags(srv *server, action string) string {
-	if srv.vmState != "active" {
+	if srv.vmState != "active" && srv.vmState != "stopped" {
 		return invalidState(action, srv.id, "vm_state", srv.vmState)
 	}
 	return ""
 }
 
-// serverAction answers POST /servers/{id}/action. Only createImage is
-// simulated: it records a snapshot image in Glance, queued and then active
+// serverAction answers POST /servers/{id}/action: os-stop, os-start and
+// rebuild (actions.go), and createImage, which records a snapshot image in Glance, queued and then active
 // after the snapshot time, while the server's task state is
 // "image_snapshot", as a real hypervisor driver would (Nova's fake driver,
 // by contrast, leaves the image queued for ever).
@@ -906,6 +906,16 @@ func (s *Sim) serverAction(w http.ResponseWriter, r *http.Request, v microversio
 	var body map[string]json.RawMessage
 	if err := decodeJSON(r, &body); err != nil || len(body) != 1 {
 		novaError(w, http.StatusBadRequest, "Malformed request body")
+		return
+	}
+	for _, power := range []string{"os-stop", "os-start"} {
+		if _, ok := body[power]; ok {
+			s.powerAction(w, id, power)
+			return
+		}
+	}
+	if raw, ok := body["rebuild"]; ok {
+		s.rebuild(w, v, id, raw)
 		return
 	}
 	raw, ok := body["createImage"]
@@ -944,7 +954,7 @@ func (s *Sim) serverAction(w http.ResponseWriter, r *http.Request, v microversio
 	if srv != nil {
 		status, msg = http.StatusConflict, ""
 		switch {
-		case srv.vmState != "active":
+		case srv.vmState != "active" && srv.vmState != "stopped":
 			msg = invalidState("createImage", id, "vm_state", srv.vmState)
 		case srv.taskState != "":
 			msg = invalidState("createImage", id, "task_state", srv.taskState)
@@ -1310,7 +1320,7 @@ type serverJSON struct {
 	TaskState      *string                  `json:"OS-EXT-STS:task_state"`
 	VMState        string                   `json:"OS-EXT-STS:vm_state"`
 	PowerState     int                      `json:"OS-EXT-STS:power_state"`
-	Volumes        []struct{}               `json:"os-extended-volumes:volumes_attached"`
+	Volumes        []any                    `json:"os-extended-volumes:volumes_attached"`
 	Fault          *faultJSON               `json:"fault,omitempty"`
 	Locked         *bool                    `json:"locked,omitempty"`
 	Description    json.RawMessage          `json:"description,omitempty"`
@@ -1324,10 +1334,9 @@ type serverJSON struct {
 }
 
 var (
-	jsonNull  = json.RawMessage("null")
-	zero      = 0
-	falseVal  = false
-	noVolumes = []struct{}{}
+	jsonNull = json.RawMessage("null")
+	zero     = 0
+	falseVal = false
 )
 
 func jsonString(s string) json.RawMessage {
@@ -1351,7 +1360,7 @@ func (s *Sim) serverJSON(srv *server, v microversion, show bool) *serverJSON {
 		Metadata: srv.metadata, Created: srv.created.Format(novaTime), Updated: srv.updated.Format(novaTime),
 		Addresses: map[string][]addressJSON{}, Links: s.serverLinks(srv.id), DiskConfig: "MANUAL",
 		AZ: srv.az, SecurityGroups: make([]nameJSON, len(srv.secGroups)),
-		VMState: srv.vmState, PowerState: srv.powerState, Volumes: noVolumes,
+		VMState: srv.vmState, PowerState: srv.powerState, Volumes: s.volumesAttached(srv, v),
 	}
 	if srv.status != "ERROR" {
 		// Scheduled to a host: Nova's hostId hashes the project and host.

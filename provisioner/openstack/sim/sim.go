@@ -50,6 +50,21 @@ type Options struct {
 	// in PENDING_CREATE, PENDING_UPDATE or PENDING_DELETE (when every
 	// other change under it is refused with 409). Default Fixed(20ms).
 	LBUpdateTime Dist
+	// VolumeTime is how long a Cinder volume stays creating (→ available)
+	// or deleting (→ gone). Default Fixed(20ms).
+	VolumeTime Dist
+	// AttachTime is how long a volume stays attaching (→ in-use) or
+	// detaching (→ available). Default Fixed(20ms).
+	AttachTime Dist
+	// VolumeSnapshotTime is how long a volume snapshot stays creating
+	// (→ available) or deleting (→ gone). Default Fixed(20ms).
+	VolumeSnapshotTime Dist
+	// PowerTime is how long os-stop and os-start keep a server in task
+	// state powering-off or powering-on. Default Fixed(20ms).
+	PowerTime Dist
+	// RebuildTime is how long a rebuild keeps a server in REBUILD.
+	// Default Fixed(50ms).
+	RebuildTime Dist
 	// MonitorInterval is how often Octavia's health monitors probe each
 	// member, whatever their delay says. Default 50ms.
 	MonitorInterval time.Duration
@@ -91,6 +106,14 @@ func (o *Options) defaults() {
 	}
 	if o.LBUpdateTime == nil {
 		o.LBUpdateTime = Fixed(20 * time.Millisecond)
+	}
+	for _, d := range []*Dist{&o.VolumeTime, &o.AttachTime, &o.VolumeSnapshotTime, &o.PowerTime} {
+		if *d == nil {
+			*d = Fixed(20 * time.Millisecond)
+		}
+	}
+	if o.RebuildTime == nil {
+		o.RebuildTime = Fixed(50 * time.Millisecond)
 	}
 	if o.MonitorInterval <= 0 {
 		o.MonitorInterval = 50 * time.Millisecond
@@ -154,6 +177,8 @@ type Sim struct {
 	failBoots   int
 	stickBoots  int
 	faults      []*fault
+	cinder      cinderState
+	lastVolume  time.Time
 	requests    []*Request
 	timers      map[*time.Timer]struct{}
 }
@@ -199,6 +224,7 @@ func New(opts Options) (*Sim, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.lbaas.init()
+	s.cinder.init()
 	s.AddNetwork(Network{Name: "private"})
 	s.AddNetwork(Network{Name: "public", External: true})
 	s.srv = &http.Server{

@@ -170,12 +170,17 @@ func TestAuthAndCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	project, err := res.ExtractProject()
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]string{
 		"identity":      e.sim.Endpoint() + "/identity",
 		"compute":       e.sim.Endpoint() + "/compute/v2.1",
 		"image":         e.sim.Endpoint() + "/image",
 		"network":       e.sim.Endpoint() + "/networking",
 		"load-balancer": e.sim.Endpoint() + "/load-balancer",
+		"volumev3":      e.sim.Endpoint() + "/volume/v3/" + project.ID,
 	}
 	for _, entry := range catalog.Entries {
 		url, ok := want[entry.Type]
@@ -198,9 +203,8 @@ func TestAuthAndCatalog(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("catalog lacks %v", want)
 	}
-	project, err := res.ExtractProject()
-	if err != nil || project.Name != "demo" || project.Domain.Name != "Default" || project.Domain.ID != "default" {
-		t.Errorf("project %+v, %v", project, err)
+	if project.Name != "demo" || project.Domain.Name != "Default" || project.Domain.ID != "default" {
+		t.Errorf("project %+v", project)
 	}
 	user, err := res.ExtractUser()
 	if err != nil || user.Name != "demo" || user.ID == "" {
