@@ -272,6 +272,10 @@ func TestContract(t *testing.T) {
 			t.Run("glance selection", tg.glanceSelection)
 			t.Run("createImage", tg.createImage)
 			t.Run("octavia", tg.octavia)
+			t.Run("cinder volume lifecycle", tg.volumeLifecycle)
+			t.Run("volume attach, forced snapshot, handover", tg.volumeAttachments)
+			t.Run("stop and start", tg.stopStart)
+			t.Run("rebuild in place", tg.rebuildInPlace)
 		})
 	}
 }

@@ -107,18 +107,7 @@ var cinderMaxMicroversion = microversion{3, 70}
 // legacy header); "" means 3.0. ok is false after answering a malformed or
 // unsupported version.
 func (s *Sim) volumeMicroversion(w http.ResponseWriter, r *http.Request) (microversion, bool) {
-	asked := ""
-	for _, h := range r.Header.Values("OpenStack-API-Version") {
-		for part := range strings.SplitSeq(h, ",") {
-			svc, v, ok := strings.Cut(strings.TrimSpace(part), " ")
-			if ok && (strings.EqualFold(svc, "volume") || strings.EqualFold(svc, "block-storage")) {
-				asked = strings.TrimSpace(v)
-			}
-		}
-	}
-	if asked == "" {
-		asked = strings.TrimSpace(r.Header.Get("X-OpenStack-Volume-API-Version"))
-	}
+	asked := requestedVolumeMicroversion(r)
 	v := microversion{3, 0}
 	switch {
 	case asked == "":
@@ -134,6 +123,20 @@ func (s *Sim) volumeMicroversion(w http.ResponseWriter, r *http.Request) (microv
 	w.Header().Set("OpenStack-API-Version", "volume "+v.String())
 	w.Header().Set("Vary", "OpenStack-API-Version")
 	return v, true
+}
+
+// requestedVolumeMicroversion reads the volume microversion a request
+// asks for, "" when none.
+func requestedVolumeMicroversion(r *http.Request) string {
+	for _, h := range r.Header.Values("OpenStack-API-Version") {
+		for part := range strings.SplitSeq(h, ",") {
+			svc, v, ok := strings.Cut(strings.TrimSpace(part), " ")
+			if ok && (strings.EqualFold(svc, "volume") || strings.EqualFold(svc, "block-storage")) {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return strings.TrimSpace(r.Header.Get("X-OpenStack-Volume-API-Version"))
 }
 
 // atLeast3 compares a volume microversion with 3.minor.

@@ -23,8 +23,9 @@ type Request struct {
 	// Status is what the client got: 0 while the request is in progress
 	// and for one never answered (Hang, CommitThenHang).
 	Status int
-	// Microversion is the compute microversion the request asked for in
-	// its headers ("" when none, which means 2.1).
+	// Microversion is the compute (or, for block-storage, volume)
+	// microversion the request asked for in its headers ("" when none,
+	// which means 2.1, or 3.0 for volumes).
 	Microversion string
 	// Faulted says an injected fault hit the request.
 	Faulted bool
@@ -77,8 +78,11 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		sub = lbPath(sub)
 	}
 	rec := &Request{Time: time.Now(), Service: service, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery}
-	if service == "compute" {
+	switch service {
+	case "compute":
 		rec.Microversion = requestedMicroversion(r)
+	case "block-storage":
+		rec.Microversion = requestedVolumeMicroversion(r)
 	}
 	s.mu.Lock()
 	s.requests = append(s.requests, rec)

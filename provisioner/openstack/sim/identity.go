@@ -212,14 +212,17 @@ func (s *Sim) catalog() []any {
 		}
 		return map[string]any{"type": typ, "name": name, "id": stableID("service:" + typ), "endpoints": eps}
 	}
-	return []any{
+	out := []any{
 		entry("identity", "keystone", s.endpoint+"/identity"),
 		entry("compute", "nova", s.endpoint+"/compute/v2.1"),
 		entry("image", "glance", s.endpoint+"/image"),
 		entry("network", "neutron", s.endpoint+"/networking"),
 		entry("load-balancer", "octavia", s.endpoint+"/load-balancer"),
-		entry("volumev3", "cinderv3", s.endpoint+"/volume/v3/"+s.projectID),
 	}
+	if !s.opts.NoVolumeService {
+		out = append(out, entry("volumev3", "cinderv3", s.endpoint+"/volume/v3/"+s.projectID))
+	}
+	return out
 }
 
 // stableID is a Keystone-style ID (32 hex digits) derived from a name.

@@ -65,6 +65,9 @@ type Options struct {
 	// RebuildTime is how long a rebuild keeps a server in REBUILD.
 	// Default Fixed(50ms).
 	RebuildTime Dist
+	// NoVolumeService leaves Cinder out of the catalog: a cloud without
+	// block storage.
+	NoVolumeService bool
 	// MonitorInterval is how often Octavia's health monitors probe each
 	// member, whatever their delay says. Default 50ms.
 	MonitorInterval time.Duration

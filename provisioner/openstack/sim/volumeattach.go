@@ -192,7 +192,12 @@ func (s *Sim) reserveVolume(serverID, volumeID string) (*volume, *server, int, s
 	if vol.serverID == serverID {
 		return refuse(vol.serverID, http.StatusBadRequest, fmt.Sprintf("Invalid volume: volume %s already attached", volumeID))
 	}
-	if vol.status != "available" || vol.serverID != "" {
+	if vol.serverID != "" {
+		// Nova's own check, before it asks Cinder (the development
+		// cloud's words).
+		return refuse(vol.serverID, http.StatusBadRequest, fmt.Sprintf("Invalid volume: volume %s is already attached to instances: %s", volumeID, vol.serverID))
+	}
+	if vol.status != "available" {
 		// Nova passes Cinder's refusal of the reservation on as 400.
 		return refuse(vol.serverID, http.StatusBadRequest, fmt.Sprintf(
 			"Invalid input received: Invalid volume: Volume %s status must be available or downloading to reserve, but the current status is %s. (HTTP 400)", volumeID, vol.status))
