@@ -173,6 +173,11 @@ func (tg *target) volumeAttachments(t *testing.T) {
 		t.Errorf("after the refused attach: %+v", got.Attachments)
 	}
 
+	// Cinder keeps a volume in use.
+	if err := tg.cloud.DeleteVolume(c, v.ID); err == nil || !strings.Contains(err.Error(), "HTTP 400") {
+		t.Errorf("delete of a volume in use: %v, want Cinder's 400", err)
+	}
+
 	// A backup of a volume in use needs force.
 	snap, err := tg.cloud.SnapshotVolume(c, v.ID, key+"-snap", map[string]string{"phoenix_contract": key, "phoenix:backup-of": first.ID})
 	if err != nil {

@@ -1,6 +1,6 @@
 // Package sim is an OpenStack API simulator: Keystone v3, Nova v2.1,
-// Glance v2, the part of Neutron servers and floating IPs need, and
-// Octavia v2, served over real HTTP on loopback.
+// Glance v2, the part of Neutron servers and floating IPs need, Octavia
+// v2 and Cinder v3, served over real HTTP on loopback.
 //
 // It exists so that Phoenix's tests, demo and benchmarks run the very code
 // that talks to a real cloud — gophercloud over HTTP, with its
@@ -27,6 +27,32 @@
 //     list traps: filters Nova does not know are ignored, the tag filters
 //     are ignored below 2.26, results are newest first, and a full page
 //     always carries a next link. Markers of deleted servers stay valid.
+//     os-stop and os-start (task state powering-off/on, then SHUTOFF with
+//     power state 4 or ACTIVE; 409 from any other state, as Nova words
+//     it), and rebuild (REBUILD, then ACTIVE — or SHUTOFF for a stopped
+//     server — on the new image, same ID, address and volumes, metadata
+//     replaced when the request has some). The server's application
+//     does not answer while it is off or being rebuilt, and answers again
+//     Options.HealthDelay after it is ACTIVE.
+//   - Cinder (catalog type volumev3, /volume/v3/{project_id}; left out
+//     with Options.NoVolumeService): volumes creating → available,
+//     metadata merged by POST and replaced by PUT, lists filtered by
+//     metadata (JSON or the Python literal gophercloud sends), snapshots
+//     creating → available (force needed for a volume in use) with their
+//     metadata filter from microversion 3.22, deletes through deleting to
+//     gone. Wrong states answer as the development cloud's Cinder does:
+//     400 "Invalid volume: …" (a volume in use or with snapshots deleted,
+//     a volume in use snapshotted without force).
+//   - Nova's os-volume_attachments: attach (the volume attaching →
+//     in-use, its ID in the server's os-extended-volumes:volumes_attached
+//     at once) and detach (detaching → available), the server ACTIVE or
+//     SHUTOFF with no task, or 409. A volume attached to one server is
+//     refused to every other with Nova's 400 "already attached to
+//     instances"; a deleted server frees its volumes. Every attachment is
+//     kept in AttachmentHistory (requested, attached, released) and every
+//     refusal in RefusedAttachments, and CheckExclusiveAttachments says
+//     whether a volume was ever held by two servers or offered to a
+//     second one.
 //   - Glance: images with custom properties as top-level keys, the list
 //     filters (name, status, visibility, tag, owner, any property), sort
 //     keys, limit/marker pages with Glance's relative next link, and the
@@ -78,8 +104,9 @@
 // the request log, the server list, a Monitor that samples the fleet and
 // a PoolMonitor that samples how many members of a pool serve. Load
 // balancers, members and floating IPs can also be made directly
-// (AddLoadBalancer, AddMember, AddFloatingIP), as an operator would have
-// set them up beforehand.
+// (AddLoadBalancer, AddMember, AddFloatingIP), as can volumes, already
+// attached or not (AddVolume, AttachVolume); FailNextVolumeSnapshots makes
+// snapshots end in error.
 //
 // Everything runs in real time on timers; Close stops the API, every
 // health listener, listener and floating IP socket, every timer, probe
