@@ -22,6 +22,8 @@ const (
 	EventHalted          = "halted"           // the group cannot proceed without a human
 	EventHealBlocked     = "heal-blocked"     // too many servers unhealthy at once to replace any
 	EventReimage         = "rebuild-in-place" // Nova was asked to reimage a server in place (strategy rebuild)
+	EventVolumeSnapshot  = "volume-snapshot"  // a snapshot of a data volume was started
+	EventHandover        = "handover"         // a data volume started moving to the replacement, or arrived
 	EventImageStale      = "image-stale"      // the newest gold image is older than image.max_age
 	EventImageFresh      = "image-fresh"      // a gold image within image.max_age again
 	EventSnapshot        = "snapshot"         // a snapshot of a server was started before its delete

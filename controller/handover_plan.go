@@ -58,6 +58,14 @@ func planHandovers(t Target, old, current []Classified, budget *int) []Handover 
 	// The oldest new server first: the likeliest to be up.
 	sort.SliceStable(takers, func(i, j int) bool { return takers[i].Created.Before(takers[j].Created) })
 	var out []Handover
+	// A free volume goes to a new server at no cost: no server stops.
+	for _, v := range t.FreeVolumes {
+		if len(takers) == 0 {
+			return out
+		}
+		out = append(out, Handover{Volume: v, To: takers[0]})
+		takers = takers[1:]
+	}
 	for _, o := range old {
 		if *budget <= 0 || len(takers) == 0 {
 			break

@@ -71,6 +71,9 @@ type Target struct {
 	// MaxUnavailable, its old server being stopped.
 	Stateful bool
 	InFlight []InFlight
+	// FreeVolumes are data volumes on no server and going nowhere: each
+	// is placed on a new server that holds none.
+	FreeVolumes []string
 	// RebuildInPlace is set for rollout.strategy rebuild: an old server of the
 	// desired revision is reimaged in place (Nova's rebuild) rather than
 	// replaced; one of another revision is still replaced.
@@ -135,8 +138,9 @@ type Server struct {
 	DrainStart time.Time
 	// DrainThen is what follows its drain (MetaDrainThen).
 	DrainThen string
-	// StatefulVolumes are the group's data volumes attached to it.
-	StatefulVolumes []string
+	// Volumes are the volumes attached to it; StatefulVolumes those of
+	// them that are the group's data volumes.
+	Volumes, StatefulVolumes []string
 	// Unlisted marks a server this controller created moments ago that the
 	// last list did not show: a real Nova paging with markers can miss a
 	// server while it is being scheduled. It counts (so it is not created
@@ -267,8 +271,10 @@ type Status struct {
 	HealBlocked bool `json:"heal_blocked,omitempty"`
 	// Canary is set while the canaries are replaced and bake; Paused
 	// while the rest wait for `phoenix resume`.
-	Canary    bool `json:"canary,omitempty"`
-	Paused    bool `json:"paused,omitempty"`
+	Canary bool `json:"canary,omitempty"`
+	Paused bool `json:"paused,omitempty"`
+	// Handovers counts data volumes on their way to a replacement.
+	Handovers int  `json:"handovers,omitempty"`
 	Total     int  `json:"total"`
 	Converged bool `json:"converged"`
 }
@@ -297,6 +303,7 @@ type Status struct {
 func Plan(t Target, servers []Server, now time.Time) Decision {
 	var d Decision
 	d.Status.Desired = t.Count
+	d.Status.Handovers = len(t.InFlight)
 
 	// Auto-heal: a server that served and now fails its check is replaced
 	// like a drifted one — surge-first, within the same budget as a

@@ -57,8 +57,9 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 			return true
 		}
 		// A stuck group still waits for its new servers to settle, so
-		// that failed ones are deleted before the run ends.
-		settled := d.Status.Booting == 0 && d.Status.Failed == 0 && d.Status.Deleting == 0 && d.Status.Draining == 0
+		// that failed ones are deleted before the run ends, and for its
+		// data volumes to finish moving or come back.
+		settled := d.Status.Booting == 0 && d.Status.Failed == 0 && d.Status.Deleting == 0 && d.Status.Draining == 0 && d.Status.Handovers == 0
 		stuck = r.Stuck()
 		return stuck != nil && settled
 	})

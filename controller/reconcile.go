@@ -130,6 +130,15 @@ type GroupReconciler struct {
 	namesAt time.Time
 	// freshness is the age of the gold image at the last reconcile.
 	freshness Freshness
+	// volumes takes the snapshots of data volumes (nil when the cloud
+	// has no block storage), volumeCloud moves them (stateful groups);
+	// lastSchedule is when backup.every last looked.
+	volumes      volumeSnapshots
+	volumeCloud  volumeCloud
+	lastSchedule time.Time
+	// gated is when each server received a data volume: its health is
+	// judged anew from then on, since it passed its check without it.
+	gated map[string]time.Time
 }
 
 // resolvedNames are the cloud's ids for the names in a group's spec.
@@ -183,28 +192,35 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 	if g.Backup.SnapshotBeforeDelete && snaps == nil && trErr == nil {
 		trErr = fmt.Errorf("%w: group %s asks for snapshots before delete, and this cloud connection cannot take them", ErrStuck, g.Name)
 	}
-	if err := unsupported(g); err != nil && trErr == nil {
-		trErr = err
+	vols, _ := cloud.(volumeSnapshots)
+	vc, _ := cloud.(volumeCloud)
+	if g.Backup.Volumes == config.VolumesSnapshot && vols == nil && trErr == nil {
+		trErr = fmt.Errorf("%w: group %s asks for backup.volumes snapshot, and this cloud connection cannot snapshot volumes", ErrStuck, g.Name)
+	}
+	if g.Stateful != nil && vc == nil && trErr == nil {
+		trErr = fmt.Errorf("%w: group %s is stateful, and this cloud connection cannot move volumes", ErrStuck, g.Name)
 	}
 	if _, ok := cloud.(reimager); g.Rollout.Strategy == config.StrategyRebuild && !ok && trErr == nil {
 		trErr = fmt.Errorf("%w: group %s asks for rollout.strategy rebuild, and this cloud connection cannot rebuild servers", ErrStuck, g.Name)
 	}
 	return &GroupReconciler{
-		snapshots:  snaps,
-		revision:   Revision(g),
-		traffic:    tr,
-		trafficErr: trErr,
-		group:      g,
-		cloud:      cloud,
-		health:     healthcheck.NewChecker(log),
-		sink:       sink,
-		log:        log,
-		opts:       opts,
-		backoff:    opts.CreateBackoff,
-		failedSeen: map[string]bool{},
-		ledger:     newLedger(opts.Now()),
-		recent:     map[string]recentCreate{},
-		rolloutID:  opts.RolloutID,
+		volumes:     vols,
+		volumeCloud: vc,
+		snapshots:   snaps,
+		revision:    Revision(g),
+		traffic:     tr,
+		trafficErr:  trErr,
+		group:       g,
+		cloud:       cloud,
+		health:      healthcheck.NewChecker(log),
+		sink:        sink,
+		log:         log,
+		opts:        opts,
+		backoff:     opts.CreateBackoff,
+		failedSeen:  map[string]bool{},
+		ledger:      newLedger(opts.Now()),
+		recent:      map[string]recentCreate{},
+		rolloutID:   opts.RolloutID,
 	}
 }
 
@@ -285,6 +301,19 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 			return Decision{}, fmt.Errorf("group %s: read %s: %w", r.group.Name, r.traffic, err)
 		}
 	}
+	var (
+		held     map[string][]string
+		inflight []InFlight
+	)
+	if r.group.Stateful != nil {
+		vols, err := r.groupVolumes(ctx, live)
+		if err != nil {
+			return Decision{}, err
+		}
+		var free []string
+		held, inflight, free = statefulView(vols)
+		target.Stateful, target.InFlight, target.FreeVolumes = true, inflight, free
+	}
 	r.watch(live)
 	key := haltKey(img.ID, target.Revision)
 	target.Halted = r.haltedBy(live, key)
@@ -292,6 +321,9 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 		target.CanaryPromoted = target.CanaryPromoted || s.Metadata[MetaCanaryPassed] == key
 	}
 	in := append(r.planInput(live, states), r.unlisted(live, now)...)
+	for i := range in {
+		in[i].StatefulVolumes = held[in[i].ID]
+	}
 	dec := Plan(target, in, now)
 	r.report(dec, img, now, len(target.Forces))
 	r.checkFreshness(img, now)
@@ -338,6 +370,19 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 		errs = append(errs, err)
 	}
 	if err := r.reimageServers(ctx, dec.Reimages, img, now); err != nil {
+		errs = append(errs, err)
+	}
+	if r.group.Stateful != nil {
+		started := r.startHandovers(ctx, dec.Handovers, now)
+		halt, err := r.advanceHandovers(ctx, append(slices.Clone(inflight), started...), dec, live, now)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if halt != "" && target.Halted == "" {
+			r.halt(ctx, live, img, target.Revision, halt)
+		}
+	}
+	if err := r.scheduleVolumeSnapshots(ctx, dec.Servers, now); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.addTraffic(ctx, dec.AddTraffic); err != nil {
@@ -408,6 +453,13 @@ func (r *GroupReconciler) watch(servers []provisioner.Server) {
 		UnhealthyThreshold: h.UnhealthyThreshold,
 		Grace:              h.Grace.D(),
 	}
+	r.mu.Lock()
+	for id := range r.gated {
+		if !slices.ContainsFunc(servers, func(s provisioner.Server) bool { return s.ID == id }) {
+			delete(r.gated, id)
+		}
+	}
+	r.mu.Unlock()
 	var targets []healthcheck.Target
 	for _, s := range servers {
 		if s.Status != provisioner.StatusActive || s.TaskState == provisioner.TaskDeleting || s.Metadata[MetaPhase] == PhaseDeleting {
@@ -426,6 +478,11 @@ func (r *GroupReconciler) watch(servers []provisioner.Server) {
 		if t, err := time.Parse(time.RFC3339Nano, s.Metadata[MetaCreatedAt]); err == nil && t.After(since) {
 			since = t
 		}
+		r.mu.Lock()
+		if t := r.gated[s.ID]; t.After(since) {
+			since = t
+		}
+		r.mu.Unlock()
 		targets = append(targets, healthcheck.Target{ID: s.ID, Address: addr, Prober: prober, Policy: policy, Since: since})
 	}
 	r.health.Watch(targets)
@@ -539,6 +596,7 @@ func planServer(s provisioner.Server) Server {
 		Compromised: s.Metadata[MetaCompromised],
 		WasReady:    s.Metadata[MetaReadyAt] != "",
 		DrainThen:   s.Metadata[MetaDrainThen],
+		Volumes:     s.Volumes,
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s.Metadata[MetaCreatedAt]); err == nil {
 		p.Created = t
@@ -559,7 +617,7 @@ func planServer(s provisioner.Server) Server {
 // server is deleted only once its snapshot is active; until then its
 // delete waits (the plan decides it again next time).
 func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, ready <-chan struct{}, now time.Time) error {
-	var snapped atomic.Bool
+	var snapped, volSnapped atomic.Bool
 	err := parallel(deletes, r.opts.Parallelism, func(d Delete) error {
 		if !d.Resume && r.needsSnapshot(d.Server) {
 			ok, err := r.snapshotFirst(ctx, d.Server, now)
@@ -567,6 +625,13 @@ func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, r
 				return err
 			}
 			snapped.Store(true)
+		}
+		if !d.Resume && r.needsVolumeSnapshots(d.Server) {
+			ok, err := r.volumesFirst(ctx, d.Server, now)
+			if err != nil || !ok {
+				return err
+			}
+			volSnapped.Store(true)
 		}
 		if err := r.deleteOne(ctx, d, ready, now); err != nil {
 			return err
@@ -586,6 +651,11 @@ func (r *GroupReconciler) deleteServers(ctx context.Context, deletes []Delete, r
 	})
 	if snapped.Load() {
 		if rerr := r.retain(ctx, now); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	if volSnapped.Load() {
+		if rerr := r.retainVolumes(ctx, now); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 	}
@@ -848,7 +918,9 @@ const refusalsBeforeStuck = 3
 func (r *GroupReconciler) recordReady(ctx context.Context, d Decision, now time.Time) {
 	var todo []Classified
 	for _, c := range d.Servers {
-		if c.Kind == KindCurrent && c.Ready && !c.WasReady && !c.Unlisted && acceptsMetadata(c.Server) {
+		// A stateful server serves only with its data volume.
+		serves := c.Ready && (r.group.Stateful == nil || len(c.StatefulVolumes) > 0)
+		if c.Kind == KindCurrent && serves && !c.WasReady && !c.Unlisted && acceptsMetadata(c.Server) {
 			todo = append(todo, c)
 		}
 	}

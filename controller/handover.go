@@ -1,0 +1,375 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"path"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// Stateful handover. A server that holds data keeps it on a Cinder
+// volume, and its phoenix replacement must get that very volume: the new
+// server boots without it and answers (ACTIVE, its check's port open);
+// then the old server leaves the traffic and is stopped (os-stop, so the
+// application flushes), the volume is snapshotted when backups are on,
+// detached, attached to the new server, and the new server must pass its
+// health check with it. If anything fails after the old server stopped,
+// the volume goes back to it, it is started again, and the rollout halts.
+//
+// Where each volume is going is written on the volume itself (Cinder
+// metadata), step by step, before each step is taken, and each step looks
+// at what the cloud shows before it acts: a restart at any instant finds
+// every handover and finishes it or rolls it back. A volume is attached
+// only once it shows no attachment, so it is never on two servers.
+
+// Metadata Phoenix writes on the group's data volumes.
+const (
+	PropSlot         = "phoenix_slot"
+	PropHandoverFrom = "phoenix_handover_from"
+	PropHandoverTo   = "phoenix_handover_to"
+	PropHandoverStep = "phoenix_handover_step"
+	PropHandoverAt   = "phoenix_handover_at"
+	PropHandoverWhy  = "phoenix_handover_why"
+)
+
+// Handover steps, in order; rollback undoes one that failed.
+const (
+	stepStop     = "stop"
+	stepSnapshot = "snapshot"
+	stepDetach   = "detach"
+	stepAttach   = "attach"
+	stepGate     = "gate"
+	stepRollback = "rollback"
+
+	// KindPreHandover marks a volume snapshot taken before it moved.
+	KindPreHandover = "pre-handover"
+)
+
+// volumeCloud is what stateful handovers need of a cloud.
+type volumeCloud interface {
+	Volume(ctx context.Context, id string) (provisioner.Volume, error)
+	VolumesWith(ctx context.Context, metadata map[string]string) ([]provisioner.Volume, error)
+	SetVolumeMetadata(ctx context.Context, id string, metadata map[string]string) error
+	AttachVolume(ctx context.Context, serverID, volumeID string) error
+	DetachVolume(ctx context.Context, serverID, volumeID string) error
+	StopServer(ctx context.Context, id string) error
+	StartServer(ctx context.Context, id string) error
+}
+
+// groupVolumes lists the group's data volumes. At first contact none
+// carries the group's mark: the volumes that stateful.volumes selects
+// among those attached to the group's servers or attached to none are
+// marked, and a selector that selects none stops the group before
+// anything is touched.
+func (r *GroupReconciler) groupVolumes(ctx context.Context, servers []provisioner.Server) ([]provisioner.Volume, error) {
+	vc := r.volumeCloud
+	vols, err := vc.VolumesWith(ctx, map[string]string{PropGroup: r.group.Name})
+	if err != nil {
+		return nil, fmt.Errorf("list the data volumes of group %s: %w", r.group.Name, err)
+	}
+	if len(vols) > 0 {
+		return vols, nil
+	}
+	mine := map[string]bool{}
+	for _, s := range servers {
+		mine[s.ID] = true
+	}
+	all, err := vc.VolumesWith(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list volumes to find group %s's data volumes: %w", r.group.Name, err)
+	}
+	sel := r.group.Stateful.Volumes
+	for _, v := range all {
+		free := len(v.Attachments) == 0 && v.Status == provisioner.VolumeAvailable
+		if !selects(sel, v) || v.Metadata[PropGroup] != "" || !free && !mine[attachedTo(v)] {
+			continue
+		}
+		if err := vc.SetVolumeMetadata(ctx, v.ID, map[string]string{PropGroup: r.group.Name, PropSlot: v.ID}); err != nil {
+			return nil, fmt.Errorf("mark volume %s as group %s's: %w", v.ID, r.group.Name, err)
+		}
+		v.Metadata = maps.Clone(v.Metadata)
+		if v.Metadata == nil {
+			v.Metadata = map[string]string{}
+		}
+		v.Metadata[PropGroup], v.Metadata[PropSlot] = r.group.Name, v.ID
+		r.log.Info("data volume joins the group", zap.String("volume", v.ID), zap.String("name", v.Name), zap.String("server", attachedTo(v)))
+		vols = append(vols, v)
+	}
+	if len(vols) == 0 {
+		return nil, fmt.Errorf("%w: group %s: stateful.volumes (name %q, metadata %v) selects no volume that is free or attached to the group's servers; nothing was touched",
+			ErrStuck, r.group.Name, sel.Name, sel.Metadata)
+	}
+	return vols, nil
+}
+
+// selects says whether a volume is one of the data volumes the selector
+// designates.
+func selects(sel config.VolumeSelector, v provisioner.Volume) bool {
+	if sel.Name != "" {
+		if ok, _ := path.Match(sel.Name, v.Name); !ok {
+			return false
+		}
+	}
+	for k, want := range sel.Metadata {
+		if v.Metadata[k] != want {
+			return false
+		}
+	}
+	return true
+}
+
+// statefulView reads, from the group's volumes, which data volumes each
+// server holds, which handovers are in flight, and which volumes are on
+// no server and going nowhere (free: to be placed on a new server).
+func statefulView(vols []provisioner.Volume) (held map[string][]string, inflight []InFlight, free []string) {
+	held = map[string][]string{}
+	for _, v := range vols {
+		for _, a := range v.Attachments {
+			held[a.ServerID] = append(held[a.ServerID], v.ID)
+		}
+		step := v.Metadata[PropHandoverStep]
+		if step != "" {
+			inflight = append(inflight, InFlight{Volume: v.ID, From: v.Metadata[PropHandoverFrom], To: v.Metadata[PropHandoverTo], Step: step})
+		}
+		if step == "" && len(v.Attachments) == 0 && v.Status == provisioner.VolumeAvailable {
+			free = append(free, v.ID)
+		}
+	}
+	for id := range held {
+		slices.Sort(held[id])
+	}
+	return held, inflight, free
+}
+
+// startHandovers records each new handover on its volume; the round's
+// advance takes its first step.
+func (r *GroupReconciler) startHandovers(ctx context.Context, hs []Handover, now time.Time) []InFlight {
+	var out []InFlight
+	for _, h := range hs {
+		first := stepStop
+		if h.From.ID == "" {
+			first = stepAttach // a free volume: nothing to stop
+		}
+		md := map[string]string{PropHandoverFrom: h.From.ID, PropHandoverTo: h.To.ID, PropHandoverStep: first,
+			PropHandoverAt: now.UTC().Format(time.RFC3339Nano), PropHandoverWhy: ""}
+		if err := r.volumeCloud.SetVolumeMetadata(ctx, h.Volume, md); err != nil {
+			r.log.Warn("could not record a handover; it is not started", zap.String("volume", h.Volume), zap.Error(err))
+			continue
+		}
+		r.log.Info("moving a data volume to the replacement", zap.String("volume", h.Volume),
+			zap.String("from", h.From.Name), zap.String("to", h.To.Name))
+		msg := fmt.Sprintf("moving volume %s from %s to %s", h.Volume, h.From.Name, h.To.Name)
+		if h.From.ID == "" {
+			msg = fmt.Sprintf("placing free volume %s on %s", h.Volume, h.To.Name)
+		}
+		r.emit(Event{Type: EventHandover, Server: h.From.ID, Name: h.From.Name, ReplacedBy: h.To.Name, Message: msg})
+		out = append(out, InFlight{Volume: h.Volume, From: h.From.ID, To: h.To.ID, Step: first})
+	}
+	return out
+}
+
+// advanceHandovers takes the next step of each handover in flight, and
+// returns why the rollout must halt when one was rolled back.
+func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []InFlight, d Decision, live []provisioner.Server, now time.Time) (halt string, err error) {
+	servers := map[string]Classified{}
+	for _, c := range d.Servers {
+		servers[c.ID] = c
+	}
+	listed := map[string]provisioner.Server{}
+	for _, s := range live {
+		listed[s.ID] = s
+	}
+	var errs []error
+	for _, h := range inflight {
+		why, err := r.advance(ctx, h, servers, listed, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("handover of volume %s: %w", h.Volume, err))
+		}
+		if why != "" {
+			halt = why
+		}
+	}
+	return halt, errors.Join(errs...)
+}
+
+// advance takes one step of a handover; it acts only on what the cloud
+// shows now, so taking it twice does no harm.
+func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[string]Classified, listed map[string]provisioner.Server, now time.Time) (halt string, err error) {
+	vc := r.volumeCloud
+	v, err := vc.Volume(ctx, h.Volume)
+	if err != nil {
+		return "", err
+	}
+	from, fromOK := servers[h.From]
+	to, toOK := servers[h.To]
+	at, _ := time.Parse(time.RFC3339Nano, v.Metadata[PropHandoverAt])
+	late := r.group.Rollout.ProgressDeadline.D() > 0 && now.Sub(at) > r.group.Rollout.ProgressDeadline.D()
+	record := func(step, why string) error {
+		md := map[string]string{PropHandoverStep: step, PropHandoverAt: now.UTC().Format(time.RFC3339Nano)}
+		if why != "" {
+			md[PropHandoverWhy] = truncate(why, 255)
+		}
+		return vc.SetVolumeMetadata(ctx, h.Volume, md)
+	}
+	on := attachedTo(v)
+	switch h.Step {
+	case stepStop:
+		if !fromOK {
+			return "", record(stepRollback, "the old server is gone")
+		}
+		if !toOK || to.Status != provisioner.StatusActive || !r.answers(ctx, listed[h.To]) {
+			if late || !toOK {
+				// Nothing was stopped yet: the handover is simply dropped.
+				return "", vc.SetVolumeMetadata(ctx, h.Volume, clearHandover())
+			}
+			return "", nil // the new server is not up yet
+		}
+		if r.traffic != nil && from.Traffic != TrafficNone {
+			if err := r.traffic.remove(ctx, from); err != nil {
+				return "", err
+			}
+		}
+		switch from.Status {
+		case provisioner.StatusActive:
+			if late {
+				return "", record(stepRollback, "the old server did not stop in time")
+			}
+			return "", vc.StopServer(ctx, from.ID)
+		case provisioner.StatusShutoff:
+			next := stepDetach
+			if r.group.Backup.Volumes == config.VolumesSnapshot && r.volumes != nil {
+				next = stepSnapshot
+			}
+			return "", record(next, "")
+		}
+		return "", nil
+	case stepSnapshot:
+		ok, err := r.volumeSnapshotted(ctx, from, h.Volume, KindPreHandover, now)
+		if err != nil {
+			return "", record(stepRollback, "snapshot: "+err.Error())
+		}
+		if ok {
+			if err := r.retainVolumes(ctx, now); err != nil {
+				r.log.Warn("volume snapshot retention failed", zap.Error(err))
+			}
+			return "", record(stepDetach, "")
+		}
+		return "", nil
+	case stepDetach:
+		switch {
+		case on == h.From && v.Status == provisioner.VolumeInUse:
+			return "", vc.DetachVolume(ctx, h.From, h.Volume)
+		case on == "" && v.Status == provisioner.VolumeAvailable:
+			return "", record(stepAttach, "")
+		}
+		return "", nil // detaching
+	case stepAttach:
+		switch {
+		case !toOK:
+			return "", record(stepRollback, "the new server is gone")
+		case on == "" && v.Status == provisioner.VolumeAvailable:
+			return "", vc.AttachVolume(ctx, h.To, h.Volume)
+		case on == h.To && v.Status == provisioner.VolumeInUse:
+			// Its check passed without the data; it must pass again with it.
+			r.mu.Lock()
+			if r.gated == nil {
+				r.gated = map[string]time.Time{}
+			}
+			r.gated[h.To] = now
+			r.mu.Unlock()
+			return "", record(stepGate, "")
+		case late:
+			return "", record(stepRollback, fmt.Sprintf("the volume did not attach to %s in time (%s)", to.Name, v.Status))
+		}
+		return "", nil
+	case stepGate:
+		switch {
+		case toOK && to.Ready:
+			if err := vc.SetVolumeMetadata(ctx, h.Volume, clearHandover()); err != nil {
+				return "", err
+			}
+			r.log.Info("data volume moved", zap.String("volume", h.Volume), zap.String("to", to.Name))
+			r.emit(Event{Type: EventHandover, Server: to.ID, Name: to.Name, Message: "volume " + h.Volume + " moved; " + to.Name + " serves with it"})
+			return "", nil
+		case !toOK || to.Status == provisioner.StatusError || late:
+			why := fmt.Sprintf("the new server %s did not pass its health check with volume %s", to.Name, h.Volume)
+			if to.HealthError != "" {
+				why += ": " + to.HealthError
+			}
+			return "", record(stepRollback, why)
+		}
+		return "", nil
+	case stepRollback:
+		switch {
+		case on == h.To && v.Status == provisioner.VolumeInUse:
+			return "", vc.DetachVolume(ctx, h.To, h.Volume)
+		case on == "" && v.Status == provisioner.VolumeAvailable && fromOK:
+			return "", vc.AttachVolume(ctx, h.From, h.Volume)
+		case on == h.From && fromOK && from.Status == provisioner.StatusShutoff:
+			return "", vc.StartServer(ctx, h.From)
+		case on == h.From && fromOK && from.Status == provisioner.StatusActive, !fromOK && on == "":
+			why := cmp.Or(v.Metadata[PropHandoverWhy], "a step failed")
+			if err := vc.SetVolumeMetadata(ctx, h.Volume, clearHandover()); err != nil {
+				return "", err
+			}
+			r.log.Error("data volume handover rolled back", zap.String("volume", h.Volume), zap.String("why", why))
+			r.emit(Event{Type: EventHandover, Server: h.From, Name: from.Name,
+				Message: fmt.Sprintf("volume %s rolled back to %s, which runs again: %s", h.Volume, from.Name, why)})
+			return fmt.Sprintf("the handover of volume %s to %s was rolled back: %s", h.Volume, to.Name, why), nil
+		}
+		return "", nil
+	}
+	return "", fmt.Errorf("unknown step %q recorded on volume %s", h.Step, h.Volume)
+}
+
+func clearHandover() map[string]string {
+	return map[string]string{PropHandoverFrom: "", PropHandoverTo: "", PropHandoverStep: "", PropHandoverAt: "", PropHandoverWhy: ""}
+}
+
+// attachedTo is the server a volume is attached to, "" for none.
+func attachedTo(v provisioner.Volume) string {
+	if len(v.Attachments) == 0 {
+		return ""
+	}
+	return v.Attachments[0].ServerID
+}
+
+// answers is the check before a handover: the new server's health check
+// port accepts a connection (its application may need the data to pass
+// the full check). Without a check, ACTIVE is enough.
+func (r *GroupReconciler) answers(ctx context.Context, s provisioner.Server) bool {
+	h := r.group.Health
+	port := 0
+	switch {
+	case h.HTTP != nil:
+		port = h.HTTP.Port
+	case h.TCP != nil:
+		port = h.TCP.Port
+	default:
+		return true
+	}
+	addr := address(s, r.group.Networks)
+	if addr == "" {
+		return false
+	}
+	dctx, cancel := context.WithTimeout(ctx, h.Timeout.D())
+	defer cancel()
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(dctx, "tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}

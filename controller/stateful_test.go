@@ -1,0 +1,171 @@
+package controller_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
+)
+
+// statefulGroup is a group of count whose data volumes are the ones
+// named data-*, snapshotted before they move, keeping keep snapshots.
+func statefulGroup(t *testing.T, count, keep int) string {
+	return strings.TrimRight(groupYAML("db", count, "{max_surge: 1, max_unavailable: 1, min_ready: 30ms, progress_deadline: 20s}"), "\n") +
+		fmt.Sprintf("\n    stateful: {volumes: {name: data-*}}\n    backup: {volumes: snapshot, keep: %d}\n", keep)
+}
+
+// A group of one with a data volume is rebuilt four times: each time the
+// new server runs the new image with the same volume, the old server is
+// gone, a snapshot of the volume was taken before it moved, and the
+// simulator's attachment history shows the volume never on two servers
+// at once. Retention keeps the two newest of Phoenix's snapshots; one
+// Phoenix did not take is untouched, and so is a volume it does not
+// select.
+func TestStatefulHandoverMovesTheVolume(t *testing.T) {
+	env := simtest.Start(t, fastSim(1500), 0)
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
+	logs := env.Sim.AddVolume(sim.VolumeSpec{Name: "logs-db"})
+	g := parseGroup(t, statefulGroup(t, 1, 2))
+	rebuild(t, env, g, fastOptions())
+	holder := func() sim.Server {
+		t.Helper()
+		servers := env.Sim.Servers()
+		if len(servers) != 1 {
+			t.Fatalf("%d servers, want 1", len(servers))
+		}
+		v, _ := env.Sim.VolumeByID(data.ID)
+		if v.ServerID != servers[0].ID || v.Status != "in-use" {
+			t.Fatalf("volume %s is %s on %q, want in-use on the group's server %s", data.ID, v.Status, v.ServerID, servers[0].ID)
+		}
+		return servers[0]
+	}
+	first := holder()
+	foreign, err := env.Cloud.SnapshotVolume(context.Background(), data.ID, "operator-backup", map[string]string{"owner": "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var images []string
+	for range 4 {
+		img := env.Sim.AddImage(sim.Image{Name: "gold"})
+		images = append(images, img.ID)
+		before := holder()
+		rebuild(t, env, g, fastOptions())
+		now := holder()
+		if now.ID == before.ID || now.ImageID != img.ID {
+			t.Fatalf("after the rollout the volume is on %s (image %s), want a new server on %s", now.ID, now.ImageID, img.ID)
+		}
+		if _, ok := env.Sim.Server(before.ID); ok {
+			t.Errorf("the old server %s is still there", before.ID)
+		}
+	}
+	_ = first
+
+	// Never on two servers: attachments of the volume never overlap.
+	var spans []sim.AttachmentRecord
+	for _, a := range env.Sim.AttachmentHistory() {
+		if a.VolumeID == data.ID {
+			spans = append(spans, a)
+		}
+	}
+	if len(spans) != 5 {
+		t.Errorf("%d attachments of the data volume, want 5 (placed once, moved four times)", len(spans))
+	}
+	for i := 1; i < len(spans); i++ {
+		if prev := spans[i-1]; prev.Released.IsZero() || spans[i].Requested.Before(prev.Released) {
+			t.Errorf("the volume was attached to %s at %s while still held by %s (released %s)",
+				spans[i].ServerID, spans[i].Requested, prev.ServerID, prev.Released)
+		}
+	}
+	var mine int
+	for _, s := range env.Sim.VolumeSnapshots() {
+		if s.VolumeID == logs.ID {
+			t.Errorf("the unselected volume %s was snapshotted", logs.ID)
+		}
+		if s.VolumeID == data.ID && s.Metadata[controller.PropGroup] == "db" {
+			mine++
+			if s.Metadata[controller.PropKind] != controller.KindPreHandover {
+				t.Errorf("snapshot %s has kind %q, want %s", s.ID, s.Metadata[controller.PropKind], controller.KindPreHandover)
+			}
+		}
+	}
+	kept := false
+	for _, s := range env.Sim.VolumeSnapshots() {
+		kept = kept || s.ID == foreign.ID
+	}
+	if !kept {
+		t.Errorf("the operator's own snapshot %s of the volume was deleted", foreign.ID)
+	}
+	if mine != 2 {
+		t.Errorf("%d of Phoenix's snapshots of the data volume remain after four rollouts, want 2 (backup.keep)", mine)
+	}
+	if v, _ := env.Sim.VolumeByID(logs.ID); v.ServerID != "" || v.Metadata[controller.PropGroup] != "" {
+		t.Errorf("the unselected volume was touched: %+v", v)
+	}
+}
+
+// A new server that fails its health check once the volume moved to it:
+// the volume goes back to the old server, which runs again, and the
+// rollout halts and says why.
+func TestStatefulHandoverRollsBack(t *testing.T) {
+	env := simtest.Start(t, fastSim(1501), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
+	g := parseGroup(t, strings.Replace(statefulGroup(t, 1, 3), "progress_deadline: 20s", "progress_deadline: 2s", 1))
+	rebuild(t, env, g, fastOptions())
+	old := env.Sim.Servers()[0]
+
+	bad := env.Sim.AddImage(sim.Image{Name: "gold"})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // the new server's application breaks once it has the data
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			v, _ := env.Sim.VolumeByID(data.ID)
+			if s, ok := env.Sim.Server(v.ServerID); ok && s.ImageID == bad.ID {
+				_ = env.Sim.SetHealth(s.ID, sim.HealthFailing)
+			}
+		}
+	}()
+	log := &controller.EventLog{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, log, logger(t), fastOptions())[0]
+	close(stop)
+	<-done
+	if !errors.Is(res.Err, controller.ErrHalted) {
+		t.Fatalf("rebuild ended with %v, want halted", res.Err)
+	}
+	v, _ := env.Sim.VolumeByID(data.ID)
+	back, ok := env.Sim.Server(old.ID)
+	if !ok || v.ServerID != old.ID || back.Status != "ACTIVE" || back.ImageID != gold.ID {
+		t.Errorf("volume on %q (%s), old server %+v: want the volume back on the old server, running", v.ServerID, v.Status, back)
+	}
+	for _, a := range env.Sim.AttachmentHistory() {
+		for _, b := range env.Sim.AttachmentHistory() {
+			if a.VolumeID == b.VolumeID && a != b && a.Requested.Before(b.Requested) && (a.Released.IsZero() || b.Requested.Before(a.Released)) {
+				t.Errorf("volume %s on %s and %s at once", a.VolumeID, a.ServerID, b.ServerID)
+			}
+		}
+	}
+	halted, rolledBack := false, false
+	for _, e := range log.Events() {
+		halted = halted || e.Type == controller.EventHalted
+		rolledBack = rolledBack || e.Type == controller.EventHandover && strings.Contains(e.Message, "rolled back")
+	}
+	if !halted || !rolledBack {
+		t.Errorf("events: halted %v, handover rolled back %v; want both", halted, rolledBack)
+	}
+}

@@ -1,0 +1,215 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// Volume backups (backup.volumes: snapshot). A server that holds data
+// keeps it on Cinder volumes, and deleting the server must never be the
+// moment that data is lost for good: before an old server goes, each
+// volume attached to it is snapshotted, and the delete waits until every
+// snapshot is available. With backup.every the volumes of the group's
+// servers are also snapshotted on that schedule. backup.keep and
+// backup.max_age apply to each volume's snapshots separately.
+//
+// Snapshots carry metadata naming the group, server, volume, kind and
+// time. Phoenix finds them again by it — after a restart, to never take
+// one twice nor delete a server before its snapshot exists — and
+// retention lists only snapshots with the group's metadata, so no other
+// snapshot is ever touched.
+
+// Metadata keys of the volume snapshots Phoenix takes, and the kind of
+// one taken on the backup.every schedule.
+const (
+	PropVolume    = "phoenix_volume"
+	KindScheduled = "scheduled"
+)
+
+// volumeSnapshots is what volume backups need of a cloud.
+type volumeSnapshots interface {
+	SnapshotVolume(ctx context.Context, volumeID, name string, metadata map[string]string) (provisioner.VolumeSnapshot, error)
+	VolumeSnapshotsWith(ctx context.Context, metadata map[string]string) ([]provisioner.VolumeSnapshot, error)
+	DeleteVolumeSnapshot(ctx context.Context, id string) error
+}
+
+// Cinder's snapshot statuses that Phoenix acts on.
+const (
+	snapAvailable = provisioner.VolumeAvailable
+	snapCreating  = "creating"
+)
+
+// needsVolumeSnapshots says whether a server's delete waits for snapshots
+// of its volumes: with volume backups on, any server with volumes that
+// may hold data — not a new one that failed before it ever served.
+func (r *GroupReconciler) needsVolumeSnapshots(c Classified) bool {
+	if r.group.Backup.Volumes != config.VolumesSnapshot || r.volumes == nil || len(c.Volumes) == 0 {
+		return false
+	}
+	return c.Kind != KindFailed || c.WasReady || c.Compromised != ""
+}
+
+// volumesFirst makes sure every volume attached to the server has an
+// available pre-delete snapshot, and says whether the server may go now.
+func (r *GroupReconciler) volumesFirst(ctx context.Context, c Classified, now time.Time) (bool, error) {
+	ready := true
+	for _, vol := range c.Volumes {
+		ok, err := r.volumeSnapshotted(ctx, c, vol, KindPreDelete, now)
+		if err != nil {
+			return false, err
+		}
+		ready = ready && ok
+	}
+	return ready, nil
+}
+
+// volumeSnapshotted finds the snapshot of one volume of the server taken
+// before a delete or a handover (kind), takes it when there is none (or
+// only failed ones), and says whether it is available.
+func (r *GroupReconciler) volumeSnapshotted(ctx context.Context, c Classified, vol, kind string, now time.Time) (bool, error) {
+	snaps, err := r.volumes.VolumeSnapshotsWith(ctx, map[string]string{PropServer: c.ID, PropVolume: vol, PropKind: kind})
+	if err != nil {
+		return false, fmt.Errorf("look for the snapshot of volume %s of server %s: %w", vol, c.Name, err)
+	}
+	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Created.After(snaps[j].Created) })
+	for _, s := range snaps {
+		switch s.Status {
+		case snapAvailable:
+			return true, nil
+		case snapCreating:
+			if waited := now.Sub(s.Created); !s.Created.IsZero() && waited > r.group.Backup.Timeout.D() {
+				return false, fmt.Errorf("snapshot %s of volume %s of server %s is still %s after %s (backup.timeout): the server is kept until it is available",
+					s.ID, vol, c.Name, s.Status, waited.Round(time.Second))
+			}
+			return false, nil
+		}
+		// error, deleting: a failed snapshot; take another.
+	}
+	name := truncate(fmt.Sprintf("phoenix-%s-%s-%s-%s", r.group.Name, c.Name, vol, now.UTC().Format("20060102T150405Z")), 255)
+	s, err := r.volumes.SnapshotVolume(ctx, vol, name, r.snapshotMetadata(c.ID, vol, kind, now))
+	if err != nil {
+		return false, fmt.Errorf("snapshot volume %s of server %s (%s): %w", vol, c.Name, kind, err)
+	}
+	r.log.Info("snapshotting a volume before its server's delete", zap.String("server", c.ID), zap.String("name", c.Name),
+		zap.String("volume", vol), zap.String("snapshot", s.ID))
+	r.emit(Event{Type: EventVolumeSnapshot, Server: c.ID, Name: c.Name, Message: fmt.Sprintf("snapshot %s of volume %s started", s.ID, vol)})
+	return s.Status == snapAvailable, nil
+}
+
+func (r *GroupReconciler) snapshotMetadata(server, vol, kind string, now time.Time) map[string]string {
+	return map[string]string{PropGroup: r.group.Name, PropServer: server, PropVolume: vol, PropKind: kind,
+		PropTakenAt: now.UTC().Format(time.RFC3339)}
+}
+
+// scheduleVolumeSnapshots takes, with backup.every, a snapshot of each
+// volume of the group's serving servers whose newest snapshot is older
+// than that. It does not wait for them.
+func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers []Classified, now time.Time) error {
+	every := r.group.Backup.Every.D()
+	if every <= 0 || r.volumes == nil || r.group.Backup.Volumes != config.VolumesSnapshot {
+		return nil
+	}
+	r.mu.Lock()
+	due := now.Sub(r.lastSchedule) >= min(every, time.Minute)
+	if due {
+		r.lastSchedule = now
+	}
+	r.mu.Unlock()
+	if !due {
+		return nil // at most one look a minute: it lists the group's snapshots
+	}
+	var todo []Classified
+	for _, c := range servers {
+		if len(c.Volumes) > 0 && (c.Kind == KindCurrent || c.Kind == KindOld) && c.Status == provisioner.StatusActive {
+			todo = append(todo, c)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	snaps, err := r.volumes.VolumeSnapshotsWith(ctx, map[string]string{PropGroup: r.group.Name})
+	if err != nil {
+		return fmt.Errorf("list the volume snapshots of group %s: %w", r.group.Name, err)
+	}
+	newest := map[string]time.Time{}
+	for _, s := range snaps {
+		vol := s.Metadata[PropVolume]
+		if s.Status != "error" && s.Created.After(newest[vol]) {
+			newest[vol] = s.Created
+		}
+	}
+	var errs []error
+	for _, c := range todo {
+		for _, vol := range c.Volumes {
+			if now.Sub(newest[vol]) < every {
+				continue
+			}
+			name := truncate(fmt.Sprintf("phoenix-%s-%s-%s-%s", r.group.Name, c.Name, vol, now.UTC().Format("20060102T150405Z")), 255)
+			s, err := r.volumes.SnapshotVolume(ctx, vol, name, r.snapshotMetadata(c.ID, vol, KindScheduled, now))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("scheduled snapshot of volume %s of server %s: %w", vol, c.Name, err))
+				continue
+			}
+			r.log.Info("scheduled volume snapshot", zap.String("server", c.ID), zap.String("volume", vol), zap.String("snapshot", s.ID))
+			r.emit(Event{Type: EventVolumeSnapshot, Server: c.ID, Name: c.Name, Message: fmt.Sprintf("scheduled snapshot %s of volume %s started", s.ID, vol)})
+		}
+	}
+	if err := r.retainVolumes(ctx, now); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// retainVolumes applies backup.keep and backup.max_age to each volume's
+// snapshots that carry the group's metadata: the newest available ones
+// are kept, the newest always. Snapshots still being made, and any
+// snapshot without the group's metadata, are never touched.
+func (r *GroupReconciler) retainVolumes(ctx context.Context, now time.Time) error {
+	b := r.group.Backup
+	if r.volumes == nil || (b.Keep == 0 && b.MaxAge == 0) {
+		return nil
+	}
+	snaps, err := r.volumes.VolumeSnapshotsWith(ctx, map[string]string{PropGroup: r.group.Name})
+	if err != nil {
+		return fmt.Errorf("list the volume snapshots of group %s: %w", r.group.Name, err)
+	}
+	byVolume := map[string][]provisioner.VolumeSnapshot{}
+	for _, s := range snaps {
+		if s.Status == snapAvailable && s.Metadata[PropGroup] == r.group.Name && s.Metadata[PropVolume] != "" {
+			byVolume[s.Metadata[PropVolume]] = append(byVolume[s.Metadata[PropVolume]], s)
+		}
+	}
+	var errs []error
+	for _, vol := range slices.Sorted(maps.Keys(byVolume)) {
+		list := byVolume[vol]
+		sort.Slice(list, func(i, j int) bool { return list[i].Created.After(list[j].Created) })
+		for i, s := range list {
+			tooMany := b.Keep > 0 && i >= b.Keep
+			tooOld := b.MaxAge > 0 && i > 0 && now.Sub(s.Created) > b.MaxAge.D()
+			if !tooMany && !tooOld {
+				continue
+			}
+			if err := r.volumes.DeleteVolumeSnapshot(ctx, s.ID); err != nil {
+				errs = append(errs, fmt.Errorf("delete snapshot %s of volume %s: %w", s.ID, vol, err))
+				continue
+			}
+			why := fmt.Sprintf("beyond backup.keep %d for volume %s", b.Keep, vol)
+			if !tooMany {
+				why = fmt.Sprintf("older than backup.max_age %s", b.MaxAge)
+			}
+			r.log.Info("deleted an old volume snapshot", zap.String("snapshot", s.ID), zap.String("volume", vol), zap.String("why", why))
+			r.emit(Event{Type: EventSnapshotDeleted, Name: s.Name, Reason: why, Message: "volume snapshot " + s.ID})
+		}
+	}
+	return errors.Join(errs...)
+}
