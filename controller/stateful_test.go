@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +168,91 @@ func TestStatefulHandoverRollsBack(t *testing.T) {
 	}
 	if !halted || !rolledBack {
 		t.Errorf("events: halted %v, handover rolled back %v; want both", halted, rolledBack)
+	}
+}
+
+// Kill-and-restart at random points of a handover: a controller is
+// stopped when the volume's record shows a step chosen by the seed, or at
+// a random moment, and a fresh one finishes the rollout. The volume ends
+// on exactly one server of the group, on the newest image; it was never
+// on two servers, never left detached, and snapshotted once per move.
+func TestStatefulHandoverSurvivesRestarts(t *testing.T) {
+	steps := []string{"stop", "snapshot", "detach", "attach", "gate", ""}
+	for seed := range uint64(24) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(seed, 5))
+			env := simtest.Start(t, fastSim(int64(1600+seed)), 0)
+			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+			data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
+			g := parseGroup(t, statefulGroup(t, 1, 0))
+			rebuild(t, env, g, fastOptions())
+			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+
+			ctx, kill := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())
+			}()
+			at := steps[rng.IntN(len(steps))]
+			if at == "" {
+				time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
+			} else {
+				waitUntil(t, 20*time.Second, "the handover to reach "+at, func() bool {
+					v, _ := env.Sim.VolumeByID(data.ID)
+					return v.Metadata[controller.PropHandoverStep] == at
+				})
+			}
+			kill()
+			<-done
+			rebuild(t, env, g, fastOptions())
+
+			servers := env.Sim.Servers()
+			v, _ := env.Sim.VolumeByID(data.ID)
+			if len(servers) != 1 || v.ServerID != servers[0].ID || v.Status != "in-use" || servers[0].ImageID != patched.ID {
+				t.Fatalf("killed at %q: %d servers, volume %s on %q: want it in use on the one server, on the new image", at, len(servers), v.Status, v.ServerID)
+			}
+			if v.Metadata[controller.PropHandoverStep] != "" {
+				t.Errorf("killed at %q: the handover record %q is left on the volume", at, v.Metadata[controller.PropHandoverStep])
+			}
+			if err := env.Sim.CheckExclusiveAttachments(); err != nil {
+				t.Errorf("killed at %q: %v", at, err)
+			}
+			perServer := map[string]int{}
+			for _, s := range env.Sim.VolumeSnapshots() {
+				if s.Status != "error" {
+					perServer[s.Metadata[controller.PropServer]]++
+				}
+			}
+			for srv, n := range perServer {
+				if n > 1 {
+					t.Errorf("killed at %q: the volume was snapshotted %d times when leaving server %s", at, n, srv)
+				}
+			}
+		})
+	}
+}
+
+// A stateful selector that selects no volume at first contact stops the
+// group, naming the field, before any server is created.
+func TestStatefulSelectorMatchingNothingTouchesNothing(t *testing.T) {
+	env := simtest.Start(t, fastSim(1700), 0)
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	env.Sim.AddVolume(sim.VolumeSpec{Name: "logs-db"})
+	g := parseGroup(t, statefulGroup(t, 2, 2))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+	if !errors.Is(res.Err, controller.ErrStuck) || !strings.Contains(res.Err.Error(), "stateful.volumes") {
+		t.Fatalf("result %v, want stuck naming stateful.volumes", res.Err)
+	}
+	if creates(env.Sim) != 0 || len(env.Sim.Servers()) != 0 {
+		t.Errorf("servers were created")
+	}
+	for _, v := range env.Sim.Volumes() {
+		if len(v.Metadata) != 0 {
+			t.Errorf("volume %s was marked: %v", v.Name, v.Metadata)
+		}
 	}
 }
