@@ -118,6 +118,19 @@ func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts 
 		}
 	}
 	t := r.target(img)
+	if vc, ok := cloud.(volumeCloud); ok && g.Stateful != nil {
+		// Read only: the marks a reconcile makes at first contact are not
+		// made here.
+		vols, err := vc.VolumesWith(ctx, map[string]string{PropGroup: g.Name})
+		if err != nil {
+			return img, Decision{}, fmt.Errorf("list the data volumes of group %s: %w", g.Name, err)
+		}
+		held, inflight, free := statefulView(vols)
+		t.Stateful, t.InFlight, t.FreeVolumes = true, inflight, free
+		for i := range in {
+			in[i].StatefulVolumes = held[in[i].ID]
+		}
+	}
 	key := haltKey(img.ID, t.Revision)
 	for _, s := range live {
 		if s.Metadata[MetaHalted] == key {

@@ -122,6 +122,9 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 			case c.Kind == controller.KindCurrent && c.Phase == controller.PhaseRebuilding && !c.Ready:
 				sp.Action = "rebuilding in place"
 				gp.Keep++
+			case c.Kind == controller.KindOld && len(c.StatefulVolumes) > 0:
+				sp.Action = "replace, moving volume " + strings.Join(c.StatefulVolumes, ", ") + " to the replacement"
+				gp.Replace++
 			case c.Kind == controller.KindOld || c.Kind == controller.KindFailed:
 				sp.Action = "replace"
 				gp.Replace++

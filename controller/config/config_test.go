@@ -320,6 +320,7 @@ func TestRefusedConfigs(t *testing.T) {
 		{"unknown strategy", group(`rollout: {strategy: blue-green}`), "groups[0].rollout.strategy", 7, `expected replace (new servers replace the old) or rebuild (Nova rebuilds each server in place), got "blue-green"`},
 		{"rebuild without unavailability", group(`rollout: {strategy: rebuild}`), "groups[0].rollout.max_unavailable", 7, "strategy rebuild takes each server out of service"},
 		{"stateful without unavailability", group(`stateful: {volumes: {name: data-*}}`), "groups[0].stateful", 7, "a stateful group stops the old server before its volume moves"},
+		{"stateful without surge", group(`stateful: {volumes: {name: data-*}}`) + "    rollout: {max_surge: 0, max_unavailable: 1}\n", "groups[0].rollout.max_surge", 8, "boots the replacement before the old server stops"},
 		{"stateful selecting nothing", group(`stateful: {volumes: {}}`), "groups[0].stateful.volumes", 7, "expected a name pattern and/or metadata"},
 		{"stateful bad pattern", group(`stateful: {volumes: {name: "data-["}}`), "groups[0].stateful.volumes.name", 7, "expected a shell pattern"},
 		{"stateful with rebuild", group(`stateful: {volumes: {name: data-*}}`) + "    rollout: {strategy: rebuild, max_unavailable: 1}\n", "groups[0].stateful", 7, "strategy rebuild keeps every volume on its server"},

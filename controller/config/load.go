@@ -444,6 +444,9 @@ func (v *validator) stateful(g *Group, path string) {
 		}
 		v.badFrom(at, []string{path + ".rollout.max_unavailable", path + ".stateful"},
 			"a stateful group stops the old server before its volume moves, so each handover is a short outage: expected rollout.max_unavailable of at least 1, got %s", r.MaxUnavailable)
+	} else if g.Count >= 1 && r.MaxSurge.Resolve(g.Count, true) < 1 {
+		v.badFrom(path+".rollout.max_surge", []string{path + ".rollout.max_surge", path + ".stateful"},
+			"a stateful group boots the replacement before the old server stops, to move the volume to it: expected max_surge of at least 1, got %s", r.MaxSurge)
 	}
 }
 
