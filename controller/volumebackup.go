@@ -141,11 +141,17 @@ func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers [
 	if err != nil {
 		return fmt.Errorf("list the volume snapshots of group %s: %w", r.group.Name, err)
 	}
+	// When each volume was last snapshotted, by Phoenix's own record of
+	// it (the cloud's clock may differ).
 	newest := map[string]time.Time{}
 	for _, s := range snaps {
 		vol := s.Metadata[PropVolume]
-		if s.Status != "error" && s.Created.After(newest[vol]) {
-			newest[vol] = s.Created
+		taken, err := time.Parse(time.RFC3339, s.Metadata[PropTakenAt])
+		if err != nil {
+			taken = s.Created
+		}
+		if s.Status != provisioner.VolumeError && taken.After(newest[vol]) {
+			newest[vol] = taken
 		}
 	}
 	var errs []error

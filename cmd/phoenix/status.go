@@ -82,6 +82,8 @@ func printStatus(out io.Writer, st controller.DaemonStatus) {
 			state = fmt.Sprintf("HEAL BLOCKED: %d unhealthy at once", g.Status.Unhealthy)
 		case g.LastError != "":
 			state = "error: " + g.LastError
+		case g.Status.Handovers > 0:
+			state = fmt.Sprintf("moving %d data volume(s) to replacements", g.Status.Handovers)
 		case g.Status.Canary:
 			state = "canary baking"
 		case g.InProgress:
