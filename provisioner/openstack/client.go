@@ -116,8 +116,19 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 		opts.LBWait = DefaultLBWait()
 	}
 	cl := &Cloud{compute: compute, image: image, pageSize: opts.PageSize, lbWait: opts.LBWait, log: log}
-	cl.network, cl.netErr = openstack.NewNetworkV2(provider, eo)
-	cl.lb, cl.lbErr = openstack.NewLoadBalancerV2(provider, eo)
+	// gophercloud hands back a client with an empty endpoint along with
+	// the error: only a client without an error is kept, so that a cloud
+	// without Neutron or Octavia is told as such.
+	if nc, err := openstack.NewNetworkV2(provider, eo); err != nil {
+		cl.netErr = err
+	} else {
+		cl.network = nc
+	}
+	if lc, err := openstack.NewLoadBalancerV2(provider, eo); err != nil {
+		cl.lbErr = err
+	} else {
+		cl.lb = lc
+	}
 	// Without Cinder a cloud still serves every group without volumes:
 	// the error is kept for the first volume call to report.
 	if vc, err := openstack.NewBlockStorageV3(provider, eo); err != nil {

@@ -2,6 +2,7 @@ package openstack_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,5 +203,18 @@ func bootActive(t *testing.T, env *simtest.Env, name string) provisioner.Server 
 			t.Fatalf("server %s never became ACTIVE", name)
 		}
 		time.Sleep(10 * time.Millisecond) // polling the simulated Nova
+	}
+}
+
+// A cloud without Octavia serves groups without a pool, and a pool call
+// says the service is missing rather than failing on an empty address.
+func TestNoOctaviaIsNamedOnlyWhenUsed(t *testing.T) {
+	env := simtest.Start(t, sim.Options{NoLoadBalancerService: true, BootTime: sim.Fixed(0)}, 0)
+	if _, err := env.Cloud.ListServers(ctx(t), "phoenix-group:web"); err != nil {
+		t.Fatalf("a cloud without Octavia cannot list servers: %v", err)
+	}
+	_, err := env.Cloud.ResolvePool(ctx(t), "", "pool")
+	if err == nil || !strings.Contains(err.Error(), "no load-balancer (Octavia) endpoint in the catalog") {
+		t.Errorf("ResolvePool on a cloud without Octavia: %v, want the missing service named", err)
 	}
 }

@@ -217,7 +217,9 @@ func (s *Sim) catalog() []any {
 		entry("compute", "nova", s.endpoint+"/compute/v2.1"),
 		entry("image", "glance", s.endpoint+"/image"),
 		entry("network", "neutron", s.endpoint+"/networking"),
-		entry("load-balancer", "octavia", s.endpoint+"/load-balancer"),
+	}
+	if !s.opts.NoLoadBalancerService {
+		out = append(out, entry("load-balancer", "octavia", s.endpoint+"/load-balancer"))
 	}
 	if !s.opts.NoVolumeService {
 		out = append(out, entry("volumev3", "cinderv3", s.endpoint+"/volume/v3/"+s.projectID))

@@ -68,6 +68,8 @@ type Options struct {
 	// NoVolumeService leaves Cinder out of the catalog: a cloud without
 	// block storage.
 	NoVolumeService bool
+	// NoLoadBalancerService leaves Octavia out of the catalog.
+	NoLoadBalancerService bool
 	// MonitorInterval is how often Octavia's health monitors probe each
 	// member, whatever their delay says. Default 50ms.
 	MonitorInterval time.Duration
