@@ -181,6 +181,17 @@ func TestRestartAtRandomMomentsConverges(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(700))*time.Millisecond)
 				controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())
 				cancel()
+				// A restart takes longer than the dead controller's last
+				// requests take to land: a create it sent is in the list
+				// the next one starts from, or was never made.
+				waitUntil(t, 10*time.Second, "the killed controller's requests to land", func() bool {
+					for _, r := range env.Sim.Requests() {
+						if r.Status == 0 {
+							return false
+						}
+					}
+					return true
+				})
 			}
 			rebuild(t, env, g, fastOptions())
 			ext := mon.Stop()["app"]
