@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +56,7 @@ func TestStatefulHandoverMovesTheVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	var images []string
+	taken := map[string]time.Time{} // every Phoenix snapshot of the volume ever seen
 	for range 4 {
 		img := env.Sim.AddImage(sim.Image{Name: "gold"})
 		images = append(images, img.ID)
@@ -65,6 +68,11 @@ func TestStatefulHandoverMovesTheVolume(t *testing.T) {
 		}
 		if _, ok := env.Sim.Server(before.ID); ok {
 			t.Errorf("the old server %s is still there", before.ID)
+		}
+		for _, s := range env.Sim.VolumeSnapshots() {
+			if s.VolumeID == data.ID && s.Metadata[controller.PropGroup] == "db" {
+				taken[s.ID] = s.Created
+			}
 		}
 	}
 	_ = first
@@ -103,6 +111,12 @@ func TestStatefulHandoverMovesTheVolume(t *testing.T) {
 	}
 	if !kept {
 		t.Errorf("the operator's own snapshot %s of the volume was deleted", foreign.ID)
+	}
+	newest := slices.SortedFunc(maps.Keys(taken), func(a, b string) int { return taken[b].Compare(taken[a]) })
+	for _, s := range env.Sim.VolumeSnapshots() {
+		if s.Metadata[controller.PropGroup] == "db" && !slices.Contains(newest[:min(2, len(newest))], s.ID) {
+			t.Errorf("snapshot %s remains, not one of the two newest of %d taken", s.ID, len(newest))
+		}
 	}
 	if mine != 2 {
 		t.Errorf("%d of Phoenix's snapshots of the data volume remain after four rollouts, want 2 (backup.keep)", mine)
