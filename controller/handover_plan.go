@@ -7,6 +7,24 @@ import (
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
+// returning lists the old servers to put back into a pool: ready, out
+// of it, and not on their way out — an old server started again after a
+// handover was rolled back. (An old server leaving is drained, and the
+// drain is recorded first, so it is never taken for one.) A floating IP
+// is never moved back to an old server.
+func returning(t Target, old []Classified) []Classified {
+	if t.SingleTraffic {
+		return nil
+	}
+	var out []Classified
+	for _, c := range old {
+		if c.Ready && c.Phase == "" && !handingFrom(t, c.ID) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // handoverCost is the unavailability that the handovers in flight cost:
 // one unit for each old server stopped for them.
 func handoverCost(t Target) int {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -385,6 +386,11 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 				d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "rollout halted: " + t.Halted})
 			}
 		}
+		if t.Traffic {
+			// What serves stays in the traffic, an old server back from a
+			// handover that was rolled back included.
+			d.AddTraffic = addTraffic(t, append(slices.Clone(current), returning(t, old)...), nil, d.Deletes)
+		}
 		d.RequeueAfter = requeueAfter(t, d.Servers, now)
 		return d
 	}
@@ -480,7 +486,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	}
 
 	if t.Traffic {
-		d.AddTraffic = addTraffic(t, current, d.Drains, d.Deletes)
+		d.AddTraffic = addTraffic(t, append(slices.Clone(current), returning(t, old)...), d.Drains, d.Deletes)
 	}
 
 	// An old server rebuilt in place becomes a current one by itself.

@@ -270,3 +270,62 @@ func TestStatefulSelectorMatchingNothingTouchesNothing(t *testing.T) {
 		}
 	}
 }
+
+// Behind a pool, an old server started again by a rolled-back handover
+// takes requests again: it is put back as a member at full weight.
+func TestStatefulRollbackBehindPoolServesAgain(t *testing.T) {
+	env := simtest.Start(t, fastSim(1502), 0)
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	lb, err := env.Sim.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb", PoolName: "pool"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
+	yaml := strings.Replace(statefulGroup(t, 1, 3), "progress_deadline: 20s", "progress_deadline: 2s", 1) +
+		"    traffic: {octavia: {pool: pool, protocol_port: 8080, drain: 0s}}\n"
+	g := parseGroup(t, yaml)
+	rebuild(t, env, g, fastOptions())
+	old := env.Sim.Servers()[0]
+	if memberOf(env.Sim, lb.PoolID, old.Address) == "" {
+		t.Fatalf("the first server is not a member of the pool")
+	}
+
+	bad := env.Sim.AddImage(sim.Image{Name: "gold"})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			v, _ := env.Sim.VolumeByID(data.ID)
+			if s, ok := env.Sim.Server(v.ServerID); ok && s.ImageID == bad.ID {
+				_ = env.Sim.SetHealth(s.ID, sim.HealthFailing)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+	close(stop)
+	<-done
+	if !errors.Is(res.Err, controller.ErrHalted) {
+		t.Fatalf("rebuild ended with %v, want halted", res.Err)
+	}
+	// The halted group is reconciled on (as the daemon does): the old
+	// server rejoins the pool.
+	r := controller.NewGroupReconciler(g, env.Cloud, nil, logger(t), fastOptions())
+	defer r.Close()
+	waitUntil(t, 10*time.Second, "the old server to serve in the pool again", func() bool {
+		_, _ = r.Reconcile(context.Background())
+		for _, m := range env.Sim.Members(lb.PoolID) {
+			if m.Address == old.Address && m.Weight > 0 {
+				return true
+			}
+		}
+		return false
+	})
+}
