@@ -438,6 +438,13 @@ func (m *PoolMonitor) sample(s *Sim, poolID string) {
 	m.seen.MaxServing = max(m.seen.MaxServing, n)
 }
 
+// Seen returns the extremes seen so far; sampling goes on.
+func (m *PoolMonitor) Seen() PoolExtremes {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen
+}
+
 // Stop ends sampling and returns the extremes seen.
 func (m *PoolMonitor) Stop() PoolExtremes {
 	m.stopOnce.Do(func() { close(m.stop) })
