@@ -3,16 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/provisioner"
-	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
 
 // TestEndToEndStatefulOnDevcloud rebuilds a group of one with a data
@@ -21,23 +16,10 @@ import (
 // the new image; the old server is gone and a snapshot of the volume taken
 // before it moved exists.
 func TestEndToEndStatefulOnDevcloud(t *testing.T) {
-	cloudsFile := os.Getenv("PHOENIX_DEVCLOUD_CLOUDS")
-	if cloudsFile == "" {
-		t.Skip("GAP: the real cloud is not configured: set PHOENIX_DEVCLOUD_CLOUDS to the clouds.yaml of examples/devcloud/up.sh")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	bin := buildPhoenix(t)
-	group := "e2e-st-" + uuid.NewString()[:8]
-	imageName := group + "-gold"
-	cfg := filepath.Join(t.TempDir(), "phoenix.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`cloud: devcloud
-groups:
-  - name: %s
+	run := startDevcloudRun(t, "e2e-st")
+	ctx, phoenix, cloud, glance, group, imageName, tag := run.ctx, run.phoenix, run.cloud, run.glance, run.group, run.image, run.tag
+	cfg := run.config(t, fmt.Sprintf(`
     count: 1
-    image: {name: %s, newest: true}
-    flavor: m1.small
-    networks: [phoenix-net]
     rollout: {max_surge: 1, max_unavailable: 1, progress_deadline: 3m}
     stateful: {volumes: {name: %s-data}}
     backup: {volumes: snapshot, keep: 2}
@@ -47,16 +29,7 @@ groups:
       timeout: 1s
       healthy_threshold: 1
       grace: 60s
-`, group, imageName, group)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	phoenix := phoenixRunner(t, ctx, bin, cloudsFile)
-	cloud, err := openstack.New(ctx, openstack.Options{Cloud: "devcloud", CloudsFile: cloudsFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	glance := glanceClient(t, ctx, cloudsFile)
-	tag := controller.GroupTag(group)
+`, group))
 	vol, err := cloud.CreateVolume(ctx, group+"-data", 1, nil)
 	if err != nil {
 		t.Fatal(err)

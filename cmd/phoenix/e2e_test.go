@@ -35,24 +35,10 @@ import (
 // publish image B, plan, mark a server unhealthy through the responder,
 // rebuild, and check the outcome in the cloud itself.
 func TestEndToEndOnDevcloud(t *testing.T) {
-	cloudsFile := os.Getenv("PHOENIX_DEVCLOUD_CLOUDS")
-	if cloudsFile == "" {
-		t.Skip("GAP: the real cloud is not configured: set PHOENIX_DEVCLOUD_CLOUDS to the clouds.yaml of examples/devcloud/up.sh")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-
-	bin := buildPhoenix(t)
-	group := "e2e-" + uuid.NewString()[:8]
-	imageName := group + "-gold"
-	cfg := filepath.Join(t.TempDir(), "phoenix.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`cloud: devcloud
-groups:
-  - name: %s
+	run := startDevcloudRun(t, "e2e")
+	ctx, phoenix, cloud, glance, group, imageName, tag := run.ctx, run.phoenix, run.cloud, run.glance, run.group, run.image, run.tag
+	cfg := run.config(t, `
     count: 3
-    image: {name: %s, newest: true}
-    flavor: m1.small
-    networks: [phoenix-net]
     rollout: {max_surge: 1, min_ready: 2s}
     health:
       http: {port: 18080, path: /healthz}
@@ -60,22 +46,8 @@ groups:
       timeout: 1s
       healthy_threshold: 2
       grace: 60s
-`, group, imageName)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	phoenix := phoenixRunner(t, ctx, bin, cloudsFile)
-
-	cloud, err := openstack.New(ctx, openstack.Options{Cloud: "devcloud", CloudsFile: cloudsFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	glance := glanceClient(t, ctx, cloudsFile)
-	tag := controller.GroupTag(group)
+`)
 	t.Cleanup(func() {
-		list, _ := cloud.ListServers(context.Background(), tag)
-		for _, s := range list {
-			_ = cloud.DeleteServer(context.Background(), s.ID)
-		}
 		_, _ = http.DefaultClient.Do(mustRequest(http.MethodDelete, "http://127.0.0.1:18080/_responder/unhealthy"))
 	})
 
@@ -414,4 +386,59 @@ func phoenixRunner(t *testing.T, ctx context.Context, bin, cloudsFile string) fu
 		}
 		return out.String()
 	}
+}
+
+// devcloudRun is one end-to-end run on the development cloud: the phoenix
+// binary, a connection of the test's own to the cloud, and a group named
+// for the run, whose servers are deleted at the end.
+type devcloudRun struct {
+	ctx        context.Context
+	cloudsFile string
+	phoenix    func(args ...string) string
+	cloud      *openstack.Cloud
+	glance     *gophercloud.ServiceClient
+	// group is the group's name, image the name of its gold images, tag
+	// its servers' tag.
+	group, image, tag string
+}
+
+// startDevcloudRun skips the test without a development cloud; otherwise
+// it builds phoenix and names the run's group prefix-<random>.
+func startDevcloudRun(t *testing.T, prefix string) *devcloudRun {
+	t.Helper()
+	cloudsFile := os.Getenv("PHOENIX_DEVCLOUD_CLOUDS")
+	if cloudsFile == "" {
+		t.Skip("GAP: the real cloud is not configured: set PHOENIX_DEVCLOUD_CLOUDS to the clouds.yaml of examples/devcloud/up.sh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	t.Cleanup(cancel)
+	bin := buildPhoenix(t)
+	cloud, err := openstack.New(ctx, openstack.Options{Cloud: "devcloud", CloudsFile: cloudsFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := prefix + "-" + uuid.NewString()[:8]
+	r := &devcloudRun{ctx: ctx, cloudsFile: cloudsFile, phoenix: phoenixRunner(t, ctx, bin, cloudsFile), cloud: cloud,
+		glance: glanceClient(t, ctx, cloudsFile), group: group, image: group + "-gold", tag: controller.GroupTag(group)}
+	t.Cleanup(func() {
+		list, _ := cloud.ListServers(context.Background(), r.tag)
+		for _, s := range list {
+			_ = cloud.DeleteServer(context.Background(), s.ID)
+		}
+	})
+	return r
+}
+
+// config writes the configuration of the run's group and returns its
+// path: spec holds the group's fields besides its name, image, flavor and
+// network, indented as in the file.
+func (r *devcloudRun) config(t *testing.T, spec string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "phoenix.yaml")
+	yaml := fmt.Sprintf("cloud: devcloud\ngroups:\n  - name: %s\n    image: {name: %s, newest: true}\n    flavor: m1.small\n    networks: [phoenix-net]%s",
+		r.group, r.image, strings.TrimRight(spec, " "))
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -524,6 +524,12 @@ workers = 1
 
 [task_flow]
 jobboard_enabled = False
+# The parallel engine runs flows in native threads, and the worker is
+# eventlet-patched: once in a while a flow then hangs for good ("greenlet.
+# error: cannot switch to a different thread"), leaving its load balancer
+# PENDING_CREATE. The serial engine runs each flow in the greenthread that
+# took the request.
+engine = serial
 
 [certificates]
 cert_generator = local_cert_generator
