@@ -138,28 +138,12 @@ func TestStatefulHandoverRollsBack(t *testing.T) {
 	old := env.Sim.Servers()[0]
 
 	bad := env.Sim.AddImage(sim.Image{Name: "gold"})
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { // the new server's application breaks once it has the data
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			v, _ := env.Sim.VolumeByID(data.ID)
-			if s, ok := env.Sim.Server(v.ServerID); ok && s.ImageID == bad.ID {
-				_ = env.Sim.SetHealth(s.ID, sim.HealthFailing)
-			}
-		}
-	}()
+	stopBreaking := breakWhenDataArrives(env.Sim, data.ID, bad.ID)
 	log := &controller.EventLog{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, log, logger(t), fastOptions())[0]
-	close(stop)
-	<-done
+	stopBreaking()
 	if !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("rebuild ended with %v, want halted", res.Err)
 	}
@@ -291,27 +275,11 @@ func TestStatefulRollbackBehindPoolServesAgain(t *testing.T) {
 	}
 
 	bad := env.Sim.AddImage(sim.Image{Name: "gold"})
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			v, _ := env.Sim.VolumeByID(data.ID)
-			if s, ok := env.Sim.Server(v.ServerID); ok && s.ImageID == bad.ID {
-				_ = env.Sim.SetHealth(s.ID, sim.HealthFailing)
-			}
-		}
-	}()
+	stopBreaking := breakWhenDataArrives(env.Sim, data.ID, bad.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
-	close(stop)
-	<-done
+	stopBreaking()
 	if !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("rebuild ended with %v, want halted", res.Err)
 	}
@@ -328,4 +296,26 @@ func TestStatefulRollbackBehindPoolServesAgain(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// breakWhenDataArrives makes the application of a server on image fail
+// its health check once the volume is attached to it, until the returned
+// stop is called.
+func breakWhenDataArrives(s *sim.Sim, volume, image string) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			v, _ := s.VolumeByID(volume)
+			if srv, ok := s.Server(v.ServerID); ok && srv.ImageID == image {
+				_ = s.SetHealth(srv.ID, sim.HealthFailing)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
