@@ -438,7 +438,7 @@ func (d *Daemon) Dispatch(ctx context.Context, e trigger.Event) error {
 		d.pokeWatch()
 		return nil
 	case trigger.TypeSecurityPatch:
-		return d.securityPatch(e, now)
+		return d.securityPatch(ctx, e, now)
 	case trigger.TypeInstanceCompromised:
 		return d.compromised(ctx, e, now)
 	}
@@ -455,7 +455,7 @@ func (d *Daemon) snapshot() map[string]*worker {
 	return out
 }
 
-func (d *Daemon) securityPatch(e trigger.Event, now time.Time) error {
+func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, now time.Time) error {
 	workers := d.snapshot()
 	chosen := map[string]*worker{}
 	for _, name := range e.Groups {
@@ -476,14 +476,22 @@ func (d *Daemon) securityPatch(e trigger.Event, now time.Time) error {
 		}
 	}
 	reason := fmt.Sprintf("security patch %s (event %s)", e.Reason, e.ID)
+	// The marks are written before the event is accepted: a daemon
+	// killed a moment after its 202 must still find the work on the
+	// servers. Until they are all written the sender gets a 503 and sends
+	// again; the running daemon rebuilds the servers meanwhile anyway.
+	var errs []error
 	for _, w := range chosen {
 		f := Force{Before: now, Reason: reason}
 		w.rec.Force(f)
-		d.queue(w, func(ctx context.Context) {
-			if err := w.rec.MarkForRebuild(ctx, f); err != nil {
-				d.log.Warn("not every server could be marked for rebuild; the rest are remembered", zap.String("group", w.group.Name), zap.Error(err))
-			}
-		})
+		if err := w.rec.MarkForRebuild(ctx, f); err != nil {
+			errs = append(errs, err)
+		}
+		w.poke()
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Warn("security patch: not every server could be marked for rebuild; the sender is asked to send the event again", zap.String("event", e.ID), zap.Error(err))
+		return fmt.Errorf("mark servers for rebuild: %w", err)
 	}
 	d.log.Warn("security patch: rebuilding groups", zap.String("event", e.ID), zap.String("reason", e.Reason), zap.Strings("groups", keys(chosen)))
 	return nil
@@ -536,6 +544,13 @@ func (d *Daemon) compromised(ctx context.Context, e trigger.Event, now time.Time
 		return fmt.Errorf("server %s is in no group of this daemon: %w", e.Server, trigger.ErrUnknownTarget)
 	}
 	reason := fmt.Sprintf("%s (event %s)", e.Reason, e.ID)
+	// What the event asks is recorded on the servers before it is
+	// accepted — the compromise on the server, the rebuild on its twins —
+	// so that a daemon killed a moment after its 202 still does it. Until
+	// every record is written the sender gets a 503 and sends again.
+	if err := home.rec.RecordCompromised(ctx, srv.ID, reason); err != nil {
+		return err
+	}
 	d.queue(home, func(ctx context.Context) {
 		if err := home.rec.Quarantine(ctx, srv.ID, reason); err != nil {
 			d.log.Error("could not quarantine the compromised server", zap.String("server", srv.ID), zap.Error(err))
@@ -543,13 +558,17 @@ func (d *Daemon) compromised(ctx context.Context, e trigger.Event, now time.Time
 	})
 	twin := Force{Before: now, ImageID: srv.ImageID, Revision: srv.Revision,
 		Reason: fmt.Sprintf("built like compromised server %s (image %s, revision %s): %s", srv.Name, srv.ImageID, srv.Revision, reason)}
+	var errs []error
 	for _, w := range workers {
 		w.rec.Force(twin)
-		d.queue(w, func(ctx context.Context) {
-			if err := w.rec.MarkForRebuild(ctx, twin); err != nil {
-				d.log.Warn("not every twin of the compromised server could be marked; the rest are remembered", zap.String("group", w.group.Name), zap.Error(err))
-			}
-		})
+		if err := w.rec.MarkForRebuild(ctx, twin); err != nil {
+			errs = append(errs, err)
+		}
+		w.poke()
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Warn("not every twin of the compromised server could be marked; the sender is asked to send the event again", zap.String("server", srv.ID), zap.Error(err))
+		return fmt.Errorf("mark the twins of compromised server %s: %w", srv.ID, err)
 	}
 	d.log.Warn("compromised server: taking it out and rebuilding everything built like it",
 		zap.String("server", srv.ID), zap.String("group", home.group.Name), zap.String("image", srv.ImageID), zap.String("revision", srv.Revision), zap.String("event", e.ID))

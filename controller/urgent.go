@@ -85,6 +85,16 @@ func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f Force) error {
 	return errors.Join(errs...)
 }
 
+// RecordCompromised writes on a server that it is compromised, which the
+// plan then deletes like a failed one; Quarantine also takes it out of the
+// traffic at once.
+func (r *GroupReconciler) RecordCompromised(ctx context.Context, id, reason string) error {
+	if err := r.cloud.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, 255)}); err != nil {
+		return fmt.Errorf("group %s: record that server %s is compromised: %w", r.group.Name, id, err)
+	}
+	return nil
+}
+
 // Quarantine takes a compromised server out of the group's traffic at
 // once — its member is deleted, not drained — and records it on the
 // server, which the plan then deletes like a failed one.
