@@ -330,7 +330,10 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	if target.Halted == "" {
 		if reason := r.shouldHalt(dec, target, now); reason != "" {
 			r.halt(ctx, live, img, target.Revision, reason)
-			target.Halted = r.haltedBy(live, key)
+			// Not haltedBy(live): that list predates the halt's marks, and
+			// a recorded halt missing from the servers reads as lifted by
+			// hand — the round would go on creating what it just halted.
+			target.Halted = reason
 			dec = Plan(target, in, now)
 			r.mu.Lock()
 			r.lastStatus = dec.Status
@@ -832,7 +835,7 @@ func (r *GroupReconciler) serverSpec(ctx context.Context, img provisioner.Image,
 		r.names, r.namesAt = names, now
 		r.mu.Unlock()
 	}
-	return provisioner.ServerSpec{
+	spec := provisioner.ServerSpec{
 		ImageID:        img.ID,
 		FlavorID:       names.flavor,
 		NetworkIDs:     slices.Clone(names.networks),
@@ -847,7 +850,11 @@ func (r *GroupReconciler) serverSpec(ctx context.Context, img provisioner.Image,
 			MetaRollout:  r.rollout(),
 		},
 		Tags: []string{GroupTag(g.Name)},
-	}, nil
+	}
+	if bugOn(BugUntagged) {
+		spec.Tags = nil
+	}
+	return spec, nil
 }
 
 func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.ServerSpec, c Create, now time.Time) error {
@@ -1056,8 +1063,15 @@ func (r *GroupReconciler) shouldHalt(d Decision, t Target, now time.Time) string
 	}
 	// No progress: no new server became ready, and none was created, for
 	// the deadline. A server failing right now is the failure budget's to
-	// judge, and its replacement is progress.
-	if deadline := t.ProgressDeadline; deadline > 0 && !d.Status.Converged && d.Status.Failed == 0 && !r.progressAt.IsZero() && now.Sub(r.progressAt) > deadline {
+	// judge, and its replacement is progress; so is a new server still
+	// booting or not yet healthy, which its own deadline judges — one
+	// stuck in BUILD holding the only surge slot is one failure, not a
+	// halt.
+	pending := false
+	for _, c := range d.Servers {
+		pending = pending || c.Kind == KindCurrent && !c.Ready && !c.WasReady && !c.Unlisted
+	}
+	if deadline := t.ProgressDeadline; deadline > 0 && !d.Status.Converged && d.Status.Failed == 0 && !pending && !r.progressAt.IsZero() && now.Sub(r.progressAt) > deadline {
 		return fmt.Sprintf("no new server was created or became ready for %s (rollout.progress_deadline)", deadline)
 	}
 	return ""
@@ -1176,6 +1190,9 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 				if c.ImageID == img.ID && c.Revision == r.revision && !strings.HasPrefix(c.Reason, "compromised") {
 					r.bootFailures++
 					r.lastFault = c.Reason
+					// The failure budget judges it; its replacement's
+					// clock starts now.
+					r.progressAt = now
 				}
 			}
 			failed[c.ID] = true
