@@ -43,6 +43,12 @@ func (s *Sim) Requests() []Request {
 	return out
 }
 
+// InFlight is how many API requests the simulator is handling at this
+// moment, a held (Hang) one included until its client goes away. A test
+// that kills a client waits for it to reach zero: whatever the dead
+// client's requests did has then happened.
+func (s *Sim) InFlight() int { return int(s.inflight.Load()) }
+
 // ResetRequests forgets the request log.
 func (s *Sim) ResetRequests() {
 	s.mu.Lock()
@@ -71,6 +77,8 @@ func splitService(path string) (service, prefix, sub string) {
 }
 
 func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	service, prefix, sub := splitService(r.URL.Path)
 	if service == "load-balancer" {
 		// Octavia answers under /v2.0 and /v2 alike; faults and routes

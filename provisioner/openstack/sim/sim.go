@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -140,6 +141,8 @@ type Sim struct {
 	userID    string
 	domainID  string
 	closing   chan struct{} // closed when Close begins
+	// inflight counts API requests being handled (see InFlight).
+	inflight atomic.Int64
 	// ctx ends when Close begins: probes and proxied requests use it.
 	ctx    context.Context
 	cancel context.CancelFunc
