@@ -404,6 +404,9 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	// cost a unit of capacity; an old server stopped for a handover in
 	// flight costs its unit until the handover ends.
 	budget := len(old) + d.Status.Available - minAvailable - handoverCost(t)
+	if bugOn(BugEarlyDelete) {
+		budget = len(old)
+	}
 
 	// Canary: while fewer than Canary new servers have served for
 	// CanaryBake, the rollout replaces only that many old ones; then it
@@ -492,6 +495,9 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	// An old server rebuilt in place becomes a current one by itself.
 	missing := min(t.Count, maxCurrent) - len(current) - inPlace
 	room := t.Count + t.MaxSurge - d.Status.Total
+	if bugOn(BugSurgeIgnored) {
+		room = missing
+	}
 	for _, zone := range pickZones(t.Zones, current, min(missing, room)) {
 		d.Creates = append(d.Creates, Create{Zone: zone})
 	}

@@ -1,0 +1,18 @@
+package controller
+
+// Known policy bugs the chaos harness (`phoenix chaos --bug`) must catch.
+// They exist only in a binary built with `-tags chaosbugs` and switched on
+// by PHOENIX_CHAOS_BUG; in every other build bugOn is a constant false
+// and the compiler drops the bad branches. A harness that never fails
+// proves nothing: these show that each invariant's check can fire.
+const (
+	// BugSurgeIgnored creates every missing server at once, whatever
+	// max_surge allows (invariant 2, bound).
+	BugSurgeIgnored = "surge-ignored"
+	// BugEarlyDelete deletes old servers before their replacements serve
+	// (invariants 1 and 4, availability and replace before remove).
+	BugEarlyDelete = "early-delete"
+	// BugUntagged creates servers without the group tag (invariant 3, no
+	// orphans).
+	BugUntagged = "untagged"
+)
