@@ -30,6 +30,7 @@ type daemonFlags struct {
 	listen string
 	poll   time.Duration
 	grace  time.Duration
+	retry  openstack.RetryPolicy
 }
 
 func newDaemonCommand(g *globalFlags) *cobra.Command {
@@ -55,6 +56,11 @@ no new one starts, and the next start resumes from what is on the servers.`,
 	cmd.Flags().StringVar(&f.listen, "listen", "", "override controller.listen (host:port; port 0 picks one)")
 	cmd.Flags().DurationVar(&f.poll, "poll", 2*time.Second, "reconcile interval of a group while it is not converged")
 	cmd.Flags().DurationVar(&f.grace, "stop-grace", 30*time.Second, "how long the steps in flight may take after a stop is asked for")
+	def := openstack.DefaultRetryPolicy()
+	f.retry = def
+	cmd.Flags().DurationVar(&f.retry.RequestTimeout, "request-timeout", def.RequestTimeout, "how long one attempt of one cloud API request may take")
+	cmd.Flags().DurationVar(&f.retry.WaitMin, "retry-wait-min", def.WaitMin, "shortest wait before a failed cloud API request is sent again")
+	cmd.Flags().DurationVar(&f.retry.WaitMax, "retry-wait-max", def.WaitMax, "longest wait before a failed cloud API request is sent again (when the cloud names none)")
 	return cmd
 }
 
@@ -80,7 +86,10 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := controller.NewMetrics(reg)
-	cloud, err := openstack.New(ctx, openstack.Options{Cloud: cfg.Cloud, Logger: log, OnRequest: func(r openstack.RequestRecord) {
+	if f.retry.RequestTimeout <= 0 || f.retry.WaitMin <= 0 || f.retry.WaitMax < f.retry.WaitMin {
+		return usageError(fmt.Errorf("--request-timeout and --retry-wait-min must be above zero and --retry-wait-max at least --retry-wait-min"))
+	}
+	cloud, err := openstack.New(ctx, openstack.Options{Cloud: cfg.Cloud, Logger: log, Retry: f.retry, OnRequest: func(r openstack.RequestRecord) {
 		metrics.CloudRequest(r.Service, r.Method, r.Status, r.Duration)
 	}})
 	if err != nil {
