@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,8 +89,6 @@ type daemonProc struct {
 	done chan error
 }
 
-var servingLine = regexp.MustCompile(`serving on (http://\S+)`)
-
 func buildPhoenix(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "phoenix")
@@ -147,14 +144,6 @@ func startDaemonProc(t *testing.T, bin, cfg, clouds string) *daemonProc {
 		t.Fatal("the daemon never said where it serves")
 	}
 	return p
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func (p *daemonProc) status(t *testing.T) controller.DaemonStatus {

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phoenix-ops/phoenix/controller"
+)
+
+// The chaos harness: for each seed a random fleet, a random schedule of
+// cloud faults, SIGKILLs of a real `phoenix daemon` process and events,
+// with a monitor that checks the invariants of the design at every sample
+// of the simulator. See chaosseed.go for one seed and chaosmonitor.go for
+// the invariants.
+
+type chaosFlags struct {
+	seeds    int
+	from     uint64
+	seed     int64
+	parallel int
+	bug      string
+	expect   bool
+	phoenix  string
+	keepLogs string
+	verbose  bool
+}
+
+func newChaosCommand(g *globalFlags) *cobra.Command {
+	f := &chaosFlags{}
+	cmd := &cobra.Command{
+		Use:   "chaos [--seeds N]",
+		Short: "Run Phoenix through random faults, kills and events, checking its invariants throughout",
+		Long: `chaos runs, for each seed, a random fleet (groups, counts, surge and
+unavailable budgets, load-balancer traffic, snapshots before delete) on the
+built-in simulator, converges it, then publishes new images and sends events
+(image published, security patch, compromised server, a second image in the
+middle of a rollout, an image that cannot boot) while it injects cloud faults
+(5xx and 429 bursts, requests that never answer, creates that happen but
+answer 500, boots to ERROR, boots stuck in BUILD, slow deletes, Octavia 409s
+and members in ERROR, health flaps, a full quota) and kills the daemon — a
+real 'phoenix daemon' process — with SIGKILL and starts it again.
+
+A monitor samples the simulator every few milliseconds and checks:
+  availability  healthy servers of a group never below count − max_unavailable
+                (a server the chaos made sick counts as Phoenix's loss only
+                once the group is whole again)
+  bound         servers of a group never above count + max_surge
+  no orphans    every server carries its group tag, from its create on
+  replace first a healthy server is deleted only while the rest of its group
+                still holds the floor
+  fail fast     an image that cannot boot halts its group, which keeps its
+                old servers serving and removes the failed new ones
+  crash-safe    after the kills, every group converges: count servers, all
+                healthy, on the newest image, none extra
+and that neither the cloud password nor the webhook secret appears in any
+log line, status or metrics output of the daemon.
+
+Every failing seed is printed with the one command that replays it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("seed") {
+				f.from, f.seeds = uint64(f.seed), 1
+			}
+			return runChaos(cmd.Context(), cmd.OutOrStdout(), f)
+		},
+	}
+	cmd.Flags().IntVar(&f.seeds, "seeds", 50, "how many seeds to run")
+	cmd.Flags().Uint64Var(&f.from, "from", 1, "the first seed")
+	cmd.Flags().Int64Var(&f.seed, "seed", 0, "run this one seed only (replay), with its schedule printed")
+	cmd.Flags().IntVar(&f.parallel, "parallel", 3, "seeds run at the same time")
+	cmd.Flags().StringVar(&f.bug, "bug", "", "inject a known policy bug into the daemon (a binary built with -tags chaosbugs only)")
+	cmd.Flags().BoolVar(&f.expect, "expect-violation", false, "with --bug: succeed once a seed reports a violation, fail if none does")
+	cmd.Flags().StringVar(&f.phoenix, "phoenix", "", "the phoenix binary to run as the daemon (default: this one)")
+	cmd.Flags().StringVar(&f.keepLogs, "keep-logs", "", "copy the daemon logs of failing seeds into this directory")
+	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print every seed's schedule and outcome")
+	return cmd
+}
+
+// chaosSummary is what a chaos run found.
+type chaosSummary struct {
+	Seeds, Converged, Halted, Violations int
+	// Failed are the seeds with a violation or an unexpected end.
+	Failed []seedResult
+}
+
+func runChaos(ctx context.Context, out io.Writer, f *chaosFlags) error {
+	if f.seeds < 1 || f.parallel < 1 {
+		return usageError(fmt.Errorf("--seeds and --parallel must be at least 1"))
+	}
+	if f.bug != "" && !slices.Contains(controller.InjectableBugs(), f.bug) {
+		if len(controller.InjectableBugs()) == 0 {
+			return usageError(fmt.Errorf("--bug %s: this binary injects no bug; build one with: go build -tags chaosbugs ./cmd/phoenix", f.bug))
+		}
+		return usageError(fmt.Errorf("--bug %s: want one of %s", f.bug, strings.Join(controller.InjectableBugs(), ", ")))
+	}
+	if f.expect && f.bug == "" {
+		return usageError(fmt.Errorf("--expect-violation needs --bug"))
+	}
+	bin := f.phoenix
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the phoenix binary: %w", err)
+		}
+		bin = exe
+	}
+	start := time.Now()
+	sum, err := chaosRun(ctx, out, bin, f)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nchaos: %d seeds (%d–%d) in %s: %d converged, %d halted as their scenario expects, %d invariant violations, %d seeds failed\n",
+		sum.Seeds, f.from, f.from+uint64(sum.Seeds)-1, time.Since(start).Round(time.Second), sum.Converged, sum.Halted, sum.Violations, len(sum.Failed))
+	for _, r := range sum.Failed {
+		fmt.Fprintf(out, "  seed %d: %s\n    replay: %s\n", r.Seed, r.summary(), replayCommand(r.Seed, f.bug))
+	}
+	switch {
+	case f.expect && sum.Violations > 0:
+		fmt.Fprintf(out, "the injected bug %s was caught\n", f.bug)
+		return nil
+	case f.expect:
+		return &exitError{code: exitNotDone, err: fmt.Errorf("the injected bug %s went unnoticed in %d seeds", f.bug, sum.Seeds)}
+	case len(sum.Failed) > 0:
+		return &exitError{code: exitNotDone, err: fmt.Errorf("%d of %d seeds failed", len(sum.Failed), sum.Seeds)}
+	}
+	return nil
+}
+
+func replayCommand(seed uint64, bug string) string {
+	if bug != "" {
+		return fmt.Sprintf("go build -tags chaosbugs -o /tmp/phoenix-bugs ./cmd/phoenix && /tmp/phoenix-bugs chaos --bug %s --seed %d", bug, seed)
+	}
+	return fmt.Sprintf("go run ./cmd/phoenix chaos --seed %d", seed)
+}
+
+// chaosRun runs the seeds, f.parallel at a time, and stops early when an
+// expected violation was found.
+func chaosRun(ctx context.Context, out io.Writer, bin string, f *chaosFlags) (chaosSummary, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		sum     chaosSummary
+		results []seedResult
+		wg      sync.WaitGroup
+		next    = make(chan uint64)
+	)
+	for range f.parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seed := range next {
+				r := runSeed(ctx, seedOptions{seed: seed, bin: bin, bug: f.bug, verbose: f.verbose || f.seeds == 1, keepLogs: f.keepLogs, out: out})
+				mu.Lock()
+				if ctx.Err() == nil || r.Outcome != outcomeCancelled {
+					results = append(results, r)
+				}
+				if f.expect && len(r.Violations) > 0 {
+					cancel()
+				}
+				done := len(results)
+				mu.Unlock()
+				if !f.verbose && f.seeds > 1 && done%25 == 0 {
+					fmt.Fprintf(out, "  %d/%d seeds\n", done, f.seeds)
+				}
+			}
+		}()
+	}
+feed:
+	for i := range uint64(f.seeds) {
+		select {
+		case next <- f.from + i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	sort.Slice(results, func(i, j int) bool { return results[i].Seed < results[j].Seed })
+	for _, r := range results {
+		sum.Seeds++
+		sum.Violations += len(r.Violations)
+		switch {
+		case r.failed():
+			sum.Failed = append(sum.Failed, r)
+		case r.Outcome == outcomeHalted:
+			sum.Halted++
+		default:
+			sum.Converged++
+		}
+	}
+	if sum.Seeds == 0 {
+		return sum, ctx.Err()
+	}
+	return sum, nil
+}

@@ -1,0 +1,816 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/trigger"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
+)
+
+const (
+	outcomeConverged = "converged"
+	outcomeHalted    = "halted"
+	outcomeFailed    = "failed"
+	outcomeCancelled = "cancelled"
+)
+
+// How a group's new image reaches the daemon.
+const (
+	byWatch       = "image watch"
+	byImageEvent  = "image.published event"
+	byPatchEvent  = "security.patch event"
+	byCompromised = "instance.compromised event"
+)
+
+type seedOptions struct {
+	seed     uint64
+	bin, bug string
+	verbose  bool
+	keepLogs string
+	out      io.Writer
+}
+
+// seedResult is how one seed ended.
+type seedResult struct {
+	Seed    uint64
+	Outcome string
+	// Why says what went wrong when Outcome is failed.
+	Why string
+	// Violations are the first violation of each invariant and group;
+	// ViolatingSamples how many samples found one.
+	Violations       []string
+	ViolatingSamples int
+	Kills, Faults    int
+	Took             time.Duration
+}
+
+func (r seedResult) failed() bool { return r.Outcome == outcomeFailed || len(r.Violations) > 0 }
+
+func (r seedResult) summary() string {
+	var parts []string
+	if r.Why != "" {
+		parts = append(parts, r.Why)
+	}
+	parts = append(parts, r.Violations...)
+	return strings.Join(parts, "; ")
+}
+
+// chaosGroup is one group of a seed's fleet and what happens to it.
+type chaosGroup struct {
+	name                      string
+	count, surge, unavailable int
+	traffic                   bool
+	keep                      int // snapshots kept; 0: no snapshot before delete
+	trigger                   string
+	bad                       bool // its new image cannot boot: the group must halt
+	second                    bool // a second new image arrives mid-rollout
+}
+
+// chaosStep is one thing the schedule does, at an offset from the start
+// of the chaos.
+type chaosStep struct {
+	at   time.Duration
+	what string
+	do   func(ctx context.Context, r *seedRun) error
+}
+
+// chaosScenario draws a seed's fleet, simulator and schedule. The
+// schedule replays exactly; the interleaving with the daemon's own timing
+// does not, so a replay reproduces the scenario, usually the failure.
+func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Duration) {
+	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
+	opts := sim.Options{
+		Seed:        int64(seed),
+		BootTime:    sim.LogNormal(60*time.Millisecond, 400*time.Millisecond),
+		HealthDelay: sim.Fixed(20 * time.Millisecond),
+		DeleteTime:  sim.Fixed(20 * time.Millisecond),
+	}
+	if rng.IntN(3) == 0 {
+		opts.DeleteTime = sim.LogNormal(300*time.Millisecond, 1500*time.Millisecond) // slow deletes
+	}
+	var groups []chaosGroup
+	for i := range 1 + rng.IntN(3) {
+		g := chaosGroup{name: fmt.Sprintf("g%d", i+1), count: 2 + rng.IntN(5), surge: rng.IntN(3), unavailable: rng.IntN(2)}
+		if g.surge == 0 && g.unavailable == 0 {
+			g.surge = 1
+		}
+		g.traffic = rng.IntN(3) == 0
+		if rng.IntN(3) == 0 {
+			g.keep = 1 + rng.IntN(2)
+		}
+		g.trigger = []string{byWatch, byImageEvent, byPatchEvent, byCompromised}[rng.IntN(4)]
+		switch {
+		case g.trigger != byCompromised && rng.IntN(8) == 0:
+			g.bad = true
+		case g.trigger != byCompromised && rng.IntN(4) == 0:
+			g.second = true
+		}
+		groups = append(groups, g)
+	}
+	phase := time.Duration(1500+rng.IntN(1500)) * time.Millisecond
+	at := func() time.Duration { return time.Duration(rng.Int64N(int64(phase))) }
+
+	var steps []chaosStep
+	for _, g := range groups {
+		steps = append(steps, chaosStep{at: 0, what: fmt.Sprintf("group %s: %s", g.name, g.describe()), do: func(ctx context.Context, r *seedRun) error {
+			return r.publish(ctx, g, g.bad)
+		}})
+		if g.second {
+			steps = append(steps, chaosStep{at: phase/4 + at()/2, what: fmt.Sprintf("group %s: a second new image", g.name), do: func(ctx context.Context, r *seedRun) error {
+				return r.publish(ctx, g, false)
+			}})
+		}
+	}
+	faults := []func() chaosStep{
+		func() chaosStep {
+			svc := []string{"compute", "image", "network", "load-balancer", "identity"}[rng.IntN(5)]
+			f := sim.Fault{Service: svc, Method: "GET", Action: sim.FailWith, Status: []int{500, 502, 503}[rng.IntN(3)], Times: 3 + rng.IntN(8)}
+			return faultStep(fmt.Sprintf("%d× %d on %s GETs", f.Times, f.Status, svc), f)
+		},
+		func() chaosStep {
+			f := sim.Fault{Service: "compute", Action: sim.FailWith, Status: 429, RetryAfter: rng.IntN(2), Times: 2 + rng.IntN(5)}
+			return faultStep(fmt.Sprintf("%d× 429 from Nova", f.Times), f)
+		},
+		func() chaosStep {
+			f := sim.Fault{Service: "compute", Method: "GET", Path: `^/servers/detail$`, Action: sim.Hang, Times: 1}
+			return faultStep("a server list that never answers", f)
+		},
+		func() chaosStep {
+			f := sim.Fault{Service: "compute", Method: "POST", Path: `^/servers$`, Action: sim.CommitThenFail, Status: 500, Times: 1 + rng.IntN(2)}
+			return faultStep(fmt.Sprintf("%d creates that happen but answer 500", f.Times), f)
+		},
+		func() chaosStep {
+			f := sim.Fault{Service: "compute", Method: "POST", Path: `^/servers$`, Action: sim.CommitThenHang, Times: 1}
+			return faultStep("a create that happens but never answers", f)
+		},
+		func() chaosStep {
+			f := sim.Fault{Service: "compute", Method: "DELETE", Action: sim.FailWith, Status: 500, Times: 1 + rng.IntN(3)}
+			return faultStep(fmt.Sprintf("%d deletes answered 500", f.Times), f)
+		},
+		func() chaosStep {
+			f := sim.Fault{Service: "load-balancer", Method: "PUT", Action: sim.FailWith, Status: 409, Times: 2 + rng.IntN(4)}
+			return faultStep(fmt.Sprintf("%d Octavia 409s", f.Times), f)
+		},
+		func() chaosStep {
+			n := 1 + rng.IntN(2)
+			return chaosStep{what: fmt.Sprintf("%d boots to ERROR", n), do: func(_ context.Context, r *seedRun) error { r.sim.FailNextBoots(n); return nil }}
+		},
+		func() chaosStep {
+			return chaosStep{what: "a boot stuck in BUILD", do: func(_ context.Context, r *seedRun) error { r.sim.StickNextBoots(1); return nil }}
+		},
+		func() chaosStep {
+			return chaosStep{what: "a pool member in ERROR", do: func(_ context.Context, r *seedRun) error { r.sim.FailNextMembers(1); return nil }}
+		},
+		func() chaosStep {
+			pick, hold := rng.Uint64(), time.Duration(100+rng.IntN(700))*time.Millisecond
+			return chaosStep{what: fmt.Sprintf("a server's health flaps for %s", hold), do: func(ctx context.Context, r *seedRun) error { return r.flap(ctx, pick, hold) }}
+		},
+		func() chaosStep {
+			hold := time.Duration(300+rng.IntN(700)) * time.Millisecond
+			return chaosStep{what: fmt.Sprintf("the instance quota is full for %s", hold), do: func(ctx context.Context, r *seedRun) error { return r.fullQuota(ctx, hold) }}
+		},
+	}
+	for range rng.IntN(6) {
+		s := faults[rng.IntN(len(faults))]()
+		s.at = at()
+		steps = append(steps, s)
+	}
+	for range rng.IntN(4) {
+		steps = append(steps, chaosStep{at: at(), what: "SIGKILL the daemon and start it again", do: func(ctx context.Context, r *seedRun) error { return r.kill(ctx) }})
+	}
+	slices.SortStableFunc(steps, func(a, b chaosStep) int { return int(a.at - b.at) })
+	return opts, groups, steps, phase
+}
+
+func faultStep(what string, f sim.Fault) chaosStep {
+	return chaosStep{what: what, do: func(_ context.Context, r *seedRun) error {
+		r.faults++
+		return r.sim.InjectFault(f)
+	}}
+}
+
+func (g chaosGroup) describe() string {
+	s := fmt.Sprintf("count %d, max_surge %d, max_unavailable %d", g.count, g.surge, g.unavailable)
+	if g.traffic {
+		s += ", behind a pool"
+	}
+	if g.keep > 0 {
+		s += fmt.Sprintf(", snapshot before delete keeping %d", g.keep)
+	}
+	switch {
+	case g.trigger == byCompromised:
+		s += "; one server reported compromised"
+	case g.bad:
+		s += "; a new image that cannot boot, by " + g.trigger
+	default:
+		s += "; a new image, by " + g.trigger
+	}
+	return s
+}
+
+// seedRun is one seed being run: its simulator, its daemon process and
+// what the schedule did.
+type seedRun struct {
+	opts   seedOptions
+	sim    *sim.Sim
+	groups []chaosGroup
+	mon    *chaosMonitor
+	rng    *rand.Rand
+
+	dir, cfg, clouds string
+	password         string
+	secret           []byte
+
+	daemon *chaosDaemon
+	logs   []string // every daemon incarnation's log files
+	// outputs are status and metrics bodies fetched during the run, for
+	// the secret scan.
+	outputs []string
+
+	mu       sync.Mutex
+	final    map[string]string   // group → the image it must end on
+	old      map[string]string   // group → the image it started on
+	mustGo   map[string][]string // group → servers that must be gone (compromised twins)
+	flapped  []string
+	pools    map[string]string // group → pool ID
+	faults   int
+	kills    int
+	eventSeq int
+}
+
+func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
+	start := time.Now()
+	res = seedResult{Seed: o.seed}
+	simOpts, groups, steps, phase := chaosScenario(o.seed)
+	r := &seedRun{
+		opts: o, groups: groups, rng: rand.New(rand.NewPCG(o.seed, 0x5eed)),
+		password: "pw-" + uuid.NewString(), secret: []byte("wh-" + uuid.NewString()),
+		final: map[string]string{}, old: map[string]string{}, mustGo: map[string][]string{}, pools: map[string]string{},
+	}
+	if o.verbose {
+		fmt.Fprintf(o.out, "seed %d: %d groups, chaos for %s\n", o.seed, len(groups), phase)
+		for _, s := range steps {
+			fmt.Fprintf(o.out, "  %7s  %s\n", s.at.Round(time.Millisecond), s.what)
+		}
+	}
+	defer func() {
+		res.Kills, res.Faults, res.Took = r.kills, r.faults, time.Since(start)
+		if r.mon != nil {
+			res.Violations, res.ViolatingSamples = r.mon.violations()
+		}
+		if leaks := r.scanSecrets(); len(leaks) > 0 {
+			res.Violations = append(res.Violations, leaks...)
+		}
+		if ctx.Err() != nil && res.Outcome == outcomeFailed && len(res.Violations) == 0 {
+			res.Outcome = outcomeCancelled
+		}
+		if res.failed() && o.keepLogs != "" {
+			r.keepLogs(o.keepLogs)
+		}
+		r.close()
+		if o.verbose {
+			fmt.Fprintf(o.out, "seed %d: %s in %s, %d kills, %d faults; %s\n", o.seed, res.Outcome, res.Took.Round(time.Millisecond), res.Kills, res.Faults, res.summary())
+		}
+	}()
+	fail := func(format string, args ...any) seedResult {
+		res.Outcome, res.Why = outcomeFailed, fmt.Sprintf(format, args...)
+		return res
+	}
+
+	if err := r.setUp(simOpts); err != nil {
+		return fail("set up: %v", err)
+	}
+	if err := r.startDaemon(); err != nil {
+		return fail("%v", err)
+	}
+	if err := r.waitFleet(ctx, 60*time.Second, false); err != nil {
+		return fail("the first build: %v", err)
+	}
+
+	r.mon = newChaosMonitor(r.sim, groups)
+	r.mon.start(2 * time.Millisecond)
+	t0 := time.Now()
+	for _, s := range steps {
+		if wait := time.Until(t0.Add(s.at)); wait > 0 {
+			select {
+			case <-time.After(wait): // the schedule's own clock
+			case <-ctx.Done():
+				return fail("cancelled")
+			}
+		}
+		if err := s.do(ctx, r); err != nil {
+			return fail("%s: %v", s.what, err)
+		}
+		if first, _ := r.mon.violations(); len(first) > 0 && o.bug != "" {
+			break // caught: no need to play the rest
+		}
+	}
+	if wait := time.Until(t0.Add(phase)); wait > 0 {
+		time.Sleep(wait) // the rest of the chaos phase
+	}
+	r.calm()
+	if first, _ := r.mon.violations(); len(first) > 0 && o.bug != "" {
+		res.Outcome = outcomeFailed
+		r.mon.finish()
+		return res
+	}
+	err := r.waitFleet(ctx, 90*time.Second, true)
+	r.mon.finish()
+	r.collect()
+	if err != nil {
+		return fail("%v", err)
+	}
+	res.Outcome = outcomeConverged
+	for _, g := range groups {
+		if g.bad {
+			res.Outcome = outcomeHalted
+		}
+	}
+	return res
+}
+
+// setUp starts the simulator with the fleet's images and load balancers
+// and writes the daemon's files.
+func (r *seedRun) setUp(opts sim.Options) error {
+	dir, err := os.MkdirTemp("", fmt.Sprintf("phoenix-chaos-%d-", r.opts.seed))
+	if err != nil {
+		return err
+	}
+	r.dir = dir
+	opts.Password = r.password
+	s, err := sim.New(opts)
+	if err != nil {
+		return fmt.Errorf("start the simulator: %w", err)
+	}
+	r.sim = s
+	r.clouds = filepath.Join(dir, "clouds.yaml")
+	if err := s.WriteCloudsYAML(r.clouds, "phoenix-sim"); err != nil {
+		return err
+	}
+	secretFile := filepath.Join(dir, "webhook.key")
+	if err := os.WriteFile(secretFile, r.secret, 0o600); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "cloud: phoenix-sim\ncontroller: {interval: 1s, listen: \"127.0.0.1:0\", webhook_secret_file: %s, parallel_groups: 4}\ngroups:\n", secretFile)
+	for _, g := range r.groups {
+		img := s.AddImage(sim.Image{Name: "gold-" + g.name, Created: time.Now().Add(-time.Hour)})
+		r.old[g.name], r.final[g.name] = img.ID, img.ID
+		fmt.Fprintf(&b, `  - name: %s
+    count: %d
+    image: {name: gold-%s, newest: true}
+    flavor: m1.small
+    networks: [private]
+    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: 5s, max_failures: 3}
+    health:
+      http: {port: 8080, path: /healthz}
+      interval: 100ms
+      timeout: 100ms
+      healthy_threshold: 2
+      unhealthy_threshold: 3
+      grace: 3s
+`, g.name, g.count, g.name, g.surge, g.unavailable)
+		if g.traffic {
+			lb, err := s.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb-" + g.name, PoolName: "pool-" + g.name, Monitor: true, MonitorPath: "/healthz"})
+			if err != nil {
+				return err
+			}
+			r.pools[g.name] = lb.PoolID
+			fmt.Fprintf(&b, "    traffic: {octavia: {load_balancer: lb-%s, pool: pool-%s, protocol_port: 8080, drain: 100ms}}\n", g.name, g.name)
+		}
+		if g.keep > 0 {
+			fmt.Fprintf(&b, "    backup: {snapshot_before_delete: true, keep: %d}\n", g.keep)
+		}
+	}
+	r.cfg = filepath.Join(dir, "phoenix.yaml")
+	return os.WriteFile(r.cfg, []byte(b.String()), 0o600)
+}
+
+func (r *seedRun) close() {
+	if r.daemon != nil {
+		r.daemon.kill()
+	}
+	if r.sim != nil {
+		r.sim.Close()
+	}
+	if r.dir != "" {
+		_ = os.RemoveAll(r.dir)
+	}
+}
+
+// servingLine is what a daemon prints once it serves.
+var servingLine = regexp.MustCompile(`serving on (https?://\S+)`)
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// chaosDaemon is one `phoenix daemon` process.
+type chaosDaemon struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+}
+
+func (d *chaosDaemon) kill() {
+	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+}
+
+// startDaemon starts a daemon process and waits for it to serve.
+func (r *seedRun) startDaemon() error {
+	n := len(r.logs)
+	logPath := filepath.Join(r.dir, fmt.Sprintf("daemon-%d.log", n))
+	outPath := filepath.Join(r.dir, fmt.Sprintf("daemon-%d.out", n))
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	outFile, err := os.Create(outPath)
+	if err != nil {
+		logFile.Close()
+		return err
+	}
+	r.logs = append(r.logs, logPath, outPath)
+	cmd := exec.Command(r.opts.bin, "daemon", "--config", r.cfg, "--poll", "50ms", "--stop-grace", "2s",
+		"--request-timeout", "2s", "--retry-wait-min", "20ms", "--retry-wait-max", "200ms", "--log-level", "debug")
+	cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+r.clouds, "OS_CLOUD=", "PHOENIX_CHAOS_BUG="+r.opts.bug)
+	cmd.Stderr = logFile
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the daemon: %w", err)
+	}
+	d := &chaosDaemon{cmd: cmd, done: make(chan struct{})}
+	found := make(chan string, 1)
+	go func() {
+		defer close(d.done)
+		defer logFile.Close()
+		defer outFile.Close()
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			fmt.Fprintln(outFile, sc.Text())
+			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+		_ = cmd.Wait()
+	}()
+	select {
+	case d.url = <-found:
+	case <-d.done:
+		b, _ := os.ReadFile(logPath)
+		return fmt.Errorf("the daemon exited at start:\n%s", tail(string(b), 20))
+	case <-time.After(30 * time.Second):
+		d.kill()
+		return fmt.Errorf("the daemon never said where it serves")
+	}
+	r.daemon = d
+	return nil
+}
+
+// kill ends the daemon with SIGKILL, waits for what its requests did to
+// have happened — a real restart takes longer than that — and starts it
+// again.
+func (r *seedRun) kill(ctx context.Context) error {
+	r.collect()
+	r.daemon.kill()
+	r.kills++
+	deadline := time.Now().Add(15 * time.Second)
+	for r.sim.InFlight() > 0 {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the dead daemon's requests were still in flight after 15s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the simulator
+	}
+	return r.startDaemon()
+}
+
+// publish publishes a group's next image and tells the daemon as the
+// group's trigger says.
+func (r *seedRun) publish(ctx context.Context, g chaosGroup, bad bool) error {
+	if g.trigger == byCompromised {
+		return r.compromise(ctx, g)
+	}
+	img := r.sim.AddImage(sim.Image{Name: "gold-" + g.name, BootFails: bad})
+	if !bad {
+		r.mu.Lock()
+		r.final[g.name] = img.ID
+		r.mu.Unlock()
+	}
+	switch g.trigger {
+	case byImageEvent:
+		return r.send(ctx, trigger.Event{Type: trigger.TypeImagePublished, Image: img.ID})
+	case byPatchEvent:
+		return r.send(ctx, trigger.Event{Type: trigger.TypeSecurityPatch, Groups: []string{g.name}, Reason: "chaos"})
+	}
+	return nil
+}
+
+// compromise reports one healthy server of the group compromised: every
+// server built like it must go.
+func (r *seedRun) compromise(ctx context.Context, g chaosGroup) error {
+	var victims []sim.Server
+	for _, s := range r.sim.Servers() {
+		if groupOfServer(s) == g.name && s.Healthy {
+			victims = append(victims, s)
+		}
+	}
+	if len(victims) == 0 {
+		return fmt.Errorf("no healthy server in group %s to report", g.name)
+	}
+	v := victims[r.rng.IntN(len(victims))]
+	var twins []string
+	for _, s := range r.sim.Servers() {
+		if groupOfServer(s) == g.name && s.ImageID == v.ImageID && s.Metadata[controller.MetaRevision] == v.Metadata[controller.MetaRevision] {
+			twins = append(twins, s.ID)
+		}
+	}
+	r.mu.Lock()
+	r.mustGo[g.name] = twins
+	r.mu.Unlock()
+	r.mon.excuse(v.ID)
+	return r.send(ctx, trigger.Event{Type: trigger.TypeInstanceCompromised, Server: v.ID, Reason: "chaos"})
+}
+
+// send delivers a signed event, again while the daemon answers that it
+// cannot take it now (a 5xx while the cloud fails); a 409 says an
+// earlier try got through.
+func (r *seedRun) send(ctx context.Context, e trigger.Event) error {
+	r.mu.Lock()
+	r.eventSeq++
+	e.ID = fmt.Sprintf("chaos-%d-%d", r.opts.seed, r.eventSeq)
+	r.mu.Unlock()
+	c := retryablehttp.NewClient()
+	c.Logger, c.RetryMax = nil, 0
+	var last string
+	for range 50 {
+		status, body, err := trigger.Send(ctx, c, r.daemon.url+"/v1/events", r.secret, e, time.Now())
+		switch {
+		case err == nil && (status == http.StatusAccepted || status == http.StatusConflict):
+			return nil
+		case err == nil && status < 500:
+			return fmt.Errorf("event %s refused: HTTP %d %s", e.Type, status, body)
+		case err != nil:
+			last = err.Error()
+		default:
+			last = fmt.Sprintf("HTTP %d %s", status, body)
+		}
+		time.Sleep(100 * time.Millisecond) // the sender's back-off
+	}
+	return fmt.Errorf("event %s never accepted: %s", e.Type, last)
+}
+
+// flap makes one healthy server's application fail its health checks for
+// a while.
+func (r *seedRun) flap(ctx context.Context, pick uint64, hold time.Duration) error {
+	var up []sim.Server
+	for _, s := range r.sim.Servers() {
+		if s.Healthy && groupOfServer(s) != "" {
+			up = append(up, s)
+		}
+	}
+	if len(up) == 0 {
+		return nil
+	}
+	v := up[pick%uint64(len(up))]
+	r.mon.excuse(v.ID)
+	if err := r.sim.SetHealth(v.ID, sim.HealthFailing); err != nil {
+		return nil // deleted meanwhile
+	}
+	r.mu.Lock()
+	r.flapped = append(r.flapped, v.ID)
+	r.mu.Unlock()
+	go func() {
+		select {
+		case <-time.After(hold): // the flap's length
+		case <-ctx.Done():
+		}
+		_ = r.sim.SetHealth(v.ID, sim.HealthUp)
+	}()
+	return nil
+}
+
+// fullQuota sets the instance quota to what exists for a while.
+func (r *seedRun) fullQuota(ctx context.Context, hold time.Duration) error {
+	r.sim.SetQuota(sim.Quota{Instances: len(r.sim.Servers())})
+	go func() {
+		select {
+		case <-time.After(hold): // how long the quota stays full
+		case <-ctx.Done():
+		}
+		r.sim.SetQuota(sim.Quota{Instances: -1})
+	}()
+	return nil
+}
+
+// calm ends the chaos: no more faults, every flapped server healthy again.
+func (r *seedRun) calm() {
+	r.sim.ClearFaults()
+	r.sim.ClearBootFaults()
+	r.sim.SetQuota(sim.Quota{Instances: -1})
+	r.mu.Lock()
+	flapped := slices.Clone(r.flapped)
+	r.mu.Unlock()
+	for _, id := range flapped {
+		_ = r.sim.SetHealth(id, sim.HealthUp)
+	}
+}
+
+// waitFleet waits for every group to reach its end: count servers, all
+// healthy, none deleting, on its final image — or, for a group whose
+// image cannot boot, halted on its old image — with the daemon saying
+// the same.
+func (r *seedRun) waitFleet(ctx context.Context, patience time.Duration, end bool) error {
+	deadline := time.Now().Add(patience)
+	var why string
+	for {
+		why = r.fleetWhyNot(end)
+		if why == "" {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("did not converge within %s: %s", patience, why)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the simulator and the daemon
+	}
+}
+
+func (r *seedRun) fleetWhyNot(end bool) string {
+	st, err := r.status()
+	if err != nil {
+		return err.Error()
+	}
+	byName := map[string]controller.GroupStatus{}
+	for _, g := range st.Groups {
+		byName[g.Group] = g
+	}
+	servers := r.sim.Servers()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range servers {
+		if groupOfServer(s) == "" {
+			return fmt.Sprintf("server %s has no group tag", s.Name)
+		}
+	}
+	for _, g := range r.groups {
+		gs, ok := byName[g.name]
+		want := r.final[g.name]
+		halt := end && g.bad
+		switch {
+		case !ok:
+			return fmt.Sprintf("group %s missing from the daemon's status", g.name)
+		case halt && gs.Halted == "":
+			return fmt.Sprintf("group %s: its image cannot boot, and it has not halted (%s)", g.name, gs.Progress)
+		case !halt && (gs.InProgress || gs.Halted != ""):
+			return fmt.Sprintf("group %s: %s %s", g.name, gs.Progress, gs.Halted)
+		case !halt && gs.DesiredImage.ID != want:
+			return fmt.Sprintf("group %s: the daemon wants image %s, not the newest %s", g.name, gs.DesiredImage.ID, want)
+		}
+		var mine []sim.Server
+		for _, s := range servers {
+			if groupOfServer(s) == g.name {
+				mine = append(mine, s)
+			}
+		}
+		switch {
+		case halt && (len(mine) < g.count-g.unavailable || len(mine) > g.count):
+			// A halted group keeps what serves: an old server its budget
+			// let go before the new image failed is not booted again.
+			return fmt.Sprintf("group %s, halted, has %d servers, want %d to %d", g.name, len(mine), g.count-g.unavailable, g.count)
+		case !halt && len(mine) != g.count:
+			return fmt.Sprintf("group %s has %d servers, want %d", g.name, len(mine), g.count)
+		}
+		addresses := map[string]bool{}
+		for _, s := range mine {
+			switch {
+			case !s.Healthy || s.Deleting:
+				return fmt.Sprintf("group %s: server %s is not healthy (%s)", g.name, s.Name, s.Status)
+			case s.ImageID != want:
+				return fmt.Sprintf("group %s: server %s runs image %s, want %s", g.name, s.Name, s.ImageID, want)
+			case slices.Contains(r.mustGo[g.name], s.ID):
+				return fmt.Sprintf("group %s: server %s, built like the compromised one, is still there", g.name, s.Name)
+			}
+			addresses[s.Address] = true
+		}
+		if pool := r.pools[g.name]; pool != "" {
+			members := r.sim.Members(pool)
+			serving := 0
+			for _, m := range members {
+				if !addresses[m.Address] {
+					return fmt.Sprintf("group %s: pool member %s is none of its servers", g.name, m.Address)
+				}
+				if m.Weight > 0 && m.AdminStateUp {
+					serving++
+				}
+			}
+			if serving != len(mine) {
+				return fmt.Sprintf("group %s: %d pool members serve, want %d", g.name, serving, g.count)
+			}
+		}
+	}
+	return ""
+}
+
+func (r *seedRun) status() (controller.DaemonStatus, error) {
+	var st controller.DaemonStatus
+	body, err := r.get("/v1/status")
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		return st, fmt.Errorf("status: %w", err)
+	}
+	return st, nil
+}
+
+func (r *seedRun) get(path string) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(r.daemon.url + path)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", path, err)
+	}
+	return string(b), nil
+}
+
+// collect keeps the daemon's status and metrics output for the secret
+// scan.
+func (r *seedRun) collect() {
+	for _, p := range []string{"/v1/status", "/metrics"} {
+		if body, err := r.get(p); err == nil {
+			r.outputs = append(r.outputs, body)
+		}
+	}
+}
+
+// scanSecrets looks for the cloud password and the webhook secret in
+// every log line, status and metrics output of the run.
+func (r *seedRun) scanSecrets() []string {
+	var leaks []string
+	secrets := map[string]string{"the cloud password": r.password, "the webhook secret": string(r.secret)}
+	for what, secret := range secrets {
+		if secret == "" {
+			continue
+		}
+		for _, p := range r.logs {
+			b, err := os.ReadFile(p)
+			if err == nil && strings.Contains(string(b), secret) {
+				leaks = append(leaks, fmt.Sprintf("secrets: %s appears in %s", what, filepath.Base(p)))
+			}
+		}
+		for _, out := range r.outputs {
+			if strings.Contains(out, secret) {
+				leaks = append(leaks, fmt.Sprintf("secrets: %s appears in status or metrics output", what))
+				break
+			}
+		}
+	}
+	return leaks
+}
+
+func (r *seedRun) keepLogs(dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	for _, p := range r.logs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d-%s", r.opts.seed, filepath.Base(p))), b, 0o600)
+	}
+}
