@@ -1,14 +1,18 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 )
 
 // The simulator's request decoding is what every test of Phoenix against
@@ -24,13 +28,20 @@ import (
 //     (names, UUIDs, ranges, base64, tag rules);
 //   - an accepted input, written out again as a client would send it, is
 //     accepted as the same request (the decoder neither drops nor invents
-//     a field).
+//     a field);
+//   - through the HTTP handler (a simulator serving the request in
+//     process): a create is answered 202 or a 4xx in Nova's error shape,
+//     a refused create leaves no server behind, and an accepted one makes
+//     exactly one server holding what the body asked for; a server list
+//     is answered 200 with a list, or the 400 or 403 of its query.
 
 // fuzzKind selects the decoder: the byte's value modulo fuzzKinds.
 const (
 	fuzzCreate = iota
 	fuzzMember
 	fuzzListQuery
+	fuzzCreateHTTP
+	fuzzListHTTP
 	fuzzKinds
 )
 
@@ -73,7 +84,18 @@ func FuzzDecode(f *testing.F) {
 	list(52, "name=(&limit=1")
 	list(25, "tags=a&tags-any=b,,c&marker=x;y")
 
+	f.Add(uint8(fuzzCreateHTTP), uint8(52), []byte(`{"server":{"name":"web-1","imageRef":"`+fuzzImage+`","flavorRef":"1",`+
+		`"networks":[{"uuid":"`+fuzzNet+`"}],"metadata":{"phoenix:group":"web"},"tags":["phoenix:web"]}}`))
+	f.Add(uint8(fuzzCreateHTTP), uint8(1), []byte(`{"server":{"name":"a","imageRef":"`+fuzzImage+`","flavorRef":"m1.tiny"}}`))
+	f.Add(uint8(fuzzCreateHTTP), uint8(52), []byte(`{"server":{"name":"a","imageRef":"`+fuzzImage+`","flavorRef":"1","networks":"none","return_reservation_id":true}}`))
+	f.Add(uint8(fuzzCreateHTTP), uint8(52), []byte(`{"server":{"name":"a","imageRef":"`+fuzzNet+`","flavorRef":"1","networks":"auto"}}`))
+	f.Add(uint8(fuzzCreateHTTP), uint8(52), []byte(` `))
+	f.Add(uint8(fuzzListHTTP), uint8(52), []byte("limit=1&tags=phoenix:web"))
+	f.Add(uint8(fuzzListHTTP), uint8(52), []byte("limit=-1"))
+	f.Add(uint8(fuzzListHTTP), uint8(52), []byte("marker=nope&status=ACTIVE"))
+
 	members := &Sim{subnets: []subnet{{ID: fuzzSubnet, Name: "private-subnet"}}}
+	s := fuzzSim(f)
 	f.Fuzz(func(t *testing.T, kind, minor uint8, data []byte) {
 		v := microversion{2, int(minor) % 100}
 		switch kind % fuzzKinds {
@@ -83,8 +105,176 @@ func FuzzDecode(f *testing.F) {
 			fuzzMemberBody(t, members, data)
 		case fuzzListQuery:
 			fuzzListFilter(t, data, v)
+		case fuzzCreateHTTP:
+			fuzzCreateRequest(t, s, data, microversion{2, 1 + int(minor)%96})
+		case fuzzListHTTP:
+			fuzzListRequest(t, s, data, microversion{2, 1 + int(minor)%96})
 		}
 	})
+}
+
+const fuzzToken = "fuzz-token"
+
+// fuzzSim is a simulator whose API the fuzzer calls in process (its
+// handler, no connection): a token, the image and network the seeds
+// name, and two servers for lists to show. Servers never finish booting,
+// so no application listens for them, and deletes end at once.
+func fuzzSim(f *testing.F) *Sim {
+	s, err := New(Options{BootTime: Fixed(time.Hour), DeleteTime: Fixed(0), NovaMaxLimit: 2})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(s.Close)
+	s.mu.Lock()
+	s.tokens[fuzzToken] = &token{issued: time.Now(), expires: time.Now().Add(24 * time.Hour), scoped: true, methods: []string{"password"}}
+	s.mu.Unlock()
+	s.AddImage(Image{ID: fuzzImage, Name: "fuzz"})
+	s.AddNetwork(Network{ID: fuzzNet, Name: "fuzz"})
+	for _, name := range []string{"kept-1", "kept-2"} {
+		body := `{"server":{"name":"` + name + `","imageRef":"` + fuzzImage + `","flavorRef":"1","networks":"none","tags":["phoenix:web"]}}`
+		if w := fuzzServe(s, http.MethodPost, "/compute/v2.1/servers", microversion{2, 52}, []byte(body)); w.Code != http.StatusAccepted {
+			f.Fatalf("create %s: %d %s", name, w.Code, w.Body)
+		}
+	}
+	return s
+}
+
+// fuzzServe serves one request; target is a path and query as a URL
+// holds them (the query may hold what a request line could not).
+func fuzzServe(s *Sim, method, target string, v microversion, body []byte) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, "/", bytes.NewReader(body))
+	u, err := url.Parse(target)
+	if err != nil {
+		panic(err) // the callers' targets parse
+	}
+	r.URL, r.RequestURI = u, target
+	r.Header.Set("X-Auth-Token", fuzzToken)
+	r.Header.Set("OpenStack-API-Version", "compute "+v.String())
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	w := httptest.NewRecorder()
+	s.serveHTTP(w, r)
+	s.ResetRequests() // the log would grow with every input
+	return w
+}
+
+// liveIDs are the servers that exist and are not being deleted.
+func liveIDs(s *Sim) map[string]bool {
+	out := map[string]bool{}
+	for _, srv := range s.Servers() {
+		if !srv.Deleting {
+			out[srv.ID] = true
+		}
+	}
+	return out
+}
+
+// novaErrorShape checks a Nova error body: {"<kind>": {"code": status,
+// "message": "..."}}.
+func novaErrorShape(t *testing.T, w *httptest.ResponseRecorder) {
+	t.Helper()
+	var body map[string]struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || len(body) != 1 {
+		t.Fatalf("%d answered %q: not Nova's error shape (%v)", w.Code, w.Body, err)
+	}
+	for _, e := range body {
+		if e.Code != w.Code || e.Message == "" {
+			t.Fatalf("%d answered %q: code or message wrong", w.Code, w.Body)
+		}
+	}
+}
+
+func fuzzCreateRequest(t *testing.T, s *Sim, data []byte, v microversion) {
+	before := liveIDs(s)
+	w := fuzzServe(s, http.MethodPost, "/compute/v2.1/servers", v, data)
+	var added []string
+	for id := range liveIDs(s) {
+		if !before[id] {
+			added = append(added, id)
+		}
+	}
+	switch {
+	case w.Code >= 400 && w.Code < 500:
+		novaErrorShape(t, w)
+		if len(added) > 0 {
+			t.Fatalf("refused %q with %d but created %v", data, w.Code, added)
+		}
+		return
+	case w.Code != http.StatusAccepted:
+		t.Fatalf("create %q answered %d %s", data, w.Code, w.Body)
+	}
+	if len(added) != 1 {
+		t.Fatalf("accepted %q and created %d servers", data, len(added))
+	}
+	id := added[0]
+	defer func() {
+		if w := fuzzServe(s, http.MethodDelete, "/compute/v2.1/servers/"+id, v, nil); w.Code != http.StatusNoContent {
+			t.Fatalf("delete %s: %d %s", id, w.Code, w.Body)
+		}
+	}()
+	c, msg := parseCreate(data, v)
+	if msg != "" {
+		t.Fatalf("the API accepted %q, its decoder refuses it: %s", data, msg)
+	}
+	srv, ok := s.Server(id)
+	if !ok {
+		t.Fatalf("server %s created for %q is gone", id, data)
+	}
+	want := c.metadata
+	if want == nil {
+		want = map[string]string{}
+	}
+	if srv.Name != c.name || srv.ImageID != c.imageRef || !maps.Equal(srv.Metadata, want) ||
+		len(srv.Tags)+len(c.tags) > 0 && !slices.Equal(srv.Tags, c.tags) {
+		t.Fatalf("%q made server %+v", data, srv)
+	}
+	var answer struct {
+		Server *struct {
+			ID string `json:"id"`
+		} `json:"server"`
+		ReservationID string `json:"reservation_id"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &answer); err != nil {
+		t.Fatalf("202 with %q: %v", w.Body, err)
+	}
+	if c.reservationID != (answer.Server == nil) || answer.Server != nil && answer.Server.ID != id || c.reservationID && answer.ReservationID == "" {
+		t.Fatalf("%q (reservation id asked: %v) answered %s for server %s", data, c.reservationID, w.Body, id)
+	}
+}
+
+func fuzzListRequest(t *testing.T, s *Sim, data []byte, v microversion) {
+	// What a client can send: the query as a URL holds it.
+	u, err := url.Parse("/compute/v2.1/servers/detail?" + string(data))
+	if err != nil || u.Path != "/compute/v2.1/servers/detail" {
+		return
+	}
+	w := fuzzServe(s, http.MethodGet, u.String(), v, nil)
+	switch w.Code {
+	case http.StatusOK:
+	case http.StatusBadRequest, http.StatusForbidden:
+		novaErrorShape(t, w)
+		return
+	default:
+		t.Fatalf("list ?%s answered %d %s", u.RawQuery, w.Code, w.Body)
+	}
+	var page struct {
+		Servers []struct {
+			ID string `json:"id"`
+		} `json:"servers"`
+		Links []struct {
+			Rel, Href string
+		} `json:"servers_links"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || page.Servers == nil {
+		t.Fatalf("list ?%s answered %q (%v)", u.RawQuery, w.Body, err)
+	}
+	if len(page.Servers) > s.opts.NovaMaxLimit {
+		t.Fatalf("list ?%s answered %d servers, more than the limit %d", u.RawQuery, len(page.Servers), s.opts.NovaMaxLimit)
+	}
 }
 
 func fuzzCreateBody(t *testing.T, data []byte, v microversion) {
