@@ -268,7 +268,9 @@ const soakImage = "soak-gold"
 // soakGroupsYAML is the soak's configuration: three kinds of group in
 // turn — surge-first behind an Octavia pool, surge by percentage, and in
 // place — with fast health checks. The interval is an hour: every
-// rollout starts from the image.published event the soak sends.
+// rollout starts from the image.published event the soak sends. The
+// grace (300ms) is shorter than a rollout, so that the flapped server's
+// failures count: it is seen unhealthy, not forgiven as a new boot.
 func soakGroupsYAML(groups, servers int) string {
 	var b strings.Builder
 	b.WriteString("controller: {interval: 1h}\ngroups:\n")
@@ -278,7 +280,7 @@ func soakGroupsYAML(groups, servers int) string {
     image: {name: %s, newest: true}
     flavor: m1.small
     networks: [private]
-    health: {http: {port: 8080, path: /healthz}, interval: 50ms, rise_interval: 10ms, timeout: 50ms, healthy_threshold: 2, unhealthy_threshold: 3, grace: 2s}
+    health: {http: {port: 8080, path: /healthz}, interval: 50ms, rise_interval: 10ms, timeout: 50ms, healthy_threshold: 2, unhealthy_threshold: 3, grace: 300ms}
 `, i, servers, soakImage)
 		switch i % 3 {
 		case 0:
