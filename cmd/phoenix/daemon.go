@@ -74,6 +74,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 	if err != nil {
 		return err
 	}
+	warnOpenSecretFiles(log, daemonSecretFiles(cfg))
 	listen := cfg.Controller.Listen
 	if f.listen != "" {
 		listen = f.listen

@@ -87,6 +87,7 @@ func runRebuild(ctx context.Context, out io.Writer, g *globalFlags, f *rebuildFl
 	if err != nil {
 		return err
 	}
+	warnOpenSecretFiles(log, cloudsSecretFiles(cfg.Cloud))
 	cloud, err := connect(ctx, cfg.Cloud, log)
 	if err != nil {
 		return err

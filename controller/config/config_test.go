@@ -716,7 +716,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("groups:\n  - &g {<<: *g}\n"))
 	f.Add([]byte("---\n---\n"))
 	f.Add([]byte(""))
+	// The user data file the valid seed names: without it every mutation
+	// of the richest seed is refused before its groups are checked.
 	dir := f.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "web.yaml"), []byte("#cloud-config\n"), 0o600); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("fuzz.yaml", data, dir)
 		if err != nil {
@@ -734,13 +739,45 @@ func FuzzParse(f *testing.F) {
 		if len(cfg.Groups) == 0 || cfg.Path != "fuzz.yaml" {
 			t.Fatalf("accepted a config without groups, or lost its path: %+v", cfg)
 		}
+		if c := cfg.Controller; c.Interval < Duration(time.Second) || c.ParallelGroups < 1 || c.ParallelGroups > 1000 {
+			t.Fatalf("accepted controller settings the daemon cannot run with: %+v", c)
+		}
 		for _, g := range cfg.Groups {
 			if g.Count < 1 || !groupName.MatchString(g.Name) || g.Flavor == "" || len(g.Networks) == 0 {
 				t.Fatalf("accepted an invalid group: %+v", g)
 			}
-			if g.Rollout.MaxSurge.Resolve(g.Count, true) == 0 && g.Rollout.MaxUnavailable.Resolve(g.Count, false) == 0 {
-				t.Fatalf("accepted a rollout that cannot progress: %+v", g.Rollout)
+			r := g.Rollout
+			if r.MaxSurge.Resolve(g.Count, true) == 0 && r.MaxUnavailable.Resolve(g.Count, false) == 0 {
+				t.Fatalf("accepted a rollout that cannot progress: %+v", r)
 			}
+			if r.MaxUnavailable.Resolve(g.Count, false) > g.Count || r.MaxFailures < 1 || r.ProgressDeadline < Duration(time.Second) ||
+				r.Canary < 0 || r.Canary > 0 && r.Canary >= g.Count {
+				t.Fatalf("accepted rollout settings of group %s out of range: %+v", g.Name, r)
+			}
+			if h := g.Health; h.HTTP != nil || h.TCP != nil {
+				if h.HTTP != nil && h.TCP != nil || h.Interval <= 0 || h.RiseInterval <= 0 || h.RiseInterval > h.Interval ||
+					h.Timeout <= 0 || h.Timeout > h.Interval || h.HealthyThreshold < 1 || h.UnhealthyThreshold < 1 {
+					t.Fatalf("accepted health settings of group %s a checker cannot run: %+v", g.Name, h)
+				}
+				port := 0
+				if h.HTTP != nil {
+					port = h.HTTP.Port
+					if !strings.HasPrefix(h.HTTP.Path, "/") {
+						t.Fatalf("accepted health path %q", h.HTTP.Path)
+					}
+				} else {
+					port = h.TCP.Port
+				}
+				if port < 1 || port > 65535 {
+					t.Fatalf("accepted health port %d", port)
+				}
+			}
+		}
+		// Parsing is a function of the bytes: the same input gives the
+		// same configuration.
+		again, err := Parse("fuzz.yaml", data, dir)
+		if err != nil || !reflect.DeepEqual(cfg, again) {
+			t.Fatalf("the same input parsed differently the second time (%v)", err)
 		}
 	})
 }

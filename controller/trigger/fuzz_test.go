@@ -152,7 +152,10 @@ func (d *fuzzDispatcher) Dispatch(_ context.Context, e Event) error {
 
 // FuzzHandler: ServeHTTP never panics, always answers one of the
 // documented statuses with a JSON body, and dispatches only events that
-// passed every check.
+// passed every check. Each request dispatches at most once, and exactly
+// when its status says so (202, and the dispatcher's own 422 and 503); a
+// refused request leaves no trace — the same body, signed properly, is
+// not then taken for a replay; an accepted one sent again is a 409.
 func FuzzHandler(f *testing.F) {
 	for i, b := range seedBodies(f) {
 		f.Add("POST", b, true, int64(i*20), "", "", int64(len(b)), i%3 == 0)
@@ -168,51 +171,99 @@ func FuzzHandler(f *testing.F) {
 			Now:        func() time.Time { return testNow },
 			MaxBody:    4096,
 		}
-		serve := func() *httptest.ResponseRecorder {
+		if sign {
+			ts, sig = Sign(testSecret, testNow.Add(time.Duration(skew)*time.Second), body)
+		}
+		serve := func(method, ts, sig string, contentLength int64) *httptest.ResponseRecorder {
 			r := httptest.NewRequest(http.MethodPost, "/v1/events", strings.NewReader(string(body)))
 			r.Method = method
 			r.ContentLength = contentLength
-			if sign {
-				ts, sig = Sign(testSecret, testNow.Add(time.Duration(skew)*time.Second), body)
-			}
 			r.Header.Set(HeaderTimestamp, ts)
 			r.Header.Set(HeaderSignature, sig)
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)
 			return w
 		}
-		w := serve()
+		dispatched := func() []Event {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return append([]Event(nil), d.events...)
+		}
+		// check judges one answer and the dispatches it made.
+		check := func(w *httptest.ResponseRecorder, before int) {
+			t.Helper()
+			switch w.Code {
+			case 202, 400, 401, 405, 409, 413, 422, 503:
+			default:
+				t.Fatalf("status %d", w.Code)
+			}
+			var answer map[string]string
+			if err := json.Unmarshal(w.Body.Bytes(), &answer); err != nil || w.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("answer %q is not JSON (%v)", w.Body, err)
+			}
+			if w.Code != 202 && answer["error"] == "" {
+				t.Fatalf("status %d without an error message: %q", w.Code, w.Body)
+			}
+			if strings.Contains(w.Body.String(), string(testSecret)) {
+				t.Fatalf("answer %q holds the secret", w.Body)
+			}
+			events := dispatched()
+			switch n := len(events) - before; {
+			case n > 1:
+				t.Fatalf("one request dispatched %d events", n)
+			case n == 1:
+				e, err := Parse(body)
+				if err != nil || Verify(testSecret, testNow, DefaultWindow, ts, sig, body) != nil {
+					t.Fatalf("dispatched %+v from a request that fails Parse (%v) or Verify", events, err)
+				}
+				if !sameEvent(events[before], e) {
+					t.Fatalf("dispatched %+v for %q", events[before], body)
+				}
+				// The dispatcher's answer decides the status.
+				want := 202
+				for _, g := range e.Groups {
+					if g == "nope" {
+						want = 422
+						break
+					}
+					if g == "fail" {
+						want = 503
+						break
+					}
+				}
+				if w.Code != want {
+					t.Fatalf("dispatched %+v, answered %d, want %d", e, w.Code, want)
+				}
+			case w.Code == 202 || w.Code == 503:
+				t.Fatalf("status %d without a dispatch", w.Code)
+			}
+		}
+
+		w := serve(method, ts, sig, contentLength)
+		check(w, 0)
+		first := w.Code
 		if replay {
-			w = serve()
-		}
-		switch w.Code {
-		case 202, 400, 401, 405, 409, 413, 422, 503:
-		default:
-			t.Fatalf("status %d", w.Code)
-		}
-		var answer map[string]string
-		if err := json.Unmarshal(w.Body.Bytes(), &answer); err != nil || w.Header().Get("Content-Type") != "application/json" {
-			t.Fatalf("answer %q is not JSON (%v)", w.Body, err)
-		}
-		if w.Code != 202 && answer["error"] == "" {
-			t.Fatalf("status %d without an error message: %q", w.Code, w.Body)
-		}
-		if strings.Contains(w.Body.String(), string(testSecret)) {
-			t.Fatalf("answer %q holds the secret", w.Body)
-		}
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if len(d.events) > 0 {
-			e, err := Parse(body)
-			if err != nil || Verify(testSecret, testNow, DefaultWindow, ts, sig, body) != nil {
-				t.Fatalf("dispatched %+v from a request that fails Parse (%v) or Verify", d.events, err)
+			n := len(dispatched())
+			w = serve(method, ts, sig, contentLength)
+			check(w, n)
+			if first == 202 && w.Code != 409 {
+				t.Fatalf("an accepted request sent again answered %d, want 409", w.Code)
 			}
-			if !sameEvent(d.events[0], e) || len(d.events) > 2 || len(d.events) == 2 && w.Code == 409 {
-				t.Fatalf("dispatched %+v for %q (status %d)", d.events, body, w.Code)
+			if first != 202 && first != 409 && w.Code != first {
+				t.Fatalf("a request answered %d, then %d when sent again", first, w.Code)
 			}
 		}
-		if w.Code == 202 && len(d.events) == 0 {
-			t.Fatal("202 without a dispatch")
+		if first != 202 && first != 409 && !replay {
+			// The refusal reserved nothing: the same body, signed now and
+			// sent properly, is judged afresh.
+			fts, fsig := Sign(testSecret, testNow, body)
+			n := len(dispatched())
+			w = serve(http.MethodPost, fts, fsig, int64(len(body)))
+			ts, sig = fts, fsig
+			check(w, n)
+			if w.Code == 409 {
+				t.Fatalf("refused with %d, then the same body signed properly was taken for a replay", first)
+			}
 		}
 	})
 }
