@@ -68,13 +68,15 @@ func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f Force) error {
 	var marks []provisioner.Server
 	for _, s := range servers {
 		p := planServer(s)
-		if s.Gone() || p.RebuildMark != "" || forced([]Force{f}, p) == "" || !acceptsMetadata(p) {
+		// A compromised server is on its way out already (and may be
+		// being deleted as this runs): it needs no mark.
+		if s.Gone() || p.RebuildMark != "" || s.Metadata[MetaCompromised] != "" || forced([]Force{f}, p) == "" || !acceptsMetadata(p) {
 			continue
 		}
 		marks = append(marks, s)
 	}
 	_ = parallel(marks, r.opts.Parallelism, func(s provisioner.Server) error {
-		if err := r.cloud.SetServerMetadata(ctx, s.ID, map[string]string{MetaRebuild: truncate(f.Reason, 255)}); err != nil {
+		if err := r.cloud.SetServerMetadata(ctx, s.ID, map[string]string{MetaRebuild: truncate(f.Reason, 255)}); err != nil && !errors.Is(err, provisioner.ErrNotFound) {
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("mark server %s (%s) for rebuild: %w", s.Name, s.ID, err))
 			mu.Unlock()
