@@ -457,7 +457,7 @@ func (r *seedRun) startDaemon() error {
 	}
 	r.logs = append(r.logs, logPath, outPath)
 	cmd := exec.Command(r.opts.bin, "daemon", "--config", r.cfg, "--poll", "50ms", "--stop-grace", "2s",
-		"--request-timeout", "2s", "--retry-wait-min", "20ms", "--retry-wait-max", "200ms", "--log-level", "debug")
+		"--request-timeout", "2s", "--retry-wait-min", "20ms", "--retry-wait-max", "200ms", "--create-backoff", "500ms", "--log-level", "debug")
 	cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+r.clouds, "OS_CLOUD=", "PHOENIX_CHAOS_BUG="+r.opts.bug)
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()

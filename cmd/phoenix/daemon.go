@@ -25,12 +25,18 @@ import (
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
 
+// connectAttempts is how many times the daemon tries to reach the cloud at
+// start before it gives up.
+const connectAttempts = 5
+
 type daemonFlags struct {
 	config string
 	listen string
 	poll   time.Duration
 	grace  time.Duration
 	retry  openstack.RetryPolicy
+	// createBackoff is the first pause after the cloud refuses a create.
+	createBackoff time.Duration
 }
 
 func newDaemonCommand(g *globalFlags) *cobra.Command {
@@ -56,6 +62,7 @@ no new one starts, and the next start resumes from what is on the servers.`,
 	cmd.Flags().StringVar(&f.listen, "listen", "", "override controller.listen (host:port; port 0 picks one)")
 	cmd.Flags().DurationVar(&f.poll, "poll", 2*time.Second, "reconcile interval of a group while it is not converged")
 	cmd.Flags().DurationVar(&f.grace, "stop-grace", 30*time.Second, "how long the steps in flight may take after a stop is asked for")
+	cmd.Flags().DurationVar(&f.createBackoff, "create-backoff", 10*time.Second, "first pause after the cloud refuses a create (a full quota); it doubles up to 5m")
 	def := openstack.DefaultRetryPolicy()
 	f.retry = def
 	cmd.Flags().DurationVar(&f.retry.RequestTimeout, "request-timeout", def.RequestTimeout, "how long one attempt of one cloud API request may take")
@@ -90,11 +97,26 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 	if f.retry.RequestTimeout <= 0 || f.retry.WaitMin <= 0 || f.retry.WaitMax < f.retry.WaitMin {
 		return usageError(fmt.Errorf("--request-timeout and --retry-wait-min must be above zero and --retry-wait-max at least --retry-wait-min"))
 	}
-	cloud, err := openstack.New(ctx, openstack.Options{Cloud: cfg.Cloud, Logger: log, Retry: f.retry, OnRequest: func(r openstack.RequestRecord) {
-		metrics.CloudRequest(r.Service, r.Method, r.Status, r.Duration)
-	}})
-	if err != nil {
-		return &exitError{code: exitNotDone, err: fmt.Errorf("connect to the cloud: %w", err)}
+	// A cloud that is busy at start (429s, a 503 burst past the client's
+	// retries) is tried again for a while: a daemon restarted into a
+	// cloud incident should come up when the cloud does, not exit.
+	var cloud *openstack.Cloud
+	for attempt := 1; ; attempt++ {
+		cloud, err = openstack.New(ctx, openstack.Options{Cloud: cfg.Cloud, Logger: log, Retry: f.retry, OnRequest: func(r openstack.RequestRecord) {
+			metrics.CloudRequest(r.Service, r.Method, r.Status, r.Duration)
+		}})
+		if err == nil {
+			break
+		}
+		if attempt == connectAttempts || ctx.Err() != nil {
+			return &exitError{code: exitNotDone, err: fmt.Errorf("connect to the cloud (%d attempts): %w", attempt, err)}
+		}
+		wait := min(f.retry.WaitMin<<attempt, f.retry.WaitMax)
+		log.Warn("cannot connect to the cloud yet; trying again", zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
 	}
 
 	notifier := controller.NewNotifier(cfg.Controller.Notify, log)
@@ -106,6 +128,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 		Metrics:      metrics,
 		PollInterval: f.poll,
 		StopGrace:    f.grace,
+		Reconciler:   controller.Options{CreateBackoff: f.createBackoff},
 	})
 	metrics.Watch(d)
 
