@@ -119,19 +119,28 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 	// gophercloud hands back a client with an empty endpoint along with
 	// the error: only a client without an error is kept, so that a cloud
 	// without Neutron or Octavia is told as such.
-	if nc, err := openstack.NewNetworkV2(provider, eo); err != nil {
+	// Only a service missing from the catalog is absent: any other error
+	// (its version discovery answered 500) fails the connect, to be tried
+	// again, rather than leave the service off for the process's life.
+	if nc, err := openstack.NewNetworkV2(provider, eo); !absent(err) {
+		return nil, fmt.Errorf("reach the network (Neutron) endpoint: %w", err)
+	} else if err != nil {
 		cl.netErr = err
 	} else {
 		cl.network = nc
 	}
-	if lc, err := openstack.NewLoadBalancerV2(provider, eo); err != nil {
+	if lc, err := openstack.NewLoadBalancerV2(provider, eo); !absent(err) {
+		return nil, fmt.Errorf("reach the load-balancer (Octavia) endpoint: %w", err)
+	} else if err != nil {
 		cl.lbErr = err
 	} else {
 		cl.lb = lc
 	}
 	// Without Cinder a cloud still serves every group without volumes:
 	// the error is kept for the first volume call to report.
-	if vc, err := openstack.NewBlockStorageV3(provider, eo); err != nil {
+	if vc, err := openstack.NewBlockStorageV3(provider, eo); !absent(err) {
+		return nil, fmt.Errorf("reach the block-storage (Cinder) endpoint: %w", err)
+	} else if err != nil {
 		cl.volErr = err
 	} else {
 		vc.Microversion = VolumeMicroversion
@@ -149,6 +158,14 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 	}
 	obs.setEndpoints(eps)
 	return cl, nil
+}
+
+// absent says whether creating a service client failed because the
+// catalog has no such service (or did not fail at all).
+func absent(err error) bool {
+	var nf *gophercloud.ErrEndpointNotFound
+	var nfv gophercloud.ErrEndpointNotFound
+	return err == nil || errors.As(err, &nf) || errors.As(err, &nfv)
 }
 
 // authOptions reads credentials the way the OpenStack CLI does: a
