@@ -33,6 +33,9 @@ type chaosMonitor struct {
 	seen    map[string]int
 	first   []string
 	samples int
+	// armed is set once the first build is done: availability is judged
+	// from then on; the bound and the tags from the first sample.
+	armed bool
 
 	stop chan struct{}
 	done chan struct{}
@@ -84,6 +87,13 @@ func (m *chaosMonitor) finish() {
 		m.stop = nil
 	}
 	m.sample()
+}
+
+// arm starts judging availability.
+func (m *chaosMonitor) arm() {
+	m.mu.Lock()
+	m.armed = true
+	m.mu.Unlock()
 }
 
 // excuse records that the chaos is about to make a server sick; call it
@@ -152,6 +162,9 @@ func (m *chaosMonitor) sample() {
 		}
 		if ceiling := g.count + g.surge; total[name] > ceiling {
 			m.violate("bound", name, "%d servers, above count %d + max_surge %d", total[name], g.count, g.surge)
+		}
+		if !m.armed {
+			continue
 		}
 		floor := g.count - g.unavailable
 		serving := healthy[name] + excusedUp[name] + len(m.owed[name])

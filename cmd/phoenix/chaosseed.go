@@ -302,12 +302,13 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	if err := r.startDaemon(); err != nil {
 		return fail("%v", err)
 	}
-	if err := r.waitFleet(ctx, 60*time.Second, false); err != nil {
-		return fail("the first build: %v", err)
-	}
-
 	r.mon = newChaosMonitor(r.sim, groups)
 	r.mon.start(2 * time.Millisecond)
+	if err := r.waitFleet(ctx, 60*time.Second, false); err != nil {
+		r.mon.finish()
+		return fail("the first build: %v", err)
+	}
+	r.mon.arm()
 	t0 := time.Now()
 	for _, s := range steps {
 		if wait := time.Until(t0.Add(s.at)); wait > 0 {
@@ -660,6 +661,9 @@ func (r *seedRun) waitFleet(ctx context.Context, patience time.Duration, end boo
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("did not converge within %s: %s", patience, why)
+		}
+		if first, _ := r.mon.violations(); len(first) > 0 && r.opts.bug != "" {
+			return fmt.Errorf("stopped waiting: the injected bug was caught")
 		}
 		time.Sleep(50 * time.Millisecond) // polling the simulator and the daemon
 	}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phoenix-ops/phoenix/controller"
+)
+
+// TestChaosSeeds runs the chaos harness over a handful of seeds with the
+// real daemon binary: every seed must converge, or halt where its image
+// cannot boot, with no invariant violated and no secret shown. .ci/run
+// runs 200 seeds the same way; `phoenix chaos --seeds 1000` runs more.
+func TestChaosSeeds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs daemon processes through faults and kills")
+	}
+	bin := buildPhoenix(t)
+	var out strings.Builder
+	sum, err := chaosRun(context.Background(), &out, bin, &chaosFlags{seeds: 8, from: 1001, parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Seeds != 8 || len(sum.Failed) > 0 || sum.Violations > 0 {
+		for _, r := range sum.Failed {
+			t.Errorf("seed %d: %s (replay: %s)", r.Seed, r.summary(), replayCommand(r.Seed, ""))
+		}
+		t.Fatalf("%d seeds, %d failed, %d violations\n%s", sum.Seeds, len(sum.Failed), sum.Violations, out.String())
+	}
+	if sum.Converged+sum.Halted != 8 {
+		t.Errorf("%d converged and %d halted of 8 seeds", sum.Converged, sum.Halted)
+	}
+}
+
+// TestChaosCatchesInjectedBugs shows the harness can fail: each known
+// policy bug, built into the daemon behind the chaosbugs tag, is reported
+// as a violation of the invariant it breaks within a few seeds.
+func TestChaosCatchesInjectedBugs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a daemon with injected bugs")
+	}
+	bin := filepath.Join(t.TempDir(), "phoenix-bugs")
+	if out, err := exec.Command("go", "build", "-tags", "chaosbugs", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build phoenix with bugs: %v\n%s", err, out)
+	}
+	for _, tc := range []struct{ bug, invariant string }{
+		{controller.BugSurgeIgnored, "bound:"},
+		{controller.BugEarlyDelete, "availability:"},
+		{controller.BugUntagged, "orphan:"},
+	} {
+		t.Run(tc.bug, func(t *testing.T) {
+			sum, err := chaosRun(context.Background(), io.Discard, bin, &chaosFlags{seeds: 10, from: 1, parallel: 2, bug: tc.bug, expect: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, r := range sum.Failed {
+				for _, v := range r.Violations {
+					found = found || strings.HasPrefix(v, tc.invariant)
+				}
+			}
+			if !found {
+				t.Errorf("bug %s: no %s violation in %d seeds; failed seeds: %+v", tc.bug, tc.invariant, sum.Seeds, sum.Failed)
+			}
+		})
+	}
+}
+
+// TestChaosRefusesBugsInAProductionBuild: the switch does not exist
+// outside the chaosbugs build.
+func TestChaosRefusesBugsInAProductionBuild(t *testing.T) {
+	if len(controller.InjectableBugs()) > 0 {
+		t.Skip("this test binary was built with chaosbugs")
+	}
+	out, code := run(t, "chaos", "--bug", controller.BugSurgeIgnored, "--seeds", "1")
+	if code != exitUsage || !strings.Contains(out, "injects no bug") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestSecretScanFindsLeaks: the scan that every seed ends with reports a
+// password or secret in a log or in status output.
+func TestSecretScanFindsLeaks(t *testing.T) {
+	dir := t.TempDir()
+	clean := filepath.Join(dir, "clean.log")
+	leaky := filepath.Join(dir, "leaky.log")
+	if err := os.WriteFile(clean, []byte("2026 info connected to the cloud\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leaky, []byte("2026 debug auth {\"password\": \"pw-123\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &seedRun{password: "pw-123", secret: []byte("wh-456")}
+	r.logs = []string{clean}
+	if leaks := r.scanSecrets(); len(leaks) != 0 {
+		t.Errorf("a clean run: %v", leaks)
+	}
+	r.logs = append(r.logs, leaky)
+	r.outputs = []string{`{"groups":[{"last_error":"signature wh-456 wrong"}]}`}
+	leaks := strings.Join(r.scanSecrets(), "\n")
+	if !strings.Contains(leaks, "the cloud password appears in leaky.log") || !strings.Contains(leaks, "the webhook secret appears in status or metrics output") {
+		t.Errorf("leaks found:\n%s", leaks)
+	}
+}
