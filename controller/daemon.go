@@ -33,6 +33,10 @@ type DaemonOptions struct {
 	// Reconciler options every group starts from (backoffs, parallelism).
 	Reconciler Options
 	Now        func() time.Time
+	// Coordinator, when set, makes this daemon one of several replicas:
+	// it runs workers only for the groups the coordinator says it owns,
+	// each on a cloud fenced by the coordinator. Nil: every group here.
+	Coordinator Coordinator
 }
 
 // Daemon keeps every group of a configuration converging, for as long as
@@ -67,6 +71,10 @@ type Daemon struct {
 	watchOK  time.Time
 	watchErr error
 	watchNow chan struct{}
+
+	// owned is the groups the coordinator gave this replica; nil when
+	// the daemon is not coordinated (it then runs every group).
+	owned map[string]bool
 }
 
 // NewDaemon prepares a daemon for cfg; Run starts it.
@@ -96,6 +104,9 @@ func NewDaemon(cloud provisioner.Cloud, cfg *config.Config, opts DaemonOptions) 
 		stop:     make(chan struct{}),
 		watchNow: make(chan struct{}, 1),
 		images:   newImageCache(cloud),
+	}
+	if opts.Coordinator != nil {
+		d.owned = map[string]bool{}
 	}
 	d.images.setTTL(cfg.Controller.Interval.D())
 	return d
@@ -135,13 +146,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.running = true
 	d.sem = make(chan struct{}, d.cfg.Controller.ParallelGroups)
 	for _, g := range d.cfg.Groups {
-		d.startWorker(g)
+		if d.mayRun(g.Name) {
+			d.startWorker(g)
+		}
 	}
 	d.mu.Unlock()
 	d.opts.Metrics.configLoaded(true, d.loadedAt)
 
 	d.wg.Add(1)
 	go d.watchImages()
+	if c := d.opts.Coordinator; c != nil {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := c.Run(ctx, d.groupNames, d.applyOwned); err != nil {
+				d.log.Error("sharing the groups with the other replicas stopped", zap.Error(err))
+			}
+		}()
+	}
 
 	<-ctx.Done()
 	d.log.Info("stopping: letting the steps in flight finish", zap.Duration("grace", d.opts.StopGrace))
@@ -168,6 +190,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // startWorker runs a worker for g. Call with d.mu held.
 func (d *Daemon) startWorker(g config.Group) {
+	cloud := d.cloud
+	if c := d.opts.Coordinator; c != nil {
+		cloud = c.Fence(g.Name, cloud)
+	}
 	opts := d.opts.Reconciler
 	opts.Continuous = true
 	opts.PollInterval = d.opts.PollInterval
@@ -177,7 +203,7 @@ func (d *Daemon) startWorker(g config.Group) {
 	}
 	w := &worker{
 		group:  g,
-		rec:    NewGroupReconciler(g, d.cloud, d.sink(g.Name), d.log, opts),
+		rec:    NewGroupReconciler(g, cloud, d.sink(g.Name), d.log, opts),
 		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -322,7 +348,7 @@ func (d *Daemon) Reload(cfg *config.Config) {
 	d.mu.Lock()
 	if d.running {
 		for _, g := range cfg.Groups {
-			if _, ok := d.workers[g.Name]; !ok {
+			if _, ok := d.workers[g.Name]; !ok && d.mayRun(g.Name) {
 				d.startWorker(g)
 			}
 		}
@@ -421,6 +447,11 @@ func (d *Daemon) Ready() error {
 		return errors.New("the first look at the cloud is still in progress")
 	case d.watchErr != nil:
 		return fmt.Errorf("the cloud is not reachable: %w", d.watchErr)
+	}
+	if c := d.opts.Coordinator; c != nil {
+		if err := c.Health(); err != nil {
+			return fmt.Errorf("replica %s cannot prove what it owns, so it changes nothing: %w", c.ID(), err)
+		}
 	}
 	return nil
 }
@@ -593,6 +624,9 @@ type GroupStatus struct {
 	// selector's image.max_age.
 	ImageAgeSeconds float64 `json:"image_age_seconds,omitempty"`
 	ImageStale      string  `json:"image_stale,omitempty"`
+	// Owner is the replica that reconciles the group, when several
+	// share the groups: this one, another, or "" when none holds it.
+	Owner string `json:"owner,omitempty"`
 }
 
 // DaemonStatus is the whole of /v1/status.
@@ -606,6 +640,8 @@ type DaemonStatus struct {
 	} `json:"config"`
 	Ready  string        `json:"ready"`
 	Groups []GroupStatus `json:"groups"`
+	// Replica is set when several replicas share the groups.
+	Replica *ReplicaStatus `json:"replica,omitempty"`
 }
 
 // Status reports every group.
@@ -622,6 +658,9 @@ func (d *Daemon) Status() DaemonStatus {
 		out.Ready = err.Error()
 	}
 	workers := d.snapshot()
+	if d.opts.Coordinator != nil {
+		return d.coordinatedStatus(out, workers)
+	}
 	for _, name := range keys(workers) {
 		out.Groups = append(out.Groups, workers[name].status())
 	}

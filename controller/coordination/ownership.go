@@ -126,7 +126,7 @@ func (r *Replica) pass(ctx context.Context, configured []string, apply func([]st
 	wasErr := r.pollErr
 	r.pollErr = err
 	if err == nil {
-		r.owners, r.replicas = v.owner, v.replicas
+		r.owners, r.replicas = maps.Clone(v.owner), v.replicas
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -193,7 +193,7 @@ func (r *Replica) pass(ctx context.Context, configured []string, apply func([]st
 		}
 	}
 	r.mu.Lock()
-	r.owners = v.owner
+	r.owners = maps.Clone(v.owner)
 	r.mu.Unlock()
 	r.setOwned(mine, apply)
 }
