@@ -169,3 +169,22 @@ func (c *Cluster) StopAll() {
 		c.Stop(i)
 	}
 }
+
+// Leader is the index of the member that leads, -1 when none of the
+// running members knows one.
+func (c *Cluster) Leader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.members {
+		if m.etcd == nil {
+			continue
+		}
+		lead := m.etcd.Server.Leader()
+		for j, o := range c.members {
+			if o.etcd != nil && o.etcd.Server.MemberID() == lead {
+				return j
+			}
+		}
+	}
+	return -1
+}
