@@ -287,7 +287,7 @@ func TestReplicasShareGroupsThroughEtcd(t *testing.T) {
 	rolling(img2.ID, cutGroups...)
 	cut := time.Now()
 	proxy.Cut()
-	waitFor(t, replicaTTL+time.Second, "r2 to say it is fenced", func() bool {
+	waitFor(t, 2*replicaTTL+time.Second, "r2 to say it is fenced", func() bool {
 		st := procs["r2"].status(t)
 		return st.Replica != nil && st.Replica.Fenced != "" && st.Ready != "ok"
 	})
@@ -325,7 +325,8 @@ func TestReplicasShareGroupsThroughEtcd(t *testing.T) {
 	// nothing an operator sees changes.
 	img3 := publish(live...)
 	rolling(img3.ID, groups...)
-	leader := etcd.Leader()
+	var leader int
+	waitFor(t, 10*time.Second, "etcd to have a leader", func() bool { leader = etcd.Leader(); return leader >= 0 })
 	etcd.Stop(leader)
 	if after := converge(img3.ID); fmt.Sprint(after) != fmt.Sprint(third) {
 		t.Errorf("owners moved from %v to %v when an etcd member died", third, after)
@@ -345,7 +346,7 @@ func TestReplicasShareGroupsThroughEtcd(t *testing.T) {
 	}
 	lost := time.Now()
 	etcd.Stop(down)
-	waitFor(t, replicaTTL+time.Second, other+" to say it is fenced without quorum", func() bool {
+	waitFor(t, 2*replicaTTL+time.Second, other+" to say it is fenced without quorum", func() bool {
 		st := procs[other].status(t)
 		return st.Replica != nil && st.Replica.Fenced != ""
 	})
