@@ -337,3 +337,36 @@ func TestFencedCloudRefusesChangesAndPassesReads(t *testing.T) {
 		})
 	}
 }
+
+// A replica that was cut off long enough for etcd to expire its lease
+// comes back with a new lease, owns nothing of its old groups, and gets
+// its share again when the other sheds it.
+func TestReplicaBackAfterItsLeaseExpired(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	proxy := etcdtest.NewProxy(t, etcd.Endpoint(0))
+	h := newHolders(t)
+	gs := groups(2)
+	a, _ := start(t, "a", []string{proxy.URL()}, gs, h)
+	waitFor(t, 10*time.Second, "a holds both groups", func() bool { return h.count()["a"] == 2 })
+	b, _ := start(t, "b", etcd.Endpoints(), gs, h)
+	waitFor(t, 10*time.Second, "one group each", func() bool { c := h.count(); return c["a"] == 1 && c["b"] == 1 })
+	oldLease := a.session().lease
+
+	proxy.Cut()
+	h.forget("a") // fenced from here on; its worker may linger
+	waitFor(t, ttl+b.opts.Poll+5*time.Second, "b holds both groups", func() bool { return h.count()["b"] == 2 })
+
+	proxy.Restore(t)
+	waitFor(t, 15*time.Second, "one group each again", func() bool { c := h.count(); return c["a"] == 1 && c["b"] == 1 })
+	if l := a.session().lease; l == oldLease || l == 0 {
+		t.Errorf("a's lease %x after its old one %x expired: want a new one", int64(l), int64(oldLease))
+	}
+	ctx := context.Background()
+	for _, g := range gs {
+		owner := h.holder(g)
+		r := map[string]*Replica{"a": a, "b": b}[owner]
+		if err := r.Check(ctx, g); err != nil {
+			t.Errorf("the holder %s of %s cannot prove it: %v", owner, g, err)
+		}
+	}
+}

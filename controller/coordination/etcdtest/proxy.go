@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy forwards TCP connections to one etcd member until it is cut: a
@@ -13,6 +14,7 @@ import (
 // when the test says so, while the others keep it.
 type Proxy struct {
 	l      net.Listener
+	addr   string
 	target string
 	mu     sync.Mutex
 	conns  []net.Conn
@@ -31,18 +33,21 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{l: l, target: u.Host}
+	p := &Proxy{l: l, target: u.Host, addr: l.Addr().String()}
 	go p.serve()
 	t.Cleanup(p.Cut)
 	return p
 }
 
 // URL is the proxy's client URL.
-func (p *Proxy) URL() string { return "http://" + p.l.Addr().String() }
+func (p *Proxy) URL() string { return "http://" + p.addr }
 
 func (p *Proxy) serve() {
+	p.mu.Lock()
+	l := p.l
+	p.mu.Unlock()
 	for {
-		in, err := p.l.Accept()
+		in, err := l.Accept()
 		if err != nil {
 			return
 		}
@@ -63,6 +68,32 @@ func (p *Proxy) serve() {
 		go func() { _, _ = io.Copy(out, in); out.Close() }()
 		go func() { _, _ = io.Copy(in, out); in.Close() }()
 	}
+}
+
+// Restore listens again on the same address after a Cut: the replica
+// behind the proxy reaches etcd again.
+func (p *Proxy) Restore(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.cut {
+		return
+	}
+	addr := p.addr
+	var err error
+	var l net.Listener
+	// The address was ours a moment ago; give the kernel a few tries.
+	for try := 0; try < 50; try++ {
+		if l, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("proxy: listen again on %s: %v", addr, err)
+	}
+	p.l, p.cut, p.conns = l, false, nil
+	go p.serve()
 }
 
 // Cut closes the listener and every connection: from now on the replica
