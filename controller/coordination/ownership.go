@@ -113,7 +113,7 @@ func score(replica, group string) uint64 {
 
 func (r *Replica) pass(ctx context.Context, configured []string, apply func([]string)) {
 	s := r.session()
-	if err := s.aliveErr(r.opts.Now()); err != nil && s.lease == 0 {
+	if s.lease == 0 {
 		// No lease: whatever keys this replica had are gone with it.
 		r.setOwned(nil, apply)
 		r.mu.Lock()
@@ -272,13 +272,6 @@ func (r *Replica) Owner(group string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.owners[group]
-}
-
-// Owns says whether this replica's workers run the group.
-func (r *Replica) Owns(group string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.owned[group]
 }
 
 // Health says why this replica may not act at the moment (its lease not

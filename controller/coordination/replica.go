@@ -169,9 +169,6 @@ func New(opts Options) (*Replica, error) {
 // ID is the replica's id.
 func (r *Replica) ID() string { return r.opts.ReplicaID }
 
-// LeaseTTL is the lease's life as asked for.
-func (r *Replica) LeaseTTL() time.Duration { return r.opts.LeaseTTL }
-
 func (r *Replica) replicaKey() string { return r.opts.Prefix + "replicas/" + r.opts.ReplicaID }
 func (r *Replica) groupKey(g string) string {
 	return r.opts.Prefix + "groups/" + g
