@@ -491,6 +491,11 @@ func (d *Daemon) securityPatch(e trigger.Event, now time.Time) error {
 	chosen := map[string]*worker{}
 	for _, name := range e.Groups {
 		w, ok := workers[name]
+		if !ok && d.configuredElsewhere(name) {
+			// Another replica owns it, and acts on the same event sent
+			// to it.
+			continue
+		}
 		if !ok {
 			return fmt.Errorf("group %q: %w", name, trigger.ErrUnknownTarget)
 		}
@@ -502,7 +507,9 @@ func (d *Daemon) securityPatch(e trigger.Event, now time.Time) error {
 				chosen[name] = w
 			}
 		}
-		if len(chosen) == 0 {
+		if len(chosen) == 0 && d.opts.Coordinator == nil {
+			// (A replica cannot tell whether the groups of the others use
+			// it.)
 			return fmt.Errorf("no group uses image %q: %w", e.Image, trigger.ErrUnknownTarget)
 		}
 	}
@@ -563,6 +570,18 @@ func (d *Daemon) compromised(ctx context.Context, e trigger.Event, now time.Time
 			}
 		}
 	}
+	if home == nil && d.opts.Coordinator != nil {
+		// The server may be in a group of another replica, which takes
+		// it out; this one rebuilds its own groups' twins of it.
+		s, ok, err := d.lookupElsewhere(ctx, e.Server)
+		if err != nil {
+			return err
+		}
+		if ok {
+			d.markTwins(workers, s, e, now)
+			return nil
+		}
+	}
 	if home == nil {
 		return fmt.Errorf("server %s is in no group of this daemon: %w", e.Server, trigger.ErrUnknownTarget)
 	}
@@ -572,6 +591,16 @@ func (d *Daemon) compromised(ctx context.Context, e trigger.Event, now time.Time
 			d.log.Error("could not quarantine the compromised server", zap.String("server", srv.ID), zap.Error(err))
 		}
 	})
+	d.markTwins(workers, srv, e, now)
+	d.log.Warn("compromised server: taking it out and rebuilding everything built like it",
+		zap.String("server", srv.ID), zap.String("group", home.group.Name), zap.String("image", srv.ImageID), zap.String("revision", srv.Revision), zap.String("event", e.ID))
+	return nil
+}
+
+// markTwins asks every group of workers to rebuild the servers built like
+// srv, a compromised server.
+func (d *Daemon) markTwins(workers map[string]*worker, srv Seen, e trigger.Event, now time.Time) {
+	reason := fmt.Sprintf("%s (event %s)", e.Reason, e.ID)
 	twin := Force{Before: now, ImageID: srv.ImageID, Revision: srv.Revision,
 		Reason: fmt.Sprintf("built like compromised server %s (image %s, revision %s): %s", srv.Name, srv.ImageID, srv.Revision, reason)}
 	for _, w := range workers {
@@ -582,9 +611,6 @@ func (d *Daemon) compromised(ctx context.Context, e trigger.Event, now time.Time
 			}
 		})
 	}
-	d.log.Warn("compromised server: taking it out and rebuilding everything built like it",
-		zap.String("server", srv.ID), zap.String("group", home.group.Name), zap.String("image", srv.ImageID), zap.String("revision", srv.Revision), zap.String("event", e.ID))
-	return nil
 }
 
 func (d *Daemon) queue(w *worker, act func(context.Context)) {

@@ -108,6 +108,36 @@ func (d *Daemon) applyOwned(owned []string) {
 	d.pokeWatch()
 }
 
+// configuredElsewhere says whether the group is configured and run by
+// another replica.
+func (d *Daemon) configuredElsewhere(group string) bool {
+	if d.opts.Coordinator == nil {
+		return false
+	}
+	return slices.Contains(d.groupNames(), group)
+}
+
+// lookupElsewhere finds a server in the groups of other replicas, by
+// listing them (a read: no fence needed).
+func (d *Daemon) lookupElsewhere(ctx context.Context, id string) (Seen, bool, error) {
+	workers := d.snapshot()
+	for _, g := range d.groupNames() {
+		if _, mine := workers[g]; mine {
+			continue
+		}
+		servers, err := d.cloud.ListServers(ctx, GroupTag(g))
+		if err != nil {
+			return Seen{}, false, fmt.Errorf("look for server %s in group %s: %w", id, g, err)
+		}
+		for _, s := range servers {
+			if s.ID == id {
+				return Seen{ID: s.ID, Name: s.Name, ImageID: s.ImageID, Revision: s.Metadata[MetaRevision]}, true, nil
+			}
+		}
+	}
+	return Seen{}, false, nil
+}
+
 // coordinatedStatus lists every configured group with its owner; the
 // groups of other replicas carry only that.
 func (d *Daemon) coordinatedStatus(out DaemonStatus, workers map[string]*worker) DaemonStatus {

@@ -2,8 +2,10 @@ package controller_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -235,6 +237,42 @@ func TestReplicasShareTheGroups(t *testing.T) {
 			t.Errorf("the owner of %s sent %d creates, want at least %d (%v)", g, got, want, creates)
 		}
 	}
+	// Events go to every replica: each acts on the groups it owns and
+	// accepts the rest; what no replica has is refused.
+	var webServer string
+	workerBefore := idsOf(env.Sim, "worker")
+	for _, srv := range env.Sim.Servers() {
+		if groupOf(srv) == "web" {
+			webServer = srv.ID
+		}
+	}
+	for _, r := range replicas {
+		for _, e := range []trigger.Event{
+			{ID: "p1", Type: trigger.TypeSecurityPatch, Groups: []string{"worker"}, Reason: "CVE-1"},
+			{ID: "c1", Type: trigger.TypeInstanceCompromised, Server: webServer, Reason: "intrusion"},
+		} {
+			if err := r.d.Dispatch(context.Background(), e); err != nil {
+				t.Errorf("replica %s refused %s: %v", r.id, e.Type, err)
+			}
+		}
+		err := r.d.Dispatch(context.Background(), trigger.Event{ID: "p2", Type: trigger.TypeSecurityPatch, Groups: []string{"nope"}, Reason: "CVE-2"})
+		if !errors.Is(err, trigger.ErrUnknownTarget) {
+			t.Errorf("replica %s, a patch of a group no one has: %v", r.id, err)
+		}
+	}
+	waitUntil(t, 60*time.Second, "the compromised server gone and worker rebuilt by its owner", func() bool {
+		if _, ok := env.Sim.Server(webServer); ok {
+			return false
+		}
+		for _, id := range idsOf(env.Sim, "worker") {
+			if slices.Contains(workerBefore, id) {
+				return false
+			}
+		}
+		_, ok := owners()
+		return ok && onImageCount(env.Sim, patched.ID, map[string]int{"web": 3, "worker": 2, "api": 2})
+	})
+
 	for g, e := range mon.Stop() {
 		count := map[string]int{"web": 3, "worker": 2, "api": 2}[g]
 		if e.MaxTotal > count+2 {
@@ -297,6 +335,24 @@ func unique(s []string) map[string]bool {
 		out[x] = true
 	}
 	return out
+}
+
+// onImageCount says whether every server runs image, healthy, and the
+// groups have these counts.
+func onImageCount(s *sim.Sim, image string, counts map[string]int) bool {
+	n := map[string]int{}
+	for _, srv := range s.Servers() {
+		if srv.ImageID != image || !srv.Healthy {
+			return false
+		}
+		n[groupOf(srv)]++
+	}
+	for g, c := range counts {
+		if n[g] != c {
+			return false
+		}
+	}
+	return true
 }
 
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
