@@ -103,7 +103,8 @@ func changesOf(t *testing.T, requests []sim.Request, ix *serverIndex) []change {
 // Three phoenix daemons share three groups through a three-member etcd
 // cluster, and the test does to them what production will: kills a
 // replica mid-rollout, cuts one off from etcd, kills an etcd member, takes
-// quorum away and gives it back. Throughout, every group keeps its
+// quorum away and gives it back, adds a replica and stops one with
+// SIGTERM. Throughout, every group keeps its
 // capacity and its surge bound, and each group's changes come from one
 // replica per lease term.
 func TestReplicasShareGroupsThroughEtcd(t *testing.T) {
@@ -401,9 +402,26 @@ func TestReplicasShareGroupsThroughEtcd(t *testing.T) {
 		}
 		t.Logf("group %s changed by, in turn: %v", g, terms)
 	}
-	for _, id := range live {
-		procs[id].stop(t, syscall.SIGTERM)
+
+	// (5) A new replica joins and gets its share; then the old one is
+	// stopped with SIGTERM: it gives its groups up as it exits, and the
+	// new one has them all at once, without waiting for a lease to end.
+	procs["r3"] = startDaemonProc(t, bin, direct, env.CloudsFile, "--replica-id", "r3")
+	live = append(live, "r3")
+	waitFor(t, 30*time.Second, "r3 to take its share", func() bool {
+		own, ok := owners("")
+		return ok && len(groupsOf(own, "r3")) > 0 && len(groupsOf(own, other)) > 0
+	})
+	procs[other].stop(t, syscall.SIGTERM)
+	exited := time.Now()
+	live = []string{"r3"}
+	waitFor(t, 10*time.Second, "r3 to hold every group", func() bool { return len(ownersLoose(t, procs, live)) == len(groups) })
+	if took := time.Since(exited); took > replicaTTL/2 {
+		t.Errorf("r3 held every group %s after %s exited: its lease was not given up (lease %s)", took, other, replicaTTL)
+	} else {
+		t.Logf("r3 held every group %s after %s exited on SIGTERM", took, other)
 	}
+	procs["r3"].stop(t, syscall.SIGTERM)
 }
 
 // keyLog records the changes of the keys under a prefix, as seen by a
