@@ -27,6 +27,8 @@ type holders struct {
 	by map[string]string // group → replica
 	// claimedAt is when each replica first held each group.
 	claimedAt map[string]map[string]time.Time
+	// onApply, when set, sees each apply before it takes effect.
+	onApply func(replica string, owned []string)
 }
 
 func newHolders(t *testing.T) *holders {
@@ -37,6 +39,9 @@ func (h *holders) apply(replica string) func([]string) {
 	return func(owned []string) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		if h.onApply != nil {
+			h.onApply(replica, owned)
+		}
 		for g, r := range h.by {
 			if r == replica && !slices.Contains(owned, g) {
 				delete(h.by, g)
@@ -96,6 +101,12 @@ func groups(n int) []string {
 // context is cancelled).
 func start(t *testing.T, id string, endpoints []string, gs []string, h *holders) (*Replica, context.CancelFunc) {
 	t.Helper()
+	return startWith(t, id, endpoints, func() []string { return gs }, h)
+}
+
+// startWith is start with a configuration that may change (a reload).
+func startWith(t *testing.T, id string, endpoints []string, gs func() []string, h *holders) (*Replica, context.CancelFunc) {
+	t.Helper()
 	r, err := New(Options{ReplicaID: id, Endpoints: endpoints, LeaseTTL: ttl, Log: zaptest.NewLogger(t), DialTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +115,7 @@ func start(t *testing.T, id string, endpoints []string, gs []string, h *holders)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = r.Run(ctx, func() []string { return gs }, h.apply(id))
+		_ = r.Run(ctx, gs, h.apply(id))
 	}()
 	stop := func() {
 		cancel()
@@ -368,5 +379,49 @@ func TestReplicaBackAfterItsLeaseExpired(t *testing.T) {
 		if err := r.Check(ctx, g); err != nil {
 			t.Errorf("the holder %s of %s cannot prove it: %v", owner, g, err)
 		}
+	}
+}
+
+// A reload that removes a group gives its key up; one that adds a group
+// has it claimed.
+func TestReloadReleasesAndClaims(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	h := newHolders(t)
+	var mu sync.Mutex
+	gs := []string{"g0", "g1"}
+	configured := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(gs)
+	}
+	a, _ := startWith(t, "a", etcd.Endpoints(), configured, h)
+	waitFor(t, 10*time.Second, "a holds both groups", func() bool { return h.count()["a"] == 2 })
+
+	mu.Lock()
+	gs = []string{"g1", "g2"}
+	mu.Unlock()
+	// The worker of g0 stops before its key goes: no replica still
+	// configured with g0 may claim it while the worker finishes a step.
+	h.mu.Lock()
+	h.onApply = func(replica string, owned []string) {
+		// Called with h.mu held: the moment a's worker of g0 stops.
+		if replica != "a" || slices.Contains(owned, "g0") || h.by["g0"] != "a" {
+			return
+		}
+		resp, err := a.cli.Get(context.Background(), a.groupKey("g0"))
+		if err == nil && len(resp.Kvs) == 0 {
+			t.Errorf("the key of g0 was released before its worker stopped")
+		}
+	}
+	h.mu.Unlock()
+	waitFor(t, 10*time.Second, "g0 given up and g2 claimed", func() bool {
+		return h.holder("g0") == "" && h.holder("g1") == "a" && h.holder("g2") == "a"
+	})
+	resp, err := a.cli.Get(context.Background(), a.groupKey("g0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 0 {
+		t.Errorf("the key of the removed group g0 is still there: %s", resp.Kvs[0].Value)
 	}
 }

@@ -145,18 +145,24 @@ func (r *Replica) pass(ctx context.Context, configured []string, apply func([]st
 	for _, g := range configured {
 		want[g] = true
 	}
-	// Keys of groups no longer configured go, so that a replica with the
-	// new configuration does not count them.
-	for g := range v.owner {
-		if isMine(g) && !want[g] {
-			r.release(ctx, g, s.lease, "the group is no longer configured")
-			delete(v.owner, g)
-		}
-	}
-	var mine []string
+	var mine, stale []string
 	for _, g := range configured {
 		if isMine(g) {
 			mine = append(mine, g)
+		}
+	}
+	for g := range v.owner {
+		if isMine(g) && !want[g] {
+			stale = append(stale, g)
+		}
+	}
+	// Keys of groups no longer configured go, so that a replica with the
+	// new configuration does not count them — once their workers stopped.
+	if len(stale) > 0 {
+		r.setOwned(mine, apply)
+		for _, g := range stale {
+			r.release(ctx, g, s.lease, "the group is no longer configured")
+			delete(v.owner, g)
 		}
 	}
 	fair := (len(configured) + v.replicas - 1) / max(v.replicas, 1)
