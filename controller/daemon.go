@@ -75,6 +75,9 @@ type Daemon struct {
 	// owned is the groups the coordinator gave this replica; nil when
 	// the daemon is not coordinated (it then runs every group).
 	owned map[string]bool
+	// retiring are the workers a reload is stopping: a group's key is
+	// given up only once its worker stopped.
+	retiring map[*worker]bool
 }
 
 // NewDaemon prepares a daemon for cfg; Run starts it.
@@ -101,6 +104,7 @@ func NewDaemon(cloud provisioner.Cloud, cfg *config.Config, opts DaemonOptions) 
 		cfg:      cfg,
 		loadedAt: opts.Now(),
 		workers:  map[string]*worker{},
+		retiring: map[*worker]bool{},
 		stop:     make(chan struct{}),
 		watchNow: make(chan struct{}, 1),
 		images:   newImageCache(cloud),
@@ -339,12 +343,20 @@ func (d *Daemon) Reload(cfg *config.Config) {
 		}
 	}
 	d.workers = next
+	for _, w := range retire {
+		d.retiring[w] = true
+	}
 	d.mu.Unlock()
 	for _, w := range retire {
 		close(w.quit)
 		<-w.done
 		w.rec.Close()
 	}
+	d.mu.Lock()
+	for _, w := range retire {
+		delete(d.retiring, w)
+	}
+	d.mu.Unlock()
 	d.mu.Lock()
 	if d.running {
 		for _, g := range cfg.Groups {

@@ -71,11 +71,16 @@ func (d *Daemon) applyOwned(owned []string) {
 		next[g] = true
 	}
 	d.owned = next
-	var retire []*worker
+	var retire, reloading []*worker
 	for name, w := range d.workers {
 		if !next[name] {
 			retire = append(retire, w)
 			delete(d.workers, name)
+		}
+	}
+	for w := range d.retiring {
+		if !next[w.group.Name] {
+			reloading = append(reloading, w)
 		}
 	}
 	d.mu.Unlock()
@@ -84,6 +89,11 @@ func (d *Daemon) applyOwned(owned []string) {
 		<-w.done
 		w.rec.Close()
 		d.log.Info("group handed over: its worker stopped", zap.String("group", w.group.Name))
+	}
+	// A reload may be stopping the worker of a group it removed: the
+	// group's key waits for that too.
+	for _, w := range reloading {
+		<-w.done
 	}
 	d.mu.Lock()
 	stopping := false
