@@ -356,8 +356,6 @@ func (d *Daemon) Reload(cfg *config.Config) {
 	for _, w := range retire {
 		delete(d.retiring, w)
 	}
-	d.mu.Unlock()
-	d.mu.Lock()
 	if d.running {
 		for _, g := range cfg.Groups {
 			if _, ok := d.workers[g.Name]; !ok && d.mayRun(g.Name) {
