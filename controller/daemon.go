@@ -33,6 +33,10 @@ type DaemonOptions struct {
 	// Reconciler options every group starts from (backoffs, parallelism).
 	Reconciler Options
 	Now        func() time.Time
+	// Coordinator, when set, makes this daemon one of several replicas:
+	// it runs workers only for the groups the coordinator says it owns,
+	// each on a cloud fenced by the coordinator. Nil: every group here.
+	Coordinator Coordinator
 }
 
 // Daemon keeps every group of a configuration converging, for as long as
@@ -67,6 +71,13 @@ type Daemon struct {
 	watchOK  time.Time
 	watchErr error
 	watchNow chan struct{}
+
+	// owned is the groups the coordinator gave this replica; nil when
+	// the daemon is not coordinated (it then runs every group).
+	owned map[string]bool
+	// retiring are the workers a reload is stopping: a group's key is
+	// given up only once its worker stopped.
+	retiring map[*worker]bool
 }
 
 // NewDaemon prepares a daemon for cfg; Run starts it.
@@ -93,9 +104,13 @@ func NewDaemon(cloud provisioner.Cloud, cfg *config.Config, opts DaemonOptions) 
 		cfg:      cfg,
 		loadedAt: opts.Now(),
 		workers:  map[string]*worker{},
+		retiring: map[*worker]bool{},
 		stop:     make(chan struct{}),
 		watchNow: make(chan struct{}, 1),
 		images:   newImageCache(cloud),
+	}
+	if opts.Coordinator != nil {
+		d.owned = map[string]bool{}
 	}
 	d.images.setTTL(cfg.Controller.Interval.D())
 	return d
@@ -135,13 +150,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.running = true
 	d.sem = make(chan struct{}, d.cfg.Controller.ParallelGroups)
 	for _, g := range d.cfg.Groups {
-		d.startWorker(g)
+		if d.mayRun(g.Name) {
+			d.startWorker(g)
+		}
 	}
 	d.mu.Unlock()
 	d.opts.Metrics.configLoaded(true, d.loadedAt)
 
 	d.wg.Add(1)
 	go d.watchImages()
+	if c := d.opts.Coordinator; c != nil {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := c.Run(ctx, d.groupNames, d.applyOwned); err != nil {
+				d.log.Error("sharing the groups with the other replicas stopped", zap.Error(err))
+			}
+		}()
+	}
 
 	<-ctx.Done()
 	d.log.Info("stopping: letting the steps in flight finish", zap.Duration("grace", d.opts.StopGrace))
@@ -168,6 +194,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // startWorker runs a worker for g. Call with d.mu held.
 func (d *Daemon) startWorker(g config.Group) {
+	cloud := d.cloud
+	if c := d.opts.Coordinator; c != nil {
+		cloud = c.Fence(g.Name, cloud)
+	}
 	opts := d.opts.Reconciler
 	opts.Continuous = true
 	opts.PollInterval = d.opts.PollInterval
@@ -177,7 +207,7 @@ func (d *Daemon) startWorker(g config.Group) {
 	}
 	w := &worker{
 		group:  g,
-		rec:    NewGroupReconciler(g, d.cloud, d.sink(g.Name), d.log, opts),
+		rec:    NewGroupReconciler(g, cloud, d.sink(g.Name), d.log, opts),
 		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -313,6 +343,9 @@ func (d *Daemon) Reload(cfg *config.Config) {
 		}
 	}
 	d.workers = next
+	for _, w := range retire {
+		d.retiring[w] = true
+	}
 	d.mu.Unlock()
 	for _, w := range retire {
 		close(w.quit)
@@ -320,9 +353,12 @@ func (d *Daemon) Reload(cfg *config.Config) {
 		w.rec.Close()
 	}
 	d.mu.Lock()
+	for _, w := range retire {
+		delete(d.retiring, w)
+	}
 	if d.running {
 		for _, g := range cfg.Groups {
-			if _, ok := d.workers[g.Name]; !ok {
+			if _, ok := d.workers[g.Name]; !ok && d.mayRun(g.Name) {
 				d.startWorker(g)
 			}
 		}
@@ -422,6 +458,11 @@ func (d *Daemon) Ready() error {
 	case d.watchErr != nil:
 		return fmt.Errorf("the cloud is not reachable: %w", d.watchErr)
 	}
+	if c := d.opts.Coordinator; c != nil {
+		if err := c.Health(); err != nil {
+			return fmt.Errorf("replica %s cannot prove what it owns, so it changes nothing: %w", c.ID(), err)
+		}
+	}
 	return nil
 }
 
@@ -460,6 +501,11 @@ func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, now time.Ti
 	chosen := map[string]*worker{}
 	for _, name := range e.Groups {
 		w, ok := workers[name]
+		if !ok && d.configuredElsewhere(name) {
+			// Another replica owns it, and acts on the same event sent
+			// to it.
+			continue
+		}
 		if !ok {
 			return fmt.Errorf("group %q: %w", name, trigger.ErrUnknownTarget)
 		}
@@ -471,7 +517,9 @@ func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, now time.Ti
 				chosen[name] = w
 			}
 		}
-		if len(chosen) == 0 {
+		if len(chosen) == 0 && d.opts.Coordinator == nil {
+			// (A replica cannot tell whether the groups of the others use
+			// it.)
 			return fmt.Errorf("no group uses image %q: %w", e.Image, trigger.ErrUnknownTarget)
 		}
 	}
@@ -540,6 +588,17 @@ func (d *Daemon) compromised(ctx context.Context, e trigger.Event, now time.Time
 			}
 		}
 	}
+	if home == nil && d.opts.Coordinator != nil {
+		// The server may be in a group of another replica, which takes
+		// it out; this one rebuilds its own groups' twins of it.
+		s, ok, err := d.lookupElsewhere(ctx, e.Server)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return d.markTwins(ctx, workers, s, e, now)
+		}
+	}
 	if home == nil {
 		return fmt.Errorf("server %s is in no group of this daemon: %w", e.Server, trigger.ErrUnknownTarget)
 	}
@@ -556,6 +615,18 @@ func (d *Daemon) compromised(ctx context.Context, e trigger.Event, now time.Time
 			d.log.Error("could not quarantine the compromised server", zap.String("server", srv.ID), zap.Error(err))
 		}
 	})
+	if err := d.markTwins(ctx, workers, srv, e, now); err != nil {
+		return err
+	}
+	d.log.Warn("compromised server: taking it out and rebuilding everything built like it",
+		zap.String("server", srv.ID), zap.String("group", home.group.Name), zap.String("image", srv.ImageID), zap.String("revision", srv.Revision), zap.String("event", e.ID))
+	return nil
+}
+
+// markTwins asks every group of workers to rebuild the servers built like
+// srv, a compromised server.
+func (d *Daemon) markTwins(ctx context.Context, workers map[string]*worker, srv Seen, e trigger.Event, now time.Time) error {
+	reason := fmt.Sprintf("%s (event %s)", e.Reason, e.ID)
 	twin := Force{Before: now, ImageID: srv.ImageID, Revision: srv.Revision,
 		Reason: fmt.Sprintf("built like compromised server %s (image %s, revision %s): %s", srv.Name, srv.ImageID, srv.Revision, reason)}
 	var errs []error
@@ -570,8 +641,6 @@ func (d *Daemon) compromised(ctx context.Context, e trigger.Event, now time.Time
 		d.log.Warn("not every twin of the compromised server could be marked; the sender is asked to send the event again", zap.String("server", srv.ID), zap.Error(err))
 		return fmt.Errorf("mark the twins of compromised server %s: %w", srv.ID, err)
 	}
-	d.log.Warn("compromised server: taking it out and rebuilding everything built like it",
-		zap.String("server", srv.ID), zap.String("group", home.group.Name), zap.String("image", srv.ImageID), zap.String("revision", srv.Revision), zap.String("event", e.ID))
 	return nil
 }
 
@@ -612,6 +681,9 @@ type GroupStatus struct {
 	// selector's image.max_age.
 	ImageAgeSeconds float64 `json:"image_age_seconds,omitempty"`
 	ImageStale      string  `json:"image_stale,omitempty"`
+	// Owner is the replica that reconciles the group, when several
+	// share the groups: this one, another, or "" when none holds it.
+	Owner string `json:"owner,omitempty"`
 }
 
 // DaemonStatus is the whole of /v1/status.
@@ -625,6 +697,8 @@ type DaemonStatus struct {
 	} `json:"config"`
 	Ready  string        `json:"ready"`
 	Groups []GroupStatus `json:"groups"`
+	// Replica is set when several replicas share the groups.
+	Replica *ReplicaStatus `json:"replica,omitempty"`
 }
 
 // Status reports every group.
@@ -641,6 +715,9 @@ func (d *Daemon) Status() DaemonStatus {
 		out.Ready = err.Error()
 	}
 	workers := d.snapshot()
+	if d.opts.Coordinator != nil {
+		return d.coordinatedStatus(out, workers)
+	}
 	for _, name := range keys(workers) {
 		out.Groups = append(out.Groups, workers[name].status())
 	}

@@ -163,6 +163,10 @@ var (
 	descProbes     = prometheus.NewDesc("phoenix_health_probes_total", "Health probes by group and result (pass, fail).", []string{"group", "result"}, nil)
 	descImageAge   = prometheus.NewDesc("phoenix_gold_image_age_seconds", "Age of the newest image a group's selector matched, at its last reconcile.", []string{"group", "image"}, nil)
 	descImageStale = prometheus.NewDesc("phoenix_gold_image_stale", "1 while a group's newest gold image is older than its image.max_age: an alert.", []string{"group"}, nil)
+	// Only when several replicas share the groups.
+	descOwned   = prometheus.NewDesc("phoenix_group_owned", "1 when this replica reconciles the group, 0 when another does (or none).", []string{"group"}, nil)
+	descReplica = prometheus.NewDesc("phoenix_replica_info", "This replica's id; 1.", []string{"replica"}, nil)
+	descFenced  = prometheus.NewDesc("phoenix_replica_fenced", "1 while this replica cannot prove what it owns (lease not renewed, or etcd without quorum or out of reach) and so changes nothing in the cloud.", []string{"replica"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -174,6 +178,9 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHealBlock
 	ch <- descImageAge
 	ch <- descImageStale
+	ch <- descOwned
+	ch <- descReplica
+	ch <- descFenced
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -181,7 +188,16 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if d == nil {
 		return
 	}
-	for name, w := range d.snapshot() {
+	workers := d.snapshot()
+	if co := d.opts.Coordinator; co != nil {
+		ch <- prometheus.MustNewConstMetric(descReplica, prometheus.GaugeValue, 1, co.ID())
+		ch <- prometheus.MustNewConstMetric(descFenced, prometheus.GaugeValue, b2f(co.Health() != nil), co.ID())
+		for _, g := range d.groupNames() {
+			_, owned := workers[g]
+			ch <- prometheus.MustNewConstMetric(descOwned, prometheus.GaugeValue, b2f(owned), g)
+		}
+	}
+	for name, w := range workers {
 		w.mu.Lock()
 		dec, reconciled, halted := w.last, w.reconciled, w.halted != nil
 		w.mu.Unlock()

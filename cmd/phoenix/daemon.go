@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/coordination"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
@@ -30,11 +32,12 @@ import (
 const connectAttempts = 5
 
 type daemonFlags struct {
-	config string
-	listen string
-	poll   time.Duration
-	grace  time.Duration
-	retry  openstack.RetryPolicy
+	config    string
+	listen    string
+	poll      time.Duration
+	grace     time.Duration
+	replicaID string
+	retry     openstack.RetryPolicy
 	// createBackoff is the first pause after the cloud refuses a create.
 	createBackoff time.Duration
 }
@@ -52,7 +55,12 @@ signed events on POST /v1/events. It serves /healthz, /readyz, /metrics and
 SIGHUP reloads the configuration: a file that fails validation is refused,
 logged and shown in /v1/status, and the running configuration stays.
 SIGTERM or SIGINT stops: the steps in flight finish (up to --stop-grace),
-no new one starts, and the next start resumes from what is on the servers.`,
+no new one starts, and the next start resumes from what is on the servers.
+
+With controller.coordination.etcd, several daemons share the groups: each
+group is reconciled by one replica (named by --replica-id), which checks in
+etcd before every change that it still owns the group. A stop gives the
+replica's groups up at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDaemon(cmd.Context(), cmd.OutOrStdout(), g, f)
@@ -68,6 +76,7 @@ no new one starts, and the next start resumes from what is on the servers.`,
 	cmd.Flags().DurationVar(&f.retry.RequestTimeout, "request-timeout", def.RequestTimeout, "how long one attempt of one cloud API request may take")
 	cmd.Flags().DurationVar(&f.retry.WaitMin, "retry-wait-min", def.WaitMin, "shortest wait before a failed cloud API request is sent again")
 	cmd.Flags().DurationVar(&f.retry.WaitMax, "retry-wait-max", def.WaitMax, "longest wait before a failed cloud API request is sent again (when the cloud names none)")
+	cmd.Flags().StringVar(&f.replicaID, "replica-id", defaultReplicaID(), "this replica's name among those sharing the groups (controller.coordination)")
 	return cmd
 }
 
@@ -100,9 +109,17 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 	// A cloud that is busy at start (429s, a 503 burst past the client's
 	// retries) is tried again for a while: a daemon restarted into a
 	// cloud incident should come up when the cloud does, not exit.
+	var userAgent string
+	if cfg.Controller.Coordination.Etcd != nil {
+		if err := checkReplicaID(f.replicaID); err != nil {
+			return usageError(err)
+		}
+		userAgent = "phoenix-replica/" + f.replicaID
+		log = log.With(zap.String("replica", f.replicaID))
+	}
 	var cloud *openstack.Cloud
 	for attempt := 1; ; attempt++ {
-		cloud, err = openstack.New(ctx, openstack.Options{Cloud: cfg.Cloud, Logger: log, Retry: f.retry, OnRequest: func(r openstack.RequestRecord) {
+		cloud, err = openstack.New(ctx, openstack.Options{Cloud: cfg.Cloud, Logger: log, UserAgent: userAgent, Retry: f.retry, OnRequest: func(r openstack.RequestRecord) {
 			metrics.CloudRequest(r.Service, r.Method, r.Status, r.Duration)
 		}})
 		if err == nil {
@@ -118,18 +135,42 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 		case <-ctx.Done():
 		}
 	}
+	var replica *coordination.Replica
+	if e := cfg.Controller.Coordination.Etcd; e != nil {
+		opts, err := coordination.OptionsFromConfig(e, f.replicaID, log)
+		if err != nil {
+			return usageError(fmt.Errorf("%s: controller.coordination.etcd: %w", cfg.Path, err))
+		}
+		if replica, err = coordination.New(opts); err != nil {
+			return &exitError{code: exitNotDone, err: fmt.Errorf("connect to etcd: %w", err)}
+		}
+		// After the daemon stopped (its steps finished): revoking the
+		// lease hands the groups to the other replicas at once.
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := replica.Close(cctx); err != nil {
+				log.Warn("could not give the groups up; the others take them when the lease expires", zap.Error(err), zap.Duration("lease_ttl", opts.LeaseTTL))
+			}
+		}()
+		log.Info("sharing the groups with other replicas through etcd", zap.Strings("endpoints", opts.Endpoints), zap.String("prefix", opts.Prefix), zap.Duration("lease_ttl", opts.LeaseTTL))
+	}
 
 	notifier := controller.NewNotifier(cfg.Controller.Notify, log)
 	defer notifier.Close()
 	progress := newProgress(out, g.output, cfg.Groups)
-	d := controller.NewDaemon(cloud, cfg, controller.DaemonOptions{
+	dopts := controller.DaemonOptions{
 		Log:          log,
 		Sink:         controller.EventFunc(func(e controller.Event) { progress.Emit(e); notifier.Emit(e) }),
 		Metrics:      metrics,
 		PollInterval: f.poll,
 		StopGrace:    f.grace,
 		Reconciler:   controller.Options{CreateBackoff: f.createBackoff},
-	})
+	}
+	if replica != nil {
+		dopts.Coordinator = replica
+	}
+	d := controller.NewDaemon(cloud, cfg, dopts)
 	metrics.Watch(d)
 
 	mux := http.NewServeMux()
@@ -220,6 +261,25 @@ func shutdown(srv *http.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
+}
+
+// defaultReplicaID is the host name and the process id: unique on a
+// host, and telling an operator where the replica runs.
+func defaultReplicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "phoenix"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// checkReplicaID refuses an id that cannot be an etcd key segment and a
+// User-Agent token.
+func checkReplicaID(id string) error {
+	if id == "" || len(id) > 128 || strings.ContainsAny(id, "/ \t\n\"") {
+		return fmt.Errorf("--replica-id %q: expected 1 to 128 characters without slashes, spaces or quotes", id)
+	}
+	return nil
 }
 
 // loadSecret reads the webhook secret named by the configuration into

@@ -98,9 +98,9 @@ func buildPhoenix(t *testing.T) string {
 	return bin
 }
 
-func startDaemonProc(t *testing.T, bin, cfg, clouds string) *daemonProc {
+func startDaemonProc(t *testing.T, bin, cfg, clouds string, extra ...string) *daemonProc {
 	t.Helper()
-	cmd := exec.Command(bin, "daemon", "--config", cfg, "--poll", "50ms", "--log-level", "info")
+	cmd := exec.Command(bin, append([]string{"daemon", "--config", cfg, "--poll", "50ms", "--log-level", "info"}, extra...)...)
 	cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+clouds, "OS_CLOUD=")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -69,11 +69,22 @@ func printStatus(out io.Writer, st controller.DaemonStatus) {
 	if st.Config.Refused != "" {
 		fmt.Fprintf(out, "LAST RELOAD REFUSED (the configuration above runs on):\n  %s\n", strings.ReplaceAll(st.Config.Refused, "\n", "\n  "))
 	}
+	if r := st.Replica; r != nil {
+		fmt.Fprintf(out, "replica %s of %d alive; it reconciles %d group(s)\n", r.ID, r.Replicas, len(r.Owned))
+		if r.Fenced != "" {
+			fmt.Fprintf(out, "FENCED: this replica changes nothing in the cloud until etcd confirms what it owns: %s\n", r.Fenced)
+		}
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GROUP\tDESIRED IMAGE\tPROGRESS\tCURRENT\tOLD\tBOOTING\tDRAINING\tFAILED\tSTATE")
 	for _, g := range st.Groups {
 		state := "converged"
 		switch {
+		case st.Replica != nil && g.Owner != st.Replica.ID:
+			state = "reconciled by another replica"
+			if g.Owner == "" {
+				state = "no replica holds it yet"
+			}
 		case g.Halted != "":
 			state = "HALTED: " + g.Halted
 		case g.Status.Paused:

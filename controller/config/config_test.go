@@ -93,6 +93,39 @@ func TestLoadValidAppliesDefaults(t *testing.T) {
 	}
 }
 
+func TestEtcdCoordination(t *testing.T) {
+	// Without the block, a single daemon: nothing to coordinate.
+	cfg, err := Parse("phoenix.yaml", []byte(group("")), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Controller.Coordination.Etcd != nil {
+		t.Fatalf("coordination without the block: %+v", cfg.Controller.Coordination.Etcd)
+	}
+
+	dir := writeFiles(t, map[string]string{"ca.pem": "x", "client.pem": "x", "client.key": "x"})
+	for _, tc := range []struct {
+		name, yaml string
+		want       Etcd
+	}{
+		{"defaults", "controller: {coordination: {etcd: {endpoints: [\"https://etcd-1:2379\", \"etcd-2:2379\"]}}}\n",
+			Etcd{Endpoints: []string{"https://etcd-1:2379", "etcd-2:2379"}, Prefix: "/phoenix/", LeaseTTL: Duration(15 * time.Second)}},
+		{"written", "controller: {coordination: {etcd: {endpoints: [\"http://127.0.0.1:2379\"], prefix: /prod/phoenix/, lease_ttl: 5s,\n  tls: {ca_file: ca.pem, cert_file: client.pem, key_file: client.key}}}}\n",
+			Etcd{Endpoints: []string{"http://127.0.0.1:2379"}, Prefix: "/prod/phoenix/", LeaseTTL: Duration(5 * time.Second),
+				TLS: EtcdTLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "client.pem"), KeyFile: filepath.Join(dir, "client.key")}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("phoenix.yaml", []byte(tc.yaml+group("")), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Controller.Coordination.Etcd; got == nil || !reflect.DeepEqual(*got, tc.want) {
+				t.Fatalf("etcd = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestTrafficDefaults(t *testing.T) {
 	cfg, err := Parse("p.yaml", []byte(group(`traffic: {octavia: {pool: web-pool, protocol_port: 8080}}`)), ".")
 	if err != nil {
@@ -338,6 +371,20 @@ func TestRefusedConfigs(t *testing.T) {
 		{"missing secret file", "controller: {webhook_secret_file: nope.key}\n" + group(""), "controller.webhook_secret_file", 1, "cannot read"},
 		{"notify not a url", "controller: {notify: [chat-room]}\n" + group(""), "controller.notify[0]", 1, `expected an http or https URL, got "chat-room"`},
 		{"parallel groups zero", "controller: {parallel_groups: 0}\n" + group(""), "controller.parallel_groups", 1, "expected from 1 to 1000"},
+		// Coordination through etcd.
+		{"etcd without endpoints", "controller: {coordination: {etcd: {prefix: /p/}}}\n" + group(""), "controller.coordination.etcd.endpoints", 1, "expected at least one etcd client URL"},
+		{"etcd endpoint without port", "controller: {coordination: {etcd: {endpoints: [etcd-1]}}}\n" + group(""), "controller.coordination.etcd.endpoints[0]", 1, `expected an etcd client URL such as https://etcd-1:2379, got "etcd-1"`},
+		{"etcd endpoint odd scheme", "controller: {coordination: {etcd: {endpoints: [\"ftp://e:1\"]}}}\n" + group(""), "controller.coordination.etcd.endpoints[0]", 1, `expected an http or https URL, or host:port, got "ftp://e:1"`},
+		{"etcd endpoint port out of range", "controller: {coordination: {etcd: {endpoints: [\"http://e:99999\"]}}}\n" + group(""), "controller.coordination.etcd.endpoints[0]", 1, "expected a port from 1 to 65535"},
+		{"etcd endpoints not a list", "controller: {coordination: {etcd: {endpoints: {a: b}}}}\n" + group(""), "controller.coordination.etcd.endpoints", 1, "expected a list, got a mapping"},
+		{"etcd lease too short", "controller: {coordination: {etcd: {endpoints: [e:2379], lease_ttl: 1s}}}\n" + group(""), "controller.coordination.etcd.lease_ttl", 1, "expected a duration of at least 2s (etcd grants no shorter lease), got 1s"},
+		{"etcd lease not whole seconds", "controller: {coordination: {etcd: {endpoints: [e:2379], lease_ttl: 2500ms}}}\n" + group(""), "controller.coordination.etcd.lease_ttl", 1, "expected whole seconds"},
+		{"etcd lease not a duration", "controller: {coordination: {etcd: {endpoints: [e:2379], lease_ttl: soon}}}\n" + group(""), "controller.coordination.etcd.lease_ttl", 1, "soon"},
+		{"etcd prefix without slashes", "controller: {coordination: {etcd: {endpoints: [e:2379], prefix: phoenix}}}\n" + group(""), "controller.coordination.etcd.prefix", 1, `expected a key prefix that starts and ends with a slash, such as /phoenix/, got "phoenix"`},
+		{"etcd cert without key", "controller: {coordination: {etcd: {endpoints: [e:2379], tls: {cert_file: c.pem}}}}\n" + group(""), "controller.coordination.etcd.tls", 1, "cert_file and key_file go together"},
+		{"etcd missing ca file", "controller: {coordination: {etcd: {endpoints: [e:2379], tls: {ca_file: ca.pem}}}}\n" + group(""), "controller.coordination.etcd.tls.ca_file", 1, "cannot read"},
+		{"unknown etcd field", "controller: {coordination: {etcd: {endpoint: [e:2379]}}}\n" + group(""), "controller.coordination.etcd", 1, `unknown field "endpoint"; did you mean "endpoints"?`},
+		{"unknown coordination", "controller: {coordination: {consul: {}}}\n" + group(""), "controller.coordination", 1, `unknown field "consul"`},
 		{"no failure budget", group(`rollout: {max_failures: 0}`), "groups[0].rollout.max_failures", 7, "expected at least 1"},
 		{"progress deadline too short", group(`rollout: {progress_deadline: 10ms}`), "groups[0].rollout.progress_deadline", 7, "at least 1s"},
 		{"max unhealthy over 100%", group(`health: {http: {port: 80}, max_unhealthy: 150%}`), "groups[0].health.max_unhealthy", 7, "expected a percentage from 0% to 100%"},

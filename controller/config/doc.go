@@ -59,6 +59,18 @@
 //	  notify            list      http(s) URLs that receive a JSON notice
 //	                              when a rollout starts, completes or
 //	                              halts.
+//	  coordination      mapping   several replicas share the groups;
+//	                              without it one daemon does all:
+//	    etcd            mapping   the cluster replicas agree through:
+//	      endpoints     list      required; client URLs
+//	                              (http(s)://host:port, or host:port).
+//	      tls           mapping   ca_file, and cert_file with key_file
+//	                              for a client certificate.
+//	      prefix        string    key prefix, starts and ends with /.
+//	                              Default /phoenix/.
+//	      lease_ttl     duration  whole seconds, ≥ 2s: how long a
+//	                              silent replica keeps its groups.
+//	                              Default 15s.
 //	                  Relative paths are relative to this file.
 //
 // Each group (required fields first):

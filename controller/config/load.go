@@ -44,6 +44,11 @@ const (
 	DefaultParallelGroups      = 4
 	DefaultListen              = "127.0.0.1:9090"
 	DefaultMemberWeight        = 1
+	DefaultEtcdPrefix          = "/phoenix/"
+	DefaultLeaseTTL            = 15 * time.Second
+	// MinLeaseTTL is the shortest lease etcd grants with its default
+	// election timeout; a shorter one would be lengthened silently.
+	MinLeaseTTL = 2 * time.Second
 )
 
 // Limits that come from Nova and Glance.
@@ -145,6 +150,14 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 	}
 	if !written["controller.listen"] {
 		c.Listen = DefaultListen
+	}
+	if e := c.Coordination.Etcd; e != nil {
+		if !written["controller.coordination.etcd.prefix"] {
+			e.Prefix = DefaultEtcdPrefix
+		}
+		if !written["controller.coordination.etcd.lease_ttl"] {
+			e.LeaseTTL = Duration(DefaultLeaseTTL)
+		}
 	}
 	for i := range cfg.Groups {
 		g := &cfg.Groups[i]
@@ -348,6 +361,63 @@ func (v *validator) controller(c *Controller) {
 		parsed, err := url.Parse(u)
 		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
 			v.bad(at, "expected an http or https URL, got %q", u)
+		}
+	}
+	if e := c.Coordination.Etcd; e != nil {
+		v.etcd(e, path+".coordination.etcd")
+	}
+}
+
+// etcd checks the cluster replicas coordinate through.
+func (v *validator) etcd(e *Etcd, path string) {
+	if len(e.Endpoints) == 0 {
+		v.bad(path+".endpoints", "expected at least one etcd client URL such as https://etcd-1:2379")
+	}
+	for i, ep := range e.Endpoints {
+		at := fmt.Sprintf("%s.endpoints[%d]", path, i)
+		hostPort := ep
+		if scheme, rest, ok := strings.Cut(ep, "://"); ok {
+			if scheme != "http" && scheme != "https" {
+				v.bad(at, "expected an http or https URL, or host:port, got %q", ep)
+				continue
+			}
+			hostPort = rest
+		}
+		if host, port, err := net.SplitHostPort(hostPort); err != nil || host == "" || port == "" {
+			v.bad(at, "expected an etcd client URL such as https://etcd-1:2379, got %q", ep)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			v.bad(at, "expected a port from 1 to 65535 in %q", ep)
+		}
+	}
+	if len(e.Prefix) < 2 || !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
+		v.bad(path+".prefix", "expected a key prefix that starts and ends with a slash, such as /phoenix/, got %q", e.Prefix)
+	}
+	switch ttl := e.LeaseTTL.D(); {
+	case ttl < MinLeaseTTL:
+		v.bad(path+".lease_ttl", "expected a duration of at least %s (etcd grants no shorter lease), got %s", MinLeaseTTL, e.LeaseTTL)
+	case ttl%time.Second != 0:
+		v.bad(path+".lease_ttl", "expected whole seconds (etcd leases count in seconds), got %s", e.LeaseTTL)
+	}
+	t := &e.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.badFrom(path+".tls", []string{path + ".tls.cert_file", path + ".tls.key_file"}, "cert_file and key_file go together: set both for a client certificate, or neither")
+	}
+	for _, f := range []struct {
+		field string
+		file  *string
+	}{{"ca_file", &t.CAFile}, {"cert_file", &t.CertFile}, {"key_file", &t.KeyFile}} {
+		if *f.file == "" {
+			continue
+		}
+		file := *f.file
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(v.baseDir, file)
+		}
+		*f.file = file
+		if info, err := os.Stat(file); err != nil {
+			v.bad(path+".tls."+f.field, "cannot read %s: %v", file, unwrapPath(err))
+		} else if !info.Mode().IsRegular() {
+			v.bad(path+".tls."+f.field, "%s is not a regular file", file)
 		}
 	}
 }

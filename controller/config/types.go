@@ -40,6 +40,40 @@ type Controller struct {
 	// Notify lists URLs that receive a JSON notice when a rollout starts,
 	// completes or halts.
 	Notify []string `yaml:"notify"`
+	// Coordination lets several replicas of the daemon share the groups;
+	// without it one daemon reconciles every group.
+	Coordination Coordination `yaml:"coordination"`
+}
+
+// Coordination says how replicas agree on who reconciles which group.
+type Coordination struct {
+	// Etcd, when set, makes this daemon one of several replicas: each
+	// group is reconciled by the one replica holding its key in etcd.
+	Etcd *Etcd `yaml:"etcd"`
+}
+
+// Etcd is the cluster that replicas coordinate through.
+type Etcd struct {
+	// Endpoints are the cluster's client URLs (http(s)://host:port, or
+	// host:port). Required.
+	Endpoints []string `yaml:"endpoints"`
+	TLS       EtcdTLS  `yaml:"tls"`
+	// Prefix is prepended to every key Phoenix writes; replicas that
+	// share the groups share it. It starts and ends with a slash.
+	// Default /phoenix/.
+	Prefix string `yaml:"prefix"`
+	// LeaseTTL is how long a replica that stopped answering keeps its
+	// groups: others take them over within LeaseTTL plus one poll. Whole
+	// seconds, at least 2s. Default 15s.
+	LeaseTTL Duration `yaml:"lease_ttl"`
+}
+
+// EtcdTLS authenticates the connection to etcd: CAFile checks the
+// server; CertFile and KeyFile, both or neither, are the client's.
+type EtcdTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Group is one set of interchangeable servers that Phoenix keeps at Count,

@@ -46,6 +46,10 @@ type Options struct {
 	// to the cloud (retries included): the source of request metrics.
 	OnRequest func(RequestRecord)
 	Logger    *zap.Logger
+	// UserAgent, when set, is put before Phoenix's own in the User-Agent
+	// of every request: a replica's id, so that the cloud's logs tell
+	// which of several replicas sent a request.
+	UserAgent string
 }
 
 // Cloud implements provisioner.Cloud, provisioner.LoadBalancer and
@@ -96,6 +100,9 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 		return nil, fmt.Errorf("authenticate with %s at %s: %w", source, ao.IdentityEndpoint, redact(err))
 	}
 	provider.UserAgent.Prepend("phoenix")
+	if opts.UserAgent != "" {
+		provider.UserAgent.Prepend(opts.UserAgent)
+	}
 
 	compute, err := openstack.NewComputeV2(provider, eo)
 	if err != nil {

@@ -485,3 +485,21 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 		t.Fatal("nothing was logged at debug level: the test proves nothing")
 	}
 }
+
+// A replica's id goes into the User-Agent of every request, and the
+// simulator's request log shows it: with several replicas, the log tells
+// which one called.
+func TestUserAgentNamesTheReplica(t *testing.T) {
+	env := simtest.Start(t, sim.Options{BootTime: sim.Fixed(0)}, 0, func(o *openstack.Options) { o.UserAgent = "phoenix-replica/r-7" })
+	env.Sim.ResetRequests()
+	if _, err := env.Cloud.CreateServer(ctx(t), spec(env, "web", "phoenix-group:web")); err != nil {
+		t.Fatal(err)
+	}
+	posts := requests(env.Sim, "POST", "/servers")
+	if len(posts) != 1 {
+		t.Fatalf("%d server creates in the log, want 1", len(posts))
+	}
+	if ua := posts[0].UserAgent; !strings.HasPrefix(ua, "phoenix-replica/r-7 phoenix ") {
+		t.Fatalf("User-Agent %q does not start with the replica's id and phoenix", ua)
+	}
+}

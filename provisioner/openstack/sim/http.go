@@ -29,6 +29,9 @@ type Request struct {
 	Microversion string
 	// Faulted says an injected fault hit the request.
 	Faulted bool
+	// UserAgent is the request's User-Agent header: which Phoenix replica
+	// sent it, when several share the groups.
+	UserAgent string
 }
 
 // Requests returns every API request received since the start or the last
@@ -85,7 +88,7 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		// see /v2.
 		sub = lbPath(sub)
 	}
-	rec := &Request{Time: time.Now(), Service: service, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery}
+	rec := &Request{Time: time.Now(), Service: service, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, UserAgent: r.UserAgent()}
 	switch service {
 	case "compute":
 		rec.Microversion = requestedMicroversion(r)
