@@ -59,8 +59,12 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 		// A stuck group still waits for its new servers to settle, so
 		// that failed ones are deleted before the run ends, and for its
 		// data volumes to finish moving or come back.
-		settled := d.Status.Booting == 0 && d.Status.Failed == 0 && d.Status.Deleting == 0 && d.Status.Draining == 0 && d.Status.Handovers == 0
+		// A halted group of strategy rebuild keeps a server whose rebuild
+		// failed (it is one of the group's, with the addresses the
+		// operator relies on): nothing more will happen to it.
 		stuck = r.Stuck()
+		failedSettled := d.Status.Failed == 0 || d.Status.Halted && len(d.Deletes) == 0 && len(d.Reimages) == 0
+		settled := d.Status.Booting == 0 && failedSettled && d.Status.Deleting == 0 && d.Status.Draining == 0 && d.Status.Handovers == 0
 		return stuck != nil && settled
 	})
 	res := GroupResult{Summary: r.Summary()}

@@ -372,7 +372,7 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	if err := r.drainServers(ctx, dec.Drains, now); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.reimageServers(ctx, dec.Reimages, img, now); err != nil {
+	if err := r.reimageServers(ctx, dec.Reimages, live, img, now); err != nil {
 		errs = append(errs, err)
 	}
 	if r.group.Stateful != nil {
@@ -1185,7 +1185,10 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 			}
 		}
 		if c.Kind == KindFailed {
-			if !r.failedSeen[c.ID] {
+			// One failure per boot: a server rebuilt in place again gets
+			// a new created-at, and failing again is another failure.
+			key := c.ID + "@" + c.Created.Format(time.RFC3339Nano)
+			if !r.failedSeen[key] {
 				events = append(events, Event{Type: EventFailed, Server: c.ID, Name: c.Name, Image: c.ImageID, Reason: c.Reason})
 				if c.ImageID == img.ID && c.Revision == r.revision && !strings.HasPrefix(c.Reason, "compromised") {
 					r.bootFailures++
@@ -1195,7 +1198,7 @@ func (r *GroupReconciler) report(d Decision, img provisioner.Image, now time.Tim
 					r.progressAt = now
 				}
 			}
-			failed[c.ID] = true
+			failed[key] = true
 		}
 	}
 	r.failedSeen = failed

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,9 +32,13 @@ type reimager interface {
 }
 
 // reimageServers records each rebuild, then asks Nova for it.
-func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage, img provisioner.Image, now time.Time) error {
+func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage, live []provisioner.Server, img provisioner.Image, now time.Time) error {
 	if len(reimages) == 0 {
 		return nil
+	}
+	metadata := map[string]map[string]string{}
+	for _, s := range live {
+		metadata[s.ID] = s.Metadata
 	}
 	rb, ok := r.cloud.(reimager)
 	if !ok {
@@ -52,8 +57,34 @@ func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage
 				MetaRebuild:   "",
 				MetaDrainThen: "",
 			}
-			if err := r.cloud.SetServerMetadata(ctx, b.Server.ID, md); err != nil {
-				return fmt.Errorf("record the rebuild of server %s (%s): %w", b.Server.Name, b.Server.ID, err)
+			if b.Server.Status != provisioner.StatusError {
+				if err := r.cloud.SetServerMetadata(ctx, b.Server.ID, md); err != nil {
+					return fmt.Errorf("record the rebuild of server %s (%s): %w", b.Server.Name, b.Server.ID, err)
+				}
+			} else {
+				// Nova refuses a metadata change on a server in ERROR
+				// (a rebuild that failed) but takes a rebuild, whose
+				// metadata replaces the server's: the record goes with
+				// the request. Lost with it, the next round finds the
+				// server in ERROR still and sends both again.
+				all := maps.Clone(metadata[b.Server.ID])
+				if all == nil {
+					all = map[string]string{}
+				}
+				for k, v := range md {
+					if v == "" {
+						delete(all, k)
+					} else {
+						all[k] = v
+					}
+				}
+				if err := rb.RebuildServer(ctx, b.Server.ID, img.ID, all); err != nil {
+					return fmt.Errorf("rebuild server %s (%s) with image %s: %w", b.Server.Name, b.Server.ID, img.ID, err)
+				}
+				r.log.Info("rebuilding server in place again", zap.String("server", b.Server.ID), zap.String("name", b.Server.Name),
+					zap.String("image", img.ID), zap.String("reason", b.Reason))
+				r.emit(Event{Type: EventReimage, Server: b.Server.ID, Name: b.Server.Name, Image: img.ID, Reason: b.Reason})
+				return nil
 			}
 		}
 		if err := rb.RebuildServer(ctx, b.Server.ID, img.ID, nil); err != nil {

@@ -1,11 +1,14 @@
 package controller_test
 
 import (
+	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -45,5 +48,50 @@ func TestRebuildInPlaceKeepsServersAndAddresses(t *testing.T) {
 	}
 	if got := slices.Sorted(maps.Keys(after)); len(got) != 4 {
 		t.Errorf("%d servers, want 4", len(got))
+	}
+}
+
+// strategy rebuild onto an image that cannot boot: the server Nova leaves
+// in ERROR is rebuilt again (the record going with the rebuild request,
+// since Nova refuses metadata on a server in ERROR) until the failure
+// budget is spent; then the rollout halts, with the other servers still
+// serving the old image and the group above its floor throughout.
+func TestRebuildOntoABrokenImageHalts(t *testing.T) {
+	env := simtest.Start(t, fastSim(1401), 0)
+	old := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	g := parseGroup(t, groupYAML("db", 4, "{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms, max_failures: 2}"))
+	rebuild(t, env, g, fastOptions())
+	broken := env.Sim.AddImage(sim.Image{Name: "gold", BootFails: true})
+	mon := env.Sim.Monitor(time.Millisecond, groupOf)
+	res := runOnce(t, env, g, 30*time.Second)
+	ext := mon.Stop()["db"]
+	if !errors.Is(res.Err, controller.ErrHalted) {
+		t.Fatalf("want a halted rollout, got converged=%v err=%v", res.Converged, res.Err)
+	}
+	healthyOld, failed := 0, 0
+	for _, s := range env.Sim.Servers() {
+		switch {
+		case s.Healthy && s.ImageID == old.ID:
+			healthyOld++
+		case s.Status == "ERROR" && s.ImageID == broken.ID:
+			failed++
+		default:
+			t.Errorf("server %s: %s on image %s", s.Name, s.Status, s.ImageID)
+		}
+	}
+	if healthyOld != 3 || failed != 1 {
+		t.Errorf("%d serving the old image and %d in ERROR, want 3 and the 1 the budget allowed", healthyOld, failed)
+	}
+	if ext.MinHealthy < 3 || ext.MaxTotal != 4 {
+		t.Errorf("healthy fell to %d (floor 3), total reached %d (want 4)", ext.MinHealthy, ext.MaxTotal)
+	}
+	rebuilds := 0
+	for _, r := range env.Sim.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/action") && r.Status == 202 {
+			rebuilds++
+		}
+	}
+	if rebuilds != 2 {
+		t.Errorf("%d rebuild requests, want 2: the first and one retry, within max_failures 2", rebuilds)
 	}
 }

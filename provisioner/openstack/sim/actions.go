@@ -96,7 +96,7 @@ func (s *Sim) appAfter(srv *server, gen uint64) {
 // address, attached volumes) reimaged with imageRef. Status REBUILD (task
 // rebuilding, then rebuild_spawning) for the rebuild time, then ACTIVE, or
 // SHUTOFF for a server that was stopped (Nova keeps a stopped server
-// stopped). Metadata in the request replaces the server's.
+// stopped) — ERROR when the image cannot boot (Image.BootFails). Metadata in the request replaces the server's.
 func (s *Sim) rebuild(w http.ResponseWriter, v microversion, id string, raw json.RawMessage) {
 	var req struct {
 		ImageRef *string         `json:"imageRef"`
@@ -162,6 +162,14 @@ func (s *Sim) rebuild(w http.ResponseWriter, v microversion, id string, raw json
 				s.mu.Lock()
 				if s.servers[srv.id] != srv || srv.gen != gen || srv.deleting {
 					s.mu.Unlock()
+					return
+				}
+				if img.BootFails {
+					// The new image does not boot: Nova leaves the
+					// server in ERROR, as it would a fresh boot.
+					s.finishBoot(srv, true)
+					s.mu.Unlock()
+					s.syncApp(srv)
 					return
 				}
 				srv.launchedAt = time.Now().UTC()
