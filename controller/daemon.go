@@ -523,6 +523,10 @@ func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, now time.Ti
 			return fmt.Errorf("no group uses image %q: %w", e.Image, trigger.ErrUnknownTarget)
 		}
 	}
+	// A patch usually comes with a new gold image: look for it now, so
+	// that the rebuild goes to it rather than to the image cached before.
+	d.images.invalidate()
+	d.pokeWatch()
 	reason := fmt.Sprintf("security patch %s (event %s)", e.Reason, e.ID)
 	// The marks are written before the event is accepted: a daemon
 	// killed a moment after its 202 must still find the work on the
