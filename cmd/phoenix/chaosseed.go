@@ -79,7 +79,9 @@ type chaosGroup struct {
 	name                      string
 	count, surge, unavailable int
 	traffic                   bool
-	keep                      int // snapshots kept; 0: no snapshot before delete
+	floatingIP                bool // a group of one behind a floating IP
+	rebuild                   bool // strategy rebuild: Nova reimages in place
+	keep                      int  // snapshots kept; 0: no snapshot before delete
 	trigger                   string
 	bad                       bool // its new image cannot boot: the group must halt
 	second                    bool // a second new image arrives mid-rollout
@@ -113,11 +115,25 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 		if g.surge == 0 && g.unavailable == 0 {
 			g.surge = 1
 		}
-		g.traffic = rng.IntN(3) == 0
+		switch rng.IntN(6) {
+		case 0, 1:
+			g.traffic = true
+		case 2:
+			// Blue/green by one public address: a group of one.
+			g.floatingIP, g.count, g.surge, g.unavailable = true, 1, 1, 0
+		}
 		if rng.IntN(3) == 0 {
 			g.keep = 1 + rng.IntN(2)
 		}
 		g.trigger = []string{byWatch, byImageEvent, byPatchEvent, byCompromised}[rng.IntN(4)]
+		if g.unavailable > 0 && !g.floatingIP && rng.IntN(4) == 0 {
+			g.rebuild = true
+			if g.trigger == byCompromised {
+				// A twin rebuilt in place keeps its ID: the end check
+				// (every twin gone) does not apply.
+				g.trigger = byPatchEvent
+			}
+		}
 		switch {
 		case g.trigger != byCompromised && rng.IntN(8) == 0:
 			g.bad = true
@@ -213,6 +229,12 @@ func (g chaosGroup) describe() string {
 	if g.traffic {
 		s += ", behind a pool"
 	}
+	if g.floatingIP {
+		s += ", behind a floating IP"
+	}
+	if g.rebuild {
+		s += ", strategy rebuild"
+	}
 	if g.keep > 0 {
 		s += fmt.Sprintf(", snapshot before delete keeping %d", g.keep)
 	}
@@ -252,6 +274,7 @@ type seedRun struct {
 	mustGo   map[string][]string // group → servers that must be gone (compromised twins)
 	flapped  []string
 	pools    map[string]string // group → pool ID
+	fips     map[string]string // group → floating IP address
 	faults   int
 	kills    int
 	eventSeq int
@@ -264,7 +287,7 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	r := &seedRun{
 		opts: o, groups: groups, rng: rand.New(rand.NewPCG(o.seed, 0x5eed)),
 		password: "pw-" + uuid.NewString(), secret: []byte("wh-" + uuid.NewString()),
-		final: map[string]string{}, old: map[string]string{}, mustGo: map[string][]string{}, pools: map[string]string{},
+		final: map[string]string{}, old: map[string]string{}, mustGo: map[string][]string{}, pools: map[string]string{}, fips: map[string]string{},
 	}
 	if o.verbose {
 		fmt.Fprintf(o.out, "seed %d: %d groups, chaos for %s\n", o.seed, len(groups), phase)
@@ -381,7 +404,7 @@ func (r *seedRun) setUp(opts sim.Options) error {
     image: {name: gold-%s, newest: true}
     flavor: m1.small
     networks: [private]
-    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: 5s, max_failures: 3}
+    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: 5s, max_failures: 3, strategy: %s}
     health:
       http: {port: 8080, path: /healthz}
       interval: 100ms
@@ -389,7 +412,7 @@ func (r *seedRun) setUp(opts sim.Options) error {
       healthy_threshold: 2
       unhealthy_threshold: 3
       grace: 3s
-`, g.name, g.count, g.name, g.surge, g.unavailable)
+`, g.name, g.count, g.name, g.surge, g.unavailable, map[bool]string{false: "replace", true: "rebuild"}[g.rebuild])
 		if g.traffic {
 			lb, err := s.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb-" + g.name, PoolName: "pool-" + g.name, Monitor: true, MonitorPath: "/healthz"})
 			if err != nil {
@@ -397,6 +420,14 @@ func (r *seedRun) setUp(opts sim.Options) error {
 			}
 			r.pools[g.name] = lb.PoolID
 			fmt.Fprintf(&b, "    traffic: {octavia: {load_balancer: lb-%s, pool: pool-%s, protocol_port: 8080, drain: 100ms}}\n", g.name, g.name)
+		}
+		if g.floatingIP {
+			fip, err := s.AddFloatingIP("chaos " + g.name)
+			if err != nil {
+				return err
+			}
+			r.fips[g.name] = fip.Address
+			fmt.Fprintf(&b, "    traffic: {floating_ip: {address: %s, drain: 100ms}}\n", fip.Address)
 		}
 		if g.keep > 0 {
 			fmt.Fprintf(&b, "    backup: {snapshot_before_delete: true, keep: %d}\n", g.keep)
@@ -715,7 +746,21 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 			return fmt.Sprintf("group %s has %d servers, want %d", g.name, len(mine), g.count)
 		}
 		addresses := map[string]bool{}
+		healthyOld := 0
 		for _, s := range mine {
+			if halt {
+				// Halted: what serves is the old image; strategy rebuild
+				// keeps a server whose rebuild failed (in ERROR, not
+				// serving), replace removes it.
+				switch {
+				case s.Healthy && !s.Deleting && s.ImageID == want:
+					healthyOld++
+					addresses[s.Address] = true
+				case !(g.rebuild && s.Status == "ERROR"):
+					return fmt.Sprintf("group %s, halted: server %s is %s on image %s", g.name, s.Name, s.Status, s.ImageID)
+				}
+				continue
+			}
 			switch {
 			case !s.Healthy || s.Deleting:
 				return fmt.Sprintf("group %s: server %s is not healthy (%s)", g.name, s.Name, s.Status)
@@ -725,6 +770,9 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 				return fmt.Sprintf("group %s: server %s, built like the compromised one, is still there", g.name, s.Name)
 			}
 			addresses[s.Address] = true
+		}
+		if halt && healthyOld < g.count-g.unavailable {
+			return fmt.Sprintf("group %s, halted: %d servers serve the old image, below %d", g.name, healthyOld, g.count-g.unavailable)
 		}
 		if pool := r.pools[g.name]; pool != "" {
 			members := r.sim.Members(pool)
@@ -737,8 +785,19 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 					serving++
 				}
 			}
-			if serving != len(mine) {
-				return fmt.Sprintf("group %s: %d pool members serve, want %d", g.name, serving, g.count)
+			wantServing := len(mine)
+			if halt {
+				wantServing = healthyOld
+			}
+			if serving != wantServing {
+				return fmt.Sprintf("group %s: %d pool members serve, want %d", g.name, serving, wantServing)
+			}
+		}
+		if addr := r.fips[g.name]; addr != "" {
+			for _, f := range r.sim.FloatingIPs() {
+				if f.Address == addr && !addresses[f.FixedIP] {
+					return fmt.Sprintf("group %s: floating IP %s points at %q, none of its servers", g.name, addr, f.FixedIP)
+				}
 			}
 		}
 	}
