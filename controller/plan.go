@@ -288,10 +288,11 @@ type Status struct {
 //
 //  1. Servers in ERROR serve nothing; they are deleted at once.
 //  2. Old servers (and current ones beyond Count) are deleted only within
-//     the availability budget: capacity after the deletes, counting every
-//     old server as available (the worst case, so an old server whose
-//     health is not yet known is never gambled with), stays at or above
-//     Count−MaxUnavailable. With MaxUnavailable 0 this means an old server
+//     the availability budget: capacity after the deletes, counting only
+//     the servers seen serving and each deleted one as serving unless it
+//     is known to serve nothing (the worst case both ways, so an old
+//     server whose health is not yet known is neither counted on nor
+//     gambled with), stays at or above Count−MaxUnavailable. With MaxUnavailable 0 this means an old server
 //     goes only once a replacement is available — replace before remove.
 //  3. New servers are created, pipelined rather than batched: as many as
 //     are missing, within Count+MaxSurge counting every server that still
@@ -400,10 +401,22 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	}
 
 	minAvailable := t.Count - t.MaxUnavailable
-	// Worst case: every old server is serving, so each delete of one may
-	// cost a unit of capacity; an old server stopped for a handover in
-	// flight costs its unit until the handover ends.
-	budget := len(old) + d.Status.Available - minAvailable - handoverCost(t)
+	// Capacity counts only the servers seen serving; the budget is what
+	// it has above the floor. Removing one of them costs a unit.
+	// Removing a server whose serving is not known (its health not seen
+	// yet after a restart, one booted moments ago from a stale image)
+	// takes nothing from that capacity, so it is allowed while the
+	// capacity holds the floor — but never below it, where the real
+	// capacity may be all that stands. A server known to serve nothing
+	// costs nothing. An old server stopped for a handover in flight costs
+	// its unit until the handover ends.
+	servingOld := 0
+	for _, c := range old {
+		if c.Available {
+			servingOld++
+		}
+	}
+	budget := servingOld + d.Status.Available - minAvailable - handoverCost(t)
 	if bugOn(BugEarlyDelete) {
 		budget = len(old)
 	}
@@ -449,15 +462,23 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		}
 	}
 	for _, c := range old {
-		if budget <= 0 {
-			break
+		cost := 0
+		switch {
+		case servesNothing(c):
+		case c.Available:
+			if budget <= 0 {
+				continue
+			}
+			cost = 1
+		case budget < 0:
+			continue
 		}
 		if c.Unlisted || t.Stateful && (len(c.StatefulVolumes) > 0 || handingFrom(t, c.ID)) {
 			// A server holding data goes only once a handover moved it
 			// away and ended: until then a rollback may need it.
 			continue
 		}
-		budget--
+		budget -= cost
 		if rebuildsInPlace(t, c) {
 			d.rebuild(t, c, now)
 			continue
@@ -508,6 +529,12 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		d.RequeueAfter = wait
 	}
 	return d
+}
+
+// servesNothing says whether a server is known to serve nothing: not
+// ACTIVE, or failing its health check. Removing it costs no capacity.
+func servesNothing(c Classified) bool {
+	return c.Status != provisioner.StatusActive || c.Health == healthcheck.Unhealthy
 }
 
 // rebuildsInPlace says whether an old server is reimaged rather than
