@@ -205,8 +205,22 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 			return chaosStep{what: fmt.Sprintf("the instance quota is full for %s", hold), do: func(ctx context.Context, r *seedRun) error { return r.fullQuota(ctx, hold) }}
 		},
 	}
+	// Failed and stuck boots stay below the failure budget (max_failures
+	// 8): more of them would halt a good image, rightly.
+	const bootErrors, stuckBoot = 7, 8
+	boots := 0
 	for range rng.IntN(6) {
-		s := faults[rng.IntN(len(faults))]()
+		i := rng.IntN(len(faults))
+		if (i == bootErrors || i == stuckBoot) && boots >= 4 {
+			i = 0
+		}
+		switch i {
+		case bootErrors:
+			boots += 2
+		case stuckBoot:
+			boots++
+		}
+		s := faults[i]()
 		s.at = at()
 		steps = append(steps, s)
 	}
@@ -404,7 +418,7 @@ func (r *seedRun) setUp(opts sim.Options) error {
     image: {name: gold-%s, newest: true}
     flavor: m1.small
     networks: [private]
-    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: 5s, max_failures: 3, strategy: %s}
+    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: 5s, max_failures: 8, strategy: %s}
     health:
       http: {port: 8080, path: /healthz}
       interval: 100ms
@@ -746,6 +760,7 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 			return fmt.Sprintf("group %s has %d servers, want %d", g.name, len(mine), g.count)
 		}
 		addresses := map[string]bool{}
+		kept := map[string]bool{} // halted, strategy rebuild: in ERROR, may stay a (drained) member
 		healthyOld := 0
 		for _, s := range mine {
 			if halt {
@@ -756,7 +771,9 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 				case s.Healthy && !s.Deleting && s.ImageID == want:
 					healthyOld++
 					addresses[s.Address] = true
-				case !(g.rebuild && s.Status == "ERROR"):
+				case g.rebuild && s.Status == "ERROR":
+					kept[s.Address] = true
+				default:
 					return fmt.Sprintf("group %s, halted: server %s is %s on image %s", g.name, s.Name, s.Status, s.ImageID)
 				}
 				continue
@@ -778,10 +795,10 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 			members := r.sim.Members(pool)
 			serving := 0
 			for _, m := range members {
-				if !addresses[m.Address] {
+				if !addresses[m.Address] && !kept[m.Address] {
 					return fmt.Sprintf("group %s: pool member %s is none of its servers", g.name, m.Address)
 				}
-				if m.Weight > 0 && m.AdminStateUp {
+				if addresses[m.Address] && m.Weight > 0 && m.AdminStateUp {
 					serving++
 				}
 			}
