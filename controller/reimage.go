@@ -45,7 +45,12 @@ func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage
 		return fmt.Errorf("%w: this cloud connection cannot rebuild servers", ErrStuck)
 	}
 	return parallel(reimages, r.opts.Parallelism, func(b Reimage) error {
-		if !b.Resume {
+		// A resumed rebuild whose server is at rest (the request was lost,
+		// or it landed and a newer reason — a second image, a security
+		// patch — asks for another) is recorded anew: its created-at must
+		// say it is a fresh boot, or a force that predates the record
+		// picks the same server again, round after round.
+		if !b.Resume || acceptsMetadata(b.Server.Server) || b.Server.Status == provisioner.StatusError {
 			md := map[string]string{
 				MetaPhase:     PhaseRebuilding,
 				MetaPhaseAt:   now.UTC().Format(time.RFC3339Nano),

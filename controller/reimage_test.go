@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"slices"
@@ -93,5 +94,48 @@ func TestRebuildOntoABrokenImageHalts(t *testing.T) {
 	}
 	if rebuilds != 2 {
 		t.Errorf("%d rebuild requests, want 2: the first and one retry, within max_failures 2", rebuilds)
+	}
+}
+
+// A security patch (a forced rebuild) that lands while servers are being
+// rebuilt in place onto a new image: each server is rebuilt again once —
+// its new record says it is a fresh boot, after the patch — and the group
+// converges. (The rebuild of a server caught mid-way was once resent
+// round after round: its resumed request kept the created-at from before
+// the patch, so the patch picked it again each time.)
+func TestPatchDuringRebuildInPlaceConverges(t *testing.T) {
+	env := simtest.Start(t, fastSim(1402), 0)
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	g := parseGroup(t, groupYAML("db", 3, "{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms}"))
+	rebuild(t, env, g, fastOptions())
+	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+	r := controller.NewGroupReconciler(g, env.Cloud, nil, logger(t), fastOptions())
+	defer r.Close()
+	ctx := context.Background()
+	// Reconcile until the first rebuild has landed: a server on the new
+	// image, ACTIVE, not yet serving.
+	waitUntil(t, 20*time.Second, "a rebuild to land", func() bool {
+		_, _ = r.Reconcile(ctx)
+		for _, s := range env.Sim.Servers() {
+			if s.ImageID == patched.ID && s.Status == "ACTIVE" && !s.Healthy {
+				return true
+			}
+		}
+		return false
+	})
+	r.Force(controller.Force{Before: time.Now(), Reason: "security patch CVE-test"})
+	waitUntil(t, 30*time.Second, "the group to converge after the patch", func() bool {
+		d, err := r.Reconcile(ctx)
+		return err == nil && d.Status.Converged
+	})
+	assertFleet(t, env.Sim, g, patched.ID)
+	rebuilds := 0
+	for _, req := range env.Sim.Requests() {
+		if req.Method == "POST" && strings.HasSuffix(req.Path, "/action") && req.Status == 202 {
+			rebuilds++
+		}
+	}
+	if rebuilds > 6 {
+		t.Errorf("%d rebuild requests for 3 servers, want at most 6: one for the image, one for the patch", rebuilds)
 	}
 }
