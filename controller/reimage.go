@@ -45,6 +45,9 @@ func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage
 		return fmt.Errorf("%w: this cloud connection cannot rebuild servers", ErrStuck)
 	}
 	return parallel(reimages, r.opts.Parallelism, func(b Reimage) error {
+		// inRequest, when set, replaces the server's metadata with the
+		// rebuild itself.
+		var inRequest map[string]string
 		// A resumed rebuild whose server is at rest (the request was lost,
 		// or it landed and a newer reason — a second image, a security
 		// patch — asks for another) is recorded anew: its created-at must
@@ -62,41 +65,32 @@ func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage
 				MetaRebuild:   "",
 				MetaDrainThen: "",
 			}
-			if b.Server.Status != provisioner.StatusError {
-				if err := r.cloud.SetServerMetadata(ctx, b.Server.ID, md); err != nil {
-					return fmt.Errorf("record the rebuild of server %s (%s): %w", b.Server.Name, b.Server.ID, err)
-				}
-			} else {
+			if b.Server.Status == provisioner.StatusError {
 				// Nova refuses a metadata change on a server in ERROR
 				// (a rebuild that failed) but takes a rebuild, whose
 				// metadata replaces the server's: the record goes with
 				// the request. Lost with it, the next round finds the
 				// server in ERROR still and sends both again.
-				all := maps.Clone(metadata[b.Server.ID])
-				if all == nil {
-					all = map[string]string{}
+				inRequest = maps.Clone(metadata[b.Server.ID])
+				if inRequest == nil {
+					inRequest = map[string]string{}
 				}
 				for k, v := range md {
 					if v == "" {
-						delete(all, k)
+						delete(inRequest, k)
 					} else {
-						all[k] = v
+						inRequest[k] = v
 					}
 				}
-				if err := rb.RebuildServer(ctx, b.Server.ID, img.ID, all); err != nil {
-					return fmt.Errorf("rebuild server %s (%s) with image %s: %w", b.Server.Name, b.Server.ID, img.ID, err)
-				}
-				r.log.Info("rebuilding server in place again", zap.String("server", b.Server.ID), zap.String("name", b.Server.Name),
-					zap.String("image", img.ID), zap.String("reason", b.Reason))
-				r.emit(Event{Type: EventReimage, Server: b.Server.ID, Name: b.Server.Name, Image: img.ID, Reason: b.Reason})
-				return nil
+			} else if err := r.cloud.SetServerMetadata(ctx, b.Server.ID, md); err != nil {
+				return fmt.Errorf("record the rebuild of server %s (%s): %w", b.Server.Name, b.Server.ID, err)
 			}
 		}
-		if err := rb.RebuildServer(ctx, b.Server.ID, img.ID, nil); err != nil {
+		if err := rb.RebuildServer(ctx, b.Server.ID, img.ID, inRequest); err != nil {
 			return fmt.Errorf("rebuild server %s (%s) with image %s: %w", b.Server.Name, b.Server.ID, img.ID, err)
 		}
 		r.log.Info("rebuilding server in place", zap.String("server", b.Server.ID), zap.String("name", b.Server.Name),
-			zap.String("image", img.ID), zap.String("reason", b.Reason), zap.Bool("resumed", b.Resume))
+			zap.String("image", img.ID), zap.String("reason", b.Reason), zap.Bool("resumed", b.Resume), zap.String("was", b.Server.Status))
 		r.emit(Event{Type: EventReimage, Server: b.Server.ID, Name: b.Server.Name, Image: img.ID, Reason: b.Reason})
 		return nil
 	})
