@@ -81,6 +81,7 @@ type chaosGroup struct {
 	traffic                   bool
 	floatingIP                bool // a group of one behind a floating IP
 	rebuild                   bool // strategy rebuild: Nova reimages in place
+	stateful                  bool // a data volume per server, moved to each replacement
 	keep                      int  // snapshots kept; 0: no snapshot before delete
 	trigger                   string
 	bad                       bool // its new image cannot boot: the group must halt
@@ -126,7 +127,13 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 			g.keep = 1 + rng.IntN(2)
 		}
 		g.trigger = []string{byWatch, byImageEvent, byPatchEvent, byCompromised}[rng.IntN(4)]
-		if g.unavailable > 0 && !g.floatingIP && rng.IntN(4) == 0 {
+		if !g.floatingIP && !g.traffic && rng.IntN(5) == 0 {
+			// Servers that hold data: each keeps one volume, handed over
+			// to its replacement (it needs a server of surge and one of
+			// unavailability to stop the old one).
+			g.stateful, g.surge, g.unavailable = true, max(1, g.surge), 1
+		}
+		if g.unavailable > 0 && !g.floatingIP && !g.stateful && rng.IntN(4) == 0 {
 			g.rebuild = true
 			if g.trigger == byCompromised {
 				// A twin rebuilt in place keeps its ID: the end check
@@ -248,6 +255,9 @@ func (g chaosGroup) describe() string {
 	}
 	if g.rebuild {
 		s += ", strategy rebuild"
+	}
+	if g.stateful {
+		s += ", a data volume on each server"
 	}
 	if g.keep > 0 {
 		s += fmt.Sprintf(", snapshot before delete keeping %d", g.keep)
@@ -377,6 +387,9 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	if err != nil {
 		return fail("%v", err)
 	}
+	if err := r.sim.CheckExclusiveAttachments(); err != nil {
+		res.Violations = append(res.Violations, fmt.Sprintf("data: %v", err))
+	}
 	res.Outcome = outcomeConverged
 	for _, g := range groups {
 		if g.bad {
@@ -443,7 +456,18 @@ func (r *seedRun) setUp(opts sim.Options) error {
 			r.fips[g.name] = fip.Address
 			fmt.Fprintf(&b, "    traffic: {floating_ip: {address: %s, drain: 100ms}}\n", fip.Address)
 		}
-		if g.keep > 0 {
+		if g.stateful {
+			for i := range g.count {
+				s.AddVolume(sim.VolumeSpec{Name: fmt.Sprintf("data-%s-%d", g.name, i)})
+			}
+			fmt.Fprintf(&b, "    stateful: {volumes: {name: data-%s-*}}\n", g.name)
+			if g.keep == 0 {
+				fmt.Fprintf(&b, "    backup: {volumes: snapshot, keep: 1}\n")
+			} else {
+				fmt.Fprintf(&b, "    backup: {volumes: snapshot, snapshot_before_delete: true, keep: %d}\n", g.keep)
+			}
+		}
+		if g.keep > 0 && !g.stateful {
 			fmt.Fprintf(&b, "    backup: {snapshot_before_delete: true, keep: %d}\n", g.keep)
 		}
 	}
@@ -787,6 +811,19 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 				return fmt.Sprintf("group %s: server %s, built like the compromised one, is still there", g.name, s.Name)
 			}
 			addresses[s.Address] = true
+		}
+		if g.stateful && !halt {
+			held := map[string]int{}
+			for _, v := range r.sim.Volumes() {
+				if strings.HasPrefix(v.Name, "data-"+g.name+"-") && v.Status == "in-use" {
+					held[v.ServerID]++
+				}
+			}
+			for _, s := range mine {
+				if held[s.ID] != 1 {
+					return fmt.Sprintf("group %s: server %s holds %d data volumes, want 1", g.name, s.Name, held[s.ID])
+				}
+			}
 		}
 		if halt && healthyOld < g.count-g.unavailable {
 			return fmt.Sprintf("group %s, halted: %d servers serve the old image, below %d", g.name, healthyOld, g.count-g.unavailable)
