@@ -132,7 +132,11 @@ type Server struct {
 	HealthySince time.Time
 	// UnhealthySince is when it became unhealthy (zero otherwise).
 	UnhealthySince time.Time
-	HealthError    string
+	// Unprobed is true for an ACTIVE server the health checker has not
+	// probed yet (a daemon just started knows nothing of its servers'
+	// health): it is not failed on its deadline before its first probe.
+	Unprobed    bool
+	HealthError string
 	// Traffic is where the server stands with the group's traffic, and
 	// DrainStart when its drain was recorded (zero when none was).
 	Traffic    TrafficState
@@ -643,7 +647,7 @@ func classify(t Target, s Server, now time.Time) Classified {
 			s.Health == healthcheck.Healthy &&
 			!now.Before(s.HealthySince.Add(t.MinReady))
 		c.Available = c.Ready && (!t.Traffic || s.Traffic == TrafficServing) && (!t.Stateful || len(s.StatefulVolumes) > 0)
-		if c.Kind == KindCurrent && t.ProgressDeadline > 0 && !c.Ready && !s.WasReady && !s.Unlisted &&
+		if c.Kind == KindCurrent && t.ProgressDeadline > 0 && !c.Ready && !s.WasReady && !s.Unlisted && !s.Unprobed &&
 			now.Sub(s.Created) > t.ProgressDeadline {
 			c.Kind = KindFailed
 			c.Reason = fmt.Sprintf("failed: not ready %s after its create (status %s, health %s)", t.ProgressDeadline, s.Status, s.Health)

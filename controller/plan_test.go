@@ -662,3 +662,37 @@ func TestPlanStatefulSequences(t *testing.T) {
 		}
 	}
 }
+
+// A server that missed its progress deadline without ever being ready is
+// failed — unless it is ACTIVE and nobody has probed it yet: a daemon
+// that restarts after the deadline passed must look before it judges
+// (and deletes) a server that may serve fine.
+func TestClassifyProgressDeadline(t *testing.T) {
+	tg := target(3, 1, 0)
+	tg.ProgressDeadline = 10 * time.Minute
+	now := t0
+	for _, tc := range []struct {
+		name       string
+		status     string
+		health     healthcheck.State
+		unprobed   bool
+		age        time.Duration
+		wantFailed bool
+	}{
+		{"active, unprobed, past the deadline", provisioner.StatusActive, healthcheck.Unknown, true, 11 * time.Minute, false},
+		{"active, probed, still unknown past the deadline", provisioner.StatusActive, healthcheck.Unknown, false, 11 * time.Minute, true},
+		{"active, unhealthy past the deadline", provisioner.StatusActive, healthcheck.Unhealthy, false, 11 * time.Minute, true},
+		{"stuck in BUILD past the deadline", provisioner.StatusBuild, healthcheck.Unknown, false, 11 * time.Minute, true},
+		{"active, unprobed, within the deadline", provisioner.StatusActive, healthcheck.Unknown, true, time.Minute, false},
+		{"active, unhealthy, within the deadline", provisioner.StatusActive, healthcheck.Unhealthy, false, time.Minute, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Server{ID: "s1", Name: "srv-1", Status: tc.status, ImageID: "new", Revision: "rev",
+				Created: now.Add(-tc.age), Health: tc.health, Unprobed: tc.unprobed}
+			c := classify(tg, s, now)
+			if got := c.Kind == KindFailed; got != tc.wantFailed {
+				t.Errorf("failed = %v (%s: %s), want %v", got, c.Kind, c.Reason, tc.wantFailed)
+			}
+		})
+	}
+}

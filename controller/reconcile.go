@@ -540,7 +540,9 @@ func (r *GroupReconciler) planInput(servers []provisioner.Server, traffic map[st
 				p.HealthySince = s.LaunchedAt
 			}
 		default:
-			if o, ok := r.health.Observe(s.ID); ok {
+			o, ok := r.health.Observe(s.ID)
+			p.Unprobed = s.Status == provisioner.StatusActive && (!ok || o.LastProbe.IsZero())
+			if ok {
 				p.Health = o.State
 				p.HealthError = o.LastError
 				switch o.State {
