@@ -224,9 +224,21 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 	}
 	on := attachedTo(v)
 	switch h.Step {
+	case stepSnapshot, stepDetach, stepAttach, stepGate:
+		if !toOK {
+			// The replacement vanished (deleted by hand, or failed and
+			// removed): give the volume back to the old server at once
+			// rather than move it toward nothing.
+			return "", record(stepRollback, newServerGone)
+		}
+	}
+	switch h.Step {
 	case stepStop:
 		if !fromOK {
 			return "", record(stepRollback, "the old server is gone")
+		}
+		if !toOK && from.Status == provisioner.StatusShutoff {
+			return "", record(stepRollback, newServerGone)
 		}
 		if !toOK || to.Status != provisioner.StatusActive || !r.answers(ctx, listed[h.To]) {
 			if late || !toOK {
@@ -276,8 +288,6 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 		return "", nil // detaching
 	case stepAttach:
 		switch {
-		case !toOK:
-			return "", record(stepRollback, "the new server is gone")
 		case on == "" && v.Status == provisioner.VolumeAvailable:
 			return "", vc.AttachVolume(ctx, h.To, h.Volume)
 		case on == h.To && v.Status == provisioner.VolumeInUse:
@@ -302,7 +312,7 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 			r.log.Info("data volume moved", zap.String("volume", h.Volume), zap.String("to", to.Name))
 			r.emit(Event{Type: EventHandover, Server: to.ID, Name: to.Name, Message: "volume " + h.Volume + " moved; " + to.Name + " serves with it"})
 			return "", nil
-		case !toOK || to.Status == provisioner.StatusError || late:
+		case to.Status == provisioner.StatusError || late:
 			why := fmt.Sprintf("the new server %s did not pass its health check with volume %s", to.Name, h.Volume)
 			if to.HealthError != "" {
 				why += ": " + to.HealthError
@@ -326,12 +336,22 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 			r.log.Error("data volume handover rolled back", zap.String("volume", h.Volume), zap.String("why", why))
 			r.emit(Event{Type: EventHandover, Server: h.From, Name: from.Name,
 				Message: fmt.Sprintf("volume %s rolled back to %s, which runs again: %s", h.Volume, from.Name, why)})
-			return fmt.Sprintf("the handover of volume %s to %s was rolled back: %s", h.Volume, to.Name, why), nil
+			if why == newServerGone {
+				// Nothing says the image or the data is at fault: the
+				// rollout goes on with another replacement (a failed
+				// boot was counted against max_failures already).
+				return "", nil
+			}
+			return fmt.Sprintf("the handover of volume %s to %s was rolled back: %s", h.Volume, cmp.Or(to.Name, h.To), why), nil
 		}
 		return "", nil
 	}
 	return "", fmt.Errorf("unknown step %q recorded on volume %s", h.Step, h.Volume)
 }
+
+// newServerGone is why a handover whose replacement vanished was rolled
+// back; it alone does not halt the rollout.
+const newServerGone = "the new server is gone"
 
 func clearHandover() map[string]string {
 	return map[string]string{PropHandoverFrom: "", PropHandoverTo: "", PropHandoverStep: "", PropHandoverAt: "", PropHandoverWhy: ""}

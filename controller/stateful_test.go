@@ -319,3 +319,58 @@ func breakWhenDataArrives(s *sim.Sim, volume, image string) (stop func()) {
 	}()
 	return func() { close(quit); <-done }
 }
+
+// The replacement of a stateful server vanishes in the middle of the
+// handover (deleted by hand, or failed and removed): the volume goes back
+// to the old server, which runs again, and the rollout goes on with
+// another replacement instead of halting — nothing says the image or the
+// data is at fault.
+func TestStatefulHandoverToAVanishedServerGoesOn(t *testing.T) {
+	order := []string{"stop", "snapshot", "detach", "attach", "gate"}
+	for i, at := range order[:4] {
+		t.Run(at, func(t *testing.T) {
+			t.Parallel()
+			env := simtest.Start(t, fastSim(int64(1700+i)), 0)
+			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+			data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
+			g := parseGroup(t, statefulGroup(t, 1, 3))
+			rebuild(t, env, g, fastOptions())
+			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+
+			log := &controller.EventLog{}
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+			result := make(chan controller.GroupResult, 1)
+			go func() {
+				result <- controller.Rebuild(ctx, env.Cloud, []config.Group{g}, log, logger(t), fastOptions())[0]
+			}()
+
+			var to, reached string
+			waitUntil(t, 20*time.Second, "the handover to reach "+at, func() bool {
+				v, _ := env.Sim.VolumeByID(data.ID)
+				reached, to = v.Metadata[controller.PropHandoverStep], v.Metadata[controller.PropHandoverTo]
+				return slices.Contains(order[i:], reached)
+			})
+			if err := env.Cloud.DeleteServer(context.Background(), to); err != nil {
+				t.Fatalf("delete the replacement %s: %v", to, err)
+			}
+			res := <-result
+			if !res.Converged {
+				t.Fatalf("replacement deleted at %q: the rollout ended with %v, want it converged with another replacement", reached, res.Err)
+			}
+			servers := env.Sim.Servers()
+			v, _ := env.Sim.VolumeByID(data.ID)
+			if len(servers) != 1 || servers[0].ID == to || servers[0].ImageID != patched.ID || v.ServerID != servers[0].ID {
+				t.Fatalf("replacement deleted at %q: %d servers, volume on %q: want the volume on one new server on the new image", reached, len(servers), v.ServerID)
+			}
+			if err := env.Sim.CheckExclusiveAttachments(); err != nil {
+				t.Error(err)
+			}
+			for _, e := range log.Events() {
+				if e.Type == controller.EventHalted {
+					t.Errorf("replacement deleted at %q: the rollout halted: %s", reached, e.Reason)
+				}
+			}
+		})
+	}
+}
