@@ -78,6 +78,11 @@ type Daemon struct {
 	// retiring are the workers a reload is stopping: a group's key is
 	// given up only once its worker stopped.
 	retiring map[*worker]bool
+	// held are the rebuilds events asked of groups another replica
+	// owned when they came: if this replica takes such a group over, it
+	// does them too (a Force only designates servers built before its
+	// event, so one the owner already did designates nothing).
+	held map[string][]Force
 }
 
 // NewDaemon prepares a daemon for cfg; Run starts it.
@@ -105,6 +110,7 @@ func NewDaemon(cloud provisioner.Cloud, cfg *config.Config, opts DaemonOptions) 
 		loadedAt: opts.Now(),
 		workers:  map[string]*worker{},
 		retiring: map[*worker]bool{},
+		held:     map[string][]Force{},
 		stop:     make(chan struct{}),
 		watchNow: make(chan struct{}, 1),
 		images:   newImageCache(cloud),
@@ -214,8 +220,50 @@ func (d *Daemon) startWorker(g config.Group) {
 		urgent: make(chan func(context.Context), 64),
 	}
 	d.workers[g.Name] = w
+	for _, f := range d.held[g.Name] {
+		// Taken over: the rebuilds events asked while another replica
+		// owned the group are recorded on its servers first thing.
+		w.rec.Force(f)
+		w.urgent <- func(ctx context.Context) {
+			if err := w.rec.MarkForRebuild(ctx, f); err != nil {
+				d.log.Warn("could not record on the servers a rebuild asked while another replica owned the group; it stays in memory", zap.String("group", g.Name), zap.Error(err))
+			}
+		}
+	}
+	delete(d.held, g.Name)
 	d.wg.Add(1)
 	go d.runWorker(w)
+}
+
+// maxHeld bounds the rebuilds kept per group owned elsewhere.
+const maxHeld = 16
+
+// hold keeps f for a group another replica owns.
+func (d *Daemon) hold(group string, f Force) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := append(d.held[group], f)
+	if len(h) > maxHeld {
+		h = h[len(h)-maxHeld:]
+	}
+	d.held[group] = h
+}
+
+// elsewhereUsing lists the configured groups not run here whose image
+// selector names image (by ID or name).
+func (d *Daemon) elsewhereUsing(workers map[string]*worker, image string) []string {
+	if d.opts.Coordinator == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, g := range d.cfg.Groups {
+		if _, mine := workers[g.Name]; !mine && (g.Image.ID == image || g.Image.Name == image) {
+			out = append(out, g.Name)
+		}
+	}
+	return out
 }
 
 func (d *Daemon) sink(group string) EventSink {
@@ -466,12 +514,25 @@ func (d *Daemon) Ready() error {
 	return nil
 }
 
+// ErrStarting is what Dispatch returns for an event that arrives before
+// Run has started the groups: not an unknown target, a retry.
+var ErrStarting = errors.New("the daemon is starting: its groups are not running yet")
+
 // Dispatch acts on an accepted event (trigger.Dispatcher). It only queues
 // work and wakes the groups concerned; it returns an error wrapping
 // trigger.ErrUnknownTarget when the event names nothing this daemon
 // manages, so that the sender learns it at once.
 func (d *Daemon) Dispatch(ctx context.Context, e trigger.Event) error {
 	now := d.opts.Now()
+	d.mu.Lock()
+	running := d.running
+	d.mu.Unlock()
+	if !running {
+		// The listener opens before the groups' workers start: a group
+		// not yet started is not unknown, and an event refused as if it
+		// were would be lost. The sender gets a 503 and sends it again.
+		return ErrStarting
+	}
 	d.opts.Metrics.triggered(e.Type)
 	switch e.Type {
 	case trigger.TypeImagePublished:
@@ -499,11 +560,14 @@ func (d *Daemon) snapshot() map[string]*worker {
 func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, now time.Time) error {
 	workers := d.snapshot()
 	chosen := map[string]*worker{}
+	var held []string
 	for _, name := range e.Groups {
 		w, ok := workers[name]
 		if !ok && d.configuredElsewhere(name) {
 			// Another replica owns it, and acts on the same event sent
-			// to it.
+			// to it; this one keeps it in case it takes the group over
+			// (the owner may die before the event reaches it).
+			held = append(held, name)
 			continue
 		}
 		if !ok {
@@ -528,6 +592,12 @@ func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, now time.Ti
 	d.images.invalidate()
 	d.pokeWatch()
 	reason := fmt.Sprintf("security patch %s (event %s)", e.Reason, e.ID)
+	if e.Image != "" {
+		held = append(held, d.elsewhereUsing(workers, e.Image)...)
+	}
+	for _, name := range held {
+		d.hold(name, Force{Before: now, Reason: reason})
+	}
 	// The marks are written before the event is accepted: a daemon
 	// killed a moment after its 202 must still find the work on the
 	// servers. Until they are all written the sender gets a 503 and sends
@@ -633,6 +703,11 @@ func (d *Daemon) markTwins(ctx context.Context, workers map[string]*worker, srv 
 	reason := fmt.Sprintf("%s (event %s)", e.Reason, e.ID)
 	twin := Force{Before: now, ImageID: srv.ImageID, Revision: srv.Revision,
 		Reason: fmt.Sprintf("built like compromised server %s (image %s, revision %s): %s", srv.Name, srv.ImageID, srv.Revision, reason)}
+	for _, name := range d.groupNames() {
+		if _, mine := workers[name]; !mine && d.opts.Coordinator != nil {
+			d.hold(name, twin)
+		}
+	}
 	var errs []error
 	for _, w := range workers {
 		w.rec.Force(twin)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-retryablehttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
@@ -520,4 +521,59 @@ func TestSteadyStateCostsPagesPlusSelectors(t *testing.T) {
 	if images != 0 || other != 0 {
 		t.Errorf("a reconcile at rest made %d image requests and %d other requests, want none", images, other)
 	}
+}
+
+// The daemon's listener opens before Run starts the groups (so that
+// /healthz answers at once). An event that arrives in between names a
+// group that exists: the sender must be told to send it again (503), not
+// that the group is unknown (422), or a security patch sent to a daemon
+// just restarted would be lost.
+func TestEventBeforeTheGroupsStartIsRetriedNotRefused(t *testing.T) {
+	env := simtest.Start(t, fastSim(820), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	cfg, err := config.Parse("daemon.yaml", []byte(daemonYAML(daemonGroup("web", "gold", "m1.small", 2, ""))), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := controller.NewDaemon(env.Cloud, cfg, controller.DaemonOptions{Log: logger(t), PollInterval: 50 * time.Millisecond, Reconciler: fastOptions()})
+	secret := []byte("s3cret-for-the-test")
+	srv := httptest.NewServer(&trigger.Handler{Secret: func() []byte { return secret }, Dispatcher: d, Log: logger(t)})
+	t.Cleanup(srv.Close)
+	client := retryablehttp.NewClient()
+	client.Logger, client.RetryMax, client.ErrorHandler = nil, 0, retryablehttp.PassthroughErrorHandler
+	patch := trigger.Event{ID: "patch-1", Type: trigger.TypeSecurityPatch, Groups: []string{"web"}, Reason: "CVE-2026-4242"}
+
+	status, body, err := trigger.Send(context.Background(), client, srv.URL, secret, patch, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("a patch for a configured group before the groups started: HTTP %d %s, want 503 (send again)", status, body)
+	}
+	if n := len(env.Sim.Servers()); n != 0 {
+		t.Fatalf("the refused event changed the cloud: %d servers", n)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// The same event, sent again, is accepted once the groups run: the
+	// 503 did not use up its id.
+	waitUntil(t, 10*time.Second, "the event to be accepted once the groups run", func() bool {
+		status, _, err = trigger.Send(context.Background(), client, srv.URL, secret, patch, time.Now())
+		return err == nil && status == http.StatusAccepted
+	})
+	waitUntil(t, 30*time.Second, "web to come up on gold", func() bool {
+		ids := idsOf(env.Sim, "web")
+		if len(ids) != 2 {
+			return false
+		}
+		for _, s := range env.Sim.Servers() {
+			if s.ImageID != gold.ID {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -30,6 +30,9 @@ type replica struct {
 	id  string
 	d   *controller.Daemon
 	reg *prometheus.Registry
+	// stop ends the daemon and gives its groups up (as a clean stop
+	// does); the cleanup calls it again harmlessly.
+	stop func()
 }
 
 func startReplica(t *testing.T, env *simtest.Env, etcd []string, id, yaml string) *replica {
@@ -60,14 +63,18 @@ func startReplica(t *testing.T, env *simtest.Env, etcd []string, id, yaml string
 		defer close(done)
 		_ = d.Run(runCtx)
 	}()
-	t.Cleanup(func() {
-		stop()
-		<-done
-		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer ccancel()
-		_ = rep.Close(cctx)
-	})
-	return &replica{id: id, d: d, reg: reg}
+	var once sync.Once
+	end := func() {
+		once.Do(func() {
+			stop()
+			<-done
+			cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer ccancel()
+			_ = rep.Close(cctx)
+		})
+	}
+	t.Cleanup(end)
+	return &replica{id: id, d: d, reg: reg, stop: end}
 }
 
 // serverGroups remembers the group of every server the simulator ever
@@ -377,4 +384,47 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[
 	}
 	t.Fatalf("no %s%v", name, labels)
 	return 0
+}
+
+// A security patch reaches every replica, but the owner of the group may
+// die before it does: the replica that takes the group over must still
+// rebuild it. Here only the replica not owning the group gets the event,
+// then the owner stops; the group's servers from before the patch are
+// all replaced by the new owner.
+func TestPatchAcceptedByANonOwnerIsDoneWhenItTakesTheGroupOver(t *testing.T) {
+	env := simtest.Start(t, fastSim(930), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	etcd := etcdtest.Start(t, 1)
+	yaml := daemonYAML(daemonGroup("web", "gold", "m1.small", 2, ""))
+	replicas := []*replica{startReplica(t, env, etcd.Endpoints(), "r0", yaml), startReplica(t, env, etcd.Endpoints(), "r1", yaml)}
+	var owner, other *replica
+	waitUntil(t, 60*time.Second, "web converged and owned", func() bool {
+		for i, r := range replicas {
+			st := r.d.Status()
+			if len(st.Groups) == 1 && st.Groups[0].Owner == r.id && !st.Groups[0].InProgress {
+				owner, other = r, replicas[1-i]
+			}
+		}
+		return owner != nil && onImageCount(env.Sim, gold.ID, map[string]int{"web": 2})
+	})
+	before := idsOf(env.Sim, "web")
+
+	err := other.d.Dispatch(context.Background(), trigger.Event{ID: "p1", Type: trigger.TypeSecurityPatch, Groups: []string{"web"}, Reason: "CVE-2026-7"})
+	if err != nil {
+		t.Fatalf("replica %s, not the owner, refused the patch: %v", other.id, err)
+	}
+	owner.stop()
+	waitUntil(t, 60*time.Second, "the new owner to rebuild every server of web from before the patch", func() bool {
+		st := other.d.Status()
+		if len(st.Groups) != 1 || st.Groups[0].Owner != other.id || !!st.Groups[0].InProgress {
+			return false
+		}
+		now := idsOf(env.Sim, "web")
+		for _, id := range now {
+			if slices.Contains(before, id) {
+				return false
+			}
+		}
+		return len(now) == 2
+	})
 }
