@@ -459,7 +459,12 @@ func TestSteadyStateCostsPagesPlusSelectors(t *testing.T) {
 		}
 		groups = append(groups, daemonGroup(fmt.Sprintf("g%d", i), img, "m1.small", 20, ""))
 	}
-	d := startDaemon(t, env, daemonYAML(groups...))
+	// 120 servers probed every 30ms with a 30ms timeout is 4,000 probes a
+	// second: under -race on 2 cores they time out, and the servers flap
+	// without end. This test counts cloud requests, not health verdicts,
+	// so its probes are patient.
+	yaml := strings.NewReplacer("interval: 30ms", "interval: 250ms", "timeout: 30ms", "timeout: 250ms").Replace(daemonYAML(groups...))
+	d := startDaemon(t, env, yaml)
 	// 120 servers under -race on a busy 2-core machine: ten seconds alone,
 	// past a minute with the rest of the suite alongside.
 	waitUntil(t, 3*time.Minute, "the groups to converge", func() bool {
