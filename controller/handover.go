@@ -190,6 +190,7 @@ func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []InFli
 	for _, s := range live {
 		listed[s.ID] = s
 	}
+	r.forgetSteps(inflight)
 	var errs []error
 	for _, h := range inflight {
 		why, err := r.advance(ctx, h, servers, listed, now)
@@ -214,6 +215,7 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 	from, fromOK := servers[h.From]
 	to, toOK := servers[h.To]
 	at, _ := time.Parse(time.RFC3339Nano, v.Metadata[PropHandoverAt])
+	at = r.handoverClock(h, at, now)
 	late := r.group.Rollout.ProgressDeadline.D() > 0 && now.Sub(at) > r.group.Rollout.ProgressDeadline.D()
 	record := func(step, why string) error {
 		md := map[string]string{PropHandoverStep: step, PropHandoverAt: now.UTC().Format(time.RFC3339Nano)}
@@ -347,6 +349,46 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 		return "", nil
 	}
 	return "", fmt.Errorf("unknown step %q recorded on volume %s", h.Step, h.Volume)
+}
+
+type stepSeen struct {
+	step string
+	at   time.Time
+}
+
+// handoverClock is when the deadline of h's step starts: when the step
+// was recorded, or, when later, when this reconciler first saw it. A
+// daemon that starts long after a step was recorded (it was down, or
+// another replica's) gives the step its whole deadline from its first
+// look — the attach it is about to send has not had any time yet — rather
+// than rolling back what it has not watched.
+func (r *GroupReconciler) handoverClock(h InFlight, recorded, now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stepSeen == nil {
+		r.stepSeen = map[string]stepSeen{}
+	}
+	seen, ok := r.stepSeen[h.Volume]
+	if !ok || seen.step != h.Step {
+		seen = stepSeen{step: h.Step, at: now}
+		r.stepSeen[h.Volume] = seen
+	}
+	if seen.at.After(recorded) {
+		return seen.at
+	}
+	return recorded
+}
+
+// forgetSteps drops what handoverClock remembers of volumes no longer in
+// a handover.
+func (r *GroupReconciler) forgetSteps(inflight []InFlight) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for vol := range r.stepSeen {
+		if !slices.ContainsFunc(inflight, func(h InFlight) bool { return h.Volume == vol }) {
+			delete(r.stepSeen, vol)
+		}
+	}
 }
 
 // newServerGone is why a handover whose replacement vanished was rolled

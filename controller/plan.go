@@ -132,11 +132,13 @@ type Server struct {
 	HealthySince time.Time
 	// UnhealthySince is when it became unhealthy (zero otherwise).
 	UnhealthySince time.Time
-	// Unprobed is true for an ACTIVE server the health checker has not
-	// probed yet (a daemon just started knows nothing of its servers'
-	// health): it is not failed on its deadline before its first probe.
-	Unprobed    bool
-	HealthError string
+	// WatchedSince is when this controller first listed the server (zero
+	// when unknown). A server is failed on its progress deadline only
+	// once it was watched that long: a daemon that starts after a
+	// replacement's deadline passed (it was down) knows nothing of its
+	// health yet and must look before it judges.
+	WatchedSince time.Time
+	HealthError  string
 	// Traffic is where the server stands with the group's traffic, and
 	// DrainStart when its drain was recorded (zero when none was).
 	Traffic    TrafficState
@@ -647,8 +649,8 @@ func classify(t Target, s Server, now time.Time) Classified {
 			s.Health == healthcheck.Healthy &&
 			!now.Before(s.HealthySince.Add(t.MinReady))
 		c.Available = c.Ready && (!t.Traffic || s.Traffic == TrafficServing) && (!t.Stateful || len(s.StatefulVolumes) > 0)
-		if c.Kind == KindCurrent && t.ProgressDeadline > 0 && !c.Ready && !s.WasReady && !s.Unlisted && !s.Unprobed &&
-			now.Sub(s.Created) > t.ProgressDeadline {
+		if c.Kind == KindCurrent && t.ProgressDeadline > 0 && !c.Ready && !s.WasReady && !s.Unlisted &&
+			now.Sub(s.Created) > t.ProgressDeadline && now.Sub(s.WatchedSince) > t.ProgressDeadline {
 			c.Kind = KindFailed
 			c.Reason = fmt.Sprintf("failed: not ready %s after its create (status %s, health %s)", t.ProgressDeadline, s.Status, s.Health)
 			if s.HealthError != "" {

@@ -664,9 +664,10 @@ func TestPlanStatefulSequences(t *testing.T) {
 }
 
 // A server that missed its progress deadline without ever being ready is
-// failed — unless it is ACTIVE and nobody has probed it yet: a daemon
-// that restarts after the deadline passed must look before it judges
-// (and deletes) a server that may serve fine.
+// failed — once this controller has watched it for the deadline: a daemon
+// that starts after a replacement's deadline passed (it was down) must
+// look at it for a deadline of its own before it judges (and deletes) a
+// server that may serve fine.
 func TestClassifyProgressDeadline(t *testing.T) {
 	tg := target(3, 1, 0)
 	tg.ProgressDeadline = 10 * time.Minute
@@ -675,20 +676,22 @@ func TestClassifyProgressDeadline(t *testing.T) {
 		name       string
 		status     string
 		health     healthcheck.State
-		unprobed   bool
-		age        time.Duration
+		age        time.Duration // since its create
+		watched    time.Duration // since this controller first listed it
 		wantFailed bool
 	}{
-		{"active, unprobed, past the deadline", provisioner.StatusActive, healthcheck.Unknown, true, 11 * time.Minute, false},
-		{"active, probed, still unknown past the deadline", provisioner.StatusActive, healthcheck.Unknown, false, 11 * time.Minute, true},
-		{"active, unhealthy past the deadline", provisioner.StatusActive, healthcheck.Unhealthy, false, 11 * time.Minute, true},
-		{"stuck in BUILD past the deadline", provisioner.StatusBuild, healthcheck.Unknown, false, 11 * time.Minute, true},
-		{"active, unprobed, within the deadline", provisioner.StatusActive, healthcheck.Unknown, true, time.Minute, false},
-		{"active, unhealthy, within the deadline", provisioner.StatusActive, healthcheck.Unhealthy, false, time.Minute, false},
+		{"unknown health, watched all along, past the deadline", provisioner.StatusActive, healthcheck.Unknown, 11 * time.Minute, 11 * time.Minute, true},
+		{"unhealthy, watched all along, past the deadline", provisioner.StatusActive, healthcheck.Unhealthy, 11 * time.Minute, 11 * time.Minute, true},
+		{"stuck in BUILD, watched all along, past the deadline", provisioner.StatusBuild, healthcheck.Unknown, 11 * time.Minute, 11 * time.Minute, true},
+		{"past the deadline, watched a minute (the daemon just started)", provisioner.StatusActive, healthcheck.Unknown, 11 * time.Minute, time.Minute, false},
+		{"unhealthy past the deadline, watched a minute", provisioner.StatusActive, healthcheck.Unhealthy, 11 * time.Minute, time.Minute, false},
+		{"stuck in BUILD past the deadline, watched a minute", provisioner.StatusBuild, healthcheck.Unknown, 11 * time.Minute, time.Minute, false},
+		{"within the deadline", provisioner.StatusActive, healthcheck.Unhealthy, time.Minute, time.Minute, false},
+		{"healthy past the deadline", provisioner.StatusActive, healthcheck.Healthy, 11 * time.Minute, 11 * time.Minute, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := Server{ID: "s1", Name: "srv-1", Status: tc.status, ImageID: "new", Revision: "rev",
-				Created: now.Add(-tc.age), Health: tc.health, Unprobed: tc.unprobed}
+				Created: now.Add(-tc.age), WatchedSince: now.Add(-tc.watched), Health: tc.health, HealthySince: now.Add(-time.Hour)}
 			c := classify(tg, s, now)
 			if got := c.Kind == KindFailed; got != tc.wantFailed {
 				t.Errorf("failed = %v (%s: %s), want %v", got, c.Kind, c.Reason, tc.wantFailed)

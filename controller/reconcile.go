@@ -139,6 +139,12 @@ type GroupReconciler struct {
 	// gated is when each server received a data volume: its health is
 	// judged anew from then on, since it passed its check without it.
 	gated map[string]time.Time
+	// stepSeen is, for each volume in a handover, the step this
+	// reconciler first saw it at and when: a step's deadline runs from
+	// the later of its record and that (see handoverClock).
+	stepSeen map[string]stepSeen
+	// watched is when this reconciler first listed each server.
+	watched map[string]time.Time
 }
 
 // resolvedNames are the cloud's ids for the names in a group's spec.
@@ -320,7 +326,7 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	for _, s := range live {
 		target.CanaryPromoted = target.CanaryPromoted || s.Metadata[MetaCanaryPassed] == key
 	}
-	in := append(r.planInput(live, states), r.unlisted(live, now)...)
+	in := append(r.planInput(live, states, now), r.unlisted(live, now)...)
 	for i := range in {
 		in[i].StatefulVolumes = held[in[i].ID]
 	}
@@ -526,12 +532,14 @@ func address(s provisioner.Server, networks []string) string {
 	return ""
 }
 
-func (r *GroupReconciler) planInput(servers []provisioner.Server, traffic map[string]TrafficState) []Server {
+func (r *GroupReconciler) planInput(servers []provisioner.Server, traffic map[string]TrafficState, now time.Time) []Server {
 	checked := r.prober() != nil
+	watched := r.firstListed(servers, now)
 	out := make([]Server, 0, len(servers))
 	for _, s := range servers {
 		p := planServer(s)
 		p.Traffic = traffic[s.ID]
+		p.WatchedSince = watched[s.ID]
 		switch {
 		case !checked:
 			// Without a health check, ACTIVE is the only signal there is.
@@ -540,9 +548,7 @@ func (r *GroupReconciler) planInput(servers []provisioner.Server, traffic map[st
 				p.HealthySince = s.LaunchedAt
 			}
 		default:
-			o, ok := r.health.Observe(s.ID)
-			p.Unprobed = s.Status == provisioner.StatusActive && (!ok || o.LastProbe.IsZero())
-			if ok {
+			if o, ok := r.health.Observe(s.ID); ok {
 				p.Health = o.State
 				p.HealthError = o.LastError
 				switch o.State {
@@ -556,6 +562,19 @@ func (r *GroupReconciler) planInput(servers []provisioner.Server, traffic map[st
 		out = append(out, p)
 	}
 	return out
+}
+
+// firstListed returns when this reconciler first listed each server, and
+// forgets the servers no longer listed.
+func (r *GroupReconciler) firstListed(servers []provisioner.Server, now time.Time) map[string]time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make(map[string]time.Time, len(servers))
+	for _, s := range servers {
+		next[s.ID] = cmp.Or(r.watched[s.ID], now)
+	}
+	r.watched = next
+	return maps.Clone(next)
 }
 
 // unlisted returns the servers this reconciler created lately that the list
@@ -1068,10 +1087,11 @@ func (r *GroupReconciler) shouldHalt(d Decision, t Target, now time.Time) string
 	// judge, and its replacement is progress; so is a new server still
 	// booting or not yet healthy, which its own deadline judges — one
 	// stuck in BUILD holding the only surge slot is one failure, not a
-	// halt.
+	// halt. A new server a data volume is moving to is progress too: each
+	// step of the handover has its own deadline.
 	pending := false
 	for _, c := range d.Servers {
-		pending = pending || c.Kind == KindCurrent && !c.Ready && !c.WasReady && !c.Unlisted
+		pending = pending || c.Kind == KindCurrent && !c.Ready && !c.WasReady && !c.Unlisted || handingTo(t, c.ID)
 	}
 	if deadline := t.ProgressDeadline; deadline > 0 && !d.Status.Converged && d.Status.Failed == 0 && !pending && !r.progressAt.IsZero() && now.Sub(r.progressAt) > deadline {
 		return fmt.Sprintf("no new server was created or became ready for %s (rollout.progress_deadline)", deadline)

@@ -374,3 +374,71 @@ func TestStatefulHandoverToAVanishedServerGoesOn(t *testing.T) {
 		})
 	}
 }
+
+// A daemon that starts after a handover step was recorded, more than the
+// progress deadline ago (it was down that long), gives the step its whole
+// deadline from its own first look. Here the first controller could not
+// attach the volume (Nova answered 503) and was killed; the next one
+// starts after the deadline, sends the attach, and must wait for it rather
+// than roll the handover back at once as "did not attach in time".
+func TestStatefulHandoverStepAfterALongDowntimeGetsItsDeadline(t *testing.T) {
+	opts := fastSim(1710)
+	opts.AttachTime = sim.Fixed(400 * time.Millisecond)
+	env := simtest.Start(t, opts, 0)
+	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
+	g := parseGroup(t, strings.Replace(statefulGroup(t, 1, 0), "progress_deadline: 20s", "progress_deadline: 1s", 1))
+	rebuild(t, env, g, fastOptions())
+	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
+
+	if err := env.Sim.InjectFault(sim.Fault{Service: "compute", Method: "POST", Path: `^/servers/[^/]+/os-volume_attachments$`, Action: sim.FailWith, Status: 503}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, kill := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())
+	}()
+	waitUntil(t, 20*time.Second, "an attach of the volume refused at step attach", func() bool {
+		v, _ := env.Sim.VolumeByID(data.ID)
+		if v.Metadata[controller.PropHandoverStep] != "attach" {
+			return false
+		}
+		for _, r := range env.Sim.Requests() {
+			if r.Method == "POST" && strings.HasSuffix(r.Path, "/os-volume_attachments") && r.Status == 503 {
+				return true
+			}
+		}
+		return false
+	})
+	kill()
+	<-done
+	env.Sim.ClearFaults()
+	v, _ := env.Sim.VolumeByID(data.ID)
+	recorded, err := time.Parse(time.RFC3339Nano, v.Metadata[controller.PropHandoverAt])
+	if err != nil {
+		t.Fatalf("the attach step's time: %v", err)
+	}
+	waitUntil(t, 5*time.Second, "the progress deadline to pass while no controller runs", func() bool {
+		return time.Since(recorded) > 1500*time.Millisecond
+	})
+
+	log := &controller.EventLog{}
+	ctx2, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := controller.Rebuild(ctx2, env.Cloud, []config.Group{g}, log, logger(t), fastOptions())[0]
+	if !res.Converged {
+		t.Fatalf("the restarted rollout ended with %v, want the attach it sent waited for", res.Err)
+	}
+	servers := env.Sim.Servers()
+	v, _ = env.Sim.VolumeByID(data.ID)
+	if len(servers) != 1 || servers[0].ImageID != patched.ID || v.ServerID != servers[0].ID {
+		t.Fatalf("%d servers, volume on %q: want the volume on the one server, on the new image", len(servers), v.ServerID)
+	}
+	for _, e := range log.Events() {
+		if e.Type == controller.EventHandover && strings.Contains(e.Message, "rolled back") {
+			t.Errorf("the handover was rolled back: %s", e.Message)
+		}
+	}
+}
