@@ -222,8 +222,8 @@ func (d *Daemon) startWorker(g config.Group) {
 	d.workers[g.Name] = w
 	for _, f := range d.held[g.Name] {
 		// Taken over: the rebuilds events asked while another replica
-		// owned the group are recorded on its servers first thing.
-		w.rec.Force(f)
+		// owned the group are recorded on its servers first thing (and
+		// kept in memory even if that fails).
 		w.urgent <- func(ctx context.Context) {
 			if err := w.rec.MarkForRebuild(ctx, f); err != nil {
 				d.log.Warn("could not record on the servers a rebuild asked while another replica owned the group; it stays in memory", zap.String("group", g.Name), zap.Error(err))
