@@ -703,9 +703,11 @@ func (d *Daemon) markTwins(ctx context.Context, workers map[string]*worker, srv 
 	reason := fmt.Sprintf("%s (event %s)", e.Reason, e.ID)
 	twin := Force{Before: now, ImageID: srv.ImageID, Revision: srv.Revision,
 		Reason: fmt.Sprintf("built like compromised server %s (image %s, revision %s): %s", srv.Name, srv.ImageID, srv.Revision, reason)}
-	for _, name := range d.groupNames() {
-		if _, mine := workers[name]; !mine && d.opts.Coordinator != nil {
-			d.hold(name, twin)
+	if d.opts.Coordinator != nil {
+		for _, name := range d.groupNames() {
+			if _, mine := workers[name]; !mine {
+				d.hold(name, twin)
+			}
 		}
 	}
 	var errs []error

@@ -132,13 +132,13 @@ type Server struct {
 	HealthySince time.Time
 	// UnhealthySince is when it became unhealthy (zero otherwise).
 	UnhealthySince time.Time
+	HealthError    string
 	// WatchedSince is when this controller first listed the server (zero
 	// when unknown). A server is failed on its progress deadline only
 	// once it was watched that long: a daemon that starts after a
 	// replacement's deadline passed (it was down) knows nothing of its
 	// health yet and must look before it judges.
 	WatchedSince time.Time
-	HealthError  string
 	// Traffic is where the server stands with the group's traffic, and
 	// DrainStart when its drain was recorded (zero when none was).
 	Traffic    TrafficState
