@@ -56,6 +56,11 @@ type Event struct {
 	// Reason is free text such as a CVE id, at most 255 characters;
 	// required for security.patch and instance.compromised.
 	Reason string `json:"reason,omitempty"`
+	// SignedAt is the timestamp the sender signed (its header, to the
+	// second), set by the Handler once the signature holds. A rebuild an
+	// event asks for designates servers created before it, so that a replay
+	// of a captured event designates only servers that predate the event.
+	SignedAt time.Time `json:"-"`
 }
 
 // ParseError says what is wrong with an event body. Syntax is true for a

@@ -148,6 +148,7 @@ func sameEvent(a, b Event) bool {
 		return false
 	}
 	a.Time, b.Time = time.Time{}, time.Time{}
+	a.SignedAt, b.SignedAt = time.Time{}, time.Time{}
 	if len(a.Groups) == 0 && len(b.Groups) == 0 {
 		a.Groups, b.Groups = nil, nil
 	}

@@ -126,6 +126,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := Parse(body)
+	if secs, ok := parseTimestamp(r.Header.Get(HeaderTimestamp)); ok && err == nil {
+		e.SignedAt = time.Unix(secs, 0)
+	}
 	if err != nil {
 		status := http.StatusUnprocessableEntity
 		var pe *ParseError

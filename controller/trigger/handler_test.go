@@ -313,6 +313,11 @@ func TestHandlerAccepts(t *testing.T) {
 	if len(got) != 1 || !sameEvent(got[0], want) {
 		t.Fatalf("dispatched %+v, want once %+v", got, want)
 	}
+	// The signed time, not the arrival, to the second: a replay of the
+	// same request designates what the original did.
+	if signedAt := testNow.Add(-time.Minute).Truncate(time.Second); !got[0].SignedAt.Equal(signedAt) {
+		t.Errorf("signed at %v, want the header's %v", got[0].SignedAt, signedAt)
+	}
 	entries := f.logs.FilterMessage("event accepted").All()
 	if len(entries) != 1 || entries[0].ContextMap()["event_id"] != "evt-1" {
 		t.Errorf("accepted log: %v", entries)
