@@ -50,6 +50,7 @@ type Stats struct {
 // verdict for each. Safe for concurrent use.
 type Checker struct {
 	log     *zap.Logger
+	now     func() time.Time
 	changes chan struct{}
 	wg      sync.WaitGroup
 
@@ -69,12 +70,26 @@ type watch struct {
 	risen bool
 }
 
+// Option tunes a Checker.
+type Option func(*Checker)
+
+// WithClock dates the observations by now instead of time.Now (probes
+// are still paced by real time): the clock of the controller that reads
+// them.
+func WithClock(now func() time.Time) Option {
+	return func(c *Checker) { c.now = now }
+}
+
 // NewChecker returns a Checker with no targets.
-func NewChecker(log *zap.Logger) *Checker {
+func NewChecker(log *zap.Logger, opts ...Option) *Checker {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Checker{log: log, changes: make(chan struct{}, 1), targets: map[string]*watch{}}
+	c := &Checker{log: log, now: time.Now, changes: make(chan struct{}, 1), targets: map[string]*watch{}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Watch sets the complete set of targets. New targets are probed at once
@@ -147,7 +162,7 @@ func (c *Checker) loop(ctx context.Context, w *watch) {
 			return
 		}
 		next := interval
-		if risen := c.record(w, time.Now(), err); !risen && t.Policy.RiseInterval > 0 && t.Policy.RiseInterval < interval {
+		if risen := c.record(w, c.now(), err); !risen && t.Policy.RiseInterval > 0 && t.Policy.RiseInterval < interval {
 			next = t.Policy.RiseInterval
 		}
 		timer.Reset(max(0, next-time.Since(started)))

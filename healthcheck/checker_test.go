@@ -575,3 +575,21 @@ func TestCheckerRiseInterval(t *testing.T) {
 		}
 	})
 }
+
+// Observations are dated by the controller's clock when it gives one, so
+// that what the checker reports and what the controller records agree.
+func TestCheckerWithClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		skew := 6 * time.Minute
+		c := NewChecker(nil, WithClock(func() time.Time { return time.Now().Add(skew) }))
+		defer c.Close()
+		t0 := time.Now()
+		c.Watch([]Target{{ID: "a", Address: "10.0.0.1", Prober: f, Policy: testPolicy, Since: t0}})
+		synctest.Wait()
+		advance(2 * time.Second)
+		if o := observe(t, c, "a"); o.State != Healthy || !o.Since.Equal(t0.Add(2*time.Second+skew)) {
+			t.Fatalf("observation %+v, want healthy since 2s on the given clock (%s ahead)", o, skew)
+		}
+	})
+}
