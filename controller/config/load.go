@@ -97,14 +97,11 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 	} else if !errors.Is(err, io.EOF) {
 		return fail(syntaxProblem(err))
 	}
-	doc := &root
-	if doc.Kind == yaml.DocumentNode {
-		if len(doc.Content) == 0 {
-			return fail(Problem{Message: empty})
-		}
-		doc = doc.Content[0]
-	}
-	if isNull(resolve(doc)) {
+	// Decode gives a document node holding the one root node (a null for
+	// an empty document such as "---"); the root cannot be an alias, as
+	// no anchor precedes it.
+	doc := root.Content[0]
+	if isNull(doc) {
 		return fail(Problem{Message: empty})
 	}
 
@@ -323,14 +320,10 @@ func (v *validator) controller(c *Controller) {
 	if c.ParallelGroups < 1 || c.ParallelGroups > 1000 {
 		v.bad(path+".parallel_groups", "expected from 1 to 1000 groups at a time, got %d", c.ParallelGroups)
 	}
-	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
 		v.bad(path+".listen", "expected host:port such as 127.0.0.1:9090, got %q", c.Listen)
 	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		v.bad(path+".listen", "expected a port from 0 to 65535 in %q", c.Listen)
-	} else if host == "" || host == "0.0.0.0" || host == "::" {
-		// Allowed: an operator may mean it. The daemon logs a warning,
-		// since /v1/events then takes requests from every network.
-		_ = host
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		v.badFrom(path, []string{path + ".tls_cert_file", path + ".tls_key_file"}, "tls_cert_file and tls_key_file go together: set both for HTTPS, or neither")
@@ -461,9 +454,6 @@ func (v *validator) group(g *Group, path string) {
 	if b.Keep < 0 {
 		v.bad(path+".backup.keep", "expected 0 (keep every snapshot) or more, got %d", b.Keep)
 	}
-	if b.MaxAge < 0 {
-		v.bad(path+".backup.max_age", "expected a duration of zero or more, got %s", b.MaxAge)
-	}
 	if b.Timeout < Duration(time.Second) {
 		v.bad(path+".backup.timeout", "expected a duration of at least 1s, got %s", b.Timeout)
 	}
@@ -545,9 +535,6 @@ func (v *validator) traffic(g *Group, path string) {
 		if o.Weight < 1 || o.Weight > maxMemberWeight {
 			v.bad(at+".weight", "expected a weight from 1 to %d (weight 0 is Phoenix's drain and would never send traffic), got %d", maxMemberWeight, o.Weight)
 		}
-		if o.Drain < 0 {
-			v.bad(at+".drain", "expected a duration of zero or more, got %s", o.Drain)
-		}
 		onNetwork(o.Network, at+".network")
 	}
 	if f != nil {
@@ -565,9 +552,6 @@ func (v *validator) traffic(g *Group, path string) {
 		if g.Count > 1 {
 			v.badFrom(at, []string{at, strings.TrimSuffix(path, ".traffic") + ".count"},
 				"a floating IP points at one server, and this group has count %d: put the servers behind traffic.octavia instead, or set count: 1", g.Count)
-		}
-		if f.Drain < 0 {
-			v.bad(at+".drain", "expected a duration of zero or more, got %s", f.Drain)
 		}
 		onNetwork(f.Network, at+".network")
 	}
@@ -729,14 +713,11 @@ func (v *validator) rollout(g *Group, group string) {
 	if r.MaxFailures < 1 {
 		v.bad(path+".max_failures", "expected at least 1 failed new server before a rollout halts, got %d", r.MaxFailures)
 	}
-	if r.Canary < 0 || r.Canary >= g.Count && r.Canary > 0 {
+	if r.Canary < 0 || r.Canary >= g.Count {
 		v.badFrom(path+".canary", []string{path + ".canary", group + ".count"}, "expected from 0 to %d servers (fewer than count %d: a canary is a part of the group), got %d", g.Count-1, g.Count, r.Canary)
 	}
 	if r.Canary == 0 && (r.CanaryBake != 0 || r.PauseAfterCanary) {
 		v.badFrom(path+".canary", []string{path + ".canary_bake", path + ".pause_after_canary"}, "canary_bake and pause_after_canary need a canary: set canary to the number of servers to replace first")
-	}
-	if r.CanaryBake < 0 {
-		v.bad(path+".canary_bake", "expected a duration of zero or more, got %s", r.CanaryBake)
 	}
 	if r.ProgressDeadline < Duration(time.Second) {
 		v.bad(path+".progress_deadline", "expected a duration of at least 1s, got %s", r.ProgressDeadline)
