@@ -553,6 +553,10 @@ func TestNoEchoOfRefusedValues(t *testing.T) {
 		{`rollout: {max_surge: 0, max_unavailable: lots}`, "groups[0].rollout.max_unavailable"},
 		{`image: {name: [gold]}`, "groups[0].image.name"},
 		{`networks: {a: b}`, "groups[0].networks"},
+		// A negative duration is refused by the decoder alone.
+		{`rollout: {canary: 1, canary_bake: -1m}`, "groups[0].rollout.canary_bake"},
+		{`backup: {max_age: -1h}`, "groups[0].backup.max_age"},
+		{`traffic: {octavia: {pool: web, protocol_port: 80, drain: -1s}}`, "groups[0].traffic.octavia.drain"},
 	}
 	for _, tc := range cases {
 		_, err := Parse("p.yaml", []byte(group(tc.extra)), ".")

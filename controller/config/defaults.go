@@ -1,0 +1,129 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults, as documented in doc.go.
+const (
+	DefaultMaxSurge            = 1
+	DefaultMaxUnavailable      = 0
+	DefaultHealthInterval      = 5 * time.Second
+	DefaultHealthTimeout       = 2 * time.Second
+	DefaultHealthyThreshold    = 3
+	DefaultUnhealthyThreshold  = 3
+	DefaultGrace               = 60 * time.Second
+	DefaultHTTPPath            = "/"
+	DefaultDrain               = 30 * time.Second
+	DefaultInterval            = time.Minute
+	DefaultBackupKeep          = 3
+	DefaultBackupTimeout       = 30 * time.Minute
+	DefaultMaxUnhealthyPercent = 40
+	DefaultMaxFailures         = 3
+	DefaultProgressDeadline    = 10 * time.Minute
+	DefaultParallelGroups      = 4
+	DefaultListen              = "127.0.0.1:9090"
+	DefaultMemberWeight        = 1
+	DefaultEtcdPrefix          = "/phoenix/"
+	DefaultLeaseTTL            = 15 * time.Second
+)
+
+// applyDefaults fills every field the file did not write. written tells
+// written fields apart from zero ones, so "grace: 0s" stays zero and
+// "healthy_threshold: 0" is refused rather than silently defaulted.
+func applyDefaults(cfg *Config, written map[string]bool) {
+	c := &cfg.Controller
+	if !written["controller.interval"] {
+		c.Interval = Duration(DefaultInterval)
+	}
+	if !written["controller.parallel_groups"] {
+		c.ParallelGroups = DefaultParallelGroups
+	}
+	if !written["controller.listen"] {
+		c.Listen = DefaultListen
+	}
+	if e := c.Coordination.Etcd; e != nil {
+		if !written["controller.coordination.etcd.prefix"] {
+			e.Prefix = DefaultEtcdPrefix
+		}
+		if !written["controller.coordination.etcd.lease_ttl"] {
+			e.LeaseTTL = Duration(DefaultLeaseTTL)
+		}
+	}
+	for i := range cfg.Groups {
+		g := &cfg.Groups[i]
+		unset := func(field string) bool { return !written[fmt.Sprintf("groups[%d].%s", i, field)] }
+		r := &g.Rollout
+		if !r.MaxSurge.Set {
+			r.MaxSurge = IntOrPercent{Value: DefaultMaxSurge}
+		}
+		if !r.MaxUnavailable.Set {
+			r.MaxUnavailable = IntOrPercent{Value: DefaultMaxUnavailable}
+		}
+		// MinReady's default, 0s, is the zero value.
+		if unset("rollout.max_failures") {
+			r.MaxFailures = DefaultMaxFailures
+		}
+		if unset("rollout.progress_deadline") {
+			r.ProgressDeadline = Duration(DefaultProgressDeadline)
+		}
+		h := &g.Health
+		if unset("health.interval") {
+			h.Interval = Duration(DefaultHealthInterval)
+		}
+		if unset("health.rise_interval") {
+			h.RiseInterval = h.Interval / 5
+		}
+		if unset("health.timeout") {
+			h.Timeout = Duration(min(DefaultHealthTimeout, h.Interval.D()))
+		}
+		if unset("health.healthy_threshold") {
+			h.HealthyThreshold = DefaultHealthyThreshold
+		}
+		if unset("health.unhealthy_threshold") {
+			h.UnhealthyThreshold = DefaultUnhealthyThreshold
+		}
+		if unset("health.grace") {
+			h.Grace = Duration(DefaultGrace)
+		}
+		if !h.MaxUnhealthy.Set {
+			h.MaxUnhealthy = IntOrPercent{Value: DefaultMaxUnhealthyPercent, Percent: true}
+		}
+		if h.HTTP != nil && unset("health.http.path") {
+			h.HTTP.Path = DefaultHTTPPath
+		}
+		// ExpectStatus's default, 0 (any 2xx), is the zero value.
+		if unset("rollout.strategy") {
+			g.Rollout.Strategy = StrategyReplace
+		}
+		if unset("backup.volumes") {
+			g.Backup.Volumes = VolumesNone
+		}
+		if unset("backup.keep") {
+			g.Backup.Keep = DefaultBackupKeep
+		}
+		if unset("backup.timeout") {
+			g.Backup.Timeout = Duration(DefaultBackupTimeout)
+		}
+		if o := g.Traffic.Octavia; o != nil {
+			if unset("traffic.octavia.weight") {
+				o.Weight = DefaultMemberWeight
+			}
+			if unset("traffic.octavia.drain") {
+				o.Drain = Duration(DefaultDrain)
+			}
+			if o.Network == "" && len(g.Networks) > 0 {
+				o.Network = g.Networks[0]
+			}
+		}
+		if f := g.Traffic.FloatingIP; f != nil {
+			if unset("traffic.floating_ip.drain") {
+				f.Drain = Duration(DefaultDrain)
+			}
+			if f.Network == "" && len(g.Networks) > 0 {
+				f.Network = g.Networks[0]
+			}
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func (v *validator) controller(c *Controller) {
+	const path = "controller"
+	if c.Interval < Duration(time.Second) {
+		v.bad(path+".interval", "expected a duration of at least 1s, got %s", c.Interval)
+	}
+	if c.ParallelGroups < 1 || c.ParallelGroups > 1000 {
+		v.bad(path+".parallel_groups", "expected from 1 to 1000 groups at a time, got %d", c.ParallelGroups)
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		v.bad(path+".listen", "expected host:port such as 127.0.0.1:9090, got %q", c.Listen)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		v.bad(path+".listen", "expected a port from 0 to 65535 in %q", c.Listen)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		v.badFrom(path, []string{path + ".tls_cert_file", path + ".tls_key_file"}, "tls_cert_file and tls_key_file go together: set both for HTTPS, or neither")
+	}
+	for _, f := range []struct {
+		field string
+		file  *string
+	}{{"tls_cert_file", &c.TLSCertFile}, {"tls_key_file", &c.TLSKeyFile}, {"webhook_secret_file", &c.WebhookSecretFile}} {
+		if *f.file == "" {
+			continue
+		}
+		// Relative to the configuration file, like user_data_file; kept
+		// absolute so that a reload or a changed working directory
+		// finds the same file.
+		file := *f.file
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(v.baseDir, file)
+		}
+		*f.file = file
+		if info, err := os.Stat(file); err != nil {
+			v.bad(path+"."+f.field, "cannot read %s: %v", file, unwrapPath(err))
+		} else if !info.Mode().IsRegular() {
+			v.bad(path+"."+f.field, "%s is not a regular file", file)
+		}
+	}
+	for i, u := range c.Notify {
+		at := fmt.Sprintf("%s.notify[%d]", path, i)
+		parsed, err := url.Parse(u)
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			v.bad(at, "expected an http or https URL, got %q", u)
+		}
+	}
+	if e := c.Coordination.Etcd; e != nil {
+		v.etcd(e, path+".coordination.etcd")
+	}
+}
+
+// MinLeaseTTL is the shortest lease etcd grants with its default
+// election timeout; a shorter one would be lengthened silently.
+const MinLeaseTTL = 2 * time.Second
+
+// etcd checks the cluster replicas coordinate through.
+func (v *validator) etcd(e *Etcd, path string) {
+	if len(e.Endpoints) == 0 {
+		v.bad(path+".endpoints", "expected at least one etcd client URL such as https://etcd-1:2379")
+	}
+	for i, ep := range e.Endpoints {
+		at := fmt.Sprintf("%s.endpoints[%d]", path, i)
+		hostPort := ep
+		if scheme, rest, ok := strings.Cut(ep, "://"); ok {
+			if scheme != "http" && scheme != "https" {
+				v.bad(at, "expected an http or https URL, or host:port, got %q", ep)
+				continue
+			}
+			hostPort = rest
+		}
+		if host, port, err := net.SplitHostPort(hostPort); err != nil || host == "" || port == "" {
+			v.bad(at, "expected an etcd client URL such as https://etcd-1:2379, got %q", ep)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			v.bad(at, "expected a port from 1 to 65535 in %q", ep)
+		}
+	}
+	if len(e.Prefix) < 2 || !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
+		v.bad(path+".prefix", "expected a key prefix that starts and ends with a slash, such as /phoenix/, got %q", e.Prefix)
+	}
+	switch ttl := e.LeaseTTL.D(); {
+	case ttl < MinLeaseTTL:
+		v.bad(path+".lease_ttl", "expected a duration of at least %s (etcd grants no shorter lease), got %s", MinLeaseTTL, e.LeaseTTL)
+	case ttl%time.Second != 0:
+		v.bad(path+".lease_ttl", "expected whole seconds (etcd leases count in seconds), got %s", e.LeaseTTL)
+	}
+	t := &e.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.badFrom(path+".tls", []string{path + ".tls.cert_file", path + ".tls.key_file"}, "cert_file and key_file go together: set both for a client certificate, or neither")
+	}
+	for _, f := range []struct {
+		field string
+		file  *string
+	}{{"ca_file", &t.CAFile}, {"cert_file", &t.CertFile}, {"key_file", &t.KeyFile}} {
+		if *f.file == "" {
+			continue
+		}
+		file := *f.file
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(v.baseDir, file)
+		}
+		*f.file = file
+		if info, err := os.Stat(file); err != nil {
+			v.bad(path+".tls."+f.field, "cannot read %s: %v", file, unwrapPath(err))
+		} else if !info.Mode().IsRegular() {
+			v.bad(path+".tls."+f.field, "%s is not a regular file", file)
+		}
+	}
+}

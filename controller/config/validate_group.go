@@ -1,0 +1,198 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits that come from Nova and Glance.
+const (
+	maxCount       = 10000
+	maxUserData    = 65535 // bytes of base64, Nova's limit
+	maxMetadata    = 100   // pairs; Nova allows 128 and Phoenix needs some
+	maxMetaLength  = 255   // characters, for metadata keys and values
+	maxTagLength   = 255   // characters, Glance's limit for image tags
+	reservedPrefix = "phoenix:"
+)
+
+var (
+	groupName   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+	metadataKey = regexp.MustCompile(`^[A-Za-z0-9-_:. ]{1,255}$`)
+)
+
+func (v *validator) group(g *Group, path string) {
+	switch {
+	case g.Name == "":
+		v.bad(path+".name", "a group needs a name")
+	case !groupName.MatchString(g.Name):
+		v.bad(path+".name", "expected 1 to 40 lower-case letters, digits and inner dashes (the name goes into a Nova tag and into server names), got %q", g.Name)
+	}
+	switch {
+	case !v.written[path+".count"]:
+		v.bad(path+".count", "a group needs a count of servers, from 1 to %d", maxCount)
+	case g.Count < 1 || g.Count > maxCount:
+		v.bad(path+".count", "expected a count from 1 to %d, got %d", maxCount, g.Count)
+	}
+	v.image(g.Image, path+".image")
+	if strings.TrimSpace(g.Flavor) == "" {
+		v.bad(path+".flavor", "a flavor name or ID is required")
+	}
+	if len(g.Networks) == 0 {
+		v.bad(path+".networks", "expected at least one network name or ID")
+	}
+	v.distinct(g.Networks, path+".networks", "a network name or ID", "network")
+	for i, s := range g.SecurityGroups {
+		if strings.TrimSpace(s) == "" {
+			v.bad(fmt.Sprintf("%s.security_groups[%d]", path, i), "expected a security group name or ID, got an empty one")
+		}
+	}
+	v.distinct(g.AvailabilityZones, path+".availability_zones", "an availability zone name", "availability zone")
+	v.userData(g, path+".user_data_file")
+	v.metadata(g.Metadata, path+".metadata")
+	v.rollout(g, path)
+	if g.MaxAge != 0 && g.MaxAge < Duration(time.Hour) {
+		v.bad(path+".max_age", "expected 1h or more (or leave it out for no age limit), got %s: a server must live long enough to be worth its boot", g.MaxAge)
+	}
+	v.health(&g.Health, path+".health")
+	v.traffic(g, path+".traffic")
+	b := g.Backup
+	if b.Keep < 0 {
+		v.bad(path+".backup.keep", "expected 0 (keep every snapshot) or more, got %d", b.Keep)
+	}
+	if b.Timeout < Duration(time.Second) {
+		v.bad(path+".backup.timeout", "expected a duration of at least 1s, got %s", b.Timeout)
+	}
+	if b.Volumes != VolumesNone && b.Volumes != VolumesSnapshot {
+		v.bad(path+".backup.volumes", "expected %s or %s, got %q", VolumesSnapshot, VolumesNone, b.Volumes)
+	}
+	switch {
+	case b.Every != 0 && b.Every < Duration(time.Hour):
+		v.bad(path+".backup.every", "expected a duration of at least 1h (or leave it out for no schedule), got %s", b.Every)
+	case b.Every != 0 && b.Volumes != VolumesSnapshot:
+		v.badFrom(path+".backup.every", []string{path + ".backup.every", path + ".backup.volumes"}, "a schedule snapshots data volumes: set backup.volumes to snapshot, or remove every")
+	}
+	v.stateful(g, path)
+}
+
+// glanceFields are the image attributes and list options of Glance that
+// are not custom properties: a filter on one of them would never match
+// (Phoenix compares custom properties) or would change the listing itself.
+var glanceFields = []string{
+	"checksum", "container_format", "created_at", "direct_url", "disk_format", "file",
+	"id", "limit", "locations", "marker", "member_status", "metadata", "min_disk", "min_ram",
+	"name", "openstack-image-import-methods", "openstack-image-store-ids", "os_hidden", "owner",
+	"protected", "schema", "self", "size", "size_max", "size_min", "sort", "sort_dir", "sort_key",
+	"status", "tag", "tags", "updated_at", "virtual_size", "visibility",
+}
+
+func (v *validator) image(s ImageSelector, path string) {
+	bySearch := s.Name != "" || len(s.Properties) > 0 || len(s.Tags) > 0
+	deps := []string{path}
+	switch {
+	case s.ID != "" && (bySearch || s.Newest):
+		var extra []string
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"name", s.Name != ""}, {"properties", len(s.Properties) > 0}, {"tags", len(s.Tags) > 0}, {"newest", s.Newest}} {
+			if f.set {
+				extra = append(extra, f.name)
+			}
+		}
+		v.badFrom(path, deps, "id selects one image by itself: remove %s, or remove id", strings.Join(extra, " and "))
+	case s.ID == "" && !bySearch:
+		v.badFrom(path, deps, "expected an image id, or a name, properties or tags to search by (with newest: true to take the most recent match)")
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Properties)) {
+		at := join(path+".properties", k)
+		switch {
+		case strings.TrimSpace(k) == "":
+			v.bad(at, "expected a property name, got an empty one")
+		case slices.Contains(glanceFields, k):
+			v.bad(at, "%q is one of Glance's own image fields or list options, not a custom property; select by image name or tags, or by a custom property such as os_distro", k)
+		}
+	}
+	if s.MaxAge != 0 && s.MaxAge < Duration(time.Hour) {
+		v.bad(path+".max_age", "expected a duration of at least 1h (gold images are rebuilt in days), got %s", s.MaxAge)
+	}
+	for i, t := range s.Tags {
+		if t == "" || utf8.RuneCountInString(t) > maxTagLength {
+			v.bad(fmt.Sprintf("%s.tags[%d]", path, i), "expected a tag of 1 to %d characters, got %q", maxTagLength, t)
+		}
+	}
+}
+
+func (v *validator) userData(g *Group, path string) {
+	if g.UserDataFile == "" {
+		return
+	}
+	file := g.UserDataFile
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(v.baseDir, file)
+	}
+	data, size, err := readUserData(file)
+	if err != nil {
+		v.bad(path, "cannot read %s: %v", file, err)
+		return
+	}
+	if n := base64.StdEncoding.EncodedLen(int(size)); n > maxUserData {
+		v.bad(path, "%s is %d bytes, %d once base64-encoded; Nova accepts at most %d", file, size, n, maxUserData)
+		return
+	}
+	g.UserData = data
+}
+
+// readUserData reads a user data file, refusing what is not a regular file
+// (a FIFO or a device could block or never end) and reading no more than
+// what Nova could accept. size is the file's size, or the bytes read if
+// the file grew meanwhile.
+func readUserData(file string) (data []byte, size int64, err error) {
+	info, err := os.Stat(file)
+	if err != nil {
+		return nil, 0, unwrapPath(err)
+	}
+	switch {
+	case info.IsDir():
+		return nil, 0, errors.New("it is a directory")
+	case !info.Mode().IsRegular():
+		return nil, 0, errors.New("it is not a regular file")
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, 0, unwrapPath(err)
+	}
+	defer f.Close()
+	data, err = io.ReadAll(io.LimitReader(f, maxUserData))
+	if err != nil {
+		return nil, 0, unwrapPath(err)
+	}
+	return data, max(info.Size(), int64(len(data))), nil
+}
+
+func (v *validator) metadata(md map[string]string, path string) {
+	if len(md) > maxMetadata {
+		v.bad(path, "expected at most %d pairs, got %d", maxMetadata, len(md))
+	}
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		at := join(path, k)
+		switch {
+		case strings.HasPrefix(k, reservedPrefix):
+			v.bad(at, "keys starting with %q are reserved: Phoenix keeps its own record on each server under them", reservedPrefix)
+		case !metadataKey.MatchString(k):
+			v.bad(at, "expected a key of 1 to %d letters, digits, spaces and the characters - _ : . (Nova's rule), got %q", maxMetaLength, k)
+		}
+		if n := utf8.RuneCountInString(md[k]); n > maxMetaLength {
+			v.bad(at, "expected a value of at most %d characters, got %d", maxMetaLength, n)
+		}
+	}
+}
