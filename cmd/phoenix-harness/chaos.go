@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/phoenix-ops/phoenix/controller"
 )
 
 // The chaos harness: for each seed a random fleet, a random schedule of
@@ -76,7 +74,7 @@ Every failing seed is printed with the one command that replays it.`,
 	cmd.Flags().Uint64Var(&f.from, "from", 1, "the first seed")
 	cmd.Flags().Int64Var(&f.seed, "seed", 0, "run this one seed only (replay), with its schedule printed")
 	cmd.Flags().IntVar(&f.parallel, "parallel", 3, "seeds run at the same time")
-	cmd.Flags().StringVar(&f.bug, "bug", "", "inject a known policy bug into the daemon (a binary built with -tags chaosbugs only)")
+	cmd.Flags().StringVar(&f.bug, "bug", "", "inject a known policy bug into the daemon (a phoenix built with -tags chaosbugs only; so built when none is given)")
 	cmd.Flags().BoolVar(&f.expect, "expect-violation", false, "with --bug: succeed once a seed reports a violation, fail if none does")
 	cmd.Flags().StringVar(&f.phoenix, "phoenix", "", "the phoenix binary to run as the daemon (default: the phoenix beside this one, else one built from this checkout)")
 	cmd.Flags().StringVar(&f.keepLogs, "keep-logs", "", "copy the daemon logs of failing seeds into this directory")
@@ -95,11 +93,8 @@ func runChaos(ctx context.Context, out, note io.Writer, f *chaosFlags) error {
 	if f.seeds < 1 || f.parallel < 1 {
 		return usageError(fmt.Errorf("--seeds and --parallel must be at least 1"))
 	}
-	if f.bug != "" && !slices.Contains(controller.InjectableBugs(), f.bug) {
-		if len(controller.InjectableBugs()) == 0 {
-			return usageError(fmt.Errorf("--bug %s: this harness injects no bug; run one built with -tags chaosbugs: go run -tags chaosbugs ./cmd/phoenix-harness", f.bug))
-		}
-		return usageError(fmt.Errorf("--bug %s: want one of %s", f.bug, strings.Join(controller.InjectableBugs(), ", ")))
+	if f.bug != "" && !slices.Contains(knownBugs, f.bug) {
+		return usageError(fmt.Errorf("--bug %s: want one of %s", f.bug, strings.Join(knownBugs, ", ")))
 	}
 	if f.expect && f.bug == "" {
 		return usageError(fmt.Errorf("--expect-violation needs --bug"))
@@ -109,6 +104,11 @@ func runChaos(ctx context.Context, out, note io.Writer, f *chaosFlags) error {
 		return err
 	}
 	defer cleanup()
+	if f.bug != "" {
+		if err := checkInjects(bin, f.bug); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	sum, err := chaosRun(ctx, out, bin, f)
 	if err != nil {
@@ -133,7 +133,7 @@ func runChaos(ctx context.Context, out, note io.Writer, f *chaosFlags) error {
 
 func replayCommand(seed uint64, bug string) string {
 	if bug != "" {
-		return fmt.Sprintf("go run -tags chaosbugs ./cmd/phoenix-harness chaos --bug %s --seed %d", bug, seed)
+		return fmt.Sprintf("go run ./cmd/phoenix-harness chaos --bug %s --seed %d", bug, seed)
 	}
 	return fmt.Sprintf("go run ./cmd/phoenix-harness chaos --seed %d", seed)
 }

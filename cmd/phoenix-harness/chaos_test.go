@@ -55,6 +55,9 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 		t.Skip("builds and runs a daemon with injected bugs")
 	}
 	bin := testPhoenix(t, true)
+	if err := checkInjects(bin, controller.BugSurgeIgnored); err != nil {
+		t.Fatalf("a chaosbugs build refused: %v", err)
+	}
 	for _, tc := range []struct{ bug, invariant string }{
 		{controller.BugSurgeIgnored, "bound:"},
 		{controller.BugEarlyDelete, "availability:"},
@@ -78,15 +81,21 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 	}
 }
 
-// TestChaosRefusesBugsInAProductionBuild: the switch does not exist
-// outside the chaosbugs build.
+// TestChaosRefusesBugsInAProductionBuild: a phoenix built without the
+// chaosbugs tag has no bug to switch on, and the harness says so before
+// it runs a seed.
 func TestChaosRefusesBugsInAProductionBuild(t *testing.T) {
-	if len(controller.InjectableBugs()) > 0 {
-		t.Skip("this test binary was built with chaosbugs")
+	if testing.Short() {
+		t.Skip("builds phoenix")
 	}
-	out, code := run(t, "chaos", "--bug", controller.BugSurgeIgnored, "--seeds", "1")
-	if code != exitUsage || !strings.Contains(out, "injects no bug") {
+	bin := testPhoenix(t, false)
+	out, code := run(t, "chaos", "--phoenix", bin, "--bug", controller.BugSurgeIgnored, "--seeds", "1")
+	if code != exitUsage || !strings.Contains(out, "injects no bug") || strings.Contains(out, "seeds (") {
 		t.Errorf("exit %d:\n%s", code, out)
+	}
+	out, code = run(t, "chaos", "--phoenix", bin, "--bug", "off-by-one", "--seeds", "1")
+	if code != exitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged") {
+		t.Errorf("an unknown bug: exit %d:\n%s", code, out)
 	}
 }
 

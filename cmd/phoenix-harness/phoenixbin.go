@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/phoenix-ops/phoenix/controller"
 )
 
 // phoenixPackage is the operator's command, built when no binary is at
@@ -57,4 +61,26 @@ func buildPhoenix(ctx context.Context, dir string, bugs bool) (string, error) {
 		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin, nil
+}
+
+// knownBugs are the policy bugs a chaosbugs build of phoenix injects
+// when PHOENIX_CHAOS_BUG names one (controller/chaosbugs*.go).
+var knownBugs = []string{controller.BugSurgeIgnored, controller.BugEarlyDelete, controller.BugUntagged}
+
+// checkInjects refuses a bug the phoenix binary cannot inject. Whether it
+// can is decided by the chaosbugs build tag, and the Go toolchain records
+// a binary's tags in it: the harness reads them there, so the operator's
+// binary needs no flag, command or answer of its own for this.
+func checkInjects(bin, bug string) error {
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return usageError(fmt.Errorf("--bug %s: cannot tell whether %s injects bugs: %w", bug, bin, err))
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-tags" && slices.Contains(strings.Split(s.Value, ","), "chaosbugs") {
+			return nil
+		}
+	}
+	return usageError(fmt.Errorf("--bug %s: %s injects no bug (it was built without -tags chaosbugs); build one with "+
+		"go build -tags chaosbugs -o /tmp/phoenix-bugs ./cmd/phoenix and pass --phoenix /tmp/phoenix-bugs", bug, bin))
 }
