@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,6 +82,18 @@ func daemonGroupYAML(name string, count int) string {
       healthy_threshold: 2
       grace: 30s
 `, name, count)
+}
+
+// servingLine is what a daemon prints once it serves.
+var servingLine = regexp.MustCompile(`serving on (https?://\S+)`)
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 type daemonProc struct {

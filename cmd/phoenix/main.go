@@ -70,6 +70,6 @@ asked for, and safe to stop and start again at any moment.`,
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json (one JSON object a line)")
-	root.AddCommand(newRebuildCommand(g), newPlanCommand(g), newDaemonCommand(g), newStatusCommand(g), newEventCommand(g), newResumeCommand(g), newBenchCommand(g), newChaosCommand(g), newSoakCommand(g), newDemoCommand(g), newSimCommand(g))
+	root.AddCommand(newRebuildCommand(g), newPlanCommand(g), newDaemonCommand(g), newStatusCommand(g), newEventCommand(g), newResumeCommand(g), newDemoCommand(g), newSimCommand(g))
 	return root
 }

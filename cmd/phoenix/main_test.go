@@ -345,3 +345,33 @@ func TestHaltedRebuildAndResume(t *testing.T) {
 		}
 	}
 }
+
+// The operator's binary lists the operator's commands; the test
+// harnesses are phoenix-harness's.
+func TestHelpListsOnlyOperatorCommands(t *testing.T) {
+	out, code := run(t, "--help")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	_, list, _ := strings.Cut(out, "Available Commands:")
+	list, _, _ = strings.Cut(list, "\n\n")
+	listed := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(list), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			listed[f[0]] = true
+		}
+	}
+	for _, name := range []string{"rebuild", "plan", "daemon", "status", "event", "resume", "demo", "sim"} {
+		if !listed[name] {
+			t.Errorf("phoenix --help does not list %s:\n%s", name, out)
+		}
+	}
+	for _, name := range []string{"chaos", "soak", "bench"} {
+		if listed[name] {
+			t.Errorf("phoenix --help lists the harness command %s:\n%s", name, out)
+		}
+		if out, code := run(t, name); code != exitUsage || !strings.Contains(out, "unknown command") {
+			t.Errorf("phoenix %s: exit %d, want %d and an unknown command:\n%s", name, code, exitUsage, out)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,15 +11,26 @@ import (
 	"github.com/phoenix-ops/phoenix/controller"
 )
 
+// testPhoenix builds the phoenix binary the chaos harness runs, as the
+// harness builds it when none is at hand.
+func testPhoenix(t *testing.T, bugs bool) string {
+	t.Helper()
+	bin, err := buildPhoenix(context.Background(), t.TempDir(), bugs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // TestChaosSeeds runs the chaos harness over a handful of seeds with the
 // real daemon binary: every seed must converge, or halt where its image
 // cannot boot, with no invariant violated and no secret shown. .ci/run
-// runs 200 seeds the same way; `phoenix chaos --seeds 1000` runs more.
+// runs 200 seeds the same way; `phoenix-harness chaos --seeds 1000` runs more.
 func TestChaosSeeds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs daemon processes through faults and kills")
 	}
-	bin := buildPhoenix(t)
+	bin := testPhoenix(t, false)
 	var out strings.Builder
 	sum, err := chaosRun(context.Background(), &out, bin, &chaosFlags{seeds: 8, from: 1001, parallel: 2})
 	if err != nil {
@@ -44,9 +54,9 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a daemon with injected bugs")
 	}
-	bin := filepath.Join(t.TempDir(), "phoenix-bugs")
-	if out, err := exec.Command("go", "build", "-tags", "chaosbugs", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build phoenix with bugs: %v\n%s", err, out)
+	bin := testPhoenix(t, true)
+	if err := checkInjects(bin, controller.BugSurgeIgnored); err != nil {
+		t.Fatalf("a chaosbugs build refused: %v", err)
 	}
 	for _, tc := range []struct{ bug, invariant string }{
 		{controller.BugSurgeIgnored, "bound:"},
@@ -71,15 +81,21 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 	}
 }
 
-// TestChaosRefusesBugsInAProductionBuild: the switch does not exist
-// outside the chaosbugs build.
+// TestChaosRefusesBugsInAProductionBuild: a phoenix built without the
+// chaosbugs tag has no bug to switch on, and the harness says so before
+// it runs a seed.
 func TestChaosRefusesBugsInAProductionBuild(t *testing.T) {
-	if len(controller.InjectableBugs()) > 0 {
-		t.Skip("this test binary was built with chaosbugs")
+	if testing.Short() {
+		t.Skip("builds phoenix")
 	}
-	out, code := run(t, "chaos", "--bug", controller.BugSurgeIgnored, "--seeds", "1")
-	if code != exitUsage || !strings.Contains(out, "injects no bug") {
+	bin := testPhoenix(t, false)
+	out, code := run(t, "chaos", "--phoenix", bin, "--bug", controller.BugSurgeIgnored, "--seeds", "1")
+	if code != exitUsage || !strings.Contains(out, "injects no bug") || strings.Contains(out, "seeds (") {
 		t.Errorf("exit %d:\n%s", code, out)
+	}
+	out, code = run(t, "chaos", "--phoenix", bin, "--bug", "off-by-one", "--seeds", "1")
+	if code != exitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged") {
+		t.Errorf("an unknown bug: exit %d:\n%s", code, out)
 	}
 }
 

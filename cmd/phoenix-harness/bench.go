@@ -161,11 +161,11 @@ func benchCloud(ctx context.Context, opts sim.Options, log *zap.Logger) (*sim.Si
 		_ = os.RemoveAll(dir)
 	}
 	clouds := filepath.Join(dir, "clouds.yaml")
-	if err := s.WriteCloudsYAML(clouds, demoCloud); err != nil {
+	if err := s.WriteCloudsYAML(clouds, simCloud); err != nil {
 		cleanup()
 		return nil, nil, nil, err
 	}
-	cloud, err := openstack.New(ctx, openstack.Options{Cloud: demoCloud, CloudsFile: clouds, Logger: log,
+	cloud, err := openstack.New(ctx, openstack.Options{Cloud: simCloud, CloudsFile: clouds, Logger: log,
 		Retry:  openstack.RetryPolicy{RequestTimeout: 30 * time.Second, MaxRetries: 4, WaitMin: 20 * time.Millisecond, WaitMax: 200 * time.Millisecond, MaxRetryAfter: 5 * time.Second},
 		LBWait: openstack.LBWait{First: 5 * time.Millisecond, Max: 50 * time.Millisecond, Timeout: 20 * time.Second}})
 	if err != nil {

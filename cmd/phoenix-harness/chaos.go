@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/phoenix-ops/phoenix/controller"
 )
 
 // The chaos harness: for each seed a random fleet, a random schedule of
@@ -70,16 +67,16 @@ Every failing seed is printed with the one command that replays it.`,
 			if cmd.Flags().Changed("seed") {
 				f.from, f.seeds = uint64(f.seed), 1
 			}
-			return runChaos(cmd.Context(), cmd.OutOrStdout(), f)
+			return runChaos(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
 	cmd.Flags().IntVar(&f.seeds, "seeds", 50, "how many seeds to run")
 	cmd.Flags().Uint64Var(&f.from, "from", 1, "the first seed")
 	cmd.Flags().Int64Var(&f.seed, "seed", 0, "run this one seed only (replay), with its schedule printed")
 	cmd.Flags().IntVar(&f.parallel, "parallel", 3, "seeds run at the same time")
-	cmd.Flags().StringVar(&f.bug, "bug", "", "inject a known policy bug into the daemon (a binary built with -tags chaosbugs only)")
+	cmd.Flags().StringVar(&f.bug, "bug", "", "inject a known policy bug into the daemon (a phoenix built with -tags chaosbugs only; so built when none is given)")
 	cmd.Flags().BoolVar(&f.expect, "expect-violation", false, "with --bug: succeed once a seed reports a violation, fail if none does")
-	cmd.Flags().StringVar(&f.phoenix, "phoenix", "", "the phoenix binary to run as the daemon (default: this one)")
+	cmd.Flags().StringVar(&f.phoenix, "phoenix", "", "the phoenix binary to run as the daemon (default: the phoenix beside this one, else one built from this checkout)")
 	cmd.Flags().StringVar(&f.keepLogs, "keep-logs", "", "copy the daemon logs of failing seeds into this directory")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print every seed's schedule and outcome")
 	return cmd
@@ -92,26 +89,25 @@ type chaosSummary struct {
 	Failed []seedResult
 }
 
-func runChaos(ctx context.Context, out io.Writer, f *chaosFlags) error {
+func runChaos(ctx context.Context, out, note io.Writer, f *chaosFlags) error {
 	if f.seeds < 1 || f.parallel < 1 {
 		return usageError(fmt.Errorf("--seeds and --parallel must be at least 1"))
 	}
-	if f.bug != "" && !slices.Contains(controller.InjectableBugs(), f.bug) {
-		if len(controller.InjectableBugs()) == 0 {
-			return usageError(fmt.Errorf("--bug %s: this binary injects no bug; build one with: go build -tags chaosbugs ./cmd/phoenix", f.bug))
-		}
-		return usageError(fmt.Errorf("--bug %s: want one of %s", f.bug, strings.Join(controller.InjectableBugs(), ", ")))
+	if f.bug != "" && !slices.Contains(knownBugs, f.bug) {
+		return usageError(fmt.Errorf("--bug %s: want one of %s", f.bug, strings.Join(knownBugs, ", ")))
 	}
 	if f.expect && f.bug == "" {
 		return usageError(fmt.Errorf("--expect-violation needs --bug"))
 	}
-	bin := f.phoenix
-	if bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("find the phoenix binary: %w", err)
+	bin, cleanup, err := findPhoenix(ctx, f.phoenix, f.bug != "", note)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if f.bug != "" {
+		if err := checkInjects(bin, f.bug); err != nil {
+			return err
 		}
-		bin = exe
 	}
 	start := time.Now()
 	sum, err := chaosRun(ctx, out, bin, f)
@@ -137,9 +133,9 @@ func runChaos(ctx context.Context, out io.Writer, f *chaosFlags) error {
 
 func replayCommand(seed uint64, bug string) string {
 	if bug != "" {
-		return fmt.Sprintf("go build -tags chaosbugs -o /tmp/phoenix-bugs ./cmd/phoenix && /tmp/phoenix-bugs chaos --bug %s --seed %d", bug, seed)
+		return fmt.Sprintf("go run ./cmd/phoenix-harness chaos --bug %s --seed %d", bug, seed)
 	}
-	return fmt.Sprintf("go run ./cmd/phoenix chaos --seed %d", seed)
+	return fmt.Sprintf("go run ./cmd/phoenix-harness chaos --seed %d", seed)
 }
 
 // chaosRun runs the seeds, f.parallel at a time, and stops early when an
