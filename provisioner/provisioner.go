@@ -18,6 +18,13 @@ import (
 // Cloud is everything the controller asks of a cloud. Every method takes the
 // caller's context and honours its deadline.
 type Cloud interface {
+	Servers
+	Images
+}
+
+// Servers is the compute service (Nova): a group's servers, and the names
+// a server spec needs resolved.
+type Servers interface {
 	// ListServers returns every server carrying tag, following pagination.
 	// Implementations must issue one list request per page, never one
 	// request per server.
@@ -36,9 +43,6 @@ type Cloud interface {
 	// already gone counts as deleted (nil error).
 	DeleteServer(ctx context.Context, id string) error
 
-	// ResolveImage returns the active image the selector designates.
-	ResolveImage(ctx context.Context, sel ImageSelector) (Image, error)
-
 	// ResolveFlavor turns a flavor name or ID into its ID.
 	ResolveFlavor(ctx context.Context, nameOrID string) (string, error)
 
@@ -47,6 +51,12 @@ type Cloud interface {
 
 	// ResolveServerGroup turns a server group name or ID into its ID.
 	ResolveServerGroup(ctx context.Context, nameOrID string) (string, error)
+}
+
+// Images is the image service (Glance) as a group's image selector needs it.
+type Images interface {
+	// ResolveImage returns the active image the selector designates.
+	ResolveImage(ctx context.Context, sel ImageSelector) (Image, error)
 }
 
 // Server statuses as Nova reports them. Only the ones the controller acts
