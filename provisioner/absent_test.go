@@ -10,6 +10,35 @@ import (
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
+// Every method of every service of a completed empty cloud fails, naming
+// the service and wrapping ErrUnavailable; Missing says the same up front.
+func TestCompleteFillsEveryServiceWithAnAbsentClient(t *testing.T) {
+	cloud := reflect.ValueOf(provisioner.Cloud{}.Complete())
+	for i := range cloud.NumField() {
+		field := cloud.Type().Field(i)
+		client := cloud.Field(i)
+		if client.IsNil() {
+			t.Errorf("%s is nil after Complete", field.Name)
+			continue
+		}
+		if err := provisioner.Missing(client.Interface()); !errors.Is(err, provisioner.ErrUnavailable) {
+			t.Errorf("Missing(%s) = %v, want ErrUnavailable", field.Name, err)
+		}
+		for _, err := range callEvery(t, field.Type, client) {
+			if !errors.Is(err, provisioner.ErrUnavailable) || !strings.Contains(err.Error(), "is not available on this cloud") {
+				t.Errorf("%s: %v, want ErrUnavailable", field.Name, err)
+			}
+		}
+	}
+}
+
+func TestCompleteKeepsAPresentClient(t *testing.T) {
+	c := provisioner.Cloud{Images: images{}}.Complete()
+	if _, ok := c.Images.(images); !ok || provisioner.Missing(c.Images) != nil {
+		t.Errorf("Complete replaced a present client: %T", c.Images)
+	}
+}
+
 func TestAbsentNamesTheServiceAndWrapsTheCause(t *testing.T) {
 	cause := errors.New("no load-balancer endpoint in the catalog")
 	var lb provisioner.LoadBalancer = provisioner.Absent{Service: "Octavia (load balancer)", Err: cause}
