@@ -30,7 +30,7 @@ const (
 // failed new one, which never served. A compromised server is kept for
 // forensics.
 func (r *GroupReconciler) needsSnapshot(c Classified) bool {
-	if !r.group.Backup.SnapshotBeforeDelete || r.snapshots == nil {
+	if !r.group.Backup.SnapshotBeforeDelete {
 		return false
 	}
 	switch c.Status {
@@ -46,7 +46,7 @@ func (r *GroupReconciler) needsSnapshot(c Classified) bool {
 // properties each time, so a restart (or a lost answer) never takes a
 // second one, and a delete never comes before the image is active.
 func (r *GroupReconciler) snapshotFirst(ctx context.Context, c Classified, now time.Time) (bool, error) {
-	imgs, err := r.snapshots.ImagesWith(ctx, map[string]string{PropServer: c.ID, PropKind: KindPreDelete})
+	imgs, err := r.cloud.Snapshots.ImagesWith(ctx, map[string]string{PropServer: c.ID, PropKind: KindPreDelete})
 	if err != nil {
 		return false, fmt.Errorf("look for the snapshot of server %s: %w", c.Name, err)
 	}
@@ -68,7 +68,7 @@ func (r *GroupReconciler) snapshotFirst(ctx context.Context, c Classified, now t
 		return false, nil // Nova is busy with the server (a snapshot in progress)
 	}
 	name := truncate(fmt.Sprintf("phoenix-%s-%s-%s", r.group.Name, c.Name, now.UTC().Format("20060102T150405Z")), 255)
-	id, err := r.snapshots.SnapshotServer(ctx, c.ID, name, map[string]string{
+	id, err := r.cloud.Snapshots.SnapshotServer(ctx, c.ID, name, map[string]string{
 		PropGroup: r.group.Name, PropServer: c.ID, PropKind: KindPreDelete, PropTakenAt: now.UTC().Format(time.RFC3339),
 	})
 	if err != nil {
@@ -85,10 +85,10 @@ func (r *GroupReconciler) snapshotFirst(ctx context.Context, c Classified, now t
 // properties are ever listed.
 func (r *GroupReconciler) retain(ctx context.Context, now time.Time) error {
 	b := r.group.Backup
-	if r.snapshots == nil || (b.Keep == 0 && b.MaxAge == 0) {
+	if b.Keep == 0 && b.MaxAge == 0 {
 		return nil
 	}
-	imgs, err := r.snapshots.ImagesWith(ctx, map[string]string{PropGroup: r.group.Name, PropKind: KindPreDelete})
+	imgs, err := r.cloud.Snapshots.ImagesWith(ctx, map[string]string{PropGroup: r.group.Name, PropKind: KindPreDelete})
 	if err != nil {
 		return fmt.Errorf("list the snapshots of group %s: %w", r.group.Name, err)
 	}
@@ -106,7 +106,7 @@ func (r *GroupReconciler) retain(ctx context.Context, now time.Time) error {
 		if !tooMany && !tooOld {
 			continue
 		}
-		if err := r.snapshots.DeleteImage(ctx, img.ID); err != nil {
+		if err := r.cloud.Snapshots.DeleteImage(ctx, img.ID); err != nil {
 			errs = append(errs, err)
 			continue
 		}

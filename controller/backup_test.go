@@ -117,7 +117,7 @@ func TestSnapshotSurvivesRestarts(t *testing.T) {
 			env.Sim.ResetRequests()
 			for range 1 + rng.IntN(4) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+rng.IntN(900))*time.Millisecond)
-				controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())
+				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
 				cancel()
 			}
 			rebuild(t, env, g, fastOptions())

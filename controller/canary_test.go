@@ -40,7 +40,7 @@ func TestCanaryPausesUntilResume(t *testing.T) {
 	if res = runOnce(t, env, g, 10*time.Second); !errors.Is(res.Err, controller.ErrPaused) || onImage(env.Sim, patched.ID) != 2 {
 		t.Fatalf("second run: %v, %d new", res.Err, onImage(env.Sim, patched.ID))
 	}
-	r, err := controller.Resume(context.Background(), env.Cloud, g)
+	r, err := controller.Resume(context.Background(), env.Cloud.Services(), g)
 	if err != nil || r.Promoted == 0 {
 		t.Fatalf("resume: %+v %v", r, err)
 	}
@@ -58,7 +58,7 @@ func TestCanaryBakesThenGoesOn(t *testing.T) {
 	log := &controller.EventLog{}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, log, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())[0]
 	if !res.Converged {
 		t.Fatalf("did not converge: %v", res.Err)
 	}

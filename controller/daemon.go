@@ -102,6 +102,7 @@ func NewDaemon(cloud provisioner.Cloud, cfg *config.Config, opts DaemonOptions) 
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	cloud = cloud.Complete()
 	d := &Daemon{
 		cloud:    cloud,
 		opts:     opts,
@@ -876,7 +877,7 @@ func (c *imageCache) resolve(ctx context.Context, sel provisioner.ImageSelector)
 
 // refresh resolves sel now and says whether the answer changed.
 func (c *imageCache) refresh(ctx context.Context, sel provisioner.ImageSelector) (bool, error) {
-	img, err := c.cloud.ResolveImage(ctx, sel)
+	img, err := c.cloud.Images.ResolveImage(ctx, sel)
 	if err != nil {
 		return false, err
 	}

@@ -63,7 +63,7 @@ func startDaemon(t testing.TB, env *simtest.Env, yaml string) *runningDaemon {
 	reg := prometheus.NewRegistry()
 	m := controller.NewMetrics(reg)
 	opts := fastOptions()
-	d := controller.NewDaemon(env.Cloud, cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond, Reconciler: opts})
+	d := controller.NewDaemon(env.Cloud.Services(), cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond, Reconciler: opts})
 	m.Watch(d)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -540,7 +540,7 @@ func TestEventBeforeTheGroupsStartIsRetriedNotRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := controller.NewDaemon(env.Cloud, cfg, controller.DaemonOptions{Log: logger(t), PollInterval: 50 * time.Millisecond, Reconciler: fastOptions()})
+	d := controller.NewDaemon(env.Cloud.Services(), cfg, controller.DaemonOptions{Log: logger(t), PollInterval: 50 * time.Millisecond, Reconciler: fastOptions()})
 	secret := []byte("s3cret-for-the-test")
 	srv := httptest.NewServer(&trigger.Handler{Secret: func() []byte { return secret }, Dispatcher: d, Log: logger(t)})
 	t.Cleanup(srv.Close)

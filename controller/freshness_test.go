@@ -35,7 +35,7 @@ func TestGoldImageFreshness(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := controller.NewMetrics(reg)
 	log := &controller.EventLog{}
-	d := controller.NewDaemon(env.Cloud, cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, Sink: log,
+	d := controller.NewDaemon(env.Cloud.Services(), cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, Sink: log,
 		PollInterval: 50 * time.Millisecond, Reconciler: fastOptions()})
 	m.Watch(d)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -46,7 +46,7 @@ func runOnce(t *testing.T, env *simtest.Env, g config.Group, patience time.Durat
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	return controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+	return controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
 }
 
 func creates(s *sim.Sim) int {
@@ -123,7 +123,7 @@ func TestResumeLiftsTheHalt(t *testing.T) {
 	if res := runOnce(t, env, g, 30*time.Second); !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("want halted, got %v", res.Err)
 	}
-	res, err := controller.Resume(context.Background(), env.Cloud, g)
+	res, err := controller.Resume(context.Background(), env.Cloud.Services(), g)
 	if err != nil || res.Halts != 2 {
 		t.Fatalf("resume: %+v, %v; want the halt lifted on 2", res, err)
 	}

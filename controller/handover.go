@@ -56,24 +56,13 @@ const (
 	KindPreHandover = "pre-handover"
 )
 
-// volumeCloud is what stateful handovers need of a cloud.
-type volumeCloud interface {
-	Volume(ctx context.Context, id string) (provisioner.Volume, error)
-	VolumesWith(ctx context.Context, metadata map[string]string) ([]provisioner.Volume, error)
-	SetVolumeMetadata(ctx context.Context, id string, metadata map[string]string) error
-	AttachVolume(ctx context.Context, serverID, volumeID string) error
-	DetachVolume(ctx context.Context, serverID, volumeID string) error
-	StopServer(ctx context.Context, id string) error
-	StartServer(ctx context.Context, id string) error
-}
-
 // groupVolumes lists the group's data volumes. At first contact none
 // carries the group's mark: the volumes that stateful.volumes selects
 // among those attached to the group's servers or attached to none are
 // marked, and a selector that selects none stops the group before
 // anything is touched.
 func (r *GroupReconciler) groupVolumes(ctx context.Context, servers []provisioner.Server) ([]provisioner.Volume, error) {
-	vc := r.volumeCloud
+	vc := r.cloud.Volumes
 	vols, err := vc.VolumesWith(ctx, map[string]string{PropGroup: r.group.Name})
 	if err != nil {
 		return nil, fmt.Errorf("list the data volumes of group %s: %w", r.group.Name, err)
@@ -163,7 +152,7 @@ func (r *GroupReconciler) startHandovers(ctx context.Context, hs []Handover, now
 		}
 		md := map[string]string{PropHandoverFrom: h.From.ID, PropHandoverTo: h.To.ID, PropHandoverStep: first,
 			PropHandoverAt: now.UTC().Format(time.RFC3339Nano), PropHandoverWhy: ""}
-		if err := r.volumeCloud.SetVolumeMetadata(ctx, h.Volume, md); err != nil {
+		if err := r.cloud.Volumes.SetVolumeMetadata(ctx, h.Volume, md); err != nil {
 			r.log.Warn("could not record a handover; it is not started", zap.String("volume", h.Volume), zap.Error(err))
 			continue
 		}
@@ -207,7 +196,7 @@ func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []InFli
 // advance takes one step of a handover; it acts only on what the cloud
 // shows now, so taking it twice does no harm.
 func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[string]Classified, listed map[string]provisioner.Server, now time.Time) (halt string, err error) {
-	vc := r.volumeCloud
+	vc := r.cloud.Volumes
 	v, err := vc.Volume(ctx, h.Volume)
 	if err != nil {
 		return "", err
@@ -259,10 +248,10 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 			if late {
 				return "", record(stepRollback, "the old server did not stop in time")
 			}
-			return "", vc.StopServer(ctx, from.ID)
+			return "", r.cloud.ServerActions.StopServer(ctx, from.ID)
 		case provisioner.StatusShutoff:
 			next := stepDetach
-			if r.group.Backup.Volumes == config.VolumesSnapshot && r.volumes != nil {
+			if r.group.Backup.Volumes == config.VolumesSnapshot {
 				next = stepSnapshot
 			}
 			return "", record(next, "")
@@ -329,7 +318,7 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 		case on == "" && v.Status == provisioner.VolumeAvailable && fromOK:
 			return "", vc.AttachVolume(ctx, h.From, h.Volume)
 		case on == h.From && fromOK && from.Status == provisioner.StatusShutoff:
-			return "", vc.StartServer(ctx, h.From)
+			return "", r.cloud.ServerActions.StartServer(ctx, h.From)
 		case on == h.From && fromOK && from.Status == provisioner.StatusActive, !fromOK && on == "":
 			why := cmp.Or(v.Metadata[PropHandoverWhy], "a step failed")
 			if err := vc.SetVolumeMetadata(ctx, h.Volume, clearHandover()); err != nil {

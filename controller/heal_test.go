@@ -55,7 +55,7 @@ func TestAutoHealStopsWhenTooManyAreSick(t *testing.T) {
 	}
 	env.Sim.ResetRequests()
 	log := &controller.EventLog{}
-	r := controller.NewGroupReconciler(g, env.Cloud, log, logger(t), fastOptions())
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), log, logger(t), fastOptions())
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -92,11 +92,12 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 // waits for — so a server that is failing right now shows as unhealthy.
 func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts Options) (provisioner.Image, Decision, error) {
 	opts.defaults()
-	servers, err := cloud.ListServers(ctx, GroupTag(g.Name))
+	cloud = cloud.Complete()
+	servers, err := cloud.Servers.ListServers(ctx, GroupTag(g.Name))
 	if err != nil {
 		return provisioner.Image{}, Decision{}, err
 	}
-	img, err := cloud.ResolveImage(ctx, selector(g.Image))
+	img, err := cloud.Images.ResolveImage(ctx, selector(g.Image))
 	if err != nil {
 		return provisioner.Image{}, Decision{}, fmt.Errorf("resolve the image of group %s: %w", g.Name, err)
 	}
@@ -122,10 +123,10 @@ func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts 
 		}
 	}
 	t := r.target(img)
-	if vc, ok := cloud.(volumeCloud); ok && g.Stateful != nil {
+	if g.Stateful != nil {
 		// Read only: the marks a reconcile makes at first contact are not
 		// made here.
-		vols, err := vc.VolumesWith(ctx, map[string]string{PropGroup: g.Name})
+		vols, err := cloud.Volumes.VolumesWith(ctx, map[string]string{PropGroup: g.Name})
 		if err != nil {
 			return img, Decision{}, fmt.Errorf("list the data volumes of group %s: %w", g.Name, err)
 		}

@@ -85,9 +85,6 @@ type GroupReconciler struct {
 	revision string
 	cloud    provisioner.Cloud
 	health   *healthcheck.Checker
-	// snapshots keeps servers' disks before their delete; nil when the
-	// cloud cannot.
-	snapshots provisioner.Snapshots
 	// traffic moves requests between the servers; nil when the group has
 	// none, trafficErr when the cloud cannot do what the group asks.
 	traffic    traffic
@@ -130,11 +127,7 @@ type GroupReconciler struct {
 	namesAt time.Time
 	// freshness is the age of the gold image at the last reconcile.
 	freshness Freshness
-	// volumes takes the snapshots of data volumes (nil when the cloud
-	// has no block storage), volumeCloud moves them (stateful groups);
 	// lastSchedule is when backup.every last looked.
-	volumes      volumeSnapshots
-	volumeCloud  volumeCloud
 	lastSchedule time.Time
 	// gated is when each server received a data volume: its health is
 	// judged anew from then on, since it passed its check without it.
@@ -193,40 +186,44 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 	if !opts.Continuous {
 		log = log.With(zap.String("rollout", opts.RolloutID))
 	}
+	cloud = cloud.Complete()
 	tr, trErr := newTraffic(g, cloud, log)
-	snaps, _ := cloud.(provisioner.Snapshots)
-	if g.Backup.SnapshotBeforeDelete && snaps == nil && trErr == nil {
-		trErr = fmt.Errorf("%w: group %s asks for snapshots before delete, and this cloud connection cannot take them", ErrStuck, g.Name)
+	// A service the group needs and the cloud lacks stops the group
+	// before anything is touched.
+	refuse := func(what string, clients ...any) {
+		for _, c := range clients {
+			if err := provisioner.Missing(c); err != nil && trErr == nil {
+				trErr = fmt.Errorf("%w: group %s %s: %w", ErrStuck, g.Name, what, err)
+			}
+		}
 	}
-	vols, _ := cloud.(volumeSnapshots)
-	vc, _ := cloud.(volumeCloud)
-	if g.Backup.Volumes == config.VolumesSnapshot && vols == nil && trErr == nil {
-		trErr = fmt.Errorf("%w: group %s asks for backup.volumes snapshot, and this cloud connection cannot snapshot volumes", ErrStuck, g.Name)
+	if g.Backup.SnapshotBeforeDelete {
+		refuse("asks for snapshots before delete", cloud.Snapshots)
 	}
-	if g.Stateful != nil && vc == nil && trErr == nil {
-		trErr = fmt.Errorf("%w: group %s is stateful, and this cloud connection cannot move volumes", ErrStuck, g.Name)
+	if g.Backup.Volumes == config.VolumesSnapshot {
+		refuse("asks for backup.volumes snapshot", cloud.Volumes)
 	}
-	if _, ok := cloud.(reimager); g.Rollout.Strategy == config.StrategyRebuild && !ok && trErr == nil {
-		trErr = fmt.Errorf("%w: group %s asks for rollout.strategy rebuild, and this cloud connection cannot rebuild servers", ErrStuck, g.Name)
+	if g.Stateful != nil {
+		refuse("is stateful (its volumes move between servers)", cloud.Volumes, cloud.ServerActions)
+	}
+	if g.Rollout.Strategy == config.StrategyRebuild {
+		refuse("asks for rollout.strategy rebuild", cloud.ServerActions)
 	}
 	return &GroupReconciler{
-		volumes:     vols,
-		volumeCloud: vc,
-		snapshots:   snaps,
-		revision:    Revision(g),
-		traffic:     tr,
-		trafficErr:  trErr,
-		group:       g,
-		cloud:       cloud,
-		health:      healthcheck.NewChecker(log),
-		sink:        sink,
-		log:         log,
-		opts:        opts,
-		backoff:     opts.CreateBackoff,
-		failedSeen:  map[string]bool{},
-		ledger:      newLedger(opts.Now()),
-		recent:      map[string]recentCreate{},
-		rolloutID:   opts.RolloutID,
+		revision:   Revision(g),
+		traffic:    tr,
+		trafficErr: trErr,
+		group:      g,
+		cloud:      cloud,
+		health:     healthcheck.NewChecker(log),
+		sink:       sink,
+		log:        log,
+		opts:       opts,
+		backoff:    opts.CreateBackoff,
+		failedSeen: map[string]bool{},
+		ledger:     newLedger(opts.Now()),
+		recent:     map[string]recentCreate{},
+		rolloutID:  opts.RolloutID,
 	}
 }
 
@@ -258,7 +255,7 @@ func (r *GroupReconciler) Reconcile(ctx context.Context) (Decision, error) {
 
 func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 	tag := GroupTag(r.group.Name)
-	resolve := r.cloud.ResolveImage
+	resolve := r.cloud.Images.ResolveImage
 	if r.opts.ResolveImage != nil {
 		resolve = r.opts.ResolveImage
 	}
@@ -273,7 +270,7 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (Decision, error) {
 		img, err := resolve(ctx, selector(r.group.Image))
 		imgc <- resolved{img, err}
 	}()
-	servers, err := r.cloud.ListServers(ctx, tag)
+	servers, err := r.cloud.Servers.ListServers(ctx, tag)
 	got := <-imgc
 	if err != nil {
 		return Decision{}, err
@@ -719,7 +716,7 @@ func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, ready <-chan 
 			MetaPhaseAt: now.UTC().Format(time.RFC3339Nano),
 			MetaReason:  truncate(d.Reason, 255),
 		}
-		if err := r.cloud.SetServerMetadata(ctx, d.Server.ID, md); err != nil {
+		if err := r.cloud.Servers.SetServerMetadata(ctx, d.Server.ID, md); err != nil {
 			return fmt.Errorf("record the delete of server %s (%s): %w", d.Server.Name, d.Server.ID, err)
 		}
 	}
@@ -733,7 +730,7 @@ func (r *GroupReconciler) deleteOne(ctx context.Context, d Delete, ready <-chan 
 		r.log.Info("removed from traffic", zap.String("server", d.Server.ID), zap.String("name", d.Server.Name), zap.Stringer("traffic", r.traffic))
 		r.emit(Event{Type: EventTrafficRemove, Server: d.Server.ID, Name: d.Server.Name, Message: "removed from " + r.traffic.String()})
 	}
-	return r.cloud.DeleteServer(ctx, d.Server.ID)
+	return r.cloud.Servers.DeleteServer(ctx, d.Server.ID)
 }
 
 // drainServers records each drain's start on its server, then stops new
@@ -749,7 +746,7 @@ func (r *GroupReconciler) drainServers(ctx context.Context, drains []Drain, now 
 				MetaReason:    truncate(d.Reason, 255),
 				MetaDrainThen: d.Then,
 			}
-			if err := r.cloud.SetServerMetadata(ctx, d.Server.ID, md); err != nil {
+			if err := r.cloud.Servers.SetServerMetadata(ctx, d.Server.ID, md); err != nil {
 				return fmt.Errorf("record the drain of server %s (%s): %w", d.Server.Name, d.Server.ID, err)
 			}
 		}
@@ -832,13 +829,13 @@ func (r *GroupReconciler) serverSpec(ctx context.Context, img provisioner.Image,
 	names, fresh := r.names, !r.namesAt.IsZero() && now.Sub(r.namesAt) < namesTTL
 	r.mu.Unlock()
 	if !fresh {
-		flavor, err := r.cloud.ResolveFlavor(ctx, g.Flavor)
+		flavor, err := r.cloud.Servers.ResolveFlavor(ctx, g.Flavor)
 		if err != nil {
 			return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the flavor of group %s: %w", g.Name, err))
 		}
 		nets := make([]string, 0, len(g.Networks))
 		for _, n := range g.Networks {
-			id, err := r.cloud.ResolveNetwork(ctx, n)
+			id, err := r.cloud.Servers.ResolveNetwork(ctx, n)
 			if err != nil {
 				return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the networks of group %s: %w", g.Name, err))
 			}
@@ -846,7 +843,7 @@ func (r *GroupReconciler) serverSpec(ctx context.Context, img provisioner.Image,
 		}
 		var serverGroup string
 		if g.ServerGroup != "" {
-			serverGroup, err = r.cloud.ResolveServerGroup(ctx, g.ServerGroup)
+			serverGroup, err = r.cloud.Servers.ResolveServerGroup(ctx, g.ServerGroup)
 			if err != nil {
 				return provisioner.ServerSpec{}, stuck(fmt.Errorf("resolve the server group of group %s: %w", g.Name, err))
 			}
@@ -889,7 +886,7 @@ func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.Server
 	spec.Metadata[MetaRequestID] = requestID
 	spec.Metadata[MetaCreatedAt] = now.UTC().Format(time.RFC3339Nano)
 
-	s, err := r.cloud.CreateServer(ctx, spec)
+	s, err := r.cloud.Servers.CreateServer(ctx, spec)
 	if err != nil {
 		r.mu.Lock()
 		r.namesAt = time.Time{}
@@ -957,7 +954,7 @@ func (r *GroupReconciler) recordReady(ctx context.Context, d Decision, now time.
 		if c.Phase == PhaseRebuilding {
 			md[MetaPhase], md[MetaPhaseAt], md[MetaReason] = "", "", ""
 		}
-		if err := r.cloud.SetServerMetadata(ctx, c.ID, md); err != nil {
+		if err := r.cloud.Servers.SetServerMetadata(ctx, c.ID, md); err != nil {
 			r.log.Debug("could not record that a server is ready", zap.String("server", c.ID), zap.Error(err))
 		}
 		return nil
@@ -980,11 +977,12 @@ type Resumed struct {
 // image and revision passed).
 func Resume(ctx context.Context, cloud provisioner.Cloud, g config.Group) (Resumed, error) {
 	var res Resumed
-	servers, err := cloud.ListServers(ctx, GroupTag(g.Name))
+	cloud = cloud.Complete()
+	servers, err := cloud.Servers.ListServers(ctx, GroupTag(g.Name))
 	if err != nil {
 		return res, err
 	}
-	img, err := cloud.ResolveImage(ctx, selector(g.Image))
+	img, err := cloud.Images.ResolveImage(ctx, selector(g.Image))
 	if err != nil {
 		return res, fmt.Errorf("resolve the image of group %s: %w", g.Name, err)
 	}
@@ -1004,7 +1002,7 @@ func Resume(ctx context.Context, cloud provisioner.Cloud, g config.Group) (Resum
 		if len(md) == 0 {
 			return nil
 		}
-		if err := cloud.SetServerMetadata(ctx, s.ID, md); err != nil {
+		if err := cloud.Servers.SetServerMetadata(ctx, s.ID, md); err != nil {
 			return fmt.Errorf("resume on server %s (%s): %w", s.Name, s.ID, err)
 		}
 		mu.Lock()
@@ -1114,7 +1112,7 @@ func (r *GroupReconciler) halt(ctx context.Context, servers []provisioner.Server
 	var mu sync.Mutex
 	recorded := false
 	_ = parallel(marks, r.opts.Parallelism, func(s provisioner.Server) error {
-		if err := r.cloud.SetServerMetadata(ctx, s.ID, md); err != nil {
+		if err := r.cloud.Servers.SetServerMetadata(ctx, s.ID, md); err != nil {
 			r.log.Warn("could not record the halt on a server", zap.String("server", s.ID), zap.Error(err))
 			return nil
 		}

@@ -26,11 +26,6 @@ import (
 // ready record and rebuild request cleared (until it serves again it is a
 // boot that may fail, not a server that served).
 
-// reimager is what rebuilding in place needs of a cloud.
-type reimager interface {
-	RebuildServer(ctx context.Context, id, imageID string, metadata map[string]string) error
-}
-
 // reimageServers records each rebuild, then asks Nova for it.
 func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage, live []provisioner.Server, img provisioner.Image, now time.Time) error {
 	if len(reimages) == 0 {
@@ -39,10 +34,6 @@ func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage
 	metadata := map[string]map[string]string{}
 	for _, s := range live {
 		metadata[s.ID] = s.Metadata
-	}
-	rb, ok := r.cloud.(reimager)
-	if !ok {
-		return fmt.Errorf("%w: this cloud connection cannot rebuild servers", ErrStuck)
 	}
 	return parallel(reimages, r.opts.Parallelism, func(b Reimage) error {
 		// inRequest, when set, replaces the server's metadata with the
@@ -82,11 +73,11 @@ func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage
 						inRequest[k] = v
 					}
 				}
-			} else if err := r.cloud.SetServerMetadata(ctx, b.Server.ID, md); err != nil {
+			} else if err := r.cloud.Servers.SetServerMetadata(ctx, b.Server.ID, md); err != nil {
 				return fmt.Errorf("record the rebuild of server %s (%s): %w", b.Server.Name, b.Server.ID, err)
 			}
 		}
-		if err := rb.RebuildServer(ctx, b.Server.ID, img.ID, inRequest); err != nil {
+		if err := r.cloud.ServerActions.RebuildServer(ctx, b.Server.ID, img.ID, inRequest); err != nil {
 			return fmt.Errorf("rebuild server %s (%s) with image %s: %w", b.Server.Name, b.Server.ID, img.ID, err)
 		}
 		r.log.Info("rebuilding server in place", zap.String("server", b.Server.ID), zap.String("name", b.Server.Name),

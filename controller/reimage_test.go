@@ -109,7 +109,7 @@ func TestPatchDuringRebuildInPlaceConverges(t *testing.T) {
 	g := parseGroup(t, groupYAML("db", 3, "{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms}"))
 	rebuild(t, env, g, fastOptions())
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
-	r := controller.NewGroupReconciler(g, env.Cloud, nil, logger(t), fastOptions())
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, logger(t), fastOptions())
 	defer r.Close()
 	ctx := context.Background()
 	// Reconcile until the first rebuild has landed: a server on the new

@@ -135,7 +135,7 @@ func (d *Daemon) lookupElsewhere(ctx context.Context, id string) (Seen, bool, er
 		if _, mine := workers[g]; mine {
 			continue
 		}
-		servers, err := d.cloud.ListServers(ctx, GroupTag(g))
+		servers, err := d.cloud.Servers.ListServers(ctx, GroupTag(g))
 		if err != nil {
 			return Seen{}, false, fmt.Errorf("look for server %s in group %s: %w", id, g, err)
 		}

@@ -54,7 +54,7 @@ func startReplica(t *testing.T, env *simtest.Env, etcd []string, id, yaml string
 	}
 	reg := prometheus.NewRegistry()
 	m := controller.NewMetrics(reg)
-	d := controller.NewDaemon(cloud, cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond,
+	d := controller.NewDaemon(cloud.Services(), cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond,
 		Reconciler: fastOptions(), Coordinator: rep})
 	m.Watch(d)
 	runCtx, stop := context.WithCancel(context.Background())

@@ -81,7 +81,7 @@ func rebuild(t testing.TB, env *simtest.Env, g config.Group, opts controller.Opt
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), opts)
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), opts)
 	if !res[0].Converged {
 		t.Fatalf("group %s did not converge: %v (status %+v)", g.Name, res[0].Err, res[0].Status)
 	}
@@ -179,7 +179,7 @@ func TestRestartAtRandomMomentsConverges(t *testing.T) {
 			kills := 1 + rng.IntN(4)
 			for k := 0; k < kills; k++ {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(700))*time.Millisecond)
-				controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())
+				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
 				cancel()
 				// A restart takes longer than the dead controller's last
 				// requests take to land: a create it sent is in the list
@@ -262,7 +262,7 @@ func TestReconcileListsOncePerPage(t *testing.T) {
 	rebuild(t, env, g, fastOptions())
 
 	env.Sim.ResetRequests()
-	r := controller.NewGroupReconciler(g, env.Cloud, nil, logger(t), fastOptions())
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, logger(t), fastOptions())
 	defer r.Close()
 	if _, err := r.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
@@ -302,7 +302,7 @@ func TestBrokenImageStopsAndKeepsTheOld(t *testing.T) {
 	mon := env.Sim.Monitor(time.Millisecond, groupOf)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
 	if res.Converged || !errors.Is(res.Err, controller.ErrStuck) || !strings.Contains(res.Err.Error(), "went to ERROR") {
 		t.Fatalf("result %+v: want stuck on boot failures", res)
 	}

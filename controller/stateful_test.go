@@ -142,7 +142,7 @@ func TestStatefulHandoverRollsBack(t *testing.T) {
 	log := &controller.EventLog{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, log, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())[0]
 	stopBreaking()
 	if !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("rebuild ended with %v, want halted", res.Err)
@@ -191,7 +191,7 @@ func TestStatefulHandoverSurvivesRestarts(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())
+				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
 			}()
 			at := steps[rng.IntN(len(steps))]
 			if at == "" {
@@ -241,7 +241,7 @@ func TestStatefulSelectorMatchingNothingTouchesNothing(t *testing.T) {
 	g := parseGroup(t, statefulGroup(t, 2, 2))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
 	if !errors.Is(res.Err, controller.ErrStuck) || !strings.Contains(res.Err.Error(), "stateful.volumes") {
 		t.Fatalf("result %v, want stuck naming stateful.volumes", res.Err)
 	}
@@ -278,14 +278,14 @@ func TestStatefulRollbackBehindPoolServesAgain(t *testing.T) {
 	stopBreaking := breakWhenDataArrives(env.Sim, data.ID, bad.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
 	stopBreaking()
 	if !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("rebuild ended with %v, want halted", res.Err)
 	}
 	// The halted group is reconciled on (as the daemon does): the old
 	// server rejoins the pool.
-	r := controller.NewGroupReconciler(g, env.Cloud, nil, logger(t), fastOptions())
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, logger(t), fastOptions())
 	defer r.Close()
 	waitUntil(t, 10*time.Second, "the old server to serve in the pool again", func() bool {
 		_, _ = r.Reconcile(context.Background())
@@ -342,7 +342,7 @@ func TestStatefulHandoverToAVanishedServerGoesOn(t *testing.T) {
 			defer cancel()
 			result := make(chan controller.GroupResult, 1)
 			go func() {
-				result <- controller.Rebuild(ctx, env.Cloud, []config.Group{g}, log, logger(t), fastOptions())[0]
+				result <- controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())[0]
 			}()
 
 			var to, reached string
@@ -398,7 +398,7 @@ func TestStatefulHandoverStepAfterALongDowntimeGetsItsDeadline(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())
+		controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
 	}()
 	waitUntil(t, 20*time.Second, "an attach of the volume refused at step attach", func() bool {
 		v, _ := env.Sim.VolumeByID(data.ID)
@@ -427,7 +427,7 @@ func TestStatefulHandoverStepAfterALongDowntimeGetsItsDeadline(t *testing.T) {
 	log := &controller.EventLog{}
 	ctx2, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx2, env.Cloud, []config.Group{g}, log, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx2, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())[0]
 	if !res.Converged {
 		t.Fatalf("the restarted rollout ended with %v, want the attach it sent waited for", res.Err)
 	}

@@ -41,17 +41,15 @@ type traffic interface {
 func newTraffic(g config.Group, cloud provisioner.Cloud, log *zap.Logger) (traffic, error) {
 	switch {
 	case g.Traffic.Octavia != nil:
-		lb, ok := cloud.(provisioner.LoadBalancer)
-		if !ok {
-			return nil, fmt.Errorf("%w: group %s asks for an Octavia pool, and this cloud connection offers no load balancer", ErrStuck, g.Name)
+		if err := provisioner.Missing(cloud.LoadBalancer); err != nil {
+			return nil, fmt.Errorf("%w: group %s asks for an Octavia pool: %w", ErrStuck, g.Name, err)
 		}
-		return &poolTraffic{cfg: *g.Traffic.Octavia, lb: lb, tag: GroupTag(g.Name), log: log}, nil
+		return &poolTraffic{cfg: *g.Traffic.Octavia, lb: cloud.LoadBalancer, tag: GroupTag(g.Name), log: log}, nil
 	case g.Traffic.FloatingIP != nil:
-		fips, ok := cloud.(provisioner.FloatingIPs)
-		if !ok {
-			return nil, fmt.Errorf("%w: group %s asks for a floating IP, and this cloud connection offers none", ErrStuck, g.Name)
+		if err := provisioner.Missing(cloud.FloatingIPs); err != nil {
+			return nil, fmt.Errorf("%w: group %s asks for a floating IP: %w", ErrStuck, g.Name, err)
 		}
-		return &floatingTraffic{cfg: *g.Traffic.FloatingIP, fips: fips, group: g.Name, log: log}, nil
+		return &floatingTraffic{cfg: *g.Traffic.FloatingIP, fips: cloud.FloatingIPs, group: g.Name, log: log}, nil
 	}
 	return nil, nil
 }

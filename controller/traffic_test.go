@@ -264,7 +264,7 @@ func TestDrainResumesAfterRestart(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())
+				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
 			}()
 			var victim sim.Server
 			waitUntil(t, 20*time.Second, "a drain to be recorded", func() bool {
@@ -430,7 +430,7 @@ func TestUnknownPoolTouchesNoServer(t *testing.T) {
 	g := parseGroup(t, poolGroupYAML("web", 2, "{max_surge: 1}", "{octavia: {pool: no-such-pool, protocol_port: 8080}}"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
 	if res.Converged || !errors.Is(res.Err, controller.ErrStuck) {
 		t.Fatalf("want a stuck group, got converged=%v err=%v", res.Converged, res.Err)
 	}

@@ -39,7 +39,7 @@ func (r *GroupReconciler) remember(servers []provisioner.Server) {
 
 // Lookup lists the group's servers now and returns the one with that ID.
 func (r *GroupReconciler) Lookup(ctx context.Context, id string) (Seen, bool, error) {
-	servers, err := r.cloud.ListServers(ctx, GroupTag(r.group.Name))
+	servers, err := r.cloud.Servers.ListServers(ctx, GroupTag(r.group.Name))
 	if err != nil {
 		return Seen{}, false, err
 	}
@@ -57,7 +57,7 @@ func (r *GroupReconciler) Lookup(ctx context.Context, id string) (Seen, bool, er
 // the record now (Nova refuses metadata while a server builds).
 func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f Force) error {
 	r.Force(f)
-	servers, err := r.cloud.ListServers(ctx, GroupTag(r.group.Name))
+	servers, err := r.cloud.Servers.ListServers(ctx, GroupTag(r.group.Name))
 	if err != nil {
 		return fmt.Errorf("group %s: list servers to mark for rebuild: %w", r.group.Name, err)
 	}
@@ -76,7 +76,7 @@ func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f Force) error {
 		marks = append(marks, s)
 	}
 	_ = parallel(marks, r.opts.Parallelism, func(s provisioner.Server) error {
-		if err := r.cloud.SetServerMetadata(ctx, s.ID, map[string]string{MetaRebuild: truncate(f.Reason, 255)}); err != nil && !errors.Is(err, provisioner.ErrNotFound) {
+		if err := r.cloud.Servers.SetServerMetadata(ctx, s.ID, map[string]string{MetaRebuild: truncate(f.Reason, 255)}); err != nil && !errors.Is(err, provisioner.ErrNotFound) {
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("mark server %s (%s) for rebuild: %w", s.Name, s.ID, err))
 			mu.Unlock()
@@ -91,7 +91,7 @@ func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f Force) error {
 // plan then deletes like a failed one; Quarantine also takes it out of the
 // traffic at once.
 func (r *GroupReconciler) RecordCompromised(ctx context.Context, id, reason string) error {
-	if err := r.cloud.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, 255)}); err != nil {
+	if err := r.cloud.Servers.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, 255)}); err != nil {
 		return fmt.Errorf("group %s: record that server %s is compromised: %w", r.group.Name, id, err)
 	}
 	return nil
@@ -101,7 +101,7 @@ func (r *GroupReconciler) RecordCompromised(ctx context.Context, id, reason stri
 // once — its member is deleted, not drained — and records it on the
 // server, which the plan then deletes like a failed one.
 func (r *GroupReconciler) Quarantine(ctx context.Context, id, reason string) error {
-	servers, err := r.cloud.ListServers(ctx, GroupTag(r.group.Name))
+	servers, err := r.cloud.Servers.ListServers(ctx, GroupTag(r.group.Name))
 	if err != nil {
 		return fmt.Errorf("group %s: list servers to quarantine %s: %w", r.group.Name, id, err)
 	}
@@ -129,7 +129,7 @@ func (r *GroupReconciler) Quarantine(ctx context.Context, id, reason string) err
 			r.emit(Event{Type: EventTrafficRemove, Server: id, Name: target.Name, Reason: reason, Message: "removed from " + r.traffic.String() + " at once: compromised"})
 		}
 	}
-	if err := r.cloud.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, 255)}); err != nil {
+	if err := r.cloud.Servers.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, 255)}); err != nil {
 		return fmt.Errorf("record that server %s is compromised: %w", target.Name, err)
 	}
 	return nil

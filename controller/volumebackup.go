@@ -36,13 +36,6 @@ const (
 	KindScheduled = "scheduled"
 )
 
-// volumeSnapshots is what volume backups need of a cloud.
-type volumeSnapshots interface {
-	SnapshotVolume(ctx context.Context, volumeID, name string, metadata map[string]string) (provisioner.VolumeSnapshot, error)
-	VolumeSnapshotsWith(ctx context.Context, metadata map[string]string) ([]provisioner.VolumeSnapshot, error)
-	DeleteVolumeSnapshot(ctx context.Context, id string) error
-}
-
 // Cinder's snapshot statuses that Phoenix acts on.
 const (
 	snapAvailable = provisioner.VolumeAvailable
@@ -53,7 +46,7 @@ const (
 // of its volumes: with volume backups on, any server with volumes that
 // may hold data — not a new one that failed before it ever served.
 func (r *GroupReconciler) needsVolumeSnapshots(c Classified) bool {
-	if r.group.Backup.Volumes != config.VolumesSnapshot || r.volumes == nil || len(c.Volumes) == 0 {
+	if r.group.Backup.Volumes != config.VolumesSnapshot || len(c.Volumes) == 0 {
 		return false
 	}
 	return c.Kind != KindFailed || c.WasReady || c.Compromised != ""
@@ -77,7 +70,7 @@ func (r *GroupReconciler) volumesFirst(ctx context.Context, c Classified, now ti
 // before a delete or a handover (kind), takes it when there is none (or
 // only failed ones), and says whether it is available.
 func (r *GroupReconciler) volumeSnapshotted(ctx context.Context, c Classified, vol, kind string, now time.Time) (bool, error) {
-	snaps, err := r.volumes.VolumeSnapshotsWith(ctx, map[string]string{PropServer: c.ID, PropVolume: vol, PropKind: kind})
+	snaps, err := r.cloud.Volumes.VolumeSnapshotsWith(ctx, map[string]string{PropServer: c.ID, PropVolume: vol, PropKind: kind})
 	if err != nil {
 		return false, fmt.Errorf("look for the snapshot of volume %s of server %s: %w", vol, c.Name, err)
 	}
@@ -96,7 +89,7 @@ func (r *GroupReconciler) volumeSnapshotted(ctx context.Context, c Classified, v
 		// error, deleting: a failed snapshot; take another.
 	}
 	name := truncate(fmt.Sprintf("phoenix-%s-%s-%s-%s", r.group.Name, c.Name, vol, now.UTC().Format("20060102T150405Z")), 255)
-	s, err := r.volumes.SnapshotVolume(ctx, vol, name, r.snapshotMetadata(c.ID, vol, kind, now))
+	s, err := r.cloud.Volumes.SnapshotVolume(ctx, vol, name, r.snapshotMetadata(c.ID, vol, kind, now))
 	if err != nil {
 		return false, fmt.Errorf("snapshot volume %s of server %s (%s): %w", vol, c.Name, kind, err)
 	}
@@ -116,7 +109,7 @@ func (r *GroupReconciler) snapshotMetadata(server, vol, kind string, now time.Ti
 // than that. It does not wait for them.
 func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers []Classified, now time.Time) error {
 	every := r.group.Backup.Every.D()
-	if every <= 0 || r.volumes == nil || r.group.Backup.Volumes != config.VolumesSnapshot {
+	if every <= 0 || r.group.Backup.Volumes != config.VolumesSnapshot {
 		return nil
 	}
 	r.mu.Lock()
@@ -137,7 +130,7 @@ func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers [
 	if len(todo) == 0 {
 		return nil
 	}
-	snaps, err := r.volumes.VolumeSnapshotsWith(ctx, map[string]string{PropGroup: r.group.Name})
+	snaps, err := r.cloud.Volumes.VolumeSnapshotsWith(ctx, map[string]string{PropGroup: r.group.Name})
 	if err != nil {
 		return fmt.Errorf("list the volume snapshots of group %s: %w", r.group.Name, err)
 	}
@@ -161,7 +154,7 @@ func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers [
 				continue
 			}
 			name := truncate(fmt.Sprintf("phoenix-%s-%s-%s-%s", r.group.Name, c.Name, vol, now.UTC().Format("20060102T150405Z")), 255)
-			s, err := r.volumes.SnapshotVolume(ctx, vol, name, r.snapshotMetadata(c.ID, vol, KindScheduled, now))
+			s, err := r.cloud.Volumes.SnapshotVolume(ctx, vol, name, r.snapshotMetadata(c.ID, vol, KindScheduled, now))
 			if err != nil {
 				errs = append(errs, fmt.Errorf("scheduled snapshot of volume %s of server %s: %w", vol, c.Name, err))
 				continue
@@ -182,10 +175,10 @@ func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers [
 // snapshot without the group's metadata, are never touched.
 func (r *GroupReconciler) retainVolumes(ctx context.Context, now time.Time) error {
 	b := r.group.Backup
-	if r.volumes == nil || (b.Keep == 0 && b.MaxAge == 0) {
+	if b.Keep == 0 && b.MaxAge == 0 {
 		return nil
 	}
-	snaps, err := r.volumes.VolumeSnapshotsWith(ctx, map[string]string{PropGroup: r.group.Name})
+	snaps, err := r.cloud.Volumes.VolumeSnapshotsWith(ctx, map[string]string{PropGroup: r.group.Name})
 	if err != nil {
 		return fmt.Errorf("list the volume snapshots of group %s: %w", r.group.Name, err)
 	}
@@ -205,7 +198,7 @@ func (r *GroupReconciler) retainVolumes(ctx context.Context, now time.Time) erro
 			if !tooMany && !tooOld {
 				continue
 			}
-			if err := r.volumes.DeleteVolumeSnapshot(ctx, s.ID); err != nil {
+			if err := r.cloud.Volumes.DeleteVolumeSnapshot(ctx, s.ID); err != nil {
 				errs = append(errs, fmt.Errorf("delete snapshot %s of volume %s: %w", s.ID, vol, err))
 				continue
 			}

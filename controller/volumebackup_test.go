@@ -29,7 +29,7 @@ func TestVolumeSnapshotsOnSchedule(t *testing.T) {
 	now := time.Now()
 	opts := fastOptions()
 	opts.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	r := controller.NewGroupReconciler(g, env.Cloud, nil, logger(t), opts)
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, logger(t), opts)
 	defer r.Close()
 	scheduled := func() int {
 		n := 0

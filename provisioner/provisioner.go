@@ -1,13 +1,17 @@
 // Package provisioner is the narrow view of a cloud that the controller
-// consumes: list a group's servers, create one, write its metadata, delete
-// it, and resolve the names an operator writes (image selector, flavor,
-// network) into IDs.
+// consumes: one client per service, each a small interface. Servers lists
+// a group's servers, creates, writes metadata, deletes, and resolves the
+// names a server spec holds; Images resolves the image selector; the
+// others (load balancer, floating IPs, snapshots, volumes, server
+// actions) serve the groups that ask for them.
 //
-// The interface is deliberately small and knows nothing about rollout
-// policy: deciding what to create or delete is the controller's job, doing
-// it faithfully (and saying clearly when the outcome is unknown) is the
-// provisioner's. The only implementation for real clouds lives in
-// provisioner/openstack and speaks gophercloud v2.
+// A service the cloud lacks is a client that says so (Absent): callers
+// never type-assert for a capability, and they check up front with
+// Missing. The interfaces know nothing about rollout policy: deciding
+// what to create or delete is the controller's job, doing it faithfully
+// (and saying clearly when the outcome is unknown) is the provisioner's.
+// The only implementation for real clouds lives in provisioner/openstack
+// and speaks gophercloud v2.
 package provisioner
 
 import (
@@ -15,9 +19,51 @@ import (
 	"time"
 )
 
-// Cloud is everything the controller asks of a cloud. Every method takes the
-// caller's context and honours its deadline.
-type Cloud interface {
+// Cloud is everything the controller asks of a cloud, one client per
+// service. Every method takes the caller's context and honours its
+// deadline. A field may hold an Absent client; call Complete to turn nil
+// fields into Absent ones.
+type Cloud struct {
+	Servers       Servers
+	Images        Images
+	LoadBalancer  LoadBalancer
+	FloatingIPs   FloatingIPs
+	Snapshots     Snapshots
+	Volumes       Volumes
+	ServerActions ServerActions
+}
+
+// Complete returns the cloud with every nil field replaced by an Absent
+// client, so that callers need no nil checks and a test can build a cloud
+// of only the services it uses.
+func (c Cloud) Complete() Cloud {
+	if c.Servers == nil {
+		c.Servers = Absent{Service: "Nova (compute)"}
+	}
+	if c.Images == nil {
+		c.Images = Absent{Service: "Glance (image)"}
+	}
+	if c.LoadBalancer == nil {
+		c.LoadBalancer = Absent{Service: "Octavia (load balancer)"}
+	}
+	if c.FloatingIPs == nil {
+		c.FloatingIPs = Absent{Service: "Neutron (network)"}
+	}
+	if c.Snapshots == nil {
+		c.Snapshots = Absent{Service: "Nova (server snapshots)"}
+	}
+	if c.Volumes == nil {
+		c.Volumes = Absent{Service: "Cinder (block storage)"}
+	}
+	if c.ServerActions == nil {
+		c.ServerActions = Absent{Service: "Nova (server actions)"}
+	}
+	return c
+}
+
+// Servers is the compute service (Nova): a group's servers, and the names
+// a server spec needs resolved.
+type Servers interface {
 	// ListServers returns every server carrying tag, following pagination.
 	// Implementations must issue one list request per page, never one
 	// request per server.
@@ -36,9 +82,6 @@ type Cloud interface {
 	// already gone counts as deleted (nil error).
 	DeleteServer(ctx context.Context, id string) error
 
-	// ResolveImage returns the active image the selector designates.
-	ResolveImage(ctx context.Context, sel ImageSelector) (Image, error)
-
 	// ResolveFlavor turns a flavor name or ID into its ID.
 	ResolveFlavor(ctx context.Context, nameOrID string) (string, error)
 
@@ -47,6 +90,12 @@ type Cloud interface {
 
 	// ResolveServerGroup turns a server group name or ID into its ID.
 	ResolveServerGroup(ctx context.Context, nameOrID string) (string, error)
+}
+
+// Images is the image service (Glance) as a group's image selector needs it.
+type Images interface {
+	// ResolveImage returns the active image the selector designates.
+	ResolveImage(ctx context.Context, sel ImageSelector) (Image, error)
 }
 
 // Server statuses as Nova reports them. Only the ones the controller acts

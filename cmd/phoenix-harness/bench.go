@@ -254,13 +254,13 @@ func benchMakespan(ctx context.Context, out io.Writer, f *benchFlags, log *zap.L
 		return err
 	}
 	s.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	if err := converge(ctx, cloud, groups, log, f.poll); err != nil {
+	if err := converge(ctx, cloud.Services(), groups, log, f.poll); err != nil {
 		return fmt.Errorf("initial fleet: %w", err)
 	}
 	patched := s.AddImage(sim.Image{Name: "gold"})
 	s.ResetRequests()
 	started, cpu0 := time.Now(), cpuTime()
-	if err := converge(ctx, cloud, groups, log, f.poll); err != nil {
+	if err := converge(ctx, cloud.Services(), groups, log, f.poll); err != nil {
 		return err
 	}
 	makespan, cpu := time.Since(started), cpuTime()-cpu0
@@ -330,7 +330,7 @@ func benchSteady(ctx context.Context, out io.Writer, f *benchFlags, log *zap.Log
 		return err
 	}
 	s.AddImage(sim.Image{Name: "gold"})
-	if err := converge(ctx, cloud, groups, log, 50*time.Millisecond); err != nil {
+	if err := converge(ctx, cloud.Services(), groups, log, 50*time.Millisecond); err != nil {
 		return fmt.Errorf("building %d servers: %w", n*100, err)
 	}
 	// One resolution of the one selector per round, shared by every
@@ -353,7 +353,7 @@ func benchSteady(ctx context.Context, out io.Writer, f *benchFlags, log *zap.Log
 	}
 	recs := make([]*controller.GroupReconciler, len(groups))
 	for i, gr := range groups {
-		recs[i] = controller.NewGroupReconciler(gr, cloud, nil, log, controller.Options{ResolveImage: resolve})
+		recs[i] = controller.NewGroupReconciler(gr, cloud.Services(), nil, log, controller.Options{ResolveImage: resolve})
 		defer recs[i].Close()
 	}
 	round := func() error {
@@ -452,7 +452,7 @@ groups:
 	if err != nil {
 		return err
 	}
-	d := controller.NewDaemon(cloud, cfg, controller.DaemonOptions{Log: log, PollInterval: 10 * time.Millisecond})
+	d := controller.NewDaemon(cloud.Services(), cfg, controller.DaemonOptions{Log: log, PollInterval: 10 * time.Millisecond})
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -522,7 +522,7 @@ func benchProbes(ctx context.Context, out io.Writer, f *benchFlags, log *zap.Log
 		return err
 	}
 	s.AddImage(sim.Image{Name: "gold"})
-	if err := converge(ctx, cloud, groups, log, 50*time.Millisecond); err != nil {
+	if err := converge(ctx, cloud.Services(), groups, log, 50*time.Millisecond); err != nil {
 		return err
 	}
 	var targets []healthcheck.Target

@@ -93,7 +93,7 @@ groups:
 		opts := controller.Options{PollInterval: b.poll, Parallelism: 16}
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 		defer cancel()
-		for _, r := range controller.Rebuild(rctx, cloud, groups, nil, log, opts) {
+		for _, r := range controller.Rebuild(rctx, cloud.Services(), groups, nil, log, opts) {
 			if !r.Converged {
 				return fmt.Errorf("group %s did not converge: %w", r.Group, r.Err)
 			}

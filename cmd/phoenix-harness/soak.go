@@ -347,7 +347,7 @@ func soak(ctx context.Context, o soakOptions) ([]soakSample, error) {
 	changed := make(chan struct{}, 1)
 	reg := prometheus.NewRegistry()
 	metrics := controller.NewMetrics(reg)
-	d := controller.NewDaemon(cloud, cfg, controller.DaemonOptions{
+	d := controller.NewDaemon(cloud.Services(), cfg, controller.DaemonOptions{
 		Log: o.Log,
 		Sink: controller.EventFunc(func(controller.Event) {
 			select {

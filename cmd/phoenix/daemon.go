@@ -170,7 +170,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 	if replica != nil {
 		dopts.Coordinator = replica
 	}
-	d := controller.NewDaemon(cloud, cfg, dopts)
+	d := controller.NewDaemon(cloud.Services(), cfg, dopts)
 	metrics.Watch(d)
 
 	mux := http.NewServeMux()

@@ -112,7 +112,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globalFlags, f *demoFlags) e
 		total += gr.Count
 	}
 	say("Building the initial fleet: %d groups, %d servers, on image demo-gold %s (%s)…\n", len(cfg.Groups), total, baseline.Properties["version"], short(baseline.ID))
-	initial := controller.Rebuild(ctx, cloud, cfg.Groups, nil, log, controller.Options{PollInterval: 200 * time.Millisecond})
+	initial := controller.Rebuild(ctx, cloud.Services(), cfg.Groups, nil, log, controller.Options{PollInterval: 200 * time.Millisecond})
 	for _, r := range initial {
 		if !r.Converged {
 			return &exitError{code: exitNotDone, err: fmt.Errorf("building the initial fleet: group %s: %w", r.Group, r.Err)}
@@ -127,7 +127,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globalFlags, f *demoFlags) e
 	users := startUsers(lb.URL, 4)
 	started := time.Now()
 	opts := controller.Options{RolloutID: uuid.NewString(), PollInterval: 200 * time.Millisecond}
-	results := rebuild(ctx, out, g.output, cloud, cfg.Groups, log, opts, 0)
+	results := rebuild(ctx, out, g.output, cloud.Services(), cfg.Groups, log, opts, 0)
 	converged := time.Now()
 	users.waitMore(40)
 	answers := users.stop()

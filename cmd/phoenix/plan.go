@@ -87,7 +87,7 @@ func runPlan(ctx context.Context, out io.Writer, g *globalFlags, f *planFlags) e
 	if err != nil {
 		return err
 	}
-	plans, err := previewGroups(ctx, cloud, groups)
+	plans, err := previewGroups(ctx, cloud.Services(), groups)
 	if err != nil {
 		return &exitError{code: exitNotDone, err: err}
 	}

@@ -99,7 +99,7 @@ func runRebuild(ctx context.Context, out io.Writer, g *globalFlags, f *rebuildFl
 		fmt.Fprintf(out, "forced rebuild of every server created before %s (%s); to resume it after an interruption, add --before %s\n",
 			cutoff.UTC().Format(time.RFC3339), f.reason, cutoff.UTC().Format(time.RFC3339))
 	}
-	results := rebuild(ctx, out, g.output, cloud, groups, log, opts, f.timeout)
+	results := rebuild(ctx, out, g.output, cloud.Services(), groups, log, opts, f.timeout)
 	return exitFor(results, opts.RolloutID, f.timeout)
 }
 

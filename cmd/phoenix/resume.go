@@ -51,7 +51,7 @@ func runResume(ctx context.Context, out io.Writer, g *globalFlags, f *resumeFlag
 		return err
 	}
 	for _, gr := range groups {
-		res, err := controller.Resume(ctx, cloud, gr)
+		res, err := controller.Resume(ctx, cloud.Services(), gr)
 		if err != nil {
 			return &exitError{code: exitNotDone, err: fmt.Errorf("group %s: %w", gr.Name, err)}
 		}

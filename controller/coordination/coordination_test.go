@@ -297,18 +297,18 @@ func TestNoQuorumRefusesEveryStep(t *testing.T) {
 	}
 }
 
-// fakeCloud counts the calls that reach it.
-type fakeCloud struct {
-	provisioner.Cloud
+// fakeServers counts the calls that reach it.
+type fakeServers struct {
+	provisioner.Servers
 	creates, deletes, lists int
 }
 
-func (f *fakeCloud) CreateServer(context.Context, provisioner.ServerSpec) (provisioner.Server, error) {
+func (f *fakeServers) CreateServer(context.Context, provisioner.ServerSpec) (provisioner.Server, error) {
 	f.creates++
 	return provisioner.Server{ID: "s1"}, nil
 }
-func (f *fakeCloud) DeleteServer(context.Context, string) error { f.deletes++; return nil }
-func (f *fakeCloud) ListServers(context.Context, string) ([]provisioner.Server, error) {
+func (f *fakeServers) DeleteServer(context.Context, string) error { f.deletes++; return nil }
+func (f *fakeServers) ListServers(context.Context, string) ([]provisioner.Server, error) {
 	f.lists++
 	return nil, nil
 }
@@ -328,22 +328,22 @@ func TestFencedCloudRefusesChangesAndPassesReads(t *testing.T) {
 		{"not owner", fmt.Errorf("group web: lease gone: %w", ErrNotOwner), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inner := &fakeCloud{}
-			c := fence(&verdict{tc.err}, "web", inner)
-			_, cerr := c.CreateServer(ctx, provisioner.ServerSpec{Name: "web-1"})
-			derr := c.DeleteServer(ctx, "s1")
+			inner := &fakeServers{}
+			c := fence(&verdict{tc.err}, "web", provisioner.Cloud{Servers: inner})
+			_, cerr := c.Servers.CreateServer(ctx, provisioner.ServerSpec{Name: "web-1"})
+			derr := c.Servers.DeleteServer(ctx, "s1")
 			if inner.creates != tc.reached || inner.deletes != tc.reached {
 				t.Errorf("%d creates and %d deletes reached the cloud, want %d", inner.creates, inner.deletes, tc.reached)
 			}
 			if tc.err != nil && (!errors.Is(cerr, ErrNotOwner) || !errors.Is(derr, ErrNotOwner) || !strings.Contains(cerr.Error(), "create server web-1 refused")) {
 				t.Errorf("errors %v, %v", cerr, derr)
 			}
-			if _, err := c.ListServers(ctx, "tag"); err != nil || inner.lists != 1 {
+			if _, err := c.Servers.ListServers(ctx, "tag"); err != nil || inner.lists != 1 {
 				t.Errorf("a read did not pass through: %v, %d lists", err, inner.lists)
 			}
-			// A cloud offering only provisioner.Cloud is fenced as one.
-			if _, ok := c.(provisioner.LoadBalancer); ok {
-				t.Error("a plain cloud came back as a load balancer")
+			// A service the cloud lacks stays absent.
+			if _, err := c.LoadBalancer.ResolvePool(ctx, "", "pool"); !errors.Is(err, provisioner.ErrUnavailable) {
+				t.Errorf("the absent load balancer answered %v, want ErrUnavailable", err)
 			}
 		})
 	}

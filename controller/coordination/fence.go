@@ -63,229 +63,276 @@ type checker interface {
 	Check(ctx context.Context, group string) error
 }
 
-// everything is what the openstack provisioner offers; a cloud that
-// offers all of it is fenced as all of it.
-type everything interface {
-	provisioner.Cloud
-	provisioner.LoadBalancer
-	provisioner.FloatingIPs
-	provisioner.Snapshots
-	provisioner.Volumes
-	provisioner.ServerActions
-}
-
-// Fence wraps cloud so that every call that changes something first
-// passes Check for group; reads pass through. The result offers the
-// optional interfaces (load balancer, floating IPs, snapshots, volumes,
-// server actions) when cloud offers all of them, which the openstack
-// provisioner does; a cloud offering fewer is fenced as a plain
-// provisioner.Cloud, and the reconciler then finds none of them.
+// Fence wraps every service of cloud so that every call that changes
+// something first passes Check for group; reads pass through. An absent
+// service stays as it is: its every call fails already.
 func (r *Replica) Fence(group string, cloud provisioner.Cloud) provisioner.Cloud {
 	return fence(r, group, cloud)
 }
 
 func fence(c checker, group string, cloud provisioner.Cloud) provisioner.Cloud {
-	f := fencedCloud{Cloud: cloud, check: c, group: group}
-	if all, ok := cloud.(everything); ok {
-		return &fencedAll{fencedCloud: f, all: all}
+	g := guard{check: c, group: group}
+	cloud = cloud.Complete()
+	if provisioner.Missing(cloud.Servers) == nil {
+		cloud.Servers = fencedServers{cloud.Servers, g}
 	}
-	return &f
+	if provisioner.Missing(cloud.Images) == nil {
+		cloud.Images = fencedImages{cloud.Images}
+	}
+	if provisioner.Missing(cloud.LoadBalancer) == nil {
+		cloud.LoadBalancer = fencedLoadBalancer{cloud.LoadBalancer, g}
+	}
+	if provisioner.Missing(cloud.FloatingIPs) == nil {
+		cloud.FloatingIPs = fencedFloatingIPs{cloud.FloatingIPs, g}
+	}
+	if provisioner.Missing(cloud.Snapshots) == nil {
+		cloud.Snapshots = fencedSnapshots{cloud.Snapshots, g}
+	}
+	if provisioner.Missing(cloud.Volumes) == nil {
+		cloud.Volumes = fencedVolumes{cloud.Volumes, g}
+	}
+	if provisioner.Missing(cloud.ServerActions) == nil {
+		cloud.ServerActions = fencedServerActions{cloud.ServerActions, g}
+	}
+	return cloud
 }
 
-// fencedCloud fences provisioner.Cloud. The embedded Cloud serves the
-// reads.
-type fencedCloud struct {
-	provisioner.Cloud
+// guard asks the checker before a step. The fenced clients below name
+// every method rather than embed the client, so that a method added to a
+// service later does not compile until it is fenced or passed through.
+type guard struct {
 	check checker
 	group string
 }
 
-func (f *fencedCloud) guard(ctx context.Context, step string) error {
-	if err := f.check.Check(ctx, f.group); err != nil {
+func (g guard) allow(ctx context.Context, step string) error {
+	if err := g.check.Check(ctx, g.group); err != nil {
 		return fmt.Errorf("%s refused: %w", step, err)
 	}
 	return nil
 }
 
-func (f *fencedCloud) CreateServer(ctx context.Context, spec provisioner.ServerSpec) (provisioner.Server, error) {
-	if err := f.guard(ctx, "create server "+spec.Name); err != nil {
+type fencedServers struct {
+	c provisioner.Servers
+	g guard
+}
+
+func (f fencedServers) ListServers(ctx context.Context, tag string) ([]provisioner.Server, error) {
+	return f.c.ListServers(ctx, tag)
+}
+
+func (f fencedServers) CreateServer(ctx context.Context, spec provisioner.ServerSpec) (provisioner.Server, error) {
+	if err := f.g.allow(ctx, "create server "+spec.Name); err != nil {
 		return provisioner.Server{}, err
 	}
-	return f.Cloud.CreateServer(ctx, spec)
+	return f.c.CreateServer(ctx, spec)
 }
 
-func (f *fencedCloud) SetServerMetadata(ctx context.Context, id string, metadata map[string]string) error {
-	if err := f.guard(ctx, "set metadata of server "+id); err != nil {
+func (f fencedServers) SetServerMetadata(ctx context.Context, id string, metadata map[string]string) error {
+	if err := f.g.allow(ctx, "set metadata of server "+id); err != nil {
 		return err
 	}
-	return f.Cloud.SetServerMetadata(ctx, id, metadata)
+	return f.c.SetServerMetadata(ctx, id, metadata)
 }
 
-func (f *fencedCloud) DeleteServer(ctx context.Context, id string) error {
-	if err := f.guard(ctx, "delete server "+id); err != nil {
+func (f fencedServers) DeleteServer(ctx context.Context, id string) error {
+	if err := f.g.allow(ctx, "delete server "+id); err != nil {
 		return err
 	}
-	return f.Cloud.DeleteServer(ctx, id)
+	return f.c.DeleteServer(ctx, id)
 }
 
-// fencedAll fences every interface of the openstack provisioner.
-type fencedAll struct {
-	fencedCloud
-	all everything
+func (f fencedServers) ResolveFlavor(ctx context.Context, nameOrID string) (string, error) {
+	return f.c.ResolveFlavor(ctx, nameOrID)
 }
 
-// Load balancer.
-
-func (f *fencedAll) ResolvePool(ctx context.Context, loadBalancer, pool string) (provisioner.Pool, error) {
-	return f.all.ResolvePool(ctx, loadBalancer, pool)
+func (f fencedServers) ResolveNetwork(ctx context.Context, nameOrID string) (string, error) {
+	return f.c.ResolveNetwork(ctx, nameOrID)
 }
 
-func (f *fencedAll) ResolveSubnet(ctx context.Context, nameOrID string) (string, error) {
-	return f.all.ResolveSubnet(ctx, nameOrID)
+func (f fencedServers) ResolveServerGroup(ctx context.Context, nameOrID string) (string, error) {
+	return f.c.ResolveServerGroup(ctx, nameOrID)
 }
 
-func (f *fencedAll) PoolMembers(ctx context.Context, poolID string) (provisioner.Pool, []provisioner.Member, error) {
-	return f.all.PoolMembers(ctx, poolID)
+// fencedImages only reads; it is wrapped all the same, so that every
+// service of a fenced cloud has gone through fence.
+type fencedImages struct {
+	c provisioner.Images
 }
 
-func (f *fencedAll) CreateMember(ctx context.Context, pool provisioner.Pool, spec provisioner.MemberSpec) (provisioner.Member, error) {
-	if err := f.guard(ctx, "add member "+spec.Address+" to pool "+pool.ID); err != nil {
+func (f fencedImages) ResolveImage(ctx context.Context, sel provisioner.ImageSelector) (provisioner.Image, error) {
+	return f.c.ResolveImage(ctx, sel)
+}
+
+type fencedLoadBalancer struct {
+	c provisioner.LoadBalancer
+	g guard
+}
+
+func (f fencedLoadBalancer) ResolvePool(ctx context.Context, loadBalancer, pool string) (provisioner.Pool, error) {
+	return f.c.ResolvePool(ctx, loadBalancer, pool)
+}
+
+func (f fencedLoadBalancer) ResolveSubnet(ctx context.Context, nameOrID string) (string, error) {
+	return f.c.ResolveSubnet(ctx, nameOrID)
+}
+
+func (f fencedLoadBalancer) PoolMembers(ctx context.Context, poolID string) (provisioner.Pool, []provisioner.Member, error) {
+	return f.c.PoolMembers(ctx, poolID)
+}
+
+func (f fencedLoadBalancer) CreateMember(ctx context.Context, pool provisioner.Pool, spec provisioner.MemberSpec) (provisioner.Member, error) {
+	if err := f.g.allow(ctx, "add member "+spec.Address+" to pool "+pool.ID); err != nil {
 		return provisioner.Member{}, err
 	}
-	return f.all.CreateMember(ctx, pool, spec)
+	return f.c.CreateMember(ctx, pool, spec)
 }
 
-func (f *fencedAll) SetMemberWeight(ctx context.Context, pool provisioner.Pool, memberID string, weight int) error {
-	if err := f.guard(ctx, "set weight of member "+memberID); err != nil {
+func (f fencedLoadBalancer) SetMemberWeight(ctx context.Context, pool provisioner.Pool, memberID string, weight int) error {
+	if err := f.g.allow(ctx, "set weight of member "+memberID); err != nil {
 		return err
 	}
-	return f.all.SetMemberWeight(ctx, pool, memberID, weight)
+	return f.c.SetMemberWeight(ctx, pool, memberID, weight)
 }
 
-func (f *fencedAll) DeleteMember(ctx context.Context, pool provisioner.Pool, memberID string) error {
-	if err := f.guard(ctx, "remove member "+memberID+" from pool "+pool.ID); err != nil {
+func (f fencedLoadBalancer) DeleteMember(ctx context.Context, pool provisioner.Pool, memberID string) error {
+	if err := f.g.allow(ctx, "remove member "+memberID+" from pool "+pool.ID); err != nil {
 		return err
 	}
-	return f.all.DeleteMember(ctx, pool, memberID)
+	return f.c.DeleteMember(ctx, pool, memberID)
 }
 
-// Floating IPs.
-
-func (f *fencedAll) FloatingIPByAddress(ctx context.Context, address string) (provisioner.FloatingIP, error) {
-	return f.all.FloatingIPByAddress(ctx, address)
+type fencedFloatingIPs struct {
+	c provisioner.FloatingIPs
+	g guard
 }
 
-func (f *fencedAll) FloatingIPByDescription(ctx context.Context, network, description string) (provisioner.FloatingIP, error) {
-	return f.all.FloatingIPByDescription(ctx, network, description)
+func (f fencedFloatingIPs) FloatingIPByAddress(ctx context.Context, address string) (provisioner.FloatingIP, error) {
+	return f.c.FloatingIPByAddress(ctx, address)
 }
 
-func (f *fencedAll) ServerPort(ctx context.Context, serverID, network string) (provisioner.Port, error) {
-	return f.all.ServerPort(ctx, serverID, network)
+// FloatingIPByDescription passes through as a read, as it always has,
+// though it allocates an address when none carries the description.
+func (f fencedFloatingIPs) FloatingIPByDescription(ctx context.Context, network, description string) (provisioner.FloatingIP, error) {
+	return f.c.FloatingIPByDescription(ctx, network, description)
 }
 
-func (f *fencedAll) AssociateFloatingIP(ctx context.Context, floatingIPID, portID string) error {
-	if err := f.guard(ctx, "move floating IP "+floatingIPID+" to port "+portID); err != nil {
+func (f fencedFloatingIPs) ServerPort(ctx context.Context, serverID, network string) (provisioner.Port, error) {
+	return f.c.ServerPort(ctx, serverID, network)
+}
+
+func (f fencedFloatingIPs) AssociateFloatingIP(ctx context.Context, floatingIPID, portID string) error {
+	if err := f.g.allow(ctx, "move floating IP "+floatingIPID+" to port "+portID); err != nil {
 		return err
 	}
-	return f.all.AssociateFloatingIP(ctx, floatingIPID, portID)
+	return f.c.AssociateFloatingIP(ctx, floatingIPID, portID)
 }
 
-// Server snapshots.
+type fencedSnapshots struct {
+	c provisioner.Snapshots
+	g guard
+}
 
-func (f *fencedAll) SnapshotServer(ctx context.Context, serverID, name string, properties map[string]string) (string, error) {
-	if err := f.guard(ctx, "snapshot server "+serverID); err != nil {
+func (f fencedSnapshots) SnapshotServer(ctx context.Context, serverID, name string, properties map[string]string) (string, error) {
+	if err := f.g.allow(ctx, "snapshot server "+serverID); err != nil {
 		return "", err
 	}
-	return f.all.SnapshotServer(ctx, serverID, name, properties)
+	return f.c.SnapshotServer(ctx, serverID, name, properties)
 }
 
-func (f *fencedAll) Image(ctx context.Context, id string) (provisioner.Image, error) {
-	return f.all.Image(ctx, id)
+func (f fencedSnapshots) Image(ctx context.Context, id string) (provisioner.Image, error) {
+	return f.c.Image(ctx, id)
 }
 
-func (f *fencedAll) ImagesWith(ctx context.Context, props map[string]string) ([]provisioner.Image, error) {
-	return f.all.ImagesWith(ctx, props)
+func (f fencedSnapshots) ImagesWith(ctx context.Context, props map[string]string) ([]provisioner.Image, error) {
+	return f.c.ImagesWith(ctx, props)
 }
 
-func (f *fencedAll) DeleteImage(ctx context.Context, id string) error {
-	if err := f.guard(ctx, "delete image "+id); err != nil {
+func (f fencedSnapshots) DeleteImage(ctx context.Context, id string) error {
+	if err := f.g.allow(ctx, "delete image "+id); err != nil {
 		return err
 	}
-	return f.all.DeleteImage(ctx, id)
+	return f.c.DeleteImage(ctx, id)
 }
 
-// Volumes.
-
-func (f *fencedAll) Volume(ctx context.Context, id string) (provisioner.Volume, error) {
-	return f.all.Volume(ctx, id)
+type fencedVolumes struct {
+	c provisioner.Volumes
+	g guard
 }
 
-func (f *fencedAll) VolumesWith(ctx context.Context, metadata map[string]string) ([]provisioner.Volume, error) {
-	return f.all.VolumesWith(ctx, metadata)
+func (f fencedVolumes) Volume(ctx context.Context, id string) (provisioner.Volume, error) {
+	return f.c.Volume(ctx, id)
 }
 
-func (f *fencedAll) SetVolumeMetadata(ctx context.Context, id string, metadata map[string]string) error {
-	if err := f.guard(ctx, "set metadata of volume "+id); err != nil {
+func (f fencedVolumes) VolumesWith(ctx context.Context, metadata map[string]string) ([]provisioner.Volume, error) {
+	return f.c.VolumesWith(ctx, metadata)
+}
+
+func (f fencedVolumes) SetVolumeMetadata(ctx context.Context, id string, metadata map[string]string) error {
+	if err := f.g.allow(ctx, "set metadata of volume "+id); err != nil {
 		return err
 	}
-	return f.all.SetVolumeMetadata(ctx, id, metadata)
+	return f.c.SetVolumeMetadata(ctx, id, metadata)
 }
 
-func (f *fencedAll) SnapshotVolume(ctx context.Context, volumeID, name string, metadata map[string]string) (provisioner.VolumeSnapshot, error) {
-	if err := f.guard(ctx, "snapshot volume "+volumeID); err != nil {
+func (f fencedVolumes) SnapshotVolume(ctx context.Context, volumeID, name string, metadata map[string]string) (provisioner.VolumeSnapshot, error) {
+	if err := f.g.allow(ctx, "snapshot volume "+volumeID); err != nil {
 		return provisioner.VolumeSnapshot{}, err
 	}
-	return f.all.SnapshotVolume(ctx, volumeID, name, metadata)
+	return f.c.SnapshotVolume(ctx, volumeID, name, metadata)
 }
 
-func (f *fencedAll) VolumeSnapshot(ctx context.Context, id string) (provisioner.VolumeSnapshot, error) {
-	return f.all.VolumeSnapshot(ctx, id)
+func (f fencedVolumes) VolumeSnapshot(ctx context.Context, id string) (provisioner.VolumeSnapshot, error) {
+	return f.c.VolumeSnapshot(ctx, id)
 }
 
-func (f *fencedAll) VolumeSnapshotsWith(ctx context.Context, metadata map[string]string) ([]provisioner.VolumeSnapshot, error) {
-	return f.all.VolumeSnapshotsWith(ctx, metadata)
+func (f fencedVolumes) VolumeSnapshotsWith(ctx context.Context, metadata map[string]string) ([]provisioner.VolumeSnapshot, error) {
+	return f.c.VolumeSnapshotsWith(ctx, metadata)
 }
 
-func (f *fencedAll) DeleteVolumeSnapshot(ctx context.Context, id string) error {
-	if err := f.guard(ctx, "delete volume snapshot "+id); err != nil {
+func (f fencedVolumes) DeleteVolumeSnapshot(ctx context.Context, id string) error {
+	if err := f.g.allow(ctx, "delete volume snapshot "+id); err != nil {
 		return err
 	}
-	return f.all.DeleteVolumeSnapshot(ctx, id)
+	return f.c.DeleteVolumeSnapshot(ctx, id)
 }
 
-func (f *fencedAll) AttachVolume(ctx context.Context, serverID, volumeID string) error {
-	if err := f.guard(ctx, "attach volume "+volumeID+" to server "+serverID); err != nil {
+func (f fencedVolumes) AttachVolume(ctx context.Context, serverID, volumeID string) error {
+	if err := f.g.allow(ctx, "attach volume "+volumeID+" to server "+serverID); err != nil {
 		return err
 	}
-	return f.all.AttachVolume(ctx, serverID, volumeID)
+	return f.c.AttachVolume(ctx, serverID, volumeID)
 }
 
-func (f *fencedAll) DetachVolume(ctx context.Context, serverID, volumeID string) error {
-	if err := f.guard(ctx, "detach volume "+volumeID+" from server "+serverID); err != nil {
+func (f fencedVolumes) DetachVolume(ctx context.Context, serverID, volumeID string) error {
+	if err := f.g.allow(ctx, "detach volume "+volumeID+" from server "+serverID); err != nil {
 		return err
 	}
-	return f.all.DetachVolume(ctx, serverID, volumeID)
+	return f.c.DetachVolume(ctx, serverID, volumeID)
 }
 
-// Server actions.
-
-func (f *fencedAll) StopServer(ctx context.Context, id string) error {
-	if err := f.guard(ctx, "stop server "+id); err != nil {
-		return err
-	}
-	return f.all.StopServer(ctx, id)
+type fencedServerActions struct {
+	c provisioner.ServerActions
+	g guard
 }
 
-func (f *fencedAll) StartServer(ctx context.Context, id string) error {
-	if err := f.guard(ctx, "start server "+id); err != nil {
+func (f fencedServerActions) StopServer(ctx context.Context, id string) error {
+	if err := f.g.allow(ctx, "stop server "+id); err != nil {
 		return err
 	}
-	return f.all.StartServer(ctx, id)
+	return f.c.StopServer(ctx, id)
 }
 
-func (f *fencedAll) RebuildServer(ctx context.Context, id, imageID string, metadata map[string]string) error {
-	if err := f.guard(ctx, "rebuild server "+id); err != nil {
+func (f fencedServerActions) StartServer(ctx context.Context, id string) error {
+	if err := f.g.allow(ctx, "start server "+id); err != nil {
 		return err
 	}
-	return f.all.RebuildServer(ctx, id, imageID, metadata)
+	return f.c.StartServer(ctx, id)
+}
+
+func (f fencedServerActions) RebuildServer(ctx context.Context, id, imageID string, metadata map[string]string) error {
+	if err := f.g.allow(ctx, "rebuild server "+id); err != nil {
+		return err
+	}
+	return f.c.RebuildServer(ctx, id, imageID, metadata)
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/utils"
 	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
 // ComputeMicroversion is the Nova microversion Phoenix speaks: 2.52 is the
@@ -52,8 +54,8 @@ type Options struct {
 	UserAgent string
 }
 
-// Cloud implements provisioner.Cloud, provisioner.LoadBalancer and
-// provisioner.FloatingIPs on gophercloud v2.
+// Cloud implements every service of provisioner.Cloud on gophercloud v2;
+// Services hands them out.
 type Cloud struct {
 	compute  *gophercloud.ServiceClient
 	image    *gophercloud.ServiceClient
@@ -165,6 +167,27 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 	}
 	obs.setEndpoints(eps)
 	return cl, nil
+}
+
+// Services returns the cloud's clients, one per service. A service
+// missing from the catalog (Neutron, Octavia, Cinder) is an Absent client
+// carrying the reason, so that a group asking for it is refused before
+// anything is done.
+func (c *Cloud) Services() provisioner.Cloud {
+	s := provisioner.Cloud{Servers: c, Images: c, LoadBalancer: c, FloatingIPs: c, Snapshots: c, Volumes: c, ServerActions: c}
+	if c.network == nil {
+		s.FloatingIPs = provisioner.Absent{Service: "Neutron (network)",
+			Err: fmt.Errorf("no network endpoint in the catalog: %w", c.netErr)}
+	}
+	if c.lb == nil {
+		s.LoadBalancer = provisioner.Absent{Service: "Octavia (load balancer)",
+			Err: fmt.Errorf("no load-balancer endpoint in the catalog: %w", c.lbErr)}
+	}
+	if c.volume == nil {
+		s.Volumes = provisioner.Absent{Service: "Cinder (block storage)",
+			Err: fmt.Errorf("no block-storage endpoint (catalog type volumev3) in the catalog: %w", c.volErr)}
+	}
+	return s
 }
 
 // absent says whether creating a service client failed because the

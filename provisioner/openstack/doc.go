@@ -1,5 +1,7 @@
-// Package openstack implements provisioner.Cloud on gophercloud v2: the one
-// code path Phoenix uses to every cloud, real or simulated.
+// Package openstack implements the services of provisioner.Cloud on
+// gophercloud v2: the one code path Phoenix uses to every cloud, real or
+// simulated. Cloud.Services hands them out, a service missing from the
+// catalog as a provisioner.Absent client.
 //
 // What it keeps:
 //   - Credentials come from clouds.yaml (gophercloud's config/clouds) or the

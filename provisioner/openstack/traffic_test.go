@@ -217,4 +217,15 @@ func TestNoOctaviaIsNamedOnlyWhenUsed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no load-balancer (Octavia) endpoint in the catalog") {
 		t.Errorf("ResolvePool on a cloud without Octavia: %v, want the missing service named", err)
 	}
+	// Its services say so up front, the rest are there.
+	s := env.Cloud.Services()
+	err = provisioner.Missing(s.LoadBalancer)
+	if !errors.Is(err, provisioner.ErrUnavailable) || !strings.Contains(err.Error(), "Octavia (load balancer) is not available on this cloud: no load-balancer endpoint in the catalog") {
+		t.Errorf("Missing(LoadBalancer) on a cloud without Octavia: %v, want the missing service named", err)
+	}
+	for name, c := range map[string]any{"Servers": s.Servers, "Images": s.Images, "FloatingIPs": s.FloatingIPs, "Volumes": s.Volumes} {
+		if err := provisioner.Missing(c); err != nil {
+			t.Errorf("Missing(%s) on a cloud without Octavia: %v", name, err)
+		}
+	}
 }

@@ -236,6 +236,14 @@ func TestNoCinderIsNamedOnlyWhenUsed(t *testing.T) {
 	if n := len(env.Sim.Requests()); n != 0 {
 		t.Errorf("%d requests sent for volume calls on a cloud without Cinder", n)
 	}
+	s := env.Cloud.Services()
+	err := provisioner.Missing(s.Volumes)
+	if !errors.Is(err, provisioner.ErrUnavailable) || !strings.Contains(err.Error(), "Cinder (block storage) is not available on this cloud: no block-storage endpoint (catalog type volumev3)") {
+		t.Errorf("Missing(Volumes) on a cloud without Cinder: %v, want the missing service named", err)
+	}
+	if err := provisioner.Missing(s.ServerActions); err != nil {
+		t.Errorf("Missing(ServerActions) on a cloud without Cinder: %v", err)
+	}
 }
 
 func TestStopStartRebuild(t *testing.T) {
