@@ -275,6 +275,7 @@ func TestContract(t *testing.T) {
 			t.Run("cinder volume lifecycle", tg.volumeLifecycle)
 			t.Run("volume attach, forced snapshot, handover", tg.volumeAttachments)
 			t.Run("stop and start", tg.stopStart)
+			t.Run("pause and suspend", tg.pauseSuspend)
 			t.Run("rebuild in place", tg.rebuildInPlace)
 		})
 	}

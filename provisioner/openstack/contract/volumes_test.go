@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -263,6 +265,46 @@ func (tg *target) stopStart(t *testing.T) {
 	}
 	if err := tg.cloud.StopServer(c, "00000000-0000-4000-8000-000000000000"); !errors.Is(err, provisioner.ErrNotFound) {
 		t.Errorf("stopping a missing server: %v, want ErrNotFound", err)
+	}
+}
+
+// pauseSuspend: a server paused or suspended behind Phoenix's back lists
+// as PAUSED or SUSPENDED, takes metadata (Phoenix records its delete on
+// it), and comes back ACTIVE.
+func (tg *target) pauseSuspend(t *testing.T) {
+	s, tag := tg.active(t, "pause")
+	c := ctx(t, 5*time.Minute)
+	for _, step := range []struct {
+		name      string
+		off, on   func(context.Context, *gophercloud.ServiceClient, string) error
+		offStatus string
+	}{
+		{"pause", func(c context.Context, sc *gophercloud.ServiceClient, id string) error {
+			return servers.Pause(c, sc, id).ExtractErr()
+		},
+			func(c context.Context, sc *gophercloud.ServiceClient, id string) error {
+				return servers.Unpause(c, sc, id).ExtractErr()
+			}, "PAUSED"},
+		{"suspend", func(c context.Context, sc *gophercloud.ServiceClient, id string) error {
+			return servers.Suspend(c, sc, id).ExtractErr()
+		},
+			func(c context.Context, sc *gophercloud.ServiceClient, id string) error {
+				return servers.Resume(c, sc, id).ExtractErr()
+			}, "SUSPENDED"},
+	} {
+		if err := step.off(c, tg.compute, s.ID); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		tg.serverStatus(t, tag, step.offStatus)
+		if err := tg.cloud.SetServerMetadata(c, s.ID, map[string]string{"phoenix:phase": step.name}); err != nil {
+			t.Errorf("metadata of a %s server: %v", step.offStatus, err)
+		}
+		if err := step.on(c, tg.compute, s.ID); err != nil {
+			t.Fatalf("undo %s: %v", step.name, err)
+		}
+		if on := tg.serverStatus(t, tag, provisioner.StatusActive); on.Metadata["phoenix:phase"] != step.name {
+			t.Errorf("metadata after %s: %v", step.name, on.Metadata)
+		}
 	}
 }
 

@@ -15,38 +15,53 @@ import (
 // timer started by an earlier one gives up when it sees a newer one: a
 // stop right after a boot cannot be undone by the boot's late timer.
 
-// powerAction answers os-stop and os-start. Call without s.mu.
+// powerActions are the power state changes Nova takes as server actions:
+// the vm_state a server must be in, the task state while the change is
+// under way, and the state it ends in (the application down, except when
+// it ends ACTIVE).
+var powerActions = map[string]struct {
+	from, task, name string
+	status, vmState  string
+	powerState       int
+}{
+	"os-stop":  {"active", "powering-off", "stop", "SHUTOFF", "stopped", 4},
+	"os-start": {"stopped", "powering-on", "start", "ACTIVE", "active", 1},
+	"pause":    {"active", "pausing", "pause", "PAUSED", "paused", 3},
+	"unpause":  {"paused", "unpausing", "unpause", "ACTIVE", "active", 1},
+	"suspend":  {"active", "suspending", "suspend", "SUSPENDED", "suspended", 4},
+	"resume":   {"suspended", "resuming", "resume", "ACTIVE", "active", 1},
+}
+
+// powerAction answers os-stop, os-start, pause, unpause, suspend and
+// resume. Call without s.mu.
 func (s *Sim) powerAction(w http.ResponseWriter, id, action string) {
+	a := powerActions[action]
 	s.mu.Lock()
 	srv, msg := s.lookup(id)
 	status := http.StatusNotFound
 	if srv != nil {
 		status = http.StatusConflict
-		from, task, name := "active", "powering-off", "stop"
-		if action == "os-start" {
-			from, task, name = "stopped", "powering-on", "start"
-		}
 		switch {
 		case srv.deleting:
-			msg = invalidState(name, id, "task_state", "deleting")
-		case srv.vmState != from:
-			msg = invalidState(name, id, "vm_state", srv.vmState)
+			msg = invalidState(a.name, id, "task_state", "deleting")
+		case srv.vmState != a.from:
+			msg = invalidState(a.name, id, "vm_state", srv.vmState)
 		case srv.taskState != "":
-			msg = invalidState(name, id, "task_state", srv.taskState)
+			msg = invalidState(a.name, id, "task_state", srv.taskState)
 		default:
 			srv.gen++
 			gen := srv.gen
-			srv.taskState, srv.updated = task, time.Now().UTC()
+			srv.taskState, srv.updated = a.task, time.Now().UTC()
 			s.after(s.draw(s.opts.PowerTime), func() {
 				s.mu.Lock()
 				if s.servers[srv.id] != srv || srv.gen != gen || srv.deleting {
 					s.mu.Unlock()
 					return
 				}
-				if name == "stop" {
-					s.powerOff(srv)
-				} else {
+				if a.status == "ACTIVE" {
 					s.powerOn(srv)
+				} else {
+					s.powerOff(srv, a.status, a.vmState, a.powerState)
 				}
 				s.mu.Unlock()
 				s.syncApp(srv)
@@ -61,10 +76,10 @@ func (s *Sim) powerAction(w http.ResponseWriter, id, action string) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// powerOff ends a stop: SHUTOFF, power state 4 (shutdown), the
-// application down. Call with s.mu held, then syncApp.
-func (s *Sim) powerOff(srv *server) {
-	srv.status, srv.vmState, srv.taskState, srv.powerState = "SHUTOFF", "stopped", "", 4
+// powerOff ends a stop, a pause or a suspend: the server in that state,
+// the application down. Call with s.mu held, then syncApp.
+func (s *Sim) powerOff(srv *server, status, vmState string, powerState int) {
+	srv.status, srv.vmState, srv.taskState, srv.powerState = status, vmState, "", powerState
 	srv.appUp, srv.updated = false, time.Now().UTC()
 }
 
@@ -174,7 +189,7 @@ func (s *Sim) rebuild(w http.ResponseWriter, v microversion, id string, raw json
 				}
 				srv.launchedAt = time.Now().UTC()
 				if wasStopped {
-					s.powerOff(srv)
+					s.powerOff(srv, "SHUTOFF", "stopped", 4)
 				} else {
 					s.powerOn(srv)
 				}

@@ -154,3 +154,43 @@ func TestRebuild(t *testing.T) {
 		t.Errorf("rebuild on a missing image: %v, want 400", err)
 	}
 }
+
+// Pause and suspend take a server out as a stop does (its application
+// silent), in their own states, which take metadata; unpause and resume
+// bring it back.
+func TestPauseAndSuspend(t *testing.T) {
+	e := start(t, sim.Options{BootTime: sim.Fixed(0), HealthDelay: sim.Fixed(10 * time.Millisecond), PowerTime: sim.Fixed(20 * time.Millisecond)})
+	ctx := context.Background()
+	srv := e.activeServer(t, "web")
+	waitFor(t, "healthy", healthy(e, srv.ID))
+	v, _ := e.sim.Server(srv.ID)
+	for _, step := range []struct {
+		off, on       func() error
+		status, state string
+	}{
+		{func() error { return servers.Pause(ctx, e.compute, srv.ID).ExtractErr() }, func() error { return servers.Unpause(ctx, e.compute, srv.ID).ExtractErr() }, "PAUSED", "paused"},
+		{func() error { return servers.Suspend(ctx, e.compute, srv.ID).ExtractErr() }, func() error { return servers.Resume(ctx, e.compute, srv.ID).ExtractErr() }, "SUSPENDED", "suspended"},
+	} {
+		if err := step.off(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, step.status, func() bool { return serverState(t, e, srv.ID).Status == step.status })
+		if s := serverState(t, e, srv.ID); s.VmState != step.state || s.TaskState != "" {
+			t.Errorf("%s: vm %s task %q", step.status, s.VmState, s.TaskState)
+		}
+		if status, _ := probe(t, v.Address, 8080); status != 0 {
+			t.Errorf("a %s server answers health checks: %d", step.status, status)
+		}
+		if _, err := servers.UpdateMetadata(ctx, e.compute, srv.ID, servers.MetadataOpts{"phase": step.state}).Extract(); err != nil {
+			t.Errorf("metadata of a %s server: %v", step.status, err)
+		}
+		if err := step.off(); !gophercloud.ResponseCodeIs(err, 409) {
+			t.Errorf("%s twice: %v, want 409", step.status, err)
+		}
+		if err := step.on(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "ACTIVE", func() bool { return serverState(t, e, srv.ID).Status == "ACTIVE" })
+		waitFor(t, "healthy again", healthy(e, srv.ID))
+	}
+}

@@ -29,7 +29,8 @@
 //     always carries a next link. Markers of deleted servers stay valid.
 //     os-stop and os-start (task state powering-off/on, then SHUTOFF with
 //     power state 4 or ACTIVE; 409 from any other state, as Nova words
-//     it), and rebuild (REBUILD, then ACTIVE — or SHUTOFF for a stopped
+//     it), pause/unpause and suspend/resume (PAUSED, SUSPENDED) the same
+//     way, and rebuild (REBUILD, then ACTIVE — or SHUTOFF for a stopped
 //     server — on the new image, same ID, address and volumes, metadata
 //     replaced when the request has some). The server's application
 //     does not answer while it is off or being rebuilt, and answers again

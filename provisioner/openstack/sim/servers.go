@@ -879,7 +879,7 @@ func invalidState(action, id, attr, state string) string {
 // active (or paused, suspended, stopped) and no task in progress. Call
 // with s.mu held.
 func canChangeMetadata(srv *server, action string) string {
-	if srv.vmState != "active" && srv.vmState != "stopped" {
+	if !settled(srv.vmState) {
 		return invalidState(action, srv.id, "vm_state", srv.vmState)
 	}
 	if srv.taskState != "" {
@@ -888,17 +888,28 @@ func canChangeMetadata(srv *server, action string) string {
 	return ""
 }
 
+// settled says whether a vm_state is one Nova takes metadata and tag
+// changes in: active, paused, suspended, stopped.
+func settled(vmState string) bool {
+	switch vmState {
+	case "active", "paused", "suspended", "stopped":
+		return true
+	}
+	return false
+}
+
 // canChangeTags applies Nova's rule for tag changes: vm_state active (or
 // paused, suspended, stopped), whatever the task. Call with s.mu held.
 func canChangeTags(srv *server, action string) string {
-	if srv.vmState != "active" && srv.vmState != "stopped" {
+	if !settled(srv.vmState) {
 		return invalidState(action, srv.id, "vm_state", srv.vmState)
 	}
 	return ""
 }
 
-// serverAction answers POST /servers/{id}/action: os-stop, os-start and
-// rebuild (actions.go), and createImage, which records a snapshot image in Glance, queued and then active
+// serverAction answers POST /servers/{id}/action: os-stop, os-start,
+// pause, unpause, suspend, resume and rebuild (actions.go), and
+// createImage, which records a snapshot image in Glance, queued and then active
 // after the snapshot time, while the server's task state is
 // "image_snapshot", as a real hypervisor driver would (Nova's fake driver,
 // by contrast, leaves the image queued for ever).
@@ -908,7 +919,7 @@ func (s *Sim) serverAction(w http.ResponseWriter, r *http.Request, v microversio
 		novaError(w, http.StatusBadRequest, "Malformed request body")
 		return
 	}
-	for _, power := range []string{"os-stop", "os-start"} {
+	for power := range powerActions {
 		if _, ok := body[power]; ok {
 			s.powerAction(w, id, power)
 			return
