@@ -1,0 +1,115 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// MaxCounted bounds the failed boots a Progress names at once, so that its
+// record fits one metadata value (255 characters); a failure beyond it is
+// counted, and its server deleted, in a later round.
+const MaxCounted = 10
+
+// failures folds the failed boots of the desired image and revision that
+// the record does not count yet into it (a compromised server is not the
+// image's fault). A boot stays named in Counted while any server of the
+// list still is that boot, so that a restart, or a delete that did not
+// happen, never counts it twice. It returns the record after this round,
+// whether it changed, and the failed boots it counts (only those may be
+// deleted this round: the record is written first).
+func failures(t Target, servers []Classified, now time.Time) (p Progress, changed bool, counted map[string]bool) {
+	p = t.Progress
+	was := map[string]bool{}
+	for _, b := range p.Counted {
+		was[b] = true
+	}
+	counted = map[string]bool{}
+	var keep []string
+	for _, c := range servers {
+		if b := c.Boot(); was[b] && !counted[b] {
+			counted[b] = true
+			keep = append(keep, b)
+		}
+	}
+	for _, c := range servers {
+		b := c.Boot()
+		if c.Kind != KindFailed || c.ImageID != t.ImageID || c.Revision != t.Revision || c.Compromised != "" || counted[b] {
+			continue
+		}
+		if len(keep) >= MaxCounted {
+			break
+		}
+		counted[b] = true
+		keep = append(keep, b)
+		p.Failures++
+		p.LastFailure, p.At = c.Reason, now
+		changed = true
+	}
+	slices.Sort(keep)
+	changed = changed || !slices.Equal(keep, sorted(t.Progress.Counted))
+	p.Counted = keep
+	return p, changed, counted
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// uncounted says whether a failed server of the desired image and revision
+// is not counted yet: it stays until its failure is recorded.
+func uncounted(t Target, c Classified, counted map[string]bool) bool {
+	return c.Kind == KindFailed && c.ImageID == t.ImageID && c.Revision == t.Revision && c.Compromised == "" && !counted[c.Boot()]
+}
+
+// spent says why the failure budget is spent, or "".
+func spent(t Target, p Progress) string {
+	budget := max(1, t.MaxFailures)
+	if p.Failures < budget {
+		return ""
+	}
+	return fmt.Sprintf("%d new servers went to ERROR or were not ready within %s (failure budget %d; last: %s)",
+		p.Failures, t.ProgressDeadline, budget, p.LastFailure)
+}
+
+// stalled says why the rollout made no progress for its deadline, or "".
+// Progress is the rollout's start, a create, a new server ready, a failure
+// counted, the bake of the canaries ending or their promotion, all read
+// from the records. A round that creates, a failure the budget judges, a
+// new server still booting (its own deadline judges it), a volume moving
+// to one, and waiting on purpose (a bake, a pause) are not stalls; and
+// nothing is judged before this controller has watched for Settle.
+func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) string {
+	deadline := t.ProgressDeadline
+	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || len(d.Creates) > 0 || d.Status.Paused || d.Status.Canary {
+		return ""
+	}
+	if now.Sub(t.WatchedSince) <= t.Settle {
+		return ""
+	}
+	last := latest(p.Since, p.At, t.PromotedAt, baked)
+	for _, c := range d.Servers {
+		if c.Kind == KindCurrent && !c.Ready && !c.Served() && !c.Unlisted || handingTo(t, c.ID) {
+			return ""
+		}
+		if c.ImageID == t.ImageID && c.Revision == t.Revision {
+			last = latest(last, c.Created, c.ReadyAt)
+		}
+	}
+	if now.Sub(last) <= deadline {
+		return ""
+	}
+	return fmt.Sprintf("no new server was created or became ready for %s (rollout.progress_deadline)", deadline)
+}
+
+func latest(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if t.After(out) {
+			out = t
+		}
+	}
+	return out
+}
