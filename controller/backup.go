@@ -9,43 +9,35 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/phoenix-ops/phoenix/provisioner"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 )
 
-// Snapshots Phoenix takes carry these Glance properties (set through
-// createImage's metadata), by which it finds them again — after a restart,
-// to never take one twice, and for retention, which touches no other image.
-const (
-	PropGroup   = "phoenix_group"
-	PropServer  = "phoenix_server"
-	PropKind    = "phoenix_kind"
-	PropTakenAt = "phoenix_taken_at"
-
-	// KindPreDelete marks a snapshot taken before a server's delete.
-	KindPreDelete = "pre-delete"
-)
+// Snapshots of servers before their delete (backup.snapshot_before_delete):
+// Nova's createImage, with the Glance properties of the record schema by
+// which Phoenix finds them again — after a restart, to never take one
+// twice, and for retention, which touches no other image.
 
 // needsSnapshot says whether a server's delete waits for a snapshot: with
 // backups on, every server that may hold something (it ran) — but not a
 // failed new one, which never served. A compromised server is kept for
 // forensics.
-func (r *GroupReconciler) needsSnapshot(c Classified) bool {
+func (r *GroupReconciler) needsSnapshot(c plan.Classified) bool {
 	if !r.group.Backup.SnapshotBeforeDelete {
 		return false
 	}
 	switch c.Status {
-	case provisioner.StatusActive, "SHUTOFF":
+	case plan.StatusActive, plan.StatusShutoff:
 	default:
 		return false
 	}
-	return c.Kind != KindFailed || c.Compromised != ""
+	return c.Kind != plan.KindFailed || c.Compromised != ""
 }
 
 // snapshotFirst makes sure a snapshot of the server exists and is active,
 // and says whether the server may go now. The snapshot is found by its
 // properties each time, so a restart (or a lost answer) never takes a
 // second one, and a delete never comes before the image is active.
-func (r *GroupReconciler) snapshotFirst(ctx context.Context, c Classified, now time.Time) (bool, error) {
+func (r *GroupReconciler) snapshotFirst(ctx context.Context, c plan.Classified, now time.Time) (bool, error) {
 	imgs, err := r.cloud.Snapshots.ImagesWith(ctx, map[string]string{PropServer: c.ID, PropKind: KindPreDelete})
 	if err != nil {
 		return false, fmt.Errorf("look for the snapshot of server %s: %w", c.Name, err)
@@ -69,7 +61,7 @@ func (r *GroupReconciler) snapshotFirst(ctx context.Context, c Classified, now t
 	}
 	name := truncate(fmt.Sprintf("phoenix-%s-%s-%s", r.group.Name, c.Name, now.UTC().Format("20060102T150405Z")), 255)
 	id, err := r.cloud.Snapshots.SnapshotServer(ctx, c.ID, name, map[string]string{
-		PropGroup: r.group.Name, PropServer: c.ID, PropKind: KindPreDelete, PropTakenAt: now.UTC().Format(time.RFC3339),
+		PropGroup: r.group.Name, PropServer: c.ID, PropKind: KindPreDelete, PropTakenAt: formatTime(now),
 	})
 	if err != nil {
 		return false, fmt.Errorf("snapshot server %s before its delete: %w", c.Name, err)
@@ -79,10 +71,9 @@ func (r *GroupReconciler) snapshotFirst(ctx context.Context, c Classified, now t
 	return false, nil
 }
 
-// retain deletes the group's pre-delete snapshots beyond backup.keep
-// (newest kept) and older than backup.max_age (the newest always kept).
-// Only active snapshots are touched; only images with the group's
-// properties are ever listed.
+// retain applies backup.keep and backup.max_age to the group's pre-delete
+// snapshots (plan.Retain chooses). Only active snapshots are touched; only
+// images with the group's properties are ever listed.
 func (r *GroupReconciler) retain(ctx context.Context, now time.Time) error {
 	b := r.group.Backup
 	if b.Keep == 0 && b.MaxAge == 0 {
@@ -92,30 +83,22 @@ func (r *GroupReconciler) retain(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("list the snapshots of group %s: %w", r.group.Name, err)
 	}
-	var active []provisioner.Image
+	var active []plan.Snapshot
+	names := map[string]string{}
 	for _, img := range imgs {
 		if img.Status == "active" {
-			active = append(active, img)
+			active = append(active, plan.Snapshot{ID: img.ID, Created: img.Created})
+			names[img.ID] = img.Name
 		}
 	}
-	sort.Slice(active, func(i, j int) bool { return active[i].Created.After(active[j].Created) })
 	var errs []error
-	for i, img := range active {
-		tooMany := b.Keep > 0 && i >= b.Keep
-		tooOld := b.MaxAge > 0 && i > 0 && now.Sub(img.Created) > b.MaxAge.D()
-		if !tooMany && !tooOld {
-			continue
-		}
-		if err := r.cloud.Snapshots.DeleteImage(ctx, img.ID); err != nil {
+	for _, e := range plan.Retain(active, b.Keep, b.MaxAge.D(), now) {
+		if err := r.cloud.Snapshots.DeleteImage(ctx, e.ID); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		why := fmt.Sprintf("beyond backup.keep %d", b.Keep)
-		if !tooMany {
-			why = fmt.Sprintf("older than backup.max_age %s", b.MaxAge)
-		}
-		r.log.Info("deleted an old snapshot", zap.String("image", img.ID), zap.String("name", img.Name), zap.String("why", why))
-		r.emit(Event{Type: EventSnapshotDeleted, Image: img.ID, Name: img.Name, Reason: why})
+		r.log.Info("deleted an old snapshot", zap.String("image", e.ID), zap.String("name", names[e.ID]), zap.String("why", e.Why))
+		r.emit(Event{Type: EventSnapshotDeleted, Image: e.ID, Name: names[e.ID], Reason: e.Why})
 	}
 	return errors.Join(errs...)
 }

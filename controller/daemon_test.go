@@ -20,6 +20,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
@@ -49,7 +50,7 @@ func daemonGroup(name, image, flavor string, count int, extra string) string {
 }
 
 type runningDaemon struct {
-	*controller.Daemon
+	*daemon.Daemon
 	reg  *prometheus.Registry
 	stop func()
 }
@@ -61,9 +62,9 @@ func startDaemon(t testing.TB, env *simtest.Env, yaml string) *runningDaemon {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	m := controller.NewMetrics(reg)
+	m := daemon.NewMetrics(reg)
 	opts := fastOptions()
-	d := controller.NewDaemon(env.Cloud.Services(), cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond, Reconciler: opts})
+	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond, Reconciler: opts})
 	m.Watch(d)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -540,7 +541,7 @@ func TestEventBeforeTheGroupsStartIsRetriedNotRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := controller.NewDaemon(env.Cloud.Services(), cfg, controller.DaemonOptions{Log: logger(t), PollInterval: 50 * time.Millisecond, Reconciler: fastOptions()})
+	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: logger(t), PollInterval: 50 * time.Millisecond, Reconciler: fastOptions()})
 	secret := []byte("s3cret-for-the-test")
 	srv := httptest.NewServer(&trigger.Handler{Secret: func() []byte { return secret }, Dispatcher: d, Log: logger(t)})
 	t.Cleanup(srv.Close)

@@ -8,12 +8,14 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
 // What events ask of one group, outside the plan: marking servers for
-// replacement and taking a compromised server out of the traffic. Both
-// write their record on the servers, so that a restart still knows.
+// replacement (MetaRebuild) and taking a compromised server out of the
+// traffic (MetaCompromised). Both write their record on the servers before
+// the event is accepted, so that a restart still knows.
 
 // Seen is a server as the last reconcile of its group saw it.
 type Seen struct {
@@ -55,7 +57,7 @@ func (r *GroupReconciler) Lookup(ctx context.Context, id string) (Seen, bool, er
 // MarkForRebuild records f on every server of the group it designates
 // (MetaRebuild) and keeps it in memory for the servers that cannot take
 // the record now (Nova refuses metadata while a server builds).
-func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f Force) error {
+func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f plan.Force) error {
 	r.Force(f)
 	servers, err := r.cloud.Servers.ListServers(ctx, GroupTag(r.group.Name))
 	if err != nil {
@@ -70,13 +72,13 @@ func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f Force) error {
 		p := planServer(s)
 		// A compromised server is on its way out already (and may be
 		// being deleted as this runs): it needs no mark.
-		if s.Gone() || p.RebuildMark != "" || s.Metadata[MetaCompromised] != "" || forced([]Force{f}, p) == "" || !acceptsMetadata(p) {
+		if s.Gone() || p.RebuildMark != "" || p.Compromised != "" || !f.Designates(p) || !acceptsMetadata(s.Status, s.TaskState) {
 			continue
 		}
 		marks = append(marks, s)
 	}
 	_ = parallel(marks, r.opts.Parallelism, func(s provisioner.Server) error {
-		if err := r.cloud.Servers.SetServerMetadata(ctx, s.ID, map[string]string{MetaRebuild: truncate(f.Reason, 255)}); err != nil && !errors.Is(err, provisioner.ErrNotFound) {
+		if err := r.cloud.Servers.SetServerMetadata(ctx, s.ID, map[string]string{MetaRebuild: truncate(f.Reason, maxValue)}); err != nil && !errors.Is(err, provisioner.ErrNotFound) {
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("mark server %s (%s) for rebuild: %w", s.Name, s.ID, err))
 			mu.Unlock()
@@ -91,7 +93,7 @@ func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f Force) error {
 // plan then deletes like a failed one; Quarantine also takes it out of the
 // traffic at once.
 func (r *GroupReconciler) RecordCompromised(ctx context.Context, id, reason string) error {
-	if err := r.cloud.Servers.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, 255)}); err != nil {
+	if err := r.cloud.Servers.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, maxValue)}); err != nil {
 		return fmt.Errorf("group %s: record that server %s is compromised: %w", r.group.Name, id, err)
 	}
 	return nil
@@ -119,9 +121,9 @@ func (r *GroupReconciler) Quarantine(ctx context.Context, id, reason string) err
 		if err != nil {
 			return fmt.Errorf("read %s to take compromised server %s out: %w", r.traffic, target.Name, err)
 		}
-		c := Classified{Server: planServer(*target)}
+		c := plan.Classified{Server: planServer(*target)}
 		c.Traffic = states[id]
-		if c.Traffic != TrafficNone {
+		if c.Traffic != plan.TrafficNone {
 			if err := r.traffic.remove(ctx, c); err != nil {
 				return fmt.Errorf("take compromised server %s out of %s: %w", target.Name, r.traffic, err)
 			}
@@ -129,7 +131,7 @@ func (r *GroupReconciler) Quarantine(ctx context.Context, id, reason string) err
 			r.emit(Event{Type: EventTrafficRemove, Server: id, Name: target.Name, Reason: reason, Message: "removed from " + r.traffic.String() + " at once: compromised"})
 		}
 	}
-	if err := r.cloud.Servers.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, 255)}); err != nil {
+	if err := r.cloud.Servers.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, maxValue)}); err != nil {
 		return fmt.Errorf("record that server %s is compromised: %w", target.Name, err)
 	}
 	return nil

@@ -3,6 +3,8 @@ package controller
 import (
 	"sync"
 	"time"
+
+	"github.com/phoenix-ops/phoenix/controller/plan"
 )
 
 // Event types, in the words an operator reads them.
@@ -44,11 +46,11 @@ type Event struct {
 	Zone   string `json:"zone,omitempty"`
 	// ReplacedBy names the new server that took an old one's place;
 	// Replaces names the old server a new one took the place of.
-	ReplacedBy string  `json:"replaced_by,omitempty"`
-	Replaces   string  `json:"replaces,omitempty"`
-	Reason     string  `json:"reason,omitempty"`
-	Message    string  `json:"message,omitempty"`
-	Status     *Status `json:"status,omitempty"`
+	ReplacedBy string       `json:"replaced_by,omitempty"`
+	Replaces   string       `json:"replaces,omitempty"`
+	Reason     string       `json:"reason,omitempty"`
+	Message    string       `json:"message,omitempty"`
+	Status     *plan.Status `json:"status,omitempty"`
 }
 
 // EventSink receives events. Emit must not block for long: it is called

@@ -15,6 +15,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
@@ -33,9 +34,9 @@ func TestGoldImageFreshness(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	m := controller.NewMetrics(reg)
+	m := daemon.NewMetrics(reg)
 	log := &controller.EventLog{}
-	d := controller.NewDaemon(env.Cloud.Services(), cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, Sink: log,
+	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: logger(t), Metrics: m, Sink: log,
 		PollInterval: 50 * time.Millisecond, Reconciler: fastOptions()})
 	m.Watch(d)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -48,8 +49,8 @@ func TestGoldImageFreshness(t *testing.T) {
 
 	rd.converged(t, env.Sim, map[string]string{"web": old.ID, "db": old.ID})
 	built := append(idsOf(env.Sim, "web"), idsOf(env.Sim, "db")...)
-	byGroup := func() map[string]controller.GroupStatus {
-		out := map[string]controller.GroupStatus{}
+	byGroup := func() map[string]daemon.GroupStatus {
+		out := map[string]daemon.GroupStatus{}
 		for _, g := range d.Status().Groups {
 			out[g.Group] = g
 		}
@@ -89,14 +90,14 @@ func TestGoldImageFreshness(t *testing.T) {
 
 // The alert and its clearing reach the notice URLs.
 func TestFreshnessNotices(t *testing.T) {
-	got := make(chan controller.Notice, 2)
+	got := make(chan daemon.Notice, 2)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var n controller.Notice
+		var n daemon.Notice
 		_ = json.NewDecoder(r.Body).Decode(&n)
 		got <- n
 	}))
 	defer srv.Close()
-	n := controller.NewNotifier([]string{srv.URL}, logger(t))
+	n := daemon.NewNotifier([]string{srv.URL}, logger(t))
 	n.Emit(controller.Event{Type: controller.EventImageStale, Group: "web", Message: "the newest gold image of group web ..."})
 	n.Emit(controller.Event{Type: controller.EventImageFresh, Group: "web", Message: "fresh again"})
 	n.Close()

@@ -156,3 +156,45 @@ func TestDaemonKeepsHaltAndHealAlert(t *testing.T) {
 		t.Errorf("the daemon created %d servers for a halted rollout", n)
 	}
 }
+
+// The halt says what is left: old servers that keep serving, or — when a
+// group's first build halts — that none is.
+func TestHaltSaysWhatKeepsServing(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		built    bool
+		want     string
+		wantNone string
+	}{
+		{"a rollout halts", true, "2 old servers keep serving", "No old server"},
+		{"a first build halts", false, "No old server is left serving", "keep serving"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := simtest.Start(t, fastSim(951), 0)
+			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+			g := parseGroup(t, groupYAML("web", 2, "{max_surge: 1, min_ready: 30ms, max_failures: 1}"))
+			if tc.built {
+				rebuild(t, env, g, fastOptions())
+				env.Sim.AddImage(sim.Image{Name: "gold"})
+			}
+			env.Sim.FailNextBoots(1000)
+			defer env.Sim.ClearBootFaults()
+			log := &controller.EventLog{}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())
+			if !errors.Is(res[0].Err, controller.ErrHalted) {
+				t.Fatalf("want halted, got %v", res[0].Err)
+			}
+			var msg string
+			for _, e := range log.Events() {
+				if e.Type == controller.EventHalted {
+					msg = e.Message
+				}
+			}
+			if !strings.Contains(msg, tc.want) || strings.Contains(msg, tc.wantNone) {
+				t.Errorf("halt message %q: want %q, not %q", msg, tc.want, tc.wantNone)
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -33,16 +34,6 @@ import (
 // every handover and finishes it or rolls it back. A volume is attached
 // only once it shows no attachment, so it is never on two servers.
 
-// Metadata Phoenix writes on the group's data volumes.
-const (
-	PropSlot         = "phoenix_slot"
-	PropHandoverFrom = "phoenix_handover_from"
-	PropHandoverTo   = "phoenix_handover_to"
-	PropHandoverStep = "phoenix_handover_step"
-	PropHandoverAt   = "phoenix_handover_at"
-	PropHandoverWhy  = "phoenix_handover_why"
-)
-
 // Handover steps, in order; rollback undoes one that failed.
 const (
 	stepStop     = "stop"
@@ -51,9 +42,6 @@ const (
 	stepAttach   = "attach"
 	stepGate     = "gate"
 	stepRollback = "rollback"
-
-	// KindPreHandover marks a volume snapshot taken before it moved.
-	KindPreHandover = "pre-handover"
 )
 
 // groupVolumes lists the group's data volumes. At first contact none
@@ -121,7 +109,7 @@ func selects(sel config.VolumeSelector, v provisioner.Volume) bool {
 // statefulView reads, from the group's volumes, which data volumes each
 // server holds, which handovers are in flight, and which volumes are on
 // no server and going nowhere (free: to be placed on a new server).
-func statefulView(vols []provisioner.Volume) (held map[string][]string, inflight []InFlight, free []string) {
+func statefulView(vols []provisioner.Volume) (held map[string][]string, inflight []plan.InFlight, free []string) {
 	held = map[string][]string{}
 	for _, v := range vols {
 		for _, a := range v.Attachments {
@@ -129,7 +117,7 @@ func statefulView(vols []provisioner.Volume) (held map[string][]string, inflight
 		}
 		step := v.Metadata[PropHandoverStep]
 		if step != "" {
-			inflight = append(inflight, InFlight{Volume: v.ID, From: v.Metadata[PropHandoverFrom], To: v.Metadata[PropHandoverTo], Step: step})
+			inflight = append(inflight, plan.InFlight{Volume: v.ID, From: v.Metadata[PropHandoverFrom], To: v.Metadata[PropHandoverTo], Step: step})
 		}
 		if step == "" && len(v.Attachments) == 0 && v.Status == provisioner.VolumeAvailable {
 			free = append(free, v.ID)
@@ -143,15 +131,15 @@ func statefulView(vols []provisioner.Volume) (held map[string][]string, inflight
 
 // startHandovers records each new handover on its volume; the round's
 // advance takes its first step.
-func (r *GroupReconciler) startHandovers(ctx context.Context, hs []Handover, now time.Time) []InFlight {
-	var out []InFlight
+func (r *GroupReconciler) startHandovers(ctx context.Context, hs []plan.Handover, now time.Time) []plan.InFlight {
+	var out []plan.InFlight
 	for _, h := range hs {
 		first := stepStop
 		if h.From.ID == "" {
 			first = stepAttach // a free volume: nothing to stop
 		}
 		md := map[string]string{PropHandoverFrom: h.From.ID, PropHandoverTo: h.To.ID, PropHandoverStep: first,
-			PropHandoverAt: now.UTC().Format(time.RFC3339Nano), PropHandoverWhy: ""}
+			PropHandoverAt: formatTime(now), PropHandoverWhy: ""}
 		if err := r.cloud.Volumes.SetVolumeMetadata(ctx, h.Volume, md); err != nil {
 			r.log.Warn("could not record a handover; it is not started", zap.String("volume", h.Volume), zap.Error(err))
 			continue
@@ -163,15 +151,15 @@ func (r *GroupReconciler) startHandovers(ctx context.Context, hs []Handover, now
 			msg = fmt.Sprintf("placing free volume %s on %s", h.Volume, h.To.Name)
 		}
 		r.emit(Event{Type: EventHandover, Server: h.From.ID, Name: h.From.Name, ReplacedBy: h.To.Name, Message: msg})
-		out = append(out, InFlight{Volume: h.Volume, From: h.From.ID, To: h.To.ID, Step: first})
+		out = append(out, plan.InFlight{Volume: h.Volume, From: h.From.ID, To: h.To.ID, Step: first})
 	}
 	return out
 }
 
 // advanceHandovers takes the next step of each handover in flight, and
 // returns why the rollout must halt when one was rolled back.
-func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []InFlight, d Decision, live []provisioner.Server, now time.Time) (halt string, err error) {
-	servers := map[string]Classified{}
+func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []plan.InFlight, d plan.Decision, live []provisioner.Server, now time.Time) (halt string, err error) {
+	servers := map[string]plan.Classified{}
 	for _, c := range d.Servers {
 		servers[c.ID] = c
 	}
@@ -195,7 +183,7 @@ func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []InFli
 
 // advance takes one step of a handover; it acts only on what the cloud
 // shows now, so taking it twice does no harm.
-func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[string]Classified, listed map[string]provisioner.Server, now time.Time) (halt string, err error) {
+func (r *GroupReconciler) advance(ctx context.Context, h plan.InFlight, servers map[string]plan.Classified, listed map[string]provisioner.Server, now time.Time) (halt string, err error) {
 	vc := r.cloud.Volumes
 	v, err := vc.Volume(ctx, h.Volume)
 	if err != nil {
@@ -203,13 +191,13 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 	}
 	from, fromOK := servers[h.From]
 	to, toOK := servers[h.To]
-	at, _ := time.Parse(time.RFC3339Nano, v.Metadata[PropHandoverAt])
+	at, _ := parseTime(v.Metadata[PropHandoverAt])
 	at = r.handoverClock(h, at, now)
 	late := r.group.Rollout.ProgressDeadline.D() > 0 && now.Sub(at) > r.group.Rollout.ProgressDeadline.D()
 	record := func(step, why string) error {
-		md := map[string]string{PropHandoverStep: step, PropHandoverAt: now.UTC().Format(time.RFC3339Nano)}
+		md := map[string]string{PropHandoverStep: step, PropHandoverAt: formatTime(now)}
 		if why != "" {
-			md[PropHandoverWhy] = truncate(why, 255)
+			md[PropHandoverWhy] = truncate(why, maxValue)
 		}
 		return vc.SetVolumeMetadata(ctx, h.Volume, md)
 	}
@@ -238,7 +226,7 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 			}
 			return "", nil // the new server is not up yet
 		}
-		if r.traffic != nil && from.Traffic != TrafficNone {
+		if r.traffic != nil && from.Traffic != plan.TrafficNone {
 			if err := r.traffic.remove(ctx, from); err != nil {
 				return "", err
 			}
@@ -284,9 +272,6 @@ func (r *GroupReconciler) advance(ctx context.Context, h InFlight, servers map[s
 		case on == h.To && v.Status == provisioner.VolumeInUse:
 			// Its check passed without the data; it must pass again with it.
 			r.mu.Lock()
-			if r.gated == nil {
-				r.gated = map[string]time.Time{}
-			}
 			r.gated[h.To] = now
 			r.mu.Unlock()
 			return "", record(stepGate, "")
@@ -351,12 +336,9 @@ type stepSeen struct {
 // another replica's) gives the step its whole deadline from its first
 // look — the attach it is about to send has not had any time yet — rather
 // than rolling back what it has not watched.
-func (r *GroupReconciler) handoverClock(h InFlight, recorded, now time.Time) time.Time {
+func (r *GroupReconciler) handoverClock(h plan.InFlight, recorded, now time.Time) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stepSeen == nil {
-		r.stepSeen = map[string]stepSeen{}
-	}
 	seen, ok := r.stepSeen[h.Volume]
 	if !ok || seen.step != h.Step {
 		seen = stepSeen{step: h.Step, at: now}
@@ -370,11 +352,11 @@ func (r *GroupReconciler) handoverClock(h InFlight, recorded, now time.Time) tim
 
 // forgetSteps drops what handoverClock remembers of volumes no longer in
 // a handover.
-func (r *GroupReconciler) forgetSteps(inflight []InFlight) {
+func (r *GroupReconciler) forgetSteps(inflight []plan.InFlight) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for vol := range r.stepSeen {
-		if !slices.ContainsFunc(inflight, func(h InFlight) bool { return h.Volume == vol }) {
+		if !slices.ContainsFunc(inflight, func(h plan.InFlight) bool { return h.Volume == vol }) {
 			delete(r.stepSeen, vol)
 		}
 	}

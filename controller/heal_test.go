@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -59,11 +60,11 @@ func TestAutoHealStopsWhenTooManyAreSick(t *testing.T) {
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var last controller.Decision
-	_ = r.Run(ctx, func(d controller.Decision, err error) bool {
+	var last plan.Decision
+	_ = r.Run(ctx, controller.Loop{After: func(d plan.Decision, err error) (time.Duration, bool) {
 		last = d
-		return d.Status.Unhealthy == 6
-	})
+		return 50 * time.Millisecond, d.Status.Unhealthy == 6
+	}})
 	if !last.Status.HealBlocked {
 		t.Fatalf("6 of 10 unhealthy: status %+v, want heal blocked", last.Status)
 	}

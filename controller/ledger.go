@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -19,11 +20,12 @@ type Pair struct {
 	At time.Duration
 }
 
-// ledger pairs old servers with their replacements for reports. Surge-first
-// rollouts make a new server ready before an old one goes; in-place ones
-// delete first; either way the n-th old server to go is paired with the
-// n-th new server to be ready. Nothing in the controller reads it back to
-// decide anything.
+// ledger pairs old servers with their replacements, for reports only.
+// Surge-first rollouts make a new server ready before an old one goes;
+// in-place ones delete first; either way the n-th old server to go is
+// paired with the n-th new server to be ready that is still current. A
+// server is never paired with itself, and a ready server that became old
+// (a second image, a heal) replaces nothing.
 type ledger struct {
 	mu        sync.Mutex
 	started   time.Time
@@ -35,8 +37,8 @@ type ledger struct {
 }
 
 type newServer struct {
-	name, image string
-	readyIn     time.Duration
+	id, name, image string
+	readyIn         time.Duration
 }
 
 func newLedger(started time.Time) *ledger {
@@ -49,17 +51,22 @@ func (l *ledger) createdServer(id string, at time.Time) {
 	l.mu.Unlock()
 }
 
-// becameReady records a new server passing its health gate for the first
+// becameReady records a server passing its health gate for the first
 // time; it returns false when it had already, and the name of the old
-// server it completes the replacement of, if any.
-func (l *ledger) becameReady(id, name, image string, at time.Time) (first bool, replaces string) {
+// server it completes the replacement of, if any. Only a server that
+// became ready during a rollout (queue) replaces one: at rest, the servers
+// of a converged group replace nothing.
+func (l *ledger) becameReady(id, name, image string, at time.Time, queue bool) (first bool, replaces string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.ready[id] {
 		return false, ""
 	}
 	l.ready[id] = true
-	n := newServer{name: name, image: image}
+	if !queue {
+		return true, ""
+	}
+	n := newServer{id: id, name: name, image: image}
 	if c, ok := l.created[id]; ok {
 		n.readyIn = at.Sub(c)
 	}
@@ -74,12 +81,21 @@ func (l *ledger) becameReady(id, name, image string, at time.Time) (first bool, 
 	return true, ""
 }
 
-// deleted records an old server's delete and returns the new server that
-// replaces it, if one is already ready.
-func (l *ledger) deleted(name, image string, at time.Time) (replacedBy string) {
+// stillCurrent forgets the ready servers waiting for an old one that are
+// no longer current: they replace nothing now.
+func (l *ledger) stillCurrent(current map[string]bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.freshNew = slices.DeleteFunc(l.freshNew, func(n newServer) bool { return !current[n.id] })
+}
+
+// deleted records an old server's delete (or drain) and returns the new
+// server that replaces it, if one is already ready.
+func (l *ledger) deleted(id, name, image string, at time.Time) (replacedBy string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p := Pair{Old: name, OldImage: image, At: at.Sub(l.started)}
+	l.freshNew = slices.DeleteFunc(l.freshNew, func(n newServer) bool { return n.id == id })
 	if len(l.freshNew) > 0 {
 		n := l.freshNew[0]
 		l.freshNew = l.freshNew[1:]

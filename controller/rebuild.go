@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/controller/config"
-	"github.com/phoenix-ops/phoenix/healthcheck"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -19,8 +18,8 @@ import (
 type GroupResult struct {
 	Summary
 	Converged bool
-	// Err says why the group did not converge: stuck (ErrStuck), the
-	// deadline, or the last error seen.
+	// Err says why the group did not converge: stuck (ErrStuck), paused
+	// (ErrPaused), the deadline, or the last error seen.
 	Err error
 }
 
@@ -48,25 +47,25 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 	r := NewGroupReconciler(g, cloud, sink, log, opts)
 	defer r.Close()
 	var stuck error
-	err := r.Run(ctx, func(d Decision, err error) bool {
+	err := r.Run(ctx, Loop{After: func(d plan.Decision, err error) (time.Duration, bool) {
 		if err == nil && d.Status.Converged {
-			return true
+			return 0, true
 		}
 		if err == nil && d.Status.Paused {
 			stuck = fmt.Errorf("%w: the canary of group %s served its bake; the rest of the rollout waits for `phoenix resume --group %s`", ErrPaused, g.Name, g.Name)
-			return true
+			return 0, true
 		}
 		// A stuck group still waits for its new servers to settle, so
 		// that failed ones are deleted before the run ends, and for its
-		// data volumes to finish moving or come back.
-		// A halted group of strategy rebuild keeps a server whose rebuild
-		// failed (it is one of the group's, with the addresses the
-		// operator relies on): nothing more will happen to it.
+		// data volumes to finish moving or come back. A halted group of
+		// strategy rebuild keeps a server whose rebuild failed (it is one
+		// of the group's, with the addresses the operator relies on):
+		// nothing more will happen to it.
 		stuck = r.Stuck()
 		failedSettled := d.Status.Failed == 0 || d.Status.Halted && len(d.Deletes) == 0 && len(d.Reimages) == 0
 		settled := d.Status.Booting == 0 && failedSettled && d.Status.Deleting == 0 && d.Status.Draining == 0 && d.Status.Handovers == 0
-		return stuck != nil && settled
-	})
+		return opts.PollInterval, stuck != nil && settled
+	}})
 	res := GroupResult{Summary: r.Summary()}
 	switch {
 	case stuck != nil:
@@ -87,79 +86,41 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 }
 
 // Preview classifies a group's servers against its desired state without
-// acting: what `phoenix plan` shows. Each ACTIVE server is probed once with
-// the group's health check — a snapshot, not the thresholds a rollout
-// waits for — so a server that is failing right now shows as unhealthy.
-func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts Options) (provisioner.Image, Decision, error) {
-	opts.defaults()
-	cloud = cloud.Complete()
-	servers, err := cloud.Servers.ListServers(ctx, GroupTag(g.Name))
+// acting: what `phoenix plan` shows. It observes the group as a reconcile
+// does (reading only), and probes each ACTIVE server once with the group's
+// health check — a snapshot, not the thresholds a rollout waits for — so
+// a server that is failing right now shows as unhealthy.
+func Preview(ctx context.Context, cloud provisioner.Cloud, g config.Group, opts Options) (provisioner.Image, plan.Decision, error) {
+	r := NewGroupReconciler(g, cloud, nil, nil, opts)
+	defer r.Close()
+	w, err := r.observe(ctx, lookToPreview)
 	if err != nil {
-		return provisioner.Image{}, Decision{}, err
+		return w.image, plan.Decision{}, err
 	}
-	img, err := cloud.Images.ResolveImage(ctx, selector(g.Image))
-	if err != nil {
-		return provisioner.Image{}, Decision{}, fmt.Errorf("resolve the image of group %s: %w", g.Name, err)
-	}
-	r := &GroupReconciler{group: g, revision: Revision(g), opts: opts}
-	var live []provisioner.Server
-	for _, s := range servers {
-		if !s.Gone() {
-			live = append(live, s)
-		}
-	}
-	in := probeOnce(ctx, g, live, opts.Now())
-	tr, err := newTraffic(g, cloud, zap.NewNop())
-	if err != nil {
-		return img, Decision{}, err
-	}
-	if tr != nil {
-		states, err := tr.observe(ctx, live)
-		if err != nil {
-			return img, Decision{}, fmt.Errorf("group %s: read %s: %w", g.Name, tr, err)
-		}
-		for i := range in {
-			in[i].Traffic = states[in[i].ID]
-		}
-	}
-	t := r.target(img)
-	if g.Stateful != nil {
-		// Read only: the marks a reconcile makes at first contact are not
-		// made here.
-		vols, err := cloud.Volumes.VolumesWith(ctx, map[string]string{PropGroup: g.Name})
-		if err != nil {
-			return img, Decision{}, fmt.Errorf("list the data volumes of group %s: %w", g.Name, err)
-		}
-		held, inflight, free := statefulView(vols)
-		t.Stateful, t.InFlight, t.FreeVolumes = true, inflight, free
-		for i := range in {
-			in[i].StatefulVolumes = held[in[i].ID]
-		}
-	}
-	key := haltKey(img.ID, t.Revision)
-	for _, s := range live {
-		if s.Metadata[MetaHalted] == key {
-			t.Halted = cmp.Or(s.Metadata[MetaHaltReason], "halted")
-		}
-		t.CanaryPromoted = t.CanaryPromoted || s.Metadata[MetaCanaryPassed] == key
-	}
-	return img, Plan(t, in, opts.Now()), nil
+	now := r.opts.Now()
+	t := r.target(w, now)
+	return w.image, plan.Plan(t, r.probeOnce(ctx, w, t, now), now), nil
 }
 
-// probeOnce turns servers into plan input with one health probe each.
-func probeOnce(ctx context.Context, g config.Group, servers []provisioner.Server, now time.Time) []Server {
+// probeOnce turns the observed servers into plan input with one health
+// probe each. A stopped server counts as sick for long enough to be
+// healed: the preview shows what a reconcile would come to.
+func (r *GroupReconciler) probeOnce(ctx context.Context, w world, t plan.Target, now time.Time) []plan.Server {
+	g := r.group
 	prober := healthProber(g.Health)
-	in := make([]Server, len(servers))
+	in := make([]plan.Server, len(w.servers))
 	var wg sync.WaitGroup
-	for i, s := range servers {
+	for i, s := range w.servers {
 		in[i] = planServer(s)
+		in[i].Traffic, in[i].StatefulVolumes = w.traffic[s.ID], w.held[s.ID]
+		in[i].UnhealthySince = now.Add(-t.HealAfter)
 		if s.Status != provisioner.StatusActive {
 			continue
 		}
 		addr := address(s, g.Networks)
 		if prober == nil || addr == "" {
 			if prober == nil {
-				in[i].Health, in[i].HealthySince = healthcheck.Healthy, s.LaunchedAt
+				in[i].Health, in[i].HealthySince = plan.Healthy, s.LaunchedAt
 			}
 			continue
 		}
@@ -169,12 +130,12 @@ func probeOnce(ctx context.Context, g config.Group, servers []provisioner.Server
 			pctx, cancel := context.WithTimeout(ctx, max(g.Health.Timeout.D(), 100*time.Millisecond))
 			defer cancel()
 			if err := prober.Probe(pctx, addr); err != nil {
-				in[i].Health, in[i].HealthError = healthcheck.Unhealthy, err.Error()
+				in[i].Health, in[i].HealthError = plan.Unhealthy, err.Error()
 				return
 			}
 			// Counted as healthy since long enough to pass min_ready: the
 			// preview shows the state now, not a rollout's patience.
-			in[i].Health, in[i].HealthySince = healthcheck.Healthy, now.Add(-g.Rollout.MinReady.D())
+			in[i].Health, in[i].HealthySince = plan.Healthy, now.Add(-g.Rollout.MinReady.D())
 		}()
 	}
 	wg.Wait()

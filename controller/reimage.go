@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -27,7 +28,7 @@ import (
 // boot that may fail, not a server that served).
 
 // reimageServers records each rebuild, then asks Nova for it.
-func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage, live []provisioner.Server, img provisioner.Image, now time.Time) error {
+func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []plan.Reimage, live []provisioner.Server, img provisioner.Image, now time.Time) error {
 	if len(reimages) == 0 {
 		return nil
 	}
@@ -35,7 +36,7 @@ func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage
 	for _, s := range live {
 		metadata[s.ID] = s.Metadata
 	}
-	return parallel(reimages, r.opts.Parallelism, func(b Reimage) error {
+	return parallel(reimages, r.opts.Parallelism, func(b plan.Reimage) error {
 		// inRequest, when set, replaces the server's metadata with the
 		// rebuild itself.
 		var inRequest map[string]string
@@ -44,14 +45,14 @@ func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []Reimage
 		// patch — asks for another) is recorded anew: its created-at must
 		// say it is a fresh boot, or a force that predates the record
 		// picks the same server again, round after round.
-		if !b.Resume || acceptsMetadata(b.Server.Server) || b.Server.Status == provisioner.StatusError {
+		if !b.Resume || acceptsMetadata(b.Server.Status, b.Server.TaskState) || b.Server.Status == provisioner.StatusError {
 			md := map[string]string{
-				MetaPhase:     PhaseRebuilding,
-				MetaPhaseAt:   now.UTC().Format(time.RFC3339Nano),
-				MetaReason:    truncate(b.Reason, 255),
-				MetaCreatedAt: now.UTC().Format(time.RFC3339Nano),
+				MetaPhase:     plan.PhaseRebuilding,
+				MetaPhaseAt:   formatTime(now),
+				MetaReason:    truncate(b.Reason, maxValue),
+				MetaCreatedAt: formatTime(now),
 				MetaImage:     img.ID,
-				MetaRollout:   r.rollout(),
+				MetaRollout:   r.Rollout(),
 				MetaReadyAt:   "",
 				MetaRebuild:   "",
 				MetaDrainThen: "",

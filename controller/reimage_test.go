@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -123,7 +124,7 @@ func TestPatchDuringRebuildInPlaceConverges(t *testing.T) {
 		}
 		return false
 	})
-	r.Force(controller.Force{Before: time.Now(), Reason: "security patch CVE-test"})
+	r.Force(plan.Force{Before: time.Now(), Reason: "security patch CVE-test"})
 	waitUntil(t, 30*time.Second, "the group to converge after the patch", func() bool {
 		d, err := r.Reconcile(ctx)
 		return err == nil && d.Status.Converged

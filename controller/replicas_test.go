@@ -14,10 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/coordination"
 	"github.com/phoenix-ops/phoenix/controller/coordination/etcdtest"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
@@ -28,7 +28,7 @@ import (
 // simulator, whose requests carry its id in their User-Agent.
 type replica struct {
 	id  string
-	d   *controller.Daemon
+	d   *daemon.Daemon
 	reg *prometheus.Registry
 	// stop ends the daemon and gives its groups up (as a clean stop
 	// does); the cleanup calls it again harmlessly.
@@ -53,8 +53,8 @@ func startReplica(t *testing.T, env *simtest.Env, etcd []string, id, yaml string
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	m := controller.NewMetrics(reg)
-	d := controller.NewDaemon(cloud.Services(), cfg, controller.DaemonOptions{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond,
+	m := daemon.NewMetrics(reg)
+	d := daemon.New(cloud.Services(), cfg, daemon.Options{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond,
 		Reconciler: fastOptions(), Coordinator: rep})
 	m.Watch(d)
 	runCtx, stop := context.WithCancel(context.Background())

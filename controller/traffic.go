@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -22,16 +23,16 @@ import (
 type traffic interface {
 	// observe reads where each live server stands (by server ID). It
 	// changes nothing, so that `phoenix plan` can use it.
-	observe(ctx context.Context, servers []provisioner.Server) (map[string]TrafficState, error)
+	observe(ctx context.Context, servers []provisioner.Server) (map[string]plan.TrafficState, error)
 	// cleanup removes what a crash left behind, as last observed: a member
 	// Phoenix made whose server no longer exists.
 	cleanup(ctx context.Context) error
 	// add makes a server serve.
-	add(ctx context.Context, s Classified) error
+	add(ctx context.Context, s plan.Classified) error
 	// drain stops new requests to a server; the ones it has finish.
-	drain(ctx context.Context, s Classified) error
+	drain(ctx context.Context, s plan.Classified) error
 	// remove takes the server out for good, before its delete.
-	remove(ctx context.Context, s Classified) error
+	remove(ctx context.Context, s plan.Classified) error
 	// String names the traffic for messages: "pool web-pool".
 	String() string
 }
@@ -52,15 +53,6 @@ func newTraffic(g config.Group, cloud provisioner.Cloud, log *zap.Logger) (traff
 		return &floatingTraffic{cfg: *g.Traffic.FloatingIP, fips: cloud.FloatingIPs, group: g.Name, log: log}, nil
 	}
 	return nil, nil
-}
-
-// stuckIfMissing marks a name the cloud does not know (a pool, a subnet,
-// a floating IP) as needing a human.
-func stuckIfMissing(err error) error {
-	if errors.Is(err, provisioner.ErrNotFound) {
-		return fmt.Errorf("%w: %w", ErrStuck, err)
-	}
-	return err
 }
 
 // poolTraffic keeps the group's serving servers as members of one Octavia
@@ -93,7 +85,7 @@ func (p *poolTraffic) endpoint(s provisioner.Server) string {
 	return net.JoinHostPort(addr, strconv.Itoa(p.cfg.ProtocolPort))
 }
 
-func (p *poolTraffic) observe(ctx context.Context, servers []provisioner.Server) (map[string]TrafficState, error) {
+func (p *poolTraffic) observe(ctx context.Context, servers []provisioner.Server) (map[string]plan.TrafficState, error) {
 	p.mu.Lock()
 	resolved := p.resolved
 	p.mu.Unlock()
@@ -126,7 +118,7 @@ func (p *poolTraffic) observe(ctx context.Context, servers []provisioner.Server)
 	for _, m := range list {
 		byEndpoint[net.JoinHostPort(m.Address, strconv.Itoa(m.ProtocolPort))] = m
 	}
-	states := make(map[string]TrafficState, len(servers))
+	states := make(map[string]plan.TrafficState, len(servers))
 	members := make(map[string]provisioner.Member, len(servers))
 	addresses := make(map[string]string, len(servers))
 	used := map[string]bool{}
@@ -135,7 +127,7 @@ func (p *poolTraffic) observe(ctx context.Context, servers []provisioner.Server)
 		ep := p.endpoint(s)
 		m, ok := byEndpoint[ep]
 		if ep == "" || !ok {
-			states[s.ID] = TrafficNone
+			states[s.ID] = plan.TrafficNone
 			continue
 		}
 		used[ep] = true
@@ -170,16 +162,16 @@ func (p *poolTraffic) cleanup(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func memberState(m provisioner.Member, pool provisioner.Pool) TrafficState {
+func memberState(m provisioner.Member, pool provisioner.Pool) plan.TrafficState {
 	switch {
 	case m.ProvisioningStatus == provisioner.LBError:
-		return TrafficBroken
+		return plan.TrafficBroken
 	case m.Weight == 0:
-		return TrafficDrained
+		return plan.TrafficDrained
 	case m.Serving(pool):
-		return TrafficServing
+		return plan.TrafficServing
 	}
-	return TrafficPending
+	return plan.TrafficPending
 }
 
 func (p *poolTraffic) member(id string) (provisioner.Pool, provisioner.Member, bool) {
@@ -189,7 +181,7 @@ func (p *poolTraffic) member(id string) (provisioner.Pool, provisioner.Member, b
 	return p.pool, m, ok
 }
 
-func (p *poolTraffic) add(ctx context.Context, s Classified) error {
+func (p *poolTraffic) add(ctx context.Context, s plan.Classified) error {
 	pool, m, ok := p.member(s.ID)
 	if ok && !slices.Contains(m.Tags, p.tag) {
 		return nil // someone else's member for this address: not Phoenix's to change
@@ -218,7 +210,7 @@ func (p *poolTraffic) add(ctx context.Context, s Classified) error {
 	return err
 }
 
-func (p *poolTraffic) drain(ctx context.Context, s Classified) error {
+func (p *poolTraffic) drain(ctx context.Context, s plan.Classified) error {
 	pool, m, ok := p.member(s.ID)
 	if !ok || m.Weight == 0 || !slices.Contains(m.Tags, p.tag) {
 		return nil
@@ -226,7 +218,7 @@ func (p *poolTraffic) drain(ctx context.Context, s Classified) error {
 	return p.lb.SetMemberWeight(ctx, pool, m.ID, 0)
 }
 
-func (p *poolTraffic) remove(ctx context.Context, s Classified) error {
+func (p *poolTraffic) remove(ctx context.Context, s plan.Classified) error {
 	pool, m, ok := p.member(s.ID)
 	if !ok || !slices.Contains(m.Tags, p.tag) {
 		return nil
@@ -258,7 +250,7 @@ func (f *floatingTraffic) String() string {
 // that it finds it again after a restart.
 func (f *floatingTraffic) description() string { return "phoenix:group:" + f.group }
 
-func (f *floatingTraffic) observe(ctx context.Context, servers []provisioner.Server) (map[string]TrafficState, error) {
+func (f *floatingTraffic) observe(ctx context.Context, servers []provisioner.Server) (map[string]plan.TrafficState, error) {
 	var (
 		fip provisioner.FloatingIP
 		err error
@@ -277,17 +269,17 @@ func (f *floatingTraffic) observe(ctx context.Context, servers []provisioner.Ser
 	f.mu.Lock()
 	f.fip = fip
 	f.mu.Unlock()
-	states := make(map[string]TrafficState, len(servers))
+	states := make(map[string]plan.TrafficState, len(servers))
 	for _, s := range servers {
-		states[s.ID] = TrafficNone
+		states[s.ID] = plan.TrafficNone
 		if fip.FixedIP != "" && slices.Contains(s.Addresses[f.cfg.Network], fip.FixedIP) {
-			states[s.ID] = TrafficServing
+			states[s.ID] = plan.TrafficServing
 		}
 	}
 	return states, nil
 }
 
-func (f *floatingTraffic) add(ctx context.Context, s Classified) error {
+func (f *floatingTraffic) add(ctx context.Context, s plan.Classified) error {
 	port, err := f.fips.ServerPort(ctx, s.ID, f.cfg.Network)
 	if err != nil {
 		return fmt.Errorf("find the port of server %s on %s: %w", s.Name, f.cfg.Network, err)
@@ -306,8 +298,8 @@ func (f *floatingTraffic) cleanup(context.Context) error { return nil }
 
 // drain has nothing to do: the address left the server when it moved to
 // the replacement.
-func (f *floatingTraffic) drain(context.Context, Classified) error { return nil }
+func (f *floatingTraffic) drain(context.Context, plan.Classified) error { return nil }
 
 // remove has nothing to do either: Neutron releases the address from a
 // deleted server's port by itself.
-func (f *floatingTraffic) remove(context.Context, Classified) error { return nil }
+func (f *floatingTraffic) remove(context.Context, plan.Classified) error { return nil }

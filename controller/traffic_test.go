@@ -17,6 +17,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -269,7 +270,7 @@ func TestDrainResumesAfterRestart(t *testing.T) {
 			var victim sim.Server
 			waitUntil(t, 20*time.Second, "a drain to be recorded", func() bool {
 				for _, s := range env.Sim.Servers() {
-					if s.Metadata[controller.MetaPhase] == controller.PhaseDraining {
+					if s.Metadata[controller.MetaPhase] == plan.PhaseDraining {
 						victim = s
 						return true
 					}

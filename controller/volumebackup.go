@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -29,13 +30,6 @@ import (
 // retention lists only snapshots with the group's metadata, so no other
 // snapshot is ever touched.
 
-// Metadata keys of the volume snapshots Phoenix takes, and the kind of
-// one taken on the backup.every schedule.
-const (
-	PropVolume    = "phoenix_volume"
-	KindScheduled = "scheduled"
-)
-
 // Cinder's snapshot statuses that Phoenix acts on.
 const (
 	snapAvailable = provisioner.VolumeAvailable
@@ -45,16 +39,16 @@ const (
 // needsVolumeSnapshots says whether a server's delete waits for snapshots
 // of its volumes: with volume backups on, any server with volumes that
 // may hold data — not a new one that failed before it ever served.
-func (r *GroupReconciler) needsVolumeSnapshots(c Classified) bool {
+func (r *GroupReconciler) needsVolumeSnapshots(c plan.Classified) bool {
 	if r.group.Backup.Volumes != config.VolumesSnapshot || len(c.Volumes) == 0 {
 		return false
 	}
-	return c.Kind != KindFailed || c.WasReady || c.Compromised != ""
+	return c.Kind != plan.KindFailed || c.Served() || c.Compromised != ""
 }
 
 // volumesFirst makes sure every volume attached to the server has an
 // available pre-delete snapshot, and says whether the server may go now.
-func (r *GroupReconciler) volumesFirst(ctx context.Context, c Classified, now time.Time) (bool, error) {
+func (r *GroupReconciler) volumesFirst(ctx context.Context, c plan.Classified, now time.Time) (bool, error) {
 	ready := true
 	for _, vol := range c.Volumes {
 		ok, err := r.volumeSnapshotted(ctx, c, vol, KindPreDelete, now)
@@ -69,7 +63,7 @@ func (r *GroupReconciler) volumesFirst(ctx context.Context, c Classified, now ti
 // volumeSnapshotted finds the snapshot of one volume of the server taken
 // before a delete or a handover (kind), takes it when there is none (or
 // only failed ones), and says whether it is available.
-func (r *GroupReconciler) volumeSnapshotted(ctx context.Context, c Classified, vol, kind string, now time.Time) (bool, error) {
+func (r *GroupReconciler) volumeSnapshotted(ctx context.Context, c plan.Classified, vol, kind string, now time.Time) (bool, error) {
 	snaps, err := r.cloud.Volumes.VolumeSnapshotsWith(ctx, map[string]string{PropServer: c.ID, PropVolume: vol, PropKind: kind})
 	if err != nil {
 		return false, fmt.Errorf("look for the snapshot of volume %s of server %s: %w", vol, c.Name, err)
@@ -101,13 +95,13 @@ func (r *GroupReconciler) volumeSnapshotted(ctx context.Context, c Classified, v
 
 func (r *GroupReconciler) snapshotMetadata(server, vol, kind string, now time.Time) map[string]string {
 	return map[string]string{PropGroup: r.group.Name, PropServer: server, PropVolume: vol, PropKind: kind,
-		PropTakenAt: now.UTC().Format(time.RFC3339)}
+		PropTakenAt: formatTime(now)}
 }
 
 // scheduleVolumeSnapshots takes, with backup.every, a snapshot of each
 // volume of the group's serving servers whose newest snapshot is older
 // than that. It does not wait for them.
-func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers []Classified, now time.Time) error {
+func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers []plan.Classified, now time.Time) error {
 	every := r.group.Backup.Every.D()
 	if every <= 0 || r.group.Backup.Volumes != config.VolumesSnapshot {
 		return nil
@@ -121,9 +115,9 @@ func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers [
 	if !due {
 		return nil // at most one look a minute: it lists the group's snapshots
 	}
-	var todo []Classified
+	var todo []plan.Classified
 	for _, c := range servers {
-		if len(c.Volumes) > 0 && (c.Kind == KindCurrent || c.Kind == KindOld) && c.Status == provisioner.StatusActive {
+		if len(c.Volumes) > 0 && (c.Kind == plan.KindCurrent || c.Kind == plan.KindOld) && c.Status == provisioner.StatusActive {
 			todo = append(todo, c)
 		}
 	}
@@ -139,8 +133,8 @@ func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers [
 	newest := map[string]time.Time{}
 	for _, s := range snaps {
 		vol := s.Metadata[PropVolume]
-		taken, err := time.Parse(time.RFC3339, s.Metadata[PropTakenAt])
-		if err != nil {
+		taken, ok := parseTime(s.Metadata[PropTakenAt])
+		if !ok {
 			taken = s.Created
 		}
 		if s.Status != provisioner.VolumeError && taken.After(newest[vol]) {
@@ -170,9 +164,9 @@ func (r *GroupReconciler) scheduleVolumeSnapshots(ctx context.Context, servers [
 }
 
 // retainVolumes applies backup.keep and backup.max_age to each volume's
-// snapshots that carry the group's metadata: the newest available ones
-// are kept, the newest always. Snapshots still being made, and any
-// snapshot without the group's metadata, are never touched.
+// snapshots that carry the group's metadata (plan.Retain chooses).
+// Snapshots still being made, and any snapshot without the group's
+// metadata, are never touched.
 func (r *GroupReconciler) retainVolumes(ctx context.Context, now time.Time) error {
 	b := r.group.Backup
 	if b.Keep == 0 && b.MaxAge == 0 {
@@ -182,32 +176,24 @@ func (r *GroupReconciler) retainVolumes(ctx context.Context, now time.Time) erro
 	if err != nil {
 		return fmt.Errorf("list the volume snapshots of group %s: %w", r.group.Name, err)
 	}
-	byVolume := map[string][]provisioner.VolumeSnapshot{}
+	byVolume := map[string][]plan.Snapshot{}
+	names := map[string]string{}
 	for _, s := range snaps {
-		if s.Status == snapAvailable && s.Metadata[PropGroup] == r.group.Name && s.Metadata[PropVolume] != "" {
-			byVolume[s.Metadata[PropVolume]] = append(byVolume[s.Metadata[PropVolume]], s)
+		if vol := s.Metadata[PropVolume]; s.Status == snapAvailable && s.Metadata[PropGroup] == r.group.Name && vol != "" {
+			byVolume[vol] = append(byVolume[vol], plan.Snapshot{ID: s.ID, Created: s.Created})
+			names[s.ID] = s.Name
 		}
 	}
 	var errs []error
 	for _, vol := range slices.Sorted(maps.Keys(byVolume)) {
-		list := byVolume[vol]
-		sort.Slice(list, func(i, j int) bool { return list[i].Created.After(list[j].Created) })
-		for i, s := range list {
-			tooMany := b.Keep > 0 && i >= b.Keep
-			tooOld := b.MaxAge > 0 && i > 0 && now.Sub(s.Created) > b.MaxAge.D()
-			if !tooMany && !tooOld {
+		for _, e := range plan.Retain(byVolume[vol], b.Keep, b.MaxAge.D(), now) {
+			if err := r.cloud.Volumes.DeleteVolumeSnapshot(ctx, e.ID); err != nil {
+				errs = append(errs, fmt.Errorf("delete snapshot %s of volume %s: %w", e.ID, vol, err))
 				continue
 			}
-			if err := r.cloud.Volumes.DeleteVolumeSnapshot(ctx, s.ID); err != nil {
-				errs = append(errs, fmt.Errorf("delete snapshot %s of volume %s: %w", s.ID, vol, err))
-				continue
-			}
-			why := fmt.Sprintf("beyond backup.keep %d for volume %s", b.Keep, vol)
-			if !tooMany {
-				why = fmt.Sprintf("older than backup.max_age %s", b.MaxAge)
-			}
-			r.log.Info("deleted an old volume snapshot", zap.String("snapshot", s.ID), zap.String("volume", vol), zap.String("why", why))
-			r.emit(Event{Type: EventSnapshotDeleted, Name: s.Name, Reason: why, Message: "volume snapshot " + s.ID})
+			why := e.Why + " for volume " + vol
+			r.log.Info("deleted an old volume snapshot", zap.String("snapshot", e.ID), zap.String("volume", vol), zap.String("why", why))
+			r.emit(Event{Type: EventSnapshotDeleted, Name: names[e.ID], Reason: why, Message: "volume snapshot " + e.ID})
 		}
 	}
 	return errors.Join(errs...)

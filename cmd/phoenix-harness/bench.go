@@ -19,6 +19,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/healthcheck"
 	"github.com/phoenix-ops/phoenix/provisioner"
@@ -452,7 +453,7 @@ groups:
 	if err != nil {
 		return err
 	}
-	d := controller.NewDaemon(cloud.Services(), cfg, controller.DaemonOptions{Log: log, PollInterval: 10 * time.Millisecond})
+	d := daemon.New(cloud.Services(), cfg, daemon.Options{Log: log, PollInterval: 10 * time.Millisecond})
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
@@ -129,7 +130,7 @@ groups:
 				present := map[string]bool{}
 				for _, s := range list {
 					present[s.ID] = true
-					if s.Metadata[controller.MetaPhase] == controller.PhaseDeleting {
+					if s.Metadata[controller.MetaPhase] == plan.PhaseDeleting {
 						if at, err := time.Parse(time.RFC3339Nano, s.Metadata[controller.MetaPhaseAt]); err == nil {
 							deleting[s.ID] = at
 						}

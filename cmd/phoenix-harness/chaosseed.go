@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 )
@@ -743,7 +744,7 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 	if err != nil {
 		return err.Error()
 	}
-	byName := map[string]controller.GroupStatus{}
+	byName := map[string]daemon.GroupStatus{}
 	for _, g := range st.Groups {
 		byName[g.Group] = g
 	}
@@ -858,8 +859,8 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 	return ""
 }
 
-func (r *seedRun) status() (controller.DaemonStatus, error) {
-	var st controller.DaemonStatus
+func (r *seedRun) status() (daemon.Status, error) {
+	var st daemon.Status
 	body, err := r.get("/v1/status")
 	if err != nil {
 		return st, err

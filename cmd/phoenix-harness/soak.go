@@ -21,6 +21,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 )
@@ -346,8 +347,8 @@ func soak(ctx context.Context, o soakOptions) ([]soakSample, error) {
 	// none, so a ticker looks too.
 	changed := make(chan struct{}, 1)
 	reg := prometheus.NewRegistry()
-	metrics := controller.NewMetrics(reg)
-	d := controller.NewDaemon(cloud.Services(), cfg, controller.DaemonOptions{
+	metrics := daemon.NewMetrics(reg)
+	d := daemon.New(cloud.Services(), cfg, daemon.Options{
 		Log: o.Log,
 		Sink: controller.EventFunc(func(controller.Event) {
 			select {
@@ -469,7 +470,7 @@ func flapOne(s *sim.Sim, rng *rand.Rand) string {
 // all on image, healthy and none being deleted, and each pool holds
 // exactly the group's servers, ACTIVE and weighted. each runs at every
 // look.
-func waitSoakConverged(ctx context.Context, s *sim.Sim, d *controller.Daemon, groups []config.Group, pools map[string]string,
+func waitSoakConverged(ctx context.Context, s *sim.Sim, d *daemon.Daemon, groups []config.Group, pools map[string]string,
 	image string, timeout time.Duration, changed <-chan struct{}, each func()) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -496,7 +497,7 @@ func waitSoakConverged(ctx context.Context, s *sim.Sim, d *controller.Daemon, gr
 
 // soakState says why the fleet is not yet converged on image ("" when it
 // is), or returns an error when a group halted: it would wait for a human.
-func soakState(s *sim.Sim, d *controller.Daemon, groups []config.Group, pools map[string]string, image string) (string, error) {
+func soakState(s *sim.Sim, d *daemon.Daemon, groups []config.Group, pools map[string]string, image string) (string, error) {
 	st := d.Status()
 	if len(st.Groups) != len(groups) {
 		return "the workers have not started", nil

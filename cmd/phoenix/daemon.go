@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,13 +15,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/coordination"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
@@ -102,7 +101,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := controller.NewMetrics(reg)
+	metrics := daemon.NewMetrics(reg)
 	if f.retry.RequestTimeout <= 0 || f.retry.WaitMin <= 0 || f.retry.WaitMax < f.retry.WaitMin {
 		return usageError(fmt.Errorf("--request-timeout and --retry-wait-min must be above zero and --retry-wait-max at least --retry-wait-min"))
 	}
@@ -156,47 +155,30 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 		log.Info("sharing the groups with other replicas through etcd", zap.Strings("endpoints", opts.Endpoints), zap.String("prefix", opts.Prefix), zap.Duration("lease_ttl", opts.LeaseTTL))
 	}
 
-	notifier := controller.NewNotifier(cfg.Controller.Notify, log)
+	notifier := daemon.NewNotifier(cfg.Controller.Notify, log)
 	defer notifier.Close()
 	progress := newProgress(out, g.output, cfg.Groups)
-	dopts := controller.DaemonOptions{
+	dopts := daemon.Options{
 		Log:          log,
 		Sink:         controller.EventFunc(func(e controller.Event) { progress.Emit(e); notifier.Emit(e) }),
 		Metrics:      metrics,
 		PollInterval: f.poll,
 		StopGrace:    f.grace,
 		Reconciler:   controller.Options{CreateBackoff: f.createBackoff},
+		Now:          clock(),
 	}
 	if replica != nil {
 		dopts.Coordinator = replica
 	}
-	d := controller.NewDaemon(cloud.Services(), cfg, dopts)
+	d := daemon.New(cloud.Services(), cfg, dopts)
 	metrics.Watch(d)
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := d.Ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
+	handler := d.Handler(daemon.HandlerOptions{Metrics: reg, Log: log, Secret: func() []byte {
+		if p := secret.Load(); p != nil {
+			return *p
 		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(d.Status())
-	})
-	mux.Handle("/v1/events", &trigger.Handler{
-		Secret: func() []byte {
-			if p := secret.Load(); p != nil {
-				return *p
-			}
-			return nil
-		},
-		Dispatcher: d,
-		Log:        log,
-	})
+		return nil
+	}})
 
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -206,7 +188,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 	if cfg.Controller.TLSCertFile != "" {
 		scheme = "https"
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	served := make(chan error, 1)
 	go func() {
 		if scheme == "https" {

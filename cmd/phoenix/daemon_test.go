@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
@@ -41,11 +41,11 @@ func daemonConfig(secretFile, notify string, groups ...string) string {
 // noticeBox collects the notices a daemon posts.
 type noticeBox struct {
 	mu      sync.Mutex
-	notices []controller.Notice
+	notices []daemon.Notice
 }
 
 func (b *noticeBox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var n controller.Notice
+	var n daemon.Notice
 	if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -159,9 +159,9 @@ func startDaemonProc(t *testing.T, bin, cfg, clouds string, extra ...string) *da
 	return p
 }
 
-func (p *daemonProc) status(t *testing.T) controller.DaemonStatus {
+func (p *daemonProc) status(t *testing.T) daemon.Status {
 	t.Helper()
-	var st controller.DaemonStatus
+	var st daemon.Status
 	resp, err := http.Get(p.url + "/v1/status")
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func waitFor(t *testing.T, patience time.Duration, what string, cond func() bool
 	}
 }
 
-func convergedOn(st controller.DaemonStatus, groups int, image string) bool {
+func convergedOn(st daemon.Status, groups int, image string) bool {
 	if len(st.Groups) != groups || st.Ready != "ok" {
 		return false
 	}

@@ -175,7 +175,10 @@ func TestEventSendAccepted(t *testing.T) {
 			case time.Since(e.Time) > time.Minute:
 				t.Errorf("time %s, want now", e.Time)
 			}
-			e.Time, tt.want.Time = time.Time{}, time.Time{}
+			if time.Since(e.SignedAt) > time.Minute {
+				t.Errorf("signed at %s, want now", e.SignedAt)
+			}
+			e.Time, tt.want.Time, e.SignedAt = time.Time{}, time.Time{}, time.Time{}
 			if fmt.Sprintf("%+v", e) != fmt.Sprintf("%+v", tt.want) {
 				t.Errorf("dispatched %+v, want %+v", e, tt.want)
 			}

@@ -96,7 +96,7 @@ func TestRebuildWithFullQuotaDeletesNothingAndFails(t *testing.T) {
 	creates := 0
 	for _, r := range env.Sim.Requests() {
 		switch {
-		case r.Method == "DELETE" || strings.HasSuffix(r.Path, "/metadata"):
+		case r.Method == "DELETE":
 			t.Errorf("a full quota led to %s %s", r.Method, r.Path)
 		case r.Method == "POST" && strings.HasSuffix(r.Path, "/servers"):
 			creates++
@@ -107,6 +107,13 @@ func TestRebuildWithFullQuotaDeletesNothingAndFails(t *testing.T) {
 	}
 	if n := len(env.Sim.Servers()); n != 10 {
 		t.Errorf("%d servers after the failed rebuild, want the 10 old ones", n)
+	}
+	// The rollout's record is on the servers; no step toward a delete is.
+	for _, s := range env.Sim.Servers() {
+		if s.Metadata[controller.MetaPhase] != "" || s.Metadata[controller.MetaProgress] == "" {
+			t.Errorf("server %s records phase %q and progress %q: want no phase, and the rollout recorded", s.Name,
+				s.Metadata[controller.MetaPhase], s.Metadata[controller.MetaProgress])
+		}
 	}
 }
 

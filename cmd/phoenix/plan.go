@@ -12,6 +12,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -43,10 +44,10 @@ type groupPlan struct {
 	Revision string            `json:"revision"`
 	Servers  []serverPlan      `json:"servers"`
 	// Replace, Keep and Create count what a rebuild would do now.
-	Replace int               `json:"replace"`
-	Keep    int               `json:"keep"`
-	Create  int               `json:"create"`
-	Status  controller.Status `json:"status"`
+	Replace int         `json:"replace"`
+	Keep    int         `json:"keep"`
+	Create  int         `json:"create"`
+	Status  plan.Status `json:"status"`
 	// ImageStale is the alert while the desired image is older than the
 	// selector's image.max_age.
 	ImageStale string `json:"image_stale,omitempty"`
@@ -116,22 +117,22 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 			sp := serverPlan{ID: c.ID, Name: c.Name, Status: c.Status, Image: c.ImageID, Health: c.Health.String(),
 				HealthError: c.HealthError, Reason: c.Reason}
 			switch {
-			case c.Kind == controller.KindOld && gr.Rollout.Strategy == config.StrategyRebuild && c.Revision == gp.Revision:
+			case c.Kind == plan.KindOld && gr.Rollout.Strategy == config.StrategyRebuild && c.Revision == gp.Revision:
 				sp.Action = "rebuild in place"
 				gp.Replace++
-			case c.Kind == controller.KindCurrent && c.Phase == controller.PhaseRebuilding && !c.Ready:
+			case c.Kind == plan.KindCurrent && c.Phase == plan.PhaseRebuilding && !c.Ready:
 				sp.Action = "rebuilding in place"
 				gp.Keep++
-			case c.Kind == controller.KindOld && len(c.StatefulVolumes) > 0:
+			case c.Kind == plan.KindOld && len(c.StatefulVolumes) > 0:
 				sp.Action = "replace, moving volume " + strings.Join(c.StatefulVolumes, ", ") + " to the replacement"
 				gp.Replace++
-			case c.Kind == controller.KindOld || c.Kind == controller.KindFailed:
+			case c.Kind == plan.KindOld || c.Kind == plan.KindFailed:
 				sp.Action = "replace"
 				gp.Replace++
-			case c.Kind == controller.KindCurrent:
+			case c.Kind == plan.KindCurrent:
 				sp.Action = "keep"
 				gp.Keep++
-			case c.Kind == controller.KindDraining:
+			case c.Kind == plan.KindDraining:
 				sp.Action = "draining"
 			default:
 				sp.Action = "deleting"
@@ -153,7 +154,7 @@ func hasTraffic(g config.Group) bool {
 
 // trafficSteps says, by server ID, which traffic step a rebuild takes for
 // each server next, in the words of the progress output.
-func trafficSteps(g config.Group, d controller.Decision) map[string]string {
+func trafficSteps(g config.Group, d plan.Decision) map[string]string {
 	steps := map[string]string{}
 	if !hasTraffic(g) {
 		return steps
@@ -170,9 +171,9 @@ func trafficSteps(g config.Group, d controller.Decision) map[string]string {
 	}
 	for _, c := range d.Servers {
 		switch {
-		case c.Kind == controller.KindDraining:
+		case c.Kind == plan.KindDraining:
 			steps[c.ID] = "draining until " + c.DrainStart.Add(drain).UTC().Format(time.RFC3339)
-		case c.Kind == controller.KindOld && c.Status == provisioner.StatusActive:
+		case c.Kind == plan.KindOld && c.Status == provisioner.StatusActive:
 			steps[c.ID] = fmt.Sprintf("drain %s once a replacement serves, then delete", drain)
 		}
 	}
@@ -183,7 +184,7 @@ func trafficSteps(g config.Group, d controller.Decision) map[string]string {
 		steps[dr.Server.ID] = "drain now, until " + dr.Until.UTC().Format(time.RFC3339)
 	}
 	for _, de := range d.Deletes {
-		if de.Server.Traffic != controller.TrafficNone && out != "" {
+		if de.Server.Traffic != plan.TrafficNone && out != "" {
 			steps[de.Server.ID] = out + ", then delete"
 		}
 	}

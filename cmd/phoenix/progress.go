@@ -12,6 +12,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 )
 
 // progress renders rollout events as they happen: aligned lines for
@@ -102,7 +103,7 @@ func (p *progress) Emit(e controller.Event) {
 	fmt.Fprintf(p.out, "%7.1fs  %-*s  %-14s %s\n", time.Since(p.started).Seconds(), p.width, e.Group, e.Type, shortIDs(what))
 }
 
-func describeStatus(s *controller.Status) string {
+func describeStatus(s *plan.Status) string {
 	if s == nil {
 		return ""
 	}

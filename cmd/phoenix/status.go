@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
 )
 
 type statusFlags struct {
@@ -56,7 +56,7 @@ func runStatus(ctx context.Context, out io.Writer, g *globalFlags, f *statusFlag
 		_, _ = out.Write(body)
 		return nil
 	}
-	var st controller.DaemonStatus
+	var st daemon.Status
 	if err := json.Unmarshal(body, &st); err != nil {
 		return &exitError{code: exitNotDone, err: fmt.Errorf("the daemon's status: %w", err)}
 	}
@@ -64,7 +64,7 @@ func runStatus(ctx context.Context, out io.Writer, g *globalFlags, f *statusFlag
 	return nil
 }
 
-func printStatus(out io.Writer, st controller.DaemonStatus) {
+func printStatus(out io.Writer, st daemon.Status) {
 	fmt.Fprintf(out, "config %s, loaded %s; ready: %s\n", st.Config.Path, st.Config.LoadedAt.Local().Format(time.RFC3339), st.Ready)
 	if st.Config.Refused != "" {
 		fmt.Fprintf(out, "LAST RELOAD REFUSED (the configuration above runs on):\n  %s\n", strings.ReplaceAll(st.Config.Refused, "\n", "\n  "))

@@ -1,4 +1,4 @@
-package controller
+package daemon
 
 import (
 	"strconv"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/phoenix-ops/phoenix/controller"
 )
 
 // Metrics are what the daemon exposes on /metrics. Counters and
@@ -109,13 +111,13 @@ func (m *Metrics) configLoaded(ok bool, at time.Time) {
 // event counts replacements from the events a reconciler emits: a server
 // is counted once, when it is taken out (its drain, or its delete when it
 // had no drain).
-func (m *Metrics) event(e Event) {
+func (m *Metrics) event(e controller.Event) {
 	if m == nil {
 		return
 	}
 	switch e.Type {
-	case EventDrain:
-	case EventDelete:
+	case controller.EventDrain:
+	case controller.EventDelete:
 		if strings.HasPrefix(e.Reason, "drained: ") || strings.HasPrefix(e.Reason, "resume") {
 			return
 		}
@@ -220,7 +222,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descImageAge, prometheus.GaugeValue, f.Age.Seconds(), name, f.Image.ID)
 			ch <- prometheus.MustNewConstMetric(descImageStale, prometheus.GaugeValue, b2f(f.Stale != ""), name)
 		}
-		st := w.rec.health.Stats()
+		st := w.rec.ProbeStats()
 		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Passes), name, "pass")
 		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Failures), name, "fail")
 	}

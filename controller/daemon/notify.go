@@ -1,4 +1,4 @@
-package controller
+package daemon
 
 import (
 	"bytes"
@@ -12,6 +12,9 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 )
 
 // Notice is what the daemon POSTs to the configured URLs when a rollout
@@ -23,9 +26,9 @@ type Notice struct {
 	Group   string    `json:"group"`
 	// ToImage is the desired image; Reason says why it halted, or the
 	// rollout's summary when it started.
-	ToImage string  `json:"to_image,omitempty"`
-	Reason  string  `json:"reason,omitempty"`
-	Status  *Status `json:"status,omitempty"`
+	ToImage string       `json:"to_image,omitempty"`
+	Reason  string       `json:"reason,omitempty"`
+	Status  *plan.Status `json:"status,omitempty"`
 }
 
 // Notifier sends notices without ever holding up a rollout: Emit only
@@ -59,23 +62,23 @@ func NewNotifier(urls []string, log *zap.Logger) *Notifier {
 	return n
 }
 
-// Emit implements EventSink: rollout starts, convergences and halts
+// Emit implements controller.EventSink: rollout starts, convergences and halts
 // become notices.
-func (n *Notifier) Emit(e Event) {
+func (n *Notifier) Emit(e controller.Event) {
 	if n == nil || len(n.urls) == 0 {
 		return
 	}
 	no := Notice{Time: e.Time, Rollout: e.Rollout, Group: e.Group, ToImage: e.Image, Status: e.Status}
 	switch e.Type {
-	case EventRollout:
+	case controller.EventRollout:
 		no.Kind, no.Reason = "started", e.Message
-	case EventConverged:
+	case controller.EventConverged:
 		no.Kind = "completed"
-	case EventImageStale:
+	case controller.EventImageStale:
 		no.Kind, no.Reason = "image-stale", e.Message
-	case EventImageFresh:
+	case controller.EventImageFresh:
 		no.Kind, no.Reason = "image-fresh", e.Message
-	case EventHalted:
+	case controller.EventHalted:
 		// The message names the image, the revision, the reason and what
 		// to do; the bare reason when there is none.
 		no.Kind, no.Reason = "halted", cmp.Or(e.Message, e.Reason)

@@ -1,4 +1,4 @@
-package controller
+package daemon
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -129,28 +130,28 @@ func (d *Daemon) configuredElsewhere(group string) bool {
 
 // lookupElsewhere finds a server in the groups of other replicas, by
 // listing them (a read: no fence needed).
-func (d *Daemon) lookupElsewhere(ctx context.Context, id string) (Seen, bool, error) {
+func (d *Daemon) lookupElsewhere(ctx context.Context, id string) (controller.Seen, bool, error) {
 	workers := d.snapshot()
 	for _, g := range d.groupNames() {
 		if _, mine := workers[g]; mine {
 			continue
 		}
-		servers, err := d.cloud.Servers.ListServers(ctx, GroupTag(g))
+		servers, err := d.cloud.Servers.ListServers(ctx, controller.GroupTag(g))
 		if err != nil {
-			return Seen{}, false, fmt.Errorf("look for server %s in group %s: %w", id, g, err)
+			return controller.Seen{}, false, fmt.Errorf("look for server %s in group %s: %w", id, g, err)
 		}
 		for _, s := range servers {
 			if s.ID == id {
-				return Seen{ID: s.ID, Name: s.Name, ImageID: s.ImageID, Revision: s.Metadata[MetaRevision]}, true, nil
+				return controller.Seen{ID: s.ID, Name: s.Name, ImageID: s.ImageID, Revision: s.Metadata[controller.MetaRevision]}, true, nil
 			}
 		}
 	}
-	return Seen{}, false, nil
+	return controller.Seen{}, false, nil
 }
 
 // coordinatedStatus lists every configured group with its owner; the
 // groups of other replicas carry only that.
-func (d *Daemon) coordinatedStatus(out DaemonStatus, workers map[string]*worker) DaemonStatus {
+func (d *Daemon) coordinatedStatus(out Status, workers map[string]*worker) Status {
 	c := d.opts.Coordinator
 	rs := &ReplicaStatus{ID: c.ID(), Replicas: c.Replicas(), Owned: keys(workers)}
 	if err := c.Health(); err != nil {

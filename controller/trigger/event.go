@@ -57,10 +57,26 @@ type Event struct {
 	// required for security.patch and instance.compromised.
 	Reason string `json:"reason,omitempty"`
 	// SignedAt is the timestamp the sender signed (its header, to the
-	// second), set by the Handler once the signature holds. A rebuild an
-	// event asks for designates servers created before it, so that a replay
-	// of a captured event designates only servers that predate the event.
+	// second), set by the Handler once the signature holds.
 	SignedAt time.Time `json:"-"`
+}
+
+// At is the moment the event speaks of, as its sender signed it: a rebuild
+// it asks for designates the servers created before then, so that a replay
+// of a captured event designates only servers that predate the original.
+// It is the body's time when that falls within the signed second (Send
+// puts it there), and otherwise the end of that second: a server created
+// within it is taken to predate the event, since letting a twin of a
+// compromised server escape costs more than one rebuild too many. Zero
+// when the event was not signed.
+func (e Event) At() time.Time {
+	switch {
+	case e.SignedAt.IsZero():
+		return time.Time{}
+	case !e.Time.Before(e.SignedAt) && e.Time.Before(e.SignedAt.Add(time.Second)):
+		return e.Time
+	}
+	return e.SignedAt.Add(time.Second)
 }
 
 // ParseError says what is wrong with an event body. Syntax is true for a

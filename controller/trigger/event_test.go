@@ -154,3 +154,22 @@ func sameEvent(a, b Event) bool {
 	}
 	return reflect.DeepEqual(a, b)
 }
+
+func TestEventAt(t *testing.T) {
+	signed := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		e    Event
+		want time.Time
+	}{
+		{"unsigned", Event{Time: signed}, time.Time{}},
+		{"body time within the signed second", Event{SignedAt: signed, Time: signed.Add(250 * time.Millisecond)}, signed.Add(250 * time.Millisecond)},
+		{"no body time: the end of the signed second", Event{SignedAt: signed}, signed.Add(time.Second)},
+		{"body time an hour earlier", Event{SignedAt: signed, Time: signed.Add(-time.Hour)}, signed.Add(time.Second)},
+		{"body time after the signed second", Event{SignedAt: signed, Time: signed.Add(2 * time.Second)}, signed.Add(time.Second)},
+	} {
+		if got := tc.e.At(); !got.Equal(tc.want) {
+			t.Errorf("%s: At = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

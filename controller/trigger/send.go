@@ -16,7 +16,9 @@ import (
 // maxAnswer bounds how much of an answer Send reads.
 const maxAnswer = 64 << 10
 
-// Send marshals e, signs it with secret as of now, POSTs it to url with
+// Send marshals e (its Time set to now when unset, so that the receiver
+// knows the moment to the nanosecond), signs it with secret as of now,
+// POSTs it to url with
 // Content-Type application/json and returns the answer's status and body.
 // err is non-nil only when there is no answer (or e is invalid: it is
 // checked with Parse first, so a bad event never leaves); a refusal is a
@@ -32,6 +34,9 @@ const maxAnswer = 64 << 10
 // retryablehttp.PassthroughErrorHandler; with retryablehttp's default
 // handler, exhausted retries come back as an error.
 func Send(ctx context.Context, client *retryablehttp.Client, url string, secret []byte, e Event, now time.Time) (status int, body string, err error) {
+	if e.Time.IsZero() {
+		e.Time = now
+	}
 	payload, err := json.Marshal(e)
 	if err != nil {
 		return 0, "", fmt.Errorf("event %s: %w", e.ID, err)

@@ -1,0 +1,202 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller/plan"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// act carries out a decision. What the decision asks to record for later
+// rounds (a halt, the rollout's progress) is written first, on every
+// server that can take it; a failed server whose failure could not be
+// recorded is not deleted this round. Then the steps go in parallel where
+// nothing orders them, so a round costs the slowest chain of requests, not
+// their sum: the creates do not wait on the deletes (the plan counted the
+// servers to delete as still there), and the record that new servers
+// served is written while the deletes are recorded — a delete is sent
+// only once that record is written.
+func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec plan.Decision, now time.Time) error {
+	key := rolloutKey(w.image.ID, r.revision)
+	if dec.Halt != "" {
+		r.recordHalt(ctx, w.servers, w.image, dec.Halt, dec)
+	}
+	if dec.RecordProgress && !r.recordProgress(ctx, w.servers, key, dec.Progress) {
+		// A failure counted this round but not recorded is counted again
+		// next round: its server must still be there, as it is.
+		fresh := func(c plan.Classified) bool {
+			return c.Kind == plan.KindFailed && !slices.Contains(t.Progress.Counted, c.Boot()) && slices.Contains(dec.Progress.Counted, c.Boot())
+		}
+		dec.Deletes = slices.DeleteFunc(dec.Deletes, func(x plan.Delete) bool { return fresh(x.Server) })
+		dec.Reimages = slices.DeleteFunc(dec.Reimages, func(x plan.Reimage) bool { return fresh(x.Server) })
+	}
+
+	ready := make(chan struct{})
+	go func() {
+		defer close(ready)
+		r.recordReady(ctx, dec, now)
+	}()
+	var createErr error
+	created := make(chan struct{})
+	go func() {
+		defer close(created)
+		if len(dec.Creates) > 0 {
+			createErr = r.createServers(ctx, dec.Creates, w.image, key, dec.Progress, now)
+		}
+	}()
+	var errs []error
+	if r.traffic != nil {
+		if err := r.traffic.cleanup(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := r.deleteServers(ctx, dec.Deletes, ready, now); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.drainServers(ctx, dec.Drains, now); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.reimageServers(ctx, dec.Reimages, w.servers, w.image, now); err != nil {
+		errs = append(errs, err)
+	}
+	if r.group.Stateful != nil {
+		started := r.startHandovers(ctx, dec.Handovers, now)
+		halt, err := r.advanceHandovers(ctx, append(slices.Clone(w.inflight), started...), dec, w.servers, now)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if halt != "" && t.Halted == "" && dec.Halt == "" {
+			r.recordHalt(ctx, w.servers, w.image, halt, dec)
+		}
+	}
+	if err := r.scheduleVolumeSnapshots(ctx, dec.Servers, now); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.addTraffic(ctx, dec.AddTraffic); err != nil {
+		errs = append(errs, err)
+	}
+	<-ready
+	<-created
+	errs = append(errs, createErr)
+	return errors.Join(errs...)
+}
+
+// recordOnServers writes md on every server of the group that can take
+// it, and reports whether at least one took it.
+func (r *GroupReconciler) recordOnServers(ctx context.Context, servers []provisioner.Server, md map[string]string, what string) bool {
+	var holders []provisioner.Server
+	for _, s := range servers {
+		if holdsRecords(s) {
+			holders = append(holders, s)
+		}
+	}
+	var mu sync.Mutex
+	recorded := false
+	_ = parallel(holders, r.opts.Parallelism, func(s provisioner.Server) error {
+		if err := r.cloud.Servers.SetServerMetadata(ctx, s.ID, md); err != nil {
+			r.log.Warn("could not record on a server", zap.String("record", what), zap.String("server", s.ID), zap.Error(err))
+			return nil
+		}
+		mu.Lock()
+		recorded = true
+		mu.Unlock()
+		return nil
+	})
+	return recorded
+}
+
+// recordProgress writes the rollout's progress record, and keeps it in
+// memory for when no server can hold one. It reports whether the record
+// is safe: written on a server, or there is none to write it on.
+func (r *GroupReconciler) recordProgress(ctx context.Context, servers []provisioner.Server, key string, p plan.Progress) bool {
+	r.mu.Lock()
+	r.progress = keyedProgress{key: key, progress: p}
+	r.mu.Unlock()
+	if !slices.ContainsFunc(servers, holdsRecords) {
+		return true
+	}
+	return r.recordOnServers(ctx, servers, progressMetadata(key, p), "progress")
+}
+
+// recordHalt records the halt on every server that can take it (in
+// memory too, for a group with none), and says so loudly.
+func (r *GroupReconciler) recordHalt(ctx context.Context, servers []provisioner.Server, img provisioner.Image, reason string, dec plan.Decision) {
+	key := rolloutKey(img.ID, r.revision)
+	recorded := r.recordOnServers(ctx, servers, haltMetadata(key, reason), "halt")
+	r.mu.Lock()
+	r.halted = haltState{key: key, reason: reason, recorded: recorded}
+	r.mu.Unlock()
+	serving := 0
+	for _, c := range dec.Servers {
+		if c.Kind == plan.KindOld && c.Available {
+			serving++
+		}
+	}
+	keep := fmt.Sprintf("%d old servers keep serving.", serving)
+	if serving == 0 {
+		keep = "No old server is left serving: the group keeps what serves of the new ones."
+	}
+	what := fmt.Sprintf("rollout of group %s to image %s (%s), revision %s, halted: %s. %s "+
+		"To go on: publish a fixed image (a new image lifts the halt), or fix the cause and run `phoenix resume --group %s`.",
+		r.group.Name, img.Name, img.ID, r.revision, reason, keep, r.group.Name)
+	r.log.Error("rollout halted", zap.String("image", img.ID), zap.String("revision", r.revision), zap.String("reason", reason),
+		zap.Int("old_serving", serving))
+	r.emit(Event{Type: EventHalted, Image: img.ID, Reason: reason, Message: what})
+}
+
+// recordReady writes, once, when each new server first served: a server
+// that served is never mistaken later for a boot that missed its deadline,
+// and a canary's bake runs from it.
+func (r *GroupReconciler) recordReady(ctx context.Context, d plan.Decision, now time.Time) {
+	var todo []plan.Classified
+	for _, c := range d.Servers {
+		// A stateful server serves only with its data volume.
+		serves := c.Ready && (r.group.Stateful == nil || len(c.StatefulVolumes) > 0)
+		if c.Kind == plan.KindCurrent && serves && !c.Served() && !c.Unlisted && acceptsMetadata(c.Status, c.TaskState) {
+			todo = append(todo, c)
+		}
+	}
+	_ = parallel(todo, r.opts.Parallelism, func(c plan.Classified) error {
+		md := map[string]string{MetaReadyAt: formatTime(now)}
+		if c.Phase == plan.PhaseRebuilding {
+			md[MetaPhase], md[MetaPhaseAt], md[MetaReason] = "", "", ""
+		}
+		if err := r.cloud.Servers.SetServerMetadata(ctx, c.ID, md); err != nil {
+			r.log.Debug("could not record that a server is ready", zap.String("server", c.ID), zap.Error(err))
+		}
+		return nil
+	})
+}
+
+// parallel runs fn on every item, at most limit at a time, and joins the
+// errors: one failed request must not hide the others.
+func parallel[T any](items []T, limit int, fn func(T) error) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, max(1, limit))
+	)
+	for _, item := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(item); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,282 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/plan"
+	"github.com/phoenix-ops/phoenix/controller/trigger"
+)
+
+// maxHeld bounds the rebuilds kept per group owned elsewhere.
+const maxHeld = 16
+
+// hold keeps f for a group another replica owns.
+func (d *Daemon) hold(group string, f plan.Force) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := append(d.held[group], f)
+	if len(h) > maxHeld {
+		h = h[len(h)-maxHeld:]
+	}
+	d.held[group] = h
+}
+
+// elsewhereUsing lists the configured groups not run here whose image
+// selector names image (by ID or name).
+func (d *Daemon) elsewhereUsing(workers map[string]*worker, image string) []string {
+	if d.opts.Coordinator == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, g := range d.cfg.Groups {
+		if _, mine := workers[g.Name]; !mine && (g.Image.ID == image || g.Image.Name == image) {
+			out = append(out, g.Name)
+		}
+	}
+	return out
+}
+
+// ErrStarting is what Dispatch returns for an event that arrives before
+// Run has started the groups: not an unknown target, a retry.
+var ErrStarting = errors.New("the daemon is starting: its groups are not running yet")
+
+// Dispatch acts on an accepted event (trigger.Dispatcher). It only queues
+// work and wakes the groups concerned; it returns an error wrapping
+// trigger.ErrUnknownTarget when the event names nothing this daemon
+// manages, so that the sender learns it at once.
+func (d *Daemon) Dispatch(ctx context.Context, e trigger.Event) error {
+	// What an event asks to rebuild was built before it was signed, not
+	// before it arrived: a replay of a captured event, accepted again by
+	// a restarted daemon (the replay memory is in memory), designates
+	// only servers that predate the original.
+	before := e.At()
+	if before.IsZero() {
+		before = d.opts.Now()
+	}
+	d.mu.Lock()
+	running := d.running
+	d.mu.Unlock()
+	if !running {
+		// The listener opens before the groups' workers start: a group
+		// not yet started is not unknown, and an event refused as if it
+		// were would be lost. The sender gets a 503 and sends it again.
+		return ErrStarting
+	}
+	d.opts.Metrics.triggered(e.Type)
+	switch e.Type {
+	case trigger.TypeImagePublished:
+		d.images.invalidate()
+		d.pokeWatch()
+		return nil
+	case trigger.TypeSecurityPatch:
+		return d.securityPatch(ctx, e, before)
+	case trigger.TypeInstanceCompromised:
+		return d.compromised(ctx, e, before)
+	}
+	return fmt.Errorf("event type %q: %w", e.Type, trigger.ErrUnknownTarget)
+}
+
+func (d *Daemon) snapshot() map[string]*worker {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]*worker, len(d.workers))
+	for k, w := range d.workers {
+		out[k] = w
+	}
+	return out
+}
+
+func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, before time.Time) error {
+	workers := d.snapshot()
+	chosen := map[string]*worker{}
+	var held []string
+	for _, name := range e.Groups {
+		w, ok := workers[name]
+		if !ok && d.configuredElsewhere(name) {
+			// Another replica owns it, and acts on the same event sent
+			// to it; this one keeps it in case it takes the group over
+			// (the owner may die before the event reaches it).
+			held = append(held, name)
+			continue
+		}
+		if !ok {
+			return fmt.Errorf("group %q: %w", name, trigger.ErrUnknownTarget)
+		}
+		chosen[name] = w
+	}
+	if e.Image != "" {
+		for name, w := range workers {
+			if d.usesImage(w, e.Image) {
+				chosen[name] = w
+			}
+		}
+		if len(chosen) == 0 && d.opts.Coordinator == nil {
+			// (A replica cannot tell whether the groups of the others use
+			// it.)
+			return fmt.Errorf("no group uses image %q: %w", e.Image, trigger.ErrUnknownTarget)
+		}
+	}
+	// A patch usually comes with a new gold image: look for it now, so
+	// that the rebuild goes to it rather than to the image cached before.
+	d.images.invalidate()
+	d.pokeWatch()
+	reason := fmt.Sprintf("security patch %s (event %s)", e.Reason, e.ID)
+	if e.Image != "" {
+		held = append(held, d.elsewhereUsing(workers, e.Image)...)
+	}
+	for _, name := range held {
+		d.hold(name, plan.Force{Before: before, Reason: reason})
+	}
+	// The marks are written before the event is accepted: a daemon
+	// killed a moment after its 202 must still find the work on the
+	// servers. Until they are all written the sender gets a 503 and sends
+	// again; the running daemon rebuilds the servers meanwhile anyway.
+	var errs []error
+	for _, w := range chosen {
+		f := plan.Force{Before: before, Reason: reason}
+		w.rec.Force(f)
+		if err := w.rec.MarkForRebuild(ctx, f); err != nil {
+			errs = append(errs, err)
+		}
+		w.poke()
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Warn("security patch: not every server could be marked for rebuild; the sender is asked to send the event again", zap.String("event", e.ID), zap.Error(err))
+		return fmt.Errorf("mark servers for rebuild: %w", err)
+	}
+	d.log.Warn("security patch: rebuilding groups", zap.String("event", e.ID), zap.String("reason", e.Reason), zap.Strings("groups", keys(chosen)))
+	return nil
+}
+
+// usesImage says whether a group's desired image, or an image one of its
+// servers runs, is the one named (by ID or name).
+func (d *Daemon) usesImage(w *worker, image string) bool {
+	if img := d.images.cached(controller.Selector(w.group.Image)); img.ID == image || (img.Name != "" && img.Name == image) {
+		return true
+	}
+	if w.group.Image.ID == image || w.group.Image.Name == image {
+		return true
+	}
+	for _, s := range w.rec.Seen() {
+		if s.ImageID == image {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Daemon) compromised(ctx context.Context, e trigger.Event, before time.Time) error {
+	workers := d.snapshot()
+	var (
+		home *worker
+		srv  controller.Seen
+	)
+	for _, w := range workers {
+		for _, s := range w.rec.Seen() {
+			if s.ID == e.Server {
+				home, srv = w, s
+			}
+		}
+	}
+	if home == nil {
+		// Not seen yet (a server created moments ago): ask the cloud.
+		for _, w := range workers {
+			s, ok, err := w.rec.Lookup(ctx, e.Server)
+			if err != nil {
+				return fmt.Errorf("look for server %s in group %s: %w", e.Server, w.group.Name, err)
+			}
+			if ok {
+				home, srv = w, s
+				break
+			}
+		}
+	}
+	if home == nil && d.opts.Coordinator != nil {
+		// The server may be in a group of another replica, which takes
+		// it out; this one rebuilds its own groups' twins of it.
+		s, ok, err := d.lookupElsewhere(ctx, e.Server)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return d.markTwins(ctx, workers, s, e, before)
+		}
+	}
+	if home == nil {
+		return fmt.Errorf("server %s is in no group of this daemon: %w", e.Server, trigger.ErrUnknownTarget)
+	}
+	reason := fmt.Sprintf("%s (event %s)", e.Reason, e.ID)
+	// What the event asks is recorded on the servers before it is
+	// accepted — the compromise on the server, the rebuild on its twins —
+	// so that a daemon killed a moment after its 202 still does it. Until
+	// every record is written the sender gets a 503 and sends again.
+	if err := home.rec.RecordCompromised(ctx, srv.ID, reason); err != nil {
+		return err
+	}
+	d.queue(home, func(ctx context.Context) {
+		if err := home.rec.Quarantine(ctx, srv.ID, reason); err != nil {
+			d.log.Error("could not quarantine the compromised server", zap.String("server", srv.ID), zap.Error(err))
+		}
+	})
+	if err := d.markTwins(ctx, workers, srv, e, before); err != nil {
+		return err
+	}
+	d.log.Warn("compromised server: taking it out and rebuilding everything built like it",
+		zap.String("server", srv.ID), zap.String("group", home.group.Name), zap.String("image", srv.ImageID), zap.String("revision", srv.Revision), zap.String("event", e.ID))
+	return nil
+}
+
+// markTwins asks every group of workers to rebuild the servers built like
+// srv, a compromised server.
+func (d *Daemon) markTwins(ctx context.Context, workers map[string]*worker, srv controller.Seen, e trigger.Event, before time.Time) error {
+	reason := fmt.Sprintf("%s (event %s)", e.Reason, e.ID)
+	twin := plan.Force{Before: before, ImageID: srv.ImageID, Revision: srv.Revision,
+		Reason: fmt.Sprintf("built like compromised server %s (image %s, revision %s): %s", srv.Name, srv.ImageID, srv.Revision, reason)}
+	if d.opts.Coordinator != nil {
+		for _, name := range d.groupNames() {
+			if _, mine := workers[name]; !mine {
+				d.hold(name, twin)
+			}
+		}
+	}
+	var errs []error
+	for _, w := range workers {
+		w.rec.Force(twin)
+		if err := w.rec.MarkForRebuild(ctx, twin); err != nil {
+			errs = append(errs, err)
+		}
+		w.poke()
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Warn("not every twin of the compromised server could be marked; the sender is asked to send the event again", zap.String("server", srv.ID), zap.Error(err))
+		return fmt.Errorf("mark the twins of compromised server %s: %w", srv.ID, err)
+	}
+	return nil
+}
+
+func (d *Daemon) queue(w *worker, act func(context.Context)) {
+	select {
+	case w.urgent <- act:
+	default:
+		d.log.Error("too many event actions queued for the group; this one is dropped", zap.String("group", w.group.Name))
+	}
+	w.poke()
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

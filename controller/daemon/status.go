@@ -1,0 +1,138 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/plan"
+	"github.com/phoenix-ops/phoenix/controller/trigger"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// GroupStatus is one group as /v1/status shows it.
+type GroupStatus struct {
+	Group        string            `json:"group"`
+	DesiredImage provisioner.Image `json:"desired_image"`
+	Revision     string            `json:"revision"`
+	Rollout      string            `json:"rollout,omitempty"`
+	Status       plan.Status       `json:"status"`
+	// InProgress is true while the group is not converged; Progress says
+	// how far in words: "5/8 current and serving".
+	InProgress    bool      `json:"rollout_in_progress"`
+	Progress      string    `json:"progress"`
+	Halted        string    `json:"halted,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastReconcile time.Time `json:"last_reconcile,omitempty"`
+	// ImageAgeSeconds is how old the desired (newest gold) image was at
+	// the last reconcile; ImageStale the alert while it is older than the
+	// selector's image.max_age.
+	ImageAgeSeconds float64 `json:"image_age_seconds,omitempty"`
+	ImageStale      string  `json:"image_stale,omitempty"`
+	// Owner is the replica that reconciles the group, when several
+	// share the groups: this one, another, or "" when none holds it.
+	Owner string `json:"owner,omitempty"`
+}
+
+// Status is the whole of /v1/status.
+type Status struct {
+	Config struct {
+		Path     string    `json:"path"`
+		LoadedAt time.Time `json:"loaded_at"`
+		// Refused says why the last reload was refused; the configuration
+		// loaded at LoadedAt is the one running.
+		Refused string `json:"refused,omitempty"`
+	} `json:"config"`
+	Ready  string        `json:"ready"`
+	Groups []GroupStatus `json:"groups"`
+	// Replica is set when several replicas share the groups.
+	Replica *ReplicaStatus `json:"replica,omitempty"`
+}
+
+// Status reports every group.
+func (d *Daemon) Status() Status {
+	var out Status
+	d.mu.Lock()
+	out.Config.Path, out.Config.LoadedAt = d.cfg.Path, d.loadedAt
+	if d.reloadErr != nil {
+		out.Config.Refused = d.reloadErr.Error()
+	}
+	d.mu.Unlock()
+	out.Ready = "ok"
+	if err := d.Ready(); err != nil {
+		out.Ready = err.Error()
+	}
+	workers := d.snapshot()
+	if d.opts.Coordinator != nil {
+		return d.coordinatedStatus(out, workers)
+	}
+	for _, name := range keys(workers) {
+		out.Groups = append(out.Groups, workers[name].status())
+	}
+	return out
+}
+
+func (w *worker) status() GroupStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := GroupStatus{Group: w.group.Name, DesiredImage: w.image, Revision: controller.Revision(w.group), Status: w.last.Status,
+		Rollout: w.rec.Rollout(), LastReconcile: w.lastAt}
+	st.Status.Desired = w.group.Count
+	st.InProgress = !w.reconciled || !w.last.Status.Converged
+	st.Progress = fmt.Sprintf("%d/%d current and serving", w.last.Status.Available, w.group.Count)
+	if !w.reconciled {
+		st.Progress = "not reconciled yet"
+	}
+	if w.halted != nil {
+		st.Halted = w.halted.Error()
+	}
+	if w.lastErr != nil {
+		st.LastError = w.lastErr.Error()
+	}
+	f := w.rec.Freshness()
+	st.ImageAgeSeconds, st.ImageStale = f.Age.Seconds(), f.Stale
+	return st
+}
+
+// imageCache holds the resolution of each image selector, refreshed by
+
+// HandlerOptions are what the daemon's HTTP server needs besides the
+// daemon.
+type HandlerOptions struct {
+	// Metrics is what /metrics serves.
+	Metrics prometheus.Gatherer
+	// Secret returns the webhook secret (it may be reloaded); nil or
+	// empty refuses every event.
+	Secret func() []byte
+	Log    *zap.Logger
+}
+
+// Handler serves /healthz, /readyz, /metrics, /v1/status and POST
+// /v1/events (signed events, dispatched to d).
+func (d *Daemon) Handler(o HandlerOptions) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := d.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(d.Status())
+	})
+	mux.Handle("/v1/events", &trigger.Handler{Secret: o.Secret, Dispatcher: d, Log: o.Log})
+	return mux
+}

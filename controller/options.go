@@ -1,0 +1,83 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// Options tune one group's reconciler.
+type Options struct {
+	// RolloutID names this run in events, logs and the metadata of the
+	// servers it creates.
+	RolloutID string
+	// RebuildBefore forces the replacement of servers created before it.
+	RebuildBefore time.Time
+	RebuildReason string
+	// PollInterval is the longest wait between reconciles. Default 2s.
+	PollInterval time.Duration
+	// Parallelism bounds concurrent create and delete requests. Default 8.
+	Parallelism int
+	// CreateBackoff is the first pause after the cloud refuses a create
+	// (quota, or a 4xx); it doubles up to MaxCreateBackoff so a full
+	// quota is not hammered. Defaults 10s and 5m.
+	CreateBackoff    time.Duration
+	MaxCreateBackoff time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// ResolveImage resolves the group's image selector; default the
+	// cloud's. The daemon passes a cache that its image watch refreshes,
+	// so that groups at rest cost Glance nothing.
+	ResolveImage func(context.Context, provisioner.ImageSelector) (provisioner.Image, error)
+	// Continuous is set by the daemon: once a rollout converges, the next
+	// drift starts a new rollout with a new id.
+	Continuous bool
+}
+
+func (o *Options) defaults() {
+	if o.RolloutID == "" {
+		o.RolloutID = uuid.NewString()
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 2 * time.Second
+	}
+	if o.Parallelism <= 0 {
+		o.Parallelism = 8
+	}
+	if o.CreateBackoff <= 0 {
+		o.CreateBackoff = 10 * time.Second
+	}
+	if o.MaxCreateBackoff < o.CreateBackoff {
+		o.MaxCreateBackoff = max(5*time.Minute, o.CreateBackoff)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// ErrStuck wraps the reason a group cannot make progress without a human:
+// its image, flavor or network cannot be found, the cloud keeps refusing
+// its creates, or its new servers keep going to ERROR.
+var ErrStuck = errors.New("cannot proceed")
+
+// ErrHalted wraps the reason a rollout halted: its new servers kept
+// failing, or it made no progress within its deadline. It is an ErrStuck.
+var ErrHalted = fmt.Errorf("%w: rollout halted", ErrStuck)
+
+// ErrPaused says a rollout waits, on purpose, for `phoenix resume`
+// (rollout.pause_after_canary).
+var ErrPaused = errors.New("paused after the canary")
+
+// stuckIfMissing marks a name the cloud does not know (an image, a pool, a
+// flavor) or a service it lacks as needing a human.
+func stuckIfMissing(err error) error {
+	if errors.Is(err, provisioner.ErrNotFound) || errors.Is(err, provisioner.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrStuck, err)
+	}
+	return err
+}

@@ -1,0 +1,331 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
+	"github.com/phoenix-ops/phoenix/healthcheck"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// GroupReconciler keeps one group converging on its spec. It is
+// level-triggered: every Reconcile observes the servers, the image and
+// what is recorded on them, lets plan decide, acts, and reports.
+//
+// What it keeps in memory paces it (the create backoff, resolved names),
+// feeds reports (events, the old→new pairs, the rollout id), or only ever
+// postpones a decision (when it first saw a server, a stopped server or a
+// handover step; servers it created that a list missed); and it stands in
+// for a record no server could take (a halt or a failure count while the
+// group has no server that accepts metadata). The README's design section
+// lists each and why losing it is safe.
+type GroupReconciler struct {
+	group config.Group
+	// revision is Revision(group), fixed for the reconciler's life.
+	revision string
+	cloud    provisioner.Cloud
+	health   *healthcheck.Checker
+	// traffic moves requests between the servers; nil when the group has
+	// none. refused says why the cloud cannot do what the group asks.
+	traffic traffic
+	refused error
+	sink    EventSink
+	log     *zap.Logger
+	opts    Options
+	// started is when this reconciler began watching: a stall is judged
+	// only once it has watched for the health checks to settle.
+	started time.Time
+
+	mu sync.Mutex
+	// Pacing: creates wait until blockedUntil after a refusal.
+	blockedUntil time.Time
+	backoff      time.Duration
+	refusals     int
+	createErr    error
+	// names is the flavor, networks and server group resolved for the
+	// last creates, kept for namesTTL: a rollout costs the cloud one
+	// lookup each, not one per round that creates. A failed create drops
+	// it (the name may point elsewhere now).
+	names   resolvedNames
+	namesAt time.Time
+	// Reports.
+	lastErr       error
+	lastStatus    plan.Status
+	lastImage     string
+	announced     bool
+	failedSeen    map[string]bool
+	ledger        *ledger
+	deletesIssued int
+	createsIssued int
+	seen          []Seen
+	freshness     Freshness
+	// rolloutID names the rollout in progress (Options.RolloutID at
+	// first); forces are rebuilds asked for by events, kept until the
+	// group converges past them.
+	rolloutID string
+	forces    []plan.Force
+	// Stand-ins for records no server could take: the last halt seen or
+	// made, and the rollout's progress record.
+	halted   haltState
+	progress keyedProgress
+	// Postponements: when this reconciler first listed each server, first
+	// saw each stopped one, first saw each handover step; servers it
+	// created that a list has not shown yet.
+	watched      map[string]time.Time
+	stoppedSince map[string]time.Time
+	stepSeen     map[string]stepSeen
+	recent       map[string]recentCreate
+	// gated is when each server received a data volume: its health is
+	// judged anew from then on, since it passed its check without it.
+	gated map[string]time.Time
+	// lastSchedule is when backup.every last looked.
+	lastSchedule time.Time
+}
+
+type haltState struct {
+	key, reason string
+	// recorded is true once the halt is on at least one server.
+	recorded bool
+}
+
+type keyedProgress struct {
+	key      string
+	progress plan.Progress
+}
+
+// resolvedNames are the cloud's ids for the names in a group's spec.
+type resolvedNames struct {
+	flavor, serverGroup string
+	networks            []string
+}
+
+// namesTTL bounds how long resolved names are trusted.
+const namesTTL = time.Minute
+
+// NewGroupReconciler wires one group. Close it to stop its health probes.
+func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink, log *zap.Logger, opts Options) *GroupReconciler {
+	opts.defaults()
+	if sink == nil {
+		sink = EventFunc(func(Event) {})
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.With(zap.String("group", g.Name))
+	if !opts.Continuous {
+		log = log.With(zap.String("rollout", opts.RolloutID))
+	}
+	cloud = cloud.Complete()
+	tr, refused := newTraffic(g, cloud, log)
+	// A service the group needs and the cloud lacks stops the group
+	// before anything is touched.
+	refuse := func(what string, clients ...any) {
+		for _, c := range clients {
+			if err := provisioner.Missing(c); err != nil && refused == nil {
+				refused = fmt.Errorf("%w: group %s %s: %w", ErrStuck, g.Name, what, err)
+			}
+		}
+	}
+	if g.Backup.SnapshotBeforeDelete {
+		refuse("asks for snapshots before delete", cloud.Snapshots)
+	}
+	if g.Backup.Volumes == config.VolumesSnapshot {
+		refuse("asks for backup.volumes snapshot", cloud.Volumes)
+	}
+	if g.Stateful != nil {
+		refuse("is stateful (its volumes move between servers)", cloud.Volumes, cloud.ServerActions)
+	}
+	if g.Rollout.Strategy == config.StrategyRebuild {
+		refuse("asks for rollout.strategy rebuild", cloud.ServerActions)
+	}
+	return &GroupReconciler{
+		group:        g,
+		revision:     Revision(g),
+		cloud:        cloud,
+		health:       healthcheck.NewChecker(log, healthcheck.WithClock(opts.Now)),
+		traffic:      tr,
+		refused:      refused,
+		sink:         sink,
+		log:          log,
+		opts:         opts,
+		started:      opts.Now(),
+		backoff:      opts.CreateBackoff,
+		failedSeen:   map[string]bool{},
+		ledger:       newLedger(opts.Now()),
+		rolloutID:    opts.RolloutID,
+		watched:      map[string]time.Time{},
+		stoppedSince: map[string]time.Time{},
+		stepSeen:     map[string]stepSeen{},
+		recent:       map[string]recentCreate{},
+		gated:        map[string]time.Time{},
+	}
+}
+
+// Close stops the health probes.
+func (r *GroupReconciler) Close() { r.health.Close() }
+
+// HealthChanges signals when a server's health changes: a reason to look
+// again before the next poll.
+func (r *GroupReconciler) HealthChanges() <-chan struct{} { return r.health.Changes() }
+
+// ProbeStats counts the group's health probes.
+func (r *GroupReconciler) ProbeStats() healthcheck.Stats { return r.health.Stats() }
+
+// Force adds a forced rebuild. It lasts until the group has converged
+// with no server left that it designates.
+func (r *GroupReconciler) Force(f plan.Force) {
+	r.mu.Lock()
+	r.forces = append(r.forces, f)
+	r.mu.Unlock()
+}
+
+// Rollout names the rollout in progress.
+func (r *GroupReconciler) Rollout() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rolloutID
+}
+
+// Reconcile observes the group, plans, acts, and reports once.
+func (r *GroupReconciler) Reconcile(ctx context.Context) (plan.Decision, error) {
+	dec, err := r.reconcile(ctx)
+	r.mu.Lock()
+	r.lastErr = err
+	r.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("reconcile failed", zap.Error(err))
+		r.emit(Event{Type: EventError, Message: err.Error()})
+	}
+	return dec, err
+}
+
+func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) {
+	w, err := r.observe(ctx, lookToAct)
+	if err != nil {
+		return plan.Decision{}, err
+	}
+	now := r.opts.Now()
+	t := r.target(w, now)
+	in := append(r.planInput(w, now), r.unlisted(w.servers, now)...)
+	dec := plan.Plan(t, in, now)
+	r.report(dec, t, w.image, now)
+	r.checkFreshness(w.image, now)
+	return dec, r.act(ctx, w, t, dec, now)
+}
+
+// target is the group's desired state for the plan, with what is recorded
+// on its servers about the rollout to it.
+func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
+	g := r.group
+	key := rolloutKey(w.image.ID, r.revision)
+	t := plan.Target{
+		Count:            g.Count,
+		MaxSurge:         g.Rollout.MaxSurge.Resolve(g.Count, true),
+		MaxUnavailable:   g.Rollout.MaxUnavailable.Resolve(g.Count, false),
+		MinReady:         g.Rollout.MinReady.D(),
+		ImageID:          w.image.ID,
+		Revision:         r.revision,
+		RebuildBefore:    r.opts.RebuildBefore,
+		RebuildReason:    r.opts.RebuildReason,
+		Zones:            g.AvailabilityZones,
+		ProgressDeadline: g.Rollout.ProgressDeadline.D(),
+		MaxFailures:      g.Rollout.MaxFailures,
+		Canary:           g.Rollout.Canary,
+		CanaryBake:       g.Rollout.CanaryBake.D(),
+		PauseAfterCanary: g.Rollout.PauseAfterCanary,
+		Promoted:         w.record.promoted,
+		PromotedAt:       w.record.promotedAt,
+		MaxAge:           g.MaxAge.D(),
+		MaxUnhealthy:     g.Health.MaxUnhealthy.Resolve(g.Count, false),
+		HealAfter:        g.Health.Interval.D() * time.Duration(max(1, g.Health.UnhealthyThreshold)),
+		Halted:           r.haltedBy(w.record, key),
+		Progress:         r.recordedProgress(w.record, key),
+		WatchedSince:     r.started,
+		Stateful:         g.Stateful != nil,
+		InFlight:         w.inflight,
+		FreeVolumes:      w.free,
+		RebuildInPlace:   g.Rollout.Strategy == config.StrategyRebuild,
+	}
+	if healthProber(g.Health) != nil {
+		t.Settle = g.Health.Interval.D() * time.Duration(max(1, g.Health.HealthyThreshold, g.Health.UnhealthyThreshold))
+	}
+	r.mu.Lock()
+	t.Forces = append([]plan.Force(nil), r.forces...)
+	r.mu.Unlock()
+	switch {
+	case g.Traffic.Octavia != nil:
+		t.Traffic, t.Drain = true, g.Traffic.Octavia.Drain.D()
+	case g.Traffic.FloatingIP != nil:
+		t.Traffic, t.SingleTraffic, t.Drain = true, true, g.Traffic.FloatingIP.Drain.D()
+	}
+	// The chaos harness's known bugs widen the bounds here, at the edge;
+	// a production build has none.
+	if bugOn(BugSurgeIgnored) {
+		t.MaxSurge = 100 * (t.Count + 1)
+	}
+	if bugOn(BugEarlyDelete) {
+		t.MaxUnavailable = t.Count
+	}
+	return t
+}
+
+// haltedBy says why the rollout to key is halted, or "". The record is on
+// the group's servers, so that a restart keeps the halt; it is kept in
+// memory too for a group with no server to hold it. A record that was
+// written and is gone was lifted by `phoenix resume`.
+func (r *GroupReconciler) haltedBy(rec groupRecord, key string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rec.haltSeen {
+		r.halted = haltState{key: key, reason: rec.halted, recorded: true}
+		return rec.halted
+	}
+	switch {
+	case r.halted.key != key:
+		return ""
+	case r.halted.recorded:
+		r.log.Info("the halt was lifted", zap.String("revision", key))
+		r.halted, r.progress = haltState{}, keyedProgress{}
+		return ""
+	}
+	return r.halted.reason
+}
+
+// recordedProgress is the rollout's progress record: the one on the
+// servers, or, while no server can hold one, the last this reconciler
+// decided.
+func (r *GroupReconciler) recordedProgress(rec groupRecord, key string) plan.Progress {
+	if rec.progressSeen {
+		return rec.progress
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rec.holders == 0 && r.progress.key == key {
+		return r.progress.progress
+	}
+	return plan.Progress{}
+}
+
+// Stuck reports why the group cannot make progress without a human, or nil.
+func (r *GroupReconciler) Stuck() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lastErr != nil && errors.Is(r.lastErr, ErrStuck) {
+		return r.lastErr
+	}
+	if r.refusals >= refusalsBeforeStuck && r.createErr != nil {
+		return fmt.Errorf("%w: the cloud refused %d creates in a row: %w", ErrStuck, r.refusals, r.createErr)
+	}
+	if r.halted.reason != "" && r.halted.key == rolloutKey(r.lastImage, r.revision) {
+		return fmt.Errorf("%w: image %s, revision %s: %s; publish a fixed image or run `phoenix resume --group %s`",
+			ErrHalted, r.lastImage, r.revision, r.halted.reason, r.group.Name)
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// The record schema: everything Phoenix writes on the cloud to find its
+// work again after a restart, in one place. The tag makes a server the
+// group's from its create call on; the metadata says which revision it is
+// and, before every slow or destructive step, which phase it is in and
+// since when; the group's records (a halt, the rollout's progress, a
+// promoted canary) are written on every server of the group that can take
+// them; a handover's steps are written on its volume; snapshots carry the
+// properties retention finds them by. Every time is written by formatTime
+// and read by parseTime.
+const tagPrefix = "phoenix-group:"
+
+// GroupTag is the Nova tag that marks a server as a member of group.
+func GroupTag(group string) string { return tagPrefix + group }
+
+// Server metadata.
+const (
+	MetaGroup     = "phoenix:group"
+	MetaRevision  = "phoenix:revision"
+	MetaImage     = "phoenix:image"
+	MetaRequestID = "phoenix:request-id"
+	MetaRollout   = "phoenix:rollout"
+	MetaCreatedAt = "phoenix:created-at"
+	// MetaPhase is one of plan's phases, MetaPhaseAt when it began,
+	// MetaReason why; MetaDrainThen what follows a drain.
+	MetaPhase     = "phoenix:phase"
+	MetaPhaseAt   = "phoenix:phase-at"
+	MetaReason    = "phoenix:reason"
+	MetaDrainThen = "phoenix:drain-then"
+	// MetaRebuild is an event's request to replace the server (a security
+	// patch, a twin of a compromised server); MetaCompromised marks a
+	// server reported compromised.
+	MetaRebuild     = "phoenix:rebuild"
+	MetaCompromised = "phoenix:compromised"
+	// MetaReadyAt is when the server first served: it is never taken for
+	// a boot that missed its deadline, and a canary's bake runs from it.
+	MetaReadyAt = "phoenix:ready-at"
+
+	// The group's records, on every server that can take them:
+	// MetaHalted the image@revision whose rollout halted and
+	// MetaHaltReason why; MetaCanaryPassed the image@revision whose
+	// canary `phoenix resume` promoted, and when; MetaProgress the
+	// rollout's start and failure count ("image@revision since failures
+	// at"), MetaProgressBoots the failed boots it counts,
+	// MetaProgressReason the last failure.
+	MetaHalted         = "phoenix:halted"
+	MetaHaltReason     = "phoenix:halt-reason"
+	MetaCanaryPassed   = "phoenix:canary-passed"
+	MetaProgress       = "phoenix:progress"
+	MetaProgressBoots  = "phoenix:progress-boots"
+	MetaProgressReason = "phoenix:progress-reason"
+)
+
+// Volume metadata (Cinder) of the group's data volumes: the group's mark
+// and a handover's steps, each written before it is taken.
+const (
+	PropSlot         = "phoenix_slot"
+	PropHandoverFrom = "phoenix_handover_from"
+	PropHandoverTo   = "phoenix_handover_to"
+	PropHandoverStep = "phoenix_handover_step"
+	PropHandoverAt   = "phoenix_handover_at"
+	PropHandoverWhy  = "phoenix_handover_why"
+)
+
+// Properties of the snapshots Phoenix takes (Glance images of servers,
+// Cinder snapshots of volumes), by which it finds them again: after a
+// restart, never to take one twice; for retention, which touches no
+// other.
+const (
+	PropGroup   = "phoenix_group"
+	PropServer  = "phoenix_server"
+	PropVolume  = "phoenix_volume"
+	PropKind    = "phoenix_kind"
+	PropTakenAt = "phoenix_taken_at"
+
+	KindPreDelete   = "pre-delete"   // a server's disk, or a volume, before the server's delete
+	KindPreHandover = "pre-handover" // a volume before it moved
+	KindScheduled   = "scheduled"    // a volume on backup.every's schedule
+)
+
+// formatTime and parseTime are the one encoding of a time in a record.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func parseTime(s string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}
+
+// maxValue is the longest metadata value Nova keeps.
+const maxValue = 255
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// Revision identifies everything in a group's spec that shapes a server
+// except the image, which drifts on its own (a new image is not a new
+// spec). Two specs with the same revision boot identical servers from the
+// same image. Availability zones are left out: they say where servers go,
+// not what they are.
+func Revision(g config.Group) string {
+	secGroups := append([]string(nil), g.SecurityGroups...)
+	sort.Strings(secGroups)
+	userData := sha256.Sum256(g.UserData)
+	doc := struct {
+		Flavor         string            `json:"flavor"`
+		Networks       []string          `json:"networks"`
+		KeyName        string            `json:"key_name"`
+		SecurityGroups []string          `json:"security_groups"`
+		ServerGroup    string            `json:"server_group"`
+		UserData       string            `json:"user_data"`
+		Metadata       map[string]string `json:"metadata"`
+	}{g.Flavor, g.Networks, g.KeyName, secGroups, g.ServerGroup, hex.EncodeToString(userData[:]), g.Metadata}
+	b, _ := json.Marshal(doc) // map keys are sorted by encoding/json
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:12]
+}
+
+// rolloutKey names what a halt, a promotion or a progress record is
+// about: a revision of the spec on one image. A new image or a new spec is
+// a new rollout.
+func rolloutKey(imageID, revision string) string { return imageID + "@" + revision }
+
+// acceptsMetadata reports whether Nova lets a server's metadata change: only
+// in a settled state (ACTIVE, SHUTOFF, PAUSED, SUSPENDED) with no task in
+// progress; otherwise it answers 409. A server that cannot take the record
+// is not serving (BUILD, ERROR), so its delete needs none: a restarted
+// controller decides to delete it again from what it sees.
+func acceptsMetadata(status, taskState string) bool {
+	switch status {
+	case plan.StatusActive, plan.StatusShutoff, plan.StatusPaused, plan.StatusSuspended:
+		return taskState == ""
+	}
+	return false
+}
+
+// holdsRecords says whether a server takes the group's records: it
+// accepts metadata and is not on its way out.
+func holdsRecords(s provisioner.Server) bool {
+	return !s.Gone() && acceptsMetadata(s.Status, s.TaskState) && s.Metadata[MetaPhase] == ""
+}
+
+// planServer reads what the plan needs from a server: the cloud's view
+// plus Phoenix's record in its metadata. Health is left unknown.
+func planServer(s provisioner.Server) plan.Server {
+	p := plan.Server{
+		ID:          s.ID,
+		Name:        s.Name,
+		Status:      s.Status,
+		TaskState:   s.TaskState,
+		Zone:        s.AvailabilityZone,
+		ImageID:     s.ImageID,
+		Revision:    s.Metadata[MetaRevision],
+		Created:     s.Created,
+		Phase:       s.Metadata[MetaPhase],
+		Reason:      s.Metadata[MetaReason],
+		Fault:       s.Fault,
+		RebuildMark: s.Metadata[MetaRebuild],
+		Compromised: s.Metadata[MetaCompromised],
+		DrainThen:   s.Metadata[MetaDrainThen],
+		Volumes:     s.Volumes,
+	}
+	if t, ok := parseTime(s.Metadata[MetaCreatedAt]); ok {
+		p.Created = t
+	}
+	if t, ok := parseTime(s.Metadata[MetaReadyAt]); ok {
+		p.ReadyAt = t
+	}
+	if p.Phase == plan.PhaseDraining {
+		// A drain whose start cannot be read started now: it is never
+		// cut short.
+		if t, ok := parseTime(s.Metadata[MetaPhaseAt]); ok {
+			p.DrainStart = t
+		}
+	}
+	return p
+}
+
+// groupRecord is what the group's servers record of the rollout to one
+// image@revision.
+type groupRecord struct {
+	// halted is why the rollout halted ("" when it did not); haltSeen is
+	// set when some server carries the halt.
+	halted   string
+	haltSeen bool
+	// promoted is set when `phoenix resume` promoted the canary, at
+	// promotedAt (zero in a record older than the time).
+	promoted   bool
+	promotedAt time.Time
+	// progress is the rollout's progress record, and progressSeen whether
+	// any server holds one; holders counts the servers that can hold
+	// records at all.
+	progress     plan.Progress
+	progressSeen bool
+	holders      int
+}
+
+// readRecord reads the group's records about key from its servers. Of
+// several progress records (a write that reached only some servers) the
+// one that counts the most failures, and then the latest, wins.
+func readRecord(servers []provisioner.Server, key string) groupRecord {
+	var r groupRecord
+	for _, s := range servers {
+		if holdsRecords(s) {
+			r.holders++
+		}
+		md := s.Metadata
+		if md[MetaHalted] == key {
+			r.haltSeen = true
+			r.halted = md[MetaHaltReason]
+			if r.halted == "" {
+				r.halted = "halted"
+			}
+		}
+		if k, at, _ := strings.Cut(md[MetaCanaryPassed], " "); k == key {
+			r.promoted = true
+			if t, ok := parseTime(at); ok && t.After(r.promotedAt) {
+				r.promotedAt = t
+			}
+		}
+		// Progress is read only where it is kept up to date: a server on
+		// its way out keeps what was written before it left.
+		if p, ok := parseProgress(md, key); ok && holdsRecords(s) {
+			if !r.progressSeen || p.Failures > r.progress.Failures || p.Failures == r.progress.Failures && p.At.After(r.progress.At) {
+				r.progress = p
+			}
+			r.progressSeen = true
+		}
+	}
+	return r
+}
+
+// progressMetadata is the record of p for key; an empty p clears it.
+func progressMetadata(key string, p plan.Progress) map[string]string {
+	if p.IsZero() {
+		return map[string]string{MetaProgress: "", MetaProgressBoots: "", MetaProgressReason: ""}
+	}
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return formatTime(t)
+	}
+	return map[string]string{
+		MetaProgress:       strings.Join([]string{key, at(p.Since), strconv.Itoa(p.Failures), at(p.At)}, " "),
+		MetaProgressBoots:  truncate(strings.Join(p.Counted, " "), maxValue),
+		MetaProgressReason: truncate(p.LastFailure, maxValue),
+	}
+}
+
+func parseProgress(md map[string]string, key string) (plan.Progress, bool) {
+	f := strings.Fields(md[MetaProgress])
+	if len(f) != 4 || f[0] != key {
+		return plan.Progress{}, false
+	}
+	var p plan.Progress
+	p.Since, _ = parseTime(f[1])
+	p.Failures, _ = strconv.Atoi(f[2])
+	p.At, _ = parseTime(f[3])
+	p.Counted = strings.Fields(md[MetaProgressBoots])
+	p.LastFailure = md[MetaProgressReason]
+	return p, true
+}
+
+// haltMetadata records the halt of key.
+func haltMetadata(key, reason string) map[string]string {
+	return map[string]string{MetaHalted: key, MetaHaltReason: truncate(reason, maxValue)}
+}
+
+// promotionMetadata records the promotion of key's canary at.
+func promotionMetadata(key string, at time.Time) map[string]string {
+	return map[string]string{MetaCanaryPassed: key + " " + formatTime(at)}
+}
