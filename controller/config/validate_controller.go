@@ -27,27 +27,9 @@ func (v *validator) controller(c *Controller) {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		v.badFrom(path, []string{path + ".tls_cert_file", path + ".tls_key_file"}, "tls_cert_file and tls_key_file go together: set both for HTTPS, or neither")
 	}
-	for _, f := range []struct {
-		field string
-		file  *string
-	}{{"tls_cert_file", &c.TLSCertFile}, {"tls_key_file", &c.TLSKeyFile}, {"webhook_secret_file", &c.WebhookSecretFile}} {
-		if *f.file == "" {
-			continue
-		}
-		// Relative to the configuration file, like user_data_file; kept
-		// absolute so that a reload or a changed working directory
-		// finds the same file.
-		file := *f.file
-		if !filepath.IsAbs(file) {
-			file = filepath.Join(v.baseDir, file)
-		}
-		*f.file = file
-		if info, err := os.Stat(file); err != nil {
-			v.bad(path+"."+f.field, "cannot read %s: %v", file, unwrapPath(err))
-		} else if !info.Mode().IsRegular() {
-			v.bad(path+"."+f.field, "%s is not a regular file", file)
-		}
-	}
+	v.file(&c.TLSCertFile, path+".tls_cert_file")
+	v.file(&c.TLSKeyFile, path+".tls_key_file")
+	v.file(&c.WebhookSecretFile, path+".webhook_secret_file")
 	for i, u := range c.Notify {
 		at := fmt.Sprintf("%s.notify[%d]", path, i)
 		parsed, err := url.Parse(u)
@@ -98,22 +80,25 @@ func (v *validator) etcd(e *Etcd, path string) {
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		v.badFrom(path+".tls", []string{path + ".tls.cert_file", path + ".tls.key_file"}, "cert_file and key_file go together: set both for a client certificate, or neither")
 	}
-	for _, f := range []struct {
-		field string
-		file  *string
-	}{{"ca_file", &t.CAFile}, {"cert_file", &t.CertFile}, {"key_file", &t.KeyFile}} {
-		if *f.file == "" {
-			continue
-		}
-		file := *f.file
-		if !filepath.IsAbs(file) {
-			file = filepath.Join(v.baseDir, file)
-		}
-		*f.file = file
-		if info, err := os.Stat(file); err != nil {
-			v.bad(path+".tls."+f.field, "cannot read %s: %v", file, unwrapPath(err))
-		} else if !info.Mode().IsRegular() {
-			v.bad(path+".tls."+f.field, "%s is not a regular file", file)
-		}
+	v.file(&t.CAFile, path+".tls.ca_file")
+	v.file(&t.CertFile, path+".tls.cert_file")
+	v.file(&t.KeyFile, path+".tls.key_file")
+}
+
+// file checks that a file a field names (when it names one) is a regular
+// file that can be read. A relative path is taken from the configuration
+// file's directory, like user_data_file, and kept absolute so that a
+// reload or a changed working directory finds the same file.
+func (v *validator) file(name *string, path string) {
+	if *name == "" {
+		return
+	}
+	if !filepath.IsAbs(*name) {
+		*name = filepath.Join(v.baseDir, *name)
+	}
+	if info, err := os.Stat(*name); err != nil {
+		v.bad(path, "cannot read %s: %v", *name, unwrapPath(err))
+	} else if !info.Mode().IsRegular() {
+		v.bad(path, "%s is not a regular file", *name)
 	}
 }
