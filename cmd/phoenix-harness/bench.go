@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
@@ -42,7 +43,7 @@ type benchFlags struct {
 	real       cloudBench
 }
 
-func newBenchCommand(g *globalFlags) *cobra.Command {
+func newBenchCommand(g *cli.Globals) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -98,8 +99,8 @@ development cloud of examples/devcloud.`,
 	return cmd
 }
 
-func runBench(ctx context.Context, out io.Writer, g *globalFlags, f *benchFlags) error {
-	log, err := newLogger(g.logLevel)
+func runBench(ctx context.Context, out io.Writer, g *cli.Globals, f *benchFlags) error {
+	log, err := cli.NewLogger(g.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -123,7 +124,7 @@ func runBench(ctx context.Context, out io.Writer, g *globalFlags, f *benchFlags)
 			return err
 		}
 		if err := benchRealCloud(ctx, out, cloud, f.real, log); err != nil {
-			return &exitError{code: exitNotDone, err: fmt.Errorf("bench on %s: %w", f.real.cloud, err)}
+			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("bench on %s: %w", f.real.cloud, err)}
 		}
 		fmt.Fprintf(out, "total %s\n", time.Since(start).Round(time.Second))
 		return nil
@@ -139,7 +140,7 @@ func runBench(ctx context.Context, out io.Writer, g *globalFlags, f *benchFlags)
 			continue
 		}
 		if err := s.run(ctx, out, f, log); err != nil {
-			return &exitError{code: exitNotDone, err: fmt.Errorf("bench %s: %w", s.name, err)}
+			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("bench %s: %w", s.name, err)}
 		}
 	}
 	fmt.Fprintf(out, "total %s\n", time.Since(start).Round(time.Second))

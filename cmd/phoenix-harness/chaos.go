@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 )
 
 // The chaos harness: for each seed a random fleet, a random schedule of
@@ -31,7 +33,7 @@ type chaosFlags struct {
 	verbose  bool
 }
 
-func newChaosCommand(g *globalFlags) *cobra.Command {
+func newChaosCommand(g *cli.Globals) *cobra.Command {
 	f := &chaosFlags{}
 	cmd := &cobra.Command{
 		Use:   "chaos [--seeds N]",
@@ -91,13 +93,13 @@ type chaosSummary struct {
 
 func runChaos(ctx context.Context, out, note io.Writer, f *chaosFlags) error {
 	if f.seeds < 1 || f.parallel < 1 {
-		return usageError(fmt.Errorf("--seeds and --parallel must be at least 1"))
+		return cli.UsageError(fmt.Errorf("--seeds and --parallel must be at least 1"))
 	}
 	if f.bug != "" && !slices.Contains(knownBugs, f.bug) {
-		return usageError(fmt.Errorf("--bug %s: want one of %s", f.bug, strings.Join(knownBugs, ", ")))
+		return cli.UsageError(fmt.Errorf("--bug %s: want one of %s", f.bug, strings.Join(knownBugs, ", ")))
 	}
 	if f.expect && f.bug == "" {
-		return usageError(fmt.Errorf("--expect-violation needs --bug"))
+		return cli.UsageError(fmt.Errorf("--expect-violation needs --bug"))
 	}
 	bin, cleanup, err := findPhoenix(ctx, f.phoenix, f.bug != "", note)
 	if err != nil {
@@ -124,9 +126,9 @@ func runChaos(ctx context.Context, out, note io.Writer, f *chaosFlags) error {
 		fmt.Fprintf(out, "the injected bug %s was caught\n", f.bug)
 		return nil
 	case f.expect:
-		return &exitError{code: exitNotDone, err: fmt.Errorf("the injected bug %s went unnoticed in %d seeds", f.bug, sum.Seeds)}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("the injected bug %s went unnoticed in %d seeds", f.bug, sum.Seeds)}
 	case len(sum.Failed) > 0:
-		return &exitError{code: exitNotDone, err: fmt.Errorf("%d of %d seeds failed", len(sum.Failed), sum.Seeds)}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("%d of %d seeds failed", len(sum.Failed), sum.Seeds)}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 )
 
@@ -90,11 +91,11 @@ func TestChaosRefusesBugsInAProductionBuild(t *testing.T) {
 	}
 	bin := testPhoenix(t, false)
 	out, code := run(t, "chaos", "--phoenix", bin, "--bug", controller.BugSurgeIgnored, "--seeds", "1")
-	if code != exitUsage || !strings.Contains(out, "injects no bug") || strings.Contains(out, "seeds (") {
+	if code != cli.ExitUsage || !strings.Contains(out, "injects no bug") || strings.Contains(out, "seeds (") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 	out, code = run(t, "chaos", "--phoenix", bin, "--bug", "off-by-one", "--seeds", "1")
-	if code != exitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged") {
+	if code != cli.ExitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged") {
 		t.Errorf("an unknown bug: exit %d:\n%s", code, out)
 	}
 }

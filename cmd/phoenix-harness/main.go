@@ -5,59 +5,15 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/spf13/cobra"
+
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 )
 
-// Exit codes, as phoenix's: scripts and CI read them.
-const (
-	exitOK      = 0
-	exitNotDone = 1 // ran, and found a failure
-	exitUsage   = 2 // bad flags: nothing was run
-)
-
-// exitError carries an exit code through cobra.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := newRootCommand().ExecuteContext(ctx)
-	if err == nil {
-		os.Exit(exitOK)
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(os.Stderr, "phoenix-harness:", ee.err)
-		}
-		os.Exit(ee.code)
-	}
-	fmt.Fprintln(os.Stderr, "phoenix-harness:", err)
-	os.Exit(exitUsage)
-}
-
-type globalFlags struct {
-	logLevel string
-	output   string
-}
+func main() { cli.Main("phoenix-harness", newRootCommand()) }
 
 func newRootCommand() *cobra.Command {
-	g := &globalFlags{}
+	g := &cli.Globals{}
 	root := &cobra.Command{
 		Use:   "phoenix-harness",
 		Short: "Break and measure Phoenix: chaos, soak, bench",
@@ -68,8 +24,7 @@ operator needs only phoenix.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
-	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json (one JSON object a line)")
+	g.Register(root)
 	root.AddCommand(newChaosCommand(g), newSoakCommand(g), newBenchCommand(g))
 	return root
 }

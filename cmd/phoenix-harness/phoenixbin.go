@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 )
 
@@ -43,7 +44,7 @@ func findPhoenix(ctx context.Context, given string, bugs bool, note io.Writer) (
 	bin, err = buildPhoenix(ctx, dir, bugs)
 	if err != nil {
 		_ = os.RemoveAll(dir)
-		return "", cleanup, usageError(fmt.Errorf("%w\n(give --phoenix PATH, or run from the Phoenix repository)", err))
+		return "", cleanup, cli.UsageError(fmt.Errorf("%w\n(give --phoenix PATH, or run from the Phoenix repository)", err))
 	}
 	return bin, func() { _ = os.RemoveAll(dir) }, nil
 }
@@ -74,13 +75,13 @@ var knownBugs = []string{controller.BugSurgeIgnored, controller.BugEarlyDelete, 
 func checkInjects(bin, bug string) error {
 	info, err := buildinfo.ReadFile(bin)
 	if err != nil {
-		return usageError(fmt.Errorf("--bug %s: cannot tell whether %s injects bugs: %w", bug, bin, err))
+		return cli.UsageError(fmt.Errorf("--bug %s: cannot tell whether %s injects bugs: %w", bug, bin, err))
 	}
 	for _, s := range info.Settings {
 		if s.Key == "-tags" && slices.Contains(strings.Split(s.Value, ","), "chaosbugs") {
 			return nil
 		}
 	}
-	return usageError(fmt.Errorf("--bug %s: %s injects no bug (it was built without -tags chaosbugs); build one with "+
+	return cli.UsageError(fmt.Errorf("--bug %s: %s injects no bug (it was built without -tags chaosbugs); build one with "+
 		"go build -tags chaosbugs -o /tmp/phoenix-bugs ./cmd/phoenix and pass --phoenix /tmp/phoenix-bugs", bug, bin))
 }

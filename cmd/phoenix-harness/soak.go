@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
@@ -156,7 +157,7 @@ type soakFlags struct {
 	faults string
 }
 
-func newSoakCommand(g *globalFlags) *cobra.Command {
+func newSoakCommand(g *cli.Globals) *cobra.Command {
 	f := &soakFlags{opts: soakOptions{Bounds: defaultSoakBounds}}
 	cmd := &cobra.Command{
 		Use:   "soak",
@@ -182,7 +183,7 @@ prints FAIL and exits 1.`,
 			case "off":
 				f.opts.Faults = false
 			default:
-				return usageError(fmt.Errorf("--faults must be on or off, not %q", f.faults))
+				return cli.UsageError(fmt.Errorf("--faults must be on or off, not %q", f.faults))
 			}
 			return runSoak(cmd.Context(), cmd.OutOrStdout(), g, f)
 		},
@@ -196,21 +197,21 @@ prints FAIL and exits 1.`,
 	return cmd
 }
 
-func runSoak(ctx context.Context, out io.Writer, g *globalFlags, f *soakFlags) error {
-	if err := checkOutput(g.output); err != nil {
+func runSoak(ctx context.Context, out io.Writer, g *cli.Globals, f *soakFlags) error {
+	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
 	o := f.opts
 	if o.Rollouts < 2 || o.Groups < 1 || o.Servers < 1 {
-		return usageError(errors.New("soak needs --rollouts ≥ 2, --groups ≥ 1 and --servers ≥ 1"))
+		return cli.UsageError(errors.New("soak needs --rollouts ≥ 2, --groups ≥ 1 and --servers ≥ 1"))
 	}
-	log, err := newLogger(g.logLevel)
+	log, err := cli.NewLogger(g.LogLevel)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
 	o.Log = log
-	text := g.output == "text"
+	text := g.Output == "text"
 	enc := json.NewEncoder(out)
 	if text {
 		faults := "off"
@@ -235,7 +236,7 @@ func runSoak(ctx context.Context, out io.Writer, g *globalFlags, f *soakFlags) e
 	started := time.Now()
 	samples, err := soak(ctx, o)
 	if err != nil {
-		return &exitError{code: exitNotDone, err: fmt.Errorf("soak: %w", err)}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("soak: %w", err)}
 	}
 	r := judgeSoak(samples, o.Bounds)
 	verdict := "PASS"
@@ -259,7 +260,7 @@ func runSoak(ctx context.Context, out io.Writer, g *globalFlags, f *soakFlags) e
 		_ = enc.Encode(map[string]any{"report": r})
 	}
 	if !r.Pass {
-		return &exitError{code: exitNotDone, err: fmt.Errorf("soak: %s", strings.Join(r.Problems, "; "))}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("soak: %s", strings.Join(r.Problems, "; "))}
 	}
 	return nil
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
@@ -19,31 +19,10 @@ import (
 // simCloud is the clouds.yaml entry written for a simulator.
 const simCloud = "phoenix-sim"
 
-func newLogger(level string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, usageError(fmt.Errorf("--log-level: %w", err))
-	}
-	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.Encoding = "console"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.OutputPaths = []string{"stderr"}
-	cfg.Sampling = nil
-	return cfg.Build()
-}
-
-func checkOutput(output string) error {
-	if output != "text" && output != "json" {
-		return usageError(fmt.Errorf("--output must be text or json, not %q", output))
-	}
-	return nil
-}
-
 func connect(ctx context.Context, cloud string, log *zap.Logger) (*openstack.Cloud, error) {
 	c, err := openstack.New(ctx, openstack.Options{Cloud: cloud, Logger: log})
 	if err != nil {
-		return nil, &exitError{code: exitNotDone, err: fmt.Errorf("connect to the cloud: %w", err)}
+		return nil, &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("connect to the cloud: %w", err)}
 	}
 	return c, nil
 }

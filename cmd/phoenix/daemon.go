@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/coordination"
@@ -41,7 +42,7 @@ type daemonFlags struct {
 	createBackoff time.Duration
 }
 
-func newDaemonCommand(g *globalFlags) *cobra.Command {
+func newDaemonCommand(g *cli.Globals) *cobra.Command {
 	f := &daemonFlags{}
 	cmd := &cobra.Command{
 		Use:   "daemon --config FILE",
@@ -79,8 +80,8 @@ replica's groups up at once.`,
 	return cmd
 }
 
-func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlags) error {
-	log, err := newLogger(g.logLevel)
+func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlags) error {
+	log, err := cli.NewLogger(g.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -96,14 +97,14 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 	}
 	var secret atomic.Pointer[[]byte]
 	if err := loadSecret(cfg, &secret, log); err != nil {
-		return usageError(err)
+		return cli.UsageError(err)
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := daemon.NewMetrics(reg)
 	if f.retry.RequestTimeout <= 0 || f.retry.WaitMin <= 0 || f.retry.WaitMax < f.retry.WaitMin {
-		return usageError(fmt.Errorf("--request-timeout and --retry-wait-min must be above zero and --retry-wait-max at least --retry-wait-min"))
+		return cli.UsageError(fmt.Errorf("--request-timeout and --retry-wait-min must be above zero and --retry-wait-max at least --retry-wait-min"))
 	}
 	// A cloud that is busy at start (429s, a 503 burst past the client's
 	// retries) is tried again for a while: a daemon restarted into a
@@ -111,7 +112,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 	var userAgent string
 	if cfg.Controller.Coordination.Etcd != nil {
 		if err := checkReplicaID(f.replicaID); err != nil {
-			return usageError(err)
+			return cli.UsageError(err)
 		}
 		userAgent = "phoenix-replica/" + f.replicaID
 		log = log.With(zap.String("replica", f.replicaID))
@@ -125,7 +126,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 			break
 		}
 		if attempt == connectAttempts || ctx.Err() != nil {
-			return &exitError{code: exitNotDone, err: fmt.Errorf("connect to the cloud (%d attempts): %w", attempt, err)}
+			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("connect to the cloud (%d attempts): %w", attempt, err)}
 		}
 		wait := min(f.retry.WaitMin<<attempt, f.retry.WaitMax)
 		log.Warn("cannot connect to the cloud yet; trying again", zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
@@ -138,10 +139,10 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 	if e := cfg.Controller.Coordination.Etcd; e != nil {
 		opts, err := coordination.OptionsFromConfig(e, f.replicaID, log)
 		if err != nil {
-			return usageError(fmt.Errorf("%s: controller.coordination.etcd: %w", cfg.Path, err))
+			return cli.UsageError(fmt.Errorf("%s: controller.coordination.etcd: %w", cfg.Path, err))
 		}
 		if replica, err = coordination.New(opts); err != nil {
-			return &exitError{code: exitNotDone, err: fmt.Errorf("connect to etcd: %w", err)}
+			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("connect to etcd: %w", err)}
 		}
 		// After the daemon stopped (its steps finished): revoking the
 		// lease hands the groups to the other replicas at once.
@@ -157,7 +158,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 
 	notifier := daemon.NewNotifier(cfg.Controller.Notify, log)
 	defer notifier.Close()
-	progress := newProgress(out, g.output, cfg.Groups)
+	progress := newProgress(out, g.Output, cfg.Groups)
 	dopts := daemon.Options{
 		Log:          log,
 		Sink:         controller.EventFunc(func(e controller.Event) { progress.Emit(e); notifier.Emit(e) }),
@@ -182,7 +183,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
-		return usageError(fmt.Errorf("controller.listen %s: %w", listen, err))
+		return cli.UsageError(fmt.Errorf("controller.listen %s: %w", listen, err))
 	}
 	scheme := "http"
 	if cfg.Controller.TLSCertFile != "" {
@@ -198,7 +199,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *globalFlags, f *daemonFlag
 		served <- srv.Serve(l)
 	}()
 	log.Info("serving", zap.String("address", l.Addr().String()), zap.String("scheme", scheme))
-	if g.output == "text" {
+	if g.Output == "text" {
 		fmt.Fprintf(out, "phoenix daemon: %d groups, serving on %s://%s (config %s)\n", len(cfg.Groups), scheme, l.Addr(), cfg.Path)
 	}
 

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
@@ -335,7 +336,7 @@ func TestDaemonProcess(t *testing.T) {
 
 	// phoenix status renders it.
 	out, code := run(t, "status", "--url", d.url)
-	if code != exitOK || !strings.Contains(out, "api") || !strings.Contains(out, "converged") {
+	if code != cli.ExitOK || !strings.Contains(out, "api") || !strings.Contains(out, "converged") {
 		t.Errorf("phoenix status: exit %d\n%s", code, out)
 	}
 	d.stop(t, syscall.SIGTERM)

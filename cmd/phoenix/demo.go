@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/examples"
@@ -30,7 +31,7 @@ type demoFlags struct {
 	timeout time.Duration
 }
 
-func newDemoCommand(g *globalFlags) *cobra.Command {
+func newDemoCommand(g *cli.Globals) *cobra.Command {
 	f := &demoFlags{}
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -51,16 +52,16 @@ HTTP through gophercloud, that Phoenix uses against a real cloud.`,
 
 const demoCloud = "phoenix-sim"
 
-func runDemo(ctx context.Context, out io.Writer, g *globalFlags, f *demoFlags) error {
-	if err := checkOutput(g.output); err != nil {
+func runDemo(ctx context.Context, out io.Writer, g *cli.Globals, f *demoFlags) error {
+	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
-	log, err := newLogger(g.logLevel)
+	log, err := cli.NewLogger(g.LogLevel)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	text := g.output == "text"
+	text := g.Output == "text"
 	say := func(format string, args ...any) {
 		if text {
 			fmt.Fprintf(out, format, args...)
@@ -115,7 +116,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globalFlags, f *demoFlags) e
 	initial := controller.Rebuild(ctx, cloud.Services(), cfg.Groups, nil, log, controller.Options{PollInterval: 200 * time.Millisecond})
 	for _, r := range initial {
 		if !r.Converged {
-			return &exitError{code: exitNotDone, err: fmt.Errorf("building the initial fleet: group %s: %w", r.Group, r.Err)}
+			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("building the initial fleet: group %s: %w", r.Group, r.Err)}
 		}
 	}
 
@@ -127,7 +128,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globalFlags, f *demoFlags) e
 	users := startUsers(lb.URL, 4)
 	started := time.Now()
 	opts := controller.Options{RolloutID: uuid.NewString(), PollInterval: 200 * time.Millisecond}
-	results := rebuild(ctx, out, g.output, cloud.Services(), cfg.Groups, log, opts, 0)
+	results := rebuild(ctx, out, g.Output, cloud.Services(), cfg.Groups, log, opts, 0)
 	converged := time.Now()
 	users.waitMore(40)
 	answers := users.stop()
@@ -137,13 +138,13 @@ func runDemo(ctx context.Context, out io.Writer, g *globalFlags, f *demoFlags) e
 		return err
 	}
 	if err := checkDemo(s, cfg.Groups, patched.ID); err != nil {
-		return &exitError{code: exitNotDone, err: err}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: err}
 	}
 	say("\n%s", capacityReport(cfg.Groups, extremes))
 	web := cfg.Groups[0]
 	say("\n%s", trafficReport(answers, converged, serverSet(s), pool, web.Count-web.Rollout.MaxUnavailable.Resolve(web.Count, false)))
 	if failed := answers.failed(); failed > 0 {
-		return &exitError{code: exitNotDone, err: fmt.Errorf("%d requests through %s failed during the rebuild", failed, demoLB)}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("%d requests through %s failed during the rebuild", failed, demoLB)}
 	}
 	say("\nEvery server now runs the patched image; %d servers replaced in %s.\n", countPairs(results), time.Since(started).Round(100*time.Millisecond))
 	log.Info("demo finished", zap.String("rollout", opts.RolloutID))

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/spf13/cobra"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 )
 
@@ -32,7 +33,7 @@ type eventSendFlags struct {
 	reason     string
 }
 
-func newEventCommand(g *globalFlags) *cobra.Command {
+func newEventCommand(g *cli.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "event",
 		Short: "Send events to a running Phoenix daemon",
@@ -42,7 +43,7 @@ func newEventCommand(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-func newEventSendCommand(g *globalFlags) *cobra.Command {
+func newEventSendCommand(g *cli.Globals) *cobra.Command {
 	f := &eventSendFlags{}
 	cmd := &cobra.Command{
 		Use:   "send --url URL --secret-file FILE (--file EVENT.json | --type TYPE [--group NAME ...] [--image IMAGE] [--server ID] --reason TEXT) [--id ID]",
@@ -86,11 +87,11 @@ var eventFlagOf = map[string]string{
 	"id": "--id", "type": "--type", "groups": "--group", "image": "--image", "server": "--server", "reason": "--reason",
 }
 
-func runEventSend(ctx context.Context, out io.Writer, g *globalFlags, f *eventSendFlags, changed func(string) bool) error {
-	if err := checkOutput(g.output); err != nil {
+func runEventSend(ctx context.Context, out io.Writer, g *cli.Globals, f *eventSendFlags, changed func(string) bool) error {
+	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
-	log, err := newLogger(g.logLevel)
+	log, err := cli.NewLogger(g.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func runEventSend(ctx context.Context, out io.Writer, g *globalFlags, f *eventSe
 		return err
 	}
 	if f.secretFile == "" {
-		return usageError(errors.New("--secret-file is required: the file holding the webhook secret the daemon was given"))
+		return cli.UsageError(errors.New("--secret-file is required: the file holding the webhook secret the daemon was given"))
 	}
 	e, err := buildEvent(f, changed)
 	if err != nil {
@@ -107,7 +108,7 @@ func runEventSend(ctx context.Context, out io.Writer, g *globalFlags, f *eventSe
 	}
 	secret, warning, err := trigger.ReadSecret(f.secretFile)
 	if err != nil {
-		return usageError(fmt.Errorf("--secret-file: %w", err))
+		return cli.UsageError(fmt.Errorf("--secret-file: %w", err))
 	}
 	if warning != "" {
 		log.Warn(warning)
@@ -115,7 +116,7 @@ func runEventSend(ctx context.Context, out io.Writer, g *globalFlags, f *eventSe
 
 	status, body, err := trigger.Send(ctx, eventHTTPClient(), target, secret, e, time.Now())
 	if err != nil {
-		return &exitError{code: exitNotDone, err: err}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: err}
 	}
 	var result struct {
 		ID     string `json:"id"`
@@ -127,9 +128,9 @@ func runEventSend(ctx context.Context, out io.Writer, g *globalFlags, f *eventSe
 	case status >= 200 && status < 300:
 		result.ID, result.Status = e.ID, "accepted"
 	default:
-		return &exitError{code: exitNotDone, err: fmt.Errorf("event %s refused: HTTP %d %s: %s", e.ID, status, http.StatusText(status), answerMessage(body))}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("event %s refused: HTTP %d %s: %s", e.ID, status, http.StatusText(status), answerMessage(body))}
 	}
-	if g.output == "json" {
+	if g.Output == "json" {
 		b, _ := json.Marshal(result)
 		_, _ = fmt.Fprintf(out, "%s\n", b)
 		return nil
@@ -145,14 +146,14 @@ func runEventSend(ctx context.Context, out io.Writer, g *globalFlags, f *eventSe
 // eventURL checks --url and gives it the path /v1/events when it has none.
 func eventURL(raw string) (string, error) {
 	if raw == "" {
-		return "", usageError(errors.New("--url is required: the daemon's event URL, such as https://phoenix.internal:8443/v1/events"))
+		return "", cli.UsageError(errors.New("--url is required: the daemon's event URL, such as https://phoenix.internal:8443/v1/events"))
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", usageError(fmt.Errorf("--url: %w", err))
+		return "", cli.UsageError(fmt.Errorf("--url: %w", err))
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", usageError(fmt.Errorf("--url %s: expected an http:// or https:// URL", u.Redacted()))
+		return "", cli.UsageError(fmt.Errorf("--url %s: expected an http:// or https:// URL", u.Redacted()))
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/v1/events"
@@ -167,12 +168,12 @@ func buildEvent(f *eventSendFlags, changed func(string) bool) (trigger.Event, er
 	if f.file != "" {
 		for _, name := range []string{"type", "group", "image", "server", "reason"} {
 			if changed(name) {
-				return e, usageError(fmt.Errorf("--file and --%s exclude each other: the file holds the whole event", name))
+				return e, cli.UsageError(fmt.Errorf("--file and --%s exclude each other: the file holds the whole event", name))
 			}
 		}
 		raw, err := os.ReadFile(f.file)
 		if err != nil {
-			return e, usageError(fmt.Errorf("--file: %w", err))
+			return e, cli.UsageError(fmt.Errorf("--file: %w", err))
 		}
 		// The daemon's own parser, on the file as written: an id that is
 		// missing or replaced by --id is settled below, and the event as
@@ -180,15 +181,15 @@ func buildEvent(f *eventSendFlags, changed func(string) bool) (trigger.Event, er
 		if _, err := trigger.Parse(raw); err != nil {
 			var pe *trigger.ParseError
 			if !errors.As(err, &pe) || pe.Syntax || pe.Field != "id" {
-				return e, usageError(fmt.Errorf("--file %s: %w", f.file, err))
+				return e, cli.UsageError(fmt.Errorf("--file %s: %w", f.file, err))
 			}
 		}
 		if err := json.Unmarshal(raw, &e); err != nil {
-			return e, usageError(fmt.Errorf("--file %s: %w", f.file, err))
+			return e, cli.UsageError(fmt.Errorf("--file %s: %w", f.file, err))
 		}
 	} else {
 		if f.typ == "" {
-			return e, usageError(errors.New("--type or --file is required"))
+			return e, cli.UsageError(errors.New("--type or --file is required"))
 		}
 		e = trigger.Event{Type: f.typ, Groups: f.groups, Image: f.image, Server: f.server, Reason: f.reason}
 	}
@@ -208,12 +209,12 @@ func buildEvent(f *eventSendFlags, changed func(string) bool) (trigger.Event, er
 	if err != nil {
 		var pe *trigger.ParseError
 		if errors.As(err, &pe) && f.file == "" && eventFlagOf[pe.Field] != "" {
-			return e, usageError(fmt.Errorf("%s: %w", eventFlagOf[pe.Field], err))
+			return e, cli.UsageError(fmt.Errorf("%s: %w", eventFlagOf[pe.Field], err))
 		}
 		if f.file != "" {
-			return e, usageError(fmt.Errorf("--file %s: %w", f.file, err))
+			return e, cli.UsageError(fmt.Errorf("--file %s: %w", f.file, err))
 		}
-		return e, usageError(err)
+		return e, cli.UsageError(err)
 	}
 	return e, nil
 }

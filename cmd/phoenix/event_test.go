@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 )
 
@@ -76,7 +77,7 @@ func newEventDaemon(t *testing.T) *eventDaemon {
 // output, its exit code and the error message main would print.
 func runEvent(t *testing.T, output string, args ...string) (string, int, string) {
 	t.Helper()
-	cmd := newEventCommand(&globalFlags{output: output, logLevel: "warn"})
+	cmd := newEventCommand(&cli.Globals{Output: output, LogLevel: "warn"})
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
@@ -86,13 +87,13 @@ func runEvent(t *testing.T, output string, args ...string) (string, int, string)
 	defer cancel()
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
-		return out.String(), exitOK, ""
+		return out.String(), cli.ExitOK, ""
 	}
-	var ee *exitError
+	var ee *cli.ExitError
 	if errors.As(err, &ee) {
-		return out.String(), ee.code, err.Error()
+		return out.String(), ee.Code, err.Error()
 	}
-	return out.String(), exitUsage, err.Error()
+	return out.String(), cli.ExitUsage, err.Error()
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -144,7 +145,7 @@ func TestEventSendAccepted(t *testing.T) {
 			before := len(ed.d.all())
 			args := append([]string{"send", "--url", ed.url + "/v1/events", "--secret-file", ed.secretFile}, tt.args...)
 			out, code, msg := runEvent(t, tt.output, args...)
-			if code != exitOK {
+			if code != cli.ExitOK {
 				t.Fatalf("exit %d: %s\n%s", code, msg, out)
 			}
 			got := ed.d.all()[before:]
@@ -212,39 +213,39 @@ func TestEventSendRefused(t *testing.T) {
 		sent bool   // whether the daemon was asked at all
 	}{
 		{"no reason", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "security.patch", "--group", "web"},
-			exitUsage, "--reason: event: reason: required", false},
+			cli.ExitUsage, "--reason: event: reason: required", false},
 		{"no target", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "security.patch", "--reason", "r"},
-			exitUsage, "--group: event: groups: security.patch needs groups, image or both", false},
+			cli.ExitUsage, "--group: event: groups: security.patch needs groups, image or both", false},
 		{"bad type", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "image.deleted"},
-			exitUsage, `--type: event: type: "image.deleted" is not an event type`, false},
+			cli.ExitUsage, `--type: event: type: "image.deleted" is not an event type`, false},
 		{"bad group name", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "security.patch", "--group", "Web", "--reason", "r"},
-			exitUsage, `groups[0] "Web"`, false},
+			cli.ExitUsage, `groups[0] "Web"`, false},
 		{"bad id", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "image.published", "--id", "a b"},
-			exitUsage, "--id: event: id:", false},
+			cli.ExitUsage, "--id: event: id:", false},
 		{"no type", []string{"--url", url, "--secret-file", ed.secretFile, "--reason", "r"},
-			exitUsage, "--type or --file is required", false},
+			cli.ExitUsage, "--type or --file is required", false},
 		{"file and flags", []string{"--url", url, "--secret-file", ed.secretFile, "--file", badFile, "--reason", "r"},
-			exitUsage, "--file and --reason exclude each other", false},
+			cli.ExitUsage, "--file and --reason exclude each other", false},
 		{"file with unknown field", []string{"--url", url, "--secret-file", ed.secretFile, "--file", badFile},
-			exitUsage, "bad.json: event: priority: unknown field", false},
+			cli.ExitUsage, "bad.json: event: priority: unknown field", false},
 		{"file missing", []string{"--url", url, "--secret-file", ed.secretFile, "--file", "nonexistent.json"},
-			exitUsage, "nonexistent.json", false},
+			cli.ExitUsage, "nonexistent.json", false},
 		{"no url", []string{"--secret-file", ed.secretFile, "--type", "image.published"},
-			exitUsage, "--url is required", false},
+			cli.ExitUsage, "--url is required", false},
 		{"bad url", []string{"--url", "phoenix.internal:8443", "--secret-file", ed.secretFile, "--type", "image.published"},
-			exitUsage, "expected an http:// or https:// URL", false},
+			cli.ExitUsage, "expected an http:// or https:// URL", false},
 		{"no secret file", []string{"--url", url, "--type", "image.published"},
-			exitUsage, "--secret-file is required", false},
+			cli.ExitUsage, "--secret-file is required", false},
 		{"secret file missing", []string{"--url", url, "--secret-file", "/nonexistent/webhook.secret", "--type", "image.published"},
-			exitUsage, "/nonexistent/webhook.secret", false},
+			cli.ExitUsage, "/nonexistent/webhook.secret", false},
 		{"unknown group", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "security.patch", "--group", "billing", "--reason", "CVE-2026-31337"},
-			exitNotDone, `HTTP 422 Unprocessable Entity: group "billing": unknown target`, true},
+			cli.ExitNotDone, `HTTP 422 Unprocessable Entity: group "billing": unknown target`, true},
 		{"file without id, unknown group", []string{"--url", url, "--secret-file", ed.secretFile, "--file", noID},
-			exitNotDone, `group "nope": unknown target`, true},
+			cli.ExitNotDone, `group "nope": unknown target`, true},
 		{"wrong secret", []string{"--url", url, "--secret-file", wrongSecret, "--type", "image.published"},
-			exitNotDone, "HTTP 401 Unauthorized: unauthorized: signature does not match", true},
+			cli.ExitNotDone, "HTTP 401 Unauthorized: unauthorized: signature does not match", true},
 		{"wrong path", []string{"--url", ed.url + "/v2/events", "--secret-file", ed.secretFile, "--type", "image.published"},
-			exitNotDone, "HTTP 404 Not Found", true},
+			cli.ExitNotDone, "HTTP 404 Not Found", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,7 +272,7 @@ func TestEventSendRefused(t *testing.T) {
 func TestEventSendURLWithoutPath(t *testing.T) {
 	ed := newEventDaemon(t)
 	out, code, msg := runEvent(t, "json", "send", "--url", ed.url, "--secret-file", ed.secretFile, "--type", "image.published", "--id", "img-2")
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, msg)
 	}
 	var answer map[string]string

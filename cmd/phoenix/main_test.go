@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
@@ -21,24 +20,9 @@ import (
 // returns its output and exit code.
 func run(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	root := newRootCommand()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	err := root.ExecuteContext(ctx)
-	code := exitOK
-	if err != nil {
-		var ee *exitError
-		code = exitUsage
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-		out.WriteString("\nERROR: " + err.Error())
-	}
-	return out.String(), code
+	return cli.Run(ctx, newRootCommand(), args...)
 }
 
 const fleetConfig = `cloud: phoenix-sim
@@ -68,7 +52,7 @@ func fleet(t *testing.T) (*simtest.Env, string) {
 		t.Fatal(err)
 	}
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	if out, code := run(t, "rebuild", "--config", cfg, "--all", "--poll", "50ms"); code != exitOK {
+	if out, code := run(t, "rebuild", "--config", cfg, "--all", "--poll", "50ms"); code != cli.ExitOK {
 		t.Fatalf("building the fleet: exit %d\n%s", code, out)
 	}
 	return env, cfg
@@ -81,8 +65,8 @@ func TestRebuildWithFullQuotaDeletesNothingAndFails(t *testing.T) {
 	env.Sim.ResetRequests()
 
 	out, code := run(t, "rebuild", "--config", cfg, "--group", "web", "--timeout", "3s", "--poll", "50ms")
-	if code != exitNotDone {
-		t.Fatalf("exit %d, want %d\n%s", code, exitNotDone, out)
+	if code != cli.ExitNotDone {
+		t.Fatalf("exit %d, want %d\n%s", code, cli.ExitNotDone, out)
 	}
 	for _, want := range []string{
 		"Quota exceeded for instances: Requested 1, but already used 10 of 10 instances",
@@ -123,7 +107,7 @@ func TestPlanListsDriftAndChangesNothing(t *testing.T) {
 	env.Sim.ResetRequests()
 
 	out, code := run(t, "plan", "--config", cfg)
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	servers := env.Sim.Servers()
@@ -149,7 +133,7 @@ func TestPlanListsDriftAndChangesNothing(t *testing.T) {
 
 	jsonOut, code := run(t, "plan", "--config", cfg, "--output", "json")
 	var gp groupPlan
-	if code != exitOK || json.Unmarshal([]byte(strings.TrimSpace(jsonOut)), &gp) != nil || gp.Replace != 10 || len(gp.Servers) != 10 {
+	if code != cli.ExitOK || json.Unmarshal([]byte(strings.TrimSpace(jsonOut)), &gp) != nil || gp.Replace != 10 || len(gp.Servers) != 10 {
 		t.Fatalf("plan --output json: exit %d, %+v\n%s", code, gp, jsonOut)
 	}
 }
@@ -158,7 +142,7 @@ func TestRebuildJSONLines(t *testing.T) {
 	env, cfg := fleet(t)
 	env.Sim.AddImage(sim.Image{Name: "gold"})
 	out, code := run(t, "rebuild", "--config", cfg, "--all", "--output", "json", "--poll", "50ms")
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -199,7 +183,7 @@ func TestForcedRebuildReplacesUpToDateServers(t *testing.T) {
 		before[s.ID] = true
 	}
 	out, code := run(t, "rebuild", "--config", cfg, "--all", "--force", "--reason", "CVE-2026-4242 found on web-1", "--poll", "50ms")
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	after := env.Sim.Servers()
@@ -222,8 +206,8 @@ func TestRebuildStopsAtOnceWhenItCannotProceed(t *testing.T) {
 	_ = os.WriteFile(broken, []byte(strings.Replace(fleetConfig, "flavor: m1.small", "flavor: m9.huge", 1)), 0o600)
 	start := time.Now()
 	out, code := run(t, "rebuild", "--config", broken, "--all", "--timeout", "1m", "--poll", "50ms")
-	if code != exitNotDone || !strings.Contains(out, `It cannot proceed`) || !strings.Contains(out, `flavor "m9.huge"`) {
-		t.Fatalf("exit %d, want %d naming the flavor:\n%s", code, exitNotDone, out)
+	if code != cli.ExitNotDone || !strings.Contains(out, `It cannot proceed`) || !strings.Contains(out, `flavor "m9.huge"`) {
+		t.Fatalf("exit %d, want %d naming the flavor:\n%s", code, cli.ExitNotDone, out)
 	}
 	if time.Since(start) > 20*time.Second {
 		t.Fatalf("took %v: a missing flavor must not wait for the timeout", time.Since(start))
@@ -242,8 +226,8 @@ func TestRebuildWithUnknownPoolTouchesNothing(t *testing.T) {
 	pooled := filepath.Join(filepath.Dir(cfg), "pooled.yaml")
 	_ = os.WriteFile(pooled, []byte(fleetConfig+"    traffic: {octavia: {pool: web-pool, protocol_port: 8080}}\n"), 0o600)
 	out, code := run(t, "rebuild", "--config", pooled, "--all", "--timeout", "1m", "--poll", "50ms")
-	if code != exitNotDone || !strings.Contains(out, "traffic.octavia.pool") || !strings.Contains(out, `pool "web-pool"`) {
-		t.Fatalf("exit %d, want %d naming the field and the pool:\n%s", code, exitNotDone, out)
+	if code != cli.ExitNotDone || !strings.Contains(out, "traffic.octavia.pool") || !strings.Contains(out, `pool "web-pool"`) {
+		t.Fatalf("exit %d, want %d naming the field and the pool:\n%s", code, cli.ExitNotDone, out)
 	}
 	for _, r := range env.Sim.Requests() {
 		if r.Service == "compute" && r.Method != "GET" {
@@ -285,8 +269,8 @@ func TestBadInputIsRefusedBeforeAnyCloudCall(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			out, code := run(t, tc.args...)
-			if code != exitUsage {
-				t.Errorf("exit %d, want %d", code, exitUsage)
+			if code != cli.ExitUsage {
+				t.Errorf("exit %d, want %d", code, cli.ExitUsage)
 			}
 			if !strings.Contains(out, tc.want) {
 				t.Errorf("output lacks %q:\n%s", tc.want, out)
@@ -300,7 +284,7 @@ func TestDemo(t *testing.T) {
 		t.Skip("the demo takes about ten seconds")
 	}
 	out, code := run(t, "demo")
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("demo exit %d\n%s", code, out)
 	}
 	table := regexp.MustCompile(`(?m)^(web|api|worker)\s+(web|api|worker)-[0-9a-f]{8}\s+→\s+(web|api|worker)-[0-9a-f]{8}\s`)
@@ -330,20 +314,20 @@ func TestHaltedRebuildAndResume(t *testing.T) {
 	bad := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute)})
 	env.Sim.FailNextBoots(1000)
 	out, code := run(t, "rebuild", "--config", cfg, "--all", "--timeout", "1m", "--poll", "50ms")
-	if code != exitNotDone || !strings.Contains(out, "HALTED") || !strings.Contains(out, bad.ID) || !strings.Contains(out, "phoenix resume --group web") {
-		t.Fatalf("exit %d, want %d and a halt naming the image and the way out:\n%s", code, exitNotDone, out)
+	if code != cli.ExitNotDone || !strings.Contains(out, "HALTED") || !strings.Contains(out, bad.ID) || !strings.Contains(out, "phoenix resume --group web") {
+		t.Fatalf("exit %d, want %d and a halt naming the image and the way out:\n%s", code, cli.ExitNotDone, out)
 	}
 	if n := len(env.Sim.Servers()); n != 10 {
 		t.Fatalf("%d servers after the halt, want the 10 old ones", n)
 	}
-	if out, code = run(t, "rebuild", "--config", cfg, "--all", "--timeout", "1m", "--poll", "50ms"); code != exitNotDone || !strings.Contains(out, "HALTED") {
+	if out, code = run(t, "rebuild", "--config", cfg, "--all", "--timeout", "1m", "--poll", "50ms"); code != cli.ExitNotDone || !strings.Contains(out, "HALTED") {
 		t.Fatalf("second run: exit %d, want still halted:\n%s", code, out)
 	}
 	env.Sim.ClearBootFaults()
-	if out, code = run(t, "resume", "--config", cfg, "--group", "web"); code != exitOK || !strings.Contains(out, "halt lifted (on 10 servers)") {
+	if out, code = run(t, "resume", "--config", cfg, "--group", "web"); code != cli.ExitOK || !strings.Contains(out, "halt lifted (on 10 servers)") {
 		t.Fatalf("resume: exit %d\n%s", code, out)
 	}
-	if out, code = run(t, "rebuild", "--config", cfg, "--all", "--poll", "50ms"); code != exitOK {
+	if out, code = run(t, "rebuild", "--config", cfg, "--all", "--poll", "50ms"); code != cli.ExitOK {
 		t.Fatalf("after resume: exit %d\n%s", code, out)
 	}
 	for _, s := range env.Sim.Servers() {
@@ -357,7 +341,7 @@ func TestHaltedRebuildAndResume(t *testing.T) {
 // harnesses are phoenix-harness's.
 func TestHelpListsOnlyOperatorCommands(t *testing.T) {
 	out, code := run(t, "--help")
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	_, list, _ := strings.Cut(out, "Available Commands:")
@@ -377,8 +361,8 @@ func TestHelpListsOnlyOperatorCommands(t *testing.T) {
 		if listed[name] {
 			t.Errorf("phoenix --help lists the harness command %s:\n%s", name, out)
 		}
-		if out, code := run(t, name); code != exitUsage || !strings.Contains(out, "unknown command") {
-			t.Errorf("phoenix %s: exit %d, want %d and an unknown command:\n%s", name, code, exitUsage, out)
+		if out, code := run(t, name); code != cli.ExitUsage || !strings.Contains(out, "unknown command") {
+			t.Errorf("phoenix %s: exit %d, want %d and an unknown command:\n%s", name, code, cli.ExitUsage, out)
 		}
 	}
 }

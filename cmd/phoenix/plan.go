@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/plan"
@@ -21,7 +22,7 @@ type planFlags struct {
 	groups []string
 }
 
-func newPlanCommand(g *globalFlags) *cobra.Command {
+func newPlanCommand(g *cli.Globals) *cobra.Command {
 	f := &planFlags{}
 	cmd := &cobra.Command{
 		Use:   "plan --config FILE [--group NAME ...]",
@@ -72,11 +73,11 @@ type serverPlan struct {
 	Step    string `json:"step,omitempty"`
 }
 
-func runPlan(ctx context.Context, out io.Writer, g *globalFlags, f *planFlags) error {
-	if err := checkOutput(g.output); err != nil {
+func runPlan(ctx context.Context, out io.Writer, g *cli.Globals, f *planFlags) error {
+	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
-	log, err := newLogger(g.logLevel)
+	log, err := cli.NewLogger(g.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -90,9 +91,9 @@ func runPlan(ctx context.Context, out io.Writer, g *globalFlags, f *planFlags) e
 	}
 	plans, err := previewGroups(ctx, cloud.Services(), groups)
 	if err != nil {
-		return &exitError{code: exitNotDone, err: err}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: err}
 	}
-	if g.output == "json" {
+	if g.Output == "json" {
 		p := &progress{out: out}
 		for _, gp := range plans {
 			p.writeJSON(gp)

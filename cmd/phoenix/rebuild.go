@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/provisioner"
@@ -28,7 +29,7 @@ type rebuildFlags struct {
 	poll    time.Duration
 }
 
-func newRebuildCommand(g *globalFlags) *cobra.Command {
+func newRebuildCommand(g *cli.Globals) *cobra.Command {
 	f := &rebuildFlags{}
 	cmd := &cobra.Command{
 		Use:   "rebuild --config FILE (--group NAME ... | --all) [--force --reason TEXT]",
@@ -56,29 +57,29 @@ Stopping it at any moment is safe: running it again resumes.`,
 	return cmd
 }
 
-func runRebuild(ctx context.Context, out io.Writer, g *globalFlags, f *rebuildFlags) error {
-	if err := checkOutput(g.output); err != nil {
+func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFlags) error {
+	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
 	switch {
 	case f.all && len(f.groups) > 0:
-		return usageError(errors.New("use either --group or --all, not both"))
+		return cli.UsageError(errors.New("use either --group or --all, not both"))
 	case !f.all && len(f.groups) == 0:
-		return usageError(errors.New("choose the groups: --group NAME (repeatable) or --all"))
+		return cli.UsageError(errors.New("choose the groups: --group NAME (repeatable) or --all"))
 	case f.force && strings.TrimSpace(f.reason) == "":
-		return usageError(errors.New("--force needs --reason TEXT: it is recorded on every server it replaces"))
+		return cli.UsageError(errors.New("--force needs --reason TEXT: it is recorded on every server it replaces"))
 	case !f.force && (f.reason != "" || f.before != ""):
-		return usageError(errors.New("--reason and --before go with --force"))
+		return cli.UsageError(errors.New("--reason and --before go with --force"))
 	}
 	cutoff := time.Now()
 	if f.before != "" {
 		t, err := time.Parse(time.RFC3339, f.before)
 		if err != nil {
-			return usageError(fmt.Errorf("--before: expected an RFC 3339 time such as 2026-11-25T12:00:00Z, got %q", f.before))
+			return cli.UsageError(fmt.Errorf("--before: expected an RFC 3339 time such as 2026-11-25T12:00:00Z, got %q", f.before))
 		}
 		cutoff = t
 	}
-	log, err := newLogger(g.logLevel)
+	log, err := cli.NewLogger(g.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func runRebuild(ctx context.Context, out io.Writer, g *globalFlags, f *rebuildFl
 		fmt.Fprintf(out, "forced rebuild of every server created before %s (%s); to resume it after an interruption, add --before %s\n",
 			cutoff.UTC().Format(time.RFC3339), f.reason, cutoff.UTC().Format(time.RFC3339))
 	}
-	results := rebuild(ctx, out, g.output, cloud.Services(), groups, log, opts, f.timeout)
+	results := rebuild(ctx, out, g.Output, cloud.Services(), groups, log, opts, f.timeout)
 	return exitFor(results, opts.RolloutID, f.timeout)
 }
 
@@ -135,7 +136,7 @@ func exitFor(results []controller.GroupResult, rollout string, timeout time.Dura
 	if len(failed) == 0 {
 		return nil
 	}
-	return &exitError{code: exitNotDone, err: fmt.Errorf("rollout %s did not converge.\n%s", rollout, strings.Join(failed, "\n"))}
+	return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("rollout %s did not converge.\n%s", rollout, strings.Join(failed, "\n"))}
 }
 
 // failureParagraph says, in one paragraph, where a group stands, why it

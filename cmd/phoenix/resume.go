@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 )
 
@@ -15,7 +16,7 @@ type resumeFlags struct {
 	groups []string
 }
 
-func newResumeCommand(g *globalFlags) *cobra.Command {
+func newResumeCommand(g *cli.Globals) *cobra.Command {
 	f := &resumeFlags{}
 	cmd := &cobra.Command{
 		Use:   "resume --config FILE --group NAME [--group NAME ...]",
@@ -34,11 +35,11 @@ itself; resume is for a cause fixed elsewhere (the cloud, a dependency).`,
 	return cmd
 }
 
-func runResume(ctx context.Context, out io.Writer, g *globalFlags, f *resumeFlags) error {
+func runResume(ctx context.Context, out io.Writer, g *cli.Globals, f *resumeFlags) error {
 	if len(f.groups) == 0 {
-		return usageError(fmt.Errorf("--group is required: name the group whose halt to lift"))
+		return cli.UsageError(fmt.Errorf("--group is required: name the group whose halt to lift"))
 	}
-	log, err := newLogger(g.logLevel)
+	log, err := cli.NewLogger(g.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -53,7 +54,7 @@ func runResume(ctx context.Context, out io.Writer, g *globalFlags, f *resumeFlag
 	for _, gr := range groups {
 		res, err := controller.Resume(ctx, cloud.Services(), gr)
 		if err != nil {
-			return &exitError{code: exitNotDone, err: fmt.Errorf("group %s: %w", gr.Name, err)}
+			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("group %s: %w", gr.Name, err)}
 		}
 		switch {
 		case res.Halts > 0:

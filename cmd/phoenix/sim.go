@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 )
 
@@ -22,7 +23,7 @@ type simFlags struct {
 	quota     int
 }
 
-func newSimCommand(g *globalFlags) *cobra.Command {
+func newSimCommand(g *cli.Globals) *cobra.Command {
 	f := &simFlags{}
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -50,7 +51,7 @@ Each simulated server answers health checks on its own 127.x.y.z address.`,
 func runSim(ctx context.Context, out io.Writer, f *simFlags) error {
 	s, err := sim.New(sim.Options{Addr: f.listen, Seed: f.seed, BootTime: sim.LogNormal(f.bootTime, 4*f.bootTime)})
 	if err != nil {
-		return usageError(fmt.Errorf("start the simulator: %w", err))
+		return cli.UsageError(fmt.Errorf("start the simulator: %w", err))
 	}
 	defer s.Close()
 	s.SetQuota(sim.Quota{Instances: f.quota})
@@ -64,7 +65,7 @@ func runSim(ctx context.Context, out io.Writer, f *simFlags) error {
 	}
 	fmt.Fprintf(out, "load balancer %s, pool %s: requests to %s go to the pool's members\n", demoLB, demoPool, lb.URL)
 	if err := s.WriteCloudsYAML(f.cloudsOut, f.cloud); err != nil {
-		return usageError(err)
+		return cli.UsageError(err)
 	}
 	abs, _ := filepath.Abs(f.cloudsOut)
 	fmt.Fprintf(out, "OpenStack simulator listening at %s (identity %s)\n", s.Endpoint(), s.AuthURL())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
 )
 
@@ -19,7 +20,7 @@ type statusFlags struct {
 	url string
 }
 
-func newStatusCommand(g *globalFlags) *cobra.Command {
+func newStatusCommand(g *cli.Globals) *cobra.Command {
 	f := &statusFlags{}
 	cmd := &cobra.Command{
 		Use:   "status [--url http://127.0.0.1:9090]",
@@ -33,32 +34,32 @@ func newStatusCommand(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-func runStatus(ctx context.Context, out io.Writer, g *globalFlags, f *statusFlags) error {
-	if err := checkOutput(g.output); err != nil {
+func runStatus(ctx context.Context, out io.Writer, g *cli.Globals, f *statusFlags) error {
+	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(f.url, "/")+"/v1/status", nil)
 	if err != nil {
-		return usageError(fmt.Errorf("--url: %w", err))
+		return cli.UsageError(fmt.Errorf("--url: %w", err))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return &exitError{code: exitNotDone, err: fmt.Errorf("reach the daemon at %s: %w", f.url, err)}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("reach the daemon at %s: %w", f.url, err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return &exitError{code: exitNotDone, err: fmt.Errorf("the daemon at %s answered HTTP %d: %s", f.url, resp.StatusCode, strings.TrimSpace(string(body)))}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("the daemon at %s answered HTTP %d: %s", f.url, resp.StatusCode, strings.TrimSpace(string(body)))}
 	}
-	if g.output == "json" {
+	if g.Output == "json" {
 		_, _ = out.Write(body)
 		return nil
 	}
 	var st daemon.Status
 	if err := json.Unmarshal(body, &st); err != nil {
-		return &exitError{code: exitNotDone, err: fmt.Errorf("the daemon's status: %w", err)}
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("the daemon's status: %w", err)}
 	}
 	printStatus(out, st)
 	return nil

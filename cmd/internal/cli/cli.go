@@ -1,0 +1,121 @@
+// Package cli is what Phoenix's commands share: exit codes that mean
+// something to scripts and CI, the error that carries one through cobra,
+// the log a command writes on stderr, and the check of --output. Both
+// binaries (phoenix and phoenix-harness) use it; neither is importable.
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Exit codes.
+const (
+	ExitOK         = 0
+	ExitNotDone    = 1 // ran, but did not get there (not converged, a failure found)
+	ExitUsage      = 2 // bad flags or configuration: nothing was done
+	ExitUnexpected = 3
+)
+
+// ExitError carries an exit code through cobra.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// UsageError is a refusal before anything was done: exit 2.
+func UsageError(err error) error { return &ExitError{Code: ExitUsage, Err: err} }
+
+// NotDone is a run that did not get there: exit 1.
+func NotDone(err error) error { return &ExitError{Code: ExitNotDone, Err: err} }
+
+// Code is the exit code err carries: ExitOK for none, ExitUsage for an
+// error that carries no code (cobra's own: a bad flag).
+func Code(err error) int {
+	var ee *ExitError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ee):
+		return ee.Code
+	}
+	return ExitUsage
+}
+
+// Main runs root until SIGINT or SIGTERM and exits with the code its
+// error carries, saying why on stderr.
+func Main(name string, root *cobra.Command) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := root.ExecuteContext(ctx)
+	stop()
+	if err != nil && err.Error() != "" {
+		fmt.Fprintln(os.Stderr, name+":", err)
+	}
+	os.Exit(Code(err))
+}
+
+// Run executes root with args in this process, as a user would run the
+// binary, and returns what it wrote (the error last) and its exit code.
+func Run(ctx context.Context, root *cobra.Command, args ...string) (string, int) {
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		out.WriteString("\nERROR: " + err.Error())
+	}
+	return out.String(), Code(err)
+}
+
+// Globals are the flags every command of a binary takes.
+type Globals struct {
+	LogLevel string
+	Output   string
+}
+
+// Register adds the global flags to root.
+func (g *Globals) Register(root *cobra.Command) {
+	root.PersistentFlags().StringVar(&g.LogLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	root.PersistentFlags().StringVarP(&g.Output, "output", "o", "text", "output format: text or json (one JSON object a line)")
+}
+
+// NewLogger is a command's log on stderr at level.
+func NewLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, UsageError(fmt.Errorf("--log-level: %w", err))
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Encoding = "console"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	cfg.OutputPaths = []string{"stderr"}
+	cfg.Sampling = nil
+	return cfg.Build()
+}
+
+// CheckOutput refuses an --output other than text or json.
+func CheckOutput(output string) error {
+	if output != "text" && output != "json" {
+		return UsageError(fmt.Errorf("--output must be text or json, not %q", output))
+	}
+	return nil
+}
