@@ -33,7 +33,7 @@ func TestLedgerPairs(t *testing.T) {
 	t.Run("a server that became old replaces nothing", func(t *testing.T) {
 		l := newLedger(t0)
 		l.becameReady("b1", "web-b1", "imgB1", t0, true) // ready on the first new image
-		l.stillCurrent(map[string]bool{})                 // a second image: b1 is old now
+		l.stillCurrent(map[string]bool{})                // a second image: b1 is old now
 		if by := l.deleted("a1", "web-a1", "imgA", t0); by != "" {
 			t.Errorf("web-a1 replaced by %q, an old server", by)
 		}
