@@ -134,22 +134,43 @@ func judgeSoak(samples []soakSample, b soakBounds) soakReport {
 		}
 	}
 	if len(after) >= 3 {
-		tail := after[len(after)-len(after)/3:]
+		// The trend: a slow leak raises the floor. The last third must
+		// come back near the early level at least once — the median of
+		// the baseline and the first third, so that one sample caught at
+		// an idle moment (a keep-alive connection just closed) does not
+		// set the level alone.
+		first, tail := after[:len(after)/3], after[len(after)-len(after)/3:]
+		early := append([]soakSample{r.Baseline}, first...)
 		near := func(f func(soakSample) bool) bool { return slices.ContainsFunc(tail, f) }
 		span := fmt.Sprintf("rollouts %d to %d", tail[0].Rollout, tail[len(tail)-1].Rollout)
 		g := b.GoroutineSlack / 4
-		if !near(func(s soakSample) bool { return s.Goroutines <= r.Baseline.Goroutines+g }) {
-			r.Problems = append(r.Problems, fmt.Sprintf("goroutines never came back within %d of the baseline %d in %s: a slow leak",
-				g, r.Baseline.Goroutines, span))
+		level := median(early, func(s soakSample) float64 { return float64(s.Goroutines) })
+		if !near(func(s soakSample) bool { return float64(s.Goroutines) <= level+float64(g) }) {
+			r.Problems = append(r.Problems, fmt.Sprintf("goroutines never came back within %d of their early level %.0f in %s: a slow leak",
+				g, level, span))
 		}
 		h := (r.HeapMaxMiB - r.Baseline.HeapAllocMiB) / 4
-		if !near(func(s soakSample) bool { return s.HeapAllocMiB <= r.Baseline.HeapAllocMiB+h }) {
-			r.Problems = append(r.Problems, fmt.Sprintf("heap never came back within %.1f MiB of the baseline %.1f MiB in %s: a slow leak",
-				h, r.Baseline.HeapAllocMiB, span))
+		heap := median(early, func(s soakSample) float64 { return s.HeapAllocMiB })
+		if !near(func(s soakSample) bool { return s.HeapAllocMiB <= heap+h }) {
+			r.Problems = append(r.Problems, fmt.Sprintf("heap never came back within %.1f MiB of its early level %.1f MiB in %s: a slow leak",
+				h, heap, span))
 		}
 	}
 	r.Pass = len(r.Problems) == 0
 	return r
+}
+
+// median of f over samples.
+func median(samples []soakSample, f func(soakSample) float64) float64 {
+	v := make([]float64, len(samples))
+	for i, s := range samples {
+		v[i] = f(s)
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
 }
 
 type soakFlags struct {
