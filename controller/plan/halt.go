@@ -15,9 +15,11 @@ const MaxCounted = 10
 // the record does not count yet into it (a compromised server is not the
 // image's fault). A boot stays named in Counted while any server of the
 // list still is that boot, so that a restart, or a delete that did not
-// happen, never counts it twice. It returns the record after this round,
-// whether it changed, and the failed boots it counts (only those may be
-// deleted this round: the record is written first).
+// happen, never counts it twice; the boots gone meanwhile leave with the
+// next write (a boot gone never comes back). It returns the record after
+// this round, whether it must be written (a failure was counted), and the
+// failed boots it counts (only those may be deleted this round: the record
+// is written first).
 func failures(t Target, servers []Classified, now time.Time) (p Progress, changed bool, counted map[string]bool) {
 	p = t.Progress
 	was := map[string]bool{}
@@ -47,15 +49,8 @@ func failures(t Target, servers []Classified, now time.Time) (p Progress, change
 		changed = true
 	}
 	slices.Sort(keep)
-	changed = changed || !slices.Equal(keep, sorted(t.Progress.Counted))
 	p.Counted = keep
 	return p, changed, counted
-}
-
-func sorted(s []string) []string {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return s
 }
 
 // uncounted says whether a failed server of the desired image and revision
