@@ -28,7 +28,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	if dec.Halt != "" {
 		r.recordHalt(ctx, w.servers, w.image, dec.Halt, dec)
 	}
-	if dec.RecordProgress && !r.recordProgress(ctx, w.servers, key, dec.Progress) {
+	if dec.RecordProgress && !r.recordProgress(ctx, w.servers, key, t.Progress, dec.Progress) {
 		// A failure counted this round but not recorded is counted again
 		// next round: its server must still be there, as it is.
 		fresh := func(c plan.Classified) bool {
@@ -48,7 +48,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	go func() {
 		defer close(created)
 		if len(dec.Creates) > 0 {
-			createErr = r.createServers(ctx, dec.Creates, w.image, key, dec.Progress, now)
+			createErr = r.createServers(ctx, dec.Creates, w.image, now)
 		}
 	}()
 	var errs []error
@@ -88,18 +88,12 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	return errors.Join(errs...)
 }
 
-// recordOnServers writes md on every server of the group that can take
-// it, and reports whether at least one took it.
+// recordOnServers writes md on the given servers, and reports whether
+// at least one took it.
 func (r *GroupReconciler) recordOnServers(ctx context.Context, servers []provisioner.Server, md map[string]string, what string) bool {
-	var holders []provisioner.Server
-	for _, s := range servers {
-		if holdsRecords(s) {
-			holders = append(holders, s)
-		}
-	}
 	var mu sync.Mutex
 	recorded := false
-	_ = parallel(holders, r.opts.Parallelism, func(s provisioner.Server) error {
+	_ = parallel(servers, r.opts.Parallelism, func(s provisioner.Server) error {
 		if err := r.cloud.Servers.SetServerMetadata(ctx, s.ID, md); err != nil {
 			r.log.Warn("could not record on a server", zap.String("record", what), zap.String("server", s.ID), zap.Error(err))
 			return nil
@@ -112,24 +106,52 @@ func (r *GroupReconciler) recordOnServers(ctx context.Context, servers []provisi
 	return recorded
 }
 
+// holders are the servers that take the group's records.
+func holders(servers []provisioner.Server) []provisioner.Server {
+	var out []provisioner.Server
+	for _, s := range servers {
+		if holdsRecords(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// sinceHolders is how many servers carry a rollout's start alone.
+const sinceHolders = 3
+
 // recordProgress writes the rollout's progress record, and keeps it in
-// memory for when no server can hold one. It reports whether the record
-// is safe: written on a server, or there is none to write it on.
-func (r *GroupReconciler) recordProgress(ctx context.Context, servers []provisioner.Server, key string, p plan.Progress) bool {
+// memory for when no server can hold one. A failure counted goes on every
+// server that takes records, as a halt does; the start of a rollout alone
+// goes on a few (the ones likeliest to stay: the newest), since the
+// servers' own created-at and ready-at records soon say more; a cleared
+// record is written only where one is. It reports whether the record is
+// safe: written on a server, or there is none to write it on.
+func (r *GroupReconciler) recordProgress(ctx context.Context, servers []provisioner.Server, key string, was, p plan.Progress) bool {
 	r.mu.Lock()
 	r.progress = keyedProgress{key: key, progress: p}
 	r.mu.Unlock()
-	if !slices.ContainsFunc(servers, holdsRecords) {
+	to := holders(servers)
+	switch {
+	case len(to) == 0:
 		return true
+	case p.IsZero():
+		to = slices.DeleteFunc(to, func(s provisioner.Server) bool { return s.Metadata[MetaProgress] == "" })
+		if len(to) == 0 {
+			return true
+		}
+	case p.Failures == was.Failures:
+		slices.SortFunc(to, func(a, b provisioner.Server) int { return planServer(b).Created.Compare(planServer(a).Created) })
+		to = to[:min(len(to), sinceHolders)]
 	}
-	return r.recordOnServers(ctx, servers, progressMetadata(key, p), "progress")
+	return r.recordOnServers(ctx, to, progressMetadata(key, p), "progress")
 }
 
 // recordHalt records the halt on every server that can take it (in
 // memory too, for a group with none), and says so loudly.
 func (r *GroupReconciler) recordHalt(ctx context.Context, servers []provisioner.Server, img provisioner.Image, reason string, dec plan.Decision) {
 	key := rolloutKey(img.ID, r.revision)
-	recorded := r.recordOnServers(ctx, servers, haltMetadata(key, reason), "halt")
+	recorded := r.recordOnServers(ctx, holders(servers), haltMetadata(key, reason), "halt")
 	r.mu.Lock()
 	r.halted = haltState{key: key, reason: reason, recorded: recorded}
 	r.mu.Unlock()

@@ -17,9 +17,8 @@ import (
 
 // createServers boots the servers the plan asked for, unless the cloud
 // refused one lately (a full quota is not hammered). Each is created with
-// the group tag and Phoenix's record — the rollout's progress record
-// among it — in the create call itself.
-func (r *GroupReconciler) createServers(ctx context.Context, creates []plan.Create, img provisioner.Image, key string, p plan.Progress, now time.Time) error {
+// the group tag and Phoenix's record in the create call itself.
+func (r *GroupReconciler) createServers(ctx context.Context, creates []plan.Create, img provisioner.Image, now time.Time) error {
 	r.mu.Lock()
 	blocked := now.Before(r.blockedUntil)
 	r.mu.Unlock()
@@ -29,9 +28,6 @@ func (r *GroupReconciler) createServers(ctx context.Context, creates []plan.Crea
 	spec, err := r.serverSpec(ctx, img)
 	if err != nil {
 		return err
-	}
-	if !p.IsZero() {
-		maps.Copy(spec.Metadata, progressMetadata(key, p))
 	}
 	// A failed create is reported on its own (event, log, Summary's
 	// CreateError) and paces the next ones; it does not fail the cycle,

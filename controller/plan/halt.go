@@ -70,15 +70,16 @@ func spent(t Target, p Progress) string {
 }
 
 // stalled says why the rollout made no progress for its deadline, or "".
-// Progress is the rollout's start, a create, a new server ready, a failure
-// counted, the bake of the canaries ending or their promotion, all read
-// from the records. A round that creates, a failure the budget judges, a
-// new server still booting (its own deadline judges it), a volume moving
-// to one, and waiting on purpose (a bake, a pause) are not stalls; and
-// nothing is judged before this controller has watched for Settle.
+// Progress is the rollout's start, a create that happened (a server
+// listed with its created-at), a new server ready, a failure counted, the
+// bake of the canaries ending or their promotion, all read from the
+// records. A failure the budget judges, a new server still booting (its
+// own deadline judges it), a volume moving to one, and waiting on purpose
+// (a bake, a pause) are not stalls; and nothing is judged before this
+// controller has watched for Settle.
 func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) string {
 	deadline := t.ProgressDeadline
-	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || len(d.Creates) > 0 || d.Status.Paused || d.Status.Canary {
+	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary {
 		return ""
 	}
 	if now.Sub(t.WatchedSince) <= t.Settle {
