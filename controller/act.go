@@ -28,7 +28,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	if dec.Halt != "" {
 		r.recordHalt(ctx, w.servers, w.image, dec.Halt, dec)
 	}
-	if dec.RecordProgress && !r.recordProgress(ctx, w.servers, key, t.Progress, dec.Progress) {
+	if dec.RecordProgress && !r.recordProgress(ctx, w.servers, key, dec.Progress) {
 		// A failure counted this round but not recorded is counted again
 		// next round: its server must still be there, as it is.
 		fresh := func(c plan.Classified) bool {
@@ -117,17 +117,12 @@ func holders(servers []provisioner.Server) []provisioner.Server {
 	return out
 }
 
-// sinceHolders is how many servers carry a rollout's start alone.
-const sinceHolders = 3
-
 // recordProgress writes the rollout's progress record, and keeps it in
 // memory for when no server can hold one. A failure counted goes on every
-// server that takes records, as a halt does; the start of a rollout alone
-// goes on a few (the ones likeliest to stay: the newest), since the
-// servers' own created-at and ready-at records soon say more; a cleared
-// record is written only where one is. It reports whether the record is
-// safe: written on a server, or there is none to write it on.
-func (r *GroupReconciler) recordProgress(ctx context.Context, servers []provisioner.Server, key string, was, p plan.Progress) bool {
+// server that takes records, as a halt does; a cleared record is written
+// only where one is. It reports whether the record is safe: written on a
+// server, or there is none to write it on.
+func (r *GroupReconciler) recordProgress(ctx context.Context, servers []provisioner.Server, key string, p plan.Progress) bool {
 	r.mu.Lock()
 	r.progress = keyedProgress{key: key, progress: p}
 	r.mu.Unlock()
@@ -140,9 +135,6 @@ func (r *GroupReconciler) recordProgress(ctx context.Context, servers []provisio
 		if len(to) == 0 {
 			return true
 		}
-	case p.Failures == was.Failures:
-		slices.SortFunc(to, func(a, b provisioner.Server) int { return planServer(b).Created.Compare(planServer(a).Created) })
-		to = to[:min(len(to), sinceHolders)]
 	}
 	return r.recordOnServers(ctx, to, progressMetadata(key, p), "progress")
 }

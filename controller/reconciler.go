@@ -39,9 +39,6 @@ type GroupReconciler struct {
 	sink    EventSink
 	log     *zap.Logger
 	opts    Options
-	// started is when this reconciler began watching: a stall is judged
-	// only once it has watched for the health checks to settle.
-	started time.Time
 
 	mu sync.Mutex
 	// Pacing: creates wait until blockedUntil after a refusal.
@@ -75,9 +72,11 @@ type GroupReconciler struct {
 	// made, and the rollout's progress record.
 	halted   haltState
 	progress keyedProgress
-	// Postponements: when this reconciler first listed each server, first
-	// saw each stopped one, first saw each handover step; servers it
-	// created that a list has not shown yet.
+	// Postponements: when this reconciler first saw the rollout to do
+	// (for the stall deadline), first listed each server, first saw each
+	// stopped one, first saw each handover step; servers it created that
+	// a list has not shown yet.
+	rolloutSeen  keyedTime
 	watched      map[string]time.Time
 	stoppedSince map[string]time.Time
 	stepSeen     map[string]stepSeen
@@ -93,6 +92,11 @@ type haltState struct {
 	key, reason string
 	// recorded is true once the halt is on at least one server.
 	recorded bool
+}
+
+type keyedTime struct {
+	key string
+	at  time.Time
 }
 
 type keyedProgress struct {
@@ -155,7 +159,6 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 		sink:         sink,
 		log:          log,
 		opts:         opts,
-		started:      opts.Now(),
 		backoff:      opts.CreateBackoff,
 		failedSeen:   map[string]bool{},
 		ledger:       newLedger(opts.Now()),
@@ -215,6 +218,11 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 	t := r.target(w, now)
 	in := append(r.planInput(w, now), r.unlisted(w.servers, now)...)
 	dec := plan.Plan(t, in, now)
+	if dec.Status.Converged {
+		r.mu.Lock()
+		r.rolloutSeen = keyedTime{}
+		r.mu.Unlock()
+	}
 	r.report(dec, t, w.image, now)
 	r.checkFreshness(w.image, now)
 	return dec, r.act(ctx, w, t, dec, now)
@@ -247,7 +255,7 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 		HealAfter:        g.Health.Interval.D() * time.Duration(max(1, g.Health.UnhealthyThreshold)),
 		Halted:           r.haltedBy(w.record, key),
 		Progress:         r.recordedProgress(w.record, key),
-		WatchedSince:     r.started,
+		WatchedSince:     r.firstSawRollout(key, now),
 		Stateful:         g.Stateful != nil,
 		InFlight:         w.inflight,
 		FreeVolumes:      w.free,
@@ -274,6 +282,17 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 		t.MaxUnavailable = t.Count
 	}
 	return t
+}
+
+// firstSawRollout is when this reconciler first saw the group with the
+// rollout to key to do (it forgets once the group converges).
+func (r *GroupReconciler) firstSawRollout(key string, now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rolloutSeen.key != key || r.rolloutSeen.at.IsZero() {
+		r.rolloutSeen = keyedTime{key: key, at: now}
+	}
+	return r.rolloutSeen.at
 }
 
 // haltedBy says why the rollout to key is halted, or "". The record is on

@@ -55,9 +55,9 @@ const (
 	// MetaHalted the image@revision whose rollout halted and
 	// MetaHaltReason why; MetaCanaryPassed the image@revision whose
 	// canary `phoenix resume` promoted, and when; MetaProgress the
-	// rollout's start and failure count ("image@revision since failures
-	// at"), MetaProgressBoots the failed boots it counts,
-	// MetaProgressReason the last failure.
+	// rollout's failure count ("image@revision failures at"),
+	// MetaProgressBoots the failed boots it counts, MetaProgressReason the
+	// last failure.
 	MetaHalted         = "phoenix:halted"
 	MetaHaltReason     = "phoenix:halt-reason"
 	MetaCanaryPassed   = "phoenix:canary-passed"
@@ -261,7 +261,7 @@ func progressMetadata(key string, p plan.Progress) map[string]string {
 		return formatTime(t)
 	}
 	return map[string]string{
-		MetaProgress:       strings.Join([]string{key, at(p.Since), strconv.Itoa(p.Failures), at(p.At)}, " "),
+		MetaProgress:       strings.Join([]string{key, strconv.Itoa(p.Failures), at(p.At)}, " "),
 		MetaProgressBoots:  truncate(strings.Join(p.Counted, " "), maxValue),
 		MetaProgressReason: truncate(p.LastFailure, maxValue),
 	}
@@ -269,13 +269,12 @@ func progressMetadata(key string, p plan.Progress) map[string]string {
 
 func parseProgress(md map[string]string, key string) (plan.Progress, bool) {
 	f := strings.Fields(md[MetaProgress])
-	if len(f) != 4 || f[0] != key {
+	if len(f) != 3 || f[0] != key {
 		return plan.Progress{}, false
 	}
 	var p plan.Progress
-	p.Since, _ = parseTime(f[1])
-	p.Failures, _ = strconv.Atoi(f[2])
-	p.At, _ = parseTime(f[3])
+	p.Failures, _ = strconv.Atoi(f[1])
+	p.At, _ = parseTime(f[2])
 	p.Counted = strings.Fields(md[MetaProgressBoots])
 	p.LastFailure = md[MetaProgressReason]
 	return p, true

@@ -105,8 +105,8 @@ func failuresRecorded(s *sim.Sim, image string) int {
 	n := 0
 	for _, srv := range s.Servers() {
 		f := strings.Fields(srv.Metadata[controller.MetaProgress])
-		if len(f) == 4 && strings.HasPrefix(f[0], image+"@") {
-			if c, err := strconv.Atoi(f[2]); err == nil && c > n {
+		if len(f) == 3 && strings.HasPrefix(f[0], image+"@") {
+			if c, err := strconv.Atoi(f[1]); err == nil && c > n {
 				n = c
 			}
 		}

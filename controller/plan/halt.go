@@ -70,13 +70,14 @@ func spent(t Target, p Progress) string {
 }
 
 // stalled says why the rollout made no progress for its deadline, or "".
-// Progress is the rollout's start, a create that happened (a server
-// listed with its created-at), a new server ready, a failure counted, the
-// bake of the canaries ending or their promotion, all read from the
-// records. A failure the budget judges, a new server still booting (its
-// own deadline judges it), a volume moving to one, and waiting on purpose
-// (a bake, a pause) are not stalls; and nothing is judged before this
-// controller has watched for Settle.
+// Progress is a create that happened (a server listed with its
+// created-at), a new server ready, a failure counted, the bake of the
+// canaries ending or their promotion, all read from the records — or,
+// when later, this controller's first look at the rollout. A failure the
+// budget judges, a new server still booting (its own deadline judges it),
+// a volume moving to one, and waiting on purpose (a bake, a pause) are not
+// stalls; and nothing is judged before this controller has watched for
+// Settle.
 func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) string {
 	deadline := t.ProgressDeadline
 	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary {
@@ -85,7 +86,7 @@ func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) s
 	if now.Sub(t.WatchedSince) <= t.Settle {
 		return ""
 	}
-	last := latest(p.Since, p.At, t.PromotedAt, baked)
+	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked)
 	for _, c := range d.Servers {
 		if c.Kind == KindCurrent && !c.Ready && !c.Served() && !c.Unlisted || handingTo(t, c.ID) {
 			return ""

@@ -78,7 +78,7 @@ func TestFailedServerGoesOnlyOnceCounted(t *testing.T) {
 func TestFailureBudgetHalts(t *testing.T) {
 	tg := target(3, 1, 0)
 	tg.MaxFailures = 3
-	tg.Progress = Progress{Since: t0.Add(-time.Minute), Failures: 2, LastFailure: "failed: server is in ERROR"}
+	tg.Progress = Progress{Failures: 2, LastFailure: "failed: server is in ERROR"}
 	d := Plan(tg, append(fleet("oooc"[:3]), failed(1)...), t0)
 	if d.Halt == "" || !d.Status.Halted || len(d.Creates) != 0 {
 		t.Fatalf("halt %q, status %+v, %d creates: want halted with the third failure", d.Halt, d.Status, len(d.Creates))
@@ -96,7 +96,6 @@ func TestStalled(t *testing.T) {
 	const deadline = 10 * time.Minute
 	base := target(3, 0, 1)
 	base.ProgressDeadline, base.Settle = deadline, 15*time.Second
-	base.WatchedSince = t0.Add(-time.Hour)
 	old := func() []Server {
 		// Three old servers of unknown health and no room: nothing moves.
 		return fleet("OOO")
@@ -107,28 +106,35 @@ func TestStalled(t *testing.T) {
 		servers func() []Server
 		want    bool
 	}{
-		{name: "nothing for the deadline since the rollout began", tweak: func(t *Target) { t.Progress.Since = t0.Add(-11 * time.Minute) }, servers: old, want: true},
-		{name: "within the deadline", tweak: func(t *Target) { t.Progress.Since = t0.Add(-9 * time.Minute) }, servers: old},
-		{name: "just started watching: settle first", tweak: func(t *Target) {
-			t.Progress.Since, t.WatchedSince = t0.Add(-time.Hour), t0.Add(-5*time.Second)
+		{name: "nothing for the deadline since this controller saw the rollout", tweak: func(t *Target) { t.WatchedSince = t0.Add(-11 * time.Minute) }, servers: old, want: true},
+		{name: "within the deadline", tweak: func(t *Target) { t.WatchedSince = t0.Add(-9 * time.Minute) }, servers: old},
+		{name: "a restart: the deadline runs from its first look, not the records before it", tweak: func(t *Target) {
+			t.WatchedSince, t.Progress.At, t.Progress.Failures = t0.Add(-time.Minute), t0.Add(-time.Hour), 1
 		}, servers: old},
 		{name: "a failure counted lately is progress", tweak: func(t *Target) {
-			t.Progress.Since, t.Progress.At, t.Progress.Failures = t0.Add(-time.Hour), t0.Add(-time.Minute), 1
+			t.WatchedSince, t.Progress.At, t.Progress.Failures = t0.Add(-time.Hour), t0.Add(-time.Minute), 1
 		}, servers: old},
 		{name: "a promotion lately is progress", tweak: func(t *Target) {
-			t.Progress.Since, t.PromotedAt = t0.Add(-time.Hour), t0.Add(-time.Minute)
+			t.WatchedSince, t.PromotedAt = t0.Add(-time.Hour), t0.Add(-time.Minute)
 		}, servers: old},
-		{name: "a new server ready lately is progress", tweak: func(t *Target) { t.Progress.Since = t0.Add(-time.Hour) }, servers: func() []Server {
+		{name: "a new server ready lately is progress", tweak: func(t *Target) { t.WatchedSince = t0.Add(-time.Hour) }, servers: func() []Server {
 			s := fleet("OOOw")
 			s[3].ReadyAt, s[3].Created = t0.Add(-time.Minute), t0.Add(-time.Hour)
 			return s
 		}},
-		{name: "a new server booting is its own deadline's", tweak: func(t *Target) { t.Progress.Since = t0.Add(-time.Hour) }, servers: func() []Server {
+		{name: "a create lately is progress", tweak: func(t *Target) { t.WatchedSince = t0.Add(-time.Hour) }, servers: func() []Server {
+			s := fleet("OOOc")
+			s[3].Created, s[3].ReadyAt = t0.Add(-time.Minute), t0.Add(-time.Minute)
+			return s
+		}},
+		{name: "a new server booting is its own deadline's", tweak: func(t *Target) { t.WatchedSince = t0.Add(-time.Hour) }, servers: func() []Server {
 			s := fleet("OOOb")
 			s[3].Created = t0.Add(-time.Hour)
 			return s
 		}},
-		{name: "no rollout record: the rollout begins now", tweak: func(t *Target) { t.WatchedSince = t0.Add(-11 * time.Minute) }, servers: old},
+		{name: "a failure this round is the budget's", tweak: func(t *Target) { t.WatchedSince, t.MaxFailures = t0.Add(-time.Hour), 5 }, servers: func() []Server {
+			return append(fleet("OOO"), failed(1)...)
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,19 +148,19 @@ func TestStalled(t *testing.T) {
 	}
 }
 
-// The rollout record begins when the group is not converged and ends,
-// cleared, once it is: the failure budget is the rollout's.
-func TestRolloutRecord(t *testing.T) {
+// The rollout's record is cleared once the group has converged: the
+// failure budget is the rollout's.
+func TestRolloutRecordClearedAtConvergence(t *testing.T) {
 	tg := target(3, 1, 0)
-	d := Plan(tg, fleet("ooo"), t0)
-	if !d.RecordProgress || !d.Progress.Since.Equal(t0) {
-		t.Errorf("a rollout beginning: record %v %+v", d.RecordProgress, d.Progress)
-	}
-	tg.Progress = Progress{Since: t0.Add(-time.Hour), Failures: 2}
-	if d := Plan(tg, fleet("ooo"), t0); d.RecordProgress || !d.Progress.Since.Equal(t0.Add(-time.Hour)) {
-		t.Errorf("a rollout under way: record %v %+v, want it unchanged", d.RecordProgress, d.Progress)
+	tg.Progress = Progress{Failures: 2, At: t0.Add(-time.Hour)}
+	if d := Plan(tg, fleet("ooo"), t0); d.RecordProgress || d.Progress.Failures != 2 {
+		t.Errorf("a rollout under way: record %v %+v, want it kept", d.RecordProgress, d.Progress)
 	}
 	if d := Plan(tg, fleet("ccc"), t0); !d.RecordProgress || !d.Progress.IsZero() {
 		t.Errorf("converged: record %v %+v, want it cleared", d.RecordProgress, d.Progress)
+	}
+	tg.Progress = Progress{}
+	if d := Plan(tg, fleet("ccc"), t0); d.RecordProgress {
+		t.Errorf("converged without a record: writes one")
 	}
 }

@@ -57,7 +57,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	if wait := gate.bakeEnd.Sub(now); d.Status.Canary && wait > 0 && (d.RequeueAfter == 0 || wait < d.RequeueAfter) {
 		d.RequeueAfter = wait
 	}
-	d.rollout(t, now)
+	d.rollout()
 	d.Status.Failures = d.Progress.Failures
 
 	// stall: the failure budget spent, or no progress for the deadline
@@ -161,18 +161,10 @@ func (d *Decision) halted(t Target, g groups, now time.Time) {
 	d.RequeueAfter = requeueAfter(t, d.Servers, now)
 }
 
-// rollout starts the record of a rollout when the group has work to do
-// (not merely servers whose health is not known yet, as after a restart),
-// and clears it once the group has converged: the failure budget and the
-// stall clock are the rollout's, not the group's forever.
-func (d *Decision) rollout(t Target, now time.Time) {
-	st := d.Status
-	work := st.Old > 0 || st.Failed > 0 || st.Draining > 0 || st.Deleting > 0 || st.Current != t.Count || st.Total != t.Count || len(t.InFlight) > 0
-	switch {
-	case work && d.Progress.Since.IsZero():
-		d.Progress.Since = now
-		d.RecordProgress = true
-	case d.Status.Converged && !d.Progress.IsZero():
+// rollout clears the rollout's record once the group has converged: the
+// failure budget is the rollout's, not the group's forever.
+func (d *Decision) rollout() {
+	if d.Status.Converged && !d.Progress.IsZero() {
 		d.Progress = Progress{}
 		d.RecordProgress = true
 	}

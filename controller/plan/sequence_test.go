@@ -337,7 +337,7 @@ func TestFailureBudgetSequences(t *testing.T) {
 		surge, unavailable := 1+rng.IntN(2), rng.IntN(2)
 		maxFailures := 1 + rng.IntN(4)
 		tgt := Target{Count: count, MaxSurge: surge, MaxUnavailable: unavailable, MinReady: 10 * time.Second, ImageID: "new", Revision: "rev",
-			MaxFailures: maxFailures, ProgressDeadline: time.Hour}
+			MaxFailures: maxFailures, ProgressDeadline: time.Hour, WatchedSince: t0}
 		w := &world{rng: rng, now: t0, servers: map[string]*Server{}}
 		for range count {
 			w.add("old", StatusActive, Healthy)

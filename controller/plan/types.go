@@ -95,10 +95,13 @@ type Target struct {
 	// Progress is the failure record of the rollout to this image and
 	// revision, read back from the servers.
 	Progress Progress
-	// WatchedSince is when this controller first looked at the group, and
-	// Settle how long it must have watched before it may judge a stall:
-	// right after a start the health of every server is unknown and
-	// nothing can move, which is not the rollout's fault.
+	// WatchedSince is when this controller first saw the group with this
+	// rollout to do: the stall deadline runs from the later of it and the
+	// last progress recorded, as every deadline does from what this
+	// controller watched — a restart never counts its own absence against
+	// a rollout. Settle is how long it must have watched before it judges
+	// at all: right after a start the health of every server is unknown
+	// and nothing can move.
 	WatchedSince time.Time
 	Settle       time.Duration
 	// Traffic is set when Phoenix moves the group's traffic itself (a
@@ -136,12 +139,11 @@ type Force struct {
 }
 
 // Progress is the part of a rollout's history that must outlive a restart
-// and is not visible on the servers themselves: when the rollout began,
-// how many new servers of the image and revision failed (the last reason,
-// and when), and which failed boots are counted already (until they are
-// gone). A converged group has none.
+// and is not visible on the servers themselves: how many new servers of
+// the image and revision failed (the last reason, and when), and which
+// failed boots are counted already (until they are gone). A converged
+// group has none.
 type Progress struct {
-	Since       time.Time
 	Failures    int
 	LastFailure string
 	At          time.Time
@@ -150,7 +152,7 @@ type Progress struct {
 
 // IsZero says whether p records nothing.
 func (p Progress) IsZero() bool {
-	return p.Since.IsZero() && p.Failures == 0 && p.LastFailure == "" && p.At.IsZero() && len(p.Counted) == 0
+	return p.Failures == 0 && p.LastFailure == "" && p.At.IsZero() && len(p.Counted) == 0
 }
 
 // TrafficState is where a server stands with the group's traffic.
