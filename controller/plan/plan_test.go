@@ -181,15 +181,46 @@ func TestPlanDrainResumesFromRecordedStart(t *testing.T) {
 // A halted rollout removes the new servers that never served, and keeps
 // everything that serves or served: old ones, and current ones.
 func TestPlanHalted(t *testing.T) {
-	tgt := target(4, 2, 0)
-	tgt.Halted = "2 new servers went to ERROR"
-	servers := fleet("oocbu")
-	servers[4].ReadyAt = t0.Add(-time.Hour) // served, unhealthy now
-	d := Plan(tgt, servers, t0)
-	if got := deletedLetters(d); got != "b" {
-		t.Errorf("deleted %q, want only the booting new server b", got)
+	cases := []struct {
+		name    string
+		target  func(Target) Target
+		fleet   string
+		tweak   func([]Server)
+		deletes string // first letter of each deleted server
+		adds    int
+	}{
+		{name: "a booting new server goes; old, serving and served ones stay", fleet: "oocbu",
+			tweak: func(s []Server) { s[4].ReadyAt = t0.Add(-time.Hour) }, deletes: "b"},
+		{name: "a new server never ready goes", fleet: "oou", deletes: "u"},
+		{name: "a failed server goes", fleet: "ooe", deletes: "e"},
+		{name: "a server rebuilt in place stays", target: func(t Target) Target { t.RebuildInPlace = true; return t }, fleet: "oob",
+			tweak: func(s []Server) { s[2].Phase = PhaseRebuilding }},
+		{name: "the new home of a volume in flight stays", target: func(t Target) Target {
+			t.Stateful, t.InFlight = true, []InFlight{{Volume: "v", From: "o00", To: "b02", Step: "attach"}}
+			return t
+		}, fleet: "oob"},
+		{name: "what serves stays in the traffic", target: func(t Target) Target { t.Traffic, t.Drain = true, time.Second; return t }, fleet: "oc",
+			tweak: func(s []Server) { s[0].Traffic = TrafficServing }, adds: 1},
 	}
-	if len(d.Creates)+len(d.Drains)+len(d.AddTraffic) != 0 || !d.Status.Halted || d.Status.Converged {
-		t.Errorf("halted plan: %d creates, %d drains, status %+v", len(d.Creates), len(d.Drains), d.Status)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tgt := target(4, 2, 0)
+			if tc.target != nil {
+				tgt = tc.target(tgt)
+			}
+			tgt.Halted = "2 new servers went to ERROR"
+			servers := fleet(tc.fleet)
+			if tc.tweak != nil {
+				tc.tweak(servers)
+			}
+			d := Plan(tgt, servers, t0)
+			if got := deletedLetters(d); got != tc.deletes {
+				t.Errorf("deleted %q, want %q", got, tc.deletes)
+			}
+			if len(d.Creates)+len(d.Drains)+len(d.Reimages)+len(d.Handovers) != 0 || len(d.AddTraffic) != tc.adds || !d.Status.Halted || d.Status.Converged {
+				t.Errorf("halted plan: %d creates, %d drains, %d reimages, %d added to traffic, status %+v",
+					len(d.Creates), len(d.Drains), len(d.Reimages), len(d.AddTraffic), d.Status)
+			}
+		})
 	}
 }
