@@ -10,6 +10,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -17,7 +18,7 @@ import (
 const snapshotTime = 300 * time.Millisecond
 
 func backupSim(seed int64) sim.Options {
-	o := fastSim(seed)
+	o := grouptest.FastSim(seed)
 	o.SnapshotTime = sim.Fixed(snapshotTime)
 	return o
 }
@@ -64,14 +65,14 @@ func checkSnapshotsBeforeDeletes(t *testing.T, s *sim.Sim, wantDeletes int) {
 func TestSnapshotBeforeDeleteAndRetention(t *testing.T) {
 	env := simtest.Start(t, backupSim(980), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, groupYAML("db", 2, "{max_surge: 1, min_ready: 30ms}")+"    backup: {snapshot_before_delete: true, keep: 3}\n")
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, grouptest.GroupYAML("db", 2, "{max_surge: 1, min_ready: 30ms}")+"    backup: {snapshot_before_delete: true, keep: 3}\n")
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	env.Sim.ResetRequests()
 	golds := 1
 	for range 5 {
 		env.Sim.AddImage(sim.Image{Name: "gold"})
 		golds++
-		rebuild(t, env, g, fastOptions())
+		grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	}
 	checkSnapshotsBeforeDeletes(t, env.Sim, 10)
 
@@ -111,16 +112,16 @@ func TestSnapshotSurvivesRestarts(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 13))
 			env := simtest.Start(t, backupSim(int64(990+seed)), 0)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-			g := parseGroup(t, groupYAML("db", 3, "{max_surge: 2, min_ready: 30ms}")+"    backup: {snapshot_before_delete: true, keep: 0}\n")
-			rebuild(t, env, g, fastOptions())
+			g := grouptest.ParseGroup(t, grouptest.GroupYAML("db", 3, "{max_surge: 2, min_ready: 30ms}")+"    backup: {snapshot_before_delete: true, keep: 0}\n")
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			env.Sim.AddImage(sim.Image{Name: "gold"})
 			env.Sim.ResetRequests()
 			for range 1 + rng.IntN(4) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+rng.IntN(900))*time.Millisecond)
-				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
+				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())
 				cancel()
 			}
-			rebuild(t, env, g, fastOptions())
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			checkSnapshotsBeforeDeletes(t, env.Sim, 3)
 		})
 	}

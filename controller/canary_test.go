@@ -8,6 +8,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -23,13 +24,13 @@ func onImage(s *sim.Sim, image string) int {
 }
 
 func TestCanaryPausesUntilResume(t *testing.T) {
-	env := simtest.Start(t, fastSim(970), 0)
+	env := simtest.Start(t, grouptest.FastSim(970), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, groupYAML("web", 6, "{max_surge: 2, min_ready: 30ms, canary: 2, canary_bake: 200ms, pause_after_canary: true}"))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, grouptest.GroupYAML("web", 6, "{max_surge: 2, min_ready: 30ms, canary: 2, canary_bake: 200ms, pause_after_canary: true}"))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 
-	res := runOnce(t, env, g, 30*time.Second)
+	res := grouptest.RunOnce(t, env, g, 30*time.Second)
 	if !errors.Is(res.Err, controller.ErrPaused) {
 		t.Fatalf("want the rollout paused after the canary, got converged=%v err=%v", res.Converged, res.Err)
 	}
@@ -37,28 +38,28 @@ func TestCanaryPausesUntilResume(t *testing.T) {
 		t.Fatalf("%d servers on the new image (of %d), want exactly the 2 canaries", n, len(env.Sim.Servers()))
 	}
 	// Still paused on the next run.
-	if res = runOnce(t, env, g, 10*time.Second); !errors.Is(res.Err, controller.ErrPaused) || onImage(env.Sim, patched.ID) != 2 {
+	if res = grouptest.RunOnce(t, env, g, 10*time.Second); !errors.Is(res.Err, controller.ErrPaused) || onImage(env.Sim, patched.ID) != 2 {
 		t.Fatalf("second run: %v, %d new", res.Err, onImage(env.Sim, patched.ID))
 	}
 	r, err := controller.Resume(context.Background(), env.Cloud.Services(), g)
 	if err != nil || r.Promoted == 0 {
 		t.Fatalf("resume: %+v %v", r, err)
 	}
-	rebuild(t, env, g, fastOptions())
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	assertFleet(t, env.Sim, g, patched.ID)
 }
 
 func TestCanaryBakesThenGoesOn(t *testing.T) {
 	const bake = 500 * time.Millisecond
-	env := simtest.Start(t, fastSim(971), 0)
+	env := simtest.Start(t, grouptest.FastSim(971), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, groupYAML("web", 6, "{max_surge: 2, min_ready: 30ms, canary: 2, canary_bake: 500ms}"))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, grouptest.GroupYAML("web", 6, "{max_surge: 2, min_ready: 30ms, canary: 2, canary_bake: 500ms}"))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 	log := &controller.EventLog{}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, grouptest.Logger(t), grouptest.FastOptions())[0]
 	if !res.Converged {
 		t.Fatalf("did not converge: %v", res.Err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -42,23 +43,6 @@ func sicken(s *sim.Sim, image string) (stop func()) {
 	}
 }
 
-func runOnce(t *testing.T, env *simtest.Env, g config.Group, patience time.Duration) controller.GroupResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	return controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
-}
-
-func creates(s *sim.Sim) int {
-	n := 0
-	for _, r := range s.Requests() {
-		if r.Service == "compute" && r.Method == "POST" && strings.HasSuffix(r.Path, "/servers") {
-			n++
-		}
-	}
-	return n
-}
-
 func TestBadImageHaltsAndKeepsTheOld(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -71,17 +55,17 @@ func TestBadImageHaltsAndKeepsTheOld(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := simtest.Start(t, fastSim(int64(900+i)), 0)
+			env := simtest.Start(t, grouptest.FastSim(int64(900+i)), 0)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-			g := parseGroup(t, groupYAML("web", 4, "{max_surge: 2, min_ready: 30ms, max_failures: 2, progress_deadline: 1s}"))
-			rebuild(t, env, g, fastOptions())
-			old := idsOf(env.Sim, "web")
+			g := grouptest.ParseGroup(t, grouptest.GroupYAML("web", 4, "{max_surge: 2, min_ready: 30ms, max_failures: 2, progress_deadline: 1s}"))
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+			old := grouptest.IDsOf(env.Sim, "web")
 
 			bad := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute)})
 			stop := tc.break_(env.Sim, bad.ID)
 			defer stop()
 			env.Sim.ResetRequests()
-			res := runOnce(t, env, g, 30*time.Second)
+			res := grouptest.RunOnce(t, env, g, 30*time.Second)
 			if res.Converged || !errors.Is(res.Err, controller.ErrHalted) {
 				t.Fatalf("want a halted rollout, got converged=%v err=%v", res.Converged, res.Err)
 			}
@@ -90,37 +74,37 @@ func TestBadImageHaltsAndKeepsTheOld(t *testing.T) {
 					t.Errorf("the halt %q does not name %q", res.Err, want)
 				}
 			}
-			if got := idsOf(env.Sim, "web"); !slices.Equal(got, old) {
+			if got := grouptest.IDsOf(env.Sim, "web"); !slices.Equal(got, old) {
 				t.Errorf("servers after the halt: %d (%v), want exactly the %d old ones", len(got), got, len(old))
 			}
-			if n := creates(env.Sim); n > 2+2 {
+			if n := grouptest.Creates(env.Sim); n > 2+2 {
 				t.Errorf("%d creates: more than the failure budget 2 plus the surge 2", n)
 			}
 
 			// A restart keeps it halted: nothing is created.
 			env.Sim.ResetRequests()
-			res = runOnce(t, env, g, 10*time.Second)
-			if !errors.Is(res.Err, controller.ErrHalted) || creates(env.Sim) != 0 {
-				t.Errorf("after a restart: err %v, %d creates; want still halted, none", res.Err, creates(env.Sim))
+			res = grouptest.RunOnce(t, env, g, 10*time.Second)
+			if !errors.Is(res.Err, controller.ErrHalted) || grouptest.Creates(env.Sim) != 0 {
+				t.Errorf("after a restart: err %v, %d creates; want still halted, none", res.Err, grouptest.Creates(env.Sim))
 			}
 
 			// A fixed image rolls out normally.
 			stop()
 			fixed := env.Sim.AddImage(sim.Image{Name: "gold"})
-			rebuild(t, env, g, fastOptions())
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			assertFleet(t, env.Sim, g, fixed.ID)
 		})
 	}
 }
 
 func TestResumeLiftsTheHalt(t *testing.T) {
-	env := simtest.Start(t, fastSim(950), 0)
+	env := simtest.Start(t, grouptest.FastSim(950), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, groupYAML("web", 2, "{max_surge: 1, min_ready: 30ms, max_failures: 1}"))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, grouptest.GroupYAML("web", 2, "{max_surge: 1, min_ready: 30ms, max_failures: 1}"))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 	env.Sim.FailNextBoots(1) // one bad boot spends the budget of 1
-	if res := runOnce(t, env, g, 30*time.Second); !errors.Is(res.Err, controller.ErrHalted) {
+	if res := grouptest.RunOnce(t, env, g, 30*time.Second); !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("want halted, got %v", res.Err)
 	}
 	res, err := controller.Resume(context.Background(), env.Cloud.Services(), g)
@@ -128,33 +112,8 @@ func TestResumeLiftsTheHalt(t *testing.T) {
 		t.Fatalf("resume: %+v, %v; want the halt lifted on 2", res, err)
 	}
 	// The cloud is fine now: the same image rolls out.
-	rebuild(t, env, g, fastOptions())
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	assertFleet(t, env.Sim, g, patched.ID)
-}
-
-// A daemon started on a halted group keeps it halted, says so in status,
-// and creates nothing.
-func TestDaemonKeepsHaltAndHealAlert(t *testing.T) {
-	env := simtest.Start(t, fastSim(1100), 0)
-	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, groupYAML("web", 3, "{max_surge: 1, min_ready: 30ms, max_failures: 1}"))
-	rebuild(t, env, g, fastOptions())
-	env.Sim.AddImage(sim.Image{Name: "gold"})
-	env.Sim.FailNextBoots(1)
-	if res := runOnce(t, env, g, 30*time.Second); !errors.Is(res.Err, controller.ErrHalted) {
-		t.Fatalf("want halted, got %v", res.Err)
-	}
-	env.Sim.ResetRequests()
-	yaml := daemonYAML(strings.Replace(daemonGroup("web", "gold", "m1.small", 3, ""),
-		"rollout: {max_surge: 2, max_unavailable: 0, min_ready: 30ms}", "rollout: {max_surge: 1, min_ready: 30ms, max_failures: 1}", 1))
-	d := startDaemon(t, env, yaml)
-	waitUntil(t, 20*time.Second, "the daemon to report the halt", func() bool {
-		st := d.Status().Groups
-		return len(st) == 1 && st[0].Halted != "" && st[0].Status.Halted
-	})
-	if n := creates(env.Sim); n != 0 {
-		t.Errorf("the daemon created %d servers for a halted rollout", n)
-	}
 }
 
 // The halt says what is left: old servers that keep serving, or — when a
@@ -170,11 +129,11 @@ func TestHaltSaysWhatKeepsServing(t *testing.T) {
 		{"a first build halts", false, "No old server is left serving", "keep serving"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := simtest.Start(t, fastSim(951), 0)
+			env := simtest.Start(t, grouptest.FastSim(951), 0)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-			g := parseGroup(t, groupYAML("web", 2, "{max_surge: 1, min_ready: 30ms, max_failures: 1}"))
+			g := grouptest.ParseGroup(t, grouptest.GroupYAML("web", 2, "{max_surge: 1, min_ready: 30ms, max_failures: 1}"))
 			if tc.built {
-				rebuild(t, env, g, fastOptions())
+				grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 				env.Sim.AddImage(sim.Image{Name: "gold"})
 			}
 			env.Sim.FailNextBoots(1000)
@@ -182,7 +141,7 @@ func TestHaltSaysWhatKeepsServing(t *testing.T) {
 			log := &controller.EventLog{}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())
+			res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, grouptest.Logger(t), grouptest.FastOptions())
 			if !errors.Is(res[0].Err, controller.ErrHalted) {
 				t.Fatalf("want halted, got %v", res[0].Err)
 			}

@@ -11,23 +11,24 @@ import (
 	"time"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
 
 func TestAutoHealReplacesOneSickServer(t *testing.T) {
-	env := simtest.Start(t, fastSim(960), 0)
+	env := simtest.Start(t, grouptest.FastSim(960), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, strings.Replace(groupYAML("web", 10, "{max_surge: 2, max_unavailable: 0, min_ready: 30ms}"), "grace: 30s", "grace: 0s", 1))
-	rebuild(t, env, g, fastOptions())
-	before := idsOf(env.Sim, "web")
+	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 10, "{max_surge: 2, max_unavailable: 0, min_ready: 30ms}"), "grace: 30s", "grace: 0s", 1))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+	before := grouptest.IDsOf(env.Sim, "web")
 	sick := before[3]
 	if err := env.Sim.SetHealth(sick, sim.HealthFailing); err != nil {
 		t.Fatal(err)
 	}
-	mon := env.Sim.Monitor(time.Millisecond, groupOf)
-	res := rebuild(t, env, g, fastOptions())
+	mon := env.Sim.Monitor(time.Millisecond, grouptest.GroupOf)
+	res := grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	ext := mon.Stop()["web"]
 	if _, ok := env.Sim.Server(sick); ok {
 		t.Fatalf("the sick server %s is still there", sick)
@@ -44,11 +45,11 @@ func TestAutoHealReplacesOneSickServer(t *testing.T) {
 }
 
 func TestAutoHealStopsWhenTooManyAreSick(t *testing.T) {
-	env := simtest.Start(t, fastSim(961), 0)
+	env := simtest.Start(t, grouptest.FastSim(961), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, strings.Replace(groupYAML("web", 10, "{max_surge: 2, max_unavailable: 0, min_ready: 30ms}"), "grace: 30s", "grace: 0s", 1))
-	rebuild(t, env, g, fastOptions())
-	before := idsOf(env.Sim, "web")
+	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 10, "{max_surge: 2, max_unavailable: 0, min_ready: 30ms}"), "grace: 30s", "grace: 0s", 1))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+	before := grouptest.IDsOf(env.Sim, "web")
 	for _, id := range before[:6] {
 		if err := env.Sim.SetHealth(id, sim.HealthFailing); err != nil {
 			t.Fatal(err)
@@ -56,7 +57,7 @@ func TestAutoHealStopsWhenTooManyAreSick(t *testing.T) {
 	}
 	env.Sim.ResetRequests()
 	log := &controller.EventLog{}
-	r := controller.NewGroupReconciler(g, env.Cloud.Services(), log, logger(t), fastOptions())
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), log, grouptest.Logger(t), grouptest.FastOptions())
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -74,7 +75,7 @@ func TestAutoHealStopsWhenTooManyAreSick(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if creates(env.Sim) != 0 || !slices.Equal(idsOf(env.Sim, "web"), before) {
+	if grouptest.Creates(env.Sim) != 0 || !slices.Equal(grouptest.IDsOf(env.Sim, "web"), before) {
 		t.Errorf("servers were replaced although 6 of 10 were unhealthy")
 	}
 	blocked := false
@@ -96,12 +97,12 @@ func TestRolloutWithServersFallingSick(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(seed, 17))
-			env := simtest.Start(t, fastSim(int64(1000+seed)), 0)
+			env := simtest.Start(t, grouptest.FastSim(int64(1000+seed)), 0)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 			// A new server that falls sick before it was seen ready counts as a
 			// failed boot after the progress deadline; the budget is ample.
-			g := parseGroup(t, strings.Replace(groupYAML("web", 8, "{max_surge: 2, max_unavailable: 1, min_ready: 30ms, progress_deadline: 2s, max_failures: 10}"), "grace: 30s", "grace: 0s", 1))
-			rebuild(t, env, g, fastOptions())
+			g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 8, "{max_surge: 2, max_unavailable: 1, min_ready: 30ms, progress_deadline: 2s, max_failures: 10}"), "grace: 30s", "grace: 0s", 1))
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 
 			var (
@@ -173,11 +174,11 @@ func TestRolloutWithServersFallingSick(t *testing.T) {
 					}
 				}
 			}()
-			rebuild(t, env, g, fastOptions())
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			// Sick servers of the new image are healed too: run until every
 			// server is healthy on the new image.
-			waitUntil(t, 30*time.Second, "every server healthy on the new image", func() bool {
-				res := runOnce(t, env, g, 5*time.Second)
+			grouptest.WaitUntil(t, 30*time.Second, "every server healthy on the new image", func() bool {
+				res := grouptest.RunOnce(t, env, g, 5*time.Second)
 				if !res.Converged {
 					return false
 				}

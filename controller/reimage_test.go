@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
@@ -19,17 +20,17 @@ import (
 // same addresses, run the new image, and never more than max_unavailable
 // of them were out of service (the simulator's own view, sampled).
 func TestRebuildInPlaceKeepsServersAndAddresses(t *testing.T) {
-	env := simtest.Start(t, fastSim(1400), 0)
+	env := simtest.Start(t, grouptest.FastSim(1400), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, groupYAML("db", 4, "{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms}"))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, grouptest.GroupYAML("db", 4, "{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms}"))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	before := map[string]string{}
 	for _, s := range env.Sim.Servers() {
 		before[s.ID] = s.Address
 	}
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
-	mon := env.Sim.Monitor(time.Millisecond, groupOf)
-	res := rebuild(t, env, g, fastOptions())
+	mon := env.Sim.Monitor(time.Millisecond, grouptest.GroupOf)
+	res := grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	ext := mon.Stop()["db"]
 
 	after := map[string]string{}
@@ -59,13 +60,13 @@ func TestRebuildInPlaceKeepsServersAndAddresses(t *testing.T) {
 // budget is spent; then the rollout halts, with the other servers still
 // serving the old image and the group above its floor throughout.
 func TestRebuildOntoABrokenImageHalts(t *testing.T) {
-	env := simtest.Start(t, fastSim(1401), 0)
+	env := simtest.Start(t, grouptest.FastSim(1401), 0)
 	old := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, groupYAML("db", 4, "{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms, max_failures: 2}"))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, grouptest.GroupYAML("db", 4, "{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms, max_failures: 2}"))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	broken := env.Sim.AddImage(sim.Image{Name: "gold", BootFails: true})
-	mon := env.Sim.Monitor(time.Millisecond, groupOf)
-	res := runOnce(t, env, g, 30*time.Second)
+	mon := env.Sim.Monitor(time.Millisecond, grouptest.GroupOf)
+	res := grouptest.RunOnce(t, env, g, 30*time.Second)
 	ext := mon.Stop()["db"]
 	if !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("want a halted rollout, got converged=%v err=%v", res.Converged, res.Err)
@@ -105,17 +106,17 @@ func TestRebuildOntoABrokenImageHalts(t *testing.T) {
 // round after round: its resumed request kept the created-at from before
 // the patch, so the patch picked it again each time.)
 func TestPatchDuringRebuildInPlaceConverges(t *testing.T) {
-	env := simtest.Start(t, fastSim(1402), 0)
+	env := simtest.Start(t, grouptest.FastSim(1402), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, groupYAML("db", 3, "{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms}"))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, grouptest.GroupYAML("db", 3, "{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms}"))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
-	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, logger(t), fastOptions())
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
 	defer r.Close()
 	ctx := context.Background()
 	// Reconcile until the first rebuild has landed: a server on the new
 	// image, ACTIVE, not yet serving.
-	waitUntil(t, 20*time.Second, "a rebuild to land", func() bool {
+	grouptest.WaitUntil(t, 20*time.Second, "a rebuild to land", func() bool {
 		_, _ = r.Reconcile(ctx)
 		for _, s := range env.Sim.Servers() {
 			if s.ImageID == patched.ID && s.Status == "ACTIVE" && !s.Healthy {
@@ -125,7 +126,7 @@ func TestPatchDuringRebuildInPlaceConverges(t *testing.T) {
 		return false
 	})
 	r.Force(plan.Force{Before: time.Now(), Reason: "security patch CVE-test"})
-	waitUntil(t, 30*time.Second, "the group to converge after the patch", func() bool {
+	grouptest.WaitUntil(t, 30*time.Second, "the group to converge after the patch", func() bool {
 		d, err := r.Reconcile(ctx)
 		return err == nil && d.Status.Converged
 	})

@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
-
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -21,72 +19,6 @@ import (
 // These tests drive the real reconciler through the real gophercloud
 // provisioner against the OpenStack API simulator over HTTP, and judge the
 // outcome by what the simulator saw, not by what Phoenix believes.
-
-func groupYAML(name string, count int, rollout string) string {
-	return fmt.Sprintf(`
-groups:
-  - name: %s
-    count: %d
-    image: {name: gold, newest: true}
-    flavor: m1.small
-    networks: [private]
-    rollout: %s
-    health:
-      http: {port: 8080, path: /healthz}
-      interval: 30ms
-      timeout: 30ms
-      healthy_threshold: 2
-      unhealthy_threshold: 3
-      grace: 30s
-`, name, count, rollout)
-}
-
-func parseGroup(t testing.TB, yaml string) config.Group {
-	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yaml), t.TempDir())
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	return cfg.Groups[0]
-}
-
-func fastSim(seed int64) sim.Options {
-	return sim.Options{
-		Seed:        seed,
-		BootTime:    sim.LogNormal(60*time.Millisecond, 300*time.Millisecond),
-		HealthDelay: sim.Fixed(20 * time.Millisecond),
-		DeleteTime:  sim.Fixed(30 * time.Millisecond),
-	}
-}
-
-func logger(t testing.TB) *zap.Logger {
-	return zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
-}
-
-func fastOptions() controller.Options {
-	return controller.Options{PollInterval: 50 * time.Millisecond, CreateBackoff: 200 * time.Millisecond}
-}
-
-func groupOf(s sim.Server) string {
-	for _, t := range s.Tags {
-		if name, ok := strings.CutPrefix(t, controller.GroupTag("")); ok {
-			return name
-		}
-	}
-	return ""
-}
-
-// rebuild runs the groups to convergence and fails the test otherwise.
-func rebuild(t testing.TB, env *simtest.Env, g config.Group, opts controller.Options) controller.GroupResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), opts)
-	if !res[0].Converged {
-		t.Fatalf("group %s did not converge: %v (status %+v)", g.Name, res[0].Err, res[0].Status)
-	}
-	return res[0]
-}
 
 // assertFleet checks the simulator's own view: exactly count servers, all
 // tagged with the group, all on image.
@@ -101,7 +33,7 @@ func assertFleet(t testing.TB, s *sim.Sim, g config.Group, image string) {
 		t.Fatalf("simulator holds %d servers, want %d: %s", len(servers), g.Count, strings.Join(names, " "))
 	}
 	for _, srv := range servers {
-		if groupOf(srv) != g.Name {
+		if grouptest.GroupOf(srv) != g.Name {
 			t.Errorf("server %s (%s) does not carry the tag of group %s: %v", srv.Name, srv.ID, g.Name, srv.Tags)
 		}
 		if srv.ImageID != image {
@@ -127,14 +59,14 @@ func TestRebuildKeepsCapacity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			// Page size 4: every list of this group crosses pages.
-			env := simtest.Start(t, fastSim(int64(i+1)), 4)
+			env := simtest.Start(t, grouptest.FastSim(int64(i+1)), 4)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-			g := parseGroup(t, groupYAML("web", 10, tc.rollout))
-			rebuild(t, env, g, fastOptions())
+			g := grouptest.ParseGroup(t, grouptest.GroupYAML("web", 10, tc.rollout))
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 
 			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
-			mon := env.Sim.Monitor(time.Millisecond, groupOf)
-			res := rebuild(t, env, g, fastOptions())
+			mon := env.Sim.Monitor(time.Millisecond, grouptest.GroupOf)
+			res := grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			ext := mon.Stop()["web"]
 
 			if ext.MinHealthy < tc.floor {
@@ -164,27 +96,27 @@ func TestRestartAtRandomMomentsConverges(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(seed, 7))
-			env := simtest.Start(t, fastSim(int64(seed)), 3)
+			env := simtest.Start(t, grouptest.FastSim(int64(seed)), 3)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 			count := 3 + rng.IntN(4)
 			surge, unavailable := rng.IntN(3), rng.IntN(2)
 			if surge == 0 && unavailable == 0 {
 				surge = 1
 			}
-			g := parseGroup(t, groupYAML("app", count, fmt.Sprintf("{max_surge: %d, max_unavailable: %d, min_ready: 30ms}", surge, unavailable)))
-			rebuild(t, env, g, fastOptions())
+			g := grouptest.ParseGroup(t, grouptest.GroupYAML("app", count, fmt.Sprintf("{max_surge: %d, max_unavailable: %d, min_ready: 30ms}", surge, unavailable)))
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 
-			mon := env.Sim.Monitor(time.Millisecond, groupOf)
+			mon := env.Sim.Monitor(time.Millisecond, grouptest.GroupOf)
 			kills := 1 + rng.IntN(4)
 			for k := 0; k < kills; k++ {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(700))*time.Millisecond)
-				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
+				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())
 				cancel()
 				// A restart takes longer than the dead controller's last
 				// requests take to land: a create it sent is in the list
 				// the next one starts from, or was never made.
-				waitUntil(t, 10*time.Second, "the killed controller's requests to land", func() bool {
+				grouptest.WaitUntil(t, 10*time.Second, "the killed controller's requests to land", func() bool {
 					for _, r := range env.Sim.Requests() {
 						if r.Status == 0 {
 							return false
@@ -193,7 +125,7 @@ func TestRestartAtRandomMomentsConverges(t *testing.T) {
 					return true
 				})
 			}
-			rebuild(t, env, g, fastOptions())
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			ext := mon.Stop()["app"]
 			if ext.MinHealthy < count-unavailable {
 				t.Errorf("healthy servers fell to %d across restarts, below %d", ext.MinHealthy, count-unavailable)
@@ -222,16 +154,16 @@ func TestLostCreateAnswersLeaveNoExtraServer(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := simtest.Start(t, fastSim(int64(100+i)), 0)
+			env := simtest.Start(t, grouptest.FastSim(int64(100+i)), 0)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-			g := parseGroup(t, groupYAML("api", 4, "{max_surge: 1, min_ready: 30ms}"))
-			rebuild(t, env, g, fastOptions())
+			g := grouptest.ParseGroup(t, grouptest.GroupYAML("api", 4, "{max_surge: 1, min_ready: 30ms}"))
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 			if err := env.Sim.InjectFault(tc.fault); err != nil {
 				t.Fatal(err)
 			}
-			mon := env.Sim.Monitor(time.Millisecond, groupOf)
-			rebuild(t, env, g, fastOptions())
+			mon := env.Sim.Monitor(time.Millisecond, grouptest.GroupOf)
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			ext := mon.Stop()["api"]
 			if ext.MaxTotal > 5 {
 				t.Errorf("the group reached %d servers, above count 4 + surge 1", ext.MaxTotal)
@@ -256,13 +188,13 @@ func TestLostCreateAnswersLeaveNoExtraServer(t *testing.T) {
 // TestReconcileListsOncePerPage counts the simulator's list requests for
 // one reconcile of a converged 10-server group with a page size of 4.
 func TestReconcileListsOncePerPage(t *testing.T) {
-	env := simtest.Start(t, fastSim(9), 4)
+	env := simtest.Start(t, grouptest.FastSim(9), 4)
 	env.Sim.AddImage(sim.Image{Name: "gold"})
-	g := parseGroup(t, groupYAML("web", 10, "{max_surge: 10}"))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, grouptest.GroupYAML("web", 10, "{max_surge: 10}"))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 
 	env.Sim.ResetRequests()
-	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, logger(t), fastOptions())
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
 	defer r.Close()
 	if _, err := r.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
@@ -292,17 +224,17 @@ func TestReconcileListsOncePerPage(t *testing.T) {
 // which goes to ERROR: the rebuild must stop on its own, say why, leave
 // every old server serving, and remove the failed new ones.
 func TestBrokenImageStopsAndKeepsTheOld(t *testing.T) {
-	env := simtest.Start(t, fastSim(77), 0)
+	env := simtest.Start(t, grouptest.FastSim(77), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, groupYAML("web", 4, "{max_surge: 2}"))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, grouptest.GroupYAML("web", 4, "{max_surge: 2}"))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	old := env.Sim.Servers()
 	broken := env.Sim.AddImage(sim.Image{Name: "gold", BootFails: true})
 
-	mon := env.Sim.Monitor(time.Millisecond, groupOf)
+	mon := env.Sim.Monitor(time.Millisecond, grouptest.GroupOf)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())[0]
 	if res.Converged || !errors.Is(res.Err, controller.ErrStuck) || !strings.Contains(res.Err.Error(), "went to ERROR") {
 		t.Fatalf("result %+v: want stuck on boot failures", res)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/provisioner"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
@@ -26,20 +27,20 @@ func TestMissingServiceStopsTheGroupUpFront(t *testing.T) {
 	}{
 		{"pool without Octavia", poolGroupYAML("web", 2, rollout, "{octavia: {pool: web-pool, protocol_port: 8080}}"),
 			sim.Options{NoLoadBalancerService: true}, false, []string{"asks for an Octavia pool", "Octavia (load balancer) is not available", "load-balancer endpoint"}},
-		{"stateful without Cinder", groupYAML("db", 1, "{max_surge: 1, max_unavailable: 1}") + "    stateful: {volumes: {name: data-*}}\n",
+		{"stateful without Cinder", grouptest.GroupYAML("db", 1, "{max_surge: 1, max_unavailable: 1}") + "    stateful: {volumes: {name: data-*}}\n",
 			sim.Options{NoVolumeService: true}, false,
 			[]string{"is stateful", "Cinder (block storage) is not available", "volumev3"}},
-		{"volume backups without Cinder", groupYAML("web", 2, rollout) + "    backup: {volumes: snapshot}\n", sim.Options{NoVolumeService: true}, false,
+		{"volume backups without Cinder", grouptest.GroupYAML("web", 2, rollout) + "    backup: {volumes: snapshot}\n", sim.Options{NoVolumeService: true}, false,
 			[]string{"asks for backup.volumes snapshot", "Cinder (block storage) is not available"}},
 		{"floating IP", poolGroupYAML("web", 1, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}", "{floating_ip: {pool: public}}"), sim.Options{}, true,
 			[]string{"asks for a floating IP", "Neutron (network) is not available"}},
-		{"snapshots before delete", groupYAML("web", 2, rollout) + "    backup: {snapshot_before_delete: true}\n", sim.Options{}, true,
+		{"snapshots before delete", grouptest.GroupYAML("web", 2, rollout) + "    backup: {snapshot_before_delete: true}\n", sim.Options{}, true,
 			[]string{"asks for snapshots before delete", "Nova (server snapshots) is not available"}},
-		{"strategy rebuild", groupYAML("web", 2, "{strategy: rebuild, max_surge: 0, max_unavailable: 1}"), sim.Options{}, true,
+		{"strategy rebuild", grouptest.GroupYAML("web", 2, "{strategy: rebuild, max_surge: 0, max_unavailable: 1}"), sim.Options{}, true,
 			[]string{"asks for rollout.strategy rebuild", "Nova (server actions) is not available"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := fastSim(700)
+			opts := grouptest.FastSim(700)
 			opts.NoLoadBalancerService, opts.NoVolumeService = tc.opts.NoLoadBalancerService, tc.opts.NoVolumeService
 			env := simtest.Start(t, opts, 0)
 			env.Sim.AddImage(sim.Image{Name: "gold"})
@@ -48,10 +49,10 @@ func TestMissingServiceStopsTheGroupUpFront(t *testing.T) {
 			if tc.partial {
 				cloud = provisioner.Cloud{Servers: env.Cloud, Images: env.Cloud}
 			}
-			g := parseGroup(t, tc.yaml)
+			g := grouptest.ParseGroup(t, tc.yaml)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			res := controller.Rebuild(ctx, cloud, []config.Group{g}, nil, logger(t), fastOptions())[0]
+			res := controller.Rebuild(ctx, cloud, []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())[0]
 			if !errors.Is(res.Err, controller.ErrStuck) || !errors.Is(res.Err, provisioner.ErrUnavailable) {
 				t.Fatalf("result %v, want stuck on an unavailable service", res.Err)
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -20,7 +21,7 @@ import (
 // statefulGroup is a group of count whose data volumes are the ones
 // named data-*, snapshotted before they move, keeping keep snapshots.
 func statefulGroup(t *testing.T, count, keep int) string {
-	return strings.TrimRight(groupYAML("db", count, "{max_surge: 1, max_unavailable: 1, min_ready: 30ms, progress_deadline: 20s}"), "\n") +
+	return strings.TrimRight(grouptest.GroupYAML("db", count, "{max_surge: 1, max_unavailable: 1, min_ready: 30ms, progress_deadline: 20s}"), "\n") +
 		fmt.Sprintf("\n    stateful: {volumes: {name: data-*}}\n    backup: {volumes: snapshot, keep: %d}\n", keep)
 }
 
@@ -32,12 +33,12 @@ func statefulGroup(t *testing.T, count, keep int) string {
 // Phoenix did not take is untouched, and so is a volume it does not
 // select.
 func TestStatefulHandoverMovesTheVolume(t *testing.T) {
-	env := simtest.Start(t, fastSim(1500), 0)
+	env := simtest.Start(t, grouptest.FastSim(1500), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
 	logs := env.Sim.AddVolume(sim.VolumeSpec{Name: "logs-db"})
-	g := parseGroup(t, statefulGroup(t, 1, 2))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, statefulGroup(t, 1, 2))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	holder := func() sim.Server {
 		t.Helper()
 		servers := env.Sim.Servers()
@@ -61,7 +62,7 @@ func TestStatefulHandoverMovesTheVolume(t *testing.T) {
 		img := env.Sim.AddImage(sim.Image{Name: "gold"})
 		images = append(images, img.ID)
 		before := holder()
-		rebuild(t, env, g, fastOptions())
+		grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 		now := holder()
 		if now.ID == before.ID || now.ImageID != img.ID {
 			t.Fatalf("after the rollout the volume is on %s (image %s), want a new server on %s", now.ID, now.ImageID, img.ID)
@@ -130,11 +131,11 @@ func TestStatefulHandoverMovesTheVolume(t *testing.T) {
 // the volume goes back to the old server, which runs again, and the
 // rollout halts and says why.
 func TestStatefulHandoverRollsBack(t *testing.T) {
-	env := simtest.Start(t, fastSim(1501), 0)
+	env := simtest.Start(t, grouptest.FastSim(1501), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
-	g := parseGroup(t, strings.Replace(statefulGroup(t, 1, 3), "progress_deadline: 20s", "progress_deadline: 2s", 1))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, strings.Replace(statefulGroup(t, 1, 3), "progress_deadline: 20s", "progress_deadline: 2s", 1))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	old := env.Sim.Servers()[0]
 
 	bad := env.Sim.AddImage(sim.Image{Name: "gold"})
@@ -142,7 +143,7 @@ func TestStatefulHandoverRollsBack(t *testing.T) {
 	log := &controller.EventLog{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, grouptest.Logger(t), grouptest.FastOptions())[0]
 	stopBreaking()
 	if !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("rebuild ended with %v, want halted", res.Err)
@@ -180,31 +181,31 @@ func TestStatefulHandoverSurvivesRestarts(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(seed, 5))
-			env := simtest.Start(t, fastSim(int64(1600+seed)), 0)
+			env := simtest.Start(t, grouptest.FastSim(int64(1600+seed)), 0)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 			data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
-			g := parseGroup(t, statefulGroup(t, 1, 0))
-			rebuild(t, env, g, fastOptions())
+			g := grouptest.ParseGroup(t, statefulGroup(t, 1, 0))
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 
 			ctx, kill := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
+				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())
 			}()
 			at := steps[rng.IntN(len(steps))]
 			if at == "" {
 				time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
 			} else {
-				waitUntil(t, 20*time.Second, "the handover to reach "+at, func() bool {
+				grouptest.WaitUntil(t, 20*time.Second, "the handover to reach "+at, func() bool {
 					v, _ := env.Sim.VolumeByID(data.ID)
 					return v.Metadata[controller.PropHandoverStep] == at
 				})
 			}
 			kill()
 			<-done
-			rebuild(t, env, g, fastOptions())
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 
 			servers := env.Sim.Servers()
 			v, _ := env.Sim.VolumeByID(data.ID)
@@ -235,17 +236,17 @@ func TestStatefulHandoverSurvivesRestarts(t *testing.T) {
 // A stateful selector that selects no volume at first contact stops the
 // group, naming the field, before any server is created.
 func TestStatefulSelectorMatchingNothingTouchesNothing(t *testing.T) {
-	env := simtest.Start(t, fastSim(1700), 0)
+	env := simtest.Start(t, grouptest.FastSim(1700), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	env.Sim.AddVolume(sim.VolumeSpec{Name: "logs-db"})
-	g := parseGroup(t, statefulGroup(t, 2, 2))
+	g := grouptest.ParseGroup(t, statefulGroup(t, 2, 2))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())[0]
 	if !errors.Is(res.Err, controller.ErrStuck) || !strings.Contains(res.Err.Error(), "stateful.volumes") {
 		t.Fatalf("result %v, want stuck naming stateful.volumes", res.Err)
 	}
-	if creates(env.Sim) != 0 || len(env.Sim.Servers()) != 0 {
+	if grouptest.Creates(env.Sim) != 0 || len(env.Sim.Servers()) != 0 {
 		t.Errorf("servers were created")
 	}
 	for _, v := range env.Sim.Volumes() {
@@ -258,7 +259,7 @@ func TestStatefulSelectorMatchingNothingTouchesNothing(t *testing.T) {
 // Behind a pool, an old server started again by a rolled-back handover
 // takes requests again: it is put back as a member at full weight.
 func TestStatefulRollbackBehindPoolServesAgain(t *testing.T) {
-	env := simtest.Start(t, fastSim(1502), 0)
+	env := simtest.Start(t, grouptest.FastSim(1502), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	lb, err := env.Sim.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb", PoolName: "pool"})
 	if err != nil {
@@ -267,10 +268,10 @@ func TestStatefulRollbackBehindPoolServesAgain(t *testing.T) {
 	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
 	yaml := strings.Replace(statefulGroup(t, 1, 3), "progress_deadline: 20s", "progress_deadline: 2s", 1) +
 		"    traffic: {octavia: {pool: pool, protocol_port: 8080, drain: 0s}}\n"
-	g := parseGroup(t, yaml)
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, yaml)
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	old := env.Sim.Servers()[0]
-	if memberOf(env.Sim, lb.PoolID, old.Address) == "" {
+	if grouptest.MemberOf(env.Sim, lb.PoolID, old.Address) == "" {
 		t.Fatalf("the first server is not a member of the pool")
 	}
 
@@ -278,16 +279,16 @@ func TestStatefulRollbackBehindPoolServesAgain(t *testing.T) {
 	stopBreaking := breakWhenDataArrives(env.Sim, data.ID, bad.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())[0]
 	stopBreaking()
 	if !errors.Is(res.Err, controller.ErrHalted) {
 		t.Fatalf("rebuild ended with %v, want halted", res.Err)
 	}
 	// The halted group is reconciled on (as the daemon does): the old
 	// server rejoins the pool.
-	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, logger(t), fastOptions())
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
 	defer r.Close()
-	waitUntil(t, 10*time.Second, "the old server to serve in the pool again", func() bool {
+	grouptest.WaitUntil(t, 10*time.Second, "the old server to serve in the pool again", func() bool {
 		_, _ = r.Reconcile(context.Background())
 		for _, m := range env.Sim.Members(lb.PoolID) {
 			if m.Address == old.Address && m.Weight > 0 {
@@ -330,11 +331,11 @@ func TestStatefulHandoverToAVanishedServerGoesOn(t *testing.T) {
 	for i, at := range order[:4] {
 		t.Run(at, func(t *testing.T) {
 			t.Parallel()
-			env := simtest.Start(t, fastSim(int64(1700+i)), 0)
+			env := simtest.Start(t, grouptest.FastSim(int64(1700+i)), 0)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 			data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
-			g := parseGroup(t, statefulGroup(t, 1, 3))
-			rebuild(t, env, g, fastOptions())
+			g := grouptest.ParseGroup(t, statefulGroup(t, 1, 3))
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 
 			log := &controller.EventLog{}
@@ -342,11 +343,11 @@ func TestStatefulHandoverToAVanishedServerGoesOn(t *testing.T) {
 			defer cancel()
 			result := make(chan controller.GroupResult, 1)
 			go func() {
-				result <- controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())[0]
+				result <- controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, log, grouptest.Logger(t), grouptest.FastOptions())[0]
 			}()
 
 			var to, reached string
-			waitUntil(t, 20*time.Second, "the handover to reach "+at, func() bool {
+			grouptest.WaitUntil(t, 20*time.Second, "the handover to reach "+at, func() bool {
 				v, _ := env.Sim.VolumeByID(data.ID)
 				reached, to = v.Metadata[controller.PropHandoverStep], v.Metadata[controller.PropHandoverTo]
 				return slices.Contains(order[i:], reached)
@@ -382,13 +383,13 @@ func TestStatefulHandoverToAVanishedServerGoesOn(t *testing.T) {
 // starts after the deadline, sends the attach, and must wait for it rather
 // than roll the handover back at once as "did not attach in time".
 func TestStatefulHandoverStepAfterALongDowntimeGetsItsDeadline(t *testing.T) {
-	opts := fastSim(1710)
+	opts := grouptest.FastSim(1710)
 	opts.AttachTime = sim.Fixed(400 * time.Millisecond)
 	env := simtest.Start(t, opts, 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
-	g := parseGroup(t, strings.Replace(statefulGroup(t, 1, 0), "progress_deadline: 20s", "progress_deadline: 1s", 1))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, strings.Replace(statefulGroup(t, 1, 0), "progress_deadline: 20s", "progress_deadline: 1s", 1))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 
 	if err := env.Sim.InjectFault(sim.Fault{Service: "compute", Method: "POST", Path: `^/servers/[^/]+/os-volume_attachments$`, Action: sim.FailWith, Status: 503}); err != nil {
@@ -398,9 +399,9 @@ func TestStatefulHandoverStepAfterALongDowntimeGetsItsDeadline(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
+		controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())
 	}()
-	waitUntil(t, 20*time.Second, "an attach of the volume refused at step attach", func() bool {
+	grouptest.WaitUntil(t, 20*time.Second, "an attach of the volume refused at step attach", func() bool {
 		v, _ := env.Sim.VolumeByID(data.ID)
 		if v.Metadata[controller.PropHandoverStep] != "attach" {
 			return false
@@ -420,14 +421,14 @@ func TestStatefulHandoverStepAfterALongDowntimeGetsItsDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the attach step's time: %v", err)
 	}
-	waitUntil(t, 5*time.Second, "the progress deadline to pass while no controller runs", func() bool {
+	grouptest.WaitUntil(t, 5*time.Second, "the progress deadline to pass while no controller runs", func() bool {
 		return time.Since(recorded) > 1500*time.Millisecond
 	})
 
 	log := &controller.EventLog{}
 	ctx2, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx2, env.Cloud.Services(), []config.Group{g}, log, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx2, env.Cloud.Services(), []config.Group{g}, log, grouptest.Logger(t), grouptest.FastOptions())[0]
 	if !res.Converged {
 		t.Fatalf("the restarted rollout ended with %v, want the attach it sent waited for", res.Err)
 	}

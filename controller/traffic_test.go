@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
@@ -27,7 +27,7 @@ import (
 // them, and count what a user of the application would have seen.
 
 func poolGroupYAML(name string, count int, rollout, traffic string) string {
-	return groupYAML(name, count, rollout) + "    traffic: " + traffic + "\n"
+	return grouptest.GroupYAML(name, count, rollout) + "    traffic: " + traffic + "\n"
 }
 
 // hit is one request of the load: which server answered, or what failed.
@@ -131,7 +131,7 @@ func serverIDs(s *sim.Sim) map[string]bool {
 func settle(t *testing.T, l *load, n int) {
 	t.Helper()
 	start := l.count()
-	waitUntil(t, 10*time.Second, "the load to go on after convergence", func() bool { return l.count() >= start+n })
+	grouptest.WaitUntil(t, 10*time.Second, "the load to go on after convergence", func() bool { return l.count() >= start+n })
 }
 
 func (l *load) count() int {
@@ -155,7 +155,7 @@ func TestRebuildBehindPoolDropsNoRequest(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			opts := fastSim(int64(200 + i))
+			opts := grouptest.FastSim(int64(200 + i))
 			opts.LBUpdateTime = sim.Fixed(20 * time.Millisecond)
 			env := simtest.Start(t, opts, 0)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
@@ -163,10 +163,10 @@ func TestRebuildBehindPoolDropsNoRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			g := parseGroup(t, poolGroupYAML("web", 8, "{max_surge: 2, max_unavailable: 0, min_ready: 50ms}",
+			g := grouptest.ParseGroup(t, poolGroupYAML("web", 8, "{max_surge: 2, max_unavailable: 0, min_ready: 50ms}",
 				"{octavia: {load_balancer: web-lb, pool: web-pool, protocol_port: 8080, drain: 1s}}"))
-			rebuild(t, env, g, fastOptions())
-			assertMembers(t, env.Sim, lb.PoolID, 8)
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+			grouptest.AssertMembers(t, env.Sim, lb.PoolID, "web", 8)
 
 			for _, f := range tc.faults {
 				if err := env.Sim.InjectFault(f); err != nil {
@@ -176,7 +176,7 @@ func TestRebuildBehindPoolDropsNoRequest(t *testing.T) {
 			patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 			l := startLoad(lb.URL, 4)
 			mon := env.Sim.MonitorPool(lb.PoolID, time.Millisecond)
-			rebuild(t, env, g, fastOptions())
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			converged := time.Now()
 			settle(t, l, 40)
 			hits := l.stop()
@@ -190,7 +190,7 @@ func TestRebuildBehindPoolDropsNoRequest(t *testing.T) {
 			if ext.Samples < 50 {
 				t.Errorf("the pool monitor took only %d samples", ext.Samples)
 			}
-			assertMembers(t, env.Sim, lb.PoolID, 8)
+			grouptest.AssertMembers(t, env.Sim, lb.PoolID, "web", 8)
 			if len(tc.faults) > 0 && !faulted(env.Sim, "load-balancer") {
 				t.Errorf("no member change met a 409: the fault did not run")
 			}
@@ -207,38 +207,6 @@ func faulted(s *sim.Sim, service string) bool {
 	return false
 }
 
-// assertMembers checks that the pool holds exactly the group's live
-// servers, each once, serving.
-func assertMembers(t *testing.T, s *sim.Sim, poolID string, want int) {
-	t.Helper()
-	addrs := map[string]string{}
-	for _, srv := range s.Servers() {
-		addrs[srv.Address] = srv.ID
-	}
-	var mine []sim.Member
-	for _, m := range s.Members(poolID) {
-		if slices.Contains(m.Tags, controller.GroupTag("web")) {
-			mine = append(mine, m)
-		}
-	}
-	seen := map[string]bool{}
-	for _, m := range mine {
-		id, ok := addrs[m.Address]
-		switch {
-		case !ok:
-			t.Errorf("member %s points at %s, where no server lives", m.ID, m.Address)
-		case seen[id]:
-			t.Errorf("server %s is in the pool twice", id)
-		case m.Weight != 1 || m.ProvisioningStatus != "ACTIVE":
-			t.Errorf("member %s of server %s: weight %d, %s", m.ID, id, m.Weight, m.ProvisioningStatus)
-		}
-		seen[id] = true
-	}
-	if len(mine) != want {
-		t.Errorf("the pool has %d members of the group, want %d", len(mine), want)
-	}
-}
-
 // TestDrainResumesAfterRestart kills the controller just after it started
 // draining a server and starts a fresh one a while later: the member must
 // go when the drain recorded on the server ends, not a full drain after
@@ -249,15 +217,15 @@ func TestDrainResumesAfterRestart(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(seed, 11))
-			env := simtest.Start(t, fastSim(int64(300+seed)), 0)
+			env := simtest.Start(t, grouptest.FastSim(int64(300+seed)), 0)
 			env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 			lb, err := env.Sim.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb", PoolName: "pool"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			g := parseGroup(t, poolGroupYAML("web", 3, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}",
+			g := grouptest.ParseGroup(t, poolGroupYAML("web", 3, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}",
 				fmt.Sprintf("{octavia: {pool: pool, protocol_port: 8080, drain: %s}}", drain)))
-			rebuild(t, env, g, fastOptions())
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 			env.Sim.AddImage(sim.Image{Name: "gold"})
 
 			// Run until a drain is recorded, then kill the controller.
@@ -265,10 +233,10 @@ func TestDrainResumesAfterRestart(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())
+				controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())
 			}()
 			var victim sim.Server
-			waitUntil(t, 20*time.Second, "a drain to be recorded", func() bool {
+			grouptest.WaitUntil(t, 20*time.Second, "a drain to be recorded", func() bool {
 				for _, s := range env.Sim.Servers() {
 					if s.Metadata[controller.MetaPhase] == plan.PhaseDraining {
 						victim = s
@@ -283,14 +251,14 @@ func TestDrainResumesAfterRestart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			member := memberOf(env.Sim, lb.PoolID, victim.Address)
+			member := grouptest.MemberOf(env.Sim, lb.PoolID, victim.Address)
 			if member == "" {
 				t.Fatalf("the draining server %s has no member", victim.Name)
 			}
 			// The controller is down for a while; then a fresh one runs.
 			down := 500*time.Millisecond + time.Duration(rng.IntN(500))*time.Millisecond
 			time.Sleep(down)
-			rebuild(t, env, g, fastOptions())
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 
 			removed := requestTime(env.Sim, "DELETE", "/members/"+member)
 			if removed.IsZero() {
@@ -299,18 +267,9 @@ func TestDrainResumesAfterRestart(t *testing.T) {
 			if took := removed.Sub(start); took < drain || took >= drain+down {
 				t.Errorf("member removed %v after the recorded drain start: want the rest of the %v drain, not a new one after %v down", took, drain, down)
 			}
-			assertMembers(t, env.Sim, lb.PoolID, 3)
+			grouptest.AssertMembers(t, env.Sim, lb.PoolID, "web", 3)
 		})
 	}
-}
-
-func memberOf(s *sim.Sim, poolID, address string) string {
-	for _, m := range s.Members(poolID) {
-		if m.Address == address {
-			return m.ID
-		}
-	}
-	return ""
 }
 
 // requestTime is when the first successful request of method whose path
@@ -324,23 +283,12 @@ func requestTime(s *sim.Sim, method, suffix string) time.Time {
 	return time.Time{}
 }
 
-func waitUntil(t *testing.T, patience time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %v", what, patience)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestRebuildBehindFloatingIPDropsNoRequest(t *testing.T) {
-	env := simtest.Start(t, fastSim(400), 0)
+	env := simtest.Start(t, grouptest.FastSim(400), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, poolGroupYAML("web", 1, "{max_surge: 1, max_unavailable: 0, min_ready: 50ms}",
+	g := grouptest.ParseGroup(t, poolGroupYAML("web", 1, "{max_surge: 1, max_unavailable: 0, min_ready: 50ms}",
 		"{floating_ip: {pool: public, drain: 500ms}}"))
-	rebuild(t, env, g, fastOptions())
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	fips := env.Sim.FloatingIPs()
 	if len(fips) != 1 {
 		t.Fatalf("want one floating IP allocated for the group, found %d", len(fips))
@@ -352,7 +300,7 @@ func TestRebuildBehindFloatingIPDropsNoRequest(t *testing.T) {
 
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 	l := startLoad("http://"+net.JoinHostPort(fips[0].Address, "8080"), 4)
-	rebuild(t, env, g, fastOptions())
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	converged := time.Now()
 	settle(t, l, 30)
 	hits := l.stop()
@@ -376,7 +324,7 @@ func TestRebuildBehindFloatingIPDropsNoRequest(t *testing.T) {
 // A pool shared with another application: its members stay exactly as
 // they were, through a rebuild and through the repair of stale members.
 func TestForeignMembersAreNeverTouched(t *testing.T) {
-	env := simtest.Start(t, fastSim(500), 0)
+	env := simtest.Start(t, grouptest.FastSim(500), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	lb, err := env.Sim.AddLoadBalancer(sim.LoadBalancerSpec{Name: "shared", PoolName: "shared"})
 	if err != nil {
@@ -391,10 +339,10 @@ func TestForeignMembersAreNeverTouched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := parseGroup(t, poolGroupYAML("web", 2, "{max_surge: 1, min_ready: 30ms}", "{octavia: {pool: shared, protocol_port: 8080, drain: 0s}}"))
-	rebuild(t, env, g, fastOptions())
+	g := grouptest.ParseGroup(t, poolGroupYAML("web", 2, "{max_surge: 1, min_ready: 30ms}", "{octavia: {pool: shared, protocol_port: 8080, drain: 0s}}"))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	env.Sim.AddImage(sim.Image{Name: "gold"})
-	rebuild(t, env, g, fastOptions())
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 
 	var gotForeign *sim.Member
 	for _, m := range env.Sim.Members(lb.PoolID) {
@@ -421,17 +369,17 @@ func TestForeignMembersAreNeverTouched(t *testing.T) {
 // A pool that does not exist stops the group before any server is touched,
 // with an error that names the field.
 func TestUnknownPoolTouchesNoServer(t *testing.T) {
-	env := simtest.Start(t, fastSim(600), 0)
+	env := simtest.Start(t, grouptest.FastSim(600), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	plain := parseGroup(t, groupYAML("web", 2, "{max_surge: 1}"))
-	rebuild(t, env, plain, fastOptions())
+	plain := grouptest.ParseGroup(t, grouptest.GroupYAML("web", 2, "{max_surge: 1}"))
+	grouptest.Rebuild(t, env, plain, grouptest.FastOptions())
 	env.Sim.AddImage(sim.Image{Name: "gold"})
 	env.Sim.ResetRequests()
 
-	g := parseGroup(t, poolGroupYAML("web", 2, "{max_surge: 1}", "{octavia: {pool: no-such-pool, protocol_port: 8080}}"))
+	g := grouptest.ParseGroup(t, poolGroupYAML("web", 2, "{max_surge: 1}", "{octavia: {pool: no-such-pool, protocol_port: 8080}}"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, logger(t), fastOptions())[0]
+	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())[0]
 	if res.Converged || !errors.Is(res.Err, controller.ErrStuck) {
 		t.Fatalf("want a stuck group, got converged=%v err=%v", res.Converged, res.Err)
 	}
@@ -451,17 +399,17 @@ func TestUnknownPoolTouchesNoServer(t *testing.T) {
 // a serving server that is no member is added again, and a member that
 // went to ERROR is replaced.
 func TestMembersAreRepaired(t *testing.T) {
-	env := simtest.Start(t, fastSim(700), 0)
+	env := simtest.Start(t, grouptest.FastSim(700), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	lb, err := env.Sim.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb", PoolName: "pool"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := parseGroup(t, poolGroupYAML("web", 3, "{max_surge: 1, min_ready: 30ms}", "{octavia: {pool: pool, protocol_port: 8080, drain: 0s}}"))
+	g := grouptest.ParseGroup(t, poolGroupYAML("web", 3, "{max_surge: 1, min_ready: 30ms}", "{octavia: {pool: pool, protocol_port: 8080, drain: 0s}}"))
 	// The first member create ends in ERROR.
 	env.Sim.FailNextMembers(1)
-	rebuild(t, env, g, fastOptions())
-	assertMembers(t, env.Sim, lb.PoolID, 3)
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+	grouptest.AssertMembers(t, env.Sim, lb.PoolID, "web", 3)
 	replaced := false
 	for _, r := range env.Sim.Requests() {
 		replaced = replaced || (r.Method == "DELETE" && strings.Contains(r.Path, "/members/") && r.Status == http.StatusNoContent)
@@ -479,12 +427,12 @@ func TestMembersAreRepaired(t *testing.T) {
 	if err := env.Cloud.DeleteMember(context.Background(), pool, gone.ID); err != nil {
 		t.Fatal(err)
 	}
-	res := rebuild(t, env, g, fastOptions())
-	assertMembers(t, env.Sim, lb.PoolID, 3)
+	res := grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+	grouptest.AssertMembers(t, env.Sim, lb.PoolID, "web", 3)
 	if res.Created != 0 || res.Deleted != 0 {
 		t.Errorf("repairing a member created %d and deleted %d servers", res.Created, res.Deleted)
 	}
-	if memberOf(env.Sim, lb.PoolID, gone.Address) == "" {
+	if grouptest.MemberOf(env.Sim, lb.PoolID, gone.Address) == "" {
 		t.Errorf("the server at %s was not added back", gone.Address)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -16,20 +17,20 @@ import (
 // when its newest snapshot is older than that, and not before (a fake
 // clock moves the hours).
 func TestVolumeSnapshotsOnSchedule(t *testing.T) {
-	env := simtest.Start(t, fastSim(1800), 0)
+	env := simtest.Start(t, grouptest.FastSim(1800), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	g := parseGroup(t, strings.TrimRight(groupYAML("web", 1, "{max_surge: 1, max_unavailable: 0}"), "\n")+
+	g := grouptest.ParseGroup(t, strings.TrimRight(grouptest.GroupYAML("web", 1, "{max_surge: 1, max_unavailable: 0}"), "\n")+
 		"\n    backup: {volumes: snapshot, every: 1h, keep: 0}\n")
-	rebuild(t, env, g, fastOptions())
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
 	vol := env.Sim.AddVolume(sim.VolumeSpec{Name: "data"})
 	if err := env.Sim.AttachVolume(env.Sim.Servers()[0].ID, vol.ID); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
 	now := time.Now()
-	opts := fastOptions()
+	opts := grouptest.FastOptions()
 	opts.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, logger(t), opts)
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), opts)
 	defer r.Close()
 	scheduled := func() int {
 		n := 0

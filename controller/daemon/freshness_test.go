@@ -1,4 +1,4 @@
-package controller_test
+package daemon_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
@@ -25,7 +26,7 @@ import (
 // in status, metrics and events, without touching a server; publishing a
 // newer one clears it. A group without max_age never alerts.
 func TestGoldImageFreshness(t *testing.T) {
-	env := simtest.Start(t, fastSim(1200), 0)
+	env := simtest.Start(t, grouptest.FastSim(1200), 0)
 	old := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-10 * 24 * time.Hour)})
 	web := strings.Replace(daemonGroup("web", "gold", "m1.small", 2, ""), "newest: true}", "newest: true, max_age: 168h}", 1)
 	yaml := daemonYAML(web, daemonGroup("db", "gold", "m1.small", 1, ""))
@@ -36,8 +37,8 @@ func TestGoldImageFreshness(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := daemon.NewMetrics(reg)
 	log := &controller.EventLog{}
-	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: logger(t), Metrics: m, Sink: log,
-		PollInterval: 50 * time.Millisecond, Reconciler: fastOptions()})
+	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: grouptest.Logger(t), Metrics: m, Sink: log,
+		PollInterval: 50 * time.Millisecond, Reconciler: grouptest.FastOptions()})
 	m.Watch(d)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -48,7 +49,7 @@ func TestGoldImageFreshness(t *testing.T) {
 	defer srv.Close()
 
 	rd.converged(t, env.Sim, map[string]string{"web": old.ID, "db": old.ID})
-	built := append(idsOf(env.Sim, "web"), idsOf(env.Sim, "db")...)
+	built := append(grouptest.IDsOf(env.Sim, "web"), grouptest.IDsOf(env.Sim, "db")...)
 	byGroup := func() map[string]daemon.GroupStatus {
 		out := map[string]daemon.GroupStatus{}
 		for _, g := range d.Status().Groups {
@@ -66,14 +67,14 @@ func TestGoldImageFreshness(t *testing.T) {
 	if got := scrape(t, srv.URL)["phoenix_gold_image_stale"]; got != 1 {
 		t.Errorf("phoenix_gold_image_stale sums to %v, want 1 (web)", got)
 	}
-	if now := append(idsOf(env.Sim, "web"), idsOf(env.Sim, "db")...); !slices.Equal(now, built) {
+	if now := append(grouptest.IDsOf(env.Sim, "web"), grouptest.IDsOf(env.Sim, "db")...); !slices.Equal(now, built) {
 		t.Errorf("the alert changed the servers: %v, were %v", now, built)
 	}
 
 	fresh := env.Sim.AddImage(sim.Image{Name: "gold"})
 	_ = d.Dispatch(context.Background(), trigger.Event{ID: "fresh", Type: trigger.TypeImagePublished})
 	rd.converged(t, env.Sim, map[string]string{"web": fresh.ID, "db": fresh.ID})
-	waitUntil(t, 10*time.Second, "the alert to clear", func() bool { return byGroup()["web"].ImageStale == "" })
+	grouptest.WaitUntil(t, 10*time.Second, "the alert to clear", func() bool { return byGroup()["web"].ImageStale == "" })
 	if got := scrape(t, srv.URL)["phoenix_gold_image_stale"]; got != 0 {
 		t.Errorf("phoenix_gold_image_stale = %v after a fresh image, want 0", got)
 	}
@@ -97,7 +98,7 @@ func TestFreshnessNotices(t *testing.T) {
 		got <- n
 	}))
 	defer srv.Close()
-	n := daemon.NewNotifier([]string{srv.URL}, logger(t))
+	n := daemon.NewNotifier([]string{srv.URL}, grouptest.Logger(t))
 	n.Emit(controller.Event{Type: controller.EventImageStale, Group: "web", Message: "the newest gold image of group web ..."})
 	n.Emit(controller.Event{Type: controller.EventImageFresh, Group: "web", Message: "fresh again"})
 	n.Close()

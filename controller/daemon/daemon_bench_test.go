@@ -1,4 +1,4 @@
-package controller_test
+package daemon_test
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // Glance) to the first server-create request the simulated Nova receives.
 // It reports p50 and p99 over the iterations; run it with a fixed count:
 //
-//	go test -run - -bench EventToFirstCreate -benchtime 50x ./controller/
+//	go test -run - -bench EventToFirstCreate -benchtime 50x ./controller/daemon/
 func BenchmarkEventToFirstCreate(b *testing.B) {
 	env := simtest.Start(b, sim.Options{BootTime: sim.Fixed(20 * time.Millisecond), HealthDelay: sim.Fixed(5 * time.Millisecond), DeleteTime: sim.Fixed(5 * time.Millisecond)}, 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})

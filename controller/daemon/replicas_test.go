@@ -1,4 +1,4 @@
-package controller_test
+package daemon_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/phoenix-ops/phoenix/controller/coordination"
 	"github.com/phoenix-ops/phoenix/controller/coordination/etcdtest"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
@@ -44,18 +45,18 @@ func startReplica(t *testing.T, env *simtest.Env, etcd []string, id, yaml string
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cloud, err := openstack.New(ctx, openstack.Options{Cloud: simtest.CloudName, CloudsFile: env.CloudsFile, Retry: simtest.FastRetry,
-		LBWait: simtest.FastLBWait, Logger: logger(t), UserAgent: "phoenix-replica/" + id})
+		LBWait: simtest.FastLBWait, Logger: grouptest.Logger(t), UserAgent: "phoenix-replica/" + id})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := coordination.New(coordination.Options{ReplicaID: id, Endpoints: etcd, LeaseTTL: 2 * time.Second, Log: logger(t)})
+	rep, err := coordination.New(coordination.Options{ReplicaID: id, Endpoints: etcd, LeaseTTL: 2 * time.Second, Log: grouptest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	m := daemon.NewMetrics(reg)
-	d := daemon.New(cloud.Services(), cfg, daemon.Options{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond,
-		Reconciler: fastOptions(), Coordinator: rep})
+	d := daemon.New(cloud.Services(), cfg, daemon.Options{Log: grouptest.Logger(t), Metrics: m, PollInterval: 50 * time.Millisecond,
+		Reconciler: grouptest.FastOptions(), Coordinator: rep})
 	m.Watch(d)
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -111,7 +112,7 @@ func (sg *serverGroups) sample(s *sim.Sim) {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
 	for _, srv := range servers {
-		if g := groupOf(srv); g != "" {
+		if g := grouptest.GroupOf(srv); g != "" {
 			sg.by[srv.ID] = g
 		}
 	}
@@ -139,11 +140,11 @@ func replicaOf(ua string) string {
 // one of them, every group converges, and every change the simulator
 // received for a group came from its owner.
 func TestReplicasShareTheGroups(t *testing.T) {
-	env := simtest.Start(t, fastSim(901), 0)
+	env := simtest.Start(t, grouptest.FastSim(901), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	etcd := etcdtest.Start(t, 1)
 	sg := watchServers(t, env.Sim)
-	mon := env.Sim.Monitor(5*time.Millisecond, groupOf)
+	mon := env.Sim.Monitor(5*time.Millisecond, grouptest.GroupOf)
 	yaml := daemonYAML(
 		daemonGroup("web", "gold", "m1.small", 3, ""),
 		daemonGroup("worker", "gold", "m1.small", 2, ""),
@@ -177,7 +178,7 @@ func TestReplicasShareTheGroups(t *testing.T) {
 	}
 	converged := func(image string) map[string]string {
 		var own map[string]string
-		waitUntil(t, 60*time.Second, "every group converged on "+image+" and owned by one replica", func() bool {
+		grouptest.WaitUntil(t, 60*time.Second, "every group converged on "+image+" and owned by one replica", func() bool {
 			var ok bool
 			if own, ok = owners(); !ok {
 				return false
@@ -187,7 +188,7 @@ func TestReplicasShareTheGroups(t *testing.T) {
 				if srv.ImageID != image || !srv.Healthy {
 					return false
 				}
-				n[groupOf(srv)]++
+				n[grouptest.GroupOf(srv)]++
 			}
 			return n["web"] == 3 && n["worker"] == 2 && n["api"] == 2
 		})
@@ -247,9 +248,9 @@ func TestReplicasShareTheGroups(t *testing.T) {
 	// Events go to every replica: each acts on the groups it owns and
 	// accepts the rest; what no replica has is refused.
 	var webServer string
-	workerBefore := idsOf(env.Sim, "worker")
+	workerBefore := grouptest.IDsOf(env.Sim, "worker")
 	for _, srv := range env.Sim.Servers() {
-		if groupOf(srv) == "web" {
+		if grouptest.GroupOf(srv) == "web" {
 			webServer = srv.ID
 		}
 	}
@@ -267,11 +268,11 @@ func TestReplicasShareTheGroups(t *testing.T) {
 			t.Errorf("replica %s, a patch of a group no one has: %v", r.id, err)
 		}
 	}
-	waitUntil(t, 60*time.Second, "the compromised server gone and worker rebuilt by its owner", func() bool {
+	grouptest.WaitUntil(t, 60*time.Second, "the compromised server gone and worker rebuilt by its owner", func() bool {
 		if _, ok := env.Sim.Server(webServer); ok {
 			return false
 		}
-		for _, id := range idsOf(env.Sim, "worker") {
+		for _, id := range grouptest.IDsOf(env.Sim, "worker") {
 			if slices.Contains(workerBefore, id) {
 				return false
 			}
@@ -352,7 +353,7 @@ func onImageCount(s *sim.Sim, image string, counts map[string]int) bool {
 		if srv.ImageID != image || !srv.Healthy {
 			return false
 		}
-		n[groupOf(srv)]++
+		n[grouptest.GroupOf(srv)]++
 	}
 	for g, c := range counts {
 		if n[g] != c {
@@ -392,13 +393,13 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[
 // then the owner stops; the group's servers from before the patch are
 // all replaced by the new owner.
 func TestPatchAcceptedByANonOwnerIsDoneWhenItTakesTheGroupOver(t *testing.T) {
-	env := simtest.Start(t, fastSim(930), 0)
+	env := simtest.Start(t, grouptest.FastSim(930), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	etcd := etcdtest.Start(t, 1)
 	yaml := daemonYAML(daemonGroup("web", "gold", "m1.small", 2, ""))
 	replicas := []*replica{startReplica(t, env, etcd.Endpoints(), "r0", yaml), startReplica(t, env, etcd.Endpoints(), "r1", yaml)}
 	var owner, other *replica
-	waitUntil(t, 60*time.Second, "web converged and owned", func() bool {
+	grouptest.WaitUntil(t, 60*time.Second, "web converged and owned", func() bool {
 		for i, r := range replicas {
 			st := r.d.Status()
 			if len(st.Groups) == 1 && st.Groups[0].Owner == r.id && !st.Groups[0].InProgress {
@@ -407,19 +408,19 @@ func TestPatchAcceptedByANonOwnerIsDoneWhenItTakesTheGroupOver(t *testing.T) {
 		}
 		return owner != nil && onImageCount(env.Sim, gold.ID, map[string]int{"web": 2})
 	})
-	before := idsOf(env.Sim, "web")
+	before := grouptest.IDsOf(env.Sim, "web")
 
 	err := other.d.Dispatch(context.Background(), trigger.Event{ID: "p1", Type: trigger.TypeSecurityPatch, Groups: []string{"web"}, Reason: "CVE-2026-7"})
 	if err != nil {
 		t.Fatalf("replica %s, not the owner, refused the patch: %v", other.id, err)
 	}
 	owner.stop()
-	waitUntil(t, 60*time.Second, "the new owner to rebuild every server of web from before the patch", func() bool {
+	grouptest.WaitUntil(t, 60*time.Second, "the new owner to rebuild every server of web from before the patch", func() bool {
 		st := other.d.Status()
 		if len(st.Groups) != 1 || st.Groups[0].Owner != other.id || !!st.Groups[0].InProgress {
 			return false
 		}
-		now := idsOf(env.Sim, "web")
+		now := grouptest.IDsOf(env.Sim, "web")
 		for _, id := range now {
 			if slices.Contains(before, id) {
 				return false

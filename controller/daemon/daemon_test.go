@@ -1,4 +1,4 @@
-package controller_test
+package daemon_test
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
+	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
@@ -63,8 +64,8 @@ func startDaemon(t testing.TB, env *simtest.Env, yaml string) *runningDaemon {
 	}
 	reg := prometheus.NewRegistry()
 	m := daemon.NewMetrics(reg)
-	opts := fastOptions()
-	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: logger(t), Metrics: m, PollInterval: 50 * time.Millisecond, Reconciler: opts})
+	opts := grouptest.FastOptions()
+	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: grouptest.Logger(t), Metrics: m, PollInterval: 50 * time.Millisecond, Reconciler: opts})
 	m.Watch(d)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -85,7 +86,7 @@ func startDaemon(t testing.TB, env *simtest.Env, yaml string) *runningDaemon {
 // and each named group's servers all run the wanted image.
 func (d *runningDaemon) converged(t *testing.T, s *sim.Sim, want map[string]string) {
 	t.Helper()
-	waitUntil(t, 30*time.Second, "the groups to converge", func() bool {
+	grouptest.WaitUntil(t, 30*time.Second, "the groups to converge", func() bool {
 		groups := d.Status().Groups
 		if len(groups) < len(want) {
 			return false // the workers have not started
@@ -96,7 +97,7 @@ func (d *runningDaemon) converged(t *testing.T, s *sim.Sim, want map[string]stri
 			}
 		}
 		for _, srv := range s.Servers() {
-			if img, ok := want[groupOf(srv)]; ok && (srv.ImageID != img || !srv.Healthy) {
+			if img, ok := want[grouptest.GroupOf(srv)]; ok && (srv.ImageID != img || !srv.Healthy) {
 				return false
 			}
 		}
@@ -104,19 +105,8 @@ func (d *runningDaemon) converged(t *testing.T, s *sim.Sim, want map[string]stri
 	})
 }
 
-func idsOf(s *sim.Sim, group string) []string {
-	var out []string
-	for _, srv := range s.Servers() {
-		if groupOf(srv) == group {
-			out = append(out, srv.ID)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 func TestDaemonImagePublishedStartsRolloutAtOnce(t *testing.T) {
-	env := simtest.Start(t, fastSim(800), 0)
+	env := simtest.Start(t, grouptest.FastSim(800), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	other := env.Sim.AddImage(sim.Image{Name: "other", Created: time.Now().Add(-time.Hour)})
 	d := startDaemon(t, env, daemonYAML(
@@ -124,7 +114,7 @@ func TestDaemonImagePublishedStartsRolloutAtOnce(t *testing.T) {
 		daemonGroup("worker", "gold", "m1.medium", 2, ""),
 		daemonGroup("api", "other", "m1.small", 2, "")))
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "worker": gold.ID, "api": other.ID})
-	api := idsOf(env.Sim, "api")
+	api := grouptest.IDsOf(env.Sim, "api")
 
 	patched := env.Sim.AddImage(sim.Image{Name: "gold"})
 	env.Sim.ResetRequests()
@@ -147,7 +137,7 @@ func TestDaemonImagePublishedStartsRolloutAtOnce(t *testing.T) {
 	if firstCreate.IsZero() || firstCreate.Sub(sent) > 5*time.Second {
 		t.Errorf("first create %v after the event: the rollout waited for the interval (1h)", firstCreate.Sub(sent))
 	}
-	if got := idsOf(env.Sim, "api"); !slices.Equal(got, api) {
+	if got := grouptest.IDsOf(env.Sim, "api"); !slices.Equal(got, api) {
 		t.Errorf("group api, on another selector, was touched: %v → %v", api, got)
 	}
 	// One Glance list per distinct selector and watch, not one per group:
@@ -158,11 +148,11 @@ func TestDaemonImagePublishedStartsRolloutAtOnce(t *testing.T) {
 }
 
 func TestDaemonSecurityPatchRebuildsNamedGroups(t *testing.T) {
-	env := simtest.Start(t, fastSim(810), 0)
+	env := simtest.Start(t, grouptest.FastSim(810), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	d := startDaemon(t, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 3, ""), daemonGroup("api", "gold", "m1.medium", 2, "")))
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "api": gold.ID})
-	web, api := idsOf(env.Sim, "web"), idsOf(env.Sim, "api")
+	web, api := grouptest.IDsOf(env.Sim, "web"), grouptest.IDsOf(env.Sim, "api")
 
 	err := d.Dispatch(context.Background(), trigger.Event{ID: "e2", Type: trigger.TypeSecurityPatch, Groups: []string{"nope"}, Reason: "CVE-2026-1"})
 	if err == nil || !strings.Contains(err.Error(), "nope") {
@@ -175,8 +165,8 @@ func TestDaemonSecurityPatchRebuildsNamedGroups(t *testing.T) {
 	if err := d.Dispatch(context.Background(), trigger.Event{ID: "e3", Type: trigger.TypeSecurityPatch, Groups: []string{"web"}, Reason: "CVE-2026-31337"}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "web to be rebuilt", func() bool {
-		now := idsOf(env.Sim, "web")
+	grouptest.WaitUntil(t, 30*time.Second, "web to be rebuilt", func() bool {
+		now := grouptest.IDsOf(env.Sim, "web")
 		if len(now) != 3 {
 			return false
 		}
@@ -188,7 +178,7 @@ func TestDaemonSecurityPatchRebuildsNamedGroups(t *testing.T) {
 		return !d.Status().Groups[1].InProgress
 	})
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "api": gold.ID})
-	if got := idsOf(env.Sim, "api"); !slices.Equal(got, api) {
+	if got := grouptest.IDsOf(env.Sim, "api"); !slices.Equal(got, api) {
 		t.Errorf("group api was rebuilt though the patch named only web")
 	}
 }
@@ -197,7 +187,7 @@ func TestDaemonSecurityPatchRebuildsNamedGroups(t *testing.T) {
 // group, and every server built like it — same image, same revision, in
 // any group — is replaced; a group of another revision is not.
 func TestDaemonCompromisedServer(t *testing.T) {
-	env := simtest.Start(t, fastSim(820), 0)
+	env := simtest.Start(t, grouptest.FastSim(820), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	lb, err := env.Sim.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb", PoolName: "web-pool"})
 	if err != nil {
@@ -209,17 +199,17 @@ func TestDaemonCompromisedServer(t *testing.T) {
 		daemonGroup("twin", "gold", "m1.small", 2, ""), // same spec: same revision
 		daemonGroup("api", "gold", "m1.medium", 2, "")))
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "twin": gold.ID, "api": gold.ID})
-	waitUntil(t, 10*time.Second, "the pool to hold web", func() bool { return len(env.Sim.Members(lb.PoolID)) == 3 })
-	web, twin, api := idsOf(env.Sim, "web"), idsOf(env.Sim, "twin"), idsOf(env.Sim, "api")
+	grouptest.WaitUntil(t, 10*time.Second, "the pool to hold web", func() bool { return len(env.Sim.Members(lb.PoolID)) == 3 })
+	web, twin, api := grouptest.IDsOf(env.Sim, "web"), grouptest.IDsOf(env.Sim, "twin"), grouptest.IDsOf(env.Sim, "api")
 	victim, _ := env.Sim.Server(web[0])
-	member := memberOf(env.Sim, lb.PoolID, victim.Address)
+	member := grouptest.MemberOf(env.Sim, lb.PoolID, victim.Address)
 
 	env.Sim.ResetRequests()
 	if err := d.Dispatch(context.Background(), trigger.Event{ID: "e4", Type: trigger.TypeInstanceCompromised, Server: victim.ID, Reason: "IDS alert 4711"}); err != nil {
 		t.Fatal(err)
 	}
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "twin": gold.ID, "api": gold.ID})
-	waitUntil(t, 30*time.Second, "web and twin to be rebuilt", func() bool {
+	grouptest.WaitUntil(t, 30*time.Second, "web and twin to be rebuilt", func() bool {
 		for _, ids := range [][]string{web, twin} {
 			for _, id := range ids {
 				if _, ok := env.Sim.Server(id); ok {
@@ -227,7 +217,7 @@ func TestDaemonCompromisedServer(t *testing.T) {
 				}
 			}
 		}
-		return len(idsOf(env.Sim, "web")) == 3 && len(idsOf(env.Sim, "twin")) == 2
+		return len(grouptest.IDsOf(env.Sim, "web")) == 3 && len(grouptest.IDsOf(env.Sim, "twin")) == 2
 	})
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "twin": gold.ID, "api": gold.ID})
 
@@ -258,14 +248,14 @@ func TestDaemonCompromisedServer(t *testing.T) {
 		dumpRequests(t, env.Sim, removedAt+2)
 	}
 	for _, s := range env.Sim.Servers() {
-		if groupOf(s) == "web" && s.Created.Before(removed) {
+		if grouptest.GroupOf(s) == "web" && s.Created.Before(removed) {
 			t.Errorf("web's new server %s was created before the compromised member left the pool", s.Name)
 		}
 	}
-	if got := idsOf(env.Sim, "api"); !slices.Equal(got, api) {
+	if got := grouptest.IDsOf(env.Sim, "api"); !slices.Equal(got, api) {
 		t.Errorf("group api (another revision) was rebuilt")
 	}
-	assertMembers(t, env.Sim, lb.PoolID, 3)
+	grouptest.AssertMembers(t, env.Sim, lb.PoolID, "web", 3)
 }
 
 func touches(path string, ids map[string]bool) bool {
@@ -281,17 +271,17 @@ func touches(path string, ids map[string]bool) bool {
 // the group ends on the newest, servers of the intermediate one are
 // replaced too, and the bounds hold throughout.
 func TestDaemonSecondImageMidRollout(t *testing.T) {
-	env := simtest.Start(t, fastSim(830), 0)
+	env := simtest.Start(t, grouptest.FastSim(830), 0)
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	d := startDaemon(t, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 6, "")))
-	waitUntil(t, 30*time.Second, "the first build", func() bool { return len(d.Status().Groups) == 1 && !d.Status().Groups[0].InProgress })
+	grouptest.WaitUntil(t, 30*time.Second, "the first build", func() bool { return len(d.Status().Groups) == 1 && !d.Status().Groups[0].InProgress })
 
-	mon := env.Sim.Monitor(time.Millisecond, groupOf)
+	mon := env.Sim.Monitor(time.Millisecond, grouptest.GroupOf)
 	b := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute)})
 	if err := d.Dispatch(context.Background(), trigger.Event{ID: "b", Type: trigger.TypeImagePublished}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "a server on the intermediate image to serve", func() bool {
+	grouptest.WaitUntil(t, 30*time.Second, "a server on the intermediate image to serve", func() bool {
 		for _, s := range env.Sim.Servers() {
 			if s.ImageID == b.ID && s.Healthy {
 				return true
@@ -308,13 +298,13 @@ func TestDaemonSecondImageMidRollout(t *testing.T) {
 	if ext.MinHealthy < 6 || ext.MaxTotal > 8 {
 		t.Errorf("healthy fell to %d (floor 6), total reached %d (ceiling 8)", ext.MinHealthy, ext.MaxTotal)
 	}
-	if n := len(idsOf(env.Sim, "web")); n != 6 {
+	if n := len(grouptest.IDsOf(env.Sim, "web")); n != 6 {
 		t.Errorf("%d servers at the end, want 6", n)
 	}
 }
 
 func TestDaemonReload(t *testing.T) {
-	env := simtest.Start(t, fastSim(840), 0)
+	env := simtest.Start(t, grouptest.FastSim(840), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	d := startDaemon(t, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 2, "")))
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID})
@@ -333,11 +323,11 @@ func TestDaemonReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	web := idsOf(env.Sim, "web")
+	web := grouptest.IDsOf(env.Sim, "web")
 	d.Reload(next)
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID, "api": gold.ID})
-	if len(idsOf(env.Sim, "api")) != 2 || !slices.Equal(idsOf(env.Sim, "web"), web) {
-		t.Errorf("after the reload: api %v, web %v (was %v)", idsOf(env.Sim, "api"), idsOf(env.Sim, "web"), web)
+	if len(grouptest.IDsOf(env.Sim, "api")) != 2 || !slices.Equal(grouptest.IDsOf(env.Sim, "web"), web) {
+		t.Errorf("after the reload: api %v, web %v (was %v)", grouptest.IDsOf(env.Sim, "api"), grouptest.IDsOf(env.Sim, "web"), web)
 	}
 	if d.Status().Config.Refused != "" {
 		t.Errorf("a good reload left the refusal in status")
@@ -347,7 +337,7 @@ func TestDaemonReload(t *testing.T) {
 // /metrics parses as Prometheus text and its replacement counter moves
 // with a rollout; /v1/status says what the simulator holds.
 func TestDaemonMetricsAndStatus(t *testing.T) {
-	env := simtest.Start(t, fastSim(850), 0)
+	env := simtest.Start(t, grouptest.FastSim(850), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	d := startDaemon(t, env, daemonYAML(daemonGroup("web", "gold", "m1.small", 3, "")))
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID})
@@ -415,29 +405,29 @@ func dumpRequests(t *testing.T, s *sim.Sim, n int) {
 // With most of a group sick, the daemon heals none and raises the alert
 // metric; with one sick, it heals it.
 func TestDaemonHealAlertMetric(t *testing.T) {
-	env := simtest.Start(t, fastSim(1110), 0)
+	env := simtest.Start(t, grouptest.FastSim(1110), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	d := startDaemon(t, env, daemonYAML(strings.Replace(daemonGroup("web", "gold", "m1.small", 5, ""), "grace: 30s", "grace: 0s", 1)))
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID})
 	srv := httptest.NewServer(promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
 	defer srv.Close()
-	ids := idsOf(env.Sim, "web")
+	ids := grouptest.IDsOf(env.Sim, "web")
 	for _, id := range ids[:3] { // 3 of 5 is more than 40%
 		_ = env.Sim.SetHealth(id, sim.HealthFailing)
 	}
-	waitUntil(t, 20*time.Second, "the heal alert", func() bool { return scrape(t, srv.URL)["phoenix_heal_blocked"] == 1 })
+	grouptest.WaitUntil(t, 20*time.Second, "the heal alert", func() bool { return scrape(t, srv.URL)["phoenix_heal_blocked"] == 1 })
 	if st := d.Status().Groups[0]; !st.Status.HealBlocked || st.Status.Unhealthy != 3 {
 		t.Errorf("status %+v, want heal blocked with 3 unhealthy", st.Status)
 	}
-	if got := idsOf(env.Sim, "web"); !slices.Equal(got, ids) {
+	if got := grouptest.IDsOf(env.Sim, "web"); !slices.Equal(got, ids) {
 		t.Errorf("servers were replaced while the heal was blocked")
 	}
 	// Two recover: one sick of five is healed.
 	_ = env.Sim.SetHealth(ids[0], sim.HealthUp)
 	_ = env.Sim.SetHealth(ids[1], sim.HealthUp)
-	waitUntil(t, 30*time.Second, "the sick server to be replaced", func() bool {
+	grouptest.WaitUntil(t, 30*time.Second, "the sick server to be replaced", func() bool {
 		_, ok := env.Sim.Server(ids[2])
-		return !ok && len(idsOf(env.Sim, "web")) == 5
+		return !ok && len(grouptest.IDsOf(env.Sim, "web")) == 5
 	})
 	d.converged(t, env.Sim, map[string]string{"web": gold.ID})
 	if scrape(t, srv.URL)["phoenix_heal_blocked"] != 0 {
@@ -449,7 +439,7 @@ func TestDaemonHealAlertMetric(t *testing.T) {
 // servers and one image resolution per distinct selector — nothing per
 // server, no write.
 func TestSteadyStateCostsPagesPlusSelectors(t *testing.T) {
-	env := simtest.Start(t, fastSim(1200), 8) // 8 servers a page
+	env := simtest.Start(t, grouptest.FastSim(1200), 8) // 8 servers a page
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	env.Sim.AddImage(sim.Image{Name: "other", Created: time.Now().Add(-time.Hour)})
 	var groups []string
@@ -468,7 +458,7 @@ func TestSteadyStateCostsPagesPlusSelectors(t *testing.T) {
 	d := startDaemon(t, env, yaml)
 	// 120 servers under -race on a busy 2-core machine: ten seconds alone,
 	// past a minute with the rest of the suite alongside.
-	waitUntil(t, 3*time.Minute, "the groups to converge", func() bool {
+	grouptest.WaitUntil(t, 3*time.Minute, "the groups to converge", func() bool {
 		st := d.Status().Groups
 		if len(st) != 6 {
 			return false
@@ -483,7 +473,7 @@ func TestSteadyStateCostsPagesPlusSelectors(t *testing.T) {
 	env.Sim.ResetRequests()
 	before := time.Now()
 	d.WakeAll()
-	waitUntil(t, 10*time.Second, "a reconcile of every group", func() bool {
+	grouptest.WaitUntil(t, 10*time.Second, "a reconcile of every group", func() bool {
 		for _, g := range d.Status().Groups {
 			if !g.LastReconcile.After(before) {
 				return false
@@ -535,15 +525,15 @@ func TestSteadyStateCostsPagesPlusSelectors(t *testing.T) {
 // that the group is unknown (422), or a security patch sent to a daemon
 // just restarted would be lost.
 func TestEventBeforeTheGroupsStartIsRetriedNotRefused(t *testing.T) {
-	env := simtest.Start(t, fastSim(820), 0)
+	env := simtest.Start(t, grouptest.FastSim(820), 0)
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	cfg, err := config.Parse("daemon.yaml", []byte(daemonYAML(daemonGroup("web", "gold", "m1.small", 2, ""))), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: logger(t), PollInterval: 50 * time.Millisecond, Reconciler: fastOptions()})
+	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: grouptest.Logger(t), PollInterval: 50 * time.Millisecond, Reconciler: grouptest.FastOptions()})
 	secret := []byte("s3cret-for-the-test")
-	srv := httptest.NewServer(&trigger.Handler{Secret: func() []byte { return secret }, Dispatcher: d, Log: logger(t)})
+	srv := httptest.NewServer(&trigger.Handler{Secret: func() []byte { return secret }, Dispatcher: d, Log: grouptest.Logger(t)})
 	t.Cleanup(srv.Close)
 	client := retryablehttp.NewClient()
 	client.Logger, client.RetryMax, client.ErrorHandler = nil, 0, retryablehttp.PassthroughErrorHandler
@@ -566,12 +556,12 @@ func TestEventBeforeTheGroupsStartIsRetriedNotRefused(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	// The same event, sent again, is accepted once the groups run: the
 	// 503 did not use up its id.
-	waitUntil(t, 10*time.Second, "the event to be accepted once the groups run", func() bool {
+	grouptest.WaitUntil(t, 10*time.Second, "the event to be accepted once the groups run", func() bool {
 		status, _, err = trigger.Send(context.Background(), client, srv.URL, secret, patch, time.Now())
 		return err == nil && status == http.StatusAccepted
 	})
-	waitUntil(t, 30*time.Second, "web to come up on gold", func() bool {
-		ids := idsOf(env.Sim, "web")
+	grouptest.WaitUntil(t, 30*time.Second, "web to come up on gold", func() bool {
+		ids := grouptest.IDsOf(env.Sim, "web")
 		if len(ids) != 2 {
 			return false
 		}
