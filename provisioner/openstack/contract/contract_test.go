@@ -199,9 +199,22 @@ func devcloudTarget(t *testing.T, cloudsFile string) *target {
 				t.Fatalf("set the instance quota to %d: %v", n, err)
 			}
 		}
-		// Nova refuses a limit below what is in use, so the limit is the use.
+		// Nova refuses a limit below what is in use, so the limit is the
+		// use — read again after it is set, since a delete that lands in
+		// between frees a place (seen once in .ci/run: the create that
+		// must be refused was accepted).
 		used := before.Instances.InUse
-		set(used)
+		for range 5 {
+			set(used)
+			now, err := quotasets.GetDetail(ctx(t, time.Minute), adminCompute, project).Extract()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if now.Instances.InUse == used {
+				break
+			}
+			used = now.Instances.InUse
+		}
 		return used, func() { set(before.Instances.Limit) }
 	}
 	return tg
