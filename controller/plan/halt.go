@@ -75,18 +75,19 @@ func spent(t Target, p Progress) string {
 // canaries ending or their promotion, all read from the records — or,
 // when later, this controller's first look at the rollout. A failure the
 // budget judges, a new server still booting (its own deadline judges it),
-// a volume moving to one, and waiting on purpose (a bake, a pause) are not
-// stalls; and nothing is judged before this controller has watched for
-// Settle.
+// a volume moving to one, waiting on purpose (a bake, a pause) and waiting
+// for a full quota are not stalls (the deadline runs again from the end of
+// a quota wait); and nothing is judged before this controller has watched
+// for Settle.
 func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) string {
 	deadline := t.ProgressDeadline
-	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary {
+	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary || t.QuotaWait != "" {
 		return ""
 	}
 	if now.Sub(t.WatchedSince) <= t.Settle {
 		return ""
 	}
-	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked)
+	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed)
 	for _, c := range d.Servers {
 		if c.Kind == KindCurrent && !c.Ready && !c.Served() && !c.Unlisted || handingTo(t, c.ID) {
 			return ""

@@ -132,6 +132,15 @@ func TestStalled(t *testing.T) {
 			s[3].Created = t0.Add(-time.Hour)
 			return s
 		}},
+		{name: "waiting for a full quota is not a stall", tweak: func(t *Target) {
+			t.WatchedSince, t.QuotaWait = t0.Add(-3*deadline), "Quota exceeded for instances"
+		}, servers: old},
+		{name: "the deadline runs again from the end of a quota wait", tweak: func(t *Target) {
+			t.WatchedSince, t.QuotaFreed = t0.Add(-3*deadline), t0.Add(-time.Minute)
+		}, servers: old},
+		{name: "a quota wait long over does not excuse a stall", tweak: func(t *Target) {
+			t.WatchedSince, t.QuotaFreed = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
+		}, servers: old, want: true},
 		{name: "a failure this round is the budget's", tweak: func(t *Target) { t.WatchedSince, t.MaxFailures = t0.Add(-time.Hour), 5 }, servers: func() []Server {
 			return append(fleet("OOO"), failed(1)...)
 		}},

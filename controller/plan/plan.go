@@ -59,6 +59,9 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	}
 	d.rollout()
 	d.Status.Failures = d.Progress.Failures
+	if t.QuotaWait != "" && !d.Status.Converged {
+		d.Status.Waiting = "quota — " + t.QuotaWait
+	}
 
 	// stall: the failure budget spent, or no progress for the deadline
 	if reason := cmp.Or(spent(t, d.Progress), stalled(t, d, d.Progress, gate.bakedAt, now)); reason != "" {

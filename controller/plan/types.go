@@ -104,6 +104,13 @@ type Target struct {
 	// and nothing can move.
 	WatchedSince time.Time
 	Settle       time.Duration
+	// QuotaWait, when set, is the cloud's refusal of the last create for
+	// a full quota (no create has succeeded since): the rollout waits, it
+	// does not stall. QuotaFreed is when such a wait last ended; the stall
+	// deadline runs from it. Both are observations, like health: a
+	// restart looks again.
+	QuotaWait  string
+	QuotaFreed time.Time
 	// Traffic is set when Phoenix moves the group's traffic itself (a
 	// pool, a floating IP): a server then counts as available only once
 	// it serves, and an ACTIVE server leaves through a drain of Drain.
@@ -382,6 +389,9 @@ type Status struct {
 	Paused bool `json:"paused,omitempty"`
 	// Handovers counts data volumes on their way to a replacement.
 	Handovers int `json:"handovers,omitempty"`
+	// Waiting says why the rollout waits on the cloud rather than
+	// stalls: "quota — <the cloud's message>".
+	Waiting string `json:"waiting,omitempty"`
 	// Failures counts the new servers of the desired image and revision
 	// that failed, against MaxFailures.
 	Failures  int  `json:"failures,omitempty"`
