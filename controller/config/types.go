@@ -175,10 +175,11 @@ type Health struct {
 	// count. Default 60s.
 	Grace Duration `yaml:"grace"`
 	// MaxUnhealthy bounds auto-heal: a server that served and then fails
-	// its check is replaced (surge-first), unless more than this many of
-	// the group are unhealthy at once — then the fault is likely the
-	// network or the check itself, Phoenix replaces nothing and raises an
-	// alert. A percentage of count rounds down. Default 40%.
+	// its check is replaced (surge-first), unless two or more, and more
+	// than this many, of the group are unhealthy at once — then the fault
+	// is likely the network or the check itself, Phoenix replaces nothing
+	// and raises an alert. One unhealthy server is always replaced. A
+	// percentage of count rounds down. Default 40%.
 	MaxUnhealthy IntOrPercent `yaml:"max_unhealthy"`
 }
 

@@ -133,9 +133,11 @@ func sick(t Target, c Classified) bool {
 
 // heal turns sick current servers into old ones, to be replaced like
 // drifted ones — surge-first, within the same budget as a rollout —
-// unless more than MaxUnhealthy are sick at once: then the check or the
-// network is the likelier fault, and none is replaced. It returns how many
-// are sick and whether heal is blocked.
+// unless two or more, and more than MaxUnhealthy, are sick at once: then
+// the check or the network is the likelier fault, and none is replaced.
+// One sick server is always replaced: it is most likely the server (and a
+// group of one would otherwise never heal). It returns how many are sick
+// and whether heal is blocked.
 func heal(t Target, servers []Classified, now time.Time) (unhealthy int, blocked bool) {
 	for _, c := range servers {
 		if sick(t, c) {
@@ -145,7 +147,7 @@ func heal(t Target, servers []Classified, now time.Time) (unhealthy int, blocked
 	if t.MaxUnhealthy < 0 {
 		return unhealthy, false
 	}
-	if unhealthy > t.MaxUnhealthy {
+	if unhealthy >= 2 && unhealthy > t.MaxUnhealthy {
 		return unhealthy, true
 	}
 	for i, c := range servers {

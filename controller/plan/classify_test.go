@@ -131,13 +131,15 @@ func TestHeal(t *testing.T) {
 		return s
 	}
 	cases := []struct {
-		name        string
-		server      func() Server
-		inFlight    []InFlight
-		extraSick   int
-		wantOld     bool
-		wantBlocked bool
-		wantReason  string
+		name      string
+		server    func() Server
+		inFlight  []InFlight
+		extraSick int
+		// maxUnhealthy replaces the target's when not 0; -2 stands for 0.
+		maxUnhealthy int
+		wantOld      bool
+		wantBlocked  bool
+		wantReason   string
 	}{
 		{name: "failing its check past heal_after", server: func() Server { return sickFor(StatusActive, Unhealthy, 20*time.Second) },
 			wantOld: true, wantReason: "unhealthy: failed its health check after serving"},
@@ -154,6 +156,8 @@ func TestHeal(t *testing.T) {
 			s.ReadyAt = time.Time{}
 			return s
 		}},
+		{name: "one sick server is replaced even when max_unhealthy is 0", maxUnhealthy: -2, server: func() Server { return sickFor(StatusActive, Unhealthy, 20*time.Second) },
+			wantOld: true, wantReason: "unhealthy"},
 		{name: "too many sick at once: none replaced", server: func() Server { return sickFor(StatusShutoff, HealthUnknown, time.Hour) },
 			extraSick: 1, wantBlocked: true},
 	}
@@ -161,6 +165,13 @@ func TestHeal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tg := tg
 			tg.InFlight = tc.inFlight
+			switch tc.maxUnhealthy {
+			case -2:
+				tg.MaxUnhealthy = 0
+			case 0:
+			default:
+				tg.MaxUnhealthy = tc.maxUnhealthy
+			}
 			servers := append(fleet("cc"), tc.server())
 			for i := range tc.extraSick {
 				servers[i].Health, servers[i].UnhealthySince = Unhealthy, t0.Add(-time.Hour)
