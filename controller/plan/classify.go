@@ -144,6 +144,17 @@ func heal(t Target, servers []Classified, now time.Time) (unhealthy int, blocked
 			unhealthy++
 		}
 	}
+	for i, c := range servers {
+		// Sick for HealAfter after serving, failing its check (a server
+		// stopped behind Phoenix's back is not the image's fault).
+		if c.Kind == KindCurrent && c.Served() && c.Status == StatusActive && sick(t, c) && !now.Before(c.UnhealthySince.Add(t.HealAfter)) {
+			servers[i].Sick = true
+			servers[i].Reason = "unhealthy: failed its health check after serving"
+			if c.HealthError != "" {
+				servers[i].Reason += ": " + c.HealthError
+			}
+		}
+	}
 	if t.MaxUnhealthy < 0 {
 		return unhealthy, false
 	}

@@ -22,6 +22,8 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	d.Status.Unhealthy, d.Status.HealBlocked = heal(t, d.Servers, now)
 
 	// failures
+	d.Status.RollingBack = t.RollingBack
+	d.Previous = previous(t, d.Servers)
 	progress, record, counted := failures(t, d.Servers, now)
 	d.Progress, d.RecordProgress = progress, record
 	g := d.sort(t, counted, now)
@@ -57,17 +59,25 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	if wait := gate.bakeEnd.Sub(now); d.Status.Canary && wait > 0 && (d.RequeueAfter == 0 || wait < d.RequeueAfter) {
 		d.RequeueAfter = wait
 	}
-	d.rollout()
+	d.rollout(watching(t, d.Servers, now))
 	d.Status.Failures = d.Progress.Failures
 	if t.QuotaWait != "" && !d.Status.Converged {
 		d.Status.Waiting = "quota — " + t.QuotaWait
 	}
 
-	// stall: the failure budget spent, or no progress for the deadline
-	if reason := cmp.Or(spent(t, d.Progress), stalled(t, d, d.Progress, gate.bakedAt, now)); reason != "" {
-		t.Halted = reason
+	// stall: the failure budget spent, no progress for the deadline, or a
+	// rollback that cannot be done; a rollback rather than a halt when the
+	// group asks for one
+	if reason := cmp.Or(t.NoRollback, spent(t, d.Progress), stalled(t, d, d.Progress, gate.bakedAt, now)); reason != "" {
+		to, halt := undo(t, d.Servers, reason)
+		t.Halted = cmp.Or(halt, reason)
 		h := Plan(t, servers, now)
-		h.Halt = reason
+		if halt == "" {
+			h.Reject, h.RollbackTo = reason, to
+			h.Status.Halted, h.Status.RollingBack = false, true
+			return h
+		}
+		h.Halt = halt
 		return h
 	}
 	return d
@@ -164,10 +174,11 @@ func (d *Decision) halted(t Target, g groups, now time.Time) {
 	d.RequeueAfter = requeueAfter(t, d.Servers, now)
 }
 
-// rollout clears the rollout's record once the group has converged: the
-// failure budget is the rollout's, not the group's forever.
-func (d *Decision) rollout() {
-	if d.Status.Converged && !d.Progress.IsZero() {
+// rollout clears the rollout's record once the group has converged and
+// the watch after it is over: the failure budget is the rollout's, not the
+// group's forever.
+func (d *Decision) rollout(watching bool) {
+	if d.Status.Converged && !watching && !d.Progress.IsZero() {
 		d.Progress = Progress{}
 		d.RecordProgress = true
 	}

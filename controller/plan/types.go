@@ -133,7 +133,35 @@ type Target struct {
 	// the desired revision is reimaged in place (Nova's rebuild) rather
 	// than replaced; one of another revision is still replaced.
 	RebuildInPlace bool
+	// Watch is how long after the rollout's last new server became ready
+	// a server of it that served and then fails its check still counts
+	// against the failure budget: an image that passes its gate and fails
+	// later is the image's fault, not the server's. 0: never.
+	Watch time.Duration
+	// Rollback is set for rollout.on_failure rollback: a failed rollout
+	// rejects its image and the group goes back to the image it ran
+	// before, rather than halting.
+	Rollback bool
+	// RollingBack is set when ImageID is itself the way back from
+	// Rejected (recorded on the servers): its failure halts, it never
+	// rolls back again.
+	RollingBack bool
+	Rejected    Ref
+	// NoRollback, when set, says why the rollback the records ask for
+	// cannot be done (the image to go back to is gone): the rollout to
+	// ImageID halts with it at once.
+	NoRollback string
 }
+
+// Ref names an image and a spec revision: what a server runs.
+type Ref struct {
+	ImageID, Revision string
+}
+
+// IsZero says whether r names nothing.
+func (r Ref) IsZero() bool { return r.ImageID == "" }
+
+func (r Ref) String() string { return r.ImageID + "@" + r.Revision }
 
 // Force asks for the replacement of a group's servers created before
 // Before, all of them or — when ImageID is set — those of that image and
@@ -230,6 +258,9 @@ type Server struct {
 	// Volumes are the volumes attached to it; StatefulVolumes those of
 	// them that are the group's data volumes.
 	Volumes, StatefulVolumes []string
+	// Previous is the image and revision the server replaced, as
+	// recorded at its create (zero when none was).
+	Previous Ref
 	// Unlisted marks a server this controller created moments ago that the
 	// last list did not show: a real Nova paging with markers can miss a
 	// server while it is being scheduled. It counts (so it is not created
@@ -284,6 +315,9 @@ type Classified struct {
 	// serving it: it counts towards the group's capacity.
 	Ready     bool
 	Available bool
+	// Sick is set on a current server that served and has failed its
+	// check for HealAfter (whether heal may replace it or not).
+	Sick bool
 }
 
 // Create asks for one new server.
@@ -358,6 +392,15 @@ type Decision struct {
 	// Halt, when set, says why this round halts the rollout: it is
 	// recorded on the servers before anything else is done.
 	Halt string
+	// Reject, when set, says why this round rejects the rollout to the
+	// desired image and revision and rolls the group back to RollbackTo:
+	// it is recorded on the servers before anything else, and the next
+	// round goes to RollbackTo. The round itself is planned as halted.
+	Reject     string
+	RollbackTo Ref
+	// Previous is what the servers created this round replace, recorded
+	// on each: what the group last ran before the desired image.
+	Previous Ref
 	// Progress is the rollout's failure record after this round; when
 	// RecordProgress is set it changed and is written on the servers
 	// before the failed servers it counts are deleted.
@@ -378,6 +421,8 @@ type Status struct {
 	Deleting  int  `json:"deleting"`
 	Draining  int  `json:"draining,omitempty"`
 	Halted    bool `json:"halted,omitempty"`
+	// RollingBack is set while the group goes back from a rejected image.
+	RollingBack bool `json:"rolling_back,omitempty"`
 	// Unhealthy counts settled servers failing their check (or stopped);
 	// HealBlocked is set when they are more than MaxUnhealthy, so none is
 	// replaced.

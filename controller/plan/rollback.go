@@ -1,0 +1,83 @@
+package plan
+
+import (
+	"fmt"
+	"time"
+)
+
+// previous is what the group ran before the desired image and revision:
+// what most of the rollout's servers recorded at their create, or, before
+// any did, what most of the old servers run (the later-created wins a
+// tie). It is recorded on every new server, so that a rollback knows where
+// to go after a restart, on another replica, and once the old servers are
+// gone.
+func previous(t Target, servers []Classified) Ref {
+	desired := Ref{t.ImageID, t.Revision}
+	votes := map[Ref]int{}
+	last := map[Ref]time.Time{}
+	vote := func(r Ref, at time.Time) {
+		votes[r]++
+		if at.After(last[r]) {
+			last[r] = at
+		}
+	}
+	for _, c := range servers {
+		if (Ref{c.ImageID, c.Revision}) == desired && !c.Previous.IsZero() && c.Previous != desired {
+			vote(c.Previous, c.Created)
+		}
+	}
+	if len(votes) == 0 {
+		for _, c := range servers {
+			r := Ref{c.ImageID, c.Revision}
+			switch {
+			case r.IsZero() || r == desired || c.Compromised != "" || c.Unlisted:
+			case c.Kind == KindOld || c.Kind == KindDraining || c.Kind == KindDeleting:
+				vote(r, c.Created)
+			}
+		}
+	}
+	var best Ref
+	for r, n := range votes {
+		if best.IsZero() || n > votes[best] || n == votes[best] && last[r].After(last[best]) {
+			best = r
+		}
+	}
+	return best
+}
+
+// undo turns a failed rollout into a rollback when the group asks for one
+// and there is an image to go back to, and returns it; otherwise it
+// returns the reason to halt with, saying why there is no rollback. A
+// rollback that fails halts: there is no second one.
+func undo(t Target, servers []Classified, reason string) (Ref, string) {
+	if !t.Rollback || t.NoRollback != "" {
+		return Ref{}, reason
+	}
+	if t.RollingBack {
+		return Ref{}, fmt.Sprintf("the rollback from image %s failed too (no second rollback): %s", t.Rejected.ImageID, reason)
+	}
+	to := previous(t, servers)
+	switch {
+	case to.IsZero():
+		return Ref{}, reason + "; no previous image on record to roll back to"
+	case to.ImageID == t.ImageID:
+		return Ref{}, reason + "; the servers before ran the same image (a spec change), so there is no image to roll back to"
+	}
+	return to, ""
+}
+
+// watching says whether a server of the desired image and revision that
+// served and falls sick now still counts against the failure budget: the
+// rollout's last new server became ready less than Watch ago.
+func watching(t Target, servers []Classified, now time.Time) bool {
+	if t.Watch <= 0 {
+		return false
+	}
+	var last time.Time
+	for _, c := range servers {
+		if c.ImageID == t.ImageID && c.Revision == t.Revision && c.ReadyAt.After(last) {
+			last = c.ReadyAt
+		}
+	}
+	return !last.IsZero() && now.Before(last.Add(t.Watch))
+}
