@@ -152,7 +152,8 @@ func TestDefaults(t *testing.T) {
 	}
 	g := cfg.Groups[0]
 	want := Rollout{MaxSurge: IntOrPercent{Value: 1}, MaxUnavailable: IntOrPercent{Value: 0}, MinReady: 0,
-		MaxFailures: 3, ProgressDeadline: Duration(10 * time.Minute), Strategy: StrategyReplace}
+		MaxFailures: 3, ProgressDeadline: Duration(10 * time.Minute), Strategy: StrategyReplace,
+		OnFailure: OnFailureHalt, Watch: Duration(10 * time.Minute)}
 	if g.Rollout != want {
 		t.Errorf("default rollout = %+v, want %+v", g.Rollout, want)
 	}
@@ -387,6 +388,8 @@ func TestRefusedConfigs(t *testing.T) {
 		{"unknown coordination", "controller: {coordination: {consul: {}}}\n" + group(""), "controller.coordination", 1, `unknown field "consul"`},
 		{"no failure budget", group(`rollout: {max_failures: 0}`), "groups[0].rollout.max_failures", 7, "expected at least 1"},
 		{"progress deadline too short", group(`rollout: {progress_deadline: 10ms}`), "groups[0].rollout.progress_deadline", 7, "at least 1s"},
+		{"unknown on_failure", group(`rollout: {on_failure: revert}`), "groups[0].rollout.on_failure", 7, `expected halt (keep what serves and stop) or rollback (go back to the image the group ran before), got "revert"`},
+		{"negative watch", group(`rollout: {watch: -1m}`), "groups[0].rollout.watch", 7, "expected a duration of zero or more"},
 		{"max unhealthy over 100%", group(`health: {http: {port: 80}, max_unhealthy: 150%}`), "groups[0].health.max_unhealthy", 7, "expected a percentage from 0% to 100%"},
 		{"max age too short", group(`max_age: 5m`), "groups[0].max_age", 7, "expected 1h or more"},
 		{"canary as big as the group", group(`rollout: {canary: 4}`), "groups[0].rollout.canary", 7, "expected from 0 to 3 servers"},

@@ -153,6 +153,14 @@ type Rollout struct {
 	// to serving, and how long a rollout may go without a new server
 	// serving, before it counts as failed or halts. Default 10m.
 	ProgressDeadline Duration `yaml:"progress_deadline"`
+	// OnFailure is what a failed rollout does: halt (default: keep what
+	// serves, create nothing more) or rollback (reject the image and go
+	// back to the one the group ran before, as carefully as any rollout).
+	OnFailure string `yaml:"on_failure"`
+	// Watch is how long after a rollout's last new server became ready a
+	// server of it that served and then fails its check still counts
+	// against MaxFailures. Default 10m; 0 turns it off.
+	Watch Duration `yaml:"watch"`
 }
 
 // Health says how a server is judged healthy.
@@ -216,6 +224,12 @@ type VolumeSelector struct {
 	Name     string            `yaml:"name"`
 	Metadata map[string]string `yaml:"metadata"`
 }
+
+// What a failed rollout does.
+const (
+	OnFailureHalt     = "halt"
+	OnFailureRollback = "rollback"
+)
 
 // Rollout strategies.
 const (

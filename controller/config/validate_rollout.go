@@ -31,6 +31,9 @@ func (v *validator) rollout(g *Group, group string) {
 	if r.ProgressDeadline < Duration(time.Second) {
 		v.bad(path+".progress_deadline", "expected a duration of at least 1s, got %s", r.ProgressDeadline)
 	}
+	if r.OnFailure != OnFailureHalt && r.OnFailure != OnFailureRollback {
+		v.bad(path+".on_failure", "expected %s (keep what serves and stop) or %s (go back to the image the group ran before), got %q", OnFailureHalt, OnFailureRollback, r.OnFailure)
+	}
 }
 
 // stateful checks a group whose data volumes move to the replacement.
