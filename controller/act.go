@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -28,11 +29,18 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	if dec.Halt != "" {
 		r.recordHalt(ctx, w.servers, w.image, dec.Halt, dec)
 	}
+	rec := w.rejection
+	switch {
+	case dec.Reject != "":
+		rec = r.recordRejection(ctx, w, dec, now)
+	case !rec.isZero():
+		r.spreadRejection(ctx, w.servers, rec)
+	}
 	if dec.RecordProgress && !r.recordProgress(ctx, w.servers, key, dec.Progress) {
 		// A failure counted this round but not recorded is counted again
 		// next round: its server must still be there, as it is.
 		fresh := func(c plan.Classified) bool {
-			return c.Kind == plan.KindFailed && !slices.Contains(t.Progress.Counted, c.Boot()) && slices.Contains(dec.Progress.Counted, c.Boot())
+			return !slices.Contains(t.Progress.Counted, c.Boot()) && slices.Contains(dec.Progress.Counted, c.Boot())
 		}
 		dec.Deletes = slices.DeleteFunc(dec.Deletes, func(x plan.Delete) bool { return fresh(x.Server) })
 		dec.Reimages = slices.DeleteFunc(dec.Reimages, func(x plan.Reimage) bool { return fresh(x.Server) })
@@ -48,7 +56,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	go func() {
 		defer close(created)
 		if len(dec.Creates) > 0 {
-			createErr = r.createServers(ctx, dec.Creates, w.image, now)
+			createErr = r.createServers(ctx, dec.Creates, w.image, createRecord(dec.Previous, rec), now)
 		}
 	}()
 	var errs []error
@@ -157,12 +165,54 @@ func (r *GroupReconciler) recordHalt(ctx context.Context, servers []provisioner.
 	if serving == 0 {
 		keep = "No old server is left serving: the group keeps what serves of the new ones."
 	}
-	what := fmt.Sprintf("rollout of group %s to image %s (%s), revision %s, halted: %s. %s "+
-		"To go on: publish a fixed image (a new image lifts the halt), or fix the cause and run `phoenix resume --group %s`.",
-		r.group.Name, img.Name, img.ID, r.revision, reason, keep, r.group.Name)
+	what := fmt.Sprintf("rollout of group %s to image %s (%s), revision %s, halted: %s. %s To go on: %s.",
+		r.group.Name, img.Name, img.ID, r.revision, reason, keep, haltAdvice(r.group.Name, reason))
 	r.log.Error("rollout halted", zap.String("image", img.ID), zap.String("revision", r.revision), zap.String("reason", reason),
 		zap.Int("old_serving", serving))
 	r.emit(Event{Type: EventHalted, Image: img.ID, Reason: reason, Message: what})
+}
+
+// recordRejection records that the rollout to the desired image failed and
+// the group goes back to dec.RollbackTo, on every server that can take it
+// (in memory too, for a group with none), and says so loudly.
+func (r *GroupReconciler) recordRejection(ctx context.Context, w world, dec plan.Decision, now time.Time) rejection {
+	j := rejection{rejected: plan.Ref{ImageID: w.image.ID, Revision: r.revision}, to: dec.RollbackTo.ImageID, at: now, reason: dec.Reject}
+	recorded := r.recordOnServers(ctx, holders(w.servers), rejectionMetadata(j), "rollback")
+	r.mu.Lock()
+	r.rejected, r.rejectedRecorded = j, recorded
+	r.mu.Unlock()
+	what := fmt.Sprintf("rollout of group %s to image %s (%s), revision %s, failed: %s. Rolling back to image %s, the one the group ran before, "+
+		"with the same surge, health gate, drain and budget as any rollout; image %s is rejected for this group and revision until a newer image appears "+
+		"(`phoenix resume --group %s` lifts the rejection).",
+		r.group.Name, w.image.Name, w.image.ID, r.revision, dec.Reject, j.to, w.image.ID, r.group.Name)
+	r.log.Error("rollout rolled back", zap.String("image", w.image.ID), zap.String("revision", r.revision),
+		zap.String("back_to", j.to), zap.String("reason", dec.Reject))
+	r.emit(Event{Type: EventRolledBack, Image: w.image.ID, Reason: dec.Reject, Message: what})
+	return j
+}
+
+// spreadRejection writes the rollback on record on the servers that can
+// take it and lack it (created before it was, or a write that failed), so
+// that it outlives the servers it was first written on.
+func (r *GroupReconciler) spreadRejection(ctx context.Context, servers []provisioner.Server, j rejection) {
+	md := rejectionMetadata(j)
+	to := slices.DeleteFunc(holders(servers), func(s provisioner.Server) bool { return s.Metadata[MetaRejected] == md[MetaRejected] })
+	if len(to) > 0 {
+		r.recordOnServers(ctx, to, md, "rollback")
+	}
+}
+
+// createRecord is what every new server records besides its spec: what it
+// replaced, and the rollback on record.
+func createRecord(previous plan.Ref, j rejection) map[string]string {
+	md := map[string]string{}
+	if !previous.IsZero() {
+		md[MetaPreviousImage], md[MetaPreviousRevision] = previous.ImageID, previous.Revision
+	}
+	if !j.isZero() {
+		maps.Copy(md, rejectionMetadata(j))
+	}
+	return md
 }
 
 // recordReady writes, once, when each new server first served: a server

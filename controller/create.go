@@ -18,7 +18,7 @@ import (
 // createServers boots the servers the plan asked for, unless the cloud
 // refused one lately (a full quota is not hammered). Each is created with
 // the group tag and Phoenix's record in the create call itself.
-func (r *GroupReconciler) createServers(ctx context.Context, creates []plan.Create, img provisioner.Image, now time.Time) error {
+func (r *GroupReconciler) createServers(ctx context.Context, creates []plan.Create, img provisioner.Image, record map[string]string, now time.Time) error {
 	r.mu.Lock()
 	blocked := now.Before(r.blockedUntil)
 	r.mu.Unlock()
@@ -29,6 +29,7 @@ func (r *GroupReconciler) createServers(ctx context.Context, creates []plan.Crea
 	if err != nil {
 		return err
 	}
+	maps.Copy(spec.Metadata, record)
 	// A failed create is reported on its own (event, log, Summary's
 	// CreateError) and paces the next ones; it does not fail the cycle,
 	// whose outcome the next list settles.

@@ -20,16 +20,17 @@ const (
 	EventTrafficRemove   = "traffic-remove" // a server left the traffic before its delete
 	EventProgress        = "progress"       // counts changed
 	EventConverged       = "converged"
-	EventError           = "error"            // a reconcile could not complete
-	EventHalted          = "halted"           // the group cannot proceed without a human
-	EventHealBlocked     = "heal-blocked"     // too many servers unhealthy at once to replace any
-	EventReimage         = "rebuild-in-place" // Nova was asked to reimage a server in place (strategy rebuild)
-	EventVolumeSnapshot  = "volume-snapshot"  // a snapshot of a data volume was started
-	EventHandover        = "handover"         // a data volume started moving to the replacement, or arrived
-	EventImageStale      = "image-stale"      // the newest gold image is older than image.max_age
-	EventImageFresh      = "image-fresh"      // a gold image within image.max_age again
-	EventSnapshot        = "snapshot"         // a snapshot of a server was started before its delete
-	EventSnapshotDeleted = "snapshot-deleted" // retention deleted an old snapshot
+	EventError           = "error"               // a reconcile could not complete
+	EventHalted          = "halted"              // the group cannot proceed without a human
+	EventRolledBack      = "rollout-rolled-back" // a failed rollout's image was rejected; the group goes back
+	EventHealBlocked     = "heal-blocked"        // too many servers unhealthy at once to replace any
+	EventReimage         = "rebuild-in-place"    // Nova was asked to reimage a server in place (strategy rebuild)
+	EventVolumeSnapshot  = "volume-snapshot"     // a snapshot of a data volume was started
+	EventHandover        = "handover"            // a data volume started moving to the replacement, or arrived
+	EventImageStale      = "image-stale"         // the newest gold image is older than image.max_age
+	EventImageFresh      = "image-fresh"         // a gold image within image.max_age again
+	EventSnapshot        = "snapshot"            // a snapshot of a server was started before its delete
+	EventSnapshotDeleted = "snapshot-deleted"    // retention deleted an old snapshot
 )
 
 // Event is one thing that happened in a rollout. Events are for people and

@@ -3,6 +3,7 @@ package controller
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -19,7 +20,14 @@ import (
 // world is one observation of a group: what the cloud shows and what is
 // recorded there.
 type world struct {
-	image provisioner.Image
+	// image is the desired image: the selector's, or, while a rollback
+	// rejected that one, the image the group went back to (rollingBack).
+	// selected is the selector's.
+	image, selected provisioner.Image
+	rollingBack     bool
+	rejection       rejection
+	// noRollback says why the rollback on record cannot be done.
+	noRollback string
 	// servers are the group's live servers (not deleted).
 	servers []provisioner.Server
 	// traffic is where each server stands with the group's traffic.
@@ -75,13 +83,17 @@ func (r *GroupReconciler) observe(ctx context.Context, how look) (world, error) 
 	if got.err != nil {
 		return world{}, fmt.Errorf("resolve the image of group %s: %w", r.group.Name, stuckIfMissing(got.err))
 	}
-	w := world{image: got.img}
+	w := world{image: got.img, selected: got.img}
 	for _, s := range servers {
 		if !s.Gone() {
 			w.servers = append(w.servers, s)
 		}
 	}
 	w.record = readRecord(w.servers, rolloutKey(w.image.ID, r.revision))
+	w.rejection = r.knownRejection(w.record.rejection)
+	if err := r.rollBack(ctx, resolve, &w, w.rejection); err != nil {
+		return world{}, err
+	}
 	if how == lookRecords {
 		return w, nil
 	}
@@ -109,6 +121,28 @@ func (r *GroupReconciler) observe(ctx context.Context, how look) (world, error) 
 		r.watch(w.servers)
 	}
 	return w, nil
+}
+
+// rollBack makes the image a rejection went back to the desired one, when
+// the rejection is of the selector's image on this revision. An image to
+// go back to that is gone from Glance leaves the selector's image desired,
+// with noRollback saying why (the rollout to it halts).
+func (r *GroupReconciler) rollBack(ctx context.Context, resolve func(context.Context, provisioner.ImageSelector) (provisioner.Image, error), w *world, j rejection) error {
+	if !j.applies(w.selected.ID, r.revision) {
+		return nil
+	}
+	img, err := resolve(ctx, provisioner.ImageSelector{ID: j.to})
+	switch {
+	case errors.Is(err, provisioner.ErrNotFound):
+		w.noRollback = fmt.Sprintf("cannot roll back from image %s: the image to go back to, %s, is gone from Glance", j.rejected.ImageID, j.to)
+		return nil
+	case err != nil:
+		return fmt.Errorf("group %s: resolve image %s to roll back to: %w", r.group.Name, j.to, err)
+	}
+	w.image, w.rollingBack = img, true
+	w.record = readRecord(w.servers, rolloutKey(img.ID, r.revision))
+	w.record.rejection = j
+	return nil
 }
 
 // Selector turns a group's image selector into the provisioner's.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,6 +73,12 @@ type GroupReconciler struct {
 	// made, and the rollout's progress record.
 	halted   haltState
 	progress keyedProgress
+	// rejected is the last rollback seen or made (recorded: seen on a
+	// server, so that its absence later means `phoenix resume` lifted
+	// it); rollingBack is set while the group goes back from it.
+	rejected         rejection
+	rejectedRecorded bool
+	rollingBack      bool
 	// Postponements: when this reconciler first saw the rollout to do
 	// (for the stall deadline), first listed each server, first saw each
 	// stopped one, first saw each handover step; servers it created that
@@ -215,6 +222,9 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 		return plan.Decision{}, err
 	}
 	now := r.opts.Now()
+	r.mu.Lock()
+	r.rollingBack = w.rollingBack
+	r.mu.Unlock()
 	t := r.target(w, now)
 	in := append(r.planInput(w, now), r.unlisted(w.servers, now)...)
 	dec := plan.Plan(t, in, now)
@@ -260,6 +270,13 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 		InFlight:         w.inflight,
 		FreeVolumes:      w.free,
 		RebuildInPlace:   g.Rollout.Strategy == config.StrategyRebuild,
+		Watch:            g.Rollout.Watch.D(),
+		Rollback:         g.Rollout.OnFailure == config.OnFailureRollback,
+		RollingBack:      w.rollingBack,
+		NoRollback:       w.noRollback,
+	}
+	if w.rollingBack {
+		t.Rejected = w.rejection.rejected
 	}
 	if healthProber(g.Health) != nil {
 		t.Settle = g.Health.Interval.D() * time.Duration(max(1, g.Health.HealthyThreshold, g.Health.UnhealthyThreshold))
@@ -317,6 +334,33 @@ func (r *GroupReconciler) haltedBy(rec groupRecord, key string) string {
 	return r.halted.reason
 }
 
+// knownRejection is the rollback on record: the latest on the servers,
+// or, while none shows one, the last this reconciler made. One that was
+// seen on the servers and is gone was lifted by `phoenix resume`.
+func (r *GroupReconciler) knownRejection(seen rejection) rejection {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case !seen.isZero() && !seen.at.Before(r.rejected.at):
+		r.rejected, r.rejectedRecorded = seen, true
+	case seen.isZero() && r.rejectedRecorded:
+		r.log.Info("the rollback was lifted", zap.String("image", r.rejected.rejected.ImageID))
+		r.rejected, r.rejectedRecorded = rejection{}, false
+	}
+	return r.rejected
+}
+
+// Rejected says which image a rollback rejected, and why, while the group
+// runs the image it went back to instead; "" otherwise.
+func (r *GroupReconciler) Rejected() (image, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.rollingBack {
+		return "", ""
+	}
+	return r.rejected.rejected.ImageID, r.rejected.reason
+}
+
 // recordedProgress is the rollout's progress record: the one on the
 // servers, or, while no server can hold one, the last this reconciler
 // decided.
@@ -343,8 +387,21 @@ func (r *GroupReconciler) Stuck() error {
 		return fmt.Errorf("%w: the cloud refused %d creates in a row: %w", ErrStuck, r.refusals, r.createErr)
 	}
 	if r.halted.reason != "" && r.halted.key == rolloutKey(r.lastImage, r.revision) {
-		return fmt.Errorf("%w: image %s, revision %s: %s; publish a fixed image or run `phoenix resume --group %s`",
-			ErrHalted, r.lastImage, r.revision, r.halted.reason, r.group.Name)
+		return fmt.Errorf("%w: image %s, revision %s: %s; %s",
+			ErrHalted, r.lastImage, r.revision, r.halted.reason, haltAdvice(r.group.Name, r.halted.reason))
 	}
 	return nil
+}
+
+// haltAdvice says what to do about a halt, by its cause: a bad image, a
+// rollout that stalled with nothing failing, or a rollback that cannot be
+// done.
+func haltAdvice(group, reason string) string {
+	switch {
+	case strings.Contains(reason, "cannot roll back"):
+		return fmt.Sprintf("publish a fixed image, or name an image to go back to: `phoenix rollback --group %s --to IMAGE`", group)
+	case plan.IsStall(reason):
+		return fmt.Sprintf("nothing failed and nothing moved: look at the cloud (quota, capacity, the network, the pool), then run `phoenix resume --group %s`", group)
+	}
+	return fmt.Sprintf("publish a fixed image (a new image lifts the halt), or fix the cause and run `phoenix resume --group %s`", group)
 }

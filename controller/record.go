@@ -50,6 +50,11 @@ const (
 	// MetaReadyAt is when the server first served: it is never taken for
 	// a boot that missed its deadline, and a canary's bake runs from it.
 	MetaReadyAt = "phoenix:ready-at"
+	// MetaPreviousImage and MetaPreviousRevision are what the server
+	// replaced, written at its create: what the group last ran, for a
+	// rollback.
+	MetaPreviousImage    = "phoenix:previous-image"
+	MetaPreviousRevision = "phoenix:previous-revision"
 
 	// The group's records, on every server that can take them:
 	// MetaHalted the image@revision whose rollout halted and
@@ -64,6 +69,12 @@ const (
 	MetaProgress       = "phoenix:progress"
 	MetaProgressBoots  = "phoenix:progress-boots"
 	MetaProgressReason = "phoenix:progress-reason"
+	// MetaRejected is the rollout a rollback rejected and the image the
+	// group went back to ("image@revision image at"), MetaRejectReason
+	// why; it is also written at every create, so that it outlives the
+	// servers it was first written on.
+	MetaRejected     = "phoenix:rejected"
+	MetaRejectReason = "phoenix:rejected-reason"
 )
 
 // Volume metadata (Cinder) of the group's data volumes: the group's mark
@@ -182,6 +193,7 @@ func planServer(s provisioner.Server) plan.Server {
 	if t, ok := parseTime(s.Metadata[MetaCreatedAt]); ok {
 		p.Created = t
 	}
+	p.Previous = plan.Ref{ImageID: s.Metadata[MetaPreviousImage], Revision: s.Metadata[MetaPreviousRevision]}
 	if t, ok := parseTime(s.Metadata[MetaReadyAt]); ok {
 		p.ReadyAt = t
 	}
@@ -212,6 +224,46 @@ type groupRecord struct {
 	progress     plan.Progress
 	progressSeen bool
 	holders      int
+	// rejection is the latest rollback recorded on any server.
+	rejection rejection
+}
+
+// rejection is a rollout undone: its image and revision, the image the
+// group went back to, when, and why.
+type rejection struct {
+	rejected plan.Ref
+	to       string
+	at       time.Time
+	reason   string
+}
+
+func (j rejection) isZero() bool { return j.rejected.IsZero() }
+
+// applies says whether the rejection is of image on revision: then the
+// group runs j.to instead.
+func (j rejection) applies(image, revision string) bool {
+	return !j.isZero() && j.rejected == plan.Ref{ImageID: image, Revision: revision}
+}
+
+// rejectionMetadata records j.
+func rejectionMetadata(j rejection) map[string]string {
+	return map[string]string{
+		MetaRejected:     strings.Join([]string{rolloutKey(j.rejected.ImageID, j.rejected.Revision), j.to, formatTime(j.at)}, " "),
+		MetaRejectReason: truncate(j.reason, maxValue),
+	}
+}
+
+func parseRejection(md map[string]string) (rejection, bool) {
+	f := strings.Fields(md[MetaRejected])
+	if len(f) != 3 {
+		return rejection{}, false
+	}
+	img, rev, ok := strings.Cut(f[0], "@")
+	at, okAt := parseTime(f[2])
+	if !ok || img == "" || f[1] == "" || !okAt {
+		return rejection{}, false
+	}
+	return rejection{rejected: plan.Ref{ImageID: img, Revision: rev}, to: f[1], at: at, reason: md[MetaRejectReason]}, true
 }
 
 // readRecord reads the group's records about key from its servers. Of
@@ -236,6 +288,9 @@ func readRecord(servers []provisioner.Server, key string) groupRecord {
 			if t, ok := parseTime(at); ok && t.After(r.promotedAt) {
 				r.promotedAt = t
 			}
+		}
+		if j, ok := parseRejection(md); ok && j.at.After(r.rejection.at) {
+			r.rejection = j
 		}
 		// Progress is read only where it is kept up to date: a server on
 		// its way out keeps what was written before it left.

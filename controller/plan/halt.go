@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -102,8 +103,14 @@ func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) s
 	if now.Sub(last) <= deadline {
 		return ""
 	}
-	return fmt.Sprintf("no new server was created or became ready for %s (rollout.progress_deadline)", deadline)
+	return fmt.Sprintf("no new server was created or became ready for %s %s", deadline, stallMark)
 }
+
+const stallMark = "(rollout.progress_deadline)"
+
+// IsStall says whether a halt's reason is a stall (nothing failed, nothing
+// moved) rather than the failures of an image.
+func IsStall(reason string) bool { return strings.Contains(reason, stallMark) }
 
 func latest(ts ...time.Time) time.Time {
 	var out time.Time
