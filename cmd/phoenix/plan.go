@@ -20,6 +20,10 @@ import (
 type planFlags struct {
 	config string
 	groups []string
+	// rollback previews `phoenix rollback` (to the image named by to, or
+	// the one the group ran before).
+	rollback bool
+	to       string
 }
 
 func newPlanCommand(g *cli.Globals) *cobra.Command {
@@ -36,6 +40,8 @@ that a rebuild would replace, with the reason. It only reads from the cloud.`,
 	}
 	cmd.Flags().StringVarP(&f.config, "config", "c", "", "Phoenix configuration file")
 	cmd.Flags().StringSliceVarP(&f.groups, "group", "g", nil, "group to look at (repeatable; default all)")
+	cmd.Flags().BoolVar(&f.rollback, "rollback", false, "show what phoenix rollback would do")
+	cmd.Flags().StringVar(&f.to, "to", "", "with --rollback: the image to go back to, by name or ID")
 	return cmd
 }
 
@@ -52,6 +58,9 @@ type groupPlan struct {
 	// ImageStale is the alert while the desired image is older than the
 	// selector's image.max_age.
 	ImageStale string `json:"image_stale,omitempty"`
+	// RollbackFrom is the image a rollback (previewed) rejects; Image is
+	// then the one the group goes back to.
+	RollbackFrom *provisioner.Image `json:"rollback_from,omitempty"`
 }
 
 type serverPlan struct {
@@ -89,7 +98,14 @@ func runPlan(ctx context.Context, out io.Writer, g *cli.Globals, f *planFlags) e
 	if err != nil {
 		return err
 	}
-	plans, err := previewGroups(ctx, cloud.Services(), groups)
+	if f.to != "" && !f.rollback {
+		return cli.UsageError(fmt.Errorf("--to goes with --rollback"))
+	}
+	var rollback *string
+	if f.rollback {
+		rollback = &f.to
+	}
+	plans, err := previewGroups(ctx, cloud.Services(), groups, rollback)
 	if err != nil {
 		return &cli.ExitError{Code: cli.ExitNotDone, Err: err}
 	}
@@ -104,14 +120,29 @@ func runPlan(ctx context.Context, out io.Writer, g *cli.Globals, f *planFlags) e
 	return nil
 }
 
-func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config.Group) ([]groupPlan, error) {
+// previewGroups previews a reconcile of each group, or, when rollback is
+// set, a reconcile after `phoenix rollback --to *rollback`.
+func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config.Group, rollback *string) ([]groupPlan, error) {
 	var plans []groupPlan
 	for _, gr := range groups {
-		img, d, err := controller.Preview(ctx, cloud, gr, controller.Options{})
+		var (
+			img  provisioner.Image
+			d    plan.Decision
+			from *provisioner.Image
+			err  error
+		)
+		if rollback != nil {
+			var rb controller.RolledBack
+			rb, d, err = controller.PreviewRollback(ctx, cloud, gr, *rollback)
+			img, from = rb.To, &rb.From
+			err = wrapGroup(gr.Name, err)
+		} else {
+			img, d, err = controller.Preview(ctx, cloud, gr, controller.Options{})
+		}
 		if err != nil {
 			return nil, err
 		}
-		gp := groupPlan{Group: gr.Name, Image: img, Status: d.Status, Revision: controller.Revision(gr), Servers: []serverPlan{}}
+		gp := groupPlan{Group: gr.Name, Image: img, Status: d.Status, Revision: controller.Revision(gr), Servers: []serverPlan{}, RollbackFrom: from}
 		_, gp.ImageStale = controller.ImageStaleness(gr, img, time.Now())
 		steps := trafficSteps(gr, d)
 		for _, c := range d.Servers {
@@ -202,6 +233,9 @@ func poolName(g config.Group) string {
 func printPlans(out io.Writer, plans []groupPlan) {
 	for _, gp := range plans {
 		fmt.Fprintf(out, "group %s: desired image %s (%s), revision %s\n", gp.Group, gp.Image.Name, gp.Image.ID, gp.Revision)
+		if f := gp.RollbackFrom; f != nil {
+			fmt.Fprintf(out, "  ROLLBACK (preview): image %s (%s) would be rejected and the group go back to this one\n", f.Name, f.ID)
+		}
 		traffic := false
 		for _, s := range gp.Servers {
 			traffic = traffic || s.Traffic != ""
@@ -233,6 +267,8 @@ func printPlans(out io.Writer, plans []groupPlan) {
 		switch {
 		case gp.Status.Halted:
 			fmt.Fprintf(out, "  HALTED: the rollout to this image and revision halted; it is not retried until a new image, a spec change or phoenix resume\n")
+		case gp.Status.RollingBack && gp.RollbackFrom == nil:
+			fmt.Fprintf(out, "  ROLLED BACK: a rejected image is skipped; the group runs this one until a newer image appears or phoenix resume\n")
 		case gp.Status.Paused:
 			fmt.Fprintf(out, "  PAUSED after the canary: run phoenix resume --group %s to go on\n", gp.Group)
 		case gp.Status.HealBlocked:
@@ -252,4 +288,11 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func wrapGroup(group string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("group %s: %w", group, err)
 }

@@ -24,7 +24,10 @@ func newResumeCommand(g *cli.Globals) *cobra.Command {
 		Long: `resume removes the halt record from the group's servers. The next reconcile
 (a daemon's, or the next rebuild) tries the same image and revision again,
 with a fresh failure budget. A new image or a changed spec lifts a halt by
-itself; resume is for a cause fixed elsewhere (the cloud, a dependency).`,
+itself; resume is for a cause fixed elsewhere (the cloud, a dependency).
+A group rolled back (rollout.on_failure rollback, or phoenix rollback) and
+not halted has its rollback lifted instead: the rejected image is tried
+again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runResume(cmd.Context(), cmd.OutOrStdout(), g, f)
@@ -59,6 +62,8 @@ func runResume(ctx context.Context, out io.Writer, g *cli.Globals, f *resumeFlag
 		switch {
 		case res.Halts > 0:
 			fmt.Fprintf(out, "group %s: halt lifted (on %d servers); the next reconcile tries again\n", gr.Name, res.Halts)
+		case res.Rejections > 0:
+			fmt.Fprintf(out, "group %s: rollback lifted (on %d servers); the next reconcile tries the rejected image again\n", gr.Name, res.Rejections)
 		case res.Promoted > 0:
 			fmt.Fprintf(out, "group %s: canary promoted; the rest of the rollout goes on\n", gr.Name)
 		default:

@@ -92,6 +92,10 @@ func printStatus(out io.Writer, st daemon.Status) {
 			state = "PAUSED after the canary: phoenix resume --group " + g.Group
 		case g.Status.HealBlocked:
 			state = fmt.Sprintf("HEAL BLOCKED: %d unhealthy at once", g.Status.Unhealthy)
+		case g.RolledBack != "" && g.InProgress:
+			state = "ROLLING BACK: " + g.RolledBack
+		case g.RolledBack != "":
+			state = "ROLLED BACK: " + g.RolledBack
 		case g.LastError != "":
 			state = "error: " + g.LastError
 		case g.Status.Handovers > 0:

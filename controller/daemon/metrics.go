@@ -164,6 +164,7 @@ var (
 	descHealBlock  = prometheus.NewDesc("phoenix_heal_blocked", "1 when more servers of a group are unhealthy than health.max_unhealthy allows, so none is replaced: an alert.", []string{"group"}, nil)
 	descProbes     = prometheus.NewDesc("phoenix_health_probes_total", "Health probes by group and result (pass, fail).", []string{"group", "result"}, nil)
 	descImageAge   = prometheus.NewDesc("phoenix_gold_image_age_seconds", "Age of the newest image a group's selector matched, at its last reconcile.", []string{"group", "image"}, nil)
+	descRejected   = prometheus.NewDesc("phoenix_rollout_rejected", "1 while a group runs the image it went back to because a rollback rejected the image its selector picks (labelled).", []string{"group", "image"}, nil)
 	descImageStale = prometheus.NewDesc("phoenix_gold_image_stale", "1 while a group's newest gold image is older than its image.max_age: an alert.", []string{"group"}, nil)
 	// Only when several replicas share the groups.
 	descOwned   = prometheus.NewDesc("phoenix_group_owned", "1 when this replica reconciles the group, 0 when another does (or none).", []string{"group"}, nil)
@@ -180,6 +181,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHealBlock
 	ch <- descImageAge
 	ch <- descImageStale
+	ch <- descRejected
 	ch <- descOwned
 	ch <- descReplica
 	ch <- descFenced
@@ -218,6 +220,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, b2f(halted), name)
 		ch <- prometheus.MustNewConstMetric(descUnhealthy, prometheus.GaugeValue, float64(dec.Status.Unhealthy), name)
 		ch <- prometheus.MustNewConstMetric(descHealBlock, prometheus.GaugeValue, b2f(dec.Status.HealBlocked), name)
+		if img, _ := w.rec.Rejected(); img != "" {
+			ch <- prometheus.MustNewConstMetric(descRejected, prometheus.GaugeValue, 1, name, img)
+		}
 		if f := w.rec.Freshness(); f.Image.ID != "" {
 			ch <- prometheus.MustNewConstMetric(descImageAge, prometheus.GaugeValue, f.Age.Seconds(), name, f.Image.ID)
 			ch <- prometheus.MustNewConstMetric(descImageStale, prometheus.GaugeValue, b2f(f.Stale != ""), name)

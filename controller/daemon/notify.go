@@ -78,6 +78,8 @@ func (n *Notifier) Emit(e controller.Event) {
 		no.Kind, no.Reason = "image-stale", e.Message
 	case controller.EventImageFresh:
 		no.Kind, no.Reason = "image-fresh", e.Message
+	case controller.EventRolledBack:
+		no.Kind, no.Reason = controller.EventRolledBack, cmp.Or(e.Message, e.Reason)
 	case controller.EventHalted:
 		// The message names the image, the revision, the reason and what
 		// to do; the bare reason when there is none.

@@ -26,9 +26,12 @@ type GroupStatus struct {
 	Status       plan.Status       `json:"status"`
 	// InProgress is true while the group is not converged; Progress says
 	// how far in words: "5/8 current and serving".
-	InProgress    bool      `json:"rollout_in_progress"`
-	Progress      string    `json:"progress"`
-	Halted        string    `json:"halted,omitempty"`
+	InProgress bool   `json:"rollout_in_progress"`
+	Progress   string `json:"progress"`
+	Halted     string `json:"halted,omitempty"`
+	// RolledBack names the image a rollback rejected and why, while the
+	// group runs the image it went back to (DesiredImage).
+	RolledBack    string    `json:"rolled_back,omitempty"`
 	LastError     string    `json:"last_error,omitempty"`
 	LastReconcile time.Time `json:"last_reconcile,omitempty"`
 	// ImageAgeSeconds is how old the desired (newest gold) image was at
@@ -95,6 +98,9 @@ func (w *worker) status() GroupStatus {
 	}
 	if w.lastErr != nil {
 		st.LastError = w.lastErr.Error()
+	}
+	if img, why := w.rec.Rejected(); img != "" {
+		st.RolledBack = fmt.Sprintf("image %s rejected: %s", img, why)
 	}
 	f := w.rec.Freshness()
 	st.ImageAgeSeconds, st.ImageStale = f.Age.Seconds(), f.Stale
