@@ -102,6 +102,25 @@ func (s *Sim) appAfter(srv *server, gen uint64) {
 			return
 		}
 		srv.appUp = true
+		if img, ok := s.images[srv.imageID]; ok && img.FailsAfter > 0 {
+			s.failAfter(srv, gen, img.FailsAfter)
+		}
+		s.mu.Unlock()
+		s.syncApp(srv)
+	})
+}
+
+// failAfter makes the server's application fail its checks after d,
+// unless its power state changed meanwhile (Image.FailsAfter). Call with
+// s.mu held.
+func (s *Sim) failAfter(srv *server, gen uint64, d time.Duration) {
+	s.after(d, func() {
+		s.mu.Lock()
+		if s.servers[srv.id] != srv || srv.gen != gen {
+			s.mu.Unlock()
+			return
+		}
+		srv.health = HealthFailing
 		s.mu.Unlock()
 		s.syncApp(srv)
 	})

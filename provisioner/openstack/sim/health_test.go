@@ -185,3 +185,24 @@ func TestManyHealthListeners(t *testing.T) {
 		}
 	}
 }
+
+// A server booted from an image that fails after its gate answers its
+// check, then fails it for good.
+func TestImageFailsAfterItsGate(t *testing.T) {
+	e := start(t, sim.Options{BootTime: sim.Fixed(10 * time.Millisecond), HealthDelay: sim.Fixed(10 * time.Millisecond)})
+	leaky := e.sim.AddImage(sim.Image{Name: "leaky", FailsAfter: 300 * time.Millisecond})
+	o := e.opts("leaky-1")
+	o.ImageRef = leaky.ID
+	srv := e.create(t, o)
+	var addr string
+	waitFor(t, "answering", func() bool {
+		v, _ := e.sim.Server(srv.ID)
+		addr = v.Address
+		status, _ := probe(t, v.Address, 8080)
+		return v.Healthy && status == 200
+	})
+	waitFor(t, "failing", func() bool { status, _ := probe(t, addr, 8080); return status == 503 })
+	if v, _ := e.sim.Server(srv.ID); v.Healthy {
+		t.Errorf("the server says healthy while its check fails")
+	}
+}

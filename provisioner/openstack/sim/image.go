@@ -32,6 +32,11 @@ type Image struct {
 	Visibility string
 	// BootFails makes every server booted from this image go to ERROR.
 	BootFails bool
+	// FailsAfter, when above zero, makes every server booted from this
+	// image pass its health check for this long after its application
+	// starts, and then fail it (503) for good: an image that passes its
+	// gate and fails later (a leak, a cron job, a certificate).
+	FailsAfter time.Duration
 }
 
 // image is the simulator's record of an image. Properties and Tags are
