@@ -82,7 +82,7 @@ func (p *progress) Emit(e controller.Event) {
 		what = e.Name + " rebuilding in place on image " + short(e.Image) + " (" + e.Reason + ")"
 	case controller.EventSnapshotDeleted:
 		what = e.Name + " (" + e.Reason + ")"
-	case controller.EventHalted:
+	case controller.EventHalted, controller.EventRolledBack:
 		what = e.Message
 		if what == "" {
 			what = e.Reason
@@ -129,7 +129,7 @@ func describeStatus(s *plan.Status) string {
 		on   bool
 		what string
 	}{{s.Canary, "CANARY (the rest waits for its bake)"}, {s.Paused, "PAUSED after the canary: phoenix resume"},
-		{s.Halted, "HALTED"}, {s.HealBlocked, "HEAL BLOCKED: too many unhealthy at once"}} {
+		{s.Halted, "HALTED"}, {s.HealBlocked, "HEAL BLOCKED: too many unhealthy at once"}, {s.RollingBack && !s.Halted, "ROLLING BACK"}} {
 		if flag.on {
 			parts = append(parts, flag.what)
 		}
