@@ -19,15 +19,19 @@
 //	handovers  data volumes moving from old servers to new ones
 //	traffic    ready servers put into the pool or behind the floating IP
 //	creates    new servers, pipelined within count + max_surge
-//	stall      the failure budget spent, or no progress for the deadline:
-//	           the round is planned again as halted
+//	stall      the failure budget spent (failures after the gate count
+//	           while the rollout is watched), no progress for the
+//	           deadline, or a rollback that cannot be done: the round is
+//	           planned again as halted — or, with on_failure rollback,
+//	           rejects the image and names the previous one to go back to
 //
 // What a decision needs that must outlive a restart — the failure count of
 // the image and revision, when the rollout last made progress, when a
-// canary became ready or was promoted, where a drain or a handover stands —
+// canary became ready or was promoted, what each server replaced and which
+// image a rollback rejected, where a drain or a handover stands —
 // comes in from the records on the servers and volumes, and what a later
-// round needs goes out in the Decision (Progress, Halt) for the reconciler
-// to record. The invariants it keeps are those of ARCHITECTURE.md: never
+// round needs goes out in the Decision (Progress, Halt, Reject, Previous)
+// for the reconciler to record. The invariants it keeps are those of ARCHITECTURE.md: never
 // more than count + max_surge servers, never fewer than count −
 // max_unavailable serving because of a step it decided, an old server goes
 // only once its replacement serves (or it is failed, surplus, or known to
