@@ -69,6 +69,10 @@ var ErrStuck = errors.New("cannot proceed")
 // failing, or it made no progress within its deadline. It is an ErrStuck.
 var ErrHalted = fmt.Errorf("%w: rollout halted", ErrStuck)
 
+// ErrRolledBack says a rollout failed and the group went back to the image
+// it ran before (rollout.on_failure rollback).
+var ErrRolledBack = errors.New("rolled back")
+
 // ErrPaused says a rollout waits, on purpose, for `phoenix resume`
 // (rollout.pause_after_canary).
 var ErrPaused = errors.New("paused after the canary")

@@ -47,8 +47,15 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 	r := NewGroupReconciler(g, cloud, sink, log, opts)
 	defer r.Close()
 	var stuck error
+	started := opts.Now()
 	err := r.Run(ctx, Loop{After: func(d plan.Decision, err error) (time.Duration, bool) {
 		if err == nil && d.Status.Converged {
+			if img, why := r.Rejected(); img != "" && r.RejectedSince(started) {
+				// Back where the group was: the rollout this run set out
+				// to do failed.
+				stuck = fmt.Errorf("%w: the rollout of group %s to image %s failed (%s) and was rolled back; the group runs image %s again",
+					ErrRolledBack, g.Name, img, why, r.lastImageID())
+			}
 			return 0, true
 		}
 		if err == nil && d.Status.Paused {

@@ -361,6 +361,20 @@ func (r *GroupReconciler) Rejected() (image, reason string) {
 	return r.rejected.rejected.ImageID, r.rejected.reason
 }
 
+// RejectedSince says whether the rollback in force was recorded at or
+// after t (by this run, for a one-shot rebuild).
+func (r *GroupReconciler) RejectedSince(t time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rollingBack && !r.rejected.at.Before(t)
+}
+
+func (r *GroupReconciler) lastImageID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastImage
+}
+
 // recordedProgress is the rollout's progress record: the one on the
 // servers, or, while no server can hold one, the last this reconciler
 // decided.

@@ -154,6 +154,8 @@ func failureParagraph(r controller.GroupResult, timeout time.Duration) string {
 	fmt.Fprintf(&b, ". Phoenix created %d and deleted %d servers in this run. ", r.Created, r.Deleted)
 	err := r.Err
 	switch {
+	case errors.Is(err, controller.ErrRolledBack):
+		fmt.Fprintf(&b, "ROLLED BACK: %v. The rejected image is skipped until a newer one is published; `phoenix resume --group %s` tries it again.", err, r.Group)
 	case errors.Is(err, controller.ErrPaused):
 		fmt.Fprintf(&b, "It is PAUSED: %v.", err)
 	case errors.Is(err, controller.ErrHalted):

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -66,5 +67,30 @@ func TestRollbackByHand(t *testing.T) {
 		if s.ImageID != patched.ID {
 			t.Errorf("%s runs %s after the rollback was lifted, want %s", s.Name, s.ImageID, patched.ID)
 		}
+	}
+}
+
+// A one-shot rebuild whose rollout fails and is rolled back (on_failure
+// rollback) ends on the image the group ran, exits 1 and says ROLLED BACK;
+// the next run changes nothing and exits 0.
+func TestRebuildRolledBackExitsNotDone(t *testing.T) {
+	env, cfg := fleet(t)
+	old := env.Sim.Images()[0]
+	text := strings.Replace(fleetConfig, "rollout: {max_surge: 2, min_ready: 30ms}", "rollout: {max_surge: 2, min_ready: 30ms, on_failure: rollback}", 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := env.Sim.AddImage(sim.Image{Name: "gold", BootFails: true})
+	out, code := run(t, "rebuild", "--config", cfg, "--all", "--timeout", "1m", "--poll", "50ms")
+	if code != cli.ExitNotDone || !strings.Contains(out, "ROLLED BACK") || !strings.Contains(out, bad.ID) {
+		t.Fatalf("exit %d, want %d and ROLLED BACK naming %s:\n%s", code, cli.ExitNotDone, bad.ID, out)
+	}
+	for _, s := range env.Sim.Servers() {
+		if s.ImageID != old.ID || !s.Healthy {
+			t.Errorf("%s runs %s (healthy %v), want %s", s.Name, s.ImageID, s.Healthy, old.ID)
+		}
+	}
+	if out, code = run(t, "rebuild", "--config", cfg, "--all", "--poll", "50ms"); code != cli.ExitOK {
+		t.Fatalf("the next run: exit %d\n%s", code, out)
 	}
 }
