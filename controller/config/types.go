@@ -157,9 +157,9 @@ type Rollout struct {
 	// serves, create nothing more) or rollback (reject the image and go
 	// back to the one the group ran before, as carefully as any rollout).
 	OnFailure string `yaml:"on_failure"`
-	// Watch is how long after a rollout's last new server became ready a
-	// server of it that served and then fails its check still counts
-	// against MaxFailures. Default 10m; 0 turns it off.
+	// Watch: a server of the new image that served and then fails its
+	// check counts against MaxFailures while the rollout is under way, and
+	// after it within Watch of first serving. Default 10m; 0 turns it off.
 	Watch Duration `yaml:"watch"`
 }
 

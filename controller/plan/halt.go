@@ -14,9 +14,9 @@ const MaxCounted = 10
 
 // failures folds the failed boots of the desired image and revision that
 // the record does not count yet into it (a compromised server is not the
-// image's fault) — and, while the rollout is watched, its servers that
-// served and then fell sick: an image that passes its gate and cannot
-// stay healthy must end in a halt or a rollback, not in heal churn. A boot stays named in Counted while any server of the
+// image's fault) — and its servers that served and then fell sick while
+// watched (failedLate): an image that passes its gate and cannot stay
+// healthy must end in a halt or a rollback, not in heal churn. A boot stays named in Counted while any server of the
 // list still is that boot, so that a restart, or a delete that did not
 // happen, never counts it twice; the boots gone meanwhile leave with the
 // next write (a boot gone never comes back). It returns the record after
@@ -37,10 +37,10 @@ func failures(t Target, servers []Classified, now time.Time) (p Progress, change
 			keep = append(keep, b)
 		}
 	}
-	late := watching(t, servers, now)
+	under := underWay(t, servers)
 	for _, c := range servers {
 		b := c.Boot()
-		if !(c.Kind == KindFailed || late && c.Sick) || c.ImageID != t.ImageID || c.Revision != t.Revision || c.Compromised != "" || counted[b] {
+		if !(c.Kind == KindFailed || failedLate(t, c, under, now)) || c.ImageID != t.ImageID || c.Revision != t.Revision || c.Compromised != "" || counted[b] {
 			continue
 		}
 		if len(keep) >= MaxCounted {

@@ -66,9 +66,30 @@ func undo(t Target, servers []Classified, reason string) (Ref, string) {
 	return to, ""
 }
 
-// watching says whether a server of the desired image and revision that
-// served and falls sick now still counts against the failure budget: the
-// rollout's last new server became ready less than Watch ago.
+// failedLate says whether a server of the desired image that served and
+// is sick counts against the failure budget: while the rollout is under
+// way, and after it within Watch of the server first serving — so the
+// rollout's servers are watched for at least Watch after it converged, and
+// a heal replacement that cannot stay healthy counts too, while a server
+// that served well for longer falls sick alone (it is most likely the
+// server) and is healed without counting.
+func failedLate(t Target, c Classified, underWay bool, now time.Time) bool {
+	return t.Watch > 0 && c.Sick && (underWay || now.Before(c.ReadyAt.Add(t.Watch)))
+}
+
+// underWay says whether a rollout to the desired image and revision is
+// under way: some server runs another image or revision.
+func underWay(t Target, servers []Classified) bool {
+	for _, c := range servers {
+		if c.Kind != KindFailed && c.Kind != KindDeleting && (c.ImageID != t.ImageID || c.Revision != t.Revision) && !c.Unlisted {
+			return true
+		}
+	}
+	return false
+}
+
+// watching says whether the rollout's record must outlive convergence:
+// its last new server became ready less than Watch ago.
 func watching(t Target, servers []Classified, now time.Time) bool {
 	if t.Watch <= 0 {
 		return false

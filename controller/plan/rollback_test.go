@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"strings"
 	"testing"
 	"time"
@@ -58,13 +59,18 @@ func TestFailuresAfterTheGate(t *testing.T) {
 	tg.MaxFailures, tg.HealAfter, tg.MaxUnhealthy, tg.Watch = 3, 15*time.Second, 1, 10*time.Minute
 	cases := []struct {
 		name      string
+		fleet     string
 		ready     time.Time
 		watch     time.Duration
 		sick      []int
 		progress  Progress
+		tweak     func([]Server)
 		wantCount int
 		wantHalt  bool
 	}{
+		{name: "while the rollout is under way: counted however long it served", fleet: "occ", ready: t0.Add(-time.Hour), sick: []int{1}, wantCount: 1},
+		{name: "a server that served long falls sick alone: healed, not counted, even next to a fresh one", ready: t0.Add(-time.Hour), sick: []int{0},
+			tweak: func(s []Server) { s[1].ReadyAt = t0.Add(-time.Minute) }},
 		{name: "within the watch: counted", ready: t0.Add(-5 * time.Minute), sick: []int{0}, wantCount: 1},
 		{name: "after the watch: healed, not counted", ready: t0.Add(-11 * time.Minute), sick: []int{0}},
 		{name: "watch 0: never counted", ready: t0.Add(-time.Minute), watch: -1, sick: []int{0}},
@@ -79,7 +85,11 @@ func TestFailuresAfterTheGate(t *testing.T) {
 				tg.Watch = 0
 			}
 			tg.Progress = tc.progress
-			d := Plan(tg, sickAfterServing(fleet("ccc"), tc.ready, tc.sick...), t0)
+			servers := sickAfterServing(fleet(cmp.Or(tc.fleet, "ccc")), tc.ready, tc.sick...)
+			if tc.tweak != nil {
+				tc.tweak(servers)
+			}
+			d := Plan(tg, servers, t0)
 			if d.Progress.Failures != tc.wantCount || (d.Halt != "") != tc.wantHalt {
 				t.Errorf("failures %d, halt %q; want %d, halt %v", d.Progress.Failures, d.Halt, tc.wantCount, tc.wantHalt)
 			}

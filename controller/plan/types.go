@@ -133,10 +133,12 @@ type Target struct {
 	// the desired revision is reimaged in place (Nova's rebuild) rather
 	// than replaced; one of another revision is still replaced.
 	RebuildInPlace bool
-	// Watch is how long after the rollout's last new server became ready
-	// a server of it that served and then fails its check still counts
-	// against the failure budget: an image that passes its gate and fails
-	// later is the image's fault, not the server's. 0: never.
+	// Watch: a server of the desired image that served and then fails its
+	// check counts against the failure budget while the rollout is under
+	// way, and after it within Watch of first serving — an image that
+	// passes its gate and fails soon after is at fault, not the server.
+	// The rollout's record is kept until Watch after its last server
+	// became ready. 0: never.
 	Watch time.Duration
 	// Rollback is set for rollout.on_failure rollback: a failed rollout
 	// rejects its image and the group goes back to the image it ran
