@@ -57,6 +57,7 @@ type GroupReconciler struct {
 	lastErr       error
 	lastStatus    plan.Status
 	lastImage     string
+	lastImg       provisioner.Image
 	announced     bool
 	failedSeen    map[string]bool
 	ledger        *ledger
@@ -367,6 +368,14 @@ func (r *GroupReconciler) RejectedSince(t time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.rollingBack && !r.rejected.at.Before(t)
+}
+
+// DesiredImage is the image the last reconcile went to: the selector's, or
+// the one a rollback went back to.
+func (r *GroupReconciler) DesiredImage() provisioner.Image {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastImg
 }
 
 func (r *GroupReconciler) lastImageID() string {

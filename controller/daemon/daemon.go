@@ -298,7 +298,10 @@ func (d *Daemon) runWorker(w *worker) {
 			w.last, w.lastErr, w.lastAt, w.reconciled = dec, err, d.opts.Now(), true
 			wasHalted := w.halted != nil
 			w.halted = halted
-			w.image = d.images.cached(controller.Selector(w.group.Image))
+			w.image = w.rec.DesiredImage()
+			if w.image.ID == "" {
+				w.image = d.images.cached(controller.Selector(w.group.Image))
+			}
 			w.mu.Unlock()
 			if halted != nil && !wasHalted && !errors.Is(halted, controller.ErrHalted) {
 				// A halted rollout announced itself; other reasons to be
