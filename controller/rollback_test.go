@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,18 @@ type floor struct {
 	mu     sync.Mutex
 	min    int
 	max    int
+	// at describes the servers when the count was lowest.
+	at string
+}
+
+func describe(list []sim.Server, group string) string {
+	var b strings.Builder
+	for _, s := range list {
+		if grouptest.GroupOf(s) == group {
+			fmt.Fprintf(&b, "%s(%s %s healthy=%v deleting=%v ready=%v) ", s.Name, s.ImageID[:8], s.Status, s.Healthy, s.Deleting, s.Metadata[controller.MetaReadyAt] != "")
+		}
+	}
+	return b.String()
 }
 
 func watchFloor(env *simtest.Env, group string, count int, leaky string) *floor {
@@ -61,7 +74,11 @@ func watchFloor(env *simtest.Env, group string, count int, leaky string) *floor 
 				clear(owed)
 			}
 			f.mu.Lock()
-			f.min, f.max = min(f.min, serving+healthy+len(owed)), max(f.max, len(present))
+			if n := serving + healthy + len(owed); n < f.min {
+				f.min = n
+				f.at = describe(list, group)
+			}
+			f.max = max(f.max, len(present))
 			f.mu.Unlock()
 			time.Sleep(time.Millisecond)
 		}
@@ -69,10 +86,10 @@ func watchFloor(env *simtest.Env, group string, count int, leaky string) *floor 
 	return f
 }
 
-func (f *floor) stop() (lowest, most int) {
+func (f *floor) stop() (lowest, most int, at string) {
 	f.cancel()
 	<-f.done
-	return f.min, f.max
+	return f.min, f.max, f.at
 }
 
 // leakyGroup is a group of three whose image passes its gate, and whose
@@ -117,10 +134,10 @@ func TestRollbackAfterTheGate(t *testing.T) {
 	runUntil(t, r, 60*time.Second, "the rollback", func(d plan.Decision) bool {
 		return d.Status.RollingBack && d.Status.Converged
 	})
-	lowest, most := f.stop()
+	lowest, most, at := f.stop()
 	assertFleet(t, env.Sim, g, gold.ID)
 	if lowest < 3 || most > 4 {
-		t.Errorf("serving fell to %d (floor 3), servers reached %d (ceiling 4)", lowest, most)
+		t.Errorf("serving fell to %d (floor 3) with %s; servers reached %d (ceiling 4)", lowest, at, most)
 	}
 	var rolled *controller.Event
 	for _, e := range log.Events() {
@@ -199,11 +216,16 @@ func TestRollbackToAnImageGoneHalts(t *testing.T) {
 	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	g := leakyGroup(t, config.OnFailureRollback)
 	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
-	leaky := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute), FailsAfter: 400 * time.Millisecond})
+	leaky := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute)})
 	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
-	// The old image goes before the new one shows its fault.
+	// The old image goes; then the new one shows its fault.
 	if err := env.Cloud.Services().Snapshots.DeleteImage(context.Background(), gold.ID); err != nil {
 		t.Fatal(err)
+	}
+	for _, id := range grouptest.IDsOf(env.Sim, "web") {
+		if err := env.Sim.SetHealth(id, sim.HealthFailing); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
 	defer r.Close()

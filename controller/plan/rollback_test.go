@@ -15,13 +15,15 @@ func TestPrevious(t *testing.T) {
 		return s
 	}
 	cases := []struct {
-		name    string
-		servers []Server
-		want    string
+		name        string
+		rollingBack bool
+		servers     []Server
+		want        string
 	}{
 		{name: "the old servers' image before any new server recorded one", servers: fleet("oooc"), want: "old"},
 		{name: "what the new servers recorded wins over the old servers", servers: rec(rec(fleet("occ"), 1, "older"), 2, "older"), want: "older"},
 		{name: "no old server and no record: nothing", servers: fleet("ccc")},
+		{name: "on the way back, the rejected image's servers gone: the rejected image", rollingBack: true, servers: fleet("cc"), want: "bad"},
 		{name: "a compromised old server does not vote", servers: func() []Server {
 			s := fleet("oc")
 			s[0].Compromised = "tampered"
@@ -30,7 +32,11 @@ func TestPrevious(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Plan(target(3, 1, 0), tc.servers, t0)
+			tg := target(3, 1, 0)
+			if tc.rollingBack {
+				tg.RollingBack, tg.Rejected = true, Ref{"bad", "rev"}
+			}
+			d := Plan(tg, tc.servers, t0)
 			if d.Previous.ImageID != tc.want {
 				t.Errorf("previous %v, want %q", d.Previous, tc.want)
 			}
