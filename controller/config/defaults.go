@@ -22,6 +22,7 @@ const (
 	DefaultMaxUnhealthyPercent = 40
 	DefaultMaxFailures         = 3
 	DefaultProgressDeadline    = 10 * time.Minute
+	DefaultCreateBackoffMax    = time.Minute
 	DefaultParallelGroups      = 4
 	DefaultListen              = "127.0.0.1:9090"
 	DefaultMemberWeight        = 1
@@ -67,6 +68,9 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 		}
 		if unset("rollout.progress_deadline") {
 			r.ProgressDeadline = Duration(DefaultProgressDeadline)
+		}
+		if unset("rollout.create_backoff_max") {
+			r.CreateBackoffMax = Duration(DefaultCreateBackoffMax)
 		}
 		h := &g.Health
 		if unset("health.interval") {
