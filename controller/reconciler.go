@@ -115,6 +115,9 @@ const namesTTL = time.Minute
 
 // NewGroupReconciler wires one group. Close it to stop its health probes.
 func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink, log *zap.Logger, opts Options) *GroupReconciler {
+	if d := g.Rollout.CreateBackoffMax.D(); d > 0 {
+		opts.MaxCreateBackoff = d
+	}
 	opts.defaults()
 	if sink == nil {
 		sink = EventFunc(func(Event) {})
