@@ -46,6 +46,12 @@ type GroupReconciler struct {
 	backoff      time.Duration
 	refusals     int
 	createErr    error
+	// A quota wait: the cloud's refusal of the last create for a full
+	// quota, until a create succeeds, and since when; when the last such
+	// wait ended. plan reads the wait as a wait, not a stall.
+	quotaWait  string
+	quotaSince time.Time
+	quotaFreed time.Time
 	// names is the flavor, networks and server group resolved for the
 	// last creates, kept for namesTTL: a rollout costs the cloud one
 	// lookup each, not one per round that creates. A failed create drops
@@ -269,6 +275,7 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 	}
 	r.mu.Lock()
 	t.Forces = append([]plan.Force(nil), r.forces...)
+	t.QuotaWait, t.QuotaFreed = r.quotaWait, r.quotaFreed
 	r.mu.Unlock()
 	switch {
 	case g.Traffic.Octavia != nil:
