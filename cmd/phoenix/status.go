@@ -94,6 +94,8 @@ func printStatus(out io.Writer, st daemon.Status) {
 			state = fmt.Sprintf("HEAL BLOCKED: %d unhealthy at once", g.Status.Unhealthy)
 		case g.LastError != "":
 			state = "error: " + g.LastError
+		case g.Status.Waiting != "":
+			state = "WAITING: " + g.Status.Waiting
 		case g.Status.Handovers > 0:
 			state = fmt.Sprintf("moving %d data volume(s) to replacements", g.Status.Handovers)
 		case g.Status.Canary:
