@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -109,9 +110,16 @@ func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.Server
 		r.mu.Lock()
 		r.namesAt = time.Time{}
 		r.mu.Unlock()
-		r.createFailed(err, now)
+		waits := r.createFailed(err, now)
 		r.log.Warn("create failed", zap.String("name", spec.Name), zap.String("request_id", requestID), zap.Error(err))
 		r.emit(Event{Type: EventCreateErr, Name: spec.Name, Image: spec.ImageID, Zone: c.Zone, Message: err.Error()})
+		if waits != "" {
+			r.log.Warn("waiting for quota: the cloud refuses new servers", zap.String("cloud_message", waits))
+			r.emit(Event{Type: EventQuotaBlocked, Image: spec.ImageID, Reason: waits, Message: fmt.Sprintf(
+				"group %s waits for quota: the cloud refuses new servers (%s). Nothing is deleted meanwhile and the wait does not count "+
+					"against rollout.progress_deadline; creates are tried again at least every %s. Free or raise the quota, or lower rollout.max_surge.",
+				r.group.Name, waits, r.opts.MaxCreateBackoff)})
+		}
 		return err
 	}
 	r.mu.Lock()
@@ -120,32 +128,62 @@ func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.Server
 	r.backoff = r.opts.CreateBackoff
 	r.createsIssued++
 	r.recent[s.ID] = recentCreate{name: spec.Name, image: spec.ImageID, revision: spec.Metadata[MetaRevision], at: now}
+	waited := r.endQuotaWait(now)
 	r.mu.Unlock()
 	r.ledger.createdServer(s.ID, now)
 	r.log.Info("created server", zap.String("server", s.ID), zap.String("name", spec.Name),
 		zap.String("image", spec.ImageID), zap.String("zone", c.Zone), zap.String("request_id", requestID))
 	r.emit(Event{Type: EventCreate, Server: s.ID, Name: spec.Name, Image: spec.ImageID, Zone: c.Zone})
+	if waited > 0 {
+		r.log.Info("quota freed: the cloud accepts new servers again", zap.Duration("waited", waited))
+		r.emit(Event{Type: EventQuotaFreed, Server: s.ID, Name: spec.Name, Image: spec.ImageID, Message: fmt.Sprintf(
+			"group %s: the cloud accepts new servers again after %s waiting for quota; the rollout goes on", r.group.Name, waited.Round(time.Second))})
+	}
 	return nil
 }
 
 // createFailed paces creates after a refusal. An unknown outcome is not a
-// refusal: the next list decides whether the server exists.
-func (r *GroupReconciler) createFailed(err error, now time.Time) {
+// refusal: the next list decides whether the server exists. A refusal for
+// quota starts a quota wait, if none is on, and returns the cloud's
+// message when it did; it is not counted towards the refusals that make
+// a group stuck, since a human elsewhere may free the quota. Another
+// failure leaves a wait as it is: only a create that succeeds ends it.
+func (r *GroupReconciler) createFailed(err error, now time.Time) (waits string) {
 	var refused *provisioner.RefusedError
-	quota := provisioner.IsQuota(err)
-	if !quota && !errors.As(err, &refused) {
-		return
+	var quota *provisioner.QuotaError
+	isQuota := errors.As(err, &quota)
+	if !isQuota && !errors.As(err, &refused) {
+		return ""
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.createErr = err
-	if !quota {
+	if isQuota {
+		// A message the cloud left empty still makes a wait.
+		msg := cmp.Or(quota.Message, "the cloud refused a create for quota")
+		if r.quotaWait == "" {
+			r.quotaSince, waits = now, msg
+		}
+		r.quotaWait = msg
+	} else {
 		r.refusals++
 	}
 	if until := now.Add(r.backoff); until.After(r.blockedUntil) {
 		r.blockedUntil = until
 		r.backoff = min(2*r.backoff, r.opts.MaxCreateBackoff)
 	}
+	return waits
+}
+
+// endQuotaWait ends a quota wait, if one is on, and says how long it
+// lasted: the stall deadline runs again from now. Call with r.mu held.
+func (r *GroupReconciler) endQuotaWait(now time.Time) time.Duration {
+	if r.quotaWait == "" {
+		return 0
+	}
+	waited := max(now.Sub(r.quotaSince), time.Nanosecond)
+	r.quotaWait, r.quotaSince, r.quotaFreed = "", time.Time{}, now
+	return waited
 }
 
 // refusalsBeforeStuck is how many creates in a row the cloud may refuse

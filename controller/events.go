@@ -24,6 +24,8 @@ const (
 	EventHalted          = "halted"              // the group cannot proceed without a human
 	EventRolledBack      = "rollout-rolled-back" // a failed rollout's image was rejected; the group goes back
 	EventHealBlocked     = "heal-blocked"        // too many servers unhealthy at once to replace any
+	EventQuotaBlocked    = "quota-blocked"       // the cloud refuses new servers for quota: the rollout waits
+	EventQuotaFreed      = "quota-freed"         // a create succeeded again after a quota wait
 	EventReimage         = "rebuild-in-place"    // Nova was asked to reimage a server in place (strategy rebuild)
 	EventVolumeSnapshot  = "volume-snapshot"     // a snapshot of a data volume was started
 	EventHandover        = "handover"            // a data volume started moving to the replacement, or arrived

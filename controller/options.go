@@ -25,7 +25,10 @@ type Options struct {
 	Parallelism int
 	// CreateBackoff is the first pause after the cloud refuses a create
 	// (quota, or a 4xx); it doubles up to MaxCreateBackoff so a full
-	// quota is not hammered. Defaults 10s and 5m.
+	// quota is not hammered, and the first create after it frees follows
+	// within MaxCreateBackoff. The group's rollout.create_backoff_max,
+	// when set, is its MaxCreateBackoff. Defaults 10s and 1m; the first
+	// pause is never longer than the longest.
 	CreateBackoff    time.Duration
 	MaxCreateBackoff time.Duration
 	// Now is the clock; default time.Now.
@@ -52,9 +55,10 @@ func (o *Options) defaults() {
 	if o.CreateBackoff <= 0 {
 		o.CreateBackoff = 10 * time.Second
 	}
-	if o.MaxCreateBackoff < o.CreateBackoff {
-		o.MaxCreateBackoff = max(5*time.Minute, o.CreateBackoff)
+	if o.MaxCreateBackoff <= 0 {
+		o.MaxCreateBackoff = time.Minute
 	}
+	o.CreateBackoff = min(o.CreateBackoff, o.MaxCreateBackoff)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -47,6 +47,12 @@ type GroupReconciler struct {
 	backoff      time.Duration
 	refusals     int
 	createErr    error
+	// A quota wait: the cloud's refusal of the last create for a full
+	// quota, until a create succeeds, and since when; when the last such
+	// wait ended. plan reads the wait as a wait, not a stall.
+	quotaWait  string
+	quotaSince time.Time
+	quotaFreed time.Time
 	// names is the flavor, networks and server group resolved for the
 	// last creates, kept for namesTTL: a rollout costs the cloud one
 	// lookup each, not one per round that creates. A failed create drops
@@ -123,6 +129,9 @@ const namesTTL = time.Minute
 
 // NewGroupReconciler wires one group. Close it to stop its health probes.
 func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink, log *zap.Logger, opts Options) *GroupReconciler {
+	if d := g.Rollout.CreateBackoffMax.D(); d > 0 {
+		opts.MaxCreateBackoff = d
+	}
 	opts.defaults()
 	if sink == nil {
 		sink = EventFunc(func(Event) {})
@@ -284,6 +293,7 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 	}
 	r.mu.Lock()
 	t.Forces = append([]plan.Force(nil), r.forces...)
+	t.QuotaWait, t.QuotaFreed = r.quotaWait, r.quotaFreed
 	r.mu.Unlock()
 	switch {
 	case g.Traffic.Octavia != nil:

@@ -99,8 +99,10 @@ func (r *GroupReconciler) report(d plan.Decision, t plan.Target, img provisioner
 	}
 	if d.Status.Converged {
 		// The forces this plan saw are done: nothing they designate is
-		// left. Ones added since stay.
+		// left. Ones added since stay. A quota wait is over too: nothing
+		// is left to create (the next rollout's creates look again).
 		r.forces = r.forces[min(len(t.Forces), len(r.forces)):]
+		r.quotaWait, r.quotaSince = "", time.Time{}
 		if r.opts.Continuous && r.announced {
 			// The next drift is a new rollout, with its own id.
 			r.announced = false

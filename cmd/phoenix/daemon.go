@@ -70,7 +70,7 @@ replica's groups up at once.`,
 	cmd.Flags().StringVar(&f.listen, "listen", "", "override controller.listen (host:port; port 0 picks one)")
 	cmd.Flags().DurationVar(&f.poll, "poll", 2*time.Second, "reconcile interval of a group while it is not converged")
 	cmd.Flags().DurationVar(&f.grace, "stop-grace", 30*time.Second, "how long the steps in flight may take after a stop is asked for")
-	cmd.Flags().DurationVar(&f.createBackoff, "create-backoff", 10*time.Second, "first pause after the cloud refuses a create (a full quota); it doubles up to 5m")
+	cmd.Flags().DurationVar(&f.createBackoff, "create-backoff", 10*time.Second, "first pause after the cloud refuses a create (a full quota); it doubles up to the group's rollout.create_backoff_max (default 1m), never above it")
 	def := openstack.DefaultRetryPolicy()
 	f.retry = def
 	cmd.Flags().DurationVar(&f.retry.RequestTimeout, "request-timeout", def.RequestTimeout, "how long one attempt of one cloud API request may take")

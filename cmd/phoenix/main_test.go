@@ -70,6 +70,8 @@ func TestRebuildWithFullQuotaDeletesNothingAndFails(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Quota exceeded for instances: Requested 1, but already used 10 of 10 instances",
+		"quota-blocked  group web waits for quota: the cloud refuses new servers (Quota exceeded for instances",
+		"WAITING: quota — Quota exceeded for instances: Requested 1, but already used 10 of 10 instances",
 		"Group web: 0 of 10 servers are current and serving; 10 old servers remain and keep serving",
 		"deleted 0 servers",
 	} {

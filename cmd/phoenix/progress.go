@@ -129,7 +129,8 @@ func describeStatus(s *plan.Status) string {
 		on   bool
 		what string
 	}{{s.Canary, "CANARY (the rest waits for its bake)"}, {s.Paused, "PAUSED after the canary: phoenix resume"},
-		{s.Halted, "HALTED"}, {s.HealBlocked, "HEAL BLOCKED: too many unhealthy at once"}, {s.RollingBack && !s.Halted, "ROLLING BACK"}} {
+		{s.Halted, "HALTED"}, {s.HealBlocked, "HEAL BLOCKED: too many unhealthy at once"}, {s.RollingBack && !s.Halted, "ROLLING BACK"},
+		{s.Waiting != "", "WAITING: " + s.Waiting}} {
 		if flag.on {
 			parts = append(parts, flag.what)
 		}

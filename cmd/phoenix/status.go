@@ -94,10 +94,15 @@ func printStatus(out io.Writer, st daemon.Status) {
 			state = fmt.Sprintf("HEAL BLOCKED: %d unhealthy at once", g.Status.Unhealthy)
 		case g.RolledBack != "" && g.InProgress:
 			state = "ROLLING BACK: " + g.RolledBack
+			if g.Status.Waiting != "" {
+				state += "; WAITING: " + g.Status.Waiting
+			}
 		case g.RolledBack != "":
 			state = "ROLLED BACK: " + g.RolledBack
 		case g.LastError != "":
 			state = "error: " + g.LastError
+		case g.Status.Waiting != "":
+			state = "WAITING: " + g.Status.Waiting
 		case g.Status.Handovers > 0:
 			state = fmt.Sprintf("moving %d data volume(s) to replacements", g.Status.Handovers)
 		case g.Status.Canary:

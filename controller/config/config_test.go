@@ -152,7 +152,7 @@ func TestDefaults(t *testing.T) {
 	}
 	g := cfg.Groups[0]
 	want := Rollout{MaxSurge: IntOrPercent{Value: 1}, MaxUnavailable: IntOrPercent{Value: 0}, MinReady: 0,
-		MaxFailures: 3, ProgressDeadline: Duration(10 * time.Minute), Strategy: StrategyReplace,
+		MaxFailures: 3, ProgressDeadline: Duration(10 * time.Minute), CreateBackoffMax: Duration(time.Minute), Strategy: StrategyReplace,
 		OnFailure: OnFailureHalt, Watch: Duration(10 * time.Minute)}
 	if g.Rollout != want {
 		t.Errorf("default rollout = %+v, want %+v", g.Rollout, want)
@@ -184,6 +184,23 @@ func TestWrittenZeroIsKept(t *testing.T) {
 	}
 	if g.Rollout.MaxSurge != (IntOrPercent{Value: 0, Set: true}) {
 		t.Errorf("written max_surge 0 = %+v, want kept and marked as set", g.Rollout.MaxSurge)
+	}
+}
+
+// rollout.create_backoff_max is 1m unless written; a written value is
+// kept (its refusals are in TestRefusedConfigs).
+func TestCreateBackoffMax(t *testing.T) {
+	for _, tc := range []struct {
+		extra string
+		want  time.Duration
+	}{{"", time.Minute}, {`rollout: {create_backoff_max: 20s}`, 20 * time.Second}, {`rollout: {create_backoff_max: 5m}`, 5 * time.Minute}} {
+		cfg, err := Parse("p.yaml", []byte(group(tc.extra)), ".")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.extra, err)
+		}
+		if got := cfg.Groups[0].Rollout.CreateBackoffMax.D(); got != tc.want {
+			t.Errorf("%q: create_backoff_max = %s, want %s", tc.extra, got, tc.want)
+		}
 	}
 }
 
@@ -390,6 +407,9 @@ func TestRefusedConfigs(t *testing.T) {
 		{"progress deadline too short", group(`rollout: {progress_deadline: 10ms}`), "groups[0].rollout.progress_deadline", 7, "at least 1s"},
 		{"unknown on_failure", group(`rollout: {on_failure: revert}`), "groups[0].rollout.on_failure", 7, `expected halt (keep what serves and stop) or rollback (go back to the image the group ran before), got "revert"`},
 		{"negative watch", group(`rollout: {watch: -1m}`), "groups[0].rollout.watch", 7, "expected a duration of zero or more"},
+		{"create backoff max zero", group(`rollout: {create_backoff_max: 0s}`), "groups[0].rollout.create_backoff_max", 7, "expected a duration above zero (the longest pause between creates the cloud refuses), got 0s"},
+		{"create backoff max negative", group(`rollout: {create_backoff_max: -1m}`), "groups[0].rollout.create_backoff_max", 7, "-1m"},
+		{"create backoff max a number", group(`rollout: {create_backoff_max: 60}`), "groups[0].rollout.create_backoff_max", 7, `"60s"`},
 		{"max unhealthy over 100%", group(`health: {http: {port: 80}, max_unhealthy: 150%}`), "groups[0].health.max_unhealthy", 7, "expected a percentage from 0% to 100%"},
 		{"max age too short", group(`max_age: 5m`), "groups[0].max_age", 7, "expected 1h or more"},
 		{"canary as big as the group", group(`rollout: {canary: 4}`), "groups[0].rollout.canary", 7, "expected from 0 to 3 servers"},

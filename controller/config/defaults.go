@@ -23,6 +23,7 @@ const (
 	DefaultMaxFailures         = 3
 	DefaultProgressDeadline    = 10 * time.Minute
 	DefaultWatch               = 10 * time.Minute
+	DefaultCreateBackoffMax    = time.Minute
 	DefaultParallelGroups      = 4
 	DefaultListen              = "127.0.0.1:9090"
 	DefaultMemberWeight        = 1
@@ -74,6 +75,9 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 		}
 		if unset("rollout.watch") {
 			r.Watch = Duration(DefaultWatch)
+		}
+		if unset("rollout.create_backoff_max") {
+			r.CreateBackoffMax = Duration(DefaultCreateBackoffMax)
 		}
 		h := &g.Health
 		if unset("health.interval") {

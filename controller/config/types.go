@@ -149,6 +149,12 @@ type Rollout struct {
 	// action reimages the server in place; it keeps its id, addresses,
 	// ports and volumes).
 	Strategy string `yaml:"strategy"`
+	// CreateBackoffMax is the longest pause between creates while the
+	// cloud refuses them (a full quota, another 4xx): the pause starts at
+	// the reconciler's first one (10s, or this if shorter) and doubles up
+	// to it, so the first create after a quota frees follows within it.
+	// Above zero. Default 1m.
+	CreateBackoffMax Duration `yaml:"create_backoff_max"`
 	// ProgressDeadline is how long a new server may take from its create
 	// to serving, and how long a rollout may go without a new server
 	// serving, before it counts as failed or halts. Default 10m.

@@ -7,6 +7,9 @@ import (
 
 func (v *validator) rollout(g *Group, group string) {
 	r, path := g.Rollout, group+".rollout"
+	if r.CreateBackoffMax <= 0 {
+		v.bad(path+".create_backoff_max", "expected a duration above zero (the longest pause between creates the cloud refuses), got %s", r.CreateBackoffMax)
+	}
 	if g.Count < 1 {
 		return // reported at count
 	}

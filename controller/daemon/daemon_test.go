@@ -56,7 +56,9 @@ type runningDaemon struct {
 	stop func()
 }
 
-func startDaemon(t testing.TB, env *simtest.Env, yaml string) *runningDaemon {
+// startDaemon runs a daemon on yaml with fast polls; tweaks change its
+// options first.
+func startDaemon(t testing.TB, env *simtest.Env, yaml string, tweaks ...func(*daemon.Options)) *runningDaemon {
 	t.Helper()
 	cfg, err := config.Parse("daemon.yaml", []byte(yaml), t.TempDir())
 	if err != nil {
@@ -64,8 +66,11 @@ func startDaemon(t testing.TB, env *simtest.Env, yaml string) *runningDaemon {
 	}
 	reg := prometheus.NewRegistry()
 	m := daemon.NewMetrics(reg)
-	opts := grouptest.FastOptions()
-	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: grouptest.Logger(t), Metrics: m, PollInterval: 50 * time.Millisecond, Reconciler: opts})
+	opts := daemon.Options{Log: grouptest.Logger(t), Metrics: m, PollInterval: 50 * time.Millisecond, Reconciler: grouptest.FastOptions()}
+	for _, tweak := range tweaks {
+		tweak(&opts)
+	}
+	d := daemon.New(env.Cloud.Services(), cfg, opts)
 	m.Watch(d)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 )
 
 // Metrics are what the daemon exposes on /metrics. Counters and
@@ -162,6 +163,7 @@ var (
 	descHalted     = prometheus.NewDesc("phoenix_rollout_halted", "1 when a group cannot proceed without a human.", []string{"group"}, nil)
 	descUnhealthy  = prometheus.NewDesc("phoenix_servers_unhealthy", "ACTIVE servers of a group failing their health check.", []string{"group"}, nil)
 	descHealBlock  = prometheus.NewDesc("phoenix_heal_blocked", "1 when more servers of a group are unhealthy than health.max_unhealthy allows, so none is replaced: an alert.", []string{"group"}, nil)
+	descQuotaBlock = prometheus.NewDesc("phoenix_quota_blocked", "1 while a group's rollout waits because the cloud refuses new servers for quota; the wait does not count against progress_deadline.", []string{"group"}, nil)
 	descProbes     = prometheus.NewDesc("phoenix_health_probes_total", "Health probes by group and result (pass, fail).", []string{"group", "result"}, nil)
 	descImageAge   = prometheus.NewDesc("phoenix_gold_image_age_seconds", "Age of the newest image a group's selector matched, at its last reconcile.", []string{"group", "image"}, nil)
 	descRejected   = prometheus.NewDesc("phoenix_rollout_rejected", "1 while a group runs the image it went back to because a rollback rejected the image its selector picks (labelled).", []string{"group", "image"}, nil)
@@ -179,6 +181,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descProbes
 	ch <- descUnhealthy
 	ch <- descHealBlock
+	ch <- descQuotaBlock
 	ch <- descImageAge
 	ch <- descImageStale
 	ch <- descRejected
@@ -223,6 +226,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if img, _ := w.rec.Rejected(); img != "" {
 			ch <- prometheus.MustNewConstMetric(descRejected, prometheus.GaugeValue, 1, name, img)
 		}
+		ch <- prometheus.MustNewConstMetric(descQuotaBlock, prometheus.GaugeValue, b2f(quotaWait(dec.Status) && !halted), name)
 		if f := w.rec.Freshness(); f.Image.ID != "" {
 			ch <- prometheus.MustNewConstMetric(descImageAge, prometheus.GaugeValue, f.Age.Seconds(), name, f.Image.ID)
 			ch <- prometheus.MustNewConstMetric(descImageStale, prometheus.GaugeValue, b2f(f.Stale != ""), name)
@@ -232,6 +236,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Failures), name, "fail")
 	}
 }
+
+// quotaWait reports whether the group's rollout waits for quota.
+func quotaWait(s plan.Status) bool { return strings.HasPrefix(s.Waiting, "quota") }
 
 func b2f(b bool) float64 {
 	if b {

@@ -21,7 +21,7 @@ import (
 // starts, completes or halts.
 type Notice struct {
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // started, completed, halted, image-stale, image-fresh
+	Kind    string    `json:"kind"` // started, completed, halted, image-stale, image-fresh, quota-blocked, quota-freed
 	Rollout string    `json:"rollout"`
 	Group   string    `json:"group"`
 	// ToImage is the desired image; Reason says why it halted, or the
@@ -80,6 +80,11 @@ func (n *Notifier) Emit(e controller.Event) {
 		no.Kind, no.Reason = "image-fresh", e.Message
 	case controller.EventRolledBack:
 		no.Kind, no.Reason = controller.EventRolledBack, cmp.Or(e.Message, e.Reason)
+	case controller.EventQuotaBlocked:
+		// The message carries the cloud's own words about the quota.
+		no.Kind, no.Reason = "quota-blocked", cmp.Or(e.Message, e.Reason)
+	case controller.EventQuotaFreed:
+		no.Kind, no.Reason = "quota-freed", e.Message
 	case controller.EventHalted:
 		// The message names the image, the revision, the reason and what
 		// to do; the bare reason when there is none.

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
+	"github.com/phoenix-ops/phoenix/controller/daemon"
+	"github.com/phoenix-ops/phoenix/controller/plan"
+)
+
+// phoenix status shows a rollout that waits for quota as WAITING, with
+// the cloud's words, where another rollout says "rolling out".
+func TestStatusShowsAQuotaWait(t *testing.T) {
+	const nova = "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"
+	var st daemon.Status
+	st.Config.Path, st.Config.LoadedAt, st.Ready = "/etc/phoenix/phoenix.yaml", time.Now(), "ok"
+	st.Groups = []daemon.GroupStatus{
+		{Group: "web", InProgress: true, Progress: "0/10 current and serving", Status: plan.Status{Desired: 10, Old: 10, Waiting: "quota — " + nova}},
+		{Group: "api", InProgress: true, Progress: "1/2 current and serving", Status: plan.Status{Desired: 2, Old: 1, Current: 1}},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/status" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(st)
+	}))
+	defer srv.Close()
+
+	out, code := run(t, "status", "--url", srv.URL)
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	line := func(group string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, group+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+	if l := line("web"); !strings.HasSuffix(strings.TrimSpace(l), "WAITING: quota — "+nova) || strings.Contains(l, "rolling out") {
+		t.Errorf("the waiting group's line %q: want its state WAITING: quota — <Nova's message>", l)
+	}
+	if l := line("api"); !strings.HasSuffix(strings.TrimSpace(l), "rolling out") {
+		t.Errorf("the rolling group's line %q: want rolling out", l)
+	}
+}
