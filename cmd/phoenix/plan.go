@@ -86,15 +86,7 @@ func runPlan(ctx context.Context, out io.Writer, g *cli.Globals, f *planFlags) e
 	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(g.LogLevel)
-	if err != nil {
-		return err
-	}
-	cfg, groups, err := loadConfig(f.config, f.groups, false)
-	if err != nil {
-		return err
-	}
-	cloud, err := connect(ctx, cfg.Cloud, log)
+	groups, cloud, err := openGroups(ctx, g, f.config, f.groups)
 	if err != nil {
 		return err
 	}
@@ -105,7 +97,7 @@ func runPlan(ctx context.Context, out io.Writer, g *cli.Globals, f *planFlags) e
 	if f.rollback {
 		rollback = &f.to
 	}
-	plans, err := previewGroups(ctx, cloud.Services(), groups, rollback)
+	plans, err := previewGroups(ctx, cloud, groups, rollback)
 	if err != nil {
 		return &cli.ExitError{Code: cli.ExitNotDone, Err: err}
 	}

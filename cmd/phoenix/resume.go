@@ -42,20 +42,12 @@ func runResume(ctx context.Context, out io.Writer, g *cli.Globals, f *resumeFlag
 	if len(f.groups) == 0 {
 		return cli.UsageError(fmt.Errorf("--group is required: name the group whose halt to lift"))
 	}
-	log, err := cli.NewLogger(g.LogLevel)
-	if err != nil {
-		return err
-	}
-	cfg, groups, err := loadConfig(f.config, f.groups, false)
-	if err != nil {
-		return err
-	}
-	cloud, err := connect(ctx, cfg.Cloud, log)
+	groups, cloud, err := openGroups(ctx, g, f.config, f.groups)
 	if err != nil {
 		return err
 	}
 	for _, gr := range groups {
-		res, err := controller.Resume(ctx, cloud.Services(), gr)
+		res, err := controller.Resume(ctx, cloud, gr)
 		if err != nil {
 			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("group %s: %w", gr.Name, err)}
 		}

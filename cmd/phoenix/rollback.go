@@ -46,20 +46,12 @@ func runRollback(ctx context.Context, out io.Writer, g *cli.Globals, f *rollback
 	if len(f.groups) == 0 {
 		return cli.UsageError(fmt.Errorf("--group is required: name the group to roll back"))
 	}
-	log, err := cli.NewLogger(g.LogLevel)
-	if err != nil {
-		return err
-	}
-	cfg, groups, err := loadConfig(f.config, f.groups, false)
-	if err != nil {
-		return err
-	}
-	cloud, err := connect(ctx, cfg.Cloud, log)
+	groups, cloud, err := openGroups(ctx, g, f.config, f.groups)
 	if err != nil {
 		return err
 	}
 	for _, gr := range groups {
-		res, err := controller.Rollback(ctx, cloud.Services(), gr, f.to)
+		res, err := controller.Rollback(ctx, cloud, gr, f.to)
 		if err != nil {
 			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("group %s: %w", gr.Name, err)}
 		}

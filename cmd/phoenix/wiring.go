@@ -10,6 +10,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/provisioner"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
 
@@ -38,6 +39,24 @@ func loadConfig(path string, groups []string, all bool) (*config.Config, []confi
 		out = append(out, cfg.Groups[i])
 	}
 	return cfg, out, nil
+}
+
+// openGroups is what plan, resume and rollback share: the logger, the
+// configuration and the groups named (all when none is), and the cloud.
+func openGroups(ctx context.Context, g *cli.Globals, path string, names []string) ([]config.Group, provisioner.Cloud, error) {
+	log, err := cli.NewLogger(g.LogLevel)
+	if err != nil {
+		return nil, provisioner.Cloud{}, err
+	}
+	cfg, groups, err := loadConfig(path, names, false)
+	if err != nil {
+		return nil, provisioner.Cloud{}, err
+	}
+	cloud, err := connect(ctx, cfg.Cloud, log)
+	if err != nil {
+		return nil, provisioner.Cloud{}, err
+	}
+	return groups, cloud.Services(), nil
 }
 
 func connect(ctx context.Context, cloud string, log *zap.Logger) (*openstack.Cloud, error) {
