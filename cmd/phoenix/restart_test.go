@@ -335,3 +335,146 @@ func idsOf(s *sim.Sim) []string {
 	slices.Sort(out)
 	return out
 }
+
+// An image that passes its gate and fails after it, with on_failure
+// rollback: the daemon is killed once the rollback is recorded and before
+// the group is back on the image it ran before; the next daemon reads the
+// rollback from the servers and finishes it. It never boots the rejected
+// image again.
+func TestRestartMidRollbackGoesBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the daemon")
+	}
+	group := strings.Replace(daemonGroupYAML("web", 3), "rollout: {max_surge: 2, min_ready: 30ms}",
+		"rollout: {max_surge: 1, max_unavailable: 0, min_ready: 30ms, max_failures: 2, watch: 1m, on_failure: rollback, progress_deadline: 1h}", 1)
+	// Failures count from the moment the application is up.
+	group = strings.Replace(group, "grace: 30s", "grace: 0s", 1)
+	// A boot takes a second: a rollback of three servers, one at a time,
+	// leaves the kill a few seconds to land in.
+	f := newRestartFixture(t, buildPhoenix(t), sim.Options{BootTime: sim.Fixed(time.Second), HealthDelay: sim.Fixed(20 * time.Millisecond)}, group)
+	gold := f.env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	d := f.start(t)
+	waitFor(t, 60*time.Second, "the first build", func() bool { return convergedOn(d.status(t), 1, gold.ID) })
+
+	leaky := f.env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute), FailsAfter: time.Second})
+	var (
+		mu     sync.Mutex
+		seen   = map[string]time.Time{} // every server ever booted from the leaky image, and its create
+		killed time.Time                // when the dead daemon's last request was answered
+	)
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			for _, s := range onImage(f.env.Sim, leaky.ID) {
+				mu.Lock()
+				seen[s.ID] = s.Created
+				mu.Unlock()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond): // the sampling period; a boot takes a second
+			}
+		}
+	}()
+	if code := send(t, d.url, f.secret, trigger.Event{ID: "img-leaky", Type: trigger.TypeImagePublished}); code != http.StatusAccepted {
+		t.Fatalf("image.published: HTTP %d", code)
+	}
+	// The rollback is under way: recorded on the servers, some of them
+	// still on the rejected image.
+	rollingBack := func() bool {
+		recorded, back := false, 0
+		for _, s := range f.env.Sim.Servers() {
+			if strings.HasPrefix(s.Metadata[controller.MetaRejected], leaky.ID+"@") {
+				recorded = true
+			}
+			if s.ImageID == gold.ID && s.Healthy {
+				back++
+			}
+		}
+		return recorded && back < 3
+	}
+	waitFor(t, 90*time.Second, "the rollback recorded on the servers", rollingBack)
+	d.kill(t)
+	waitFor(t, 10*time.Second, "the dead daemon's requests answered", func() bool { return f.env.Sim.InFlight() == 0 })
+	mu.Lock()
+	killed = time.Now()
+	mu.Unlock()
+	if !rollingBack() {
+		t.Fatal("the group was back on the old image when the daemon died: the scenario needs the kill mid-rollback")
+	}
+	t.Logf("killed mid-rollback with %d server(s) on the rejected image", len(onImage(f.env.Sim, leaky.ID)))
+	// The rollback on record, as the dead daemon left it.
+	record := ""
+	for _, s := range f.env.Sim.Servers() {
+		if v := s.Metadata[controller.MetaRejected]; strings.HasPrefix(v, leaky.ID+"@") {
+			record = v
+		}
+	}
+	f.env.Sim.ResetRequests()
+
+	d = f.start(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			st, _ := json.Marshal(d.status(t))
+			t.Logf("status: %s", st)
+			for _, s := range f.env.Sim.Servers() {
+				t.Logf("server %s image %s status %s healthy %v deleting %v metadata %v", s.Name, s.ImageID, s.Status, s.Healthy, s.Deleting, s.Metadata)
+			}
+		}
+	})
+	waitFor(t, 90*time.Second, "the group back on the old image", func() bool {
+		if !convergedOn(d.status(t), 1, gold.ID) {
+			return false
+		}
+		list := f.env.Sim.Servers()
+		for _, s := range list {
+			if s.ImageID != gold.ID || !s.Healthy {
+				return false
+			}
+		}
+		return len(list) == 3
+	})
+	close(stop)
+	<-sampled
+
+	if st := d.status(t).Groups[0]; !strings.Contains(st.RolledBack, leaky.ID) || st.DesiredImage.ID != gold.ID {
+		t.Errorf("status after the restart: desired image %s, rolled back %q; want %s desired and the rejected %s named",
+			st.DesiredImage.ID, st.RolledBack, gold.ID, leaky.ID)
+	}
+	// The new daemon went on with the rollback on record: it did not
+	// decide it anew (the failure count on the servers would also reject
+	// the image, with a new record and a second notice).
+	for _, s := range f.env.Sim.Servers() {
+		if v := s.Metadata[controller.MetaRejected]; v != record {
+			t.Errorf("server %s records the rollback %q, want the one on record before the kill, %q", s.Name, v, record)
+		}
+	}
+	mu.Lock()
+	for id, created := range seen {
+		if created.After(killed) {
+			t.Errorf("server %s booted from the rejected image after the kill (created %v, the kill at %v)", id, created, killed)
+		}
+	}
+	mu.Unlock()
+	// Every create after the kill was of the old image: the new servers
+	// seen are as many as the creates sent, and all on it.
+	creates := 0
+	for _, r := range f.env.Sim.Requests() {
+		if r.Service == "compute" && r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/servers") {
+			creates++
+		}
+	}
+	fresh := 0
+	for _, s := range f.env.Sim.Servers() {
+		if s.Created.After(killed) {
+			fresh++
+		}
+	}
+	if creates != fresh {
+		t.Errorf("%d creates after the kill, %d servers created after it are left (all on %s)", creates, fresh, gold.ID)
+	}
+	t.Logf("the new daemon sent %d create(s)", creates)
+}
