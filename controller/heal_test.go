@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -196,5 +198,68 @@ func TestRolloutWithServersFallingSick(t *testing.T) {
 				t.Errorf("serving fell to %d (floor 7), total reached %d (ceiling 10), %d samples", minServing, maxTotal, samples)
 			}
 		})
+	}
+}
+
+// A group of one behind a floating IP, with the default max_unhealthy
+// (40 % of one rounds down to none): its only server falls sick for good
+// after serving. One sick server is always healed, so a new server is
+// booted, the address moves to it, and the sick one is deleted — never
+// more than two servers at once.
+func TestAutoHealGroupOfOneBehindFloatingIP(t *testing.T) {
+	env := simtest.Start(t, grouptest.FastSim(962), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	g := grouptest.ParseGroup(t, strings.Replace(poolGroupYAML("web", 1, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}",
+		"{floating_ip: {pool: public, drain: 200ms}}"), "grace: 30s", "grace: 0s", 1))
+	if g.Health.MaxUnhealthy.String() != "40%" {
+		t.Fatalf("max_unhealthy %s, want the default 40%%", g.Health.MaxUnhealthy)
+	}
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+	fips := env.Sim.FloatingIPs()
+	servers := env.Sim.Servers()
+	if len(fips) != 1 || len(servers) != 1 || fips[0].FixedIP != servers[0].Address {
+		t.Fatalf("after the build: floating IPs %+v, servers %d; want the one address on the one server", fips, len(servers))
+	}
+	sick := servers[0]
+	if err := env.Sim.SetHealth(sick.ID, sim.HealthFailing); err != nil {
+		t.Fatal(err)
+	}
+
+	env.Sim.ResetRequests()
+	mon := env.Sim.Monitor(time.Millisecond, grouptest.GroupOf)
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
+	defer r.Close()
+	runUntil(t, r, 30*time.Second, "the heal", func(d plan.Decision) bool {
+		_, there := env.Sim.Server(sick.ID)
+		return d.Status.Converged && !there
+	})
+	ext := mon.Stop()["web"]
+
+	assertFleet(t, env.Sim, g, gold.ID)
+	healed := env.Sim.Servers()[0]
+	if healed.ID == sick.ID {
+		t.Fatalf("the sick server %s is still the group's", sick.ID)
+	}
+	after := env.Sim.FloatingIPs()
+	if len(after) != 1 || after[0].Address != fips[0].Address || after[0].FixedIP != healed.Address {
+		t.Errorf("floating IPs after the heal: %+v; want %s moved to the new server %s", after, fips[0].Address, healed.Address)
+	}
+	// Replace before remove: the address moved before the sick server's
+	// delete was asked.
+	moved, deleted := requestTime(env.Sim, http.MethodPut, "/floatingips/"+fips[0].ID), requestTime(env.Sim, http.MethodDelete, "/servers/"+sick.ID)
+	if moved.IsZero() || deleted.IsZero() || !moved.Before(deleted) {
+		t.Errorf("the address moved at %v, the sick server's delete at %v: want the move first", moved, deleted)
+	}
+	if ext.MaxTotal > 2 {
+		t.Errorf("the group reached %d servers, ceiling 2", ext.MaxTotal)
+	}
+	// The address answers again, from the new server.
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + net.JoinHostPort(after[0].Address, "8080") + "/healthz")
+	if err != nil {
+		t.Fatalf("the floating IP after the heal: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the floating IP's health check answers %d after the heal", resp.StatusCode)
 	}
 }
