@@ -394,6 +394,7 @@ func phoenixRunner(t *testing.T, ctx context.Context, bin, cloudsFile string) fu
 type devcloudRun struct {
 	ctx        context.Context
 	cloudsFile string
+	bin        string // the phoenix binary
 	phoenix    func(args ...string) string
 	cloud      *openstack.Cloud
 	glance     *gophercloud.ServiceClient
@@ -418,7 +419,7 @@ func startDevcloudRun(t *testing.T, prefix string) *devcloudRun {
 		t.Fatal(err)
 	}
 	group := prefix + "-" + uuid.NewString()[:8]
-	r := &devcloudRun{ctx: ctx, cloudsFile: cloudsFile, phoenix: phoenixRunner(t, ctx, bin, cloudsFile), cloud: cloud,
+	r := &devcloudRun{ctx: ctx, cloudsFile: cloudsFile, bin: bin, phoenix: phoenixRunner(t, ctx, bin, cloudsFile), cloud: cloud,
 		glance: glanceClient(t, ctx, cloudsFile), group: group, image: group + "-gold", tag: controller.GroupTag(group)}
 	t.Cleanup(func() {
 		list, _ := cloud.ListServers(context.Background(), r.tag)
