@@ -235,7 +235,7 @@ func TestBrokenImageStopsAndKeepsTheOld(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res := controller.Rebuild(ctx, env.Cloud.Services(), []config.Group{g}, nil, grouptest.Logger(t), grouptest.FastOptions())[0]
-	if res.Converged || !errors.Is(res.Err, controller.ErrStuck) || !strings.Contains(res.Err.Error(), "went to ERROR") {
+	if res.Converged || !errors.Is(res.Err, controller.ErrStuck) || !strings.Contains(res.Err.Error(), "server is in ERROR") {
 		t.Fatalf("result %+v: want stuck on boot failures", res)
 	}
 	if ctx.Err() != nil {

@@ -41,7 +41,7 @@ func TestDaemonRollbackInStatusAndMetrics(t *testing.T) {
 		return len(st) == 1 && st[0].RolledBack != "" && !st[0].InProgress
 	})
 	st := d.Status().Groups[0]
-	if !strings.Contains(st.RolledBack, "image "+bad.ID+" rejected") || !strings.Contains(st.RolledBack, "went to ERROR") ||
+	if !strings.Contains(st.RolledBack, "image "+bad.ID+" rejected") || !strings.Contains(st.RolledBack, "server is in ERROR") ||
 		st.DesiredImage.ID != gold.ID || st.Halted != "" || !st.Status.RollingBack {
 		t.Errorf("status %+v: want the rejected image and why, back on %s, not halted", st, gold.ID)
 	}

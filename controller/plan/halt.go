@@ -69,8 +69,7 @@ func spent(t Target, p Progress) string {
 	if p.Failures < budget {
 		return ""
 	}
-	return fmt.Sprintf("%d new servers went to ERROR or were not ready within %s (failure budget %d; last: %s)",
-		p.Failures, t.ProgressDeadline, budget, p.LastFailure)
+	return fmt.Sprintf("%d new servers failed (failure budget %d; last: %s)", p.Failures, budget, p.LastFailure)
 }
 
 // stalled says why the rollout made no progress for its deadline, or "".

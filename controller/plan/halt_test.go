@@ -83,7 +83,7 @@ func TestFailureBudgetHalts(t *testing.T) {
 	if d.Halt == "" || !d.Status.Halted || len(d.Creates) != 0 {
 		t.Fatalf("halt %q, status %+v, %d creates: want halted with the third failure", d.Halt, d.Status, len(d.Creates))
 	}
-	if !strings.Contains(d.Halt, "3 new servers went to ERROR") || d.Progress.Failures != 3 || !d.RecordProgress {
+	if !strings.Contains(d.Halt, "3 new servers failed (failure budget 3; last: failed: server is in ERROR") || d.Progress.Failures != 3 || !d.RecordProgress {
 		t.Errorf("halt %q progress %+v", d.Halt, d.Progress)
 	}
 	tg.Progress.Failures = 1
