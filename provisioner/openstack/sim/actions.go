@@ -101,7 +101,7 @@ func (s *Sim) appAfter(srv *server, gen uint64) {
 			s.mu.Unlock()
 			return
 		}
-		srv.appUp = true
+		srv.appUp, srv.leaking = true, false
 		if img, ok := s.images[srv.imageID]; ok && img.FailsAfter > 0 {
 			s.failAfter(srv, gen, img.FailsAfter)
 		}
@@ -120,7 +120,7 @@ func (s *Sim) failAfter(srv *server, gen uint64, d time.Duration) {
 			s.mu.Unlock()
 			return
 		}
-		srv.health = HealthFailing
+		srv.leaking = true
 		s.mu.Unlock()
 		s.syncApp(srv)
 	})

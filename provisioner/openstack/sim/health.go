@@ -105,7 +105,7 @@ func (s *Sim) syncApp(srv *server) {
 	defer srv.appMu.Unlock()
 	s.mu.Lock()
 	want := s.servers[srv.id] == srv && !s.closed && srv.appUp && srv.health != HealthDown && srv.address != ""
-	failing := srv.health == HealthFailing
+	failing := srv.health == HealthFailing || srv.leaking
 	s.mu.Unlock()
 
 	switch {

@@ -205,4 +205,24 @@ func TestImageFailsAfterItsGate(t *testing.T) {
 	if v, _ := e.sim.Server(srv.ID); v.Healthy {
 		t.Errorf("the server says healthy while its check fails")
 	}
+	// The failure is the image's: SetHealth does not cure it, a rebuild
+	// with a good image does.
+	if err := e.sim.SetHealth(srv.ID, sim.HealthUp); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := probe(t, addr, 8080); status != 503 {
+		t.Errorf("SetHealth(HealthUp) cured the image's failure: %d", status)
+	}
+	if _, err := servers.Rebuild(context.Background(), e.compute, srv.ID, servers.RebuildOpts{ImageRef: e.img.ID}).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "healthy on the good image", func() bool {
+		v, _ := e.sim.Server(srv.ID)
+		status, _ := probe(t, addr, 8080)
+		return v.Healthy && v.ImageID == e.img.ID && status == 200
+	})
+	time.Sleep(400 * time.Millisecond) // longer than the leaky image's FailsAfter
+	if v, _ := e.sim.Server(srv.ID); !v.Healthy {
+		t.Errorf("a server rebuilt with a good image failed again")
+	}
 }

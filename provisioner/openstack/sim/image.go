@@ -35,7 +35,9 @@ type Image struct {
 	// FailsAfter, when above zero, makes every server booted from this
 	// image pass its health check for this long after its application
 	// starts, and then fail it (503) for good: an image that passes its
-	// gate and fails later (a leak, a cron job, a certificate).
+	// gate and fails later (a leak, a cron job, a certificate). The
+	// failure is the image's, apart from SetHealth: a rebuild with
+	// another image (or a restart) starts the application afresh.
 	FailsAfter time.Duration
 }
 

@@ -90,6 +90,7 @@ type server struct {
 	bootTime           time.Duration
 	healthDelay        time.Duration
 	health             Health
+	leaking            bool // its image's application fails now (Image.FailsAfter), whatever health says
 	deleting           bool
 	appUp              bool // HealthDelay has passed since ACTIVE
 	listening          bool // the health listeners are open
@@ -112,7 +113,7 @@ func (srv *server) view() Server {
 		Address: srv.address, Network: srv.network.Name,
 		Created: srv.created, ActiveAt: srv.activeAt,
 		BootTime: srv.bootTime, HealthDelay: srv.healthDelay,
-		Healthy:  srv.status == "ACTIVE" && srv.appUp && srv.listening && srv.health == HealthUp && !srv.deleting,
+		Healthy:  srv.status == "ACTIVE" && srv.appUp && srv.listening && srv.health == HealthUp && !srv.leaking && !srv.deleting,
 		Deleting: srv.deleting,
 		Volumes:  srv.volumes,
 	}
