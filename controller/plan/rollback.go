@@ -94,15 +94,20 @@ func underWay(t Target, servers []Classified) bool {
 }
 
 // watching says whether the rollout's record must outlive convergence:
-// its last new server became ready less than Watch ago.
+// its last new server became ready less than Watch ago. One ready now and
+// not recorded yet becomes ready now (its record is written this round).
 func watching(t Target, servers []Classified, now time.Time) bool {
 	if t.Watch <= 0 {
 		return false
 	}
 	var last time.Time
 	for _, c := range servers {
-		if c.ImageID == t.ImageID && c.Revision == t.Revision && c.ReadyAt.After(last) {
-			last = c.ReadyAt
+		at := c.ReadyAt
+		if at.IsZero() && c.Ready {
+			at = now
+		}
+		if c.ImageID == t.ImageID && c.Revision == t.Revision && at.After(last) {
+			last = at
 		}
 	}
 	return !last.IsZero() && now.Before(last.Add(t.Watch))

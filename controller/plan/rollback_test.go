@@ -117,6 +117,14 @@ func TestRecordKeptWhileWatched(t *testing.T) {
 	if d := Plan(tg, sickAfterServing(fleet("ccc"), t0.Add(-11*time.Minute)), t0); !d.RecordProgress || !d.Progress.IsZero() {
 		t.Errorf("the watch over: record %v %+v, want it cleared", d.RecordProgress, d.Progress)
 	}
+	// The round a server becomes ready is the start of the watch, before
+	// its ready-at is recorded (this round): a group of one whose only
+	// server replaced a sick one converges with none recorded yet.
+	one := target(1, 1, 0)
+	one.Watch, one.Progress = 10*time.Minute, tg.Progress
+	if d := Plan(one, fleet("c"), t0); !d.Status.Converged || d.RecordProgress {
+		t.Errorf("converged as its only server became ready: converged %v, record written %v %+v; want it kept", d.Status.Converged, d.RecordProgress, d.Progress)
+	}
 }
 
 // A failed rollout with on_failure rollback rejects the image and goes
