@@ -36,6 +36,9 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	case !rec.isZero():
 		r.spreadRejection(ctx, w.servers, rec)
 	}
+	if !dec.RecordProgress && !dec.Progress.IsZero() {
+		r.spreadProgress(ctx, w.servers, key, dec.Progress)
+	}
 	if dec.RecordProgress && !r.recordProgress(ctx, w.servers, key, dec.Progress) {
 		// A failure counted this round but not recorded is counted again
 		// next round: its server must still be there, as it is.
@@ -56,7 +59,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	go func() {
 		defer close(created)
 		if len(dec.Creates) > 0 {
-			createErr = r.createServers(ctx, dec.Creates, w.image, createRecord(dec.Previous, rec), now)
+			createErr = r.createServers(ctx, dec.Creates, w.image, createRecord(dec.Previous, rec, key, dec.Progress), now)
 		}
 	}()
 	var errs []error
@@ -202,15 +205,35 @@ func (r *GroupReconciler) spreadRejection(ctx context.Context, servers []provisi
 	}
 }
 
+// spreadProgress writes the rollout's failure record on the servers that
+// can take it and lack it, or hold one that counts fewer failures: a
+// record only on servers that leave (a sick server replaced, in a group
+// of one the only one) would leave with them, and the failures of an
+// image that cannot stay healthy would be counted afresh, heal churning
+// on it for good.
+func (r *GroupReconciler) spreadProgress(ctx context.Context, servers []provisioner.Server, key string, p plan.Progress) {
+	to := slices.DeleteFunc(holders(servers), func(s provisioner.Server) bool {
+		q, ok := parseProgress(s.Metadata, key)
+		return ok && q.Failures >= p.Failures
+	})
+	if len(to) > 0 {
+		r.recordOnServers(ctx, to, progressMetadata(key, p), "progress")
+	}
+}
+
 // createRecord is what every new server records besides its spec: what it
-// replaced, and the rollback on record.
-func createRecord(previous plan.Ref, j rejection) map[string]string {
+// replaced, the rollback on record, and the failure record of the rollout
+// to key it is part of.
+func createRecord(previous plan.Ref, j rejection, key string, p plan.Progress) map[string]string {
 	md := map[string]string{}
 	if !previous.IsZero() {
 		md[MetaPreviousImage], md[MetaPreviousRevision] = previous.ImageID, previous.Revision
 	}
 	if !j.isZero() {
 		maps.Copy(md, rejectionMetadata(j))
+	}
+	if !p.IsZero() {
+		maps.Copy(md, progressMetadata(key, p))
 	}
 	return md
 }

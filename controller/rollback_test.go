@@ -218,6 +218,44 @@ func TestHaltAfterTheGate(t *testing.T) {
 	_ = leaky
 }
 
+// A group of one whose image fails after its gate ends in a rollback too,
+// not in heal churn: the failure counted on the sick server, which is
+// drained and deleted, outlives it on its replacement.
+func TestRollbackAfterTheGateGroupOfOne(t *testing.T) {
+	for _, onFailure := range []string{config.OnFailureRollback, config.OnFailureHalt} {
+		t.Run(onFailure, func(t *testing.T) {
+			env := simtest.Start(t, grouptest.FastSim(1504), 0)
+			gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+			g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 1,
+				"{max_surge: 1, max_unavailable: 0, min_ready: 30ms, max_failures: 2, watch: 1m, on_failure: "+onFailure+"}"), "grace: 30s", "grace: 0s", 1))
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+			leaky := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute), FailsAfter: 300 * time.Millisecond})
+			env.Sim.ResetRequests()
+
+			r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
+			defer r.Close()
+			d := runUntil(t, r, 30*time.Second, "the end of the rollout", func(d plan.Decision) bool {
+				return d.Status.Halted || d.Status.RollingBack && d.Status.Converged
+			})
+			// The failing image's servers: its first, and one heal
+			// replacement; the rollback's one.
+			if n := grouptest.Creates(env.Sim); n > 3 {
+				t.Errorf("%d creates: heal churned on the failing image", n)
+			}
+			if onFailure == config.OnFailureHalt {
+				if !d.Status.Halted || d.Status.Failures < 2 {
+					t.Errorf("status %+v: want halted with the budget of 2 spent", d.Status)
+				}
+				return
+			}
+			assertFleet(t, env.Sim, g, gold.ID)
+			if img, _ := r.Rejected(); img != leaky.ID {
+				t.Errorf("rejected %q, want %s", img, leaky.ID)
+			}
+		})
+	}
+}
+
 // A rollback whose image to go back to is gone from Glance halts, and says
 // so.
 func TestRollbackToAnImageGoneHalts(t *testing.T) {
