@@ -35,10 +35,13 @@ func handingTo(t Target, id string) bool {
 
 // handovers pairs old servers that hold data volumes with new ones that
 // hold none, within the unavailability budget: each pair stops an old
-// server. A new server takes part only once ACTIVE and not known
-// unhealthy (whether it truly answers is checked before the old one is
-// stopped); every volume of an old server goes to the same new one. A
-// free volume goes to a new server at no cost: no server stops.
+// server, at the cost removing it would have (cost: one that serves
+// nothing — failing its check, not ACTIVE — costs nothing, or a group
+// whose old servers all fell sick could never move their volumes off
+// them). A new server takes part only once ACTIVE and not known unhealthy
+// (whether it truly answers is checked before the old one is stopped);
+// every volume of an old server goes to the same new one. A free volume
+// goes to a new server at no cost: no server stops.
 func handovers(t Target, old, current []Classified, budget *int) []Handover {
 	busy := map[string]bool{}
 	for _, h := range t.InFlight {
@@ -61,15 +64,19 @@ func handovers(t Target, old, current []Classified, budget *int) []Handover {
 		takers = takers[1:]
 	}
 	for _, o := range old {
-		if *budget <= 0 || len(takers) == 0 {
+		if len(takers) == 0 {
 			break
 		}
 		if len(o.StatefulVolumes) == 0 || busy[o.ID] || o.Unlisted {
 			continue
 		}
+		n, ok := cost(o, *budget)
+		if !ok {
+			continue
+		}
 		to := takers[0]
 		takers = takers[1:]
-		*budget--
+		*budget -= n
 		for _, v := range o.StatefulVolumes {
 			if !busy[v] {
 				out = append(out, Handover{Volume: v, From: o, To: to})

@@ -13,6 +13,12 @@ func TestHandovers(t *testing.T) {
 		}
 		return out
 	}
+	// sick is an old server that fails its check, holding v1.
+	sick := func(health Health) []Classified {
+		s := fleet("o")[0]
+		s.StatefulVolumes, s.Health = []string{"v1"}, health
+		return []Classified{classify(target(3, 1, 1), s, t0)}
+	}
 	cases := []struct {
 		name     string
 		old      []Classified
@@ -24,6 +30,9 @@ func TestHandovers(t *testing.T) {
 	}{
 		{name: "an old server's volume goes to a new one", old: holding("o", "v1"), current: holding("c"), budget: 1, want: []string{"v1:o00>c00"}},
 		{name: "no budget: nothing stops", old: holding("o", "v1"), current: holding("c"), budget: 0},
+		{name: "an old server failing its check stops at no cost", old: sick(Unhealthy), current: holding("c"), budget: -5, want: []string{"v1:o00>c00"}},
+		{name: "one of unknown health stops while the floor holds", old: sick(HealthUnknown), current: holding("c"), budget: 0, want: []string{"v1:o00>c00"}},
+		{name: "one of unknown health does not below the floor", old: sick(HealthUnknown), current: holding("c"), budget: -1},
 		{name: "a free volume costs nothing", current: holding("c"), free: []string{"v9"}, budget: 0, want: []string{"v9:>c00"}},
 		{name: "a new server booting takes none", old: holding("o", "v1"), current: holding("b"), budget: 1},
 		{name: "a new server failing its check takes none", old: holding("o", "v1"), current: holding("u"), budget: 1},
