@@ -83,8 +83,16 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if halt != "" && t.Halted == "" && dec.Halt == "" {
-			r.recordHalt(ctx, w.servers, w.image, halt, dec)
+		if halt != "" && t.Halted == "" && dec.Halt == "" && dec.Reject == "" {
+			// The rollout failed: a rollback rather than a halt when the
+			// group asks for one and has an image to go back to.
+			if to, why := plan.Undo(t, dec.Servers, halt); why == "" {
+				rej := dec
+				rej.Reject, rej.RollbackTo = halt, to
+				r.recordRejection(ctx, w, rej, now)
+			} else {
+				r.recordHalt(ctx, w.servers, w.image, why, dec)
+			}
 		}
 	}
 	if err := r.scheduleVolumeSnapshots(ctx, dec.Servers, now); err != nil {

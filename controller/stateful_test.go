@@ -14,6 +14,7 @@ import (
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
@@ -167,6 +168,39 @@ func TestStatefulHandoverRollsBack(t *testing.T) {
 	}
 	if !halted || !rolledBack {
 		t.Errorf("events: halted %v, handover rolled back %v; want both", halted, rolledBack)
+	}
+}
+
+// With on_failure rollback, the same failed handover rolls the group back
+// instead: the volume back on the old server, the new image rejected, and
+// the group converged on the image it ran before.
+func TestStatefulHandoverFailureRollsTheGroupBack(t *testing.T) {
+	env := simtest.Start(t, grouptest.FastSim(1505), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
+	g := grouptest.ParseGroup(t, strings.Replace(statefulGroup(t, 1, 3), "progress_deadline: 20s", "progress_deadline: 2s, on_failure: rollback", 1))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+	old := env.Sim.Servers()[0]
+
+	bad := env.Sim.AddImage(sim.Image{Name: "gold"})
+	stopBreaking := breakWhenDataArrives(env.Sim, data.ID, bad.ID)
+	defer stopBreaking()
+	log := &controller.EventLog{}
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), log, grouptest.Logger(t), grouptest.FastOptions())
+	defer r.Close()
+	d := runUntil(t, r, 30*time.Second, "the rollback", func(d plan.Decision) bool {
+		return d.Status.Halted || d.Status.RollingBack && d.Status.Converged
+	})
+	if d.Status.Halted {
+		t.Fatalf("halted: %v; want a rollback", r.Stuck())
+	}
+	if img, why := r.Rejected(); img != bad.ID || !strings.Contains(why, "handover") {
+		t.Errorf("rejected %q (%q), want %s for its failed handover", img, why, bad.ID)
+	}
+	v, _ := env.Sim.VolumeByID(data.ID)
+	servers := env.Sim.Servers()
+	if len(servers) != 1 || servers[0].ID != old.ID || v.ServerID != old.ID || servers[0].ImageID != gold.ID || !servers[0].Healthy {
+		t.Errorf("servers %+v, volume on %q: want only the old server, healthy on %s, holding the volume", servers, v.ServerID, gold.ID)
 	}
 }
 

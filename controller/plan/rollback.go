@@ -71,6 +71,14 @@ func undo(t Target, servers []Classified, reason string) (Ref, string) {
 	return to, ""
 }
 
+// Undo is what a rollout that failed outside the plan does (a data
+// volume's handover rolled back because the new server failed its check
+// with it): go back to the image returned, or, when halt is set, halt
+// with it — by the same rules as a failure the plan finds itself.
+func Undo(t Target, servers []Classified, reason string) (to Ref, halt string) {
+	return undo(t, servers, reason)
+}
+
 // failedLate says whether a server of the desired image that served and
 // is sick counts against the failure budget: while the rollout is under
 // way, and after it within Watch of the server first serving — so the
