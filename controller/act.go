@@ -74,7 +74,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	if err := r.drainServers(ctx, dec.Drains, now); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.reimageServers(ctx, dec.Reimages, w.servers, w.image, now); err != nil {
+	if err := r.reimageServers(ctx, dec.Reimages, w.servers, w.image, dec.Previous, now); err != nil {
 		errs = append(errs, err)
 	}
 	if r.group.Stateful != nil {

@@ -27,8 +27,10 @@ import (
 // ready record and rebuild request cleared (until it serves again it is a
 // boot that may fail, not a server that served).
 
-// reimageServers records each rebuild, then asks Nova for it.
-func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []plan.Reimage, live []provisioner.Server, img provisioner.Image, now time.Time) error {
+// reimageServers records each rebuild, then asks Nova for it. Like a
+// create, a rebuild records what the group ran before (previous), for a
+// rollback: with strategy rebuild no server is ever created.
+func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []plan.Reimage, live []provisioner.Server, img provisioner.Image, previous plan.Ref, now time.Time) error {
 	if len(reimages) == 0 {
 		return nil
 	}
@@ -56,6 +58,9 @@ func (r *GroupReconciler) reimageServers(ctx context.Context, reimages []plan.Re
 				MetaReadyAt:   "",
 				MetaRebuild:   "",
 				MetaDrainThen: "",
+			}
+			if !previous.IsZero() {
+				md[MetaPreviousImage], md[MetaPreviousRevision] = previous.ImageID, previous.Revision
 			}
 			if b.Server.Status == provisioner.StatusError {
 				// Nova refuses a metadata change on a server in ERROR

@@ -256,6 +256,37 @@ func TestRollbackAfterTheGateGroupOfOne(t *testing.T) {
 	}
 }
 
+// With strategy rebuild the servers are reimaged in place, none created:
+// each records what it ran before all the same, so that a rollout whose
+// every server was rebuilt onto an image failing after its gate still
+// has an image to go back to.
+func TestRollbackAfterTheGateRebuiltInPlace(t *testing.T) {
+	env := simtest.Start(t, grouptest.FastSim(1506), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 3,
+		"{strategy: rebuild, max_surge: 0, max_unavailable: 1, min_ready: 30ms, max_failures: 2, watch: 1m, on_failure: rollback}"), "grace: 30s", "grace: 0s", 1))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+	ids := grouptest.IDsOf(env.Sim, "web")
+	// Fails late enough for the rebuild to reach every server first.
+	leaky := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute), FailsAfter: 2 * time.Second})
+
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
+	defer r.Close()
+	d := runUntil(t, r, 60*time.Second, "the end of the rollout", func(d plan.Decision) bool {
+		return d.Status.Halted || d.Status.RollingBack && d.Status.Converged
+	})
+	if d.Status.Halted {
+		t.Fatalf("halted: %v; want a rollback", r.Stuck())
+	}
+	assertFleet(t, env.Sim, g, gold.ID)
+	if img, _ := r.Rejected(); img != leaky.ID {
+		t.Errorf("rejected %q, want %s", img, leaky.ID)
+	}
+	if got := grouptest.IDsOf(env.Sim, "web"); strings.Join(got, " ") != strings.Join(ids, " ") {
+		t.Errorf("servers %v, want the same %v rebuilt in place", got, ids)
+	}
+}
+
 // A rollback whose image to go back to is gone from Glance halts, and says
 // so.
 func TestRollbackToAnImageGoneHalts(t *testing.T) {
