@@ -109,12 +109,18 @@ func (d *Decision) sort(t Target, counted map[string]bool, now time.Time) groups
 		case KindDraining:
 			d.Status.Draining++
 			until := c.DrainStart.Add(t.Drain)
+			inTraffic := c.Traffic == TrafficServing || c.Traffic == TrafficPending
 			switch {
+			case !now.Before(until) && c.DrainThen == DrainThenRebuild && t.RebuildInPlace && c.Revision == t.Revision && inTraffic:
+				// Its drain never took (the weight change was refused, or
+				// lost in a crash): out of the traffic first, rebuilt next
+				// round — a rebuild, unlike a delete, does not take it out.
+				d.Drains = append(d.Drains, Drain{Server: c, Reason: c.Reason, Resume: true, Until: until, Then: DrainThenRebuild})
 			case !now.Before(until) && c.DrainThen == DrainThenRebuild && t.RebuildInPlace && c.Revision == t.Revision:
 				d.Reimages = append(d.Reimages, Reimage{Server: c, Reason: "drained: " + c.Reason})
 			case !now.Before(until):
 				d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "drained: " + c.Reason})
-			case c.Traffic == TrafficServing || c.Traffic == TrafficPending:
+			case inTraffic:
 				d.Drains = append(d.Drains, Drain{Server: c, Reason: c.Reason, Resume: true, Until: until})
 			}
 		case KindDeleting:

@@ -178,6 +178,37 @@ func TestPlanDrainResumesFromRecordedStart(t *testing.T) {
 	}
 }
 
+// strategy rebuild behind a pool: a server is rebuilt once its drain is
+// over and it is out of the traffic — not while the pool still sends it
+// requests because the weight change never landed (refused, or lost in a
+// crash between the record and the request): then it is drained again.
+func TestPlanRebuildWaitsForItsDrainToTake(t *testing.T) {
+	tgt := target(2, 0, 1)
+	tgt.Traffic, tgt.Drain, tgt.RebuildInPlace = true, 30*time.Second, true
+	for _, tc := range []struct {
+		traffic     TrafficState
+		wantReimage bool
+	}{
+		{TrafficDrained, true},
+		{TrafficServing, false},
+		{TrafficPending, false},
+	} {
+		t.Run(tc.traffic.String(), func(t *testing.T) {
+			servers := fleet("co")
+			servers[0].Traffic = TrafficServing
+			x := &servers[1]
+			x.Phase, x.DrainThen, x.DrainStart, x.Traffic, x.Revision = PhaseDraining, DrainThenRebuild, t0.Add(-time.Minute), tc.traffic, "rev"
+			d := Plan(tgt, servers, t0)
+			if got := len(d.Reimages) == 1 && d.Reimages[0].Server.ID == x.ID; got != tc.wantReimage {
+				t.Errorf("reimaged: %v, want %v (%+v)", got, tc.wantReimage, d.Reimages)
+			}
+			if drained := len(d.Drains) == 1 && d.Drains[0].Resume && d.Drains[0].Server.ID == x.ID; drained == tc.wantReimage {
+				t.Errorf("drained again: %v, want %v (%+v)", drained, !tc.wantReimage, d.Drains)
+			}
+		})
+	}
+}
+
 // A halted rollout removes the new servers that never served, and keeps
 // everything that serves or served: old ones, and current ones.
 func TestPlanHalted(t *testing.T) {
