@@ -78,10 +78,12 @@ func spent(t Target, p Progress) string {
 // canaries ending or their promotion, all read from the records — or,
 // when later, this controller's first look at the rollout. A failure the
 // budget judges, a new server still booting (its own deadline judges it),
-// a volume moving to one, waiting on purpose (a bake, a pause) and waiting
-// for a full quota are not stalls (the deadline runs again from the end of
-// a quota wait); and nothing is judged before this controller has watched
-// for Settle.
+// a volume moving to one, a server that served running again and on its
+// way to ready (its check not passed yet, or not for min_ready: back from
+// a handover rolled back, say — its health grace and thresholds bound
+// that), waiting on purpose (a bake, a pause) and waiting for a full quota
+// are not stalls (the deadline runs again from the end of a quota wait);
+// and nothing is judged before this controller has watched for Settle.
 func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) string {
 	deadline := t.ProgressDeadline
 	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary || t.QuotaWait != "" {
@@ -93,6 +95,9 @@ func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) s
 	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed)
 	for _, c := range d.Servers {
 		if c.Kind == KindCurrent && !c.Ready && !c.Served() && !c.Unlisted || handingTo(t, c.ID) {
+			return ""
+		}
+		if c.Kind == KindCurrent && !c.Ready && c.Served() && c.Status == StatusActive && c.Health != Unhealthy {
 			return ""
 		}
 		if c.ImageID == t.ImageID && c.Revision == t.Revision {

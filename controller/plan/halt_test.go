@@ -141,6 +141,18 @@ func TestStalled(t *testing.T) {
 		{name: "a quota wait long over does not excuse a stall", tweak: func(t *Target) {
 			t.WatchedSince, t.QuotaFreed = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
 		}, servers: old, want: true},
+		{name: "a server that served, running again and not ready yet, is on its way", tweak: func(t *Target) { t.WatchedSince = t0.Add(-time.Hour) }, servers: func() []Server {
+			// Back from a handover rolled back: started again, its check
+			// not passed yet (or not for min_ready).
+			s := fleet("OOOc")
+			s[3].Created, s[3].ReadyAt, s[3].Health = t0.Add(-2*time.Hour), t0.Add(-2*time.Hour), HealthUnknown
+			return s
+		}},
+		{name: "a server that served and fails its check is not on its way", tweak: func(t *Target) { t.WatchedSince = t0.Add(-time.Hour) }, servers: func() []Server {
+			s := fleet("OOOc")
+			s[3].Created, s[3].ReadyAt, s[3].Health, s[3].UnhealthySince = t0.Add(-2*time.Hour), t0.Add(-2*time.Hour), Unhealthy, t0
+			return s
+		}, want: true},
 		{name: "a failure this round is the budget's", tweak: func(t *Target) { t.WatchedSince, t.MaxFailures = t0.Add(-time.Hour), 5 }, servers: func() []Server {
 			return append(fleet("OOO"), failed(1)...)
 		}},
