@@ -79,7 +79,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	}
 	if r.group.Stateful != nil {
 		started := r.startHandovers(ctx, dec.Handovers, now)
-		halt, err := r.advanceHandovers(ctx, append(slices.Clone(w.inflight), started...), dec, w.servers, now)
+		halt, err := r.advanceHandovers(ctx, append(slices.Clone(w.inflight), started...), dec, w.servers, w.image.ID, now)
 		if err != nil {
 			errs = append(errs, err)
 		}

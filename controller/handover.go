@@ -157,8 +157,9 @@ func (r *GroupReconciler) startHandovers(ctx context.Context, hs []plan.Handover
 }
 
 // advanceHandovers takes the next step of each handover in flight, and
-// returns why the rollout must halt when one was rolled back.
-func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []plan.InFlight, d plan.Decision, live []provisioner.Server, now time.Time) (halt string, err error) {
+// returns why the rollout to image fails when one to a server of it was
+// rolled back.
+func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []plan.InFlight, d plan.Decision, live []provisioner.Server, image string, now time.Time) (halt string, err error) {
 	servers := map[string]plan.Classified{}
 	for _, c := range d.Servers {
 		servers[c.ID] = c
@@ -170,7 +171,7 @@ func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []plan.
 	r.forgetSteps(inflight)
 	var errs []error
 	for _, h := range inflight {
-		why, err := r.advance(ctx, h, servers, listed, now)
+		why, err := r.advance(ctx, h, servers, listed, image, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("handover of volume %s: %w", h.Volume, err))
 		}
@@ -182,8 +183,9 @@ func (r *GroupReconciler) advanceHandovers(ctx context.Context, inflight []plan.
 }
 
 // advance takes one step of a handover; it acts only on what the cloud
-// shows now, so taking it twice does no harm.
-func (r *GroupReconciler) advance(ctx context.Context, h plan.InFlight, servers map[string]plan.Classified, listed map[string]provisioner.Server, now time.Time) (halt string, err error) {
+// shows now, so taking it twice does no harm. A handover rolled back fails
+// the rollout to image only when its new server runs image.
+func (r *GroupReconciler) advance(ctx context.Context, h plan.InFlight, servers map[string]plan.Classified, listed map[string]provisioner.Server, image string, now time.Time) (halt string, err error) {
 	vc := r.cloud.Volumes
 	v, err := vc.Volume(ctx, h.Volume)
 	if err != nil {
@@ -316,6 +318,12 @@ func (r *GroupReconciler) advance(ctx context.Context, h plan.InFlight, servers 
 				// Nothing says the image or the data is at fault: the
 				// rollout goes on with another replacement (a failed
 				// boot was counted against max_failures already).
+				return "", nil
+			}
+			if toOK && (to.ImageID != image || to.Revision != r.revision) {
+				// The new server is of a rollout given up meanwhile (a
+				// rollback, a newer image): its failure is not the one
+				// to the desired image, which goes on.
 				return "", nil
 			}
 			return fmt.Sprintf("the handover of volume %s to %s was rolled back: %s", h.Volume, cmp.Or(to.Name, h.To), why), nil
