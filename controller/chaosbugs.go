@@ -15,4 +15,9 @@ const (
 	// BugUntagged creates servers without the group tag (invariant 3, no
 	// orphans).
 	BugUntagged = "untagged"
+	// BugRollbackSkipsGate takes the new servers of a rollback for
+	// healthy from the moment they are ACTIVE, before their health check
+	// passed: they are recorded ready and put into the traffic unchecked
+	// (the health gate, which a rollback keeps like any rollout).
+	BugRollbackSkipsGate = "rollback-skips-gate"
 )

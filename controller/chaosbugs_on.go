@@ -10,4 +10,6 @@ var activeBug = os.Getenv("PHOENIX_CHAOS_BUG")
 func bugOn(b string) bool { return activeBug == b }
 
 // InjectableBugs lists the bugs this binary can inject.
-func InjectableBugs() []string { return []string{BugSurgeIgnored, BugEarlyDelete, BugUntagged} }
+func InjectableBugs() []string {
+	return []string{BugSurgeIgnored, BugEarlyDelete, BugUntagged, BugRollbackSkipsGate}
+}
