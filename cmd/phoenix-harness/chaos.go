@@ -39,25 +39,32 @@ func newChaosCommand(g *cli.Globals) *cobra.Command {
 		Use:   "chaos [--seeds N]",
 		Short: "Run Phoenix through random faults, kills and events, checking its invariants throughout",
 		Long: `chaos runs, for each seed, a random fleet (groups, counts, surge and
-unavailable budgets, load-balancer traffic, snapshots before delete) on the
-built-in simulator, converges it, then publishes new images and sends events
-(image published, security patch, compromised server, a second image in the
-middle of a rollout, an image that cannot boot) while it injects cloud faults
-(5xx and 429 bursts, requests that never answer, creates that happen but
-answer 500, boots to ERROR, boots stuck in BUILD, slow deletes, Octavia 409s
-and members in ERROR, health flaps, a full quota) and kills the daemon — a
+unavailable budgets, load-balancer traffic, snapshots before delete,
+rollout.on_failure halt or rollback) on the built-in simulator, converges it,
+then publishes new images and sends events (image published, security patch,
+compromised server, a second image in the middle of a rollout, an image that
+cannot boot, an image whose servers pass their gate and fail after it) while
+it injects cloud faults (5xx and 429 bursts, requests that never answer,
+creates that happen but answer 500, boots to ERROR, boots stuck in BUILD,
+slow deletes, applications slow to start, Octavia 409s and members in ERROR,
+health flaps, windows of a full instance quota) and kills the daemon — a
 real 'phoenix daemon' process — with SIGKILL and starts it again.
 
 A monitor samples the simulator every few milliseconds and checks:
   availability  healthy servers of a group never below count − max_unavailable
-                (a server the chaos made sick counts as Phoenix's loss only
-                once the group is whole again)
+                (a server the chaos or its image made sick after it served
+                counts as Phoenix's loss only once the group is whole again)
   bound         servers of a group never above count + max_surge
   no orphans    every server carries its group tag, from its create on
   replace first a healthy server is deleted only while the rest of its group
                 still holds the floor
-  fail fast     an image that cannot boot halts its group, which keeps its
-                old servers serving and removes the failed new ones
+  health gate   no server is recorded ready, or takes the group's traffic,
+                before the cloud saw it healthy
+  fail fast     an image that cannot boot, or fails after its gate, halts its
+                group, which keeps its old servers serving and removes the
+                failed new ones — or, with on_failure rollback, the group
+                ends on the image it ran before, every server healthy, and
+                the rejected image is never booted again
   crash-safe    after the kills, every group converges: count servers, all
                 healthy, on the newest image, none extra
 and that neither the cloud password nor the webhook secret appears in any
@@ -86,7 +93,7 @@ Every failing seed is printed with the one command that replays it.`,
 
 // chaosSummary is what a chaos run found.
 type chaosSummary struct {
-	Seeds, Converged, Halted, Violations int
+	Seeds, Converged, Halted, RolledBack, Violations int
 	// Failed are the seeds with a violation or an unexpected end.
 	Failed []seedResult
 }
@@ -116,8 +123,8 @@ func runChaos(ctx context.Context, out, note io.Writer, f *chaosFlags) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nchaos: %d seeds (%d–%d) in %s: %d converged, %d halted as their scenario expects, %d invariant violations, %d seeds failed\n",
-		sum.Seeds, f.from, f.from+uint64(sum.Seeds)-1, time.Since(start).Round(time.Second), sum.Converged, sum.Halted, sum.Violations, len(sum.Failed))
+	fmt.Fprintf(out, "\nchaos: %d seeds (%d–%d) in %s: %d converged, %d halted and %d rolled back as their scenario expects, %d invariant violations, %d seeds failed\n",
+		sum.Seeds, f.from, f.from+uint64(sum.Seeds)-1, time.Since(start).Round(time.Second), sum.Converged, sum.Halted, sum.RolledBack, sum.Violations, len(sum.Failed))
 	for _, r := range sum.Failed {
 		fmt.Fprintf(out, "  seed %d: %s\n    replay: %s\n", r.Seed, r.summary(), replayCommand(r.Seed, f.bug))
 	}
@@ -192,6 +199,8 @@ feed:
 			sum.Failed = append(sum.Failed, r)
 		case r.Outcome == outcomeHalted:
 			sum.Halted++
+		case r.Outcome == outcomeRolledBack:
+			sum.RolledBack++
 		default:
 			sum.Converged++
 		}

@@ -24,8 +24,8 @@ func testPhoenix(t *testing.T, bugs bool) string {
 }
 
 // TestChaosSeeds runs the chaos harness over a handful of seeds with the
-// real daemon binary: every seed must converge, or halt where its image
-// cannot boot, with no invariant violated and no secret shown. .ci/run
+// real daemon binary: every seed must converge, or halt or roll back where
+// its new image fails, with no invariant violated and no secret shown. .ci/run
 // runs 200 seeds the same way; `phoenix-harness chaos --seeds 1000` runs more.
 func TestChaosSeeds(t *testing.T) {
 	if testing.Short() {
@@ -43,8 +43,8 @@ func TestChaosSeeds(t *testing.T) {
 		}
 		t.Fatalf("%d seeds, %d failed, %d violations\n%s", sum.Seeds, len(sum.Failed), sum.Violations, out.String())
 	}
-	if sum.Converged+sum.Halted != 8 {
-		t.Errorf("%d converged and %d halted of 8 seeds", sum.Converged, sum.Halted)
+	if sum.Converged+sum.Halted+sum.RolledBack != 8 {
+		t.Errorf("%d converged, %d halted and %d rolled back of 8 seeds", sum.Converged, sum.Halted, sum.RolledBack)
 	}
 }
 
@@ -59,13 +59,18 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 	if err := checkInjects(bin, controller.BugSurgeIgnored); err != nil {
 		t.Fatalf("a chaosbugs build refused: %v", err)
 	}
-	for _, tc := range []struct{ bug, invariant string }{
-		{controller.BugSurgeIgnored, "bound:"},
-		{controller.BugEarlyDelete, "availability:"},
-		{controller.BugUntagged, "orphan:"},
+	for _, tc := range []struct {
+		bug, invariant string
+		from           uint64
+	}{
+		{controller.BugSurgeIgnored, "bound:", 1},
+		{controller.BugEarlyDelete, "availability:", 1},
+		{controller.BugUntagged, "orphan:", 1},
+		// From the first seed that rolls a group back.
+		{controller.BugRollbackSkipsGate, "gate:", firstRollback(t)},
 	} {
 		t.Run(tc.bug, func(t *testing.T) {
-			sum, err := chaosRun(context.Background(), io.Discard, bin, &chaosFlags{seeds: 10, from: 1, parallel: 2, bug: tc.bug, expect: true})
+			sum, err := chaosRun(context.Background(), io.Discard, bin, &chaosFlags{seeds: 10, from: tc.from, parallel: 2, bug: tc.bug, expect: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,6 +87,21 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 	}
 }
 
+// firstRollback is the first seed with a group whose new image fails and
+// that rolls back.
+func firstRollback(t *testing.T) uint64 {
+	for seed := uint64(1); seed < 100; seed++ {
+		_, groups, _, _ := chaosScenario(seed)
+		for _, g := range groups {
+			if g.rollsBack() {
+				return seed
+			}
+		}
+	}
+	t.Fatal("no seed below 100 rolls a group back")
+	return 0
+}
+
 // TestChaosRefusesBugsInAProductionBuild: a phoenix built without the
 // chaosbugs tag has no bug to switch on, and the harness says so before
 // it runs a seed.
@@ -95,7 +115,7 @@ func TestChaosRefusesBugsInAProductionBuild(t *testing.T) {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 	out, code = run(t, "chaos", "--phoenix", bin, "--bug", "off-by-one", "--seeds", "1")
-	if code != cli.ExitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged") {
+	if code != cli.ExitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged, rollback-skips-gate") {
 		t.Errorf("an unknown bug: exit %d:\n%s", code, out)
 	}
 }

@@ -28,10 +28,29 @@ import (
 )
 
 const (
-	outcomeConverged = "converged"
-	outcomeHalted    = "halted"
-	outcomeFailed    = "failed"
-	outcomeCancelled = "cancelled"
+	outcomeConverged  = "converged"
+	outcomeHalted     = "halted"
+	outcomeRolledBack = "rolled back"
+	outcomeFailed     = "failed"
+	outcomeCancelled  = "cancelled"
+)
+
+// progressDeadline is every group's rollout.progress_deadline.
+const progressDeadline = 5 * time.Second
+
+// The instance quota is full for a window of quotaWindowMin to
+// quotaWindowMax, freed at its end (the chaos phase waits for it). The
+// windows stay shorter than progressDeadline for now — with the create
+// backoff (0.5 s doubling: the first create after a 2 s window comes
+// 3.5 s after the first refusal) they stay within it: today a full quota
+// still counts as a stall, and a longer window would halt the rollout.
+// Once quota waits are wired into the reconciler (Target.QuotaWait: a
+// full quota is a wait, not a stall; rollout.create_backoff_max), raise
+// quotaWindowMax above progressDeadline (3× it, as issue 15 asks): the
+// seed must converge all the same.
+const (
+	quotaWindowMin = 500 * time.Millisecond
+	quotaWindowMax = 2 * time.Second
 )
 
 // How a group's new image reaches the daemon.
@@ -85,8 +104,46 @@ type chaosGroup struct {
 	stateful                  bool // a data volume per server, moved to each replacement
 	keep                      int  // snapshots kept; 0: no snapshot before delete
 	trigger                   string
-	bad                       bool // its new image cannot boot: the group must halt
-	second                    bool // a second new image arrives mid-rollout
+	bad                       bool // its new image cannot boot: the rollout must fail
+	// leaky is set when its new image passes its health gate and fails
+	// this long after (sim.Image.FailsAfter): the rollout must fail too,
+	// by the failures after the gate (rollout.watch).
+	leaky time.Duration
+	// rollback is rollout.on_failure: rollback (else halt): a group whose
+	// new image fails must end on the image it ran before, every server
+	// healthy, the failing image never chosen again.
+	rollback bool
+	second   bool // a second new image arrives mid-rollout
+}
+
+// fails says whether the group's new image fails its rollout.
+func (g chaosGroup) fails() bool { return g.bad || g.leaky > 0 }
+
+// rollsBack and halts say how a group whose new image fails must end.
+func (g chaosGroup) rollsBack() bool { return g.fails() && g.rollback }
+func (g chaosGroup) halts() bool     { return g.fails() && !g.rollback }
+
+// maxFailures is the group's failure budget. An image failing after its
+// gate spends a small one at its first servers, or within a few rounds of
+// heal for a group of one; the others have room for the boots the chaos
+// sends to ERROR or sticks in BUILD and the servers it makes sick, which
+// must not halt a good image (nor fail a rollback: it starts after the
+// chaos phase for an image failing after its gate — the failures count
+// only once the health grace is over — and shares the phase with an image
+// that cannot boot).
+func (g chaosGroup) maxFailures() int {
+	if g.leaky > 0 {
+		return 2
+	}
+	return 8
+}
+
+// onFailure is the group's rollout.on_failure.
+func (g chaosGroup) onFailure() string {
+	if g.rollback {
+		return "rollback"
+	}
+	return "halt"
 }
 
 // chaosStep is one thing the schedule does, at an offset from the start
@@ -110,6 +167,12 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 	}
 	if rng.IntN(3) == 0 {
 		opts.DeleteTime = sim.LogNormal(300*time.Millisecond, 1500*time.Millisecond) // slow deletes
+	}
+	if rng.IntN(2) == 0 {
+		// Applications slow to start once their server is ACTIVE (within
+		// the health grace): a server that is recorded ready, or put into
+		// the traffic, before its check passed is seen doing so.
+		opts.HealthDelay = capped(sim.LogNormal(200*time.Millisecond, 1200*time.Millisecond), 2*time.Second)
 	}
 	var groups []chaosGroup
 	for i := range 1 + rng.IntN(3) {
@@ -146,8 +209,14 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 		case g.trigger != byCompromised && rng.IntN(8) == 0:
 			g.bad = true
 		case g.trigger != byCompromised && rng.IntN(4) == 0:
+			// A few hundred ms to a couple of seconds after its
+			// application starts; Phoenix counts the failures once the
+			// health grace (3 s) is over.
+			g.leaky = time.Duration(300+rng.IntN(1700)) * time.Millisecond
+		case g.trigger != byCompromised && rng.IntN(4) == 0:
 			g.second = true
 		}
+		g.rollback = rng.IntN(3) != 0
 		groups = append(groups, g)
 	}
 	phase := time.Duration(1500+rng.IntN(1500)) * time.Millisecond
@@ -156,7 +225,7 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 	var steps []chaosStep
 	for _, g := range groups {
 		steps = append(steps, chaosStep{at: 0, what: fmt.Sprintf("group %s: %s", g.name, g.describe()), do: func(ctx context.Context, r *seedRun) error {
-			return r.publish(ctx, g, g.bad)
+			return r.publish(ctx, g, true)
 		}})
 		if g.second {
 			steps = append(steps, chaosStep{at: phase/4 + at()/2, what: fmt.Sprintf("group %s: a second new image", g.name), do: func(ctx context.Context, r *seedRun) error {
@@ -208,10 +277,6 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 			pick, hold := rng.Uint64(), time.Duration(100+rng.IntN(700))*time.Millisecond
 			return chaosStep{what: fmt.Sprintf("a server's health flaps for %s", hold), do: func(ctx context.Context, r *seedRun) error { return r.flap(ctx, pick, hold) }}
 		},
-		func() chaosStep {
-			hold := time.Duration(300+rng.IntN(700)) * time.Millisecond
-			return chaosStep{what: fmt.Sprintf("the instance quota is full for %s", hold), do: func(ctx context.Context, r *seedRun) error { return r.fullQuota(ctx, hold) }}
-		},
 	}
 	// Failed and stuck boots stay below the failure budget (max_failures
 	// 8): more of them would halt a good image, rightly.
@@ -232,11 +297,25 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 		s.at = at()
 		steps = append(steps, s)
 	}
+	if rng.IntN(3) == 0 {
+		// Quota windows: the instance quota full (at what exists), then
+		// freed; windows may overlap.
+		for range 1 + rng.IntN(2) {
+			hold := quotaWindowMin + time.Duration(rng.Int64N(int64(quotaWindowMax-quotaWindowMin)))
+			steps = append(steps, chaosStep{at: at(), what: fmt.Sprintf("the instance quota is full for %s", hold.Round(time.Millisecond)),
+				do: func(ctx context.Context, r *seedRun) error { return r.fullQuota(ctx, hold) }})
+		}
+	}
 	for range rng.IntN(4) {
 		steps = append(steps, chaosStep{at: at(), what: "SIGKILL the daemon and start it again", do: func(ctx context.Context, r *seedRun) error { return r.kill(ctx) }})
 	}
 	slices.SortStableFunc(steps, func(a, b chaosStep) int { return int(a.at - b.at) })
 	return opts, groups, steps, phase
+}
+
+// capped draws from d, at most limit.
+func capped(d sim.Dist, limit time.Duration) sim.Dist {
+	return func(r *rand.Rand) time.Duration { return min(d(r), limit) }
 }
 
 func faultStep(what string, f sim.Fault) chaosStep {
@@ -268,8 +347,13 @@ func (g chaosGroup) describe() string {
 		s += "; one server reported compromised"
 	case g.bad:
 		s += "; a new image that cannot boot, by " + g.trigger
+	case g.leaky > 0:
+		s += fmt.Sprintf("; a new image whose servers fail %s after passing their gate, by %s", g.leaky, g.trigger)
 	default:
 		s += "; a new image, by " + g.trigger
+	}
+	if g.fails() {
+		s += "; on_failure " + g.onFailure()
 	}
 	return s
 }
@@ -296,6 +380,7 @@ type seedRun struct {
 	mu       sync.Mutex
 	final    map[string]string   // group → the image it must end on
 	old      map[string]string   // group → the image it started on
+	failing  map[string]string   // group → its image that fails after its gate
 	mustGo   map[string][]string // group → servers that must be gone (compromised twins)
 	flapped  []string
 	pools    map[string]string // group → pool ID
@@ -303,6 +388,10 @@ type seedRun struct {
 	faults   int
 	kills    int
 	eventSeq int
+	// quotaHolds counts the quota windows open; quotaWindows waits for
+	// them to close.
+	quotaHolds   int
+	quotaWindows sync.WaitGroup
 }
 
 func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
@@ -312,7 +401,7 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	r := &seedRun{
 		opts: o, groups: groups, rng: rand.New(rand.NewPCG(o.seed, 0x5eed)),
 		password: "pw-" + uuid.NewString(), secret: []byte("wh-" + uuid.NewString()),
-		final: map[string]string{}, old: map[string]string{}, mustGo: map[string][]string{}, pools: map[string]string{}, fips: map[string]string{},
+		final: map[string]string{}, old: map[string]string{}, failing: map[string]string{}, mustGo: map[string][]string{}, pools: map[string]string{}, fips: map[string]string{},
 	}
 	if o.verbose {
 		fmt.Fprintf(o.out, "seed %d: %d groups, chaos for %s\n", o.seed, len(groups), phase)
@@ -350,7 +439,7 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	if err := r.startDaemon(); err != nil {
 		return fail("%v", err)
 	}
-	r.mon = newChaosMonitor(r.sim, groups)
+	r.mon = newChaosMonitor(r.sim, groups, r.pools, r.fips)
 	r.mon.start(2 * time.Millisecond)
 	if err := r.waitFleet(ctx, 60*time.Second, false); err != nil {
 		r.mon.finish()
@@ -393,7 +482,10 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	}
 	res.Outcome = outcomeConverged
 	for _, g := range groups {
-		if g.bad {
+		switch {
+		case g.rollsBack():
+			res.Outcome = outcomeRolledBack
+		case g.halts() && res.Outcome == outcomeConverged:
 			res.Outcome = outcomeHalted
 		}
 	}
@@ -432,7 +524,7 @@ func (r *seedRun) setUp(opts sim.Options) error {
     image: {name: gold-%s, newest: true}
     flavor: m1.small
     networks: [private]
-    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: 5s, max_failures: 8, strategy: %s}
+    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: %s, max_failures: %d, strategy: %s, on_failure: %s, watch: 1m}
     health:
       http: {port: 8080, path: /healthz}
       interval: 100ms
@@ -440,7 +532,7 @@ func (r *seedRun) setUp(opts sim.Options) error {
       healthy_threshold: 2
       unhealthy_threshold: 3
       grace: 3s
-`, g.name, g.count, g.name, g.surge, g.unavailable, map[bool]string{false: "replace", true: "rebuild"}[g.rebuild])
+`, g.name, g.count, g.name, g.surge, g.unavailable, progressDeadline, g.maxFailures(), map[bool]string{false: "replace", true: "rebuild"}[g.rebuild], g.onFailure())
 		if g.traffic {
 			lb, err := s.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb-" + g.name, PoolName: "pool-" + g.name, Monitor: true, MonitorPath: "/healthz"})
 			if err != nil {
@@ -587,17 +679,29 @@ func (r *seedRun) kill(ctx context.Context) error {
 }
 
 // publish publishes a group's next image and tells the daemon as the
-// group's trigger says.
-func (r *seedRun) publish(ctx context.Context, g chaosGroup, bad bool) error {
+// group's trigger says. The first is the one that fails, for a group
+// whose new image does: it is never the one the group must end on.
+func (r *seedRun) publish(ctx context.Context, g chaosGroup, first bool) error {
 	if g.trigger == byCompromised {
 		return r.compromise(ctx, g)
 	}
-	img := r.sim.AddImage(sim.Image{Name: "gold-" + g.name, BootFails: bad})
-	if !bad {
-		r.mu.Lock()
-		r.final[g.name] = img.ID
-		r.mu.Unlock()
+	spec := sim.Image{Name: "gold-" + g.name}
+	if first {
+		spec.BootFails, spec.FailsAfter = g.bad, g.leaky
 	}
+	img := r.sim.AddImage(spec)
+	if spec.FailsAfter > 0 {
+		// Told before any server of it can boot.
+		r.mon.failsAfterGate(img.ID)
+	}
+	r.mu.Lock()
+	switch {
+	case spec.FailsAfter > 0:
+		r.failing[g.name] = img.ID
+	case !spec.BootFails:
+		r.final[g.name] = img.ID
+	}
+	r.mu.Unlock()
 	switch g.trigger {
 	case byImageEvent:
 		return r.send(ctx, trigger.Event{Type: trigger.TypeImagePublished, Image: img.ID})
@@ -691,24 +795,38 @@ func (r *seedRun) flap(ctx context.Context, pick uint64, hold time.Duration) err
 	return nil
 }
 
-// fullQuota sets the instance quota to what exists for a while.
+// fullQuota opens a quota window: the instance quota is set to what
+// exists (unless a window is open already) and freed once the last open
+// window ends.
 func (r *seedRun) fullQuota(ctx context.Context, hold time.Duration) error {
-	r.sim.SetQuota(sim.Quota{Instances: len(r.sim.Servers())})
+	r.mu.Lock()
+	if r.quotaHolds == 0 {
+		r.sim.SetQuota(sim.Quota{Instances: len(r.sim.Servers())})
+	}
+	r.quotaHolds++
+	r.mu.Unlock()
+	r.quotaWindows.Add(1)
 	go func() {
+		defer r.quotaWindows.Done()
 		select {
 		case <-time.After(hold): // how long the quota stays full
 		case <-ctx.Done():
 		}
-		r.sim.SetQuota(sim.Quota{Instances: -1})
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.quotaHolds--; r.quotaHolds == 0 {
+			r.sim.SetQuota(sim.Quota{Instances: -1})
+		}
 	}()
 	return nil
 }
 
-// calm ends the chaos: no more faults, every flapped server healthy again.
+// calm ends the chaos: no more faults, every flapped server healthy again,
+// and the quota windows closed (each lasts as long as it was drawn).
 func (r *seedRun) calm() {
 	r.sim.ClearFaults()
 	r.sim.ClearBootFaults()
-	r.sim.SetQuota(sim.Quota{Instances: -1})
+	r.quotaWindows.Wait()
 	r.mu.Lock()
 	flapped := slices.Clone(r.flapped)
 	r.mu.Unlock()
@@ -718,9 +836,10 @@ func (r *seedRun) calm() {
 }
 
 // waitFleet waits for every group to reach its end: count servers, all
-// healthy, none deleting, on its final image — or, for a group whose
-// image cannot boot, halted on its old image — with the daemon saying
-// the same.
+// healthy, none deleting, on its final image — for a group whose new
+// image fails and that rolls back, the image it ran before, the failing
+// one rejected; for one that halts, halted on its old image with the
+// failing image's servers that served — with the daemon saying the same.
 func (r *seedRun) waitFleet(ctx context.Context, patience time.Duration, end bool) error {
 	deadline := time.Now().Add(patience)
 	var why string
@@ -759,16 +878,22 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 	for _, g := range r.groups {
 		gs, ok := byName[g.name]
 		want := r.final[g.name]
-		halt := end && g.bad
+		halt := end && g.halts()
+		back := end && g.rollsBack()
+		// leaked are the servers of the image failing after its gate that
+		// a halt keeps: they served, it is not the halt's to remove them.
+		leaked := halt && g.leaky > 0
 		switch {
 		case !ok:
 			return fmt.Sprintf("group %s missing from the daemon's status", g.name)
 		case halt && gs.Halted == "":
-			return fmt.Sprintf("group %s: its image cannot boot, and it has not halted (%s)", g.name, gs.Progress)
+			return fmt.Sprintf("group %s: its new image fails, and it has not halted (%s)", g.name, gs.Progress)
 		case !halt && (gs.InProgress || gs.Halted != ""):
 			return fmt.Sprintf("group %s: %s %s", g.name, gs.Progress, gs.Halted)
+		case back && gs.RolledBack == "":
+			return fmt.Sprintf("group %s: its new image fails, and its status names no image rejected by a rollback", g.name)
 		case !halt && gs.DesiredImage.ID != want:
-			return fmt.Sprintf("group %s: the daemon wants image %s, not the newest %s", g.name, gs.DesiredImage.ID, want)
+			return fmt.Sprintf("group %s: the daemon wants image %s, not %s", g.name, gs.DesiredImage.ID, want)
 		}
 		var mine []sim.Server
 		for _, s := range servers {
@@ -777,7 +902,9 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 			}
 		}
 		switch {
-		case halt && (len(mine) < g.count-g.unavailable || len(mine) > g.count):
+		case leaked && len(mine) > g.count+g.surge:
+			return fmt.Sprintf("group %s, halted, has %d servers, above %d", g.name, len(mine), g.count+g.surge)
+		case halt && !leaked && (len(mine) < g.count-g.unavailable || len(mine) > g.count):
 			// A halted group keeps what serves: an old server its budget
 			// let go before the new image failed is not booted again.
 			return fmt.Sprintf("group %s, halted, has %d servers, want %d to %d", g.name, len(mine), g.count-g.unavailable, g.count)
@@ -796,6 +923,8 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 				case s.Healthy && !s.Deleting && s.ImageID == want:
 					healthyOld++
 					addresses[s.Address] = true
+				case leaked && !s.Deleting && s.Status == "ACTIVE" && s.ImageID == r.failing[g.name] && s.Metadata[controller.MetaReadyAt] != "":
+					kept[s.Address] = true
 				case g.rebuild && s.Status == "ERROR":
 					kept[s.Address] = true
 				default:
@@ -826,7 +955,7 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 				}
 			}
 		}
-		if halt && healthyOld < g.count-g.unavailable {
+		if halt && !leaked && healthyOld < g.count-g.unavailable {
 			return fmt.Sprintf("group %s, halted: %d servers serve the old image, below %d", g.name, healthyOld, g.count-g.unavailable)
 		}
 		if pool := r.pools[g.name]; pool != "" {
@@ -844,13 +973,13 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 			if halt {
 				wantServing = healthyOld
 			}
-			if serving != wantServing {
+			if serving != wantServing && !leaked {
 				return fmt.Sprintf("group %s: %d pool members serve, want %d", g.name, serving, wantServing)
 			}
 		}
 		if addr := r.fips[g.name]; addr != "" {
 			for _, f := range r.sim.FloatingIPs() {
-				if f.Address == addr && !addresses[f.FixedIP] {
+				if f.Address == addr && !addresses[f.FixedIP] && !(leaked && kept[f.FixedIP]) {
 					return fmt.Sprintf("group %s: floating IP %s points at %q, none of its servers", g.name, addr, f.FixedIP)
 				}
 			}
