@@ -83,10 +83,15 @@ func spent(t Target, p Progress) string {
 // a handover rolled back, say — its health grace and thresholds bound
 // that), waiting on purpose (a bake, a pause) and waiting for a full quota
 // are not stalls (the deadline runs again from the end of a quota wait);
-// and nothing is judged before this controller has watched for Settle.
+// nor is a group whose desired servers all serve, with only old ones left
+// to go (nothing is left to create or to become ready); and nothing is
+// judged before this controller has watched for Settle.
 func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) string {
 	deadline := t.ProgressDeadline
 	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary || t.QuotaWait != "" {
+		return ""
+	}
+	if d.Status.Available >= t.Count {
 		return ""
 	}
 	if now.Sub(t.WatchedSince) <= t.Settle {

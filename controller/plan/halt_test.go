@@ -153,6 +153,13 @@ func TestStalled(t *testing.T) {
 			s[3].Created, s[3].ReadyAt, s[3].Health, s[3].UnhealthySince = t0.Add(-2*time.Hour), t0.Add(-2*time.Hour), Unhealthy, t0
 			return s
 		}, want: true},
+		{name: "the desired servers all serve, old ones left to go: nothing to wait for", tweak: func(t *Target) { t.WatchedSince = t0.Add(-time.Hour) }, servers: func() []Server {
+			s := fleet("cccO")
+			for i := range 3 {
+				s[i].Created, s[i].ReadyAt = t0.Add(-2*time.Hour), t0.Add(-2*time.Hour)
+			}
+			return s
+		}},
 		{name: "a failure this round is the budget's", tweak: func(t *Target) { t.WatchedSince, t.MaxFailures = t0.Add(-time.Hour), 5 }, servers: func() []Server {
 			return append(fleet("OOO"), failed(1)...)
 		}},
