@@ -35,8 +35,9 @@ const (
 	outcomeCancelled  = "cancelled"
 )
 
-// progressDeadline is every group's rollout.progress_deadline.
-const progressDeadline = 5 * time.Second
+// progressDeadline is every group's rollout.progress_deadline (longer
+// under the race detector: see slowdown).
+const progressDeadline = slowdown * 5 * time.Second
 
 // The instance quota is full for a window of quotaWindowMin to
 // quotaWindowMax, freed at its end (the chaos phase waits for it): up to
@@ -45,7 +46,7 @@ const progressDeadline = 5 * time.Second
 // after the window within a couple of seconds.
 const (
 	quotaWindowMin   = 500 * time.Millisecond
-	quotaWindowMax   = 3 * progressDeadline
+	quotaWindowMax   = 3 * progressDeadline / slowdown
 	createBackoffMax = 2 * time.Second
 )
 
@@ -437,7 +438,7 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	}
 	r.mon = newChaosMonitor(r.sim, groups, r.pools, r.fips)
 	r.mon.start(2 * time.Millisecond)
-	if err := r.waitFleet(ctx, 60*time.Second, false); err != nil {
+	if err := r.waitFleet(ctx, slowdown*60*time.Second, false); err != nil {
 		r.mon.finish()
 		return fail("the first build: %v", err)
 	}
@@ -467,7 +468,7 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		r.mon.finish()
 		return res
 	}
-	err := r.waitFleet(ctx, 90*time.Second, true)
+	err := r.waitFleet(ctx, slowdown*90*time.Second, true)
 	r.mon.finish()
 	r.collect()
 	if err != nil {
