@@ -54,7 +54,7 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 				// Back where the group was: the rollout this run set out
 				// to do failed.
 				stuck = fmt.Errorf("%w: the rollout of group %s to image %s failed (%s) and was rolled back; the group runs image %s again",
-					ErrRolledBack, g.Name, img, why, r.lastImageID())
+					ErrRolledBack, g.Name, img, why, r.DesiredImage().ID)
 			}
 			return 0, true
 		}

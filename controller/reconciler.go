@@ -62,7 +62,6 @@ type GroupReconciler struct {
 	// Reports.
 	lastErr       error
 	lastStatus    plan.Status
-	lastImage     string
 	lastImg       provisioner.Image
 	announced     bool
 	failedSeen    map[string]bool
@@ -388,12 +387,6 @@ func (r *GroupReconciler) DesiredImage() provisioner.Image {
 	return r.lastImg
 }
 
-func (r *GroupReconciler) lastImageID() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lastImage
-}
-
 // recordedProgress is the rollout's progress record: the one on the
 // servers, or, while no server can hold one, the last this reconciler
 // decided.
@@ -419,9 +412,9 @@ func (r *GroupReconciler) Stuck() error {
 	if r.refusals >= refusalsBeforeStuck && r.createErr != nil {
 		return fmt.Errorf("%w: the cloud refused %d creates in a row: %w", ErrStuck, r.refusals, r.createErr)
 	}
-	if r.halted.reason != "" && r.halted.key == rolloutKey(r.lastImage, r.revision) {
+	if r.halted.reason != "" && r.halted.key == rolloutKey(r.lastImg.ID, r.revision) {
 		return fmt.Errorf("%w: image %s, revision %s: %s; %s",
-			ErrHalted, r.lastImage, r.revision, r.halted.reason, haltAdvice(r.group.Name, r.halted.reason))
+			ErrHalted, r.lastImg.ID, r.revision, r.halted.reason, haltAdvice(r.group.Name, r.halted.reason))
 	}
 	return nil
 }

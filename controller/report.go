@@ -45,7 +45,7 @@ func (r *GroupReconciler) Summary() Summary {
 func (r *GroupReconciler) report(d plan.Decision, t plan.Target, img provisioner.Image, now time.Time) {
 	r.mu.Lock()
 	var events []Event
-	r.lastImage, r.lastImg = img.ID, img
+	r.lastImg = img
 	if !r.announced && !d.Status.Converged {
 		r.announced = true
 		events = append(events, Event{Type: EventRollout, Image: img.ID,
