@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -78,6 +79,9 @@ func orNone(s string) string { return cmp.Or(s, "(none)") }
 // Designates says whether f asks for s to be replaced.
 func (f Force) Designates(s Server) bool {
 	if !s.Created.Before(f.Before) {
+		return false
+	}
+	if len(f.Servers) > 0 && !slices.Contains(f.Servers, s.ID) {
 		return false
 	}
 	return f.ImageID == "" || s.ImageID == f.ImageID && s.Revision == f.Revision
@@ -165,7 +169,7 @@ func heal(t Target, servers []Classified, now time.Time) (unhealthy int, blocked
 		if c.Kind != KindCurrent || !c.Served() || !sick(t, c) || now.Before(c.UnhealthySince.Add(t.HealAfter)) {
 			continue
 		}
-		servers[i].Kind = KindOld
+		servers[i].Kind, servers[i].Healed = KindOld, true
 		switch {
 		case c.Status != StatusActive:
 			servers[i].Reason = fmt.Sprintf("unhealthy: the server is %s, stopped outside Phoenix", c.Status)

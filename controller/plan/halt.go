@@ -88,7 +88,7 @@ func spent(t Target, p Progress) string {
 // judged before this controller has watched for Settle.
 func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) string {
 	deadline := t.ProgressDeadline
-	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary || t.QuotaWait != "" {
+	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary || d.Status.Deferred > 0 || t.QuotaWait != "" {
 		return ""
 	}
 	if d.Status.Available >= t.Count {

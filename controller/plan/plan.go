@@ -21,6 +21,9 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	}
 	d.Status.Unhealthy, d.Status.HealBlocked = heal(t, d.Servers, now)
 
+	// steering
+	d.steer(t, now)
+
 	// failures
 	d.Status.RollingBack = t.RollingBack
 	d.Previous = previous(t, d.Servers)
@@ -50,13 +53,17 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		d.Handovers = handovers(t, g.old, g.current, &budget)
 	}
 	if t.Traffic {
-		d.AddTraffic = addTraffic(t, append(slices.Clone(g.current), returning(t, g.old)...), d.Drains, d.Deletes)
+		d.AddTraffic = addTraffic(t, slices.Concat(g.current, returning(t, g.old), g.kept), d.Drains, d.Deletes)
 	}
-	d.creates(t, g, min(t.Count, gate.maxCurrent))
+	d.creates(t, g, min(t.Count-g.keptServing, gate.maxCurrent))
 
-	d.Status.Converged = d.Status.Current == t.Count && d.Status.Available == t.Count && d.Status.Total == t.Count && len(t.InFlight) == 0
+	d.Status.Converged = d.Status.Current+len(g.kept) == t.Count && d.Status.Deferred == 0 &&
+		d.Status.Available == t.Count && d.Status.Total == t.Count && len(t.InFlight) == 0
 	d.RequeueAfter = requeueAfter(t, d.Servers, now)
 	if wait := gate.bakeEnd.Sub(now); d.Status.Canary && wait > 0 && (d.RequeueAfter == 0 || wait < d.RequeueAfter) {
+		d.RequeueAfter = wait
+	}
+	if wait := d.Status.NextWindow.Sub(now); d.Status.Deferred > 0 && wait > 0 && (d.RequeueAfter == 0 || wait < d.RequeueAfter) {
 		d.RequeueAfter = wait
 	}
 	d.rollout(watching(t, d.Servers, now))
@@ -93,6 +100,10 @@ type groups struct {
 	// ones rebuilt in place, draining ones to be rebuilt once drained,
 	// failed rebuilds rebuilt again. None is created for them.
 	inPlace int
+	// kept are the servers steering keeps as they are, keptServing those
+	// of them that count toward capacity: none is created for them.
+	kept        []Classified
+	keptServing int
 }
 
 // sort counts the servers and takes the steps that need no budget: a drain
@@ -145,6 +156,14 @@ func (d *Decision) sort(t Target, counted map[string]bool, now time.Time) groups
 		case KindOld:
 			d.Status.Old++
 			g.old = append(g.old, c)
+		case KindKept:
+			g.kept = append(g.kept, c)
+			if keptServes(t, c) {
+				g.keptServing++
+			}
+			if c.Available && c.Phase == "" {
+				d.Status.Available++
+			}
 		case KindCurrent:
 			d.Status.Current++
 			g.current = append(g.current, c)
@@ -168,14 +187,14 @@ func (d *Decision) halted(t Target, g groups, now time.Time) {
 		// remove; nor is one rebuilt in place (it is one of the group's,
 		// with the addresses the operator relies on), nor the new home of
 		// a volume in flight.
-		if !c.Ready && !c.Served() && !c.Unlisted && !(t.RebuildInPlace && c.Phase == PhaseRebuilding) && !handingTo(t, c.ID) {
+		if !c.Ready && !c.Served() && !c.Unlisted && c.Protected == "" && !(t.RebuildInPlace && c.Phase == PhaseRebuilding) && !handingTo(t, c.ID) {
 			d.Deletes = append(d.Deletes, Delete{Server: c, Reason: "rollout halted: " + t.Halted})
 		}
 	}
 	if t.Traffic {
 		// What serves stays in the traffic, an old server back from a
 		// handover that was rolled back included.
-		d.AddTraffic = addTraffic(t, append(slices.Clone(g.current), returning(t, g.old)...), nil, d.Deletes)
+		d.AddTraffic = addTraffic(t, slices.Concat(g.current, returning(t, g.old), g.kept), nil, d.Deletes)
 	}
 	d.RequeueAfter = requeueAfter(t, d.Servers, now)
 }

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 )
@@ -33,12 +34,14 @@ func (d *Decision) removals(t Target, g groups, budget *int, now time.Time) {
 // create whose answer was lost, or a smaller Count): the ones not yet
 // serving go first and cost nothing; serving ones only within the budget.
 func (d *Decision) surplus(t Target, g groups, budget *int, now time.Time) {
-	extra := len(g.current) - t.Count
+	extra := len(g.current) + g.keptServing - t.Count
 	if extra <= 0 {
 		return
 	}
-	sort.SliceStable(g.current, func(i, j int) bool { return surplusFirst(g.current[i], g.current[j]) })
-	for _, c := range g.current[:extra] {
+	// A protected server is never surplus.
+	candidates := slices.DeleteFunc(slices.Clone(g.current), func(c Classified) bool { return c.Protected != "" })
+	sort.SliceStable(candidates, func(i, j int) bool { return surplusFirst(candidates[i], candidates[j]) })
+	for _, c := range candidates[:min(extra, len(candidates))] {
 		if c.Unlisted {
 			continue
 		}

@@ -31,7 +31,7 @@ func previous(t Target, servers []Classified) Ref {
 			r := Ref{c.ImageID, c.Revision}
 			switch {
 			case r.IsZero() || r == desired || c.Compromised != "" || c.Unlisted:
-			case c.Kind == KindOld || c.Kind == KindDraining || c.Kind == KindDeleting:
+			case c.Kind == KindOld || c.Kind == KindKept || c.Kind == KindDraining || c.Kind == KindDeleting:
 				vote(r, c.Created)
 			}
 		}

@@ -153,6 +153,16 @@ type Target struct {
 	// cannot be done (the image to go back to is gone): the rollout to
 	// ImageID halts with it at once.
 	NoRollback string
+	// Steering: while Held (who held the group, when, why) or Blocked
+	// (what a blocker says) is set, or now is outside every one of
+	// Windows, no voluntary replacement starts; heal, failed and
+	// compromised servers, and urgent rebuilds go on.
+	Held    string
+	Blocked string
+	Windows []Window
+	// RebuildUrgent makes the RebuildBefore rebuild urgent: it does not
+	// wait for a hold, a window or a blocker.
+	RebuildUrgent bool
 }
 
 // Ref names an image and a spec revision: what a server runs.
@@ -172,7 +182,13 @@ func (r Ref) String() string { return r.ImageID + "@" + r.Revision }
 type Force struct {
 	Before            time.Time
 	ImageID, Revision string
-	Reason            string
+	// Servers, when set, names the servers asked for (`phoenix rebuild
+	// --server`): only those are designated.
+	Servers []string
+	Reason  string
+	// Urgent forces do not wait for a hold, a window or a blocker: a
+	// compromise, a patch sent with "urgent": true.
+	Urgent bool
 }
 
 // Progress is the part of a rollout's history that must outlive a restart
@@ -233,6 +249,11 @@ type Server struct {
 	// RebuildMark is the reason an event recorded on the server for its
 	// replacement, Compromised the reason it was found compromised.
 	RebuildMark, Compromised string
+	// RebuildUrgent is set when the rebuild recorded on it is urgent.
+	RebuildUrgent bool
+	// Protected, when set, says why the operator protected the server: it
+	// is never replaced or removed unless it is compromised.
+	Protected string
 	// ReadyAt is when the server was recorded serving for the first time
 	// (zero when it never was): such a server is never taken for a boot
 	// that missed its deadline, and a canary's bake runs from it.
@@ -300,10 +321,14 @@ const (
 	// KindDraining takes no new requests and finishes the ones it has;
 	// its delete follows the drain.
 	KindDraining
+	// KindKept would be replaced or removed but is kept as it is: it is
+	// protected, or its replacement is deferred (Classified.Kept says
+	// why). It counts toward capacity while it serves.
+	KindKept
 )
 
 func (k Kind) String() string {
-	return [...]string{"current", "old", "failed", "deleting", "draining"}[k]
+	return [...]string{"current", "old", "failed", "deleting", "draining", "kept"}[k]
 }
 
 // Classified is a server with the plan's verdict on it.
@@ -318,8 +343,11 @@ type Classified struct {
 	Ready     bool
 	Available bool
 	// Sick is set on a current server that served and has failed its
-	// check for HealAfter (whether heal may replace it or not).
-	Sick bool
+	// check for HealAfter (whether heal may replace it or not); Healed
+	// when heal made it old.
+	Sick, Healed bool
+	// Kept says why a KindKept server is kept as it is.
+	Kept string
 }
 
 // Create asks for one new server.
@@ -441,7 +469,16 @@ type Status struct {
 	Waiting string `json:"waiting,omitempty"`
 	// Failures counts the new servers of the desired image and revision
 	// that failed, against MaxFailures.
-	Failures  int  `json:"failures,omitempty"`
-	Total     int  `json:"total"`
-	Converged bool `json:"converged"`
+	Failures int `json:"failures,omitempty"`
+	// Steering says why no voluntary replacement starts now (held,
+	// blocked, outside the windows); NextWindow when the next window
+	// opens, while outside them. Deferred counts the servers whose
+	// replacement waits for it, Protected the protected servers left as
+	// they are.
+	Steering   string    `json:"steering,omitempty"`
+	NextWindow time.Time `json:"next_window,omitzero"`
+	Deferred   int       `json:"deferred,omitempty"`
+	Protected  int       `json:"protected,omitempty"`
+	Total      int       `json:"total"`
+	Converged  bool      `json:"converged"`
 }
