@@ -204,6 +204,21 @@ func TestCreateBackoffMax(t *testing.T) {
 	}
 }
 
+func TestHold(t *testing.T) {
+	for _, tc := range []struct {
+		extra string
+		want  bool
+	}{{"", false}, {"hold: true", true}, {"hold: false", false}, {"hold:", false}} {
+		cfg, err := Parse("p.yaml", []byte(group(tc.extra)), ".")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.extra, err)
+		}
+		if got := cfg.Groups[0].Hold; got != tc.want {
+			t.Errorf("%q: hold = %v, want %v", tc.extra, got, tc.want)
+		}
+	}
+}
+
 func TestQuotedNumbersAreNumbers(t *testing.T) {
 	cfg, err := Parse("p.yaml", []byte(group(`health: {tcp: {port: "22"}}`)+"    rollout: {max_surge: \"2\"}\n"), ".")
 	if err != nil {
@@ -407,6 +422,7 @@ func TestRefusedConfigs(t *testing.T) {
 		{"progress deadline too short", group(`rollout: {progress_deadline: 10ms}`), "groups[0].rollout.progress_deadline", 7, "at least 1s"},
 		{"unknown on_failure", group(`rollout: {on_failure: revert}`), "groups[0].rollout.on_failure", 7, `expected halt (keep what serves and stop) or rollback (go back to the image the group ran before), got "revert"`},
 		{"negative watch", group(`rollout: {watch: -1m}`), "groups[0].rollout.watch", 7, "expected a duration of zero or more"},
+		{"hold not a bool", group(`hold: please`), "groups[0].hold", 7, `expected true or false, got "please"`},
 		{"create backoff max zero", group(`rollout: {create_backoff_max: 0s}`), "groups[0].rollout.create_backoff_max", 7, "expected a duration above zero (the longest pause between creates the cloud refuses), got 0s"},
 		{"create backoff max negative", group(`rollout: {create_backoff_max: -1m}`), "groups[0].rollout.create_backoff_max", 7, "-1m"},
 		{"create backoff max a number", group(`rollout: {create_backoff_max: 60}`), "groups[0].rollout.create_backoff_max", 7, `"60s"`},

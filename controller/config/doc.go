@@ -127,6 +127,10 @@
 //	                             starting with "phoenix:" are reserved for
 //	                             Phoenix's own record on each server.
 //	                             Default: none.
+//	hold                bool     while true no voluntary replacement
+//	                             starts; heals and compromised servers
+//	                             still proceed. A hold kept in version
+//	                             control. Default false.
 //	rollout             mapping  how the group moves to a new image or spec:
 //	  max_surge         int|"N%"   servers allowed above count during a
 //	                               rollout: a whole number ≥ 0, or a

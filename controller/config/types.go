@@ -98,6 +98,11 @@ type Group struct {
 	Health  Health   `yaml:"health"`
 	Traffic Traffic  `yaml:"traffic"`
 	Backup  Backup   `yaml:"backup"`
+	// Hold is a hold kept in version control: while it is set no
+	// voluntary replacement starts. Heals and compromised servers still
+	// proceed: holding them back would keep a broken or breached server
+	// serving.
+	Hold bool `yaml:"hold"`
 	// Stateful names the data volumes that move from each old server to
 	// its replacement; nil for a group whose servers hold no data.
 	Stateful *Stateful `yaml:"stateful"`
