@@ -9,8 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+	// The windows' zones without depending on the host's zoneinfo.
+	_ "time/tzdata"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/phoenix-ops/phoenix/controller/plan"
 )
 
 const valid = `cloud: prod
@@ -154,8 +158,11 @@ func TestDefaults(t *testing.T) {
 	want := Rollout{MaxSurge: IntOrPercent{Value: 1}, MaxUnavailable: IntOrPercent{Value: 0}, MinReady: 0,
 		MaxFailures: 3, ProgressDeadline: Duration(10 * time.Minute), CreateBackoffMax: Duration(time.Minute), Strategy: StrategyReplace,
 		OnFailure: OnFailureHalt, Watch: Duration(10 * time.Minute)}
-	if g.Rollout != want {
+	if !reflect.DeepEqual(g.Rollout, want) {
 		t.Errorf("default rollout = %+v, want %+v", g.Rollout, want)
+	}
+	if g.Hold || g.Rollout.PlanWindows() != nil {
+		t.Errorf("hold %v, windows %v: want no hold and no windows (always open)", g.Hold, g.Rollout.PlanWindows())
 	}
 	wantHealth := Health{Interval: Duration(5 * time.Second), RiseInterval: Duration(time.Second), Timeout: Duration(2 * time.Second),
 		HealthyThreshold: 3, UnhealthyThreshold: 3, Grace: Duration(60 * time.Second), MaxUnhealthy: IntOrPercent{Value: 40, Percent: true}}
@@ -201,6 +208,81 @@ func TestCreateBackoffMax(t *testing.T) {
 		if got := cfg.Groups[0].Rollout.CreateBackoffMax.D(); got != tc.want {
 			t.Errorf("%q: create_backoff_max = %s, want %s", tc.extra, got, tc.want)
 		}
+	}
+}
+
+func TestWindows(t *testing.T) {
+	all := [7]bool{true, true, true, true, true, true, true}
+	weekdays := [7]bool{false, true, true, true, true, true, false}
+	for _, tc := range []struct {
+		text       string
+		days       [7]bool // by time.Weekday, Sunday first
+		start, end string
+		zone       string
+	}{
+		{"Mon-Fri 02:00-05:00 Europe/Berlin", weekdays, "2h0m0s", "5h0m0s", "Europe/Berlin"},
+		{"mon-FRI 02:00-05:00", weekdays, "2h0m0s", "5h0m0s", "UTC"},
+		{"Sat-Mon 22:00-02:00 America/New_York", [7]bool{true, true, false, false, false, false, true}, "22h0m0s", "2h0m0s", "America/New_York"},
+		{"Fri-Mon 01:00-02:00", [7]bool{true, true, false, false, false, true, true}, "1h0m0s", "2h0m0s", "UTC"},
+		{"Sun-Sat 01:00-02:00", all, "1h0m0s", "2h0m0s", "UTC"},
+		{"Wed-Wed 01:00-02:00", [7]bool{3: true}, "1h0m0s", "2h0m0s", "UTC"},
+		{"Tue,Thu,Sat-Sun 23:30-00:30", [7]bool{0: true, 2: true, 4: true, 6: true}, "23h30m0s", "30m0s", "UTC"},
+		{"Mon,Mon-Tue 01:00-02:00", [7]bool{1: true, 2: true}, "1h0m0s", "2h0m0s", "UTC"},
+		{"daily 00:00-24:00", all, "0s", "24h0m0s", "UTC"},
+		{"Daily 20:00-24:00 Asia/Tokyo", all, "20h0m0s", "24h0m0s", "Asia/Tokyo"},
+		{"* 23:59-00:00 UTC", all, "23h59m0s", "0s", "UTC"},
+		{"  Sun   03:00-04:00  ", [7]bool{0: true}, "3h0m0s", "4h0m0s", "UTC"},
+	} {
+		t.Run(tc.text, func(t *testing.T) {
+			cfg, err := Parse("p.yaml", []byte(group(fmt.Sprintf("rollout: {windows: [%q]}", tc.text))), ".")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := cfg.Groups[0].Rollout.PlanWindows()
+			if len(ws) != 1 {
+				t.Fatalf("%d windows", len(ws))
+			}
+			w := ws[0]
+			zone := "UTC"
+			if w.Loc != nil {
+				zone = w.Loc.String()
+			}
+			if w.Days != tc.days || w.Start.String() != tc.start || w.End.String() != tc.end || zone != tc.zone {
+				t.Errorf("got days %v %s-%s in %s, want %v %s-%s in %s", w.Days, w.Start, w.End, zone, tc.days, tc.start, tc.end, tc.zone)
+			}
+			if want := strings.Join(strings.Fields(tc.text), " "); w.String() != want {
+				t.Errorf("String() = %q, want it as written, %q", w.String(), want)
+			}
+		})
+	}
+
+	// Unquoted in a block list, as an operator writes them; several, each
+	// at its own line.
+	cfg, err := Parse("p.yaml", []byte(group("rollout:\n      windows:\n        - Mon-Fri 02:00-05:00 Europe/Berlin\n        - Sat 22:00-02:00\n")), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := cfg.Groups[0].Rollout.PlanWindows()
+	if len(ws) != 2 || ws[0].Loc.String() != "Europe/Berlin" || ws[1].Start != 22*time.Hour {
+		t.Fatalf("windows = %+v", ws)
+	}
+	// The policy reads them as written: Monday 2026-03-09 02:30 in Berlin
+	// is inside the first.
+	if open, _ := plan.Open(ws, time.Date(2026, 3, 9, 1, 30, 0, 0, time.UTC)); !open {
+		t.Error("Monday 02:30 in Berlin is not inside Mon-Fri 02:00-05:00 Europe/Berlin")
+	}
+
+	// Marshalled, a window is written back as it was read.
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "- Mon-Fri 02:00-05:00 Europe/Berlin\n") {
+		t.Errorf("marshalled windows:\n%s", out)
+	}
+	again, err := Parse("p.yaml", out, ".")
+	if err != nil || !reflect.DeepEqual(again.Groups[0].Rollout.PlanWindows(), ws) {
+		t.Fatalf("the marshalled windows do not load back the same (%v):\n%s", err, out)
 	}
 }
 
@@ -422,6 +504,25 @@ func TestRefusedConfigs(t *testing.T) {
 		{"progress deadline too short", group(`rollout: {progress_deadline: 10ms}`), "groups[0].rollout.progress_deadline", 7, "at least 1s"},
 		{"unknown on_failure", group(`rollout: {on_failure: revert}`), "groups[0].rollout.on_failure", 7, `expected halt (keep what serves and stop) or rollback (go back to the image the group ran before), got "revert"`},
 		{"negative watch", group(`rollout: {watch: -1m}`), "groups[0].rollout.watch", 7, "expected a duration of zero or more"},
+		// Maintenance windows: each refusal names the form, then what is wrong.
+		{"window in an unknown zone", group(`rollout: {windows: ["daily 01:00-02:00", "Mon-Fri 02:00-05:00 Europe/Berln"]}`), "groups[0].rollout.windows[1]", 7,
+			`expected "DAYS HH:MM-HH:MM [ZONE]" such as "Mon-Fri 02:00-05:00 Europe/Berlin": unknown time zone "Europe/Berln"`},
+		{"window in the host's zone", group(`rollout: {windows: ["Mon 02:00-05:00 Local"]}`), "groups[0].rollout.windows[0]", 7, `time zone "Local" is the host's: name the zone`},
+		{"window without days", group(`rollout: {windows: ["02:00-05:00"]}`), "groups[0].rollout.windows[0]", 7, `got "02:00-05:00": days and a time range are both needed`},
+		{"window empty", group(`rollout: {windows: [""]}`), "groups[0].rollout.windows[0]", 7, `such as "Mon-Fri 02:00-05:00 Europe/Berlin": got an empty value`},
+		{"window with too much", group(`rollout: {windows: ["Mon 02:00-05:00 Europe/Berlin CET"]}`), "groups[0].rollout.windows[0]", 7, "more than days, a time range and a time zone"},
+		{"window days with spaces", group(`rollout: {windows: ["Mon, Wed 02:00-05:00"]}`), "groups[0].rollout.windows[0]", 7, "write the days without spaces, such as Mon,Wed,Fri"},
+		{"window unknown day", group(`rollout: {windows: ["Mon-Fry 02:00-05:00"]}`), "groups[0].rollout.windows[0]", 7, `unknown day "Fry" in "Mon-Fry": expected Mon, Tue, Wed, Thu, Fri, Sat or Sun`},
+		{"window day spelt out", group(`rollout: {windows: ["Monday 02:00-05:00"]}`), "groups[0].rollout.windows[0]", 7, `unknown day "Monday"`},
+		{"window empty day", group(`rollout: {windows: ["Mon,,Wed 02:00-05:00"]}`), "groups[0].rollout.windows[0]", 7, `unknown day "" in "Mon,,Wed"`},
+		{"window no range", group(`rollout: {windows: ["Mon 02:00"]}`), "groups[0].rollout.windows[0]", 7, `time range "02:00" is not HH:MM-HH:MM`},
+		{"window one-digit hour", group(`rollout: {windows: ["Mon 2:00-5:00"]}`), "groups[0].rollout.windows[0]", 7, `start "2:00" is not HH:MM`},
+		{"window start at 24:00", group(`rollout: {windows: ["Mon 24:00-05:00"]}`), "groups[0].rollout.windows[0]", 7, `start "24:00" is not a time from 00:00 to 23:59`},
+		{"window end past 24:00", group(`rollout: {windows: ["Mon 02:00-24:30"]}`), "groups[0].rollout.windows[0]", 7, `end "24:30" is not a time from 00:00 to 24:00`},
+		{"window minutes out of range", group(`rollout: {windows: ["Mon 02:60-05:00"]}`), "groups[0].rollout.windows[0]", 7, `start "02:60" is not a time from 00:00 to 23:59`},
+		{"window of no length", group(`rollout: {windows: ["Mon 02:00-02:00"]}`), "groups[0].rollout.windows[0]", 7, "start and end are both 02:00: a window needs a length"},
+		{"window a mapping", group(`rollout: {windows: [{days: Mon}]}`), "groups[0].rollout.windows[0]", 7, "expected a single value, got a mapping"},
+		{"windows a string", group(`rollout: {windows: "Mon 02:00-05:00"}`), "groups[0].rollout.windows", 7, `expected a list, got "Mon 02:00-05:00"`},
 		{"hold not a bool", group(`hold: please`), "groups[0].hold", 7, `expected true or false, got "please"`},
 		{"create backoff max zero", group(`rollout: {create_backoff_max: 0s}`), "groups[0].rollout.create_backoff_max", 7, "expected a duration above zero (the longest pause between creates the cloud refuses), got 0s"},
 		{"create backoff max negative", group(`rollout: {create_backoff_max: -1m}`), "groups[0].rollout.create_backoff_max", 7, "-1m"},
@@ -718,11 +819,18 @@ func TestUnmarshalYAMLDirectly(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Rollout{MaxSurge: IntOrPercent{25, true, true}, MaxUnavailable: IntOrPercent{1, false, true}, MinReady: Duration(90 * time.Second)}
-	if r != want {
+	if !reflect.DeepEqual(r, want) {
 		t.Fatalf("got %+v, want %+v", r, want)
 	}
 	if err := yaml.Unmarshal([]byte("{min_ready: 30}"), &r); err == nil || !strings.Contains(err.Error(), "with a unit") {
 		t.Fatalf("bare number: %v", err)
+	}
+	r = Rollout{}
+	if err := yaml.Unmarshal([]byte("{windows: [daily 01:00-02:00 Europe/Berlin]}"), &r); err != nil || r.Windows[0].String() != "daily 01:00-02:00 Europe/Berlin" {
+		t.Fatalf("windows: %+v, %v", r.Windows, err)
+	}
+	if err := yaml.Unmarshal([]byte("{windows: [Mon 02:00-01:00 Mars/Olympus]}"), &r); err == nil || !strings.Contains(err.Error(), `unknown time zone "Mars/Olympus"`) {
+		t.Fatalf("bad zone: %v", err)
 	}
 }
 
@@ -802,6 +910,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(group(`health: {http: {port: 80, path: /x, expect_status: 204}, interval: 1s, timeout: 500ms}`)))
 	f.Add([]byte("groups: [{name: a, count: 1, image: {id: x}, flavor: f, networks: [n], health: {tcp: {port: 1}}}]"))
 	f.Add([]byte("x-a: &a {flavor: f}\ngroups: [{<<: *a, name: a, count: 1, image: {name: x}, networks: [n]}]"))
+	f.Add([]byte(group(`rollout: {windows: ["Mon-Fri 02:00-05:00 Europe/Berlin", "Sat-Mon 22:00-24:00", "daily 23:00-01:00 UTC"]}`)))
 	f.Add([]byte("groups: &a [*a]"))
 	f.Add([]byte("groups:\n  - &g {<<: *g}\n"))
 	f.Add([]byte("---\n---\n"))
@@ -843,6 +952,12 @@ func FuzzParse(f *testing.F) {
 			if r.MaxUnavailable.Resolve(g.Count, false) > g.Count || r.MaxFailures < 1 || r.ProgressDeadline < Duration(time.Second) ||
 				r.Canary < 0 || r.Canary > 0 && r.Canary >= g.Count {
 				t.Fatalf("accepted rollout settings of group %s out of range: %+v", g.Name, r)
+			}
+			for _, w := range r.Windows {
+				if w.Days == [7]bool{} || w.Start < 0 || w.Start >= 24*time.Hour || w.End <= 0 || w.End > 24*time.Hour ||
+					w.Start == w.End || w.Start%time.Minute != 0 || w.End%time.Minute != 0 || w.Text == "" || w.Loc == time.Local {
+					t.Fatalf("accepted a window of group %s the policy cannot read: %+v", g.Name, w)
+				}
 			}
 			if h := g.Health; h.HTTP != nil || h.TCP != nil {
 				if h.HTTP != nil && h.TCP != nil || h.Interval <= 0 || h.RiseInterval <= 0 || h.RiseInterval > h.Interval ||

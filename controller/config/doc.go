@@ -144,6 +144,19 @@
 //	  min_ready         duration   how long a new server must have been
 //	                               healthy before it counts as available.
 //	                               Default 0s.
+//	  windows           list       maintenance windows, the only times a
+//	                               voluntary replacement starts, each
+//	                               "DAYS HH:MM-HH:MM [ZONE]" such as
+//	                               "Mon-Fri 02:00-05:00 Europe/Berlin":
+//	                               DAYS a comma list of Mon Tue Wed Thu
+//	                               Fri Sat Sun and ranges of them (Mon-Fri;
+//	                               Sat-Mon wraps round), or daily or *;
+//	                               times 00:00 to 23:59, the end up to
+//	                               24:00, and an end at or before the start
+//	                               closes the next day; ZONE an IANA name,
+//	                               UTC if left out. Read on the zone's wall
+//	                               clock, daylight saving included.
+//	                               Default: none, always open.
 //	health              mapping  how a server is judged healthy:
 //	  http              mapping    GET http://<address>:<port><path>;
 //	                               excludes tcp.

@@ -172,6 +172,11 @@ type Rollout struct {
 	// check counts against MaxFailures while the rollout is under way, and
 	// after it within Watch of first serving. Default 10m; 0 turns it off.
 	Watch Duration `yaml:"watch"`
+	// Windows, when given, are the only times a voluntary replacement
+	// starts; heals and compromised servers do not wait for one. Each is
+	// written "DAYS HH:MM-HH:MM [ZONE]" and read on the zone's wall clock.
+	// Default: none, always open.
+	Windows []Window `yaml:"windows"`
 }
 
 // Health says how a server is judged healthy.
