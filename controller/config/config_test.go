@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -286,6 +287,57 @@ func TestWindows(t *testing.T) {
 	}
 }
 
+func TestBlockers(t *testing.T) {
+	cfg, err := Parse("p.yaml", []byte(group(`rollout: {blockers: {prometheus: {url: "https://prom.internal:9090/prometheus", query: 'ALERTS{severity="page"}'}}}`)), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := PrometheusBlocker{URL: "https://prom.internal:9090/prometheus", Query: `ALERTS{severity="page"}`, Timeout: Duration(10 * time.Second)}
+	if got := cfg.Groups[0].Rollout.Blockers.Prometheus; got == nil || *got != want {
+		t.Fatalf("prometheus = %+v, want %+v (timeout defaults to 10s)", got, want)
+	}
+	cfg, err = Parse("p.yaml", []byte(group(`rollout: {blockers: {prometheus: {url: "http://p", query: up == 0, timeout: 3s}}}`)), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Groups[0].Rollout.Blockers.Prometheus.Timeout.D(); got != 3*time.Second {
+		t.Errorf("written timeout = %s, want 3s", got)
+	}
+	cfg, err = Parse("p.yaml", []byte(group(`rollout: {blockers: {}}`)), ".")
+	if err != nil || cfg.Groups[0].Rollout.Blockers.Prometheus != nil {
+		t.Fatalf("empty blockers: %v", err)
+	}
+}
+
+// A password in the Prometheus URL never reaches a message, whether the
+// URL parses or not.
+func TestBlockerURLPasswordRedacted(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"ftp://ops:hunter2@p:9090", `got "ftp://ops:xxxxx@p:9090"`},
+		{"http://ops:hunter2@p:99999", `in "http://ops:xxxxx@p:99999"`},
+		{"http://ops:hunter2@p:9090/api/v1/query", `got "http://ops:xxxxx@p:9090/api/v1/query"`},
+		{"http://ops:hunter2@p:x/", `got "http://xxxxx@p:x/": it does not parse`},
+		{"http://ops:hun/ter2@p:9090", `got "http://xxxxx@p:9090": it does not parse`},
+		{"http://ops:hunter2%zz@p", `got "http://xxxxx@p": it does not parse`},
+		{"ops:hunter2@p:9090", `got "xxxxx@p:9090"`},
+	} {
+		_, err := Parse("p.yaml", []byte(group(fmt.Sprintf(`rollout: {blockers: {prometheus: {url: %q, query: up}}}`, tc.url))), ".")
+		if err == nil || !strings.Contains(err.Error(), "groups[0].rollout.blockers.prometheus.url (line 7): ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error = %v, want it to say %s", tc.url, err, tc.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "ter2")) {
+			t.Errorf("%s: the password is in the error: %v", tc.url, err)
+		}
+	}
+	if got := (PrometheusBlocker{URL: "https://ops:hunter2@p:9090"}).RedactedURL(); got != "https://ops:xxxxx@p:9090" {
+		t.Errorf("RedactedURL = %q", got)
+	}
+	// A valid URL with credentials is accepted; they are the operator's.
+	if _, err := Parse("p.yaml", []byte(group(`rollout: {blockers: {prometheus: {url: "https://ops:hunter2@p:9090", query: up}}}`)), "."); err != nil {
+		t.Errorf("credentials in a valid URL: %v", err)
+	}
+}
+
 func TestHold(t *testing.T) {
 	for _, tc := range []struct {
 		extra string
@@ -523,6 +575,18 @@ func TestRefusedConfigs(t *testing.T) {
 		{"window of no length", group(`rollout: {windows: ["Mon 02:00-02:00"]}`), "groups[0].rollout.windows[0]", 7, "start and end are both 02:00: a window needs a length"},
 		{"window a mapping", group(`rollout: {windows: [{days: Mon}]}`), "groups[0].rollout.windows[0]", 7, "expected a single value, got a mapping"},
 		{"windows a string", group(`rollout: {windows: "Mon 02:00-05:00"}`), "groups[0].rollout.windows", 7, `expected a list, got "Mon 02:00-05:00"`},
+		// Blockers.
+		{"prometheus without a url", group(`rollout: {blockers: {prometheus: {query: up == 0}}}`), "groups[0].rollout.blockers.prometheus.url", 7, "expected the http or https base URL of a Prometheus server, such as http://prometheus.internal:9090"},
+		{"prometheus url relative", group(`rollout: {blockers: {prometheus: {url: prometheus:9090, query: up == 0}}}`), "groups[0].rollout.blockers.prometheus.url", 7, `such as http://prometheus.internal:9090, got "prometheus:9090"`},
+		{"prometheus url not http", group(`rollout: {blockers: {prometheus: {url: "ftp://p:9090", query: up == 0}}}`), "groups[0].rollout.blockers.prometheus.url", 7, `got "ftp://p:9090"`},
+		{"prometheus url without host", group(`rollout: {blockers: {prometheus: {url: "http:///api", query: up == 0}}}`), "groups[0].rollout.blockers.prometheus.url", 7, `got "http:///api"`},
+		{"prometheus url bad port", group(`rollout: {blockers: {prometheus: {url: "http://p:99999", query: up == 0}}}`), "groups[0].rollout.blockers.prometheus.url", 7, `expected a port from 1 to 65535 in "http://p:99999"`},
+		{"prometheus url does not parse", group(`rollout: {blockers: {prometheus: {url: "http://p:x/", query: up == 0}}}`), "groups[0].rollout.blockers.prometheus.url", 7, `got "http://p:x/": invalid port ":x" after host`},
+		{"prometheus url the query endpoint", group(`rollout: {blockers: {prometheus: {url: "http://p:9090/api/v1/query", query: up == 0}}}`), "groups[0].rollout.blockers.prometheus.url", 7, "Phoenix adds /api/v1/query itself"},
+		{"prometheus without a query", group(`rollout: {blockers: {prometheus: {url: "http://p:9090", query: " "}}}`), "groups[0].rollout.blockers.prometheus.query", 7, "a PromQL query is required"},
+		{"prometheus timeout zero", group(`rollout: {blockers: {prometheus: {url: "http://p:9090", query: up == 0, timeout: 0s}}}`), "groups[0].rollout.blockers.prometheus.timeout", 7, "expected a duration above zero (a query that takes longer blocks), got 0s"},
+		{"prometheus timeout a number", group(`rollout: {blockers: {prometheus: {url: "http://p:9090", query: up == 0, timeout: 10}}}`), "groups[0].rollout.blockers.prometheus.timeout", 7, `"10s"`},
+		{"unknown blocker", group(`rollout: {blockers: {prometeus: {}}}`), "groups[0].rollout.blockers", 7, `unknown field "prometeus"; did you mean "prometheus"?`},
 		{"hold not a bool", group(`hold: please`), "groups[0].hold", 7, `expected true or false, got "please"`},
 		{"create backoff max zero", group(`rollout: {create_backoff_max: 0s}`), "groups[0].rollout.create_backoff_max", 7, "expected a duration above zero (the longest pause between creates the cloud refuses), got 0s"},
 		{"create backoff max negative", group(`rollout: {create_backoff_max: -1m}`), "groups[0].rollout.create_backoff_max", 7, "-1m"},
@@ -911,6 +975,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("groups: [{name: a, count: 1, image: {id: x}, flavor: f, networks: [n], health: {tcp: {port: 1}}}]"))
 	f.Add([]byte("x-a: &a {flavor: f}\ngroups: [{<<: *a, name: a, count: 1, image: {name: x}, networks: [n]}]"))
 	f.Add([]byte(group(`rollout: {windows: ["Mon-Fri 02:00-05:00 Europe/Berlin", "Sat-Mon 22:00-24:00", "daily 23:00-01:00 UTC"]}`)))
+	f.Add([]byte(group(`rollout: {blockers: {prometheus: {url: "https://ops:pw@prom:9090/p", query: up == 0, timeout: 5s}}}`) + "    hold: true\n"))
 	f.Add([]byte("groups: &a [*a]"))
 	f.Add([]byte("groups:\n  - &g {<<: *g}\n"))
 	f.Add([]byte("---\n---\n"))
@@ -957,6 +1022,12 @@ func FuzzParse(f *testing.F) {
 				if w.Days == [7]bool{} || w.Start < 0 || w.Start >= 24*time.Hour || w.End <= 0 || w.End > 24*time.Hour ||
 					w.Start == w.End || w.Start%time.Minute != 0 || w.End%time.Minute != 0 || w.Text == "" || w.Loc == time.Local {
 					t.Fatalf("accepted a window of group %s the policy cannot read: %+v", g.Name, w)
+				}
+			}
+			if p := r.Blockers.Prometheus; p != nil {
+				u, err := url.Parse(p.URL)
+				if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" || strings.TrimSpace(p.Query) == "" || p.Timeout <= 0 {
+					t.Fatalf("accepted a Prometheus blocker of group %s that cannot be asked: %+v", g.Name, p)
 				}
 			}
 			if h := g.Health; h.HTTP != nil || h.TCP != nil {

@@ -29,6 +29,7 @@ const (
 	DefaultMemberWeight        = 1
 	DefaultEtcdPrefix          = "/phoenix/"
 	DefaultLeaseTTL            = 15 * time.Second
+	DefaultBlockerTimeout      = 10 * time.Second
 )
 
 // applyDefaults fills every field the file did not write. written tells
@@ -78,6 +79,9 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 		}
 		if unset("rollout.create_backoff_max") {
 			r.CreateBackoffMax = Duration(DefaultCreateBackoffMax)
+		}
+		if p := r.Blockers.Prometheus; p != nil && unset("rollout.blockers.prometheus.timeout") {
+			p.Timeout = Duration(DefaultBlockerTimeout)
 		}
 		h := &g.Health
 		if unset("health.interval") {

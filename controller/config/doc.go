@@ -157,6 +157,16 @@
 //	                               UTC if left out. Read on the zone's wall
 //	                               clock, daylight saving included.
 //	                               Default: none, always open.
+//	  blockers          mapping    signals that keep voluntary
+//	                               replacements from starting:
+//	    prometheus      mapping      while query returns any series, no
+//	                                 voluntary replacement starts; a query
+//	                                 that cannot be answered blocks too.
+//	      url           string         required; the http(s) base URL of
+//	                                   the Prometheus server.
+//	      query         string         required; a PromQL instant query.
+//	      timeout       duration       of one query, above zero.
+//	                                   Default 10s.
 //	health              mapping  how a server is judged healthy:
 //	  http              mapping    GET http://<address>:<port><path>;
 //	                               excludes tcp.
@@ -224,6 +234,7 @@
 //	rollout.max_unavailable      0       (DefaultMaxUnavailable)
 //	rollout.min_ready            0s
 //	rollout.strategy             replace (StrategyReplace)
+//	rollout.blockers.prometheus.timeout  10s  (DefaultBlockerTimeout)
 //	backup.volumes               none    (VolumesNone)
 //	health.interval              5s      (DefaultHealthInterval)
 //	health.rise_interval         interval/5

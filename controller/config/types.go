@@ -177,6 +177,31 @@ type Rollout struct {
 	// written "DAYS HH:MM-HH:MM [ZONE]" and read on the zone's wall clock.
 	// Default: none, always open.
 	Windows []Window `yaml:"windows"`
+	// Blockers hold voluntary replacements back while something outside
+	// Phoenix says the fleet is not fit for one (an incident, an alert).
+	Blockers Blockers `yaml:"blockers"`
+}
+
+// Blockers are signals that keep voluntary replacements from starting.
+type Blockers struct {
+	Prometheus *PrometheusBlocker `yaml:"prometheus"`
+}
+
+// PrometheusBlocker blocks on a Prometheus query: while the query returns
+// any series, no voluntary replacement starts; a query that cannot be
+// answered blocks too, since an unknown state of the fleet is no reason
+// to start replacing it.
+type PrometheusBlocker struct {
+	// URL is the Prometheus server's base URL (the query goes to its
+	// /api/v1/query), http or https. Basic auth credentials written into
+	// it are never echoed: use RedactedURL in messages.
+	URL string `yaml:"url"`
+	// Query is a PromQL instant query, such as ALERTS{severity="page",
+	// alertstate="firing"}. Required.
+	Query string `yaml:"query"`
+	// Timeout bounds one query; a query that takes longer blocks. Above
+	// zero. Default 10s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Health says how a server is judged healthy.

@@ -1,7 +1,11 @@
 package config
 
 import (
+	"errors"
+	"net/url"
 	pathpkg "path"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -9,6 +13,9 @@ func (v *validator) rollout(g *Group, group string) {
 	r, path := g.Rollout, group+".rollout"
 	if r.CreateBackoffMax <= 0 {
 		v.bad(path+".create_backoff_max", "expected a duration above zero (the longest pause between creates the cloud refuses), got %s", r.CreateBackoffMax)
+	}
+	if p := r.Blockers.Prometheus; p != nil {
+		v.prometheus(p, path+".blockers.prometheus")
 	}
 	if g.Count < 1 {
 		return // reported at count
@@ -78,4 +85,64 @@ func (v *validator) stateful(g *Group, path string) {
 		v.badFrom(path+".rollout.max_surge", []string{path + ".rollout.max_surge", path + ".stateful"},
 			"a stateful group boots the replacement before the old server stops, to move the volume to it: expected max_surge of at least 1, got %s", r.MaxSurge)
 	}
+}
+
+// prometheus checks a Prometheus blocker. Its URL may carry basic auth
+// credentials, so messages name it redacted.
+func (v *validator) prometheus(p *PrometheusBlocker, path string) {
+	const expected = "expected the http or https base URL of a Prometheus server, such as http://prometheus.internal:9090"
+	at := path + ".url"
+	u, err := url.Parse(p.URL)
+	switch {
+	case strings.TrimSpace(p.URL) == "":
+		v.bad(at, "%s", expected)
+	case err != nil:
+		why := "it does not parse"
+		var uerr *url.Error
+		// The parser's reason may quote part of the value, so it is given
+		// only for a URL without userinfo.
+		if errors.As(err, &uerr) && !strings.Contains(p.URL, "@") {
+			why = uerr.Err.Error()
+		}
+		v.bad(at, "%s, got %q: %s", expected, redactURL(p.URL), why)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Hostname() == "":
+		v.bad(at, "%s, got %q", expected, redactURL(p.URL))
+	case u.Port() != "" && !validPort(u.Port()):
+		v.bad(at, "expected a port from 1 to 65535 in %q", redactURL(p.URL))
+	case strings.Contains(u.Path+"/", "/api/v1/"):
+		v.bad(at, "%s: Phoenix adds /api/v1/query itself, got %q", expected, redactURL(p.URL))
+	}
+	if strings.TrimSpace(p.Query) == "" {
+		v.bad(path+".query", `a PromQL query is required, such as ALERTS{alertstate="firing", severity="page"}: while it returns any series, no voluntary replacement starts`)
+	}
+	if p.Timeout <= 0 {
+		v.bad(path+".timeout", "expected a duration above zero (a query that takes longer blocks), got %s", p.Timeout)
+	}
+}
+
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// RedactedURL is the blocker's URL with any password replaced, for
+// messages and logs.
+func (p PrometheusBlocker) RedactedURL() string { return redactURL(p.URL) }
+
+// redactURL writes a URL for a message without the password it may
+// carry, even one that does not parse: then everything from the scheme to
+// the last @ goes.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
+		return raw
+	}
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return raw[:start] + "xxxxx" + raw[at:]
 }
