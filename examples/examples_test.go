@@ -6,10 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+	// The examples' zones without depending on the host's zoneinfo.
+	_ "time/tzdata"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/examples"
 )
 
@@ -87,6 +91,18 @@ func TestProductionExample(t *testing.T) {
 	}
 	if got := worker.Rollout.MaxUnavailable.Resolve(worker.Count, false); got != 1 {
 		t.Errorf("worker takes %d servers down at a time, the comment says 1", got)
+	}
+	// Thursday 2026-03-05 10:00 in Berlin is inside web's window, and
+	// Friday is not.
+	thursday := time.Date(2026, 3, 5, 9, 0, 0, 0, time.UTC)
+	if open, _ := plan.Open(web.Rollout.PlanWindows(), thursday); !open {
+		t.Error("web's window is closed on Thursday morning, the comment says Mon-Thu 09:00-16:00")
+	}
+	if open, next := plan.Open(web.Rollout.PlanWindows(), thursday.AddDate(0, 0, 1)); open || !next.Equal(thursday.AddDate(0, 0, 4).Add(-time.Hour)) {
+		t.Errorf("web's window on Friday: open %v, next %s; want closed until Monday 09:00 in Berlin", open, next)
+	}
+	if p := web.Rollout.Blockers.Prometheus; p == nil || p.Query == "" || p.Timeout.D() != 10*time.Second {
+		t.Errorf("web's Prometheus blocker = %+v", p)
 	}
 	if web.Image.Name != worker.Image.Name || len(web.Image.Properties) == 0 {
 		t.Errorf("the shared image anchor was not applied: web %+v, worker %+v", web.Image, worker.Image)
