@@ -49,6 +49,12 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 		dec.Reimages = slices.DeleteFunc(dec.Reimages, func(x plan.Reimage) bool { return fresh(x.Server) })
 	}
 
+	for _, x := range dec.Deletes {
+		if x.Server.Protected != "" {
+			r.log.Warn("deleting a protected server: it is compromised, and a compromise overrides a protection",
+				zap.String("server", x.Server.ID), zap.String("protected", x.Server.Protected), zap.String("compromised", x.Server.Compromised))
+		}
+	}
 	ready := make(chan struct{})
 	go func() {
 		defer close(ready)
@@ -59,7 +65,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	go func() {
 		defer close(created)
 		if len(dec.Creates) > 0 {
-			createErr = r.createServers(ctx, dec.Creates, w.image, createRecord(dec.Previous, rec, key, dec.Progress), now)
+			createErr = r.createServers(ctx, dec.Creates, w.image, createRecord(dec.Previous, rec, w.record.hold, key, dec.Progress), now)
 		}
 	}()
 	var errs []error
@@ -230,10 +236,13 @@ func (r *GroupReconciler) spreadProgress(ctx context.Context, servers []provisio
 }
 
 // createRecord is what every new server records besides its spec: what it
-// replaced, the rollback on record, and the failure record of the rollout
-// to key it is part of.
-func createRecord(previous plan.Ref, j rejection, key string, p plan.Progress) map[string]string {
+// replaced, the rollback and the hold on record, and the failure record of
+// the rollout to key it is part of.
+func createRecord(previous plan.Ref, j rejection, h hold, key string, p plan.Progress) map[string]string {
 	md := map[string]string{}
+	if !h.isZero() {
+		maps.Copy(md, holdMetadata(h))
+	}
 	if !previous.IsZero() {
 		md[MetaPreviousImage], md[MetaPreviousRevision] = previous.ImageID, previous.Revision
 	}

@@ -72,13 +72,18 @@ func (r *GroupReconciler) MarkForRebuild(ctx context.Context, f plan.Force) erro
 		p := planServer(s)
 		// A compromised server is on its way out already (and may be
 		// being deleted as this runs): it needs no mark.
-		if s.Gone() || p.RebuildMark != "" || p.Compromised != "" || !f.Designates(p) || !acceptsMetadata(s.Status, s.TaskState) {
+		// A mark already there is written again only to make it urgent.
+		if s.Gone() || p.RebuildMark != "" && (p.RebuildUrgent || !f.Urgent) || p.Compromised != "" || !f.Designates(p) || !acceptsMetadata(s.Status, s.TaskState) {
 			continue
 		}
 		marks = append(marks, s)
 	}
 	_ = parallel(marks, r.opts.Parallelism, func(s provisioner.Server) error {
-		if err := r.cloud.Servers.SetServerMetadata(ctx, s.ID, map[string]string{MetaRebuild: truncate(f.Reason, maxValue)}); err != nil && !errors.Is(err, provisioner.ErrNotFound) {
+		md := map[string]string{MetaRebuild: truncate(f.Reason, maxValue)}
+		if f.Urgent {
+			md[MetaRebuildUrgent] = "true"
+		}
+		if err := r.cloud.Servers.SetServerMetadata(ctx, s.ID, md); err != nil && !errors.Is(err, provisioner.ErrNotFound) {
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("mark server %s (%s) for rebuild: %w", s.Name, s.ID, err))
 			mu.Unlock()

@@ -24,6 +24,8 @@ const (
 	EventHalted          = "halted"              // the group cannot proceed without a human
 	EventRolledBack      = "rollout-rolled-back" // a failed rollout's image was rejected; the group goes back
 	EventHealBlocked     = "heal-blocked"        // too many servers unhealthy at once to replace any
+	EventDeferred        = "rollout-deferred"    // replacements wait: the group is held, a blocker fires, or outside its windows
+	EventUndeferred      = "rollout-undeferred"  // replacements deferred may start again
 	EventQuotaBlocked    = "quota-blocked"       // the cloud refuses new servers for quota: the rollout waits
 	EventQuotaFreed      = "quota-freed"         // a create succeeded again after a quota wait
 	EventReimage         = "rebuild-in-place"    // Nova was asked to reimage a server in place (strategy rebuild)

@@ -38,6 +38,8 @@ type world struct {
 	inflight []plan.InFlight
 	free     []string
 	record   groupRecord
+	// blocked is what the group's blocker says ("" when nothing blocks).
+	blocked string
 }
 
 // look says how much an observation reads.
@@ -74,8 +76,19 @@ func (r *GroupReconciler) observe(ctx context.Context, how look) (world, error) 
 		img, err := resolve(ctx, Selector(r.group.Image))
 		imgc <- resolved{img, err}
 	}()
+	// So is the blocker asked: one that cannot answer may take its
+	// whole timeout.
+	blockedc := make(chan string, 1)
+	go func() {
+		if r.blocker == nil || how == lookRecords {
+			blockedc <- ""
+			return
+		}
+		blockedc <- r.blocker.Blocking(ctx)
+	}()
 	servers, err := r.cloud.Servers.ListServers(ctx, GroupTag(r.group.Name))
 	got := <-imgc
+	blocked := <-blockedc
 	if err != nil {
 		return world{}, err
 	}
@@ -83,7 +96,7 @@ func (r *GroupReconciler) observe(ctx context.Context, how look) (world, error) 
 	if got.err != nil {
 		return world{}, fmt.Errorf("resolve the image of group %s: %w", r.group.Name, stuckIfMissing(got.err))
 	}
-	w := world{image: got.img, selected: got.img}
+	w := world{image: got.img, selected: got.img, blocked: blocked}
 	for _, s := range servers {
 		if !s.Gone() {
 			w.servers = append(w.servers, s)

@@ -8,17 +8,31 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
+
+// Blocker says why no voluntary replacement may start now ("" when one
+// may). One that cannot tell blocks, and says so.
+type Blocker interface {
+	Blocking(ctx context.Context) string
+}
 
 // Options tune one group's reconciler.
 type Options struct {
 	// RolloutID names this run in events, logs and the metadata of the
 	// servers it creates.
 	RolloutID string
-	// RebuildBefore forces the replacement of servers created before it.
+	// RebuildBefore forces the replacement of servers created before it;
+	// RebuildUrgent makes it skip holds, windows and blockers.
 	RebuildBefore time.Time
 	RebuildReason string
+	RebuildUrgent bool
+	// Forces are rebuilds asked for from the start (`phoenix rebuild
+	// --server`): recorded on the servers they designate, then done.
+	Forces []plan.Force
+	// Blocker, when set, replaces the group's configured blockers.
+	Blocker Blocker
 	// PollInterval is the longest wait between reconciles. Default 2s.
 	PollInterval time.Duration
 	// Parallelism bounds concurrent create and delete requests. Default 8.
@@ -76,6 +90,11 @@ var ErrHalted = fmt.Errorf("%w: rollout halted", ErrStuck)
 // ErrRolledBack says a rollout failed and the group went back to the image
 // it ran before (rollout.on_failure rollback).
 var ErrRolledBack = errors.New("rolled back")
+
+// ErrDeferred says a rollout waits, on purpose, for the operator's
+// steering: the group is held, a blocker fires, or it is outside its
+// maintenance windows.
+var ErrDeferred = errors.New("deferred")
 
 // ErrPaused says a rollout waits, on purpose, for `phoenix resume`
 // (rollout.pause_after_canary).

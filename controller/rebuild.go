@@ -46,6 +46,11 @@ func Rebuild(ctx context.Context, cloud provisioner.Cloud, groups []config.Group
 func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, sink EventSink, log *zap.Logger, opts Options) GroupResult {
 	r := NewGroupReconciler(g, cloud, sink, log, opts)
 	defer r.Close()
+	for _, f := range opts.Forces {
+		if err := r.MarkForRebuild(ctx, f); err != nil {
+			return GroupResult{Summary: r.Summary(), Err: err}
+		}
+	}
 	var stuck error
 	started := opts.Now()
 	err := r.Run(ctx, Loop{After: func(d plan.Decision, err error) (time.Duration, bool) {
@@ -71,6 +76,13 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 		stuck = r.Stuck()
 		failedSettled := d.Status.Failed == 0 || d.Status.Halted && len(d.Deletes) == 0 && len(d.Reimages) == 0
 		settled := d.Status.Booting == 0 && failedSettled && d.Status.Deleting == 0 && d.Status.Draining == 0 && d.Status.Handovers == 0
+		healing := d.Status.Unhealthy > 0 && !d.Status.HealBlocked
+		if err == nil && stuck == nil && d.Status.Deferred > 0 && settled && !healing && d.Status.Old == 0 && len(d.Creates) == 0 &&
+			opts.Now().Sub(started) > 2*settle(g) {
+			// What was under way is done, heal included (the health of
+			// every server is known); the rest waits for steering.
+			stuck = fmt.Errorf("%w: %d servers of group %s wait to be replaced: %s", ErrDeferred, d.Status.Deferred, g.Name, d.Status.Steering)
+		}
 		return opts.PollInterval, stuck != nil && settled
 	}})
 	res := GroupResult{Summary: r.Summary()}

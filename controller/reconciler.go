@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/controller/blocker"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/healthcheck"
@@ -37,6 +38,9 @@ type GroupReconciler struct {
 	// none. refused says why the cloud cannot do what the group asks.
 	traffic traffic
 	refused error
+	// blocker says why no voluntary replacement may start; nil when the
+	// group has none.
+	blocker Blocker
 	sink    EventSink
 	log     *zap.Logger
 	opts    Options
@@ -165,6 +169,16 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 	if g.Rollout.Strategy == config.StrategyRebuild {
 		refuse("asks for rollout.strategy rebuild", cloud.ServerActions)
 	}
+	bl := opts.Blocker
+	if p := g.Rollout.Blockers.Prometheus; bl == nil && p != nil {
+		prom, err := blocker.NewPrometheus(blocker.PrometheusConfig{URL: p.URL, Query: p.Query, Timeout: p.Timeout.D()})
+		if err != nil && refused == nil {
+			refused = fmt.Errorf("%w: group %s: rollout.blockers.prometheus: %w", ErrStuck, g.Name, err)
+		}
+		if err == nil {
+			bl = prom
+		}
+	}
 	return &GroupReconciler{
 		group:        g,
 		revision:     Revision(g),
@@ -172,6 +186,7 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 		health:       healthcheck.NewChecker(log, healthcheck.WithClock(opts.Now)),
 		traffic:      tr,
 		refused:      refused,
+		blocker:      bl,
 		sink:         sink,
 		log:          log,
 		opts:         opts,
@@ -261,6 +276,7 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 		Revision:         r.revision,
 		RebuildBefore:    r.opts.RebuildBefore,
 		RebuildReason:    r.opts.RebuildReason,
+		RebuildUrgent:    r.opts.RebuildUrgent,
 		Zones:            g.AvailabilityZones,
 		ProgressDeadline: g.Rollout.ProgressDeadline.D(),
 		MaxFailures:      g.Rollout.MaxFailures,
@@ -283,13 +299,19 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 		Rollback:         g.Rollout.OnFailure == config.OnFailureRollback,
 		RollingBack:      w.rollingBack,
 		NoRollback:       w.noRollback,
+		Blocked:          w.blocked,
+		Windows:          g.Rollout.PlanWindows(),
+	}
+	switch {
+	case g.Hold:
+		t.Held = "in the configuration (hold: true)"
+	case !w.record.hold.isZero():
+		t.Held = w.record.hold.String()
 	}
 	if w.rollingBack {
 		t.Rejected = w.rejection.rejected
 	}
-	if healthProber(g.Health) != nil {
-		t.Settle = g.Health.Interval.D() * time.Duration(max(1, g.Health.HealthyThreshold, g.Health.UnhealthyThreshold))
-	}
+	t.Settle = settle(g)
 	r.mu.Lock()
 	t.Forces = append([]plan.Force(nil), r.forces...)
 	t.QuotaWait, t.QuotaFreed = r.quotaWait, r.quotaFreed
@@ -309,6 +331,16 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 		t.MaxUnavailable = t.Count
 	}
 	return t
+}
+
+// settle is how long a reconciler watches a group before it judges its
+// servers' health: every server's check has had its thresholds' worth of
+// probes.
+func settle(g config.Group) time.Duration {
+	if healthProber(g.Health) == nil {
+		return 0
+	}
+	return g.Health.Interval.D() * time.Duration(max(1, g.Health.HealthyThreshold, g.Health.UnhealthyThreshold))
 }
 
 // firstSawRollout is when this reconciler first saw the group with the

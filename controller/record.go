@@ -1,9 +1,11 @@
 package controller
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +49,15 @@ const (
 	// server reported compromised.
 	MetaRebuild     = "phoenix:rebuild"
 	MetaCompromised = "phoenix:compromised"
+	// MetaRebuildUrgent is "true" when the rebuild asked for is urgent: it
+	// does not wait for a hold, a window or a blocker.
+	MetaRebuildUrgent = "phoenix:rebuild-urgent"
+	// MetaProtected is "true" on a server the operator protected (`phoenix
+	// protect`, or `openstack server set --property phoenix:protected=true`),
+	// MetaProtectReason why: it is never replaced or removed unless it is
+	// compromised.
+	MetaProtected     = "phoenix:protected"
+	MetaProtectReason = "phoenix:protected-reason"
 	// MetaReadyAt is when the server first served: it is never taken for
 	// a boot that missed its deadline, and a canary's bake runs from it.
 	MetaReadyAt = "phoenix:ready-at"
@@ -75,6 +86,12 @@ const (
 	// servers it was first written on.
 	MetaRejected     = "phoenix:rejected"
 	MetaRejectReason = "phoenix:rejected-reason"
+	// MetaHeld is when `phoenix hold` held the group, MetaHeldBy who and
+	// MetaHeldReason why: no voluntary replacement starts until `phoenix
+	// release` clears them. It is written at every create too.
+	MetaHeld       = "phoenix:held"
+	MetaHeldBy     = "phoenix:held-by"
+	MetaHeldReason = "phoenix:held-reason"
 )
 
 // Volume metadata (Cinder) of the group's data volumes: the group's mark
@@ -193,6 +210,10 @@ func planServer(s provisioner.Server) plan.Server {
 	if t, ok := parseTime(s.Metadata[MetaCreatedAt]); ok {
 		p.Created = t
 	}
+	p.RebuildUrgent = p.RebuildMark != "" && strings.EqualFold(s.Metadata[MetaRebuildUrgent], "true")
+	if strings.EqualFold(strings.TrimSpace(s.Metadata[MetaProtected]), "true") {
+		p.Protected = cmp.Or(s.Metadata[MetaProtectReason], MetaProtected+"=true")
+	}
 	p.Previous = plan.Ref{ImageID: s.Metadata[MetaPreviousImage], Revision: s.Metadata[MetaPreviousRevision]}
 	if t, ok := parseTime(s.Metadata[MetaReadyAt]); ok {
 		p.ReadyAt = t
@@ -226,6 +247,36 @@ type groupRecord struct {
 	holders      int
 	// rejection is the latest rollback recorded on any server.
 	rejection rejection
+	// hold is the latest hold recorded on any server.
+	hold hold
+}
+
+// hold is `phoenix hold` on record: when, by whom, why.
+type hold struct {
+	at         time.Time
+	by, reason string
+}
+
+func (h hold) isZero() bool { return h.at.IsZero() }
+
+func (h hold) String() string {
+	return fmt.Sprintf("by %s at %s: %s", cmp.Or(h.by, "(unknown)"), h.at.UTC().Format(time.RFC3339), cmp.Or(h.reason, "(no reason given)"))
+}
+
+// holdMetadata records h; a zero h clears the hold.
+func holdMetadata(h hold) map[string]string {
+	if h.isZero() {
+		return map[string]string{MetaHeld: "", MetaHeldBy: "", MetaHeldReason: ""}
+	}
+	return map[string]string{MetaHeld: formatTime(h.at), MetaHeldBy: truncate(h.by, maxValue), MetaHeldReason: truncate(h.reason, maxValue)}
+}
+
+func parseHold(md map[string]string) (hold, bool) {
+	at, ok := parseTime(md[MetaHeld])
+	if !ok {
+		return hold{}, false
+	}
+	return hold{at: at, by: md[MetaHeldBy], reason: md[MetaHeldReason]}, true
 }
 
 // rejection is a rollout undone: its image and revision, the image the
@@ -291,6 +342,9 @@ func readRecord(servers []provisioner.Server, key string) groupRecord {
 		}
 		if j, ok := parseRejection(md); ok && j.at.After(r.rejection.at) {
 			r.rejection = j
+		}
+		if h, ok := parseHold(md); ok && h.at.After(r.hold.at) {
+			r.hold = h
 		}
 		// Progress is read only where it is kept up to date: a server on
 		// its way out keeps what was written before it left.

@@ -80,6 +80,16 @@ func (r *GroupReconciler) report(d plan.Decision, t plan.Target, img provisioner
 		r.log.Error("auto-heal blocked", zap.Int("unhealthy", d.Status.Unhealthy), zap.Int("servers", d.Status.Total))
 		events = append(events, Event{Type: EventHealBlocked, Message: msg})
 	}
+	switch was := r.lastStatus; {
+	case d.Status.Deferred > 0 && (was.Deferred == 0 || was.Steering != d.Status.Steering):
+		msg := fmt.Sprintf("%d replacements of group %s wait: %s", d.Status.Deferred, r.group.Name, d.Status.Steering)
+		r.log.Warn("replacements deferred", zap.Int("deferred", d.Status.Deferred), zap.String("steering", d.Status.Steering))
+		events = append(events, Event{Type: EventDeferred, Message: msg, Reason: d.Status.Steering})
+	case d.Status.Deferred == 0 && was.Deferred > 0:
+		msg := fmt.Sprintf("replacements of group %s may start again", r.group.Name)
+		r.log.Info("replacements no longer deferred")
+		events = append(events, Event{Type: EventUndeferred, Message: msg})
+	}
 	changed := d.Status != r.lastStatus
 	r.lastStatus = d.Status
 	if changed && r.announced {
