@@ -78,11 +78,11 @@ type Daemon struct {
 	// retiring are the workers a reload is stopping: a group's key is
 	// given up only once its worker stopped.
 	retiring map[*worker]bool
-	// held are the rebuilds events asked of groups another replica
+	// parked are the rebuilds events asked of groups another replica
 	// owned when they came: if this replica takes such a group over, it
 	// does them too (a plan.Force only designates servers built before its
 	// event, so one the owner already did designates nothing).
-	held map[string][]plan.Force
+	parked map[string][]plan.Force
 }
 
 // New prepares a daemon for cfg; Run starts it.
@@ -111,7 +111,7 @@ func New(cloud provisioner.Cloud, cfg *config.Config, opts Options) *Daemon {
 		loadedAt: opts.Now(),
 		workers:  map[string]*worker{},
 		retiring: map[*worker]bool{},
-		held:     map[string][]plan.Force{},
+		parked:   map[string][]plan.Force{},
 		stop:     make(chan struct{}),
 		watchNow: make(chan struct{}, 1),
 		images:   newImageCache(cloud),
@@ -221,7 +221,7 @@ func (d *Daemon) startWorker(g config.Group) {
 		urgent: make(chan func(context.Context), 64),
 	}
 	d.workers[g.Name] = w
-	for _, f := range d.held[g.Name] {
+	for _, f := range d.parked[g.Name] {
 		// Taken over: the rebuilds events asked while another replica
 		// owned the group are recorded on its servers first thing (and
 		// kept in memory even if that fails).
@@ -231,7 +231,7 @@ func (d *Daemon) startWorker(g config.Group) {
 			}
 		}
 	}
-	delete(d.held, g.Name)
+	delete(d.parked, g.Name)
 	d.wg.Add(1)
 	go d.runWorker(w)
 }

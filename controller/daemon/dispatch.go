@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,18 +16,18 @@ import (
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 )
 
-// maxHeld bounds the rebuilds kept per group owned elsewhere.
-const maxHeld = 16
+// maxParked bounds the rebuilds kept per group owned elsewhere.
+const maxParked = 16
 
-// hold keeps f for a group another replica owns.
-func (d *Daemon) hold(group string, f plan.Force) {
+// park keeps f for a group another replica owns.
+func (d *Daemon) park(group string, f plan.Force) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	h := append(d.held[group], f)
-	if len(h) > maxHeld {
-		h = h[len(h)-maxHeld:]
+	h := append(d.parked[group], f)
+	if len(h) > maxParked {
+		h = h[len(h)-maxParked:]
 	}
-	d.held[group] = h
+	d.parked[group] = h
 }
 
 // elsewhereUsing lists the configured groups not run here whose image
@@ -96,16 +98,19 @@ func (d *Daemon) snapshot() map[string]*worker {
 }
 
 func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, before time.Time) error {
+	if len(e.Servers) > 0 {
+		return d.patchServers(ctx, e, before)
+	}
 	workers := d.snapshot()
 	chosen := map[string]*worker{}
-	var held []string
+	var parked []string
 	for _, name := range e.Groups {
 		w, ok := workers[name]
 		if !ok && d.configuredElsewhere(name) {
 			// Another replica owns it, and acts on the same event sent
 			// to it; this one keeps it in case it takes the group over
 			// (the owner may die before the event reaches it).
-			held = append(held, name)
+			parked = append(parked, name)
 			continue
 		}
 		if !ok {
@@ -131,10 +136,10 @@ func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, before time
 	d.pokeWatch()
 	reason := fmt.Sprintf("security patch %s (event %s)", e.Reason, e.ID)
 	if e.Image != "" {
-		held = append(held, d.elsewhereUsing(workers, e.Image)...)
+		parked = append(parked, d.elsewhereUsing(workers, e.Image)...)
 	}
-	for _, name := range held {
-		d.hold(name, plan.Force{Before: before, Reason: reason})
+	for _, name := range parked {
+		d.park(name, plan.Force{Before: before, Reason: reason, Urgent: e.Urgent})
 	}
 	// The marks are written before the event is accepted: a daemon
 	// killed a moment after its 202 must still find the work on the
@@ -142,7 +147,7 @@ func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, before time
 	// again; the running daemon rebuilds the servers meanwhile anyway.
 	var errs []error
 	for _, w := range chosen {
-		f := plan.Force{Before: before, Reason: reason}
+		f := plan.Force{Before: before, Reason: reason, Urgent: e.Urgent}
 		w.rec.Force(f)
 		if err := w.rec.MarkForRebuild(ctx, f); err != nil {
 			errs = append(errs, err)
@@ -153,7 +158,68 @@ func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, before time
 		d.log.Warn("security patch: not every server could be marked for rebuild; the sender is asked to send the event again", zap.String("event", e.ID), zap.Error(err))
 		return fmt.Errorf("mark servers for rebuild: %w", err)
 	}
-	d.log.Warn("security patch: rebuilding groups", zap.String("event", e.ID), zap.String("reason", e.Reason), zap.Strings("groups", keys(chosen)))
+	d.log.Warn("security patch: rebuilding groups", zap.String("event", e.ID), zap.String("reason", e.Reason), zap.Strings("groups", keys(chosen)), zap.Bool("urgent", e.Urgent))
+	return nil
+}
+
+// patchServers asks for the replacement of exactly the servers a patch
+// names, in whichever groups they are. A server in no group of this
+// daemon is refused, unless other replicas own groups (it may be in one
+// of theirs: the rebuild is parked for those groups, where it designates
+// that server only).
+func (d *Daemon) patchServers(ctx context.Context, e trigger.Event, before time.Time) error {
+	workers := d.snapshot()
+	f := plan.Force{Before: before, Servers: e.Servers, Urgent: e.Urgent, Reason: fmt.Sprintf("security patch %s (event %s)", e.Reason, e.ID)}
+	chosen := map[string]*worker{}
+	var missing []string
+	for _, id := range e.Servers {
+		var home *worker
+		for _, w := range workers {
+			if slices.ContainsFunc(w.rec.Seen(), func(s controller.Seen) bool { return s.ID == id }) {
+				home = w
+			}
+		}
+		for _, w := range workers {
+			if home != nil {
+				break
+			}
+			_, ok, err := w.rec.Lookup(ctx, id)
+			if err != nil {
+				return fmt.Errorf("look for server %s in group %s: %w", id, w.group.Name, err)
+			}
+			if ok {
+				home = w
+			}
+		}
+		if home == nil {
+			missing = append(missing, id)
+			continue
+		}
+		chosen[home.group.Name] = home
+	}
+	if len(missing) > 0 && d.opts.Coordinator == nil {
+		return fmt.Errorf("servers %s are in no group of this daemon: %w", strings.Join(missing, ", "), trigger.ErrUnknownTarget)
+	}
+	if len(missing) > 0 {
+		for _, name := range d.groupNames() {
+			if _, mine := workers[name]; !mine {
+				d.park(name, f)
+			}
+		}
+	}
+	var errs []error
+	for _, w := range chosen {
+		w.rec.Force(f)
+		if err := w.rec.MarkForRebuild(ctx, f); err != nil {
+			errs = append(errs, err)
+		}
+		w.poke()
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Warn("security patch: not every server named could be marked for rebuild; the sender is asked to send the event again", zap.String("event", e.ID), zap.Error(err))
+		return fmt.Errorf("mark servers for rebuild: %w", err)
+	}
+	d.log.Warn("security patch: rebuilding the servers named", zap.String("event", e.ID), zap.String("reason", e.Reason), zap.Strings("servers", e.Servers), zap.Bool("urgent", e.Urgent))
 	return nil
 }
 
@@ -239,12 +305,13 @@ func (d *Daemon) compromised(ctx context.Context, e trigger.Event, before time.T
 // srv, a compromised server.
 func (d *Daemon) markTwins(ctx context.Context, workers map[string]*worker, srv controller.Seen, e trigger.Event, before time.Time) error {
 	reason := fmt.Sprintf("%s (event %s)", e.Reason, e.ID)
-	twin := plan.Force{Before: before, ImageID: srv.ImageID, Revision: srv.Revision,
+	// A compromise never waits for a hold, a window or a blocker.
+	twin := plan.Force{Before: before, ImageID: srv.ImageID, Revision: srv.Revision, Urgent: true,
 		Reason: fmt.Sprintf("built like compromised server %s (image %s, revision %s): %s", srv.Name, srv.ImageID, srv.Revision, reason)}
 	if d.opts.Coordinator != nil {
 		for _, name := range d.groupNames() {
 			if _, mine := workers[name]; !mine {
-				d.hold(name, twin)
+				d.park(name, twin)
 			}
 		}
 	}

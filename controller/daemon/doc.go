@@ -9,7 +9,7 @@
 // included: marks for rebuild, quarantine) and holds nothing that decides
 // what exists: a worker's reconciler reads the servers each round. What it
 // keeps in memory — the image cache, the last decision of each group for
-// status and metrics, the rebuilds held for groups another replica owns —
+// status and metrics, the rebuilds parked for groups another replica owns —
 // speeds it up or reports; a restart reads everything else back from the
 // servers.
 package daemon

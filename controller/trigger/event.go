@@ -53,6 +53,13 @@ type Event struct {
 	Image string `json:"image,omitempty"`
 	// Server is the server ID an instance.compromised event is about.
 	Server string `json:"server,omitempty"`
+	// Servers names, for security.patch, exactly the servers to replace
+	// (by ID), instead of groups or an image.
+	Servers []string `json:"servers,omitempty"`
+	// Urgent, for security.patch, makes the rebuild skip holds,
+	// maintenance windows and blockers: a critical CVE is not made to
+	// wait. (A compromise never waits.)
+	Urgent bool `json:"urgent,omitempty"`
 	// Reason is free text such as a CVE id, at most 255 characters;
 	// required for security.patch and instance.compromised.
 	Reason string `json:"reason,omitempty"`
@@ -125,6 +132,7 @@ func Parse(body []byte) (Event, error) {
 	targets := map[string]any{
 		"id": &e.ID, "type": &e.Type, "time": &e.Time, "groups": &e.Groups,
 		"image": &e.Image, "server": &e.Server, "reason": &e.Reason,
+		"servers": &e.Servers, "urgent": &e.Urgent,
 	}
 	for _, f := range fields {
 		if err := json.Unmarshal(f.value, targets[f.name]); err != nil {
@@ -188,7 +196,7 @@ func splitObject(body []byte) ([]rawField, error) {
 	return fields, nil
 }
 
-var fieldNames = []string{"id", "type", "time", "groups", "image", "server", "reason"}
+var fieldNames = []string{"id", "type", "time", "groups", "image", "server", "servers", "urgent", "reason"}
 
 func jsonKind(first byte) string {
 	switch first {
@@ -225,6 +233,10 @@ func valueProblem(field string) string {
 		return "expected an RFC 3339 time such as \"2026-05-14T09:30:00Z\""
 	case "groups":
 		return "expected a list of group names"
+	case "servers":
+		return "expected a list of server IDs"
+	case "urgent":
+		return "expected true or false"
 	default:
 		return "expected a string"
 	}
@@ -256,6 +268,28 @@ func (e *Event) validate() error {
 			return fieldError("groups", "groups[%d] %q given twice", i, g)
 		}
 	}
+	if len(e.Servers) > maxGroups {
+		return fieldError("servers", "%d servers, at most %d allowed", len(e.Servers), maxGroups)
+	}
+	for i, id := range e.Servers {
+		if strings.TrimSpace(id) == "" {
+			return fieldError("servers", "servers[%d] is empty: expected a server ID", i)
+		}
+		if err := checkText("servers", id, maxNameLen); err != nil {
+			return err
+		}
+		if slices.Contains(e.Servers[:i], id) {
+			return fieldError("servers", "servers[%d] %q given twice", i, id)
+		}
+	}
+	if e.Type != TypeSecurityPatch {
+		switch {
+		case len(e.Servers) > 0:
+			return fieldError("servers", "not used by %s events (a security.patch names servers to replace)", e.Type)
+		case e.Urgent:
+			return fieldError("urgent", "not used by %s events (a compromised server never waits)", e.Type)
+		}
+	}
 	if err := checkText("image", e.Image, maxNameLen); err != nil {
 		return err
 	}
@@ -275,8 +309,11 @@ func (e *Event) validate() error {
 			return fieldError("server", "not used by %s events", e.Type)
 		}
 	case TypeSecurityPatch:
-		if len(e.Groups) == 0 && e.Image == "" {
-			return fieldError("groups", "%s needs groups, image or both", e.Type)
+		if len(e.Servers) > 0 && (len(e.Groups) > 0 || e.Image != "") {
+			return fieldError("servers", "names exactly the servers to replace: it goes without groups and image")
+		}
+		if len(e.Groups) == 0 && e.Image == "" && len(e.Servers) == 0 {
+			return fieldError("groups", "%s needs groups, image, both, or servers", e.Type)
 		}
 		if e.Server != "" {
 			return fieldError("server", "not used by %s events (a compromised server is an %s event)", e.Type, TypeInstanceCompromised)
