@@ -164,6 +164,9 @@ var (
 	descUnhealthy  = prometheus.NewDesc("phoenix_servers_unhealthy", "ACTIVE servers of a group failing their health check.", []string{"group"}, nil)
 	descHealBlock  = prometheus.NewDesc("phoenix_heal_blocked", "1 when more servers of a group are unhealthy than health.max_unhealthy allows, so none is replaced: an alert.", []string{"group"}, nil)
 	descQuotaBlock = prometheus.NewDesc("phoenix_quota_blocked", "1 while a group's rollout waits because the cloud refuses new servers for quota; the wait does not count against progress_deadline.", []string{"group"}, nil)
+	descSteered    = prometheus.NewDesc("phoenix_rollout_steered", "1 while no voluntary replacement of a group may start, by cause (held, blocked, window).", []string{"group", "cause"}, nil)
+	descDeferred   = prometheus.NewDesc("phoenix_servers_deferred", "Servers of a group whose replacement waits for a hold, a blocker or a maintenance window.", []string{"group"}, nil)
+	descProtected  = prometheus.NewDesc("phoenix_servers_protected", "Protected servers of a group left as they are although they would be replaced.", []string{"group"}, nil)
 	descProbes     = prometheus.NewDesc("phoenix_health_probes_total", "Health probes by group and result (pass, fail).", []string{"group", "result"}, nil)
 	descImageAge   = prometheus.NewDesc("phoenix_gold_image_age_seconds", "Age of the newest image a group's selector matched, at its last reconcile.", []string{"group", "image"}, nil)
 	descRejected   = prometheus.NewDesc("phoenix_rollout_rejected", "1 while a group runs the image it went back to because a rollback rejected the image its selector picks (labelled).", []string{"group", "image"}, nil)
@@ -182,6 +185,9 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descUnhealthy
 	ch <- descHealBlock
 	ch <- descQuotaBlock
+	ch <- descSteered
+	ch <- descDeferred
+	ch <- descProtected
 	ch <- descImageAge
 	ch <- descImageStale
 	ch <- descRejected
@@ -227,6 +233,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descRejected, prometheus.GaugeValue, 1, name, img)
 		}
 		ch <- prometheus.MustNewConstMetric(descQuotaBlock, prometheus.GaugeValue, b2f(quotaWait(dec.Status) && !halted), name)
+		for _, cause := range []string{"held", "blocked", "window"} {
+			ch <- prometheus.MustNewConstMetric(descSteered, prometheus.GaugeValue, b2f(steeredBy(dec.Status) == cause), name, cause)
+		}
+		ch <- prometheus.MustNewConstMetric(descDeferred, prometheus.GaugeValue, float64(dec.Status.Deferred), name)
+		ch <- prometheus.MustNewConstMetric(descProtected, prometheus.GaugeValue, float64(dec.Status.Protected), name)
 		if f := w.rec.Freshness(); f.Image.ID != "" {
 			ch <- prometheus.MustNewConstMetric(descImageAge, prometheus.GaugeValue, f.Age.Seconds(), name, f.Image.ID)
 			ch <- prometheus.MustNewConstMetric(descImageStale, prometheus.GaugeValue, b2f(f.Stale != ""), name)
@@ -235,6 +246,20 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Passes), name, "pass")
 		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.CounterValue, float64(st.Failures), name, "fail")
 	}
+}
+
+// steeredBy names what keeps voluntary replacements from starting: held,
+// blocked, window, or "".
+func steeredBy(s plan.Status) string {
+	switch {
+	case strings.HasPrefix(s.Steering, "held"):
+		return "held"
+	case strings.HasPrefix(s.Steering, "blocked"):
+		return "blocked"
+	case strings.HasPrefix(s.Steering, "outside"):
+		return "window"
+	}
+	return ""
 }
 
 // quotaWait reports whether the group's rollout waits for quota.

@@ -83,6 +83,10 @@ func (n *Notifier) Emit(e controller.Event) {
 	case controller.EventQuotaBlocked:
 		// The message carries the cloud's own words about the quota.
 		no.Kind, no.Reason = "quota-blocked", cmp.Or(e.Message, e.Reason)
+	case controller.EventDeferred:
+		no.Kind, no.Reason = "deferred", e.Message
+	case controller.EventUndeferred:
+		no.Kind, no.Reason = "undeferred", e.Message
 	case controller.EventQuotaFreed:
 		no.Kind, no.Reason = "quota-freed", e.Message
 	case controller.EventHalted:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,9 @@ type GroupStatus struct {
 	// selector's image.max_age.
 	ImageAgeSeconds float64 `json:"image_age_seconds,omitempty"`
 	ImageStale      string  `json:"image_stale,omitempty"`
+	// Protected lists the protected servers left as they are: "name (id):
+	// protected: why; would be replaced: why".
+	Protected []string `json:"protected,omitempty"`
 	// Owner is the replica that reconciles the group, when several
 	// share the groups: this one, another, or "" when none holds it.
 	Owner string `json:"owner,omitempty"`
@@ -104,6 +108,11 @@ func (w *worker) status() GroupStatus {
 	}
 	f := w.rec.Freshness()
 	st.ImageAgeSeconds, st.ImageStale = f.Age.Seconds(), f.Stale
+	for _, c := range w.last.Servers {
+		if c.Kind == plan.KindKept && strings.HasPrefix(c.Kept, "protected") {
+			st.Protected = append(st.Protected, fmt.Sprintf("%s (%s): %s; would be replaced: %s", c.Name, c.ID, c.Kept, c.Reason))
+		}
+	}
 	return st
 }
 
