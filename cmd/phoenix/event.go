@@ -29,7 +29,8 @@ type eventSendFlags struct {
 	typ        string
 	groups     []string
 	image      string
-	server     string
+	server     []string
+	urgent     bool
 	reason     string
 }
 
@@ -54,8 +55,10 @@ secret and POSTs it to the daemon's /v1/events.
 
 Event types:
   image.published       re-resolve image selectors now (--image optional)
-  security.patch        rebuild the --group groups, or every group using
-                        --image, now (--reason required)
+  security.patch        rebuild the --group groups, every group using
+                        --image, or exactly the --server servers, now
+                        (--reason required; --urgent: do not wait for a
+                        hold, a maintenance window or a blocker)
   instance.compromised  take --server out of traffic and rebuild everything
                         sharing its image and revision (--reason required)
 
@@ -77,14 +80,15 @@ no answer; 2 bad flags or an invalid event (nothing was sent).`,
 	cmd.Flags().StringVar(&f.typ, "type", "", "event type: image.published, security.patch or instance.compromised")
 	cmd.Flags().StringSliceVarP(&f.groups, "group", "g", nil, "group to rebuild (security.patch; repeatable)")
 	cmd.Flags().StringVar(&f.image, "image", "", "image ID or name (security.patch: rebuild every group using it; image.published: informational)")
-	cmd.Flags().StringVar(&f.server, "server", "", "server ID (instance.compromised)")
+	cmd.Flags().StringSliceVar(&f.server, "server", nil, "server ID (instance.compromised: the one compromised; security.patch: replace exactly these, repeatable)")
+	cmd.Flags().BoolVar(&f.urgent, "urgent", false, "security.patch: do not wait for holds, maintenance windows or blockers")
 	cmd.Flags().StringVar(&f.reason, "reason", "", "why, such as a CVE id; recorded on every server replaced (security.patch, instance.compromised)")
 	return cmd
 }
 
 // eventFlagOf names the flag that sets each event field, for messages.
 var eventFlagOf = map[string]string{
-	"id": "--id", "type": "--type", "groups": "--group", "image": "--image", "server": "--server", "reason": "--reason",
+	"id": "--id", "type": "--type", "groups": "--group", "image": "--image", "server": "--server", "servers": "--server", "urgent": "--urgent", "reason": "--reason",
 }
 
 func runEventSend(ctx context.Context, out io.Writer, g *cli.Globals, f *eventSendFlags, changed func(string) bool) error {
@@ -166,7 +170,7 @@ func eventURL(raw string) (string, error) {
 func buildEvent(f *eventSendFlags, changed func(string) bool) (trigger.Event, error) {
 	var e trigger.Event
 	if f.file != "" {
-		for _, name := range []string{"type", "group", "image", "server", "reason"} {
+		for _, name := range []string{"type", "group", "image", "server", "urgent", "reason"} {
 			if changed(name) {
 				return e, cli.UsageError(fmt.Errorf("--file and --%s exclude each other: the file holds the whole event", name))
 			}
@@ -191,7 +195,15 @@ func buildEvent(f *eventSendFlags, changed func(string) bool) (trigger.Event, er
 		if f.typ == "" {
 			return e, cli.UsageError(errors.New("--type or --file is required"))
 		}
-		e = trigger.Event{Type: f.typ, Groups: f.groups, Image: f.image, Server: f.server, Reason: f.reason}
+		e = trigger.Event{Type: f.typ, Groups: f.groups, Image: f.image, Urgent: f.urgent, Reason: f.reason}
+		switch {
+		case f.typ == trigger.TypeInstanceCompromised && len(f.server) > 1:
+			return e, cli.UsageError(errors.New("--server: an instance.compromised event is about one server"))
+		case f.typ == trigger.TypeInstanceCompromised && len(f.server) == 1:
+			e.Server = f.server[0]
+		default:
+			e.Servers = f.server
+		}
 	}
 	if f.id != "" {
 		e.ID = f.id

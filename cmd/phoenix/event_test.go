@@ -215,7 +215,7 @@ func TestEventSendRefused(t *testing.T) {
 		{"no reason", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "security.patch", "--group", "web"},
 			cli.ExitUsage, "--reason: event: reason: required", false},
 		{"no target", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "security.patch", "--reason", "r"},
-			cli.ExitUsage, "--group: event: groups: security.patch needs groups, image or both", false},
+			cli.ExitUsage, "--group: event: groups: security.patch needs groups, image, both, or servers", false},
 		{"bad type", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "image.deleted"},
 			cli.ExitUsage, `--type: event: type: "image.deleted" is not an event type`, false},
 		{"bad group name", []string{"--url", url, "--secret-file", ed.secretFile, "--type", "security.patch", "--group", "Web", "--reason", "r"},

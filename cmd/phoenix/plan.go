@@ -50,11 +50,15 @@ type groupPlan struct {
 	Image    provisioner.Image `json:"image"`
 	Revision string            `json:"revision"`
 	Servers  []serverPlan      `json:"servers"`
-	// Replace, Keep and Create count what a rebuild would do now.
-	Replace int         `json:"replace"`
-	Keep    int         `json:"keep"`
-	Create  int         `json:"create"`
-	Status  plan.Status `json:"status"`
+	// Replace, Keep and Create count what a rebuild would do now;
+	// Deferred the replacements that wait for steering, Protected the
+	// protected servers left as they are.
+	Replace   int         `json:"replace"`
+	Keep      int         `json:"keep"`
+	Create    int         `json:"create"`
+	Deferred  int         `json:"deferred,omitempty"`
+	Protected int         `json:"protected,omitempty"`
+	Status    plan.Status `json:"status"`
 	// ImageStale is the alert while the desired image is older than the
 	// selector's image.max_age.
 	ImageStale string `json:"image_stale,omitempty"`
@@ -71,7 +75,7 @@ type serverPlan struct {
 	// Health is one probe's verdict now: healthy, unhealthy or unknown.
 	Health      string `json:"health"`
 	HealthError string `json:"health_error,omitempty"`
-	// Action is replace, keep, draining or deleting.
+	// Action is replace, keep, draining, deleting, deferred or protected.
 	Action string `json:"action"`
 	Reason string `json:"reason,omitempty"`
 	// Traffic is where the server stands with the group's pool or
@@ -156,6 +160,15 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 			case c.Kind == plan.KindCurrent:
 				sp.Action = "keep"
 				gp.Keep++
+			case c.Kind == plan.KindKept && strings.HasPrefix(c.Kept, "protected"):
+				// What it would be replaced for, after why it is not.
+				sp.Action, sp.Reason = "protected", strings.TrimSuffix(c.Kept+"; would be replaced: "+c.Reason, "; would be replaced: ")
+				gp.Keep++
+				gp.Protected++
+			case c.Kind == plan.KindKept:
+				sp.Action, sp.Reason = "deferred", c.Kept+"; would be replaced: "+c.Reason
+				gp.Keep++
+				gp.Deferred++
 			case c.Kind == plan.KindDraining:
 				sp.Action = "draining"
 			default:
@@ -265,6 +278,15 @@ func printPlans(out io.Writer, plans []groupPlan) {
 			fmt.Fprintf(out, "  PAUSED after the canary: run phoenix resume --group %s to go on\n", gp.Group)
 		case gp.Status.HealBlocked:
 			fmt.Fprintf(out, "  HEAL BLOCKED: %d servers fail their check at once (more than health.max_unhealthy); none is replaced\n", gp.Status.Unhealthy)
+		}
+		switch st := gp.Status.Steering; {
+		case st != "" && gp.Deferred > 0:
+			fmt.Fprintf(out, "  DEFERRED: %d replacements wait: %s\n", gp.Deferred, st)
+		case st != "":
+			fmt.Fprintf(out, "  STEERING: nothing waits now, but a new replacement would: %s\n", st)
+		}
+		if gp.Protected > 0 {
+			fmt.Fprintf(out, "  PROTECTED: %d servers are left as they are (phoenix unprotect --server ID lets Phoenix replace them)\n", gp.Protected)
 		}
 		switch {
 		case gp.Replace == 0 && gp.Create == 0:

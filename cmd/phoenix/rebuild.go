@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,12 +17,15 @@ import (
 	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
 type rebuildFlags struct {
 	config  string
 	groups  []string
+	servers []string
+	urgent  bool
 	all     bool
 	force   bool
 	reason  string
@@ -32,13 +37,18 @@ type rebuildFlags struct {
 func newRebuildCommand(g *cli.Globals) *cobra.Command {
 	f := &rebuildFlags{}
 	cmd := &cobra.Command{
-		Use:   "rebuild --config FILE (--group NAME ... | --all) [--force --reason TEXT]",
+		Use:   "rebuild --config FILE (--group NAME ... | --all | --server ID ...) [--force --reason TEXT] [--urgent]",
 		Short: "Replace drifted servers with fresh boots of the desired image, and wait until done",
 		Long: `rebuild replaces every server of the chosen groups that has drifted from the
 desired image or spec (with --force: every server), surge-first and gated on
 health checks, and returns when the groups have converged.
 
-Exit status: 0 converged; 1 could not converge (the reason is printed; old
+With --server it replaces exactly the servers named (with the group's surge,
+health gate, traffic and snapshot discipline), and nothing else. A held
+group, a firing blocker or a closed maintenance window defers a
+replacement; --urgent (with --force or --server) does not wait for them.
+
+Exit status: 0 converged; 1 could not converge or deferred (the reason is printed; old
 servers keep serving); 2 bad flags or configuration (nothing was done).
 Stopping it at any moment is safe: running it again resumes.`,
 		Args: cobra.NoArgs,
@@ -49,6 +59,8 @@ Stopping it at any moment is safe: running it again resumes.`,
 	cmd.Flags().StringVarP(&f.config, "config", "c", "", "Phoenix configuration file")
 	cmd.Flags().StringSliceVarP(&f.groups, "group", "g", nil, "group to rebuild (repeatable)")
 	cmd.Flags().BoolVar(&f.all, "all", false, "rebuild every group in the configuration")
+	cmd.Flags().StringSliceVar(&f.servers, "server", nil, "replace exactly this server, by ID (repeatable)")
+	cmd.Flags().BoolVar(&f.urgent, "urgent", false, "with --force or --server: do not wait for a hold, a blocker or a maintenance window")
 	cmd.Flags().BoolVar(&f.force, "force", false, "replace every server created before now, drifted or not (needs --reason)")
 	cmd.Flags().StringVar(&f.reason, "reason", "", "why a forced rebuild is needed (recorded on the servers it deletes)")
 	cmd.Flags().StringVar(&f.before, "before", "", "with --force: replace servers created before this RFC 3339 time instead of now (to resume an interrupted forced rebuild)")
@@ -62,14 +74,21 @@ func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFl
 		return err
 	}
 	switch {
+	case len(f.servers) > 0 && (f.all || len(f.groups) > 0 || f.force):
+		return cli.UsageError(errors.New("--server names the servers to replace: it goes without --group, --all and --force"))
+	case f.urgent && !f.force && len(f.servers) == 0:
+		return cli.UsageError(errors.New("--urgent goes with --force or --server"))
+	case len(f.servers) > 0:
 	case f.all && len(f.groups) > 0:
 		return cli.UsageError(errors.New("use either --group or --all, not both"))
 	case !f.all && len(f.groups) == 0:
-		return cli.UsageError(errors.New("choose the groups: --group NAME (repeatable) or --all"))
+		return cli.UsageError(errors.New("choose the groups: --group NAME (repeatable), --all, or the servers: --server ID"))
 	case f.force && strings.TrimSpace(f.reason) == "":
 		return cli.UsageError(errors.New("--force needs --reason TEXT: it is recorded on every server it replaces"))
-	case !f.force && (f.reason != "" || f.before != ""):
-		return cli.UsageError(errors.New("--reason and --before go with --force"))
+	case !f.force && f.before != "":
+		return cli.UsageError(errors.New("--before goes with --force"))
+	case !f.force && len(f.servers) == 0 && f.reason != "":
+		return cli.UsageError(errors.New("--reason goes with --force or --server"))
 	}
 	cutoff := time.Now()
 	if f.before != "" {
@@ -84,7 +103,7 @@ func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFl
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	cfg, groups, err := loadConfig(f.config, f.groups, f.all)
+	cfg, groups, err := loadConfig(f.config, f.groups, f.all || len(f.servers) > 0)
 	if err != nil {
 		return err
 	}
@@ -94,14 +113,42 @@ func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFl
 		return err
 	}
 	opts := controller.Options{RolloutID: uuid.NewString(), PollInterval: f.poll}
+	if len(f.servers) > 0 {
+		if groups, err = namedServers(ctx, cloud.Services(), groups, f.servers); err != nil {
+			return err
+		}
+		reason := cmp.Or(strings.TrimSpace(f.reason), "named by phoenix rebuild --server")
+		opts.Forces = []plan.Force{{Before: cutoff, Servers: f.servers, Reason: reason, Urgent: f.urgent}}
+	}
 	if f.force {
 		opts.RebuildBefore = cutoff
 		opts.RebuildReason = f.reason
+		opts.RebuildUrgent = f.urgent
 		fmt.Fprintf(out, "forced rebuild of every server created before %s (%s); to resume it after an interruption, add --before %s\n",
 			cutoff.UTC().Format(time.RFC3339), f.reason, cutoff.UTC().Format(time.RFC3339))
 	}
 	results := rebuild(ctx, out, g.Output, cloud.Services(), groups, log, opts, f.timeout)
 	return exitFor(results, opts.RolloutID, f.timeout)
+}
+
+// namedServers returns the groups the servers named are in, refusing a
+// server that is in none or that is protected.
+func namedServers(ctx context.Context, cloud provisioner.Cloud, all []config.Group, ids []string) ([]config.Group, error) {
+	var out []config.Group
+	for _, id := range ids {
+		s, g, err := controller.FindServer(ctx, cloud, all, id)
+		if err != nil {
+			return nil, &cli.ExitError{Code: cli.ExitNotDone, Err: err}
+		}
+		if strings.EqualFold(s.Metadata[controller.MetaProtected], "true") {
+			return nil, &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("server %s (%s) of group %s is protected (%s): run phoenix unprotect --server %s first",
+				s.Name, s.ID, g.Name, cmp.Or(s.Metadata[controller.MetaProtectReason], "no reason given"), s.ID)}
+		}
+		if !slices.ContainsFunc(out, func(o config.Group) bool { return o.Name == g.Name }) {
+			out = append(out, g)
+		}
+	}
+	return out, nil
 }
 
 // rebuild runs the rollout with live progress on out and prints the
@@ -156,6 +203,8 @@ func failureParagraph(r controller.GroupResult, timeout time.Duration) string {
 	switch {
 	case errors.Is(err, controller.ErrRolledBack):
 		fmt.Fprintf(&b, "ROLLED BACK: %v. The rejected image is skipped until a newer one is published; `phoenix resume --group %s` tries it again.", err, r.Group)
+	case errors.Is(err, controller.ErrDeferred):
+		fmt.Fprintf(&b, "It is DEFERRED: %v. Release the hold, wait for the window or the blocker, or run again with --urgent.", err)
 	case errors.Is(err, controller.ErrPaused):
 		fmt.Fprintf(&b, "It is PAUSED: %v.", err)
 	case errors.Is(err, controller.ErrHalted):

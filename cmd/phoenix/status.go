@@ -103,12 +103,19 @@ func printStatus(out io.Writer, st daemon.Status) {
 			state = "error: " + g.LastError
 		case g.Status.Waiting != "":
 			state = "WAITING: " + g.Status.Waiting
+		case g.Status.Deferred > 0 && g.Status.Steering != "":
+			state = fmt.Sprintf("DEFERRED (%d waiting): %s", g.Status.Deferred, g.Status.Steering)
 		case g.Status.Handovers > 0:
 			state = fmt.Sprintf("moving %d data volume(s) to replacements", g.Status.Handovers)
 		case g.Status.Canary:
 			state = "canary baking"
 		case g.InProgress:
 			state = "rolling out"
+		case g.Status.Protected > 0:
+			state = fmt.Sprintf("converged with %d protected servers left as they are", g.Status.Protected)
+		}
+		if g.Status.Steering != "" && !strings.HasPrefix(state, "DEFERRED") {
+			state += "; " + g.Status.Steering
 		}
 		img := g.DesiredImage.Name
 		if img == "" {
@@ -121,6 +128,9 @@ func printStatus(out io.Writer, st daemon.Status) {
 	for _, g := range st.Groups {
 		if g.ImageStale != "" {
 			fmt.Fprintf(out, "STALE GOLD IMAGE: %s\n", g.ImageStale)
+		}
+		for _, p := range g.Protected {
+			fmt.Fprintf(out, "PROTECTED in group %s: %s\n", g.Group, p)
 		}
 	}
 }

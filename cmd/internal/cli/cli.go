@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// Maintenance windows name time zones: the binaries carry the zone
+	// database, so a host without zoneinfo reads them alike.
+	_ "time/tzdata"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
