@@ -60,9 +60,9 @@ func voluntary(t Target, c Classified) bool {
 // steer keeps the servers steering says to keep: every protected server
 // that would be replaced or removed (a compromised one is failed already,
 // and goes), and, while voluntary replacements may not start, as many
-// drifted servers as the group needs beside its current servers and the
-// replacements under way — the others' replacements started before and
-// finish.
+// drifted servers as the group needs beside its current servers (new
+// ones under way included) — the others' replacements started before
+// and finish.
 func (d *Decision) steer(t Target, now time.Time) {
 	why, next := steering(t, now)
 	d.Status.Steering, d.Status.NextWindow = why, next
@@ -84,7 +84,9 @@ func (d *Decision) steer(t Target, now time.Time) {
 	if why == "" {
 		return
 	}
-	current, other := 0, 0
+	// The current servers count whatever they replace: an old server heal
+	// or an urgent rebuild replaces goes once its replacement serves.
+	current := 0
 	var drifted []int
 	for i, c := range d.Servers {
 		switch {
@@ -92,11 +94,9 @@ func (d *Decision) steer(t Target, now time.Time) {
 			current++
 		case voluntary(t, c):
 			drifted = append(drifted, i)
-		case c.Kind == KindOld:
-			other++
 		}
 	}
-	keep := max(0, min(len(drifted), t.Count-current-other-protectedServing))
+	keep := max(0, min(len(drifted), t.Count-current-protectedServing))
 	// The ones serving most are kept; the others go as they would have.
 	sort.SliceStable(drifted, func(a, b int) bool { return deleteFirst(d.Servers[drifted[a]], d.Servers[drifted[b]]) })
 	for _, i := range drifted[len(drifted)-keep:] {

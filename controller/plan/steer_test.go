@@ -100,6 +100,20 @@ func TestSteering(t *testing.T) {
 			t.Forces = []Force{{Before: t0, Reason: "CVE-1", Urgent: true}}
 			return s
 		}, want: []string{"create 1"}},
+		{name: "held: an urgent rebuild under way takes no drifted server with it", steer: func(t *Target, s []Server) []Server {
+			t.Held, t.ImageID = "x", "old"
+			for i := range s {
+				s[i].RebuildMark = "CVE-1"
+			}
+			s[0].RebuildUrgent = true
+			r := current("r0")
+			r.ImageID = "old"
+			return append(s, r)
+		}, want: []string{"delete old0"}, check: func(t *testing.T, d Decision) {
+			if d.Status.Deferred != 3 {
+				t.Errorf("%d deferred, want 3", d.Status.Deferred)
+			}
+		}},
 		{name: "held: a patch without urgency waits", steer: func(t *Target, s []Server) []Server {
 			t.Held, t.ImageID = "x", "old"
 			t.Forces = []Force{{Before: t0, Reason: "CVE-1"}}
