@@ -52,9 +52,15 @@ func urgent(t Target, s Server) bool {
 }
 
 // voluntary says whether an old server's replacement is the operator's to
-// schedule: it drifted (not healed), and no urgent rebuild asks for it.
-func voluntary(t Target, c Classified) bool {
-	return c.Kind == KindOld && !c.Healed && !urgent(t, c.Server)
+// schedule: it drifted and serves (a sick one is healed, drifted or not),
+// and no urgent rebuild asks for it.
+func voluntary(t Target, c Classified, healBlocked bool, now time.Time) bool {
+	if c.Kind != KindOld || c.Healed || urgent(t, c.Server) {
+		return false
+	}
+	healing := !healBlocked && t.MaxUnhealthy >= 0 && c.Served() && c.Status == StatusActive && sick(t, c) &&
+		!now.Before(c.UnhealthySince.Add(t.HealAfter))
+	return !healing
 }
 
 // steer keeps the servers steering says to keep: every protected server
@@ -92,7 +98,7 @@ func (d *Decision) steer(t Target, now time.Time) {
 		switch {
 		case c.Kind == KindCurrent:
 			current++
-		case voluntary(t, c):
+		case voluntary(t, c, d.Status.HealBlocked, now):
 			drifted = append(drifted, i)
 		}
 	}

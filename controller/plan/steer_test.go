@@ -301,3 +301,84 @@ func TestSteeringSequences(t *testing.T) {
 		}
 	}
 }
+
+// TestSteeringHealsAndQuarantinesWhileHeld steps random worlds that stay
+// held throughout while servers fall sick for good or are found
+// compromised (a protected one too): a compromised server is deleted in
+// the very round that sees it, a sick one is replaced, and nothing is
+// created beyond what they and the replacements under way leave
+// missing; the servers no one drifted from stay.
+func TestSteeringHealsAndQuarantinesWhileHeld(t *testing.T) {
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 78))
+		traffic := seed%2 == 1
+		count := 2 + rng.IntN(7)
+		surge, unavailable := 1+rng.IntN(2), rng.IntN(2)
+		tgt := Target{Count: count, MaxSurge: surge, MaxUnavailable: unavailable, MinReady: 10 * time.Second, ImageID: "new", Revision: "rev",
+			MaxFailures: 1000, Traffic: traffic, Drain: 30 * time.Second, MaxUnhealthy: count, Held: "seed"}
+		w := &world{rng: rng, now: t0, servers: map[string]*Server{}, traffic: traffic}
+		for i := range count {
+			w.add("old", StatusActive, Healthy)
+			w.servers[fmt.Sprintf("s%04d", i)].ReadyAt = t0
+			if rng.IntN(4) == 0 {
+				w.servers[fmt.Sprintf("s%04d", i)].Protected = "seed"
+			}
+		}
+		sick := map[string]bool{}
+		for step := 0; step < 600; step++ {
+			if step%30 == 10 {
+				ids := w.list()
+				s := w.servers[ids[rng.IntN(len(ids))].ID]
+				switch {
+				case s.Phase != "" || s.TaskState != "" || s.Compromised != "" || sick[s.ID]:
+				case rng.IntN(2) == 0:
+					s.Compromised = "seed"
+				case s.Status == StatusActive && s.Served():
+					sick[s.ID] = true
+				}
+			}
+			for id := range sick {
+				if s, ok := w.servers[id]; ok && s.Phase == "" {
+					s.Health, s.UnhealthySince = Unhealthy, cmpOr(s.UnhealthySince, w.now)
+				}
+			}
+			d := Plan(tgt, w.list(), w.now)
+			gone := map[string]bool{}
+			for _, x := range d.Deletes {
+				gone[x.Server.ID] = true
+			}
+			for _, x := range d.Drains {
+				gone[x.Server.ID] = true
+			}
+			live := 0
+			for _, s := range w.servers {
+				if s.Compromised != "" && s.Phase == "" && s.TaskState == "" && !gone[s.ID] {
+					t.Fatalf("seed %d step %d: compromised server %s (protected %q) not taken out while held", seed, step, s.ID, s.Protected)
+				}
+				if s.Protected != "" && s.Compromised == "" && gone[s.ID] {
+					t.Fatalf("seed %d step %d: protected server %s taken out", seed, step, s.ID)
+				}
+				if s.Phase == "" && s.TaskState == "" && s.Compromised == "" && !sick[s.ID] {
+					live++
+				}
+			}
+			if len(d.Creates) > max(0, count-live) {
+				t.Fatalf("seed %d step %d: %d creates while held, %d of %d servers stay (status %+v)", seed, step, len(d.Creates), live, count, d.Status)
+			}
+			w.apply(d)
+			w.advance(0)
+		}
+		for id := range sick {
+			if s, ok := w.servers[id]; ok && s.Protected == "" && s.Phase == "" && s.TaskState == "" {
+				t.Fatalf("seed %d: sick server %s never healed while held (status %+v)", seed, id, Plan(tgt, w.list(), w.now).Status)
+			}
+		}
+	}
+}
+
+func cmpOr(a, b time.Time) time.Time {
+	if a.IsZero() {
+		return b
+	}
+	return a
+}
