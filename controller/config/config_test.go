@@ -231,7 +231,7 @@ func TestWindows(t *testing.T) {
 		{"Mon,Mon-Tue 01:00-02:00", [7]bool{1: true, 2: true}, "1h0m0s", "2h0m0s", "UTC"},
 		{"daily 00:00-24:00", all, "0s", "24h0m0s", "UTC"},
 		{"Daily 20:00-24:00 Asia/Tokyo", all, "20h0m0s", "24h0m0s", "Asia/Tokyo"},
-		{"* 23:59-00:00 UTC", all, "23h59m0s", "0s", "UTC"},
+		{"* 23:59-00:00 UTC", all, "23h59m0s", "24h0m0s", "UTC"},
 		{"  Sun   03:00-04:00  ", [7]bool{0: true}, "3h0m0s", "4h0m0s", "UTC"},
 	} {
 		t.Run(tc.text, func(t *testing.T) {

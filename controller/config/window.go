@@ -139,6 +139,9 @@ func parseSpan(s string) (start, end time.Duration, err error) {
 	if start == end {
 		return 0, 0, fmt.Errorf("start and end are both %s: a window needs a length (daily 00:00-24:00 is always open)", from)
 	}
+	if end == 0 {
+		end = 24 * time.Hour // an end of 00:00 is the midnight that closes the day
+	}
 	return start, end, nil
 }
 
