@@ -537,6 +537,7 @@ func TestRefusedConfigs(t *testing.T) {
 		{"cert without key", "controller: {tls_cert_file: c.pem}\n" + group(""), "controller", 1, "tls_cert_file and tls_key_file go together"},
 		{"missing secret file", "controller: {webhook_secret_file: nope.key}\n" + group(""), "controller.webhook_secret_file", 1, "cannot read"},
 		{"notify not a url", "controller: {notify: [chat-room]}\n" + group(""), "controller.notify[0]", 1, `expected an http or https URL, got "chat-room"`},
+		{"notify with a password, not a url", "controller: {notify: [\"ftp://bot:hunter2@chat\"]}\n" + group(""), "controller.notify[0]", 1, `got "ftp://bot:xxxxx@chat"`},
 		{"parallel groups zero", "controller: {parallel_groups: 0}\n" + group(""), "controller.parallel_groups", 1, "expected from 1 to 1000"},
 		// Coordination through etcd.
 		{"etcd without endpoints", "controller: {coordination: {etcd: {prefix: /p/}}}\n" + group(""), "controller.coordination.etcd.endpoints", 1, "expected at least one etcd client URL"},

@@ -34,7 +34,7 @@ func (v *validator) controller(c *Controller) {
 		at := fmt.Sprintf("%s.notify[%d]", path, i)
 		parsed, err := url.Parse(u)
 		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			v.bad(at, "expected an http or https URL, got %q", u)
+			v.bad(at, "expected an http or https URL, got %q", redactURL(u))
 		}
 	}
 	if e := c.Coordination.Etcd; e != nil {

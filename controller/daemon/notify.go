@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -117,7 +118,7 @@ func (n *Notifier) run() {
 		}
 		for _, u := range n.urls {
 			if err := n.post(u, body); err != nil {
-				n.log.Warn("notice not delivered", zap.String("url", u), zap.String("kind", no.Kind), zap.String("group", no.Group), zap.Error(err))
+				n.log.Warn("notice not delivered", zap.String("url", redacted(u)), zap.String("kind", no.Kind), zap.String("group", no.Group), zap.Error(err))
 			}
 		}
 	}
@@ -155,4 +156,13 @@ func (n *Notifier) Close() {
 	}
 	n.mu.Unlock()
 	n.wg.Wait()
+}
+
+// redacted is a notify URL for a log line: a password in it is not.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a notify URL that does not parse)"
+	}
+	return u.Redacted()
 }
