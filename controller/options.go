@@ -30,7 +30,9 @@ type Options struct {
 	RebuildUrgent bool
 	// Forces are rebuilds asked for from the start (`phoenix rebuild
 	// --server`): recorded on the servers they designate, then done.
+	// Only, when set, names the only servers the run replaces.
 	Forces []plan.Force
+	Only   []string
 	// Blocker, when set, replaces the group's configured blockers.
 	Blocker Blocker
 	// PollInterval is the longest wait between reconciles. Default 2s.

@@ -277,6 +277,7 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 		RebuildBefore:    r.opts.RebuildBefore,
 		RebuildReason:    r.opts.RebuildReason,
 		RebuildUrgent:    r.opts.RebuildUrgent,
+		Only:             r.opts.Only,
 		Zones:            g.AvailabilityZones,
 		ProgressDeadline: g.Rollout.ProgressDeadline.D(),
 		MaxFailures:      g.Rollout.MaxFailures,

@@ -119,6 +119,7 @@ func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFl
 		}
 		reason := cmp.Or(strings.TrimSpace(f.reason), "named by phoenix rebuild --server")
 		opts.Forces = []plan.Force{{Before: cutoff, Servers: f.servers, Reason: reason, Urgent: f.urgent}}
+		opts.Only = f.servers
 	}
 	if f.force {
 		opts.RebuildBefore = cutoff

@@ -72,7 +72,7 @@ func voluntary(t Target, c Classified, healBlocked bool, now time.Time) bool {
 func (d *Decision) steer(t Target, now time.Time) {
 	why, next := steering(t, now)
 	d.Status.Steering, d.Status.NextWindow = why, next
-	protectedServing := 0
+	pinnedServing := 0
 	for i, c := range d.Servers {
 		if c.Protected == "" || c.Compromised != "" || c.Unlisted {
 			continue
@@ -83,7 +83,19 @@ func (d *Decision) steer(t Target, now time.Time) {
 			d.Servers[i].Kind, d.Servers[i].Kept = KindKept, "protected: "+c.Protected
 			d.Status.Protected++
 			if keptServes(t, d.Servers[i]) {
-				protectedServing++
+				pinnedServing++
+			}
+		}
+	}
+	if len(t.Only) > 0 {
+		// A run that names its servers leaves every other one that serves
+		// as it is.
+		for i, c := range d.Servers {
+			if c.Kind == KindOld && !slices.Contains(t.Only, c.ID) && voluntary(t, c, d.Status.HealBlocked, now) {
+				d.Servers[i].Kind, d.Servers[i].Kept = KindKept, "not named: this run replaces only the servers named"
+				if keptServes(t, d.Servers[i]) {
+					pinnedServing++
+				}
 			}
 		}
 	}
@@ -102,7 +114,7 @@ func (d *Decision) steer(t Target, now time.Time) {
 			drifted = append(drifted, i)
 		}
 	}
-	keep := max(0, min(len(drifted), t.Count-current-protectedServing))
+	keep := max(0, min(len(drifted), t.Count-current-pinnedServing))
 	// The ones serving most are kept; the others go as they would have.
 	sort.SliceStable(drifted, func(a, b int) bool { return deleteFirst(d.Servers[drifted[a]], d.Servers[drifted[b]]) })
 	for _, i := range drifted[len(drifted)-keep:] {

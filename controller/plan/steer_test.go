@@ -169,6 +169,24 @@ func TestSteering(t *testing.T) {
 				t.Errorf("status %+v", d.Status)
 			}
 		}},
+		{name: "a run naming its servers leaves the other drifted ones", steer: func(t *Target, s []Server) []Server {
+			t.Only = []string{"old1"}
+			return s
+		}, want: []string{"create 1"}, check: func(t *testing.T, d Decision) {
+			for _, c := range d.Servers {
+				if (c.Kind == KindOld) != (c.ID == "old1") || c.ID != "old1" && !strings.HasPrefix(c.Kept, "not named") {
+					t.Errorf("server %s is %s (%q)", c.ID, c.Kind, c.Kept)
+				}
+			}
+		}},
+		{name: "a run naming its servers ends once they are replaced", steer: func(t *Target, s []Server) []Server {
+			t.Only = []string{"old1"}
+			return []Server{s[0], current("n1"), s[2], s[3]}
+		}, check: func(t *testing.T, d Decision) {
+			if !d.Status.Converged {
+				t.Errorf("status %+v, want converged", d.Status)
+			}
+		}},
 		{name: "named: only the servers named are replaced", steer: func(t *Target, s []Server) []Server {
 			t.ImageID, t.MaxSurge = "old", 4
 			t.Forces = []Force{{Before: t0, Servers: []string{"old1", "old3"}, Reason: "named"}}

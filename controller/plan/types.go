@@ -163,6 +163,10 @@ type Target struct {
 	// RebuildUrgent makes the RebuildBefore rebuild urgent: it does not
 	// wait for a hold, a window or a blocker.
 	RebuildUrgent bool
+	// Only, when set, names the only servers this run replaces (`phoenix
+	// rebuild --server`): every other server is left as it is, unless it
+	// failed or is compromised.
+	Only []string
 }
 
 // Ref names an image and a spec revision: what a server runs.
