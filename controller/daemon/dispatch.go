@@ -19,6 +19,29 @@ import (
 // maxParked bounds the rebuilds kept per group owned elsewhere.
 const maxParked = 16
 
+// parkElsewhere parks f for every configured group not run here.
+func (d *Daemon) parkElsewhere(workers map[string]*worker, f plan.Force) {
+	for _, name := range d.groupNames() {
+		if _, mine := workers[name]; !mine {
+			d.park(name, f)
+		}
+	}
+}
+
+// mark records f on the servers of each worker's group it designates,
+// and wakes the group.
+func mark(ctx context.Context, workers map[string]*worker, f plan.Force) error {
+	var errs []error
+	for _, w := range workers {
+		w.rec.Force(f)
+		if err := w.rec.MarkForRebuild(ctx, f); err != nil {
+			errs = append(errs, err)
+		}
+		w.poke()
+	}
+	return errors.Join(errs...)
+}
+
 // park keeps f for a group another replica owns.
 func (d *Daemon) park(group string, f plan.Force) {
 	d.mu.Lock()
@@ -145,16 +168,7 @@ func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, before time
 	// killed a moment after its 202 must still find the work on the
 	// servers. Until they are all written the sender gets a 503 and sends
 	// again; the running daemon rebuilds the servers meanwhile anyway.
-	var errs []error
-	for _, w := range chosen {
-		f := plan.Force{Before: before, Reason: reason, Urgent: e.Urgent}
-		w.rec.Force(f)
-		if err := w.rec.MarkForRebuild(ctx, f); err != nil {
-			errs = append(errs, err)
-		}
-		w.poke()
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := mark(ctx, chosen, plan.Force{Before: before, Reason: reason, Urgent: e.Urgent}); err != nil {
 		d.log.Warn("security patch: not every server could be marked for rebuild; the sender is asked to send the event again", zap.String("event", e.ID), zap.Error(err))
 		return fmt.Errorf("mark servers for rebuild: %w", err)
 	}
@@ -201,21 +215,9 @@ func (d *Daemon) patchServers(ctx context.Context, e trigger.Event, before time.
 		return fmt.Errorf("servers %s are in no group of this daemon: %w", strings.Join(missing, ", "), trigger.ErrUnknownTarget)
 	}
 	if len(missing) > 0 {
-		for _, name := range d.groupNames() {
-			if _, mine := workers[name]; !mine {
-				d.park(name, f)
-			}
-		}
+		d.parkElsewhere(workers, f)
 	}
-	var errs []error
-	for _, w := range chosen {
-		w.rec.Force(f)
-		if err := w.rec.MarkForRebuild(ctx, f); err != nil {
-			errs = append(errs, err)
-		}
-		w.poke()
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := mark(ctx, chosen, f); err != nil {
 		d.log.Warn("security patch: not every server named could be marked for rebuild; the sender is asked to send the event again", zap.String("event", e.ID), zap.Error(err))
 		return fmt.Errorf("mark servers for rebuild: %w", err)
 	}
@@ -309,21 +311,9 @@ func (d *Daemon) markTwins(ctx context.Context, workers map[string]*worker, srv 
 	twin := plan.Force{Before: before, ImageID: srv.ImageID, Revision: srv.Revision, Urgent: true,
 		Reason: fmt.Sprintf("built like compromised server %s (image %s, revision %s): %s", srv.Name, srv.ImageID, srv.Revision, reason)}
 	if d.opts.Coordinator != nil {
-		for _, name := range d.groupNames() {
-			if _, mine := workers[name]; !mine {
-				d.park(name, twin)
-			}
-		}
+		d.parkElsewhere(workers, twin)
 	}
-	var errs []error
-	for _, w := range workers {
-		w.rec.Force(twin)
-		if err := w.rec.MarkForRebuild(ctx, twin); err != nil {
-			errs = append(errs, err)
-		}
-		w.poke()
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := mark(ctx, workers, twin); err != nil {
 		d.log.Warn("not every twin of the compromised server could be marked; the sender is asked to send the event again", zap.String("server", srv.ID), zap.Error(err))
 		return fmt.Errorf("mark the twins of compromised server %s: %w", srv.ID, err)
 	}
