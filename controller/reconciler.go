@@ -57,6 +57,11 @@ type GroupReconciler struct {
 	quotaWait  string
 	quotaSince time.Time
 	quotaFreed time.Time
+	// deferred: the last round kept replacements back for steering;
+	// undeferred is the first round after such a round. The stall
+	// deadline runs from it, not from before the wait.
+	deferred   bool
+	undeferred time.Time
 	// names is the flavor, networks and server group resolved for the
 	// last creates, kept for namesTTL: a rollout costs the cloud one
 	// lookup each, not one per round that creates. A failed create drops
@@ -248,10 +253,16 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 	now := r.opts.Now()
 	r.mu.Lock()
 	r.rollingBack = w.rollingBack
+	if r.deferred {
+		r.undeferred = now
+	}
 	r.mu.Unlock()
 	t := r.target(w, now)
 	in := append(r.planInput(w, now), r.unlisted(w.servers, now)...)
 	dec := plan.Plan(t, in, now)
+	r.mu.Lock()
+	r.deferred = dec.Status.Deferred > 0
+	r.mu.Unlock()
 	if dec.Status.Converged {
 		r.mu.Lock()
 		r.rolloutSeen = keyedTime{}
@@ -316,6 +327,7 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 	r.mu.Lock()
 	t.Forces = append([]plan.Force(nil), r.forces...)
 	t.QuotaWait, t.QuotaFreed = r.quotaWait, r.quotaFreed
+	t.Undeferred = r.undeferred
 	r.mu.Unlock()
 	switch {
 	case g.Traffic.Octavia != nil:

@@ -81,8 +81,9 @@ func spent(t Target, p Progress) string {
 // a volume moving to one, a server that served running again and on its
 // way to ready (its check not passed yet, or not for min_ready: back from
 // a handover rolled back, say — its health grace and thresholds bound
-// that), waiting on purpose (a bake, a pause) and waiting for a full quota
-// are not stalls (the deadline runs again from the end of a quota wait);
+// that), waiting on purpose (a bake, a pause, steering) and waiting for a
+// full quota are not stalls (the deadline runs again from the end of either
+// wait);
 // nor is a group whose desired servers all serve, with only old ones left
 // to go (nothing is left to create or to become ready); and nothing is
 // judged before this controller has watched for Settle.
@@ -97,7 +98,7 @@ func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) s
 	if now.Sub(t.WatchedSince) <= t.Settle {
 		return ""
 	}
-	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed)
+	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed, t.Undeferred)
 	for _, c := range d.Servers {
 		if c.Kind == KindCurrent && !c.Ready && !c.Served() && !c.Unlisted || handingTo(t, c.ID) {
 			return ""

@@ -141,6 +141,15 @@ func TestStalled(t *testing.T) {
 		{name: "a quota wait long over does not excuse a stall", tweak: func(t *Target) {
 			t.WatchedSince, t.QuotaFreed = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
 		}, servers: old, want: true},
+		{name: "replacements kept back by steering are no stall", tweak: func(t *Target) {
+			t.WatchedSince, t.Held = t0.Add(-3*deadline), "by alice at 2026-01-01T00:00:00Z: freeze"
+		}, servers: old},
+		{name: "the deadline runs again from the end of a steering wait", tweak: func(t *Target) {
+			t.WatchedSince, t.Undeferred = t0.Add(-3*deadline), t0
+		}, servers: old},
+		{name: "a steering wait long over does not excuse a stall", tweak: func(t *Target) {
+			t.WatchedSince, t.Undeferred = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
+		}, servers: old, want: true},
 		{name: "a server that served, running again and not ready yet, is on its way", tweak: func(t *Target) { t.WatchedSince = t0.Add(-time.Hour) }, servers: func() []Server {
 			// Back from a handover rolled back: started again, its check
 			// not passed yet (or not for min_ready).

@@ -111,6 +111,11 @@ type Target struct {
 	// restart looks again.
 	QuotaWait  string
 	QuotaFreed time.Time
+	// Undeferred is when replacements kept back by steering (a hold, a
+	// window, a blocker) last went on: the stall deadline runs again from
+	// it, as from the end of a quota wait; a wait of hours is no stall.
+	// An observation too: a restart looks again.
+	Undeferred time.Time
 	// Traffic is set when Phoenix moves the group's traffic itself (a
 	// pool, a floating IP): a server then counts as available only once
 	// it serves, and an ACTIVE server leaves through a drain of Drain.
