@@ -33,6 +33,20 @@ func steerGroup(count int, rollout string) string {
 	return strings.Replace(daemonGroupYAML("web", count), "rollout: {max_surge: 2, min_ready: 30ms}", "rollout: "+rollout, 1)
 }
 
+// lookOften gives the fixture's daemons an interval of a second: a group
+// whose replacements only wait for steering is looked at every interval
+// (at most every 30 s), not every poll.
+func lookOften(t *testing.T, f *restartFixture) {
+	t.Helper()
+	b, err := os.ReadFile(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.cfg, bytes.Replace(b, []byte("interval: 1h"), []byte("interval: 1s"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // webStatus is the status of the daemon's group web.
 func webStatus(t *testing.T, d *daemonProc) daemon.GroupStatus {
 	t.Helper()
@@ -141,6 +155,7 @@ func fakeClockFixture(t *testing.T, opts sim.Options, group string) (*restartFix
 		t.Fatalf("build phoenix: %v\n%s", err, out)
 	}
 	f := newRestartFixture(t, bin, opts, group)
+	lookOften(t, f)
 	clockFile := filepath.Join(t.TempDir(), "clock")
 	setClock := func(ahead time.Duration) {
 		if err := os.WriteFile(clockFile, []byte(ahead.String()), 0o600); err != nil {
@@ -214,6 +229,7 @@ func TestSteerUrgentPatchSkipsWindow(t *testing.T) {
 	}
 	window, _ := windowAhead()
 	f := newRestartFixture(t, buildPhoenix(t), fastBoots, steerGroup(3, fmt.Sprintf("{max_surge: 1, min_ready: 30ms, windows: [%q]}", window)))
+	lookOften(t, f)
 	f.env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	d := f.start(t)
 	waitFor(t, 60*time.Second, "the first build", func() bool { return convergedOn(d.status(t), 1, "") })
@@ -262,6 +278,7 @@ func TestSteerHoldSurvivesKill(t *testing.T) {
 		t.Skip("builds and runs the daemon")
 	}
 	f := newRestartFixture(t, buildPhoenix(t), fastBoots, steerGroup(3, "{max_surge: 1, min_ready: 30ms}"))
+	lookOften(t, f)
 	f.env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	d := f.start(t)
 	waitFor(t, 60*time.Second, "the first build", func() bool { return convergedOn(d.status(t), 1, "") })
@@ -344,6 +361,7 @@ func TestSteerBlockerPausesRollout(t *testing.T) {
 	// s after Fire, seen by the daemon up to 5 s later).
 	f := newRestartFixture(t, buildPhoenix(t), sim.Options{BootTime: sim.Fixed(3 * time.Second), HealthDelay: sim.Fixed(20 * time.Millisecond)},
 		steerGroup(6, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms, "+promBlocker(prom.URL())+"}"))
+	lookOften(t, f)
 	f.env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	d := f.start(t)
 	waitFor(t, 60*time.Second, "the first build", func() bool { return convergedOn(d.status(t), 1, "") })
@@ -434,6 +452,7 @@ func TestSteerPrometheusDownBlocks(t *testing.T) {
 	}
 	prom := promtest.Start(t)
 	f := newRestartFixture(t, buildPhoenix(t), fastBoots, steerGroup(3, "{max_surge: 1, min_ready: 30ms, "+promBlocker(prom.URL())+"}"))
+	lookOften(t, f)
 	f.env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	d := f.start(t)
 	waitFor(t, 60*time.Second, "the first build", func() bool { return convergedOn(d.status(t), 1, "") })

@@ -319,12 +319,26 @@ func (d *Daemon) runWorker(w *worker) {
 				// looking at it as often as at a rollout would only load
 				// the cloud.
 				wait = max(d.opts.PollInterval, min(wait, 30*time.Second))
+			case err == nil && waitsForSteering(dec):
+				// Replacements wait for a hold, a blocker or a window, and
+				// nothing is under way: looking every poll for hours would
+				// only load the cloud. (A window's opening comes sooner,
+				// through the plan's own requeue.)
+				wait = max(d.opts.PollInterval, min(wait, 30*time.Second))
 			case err != nil || !dec.Status.Converged:
 				wait = d.opts.PollInterval
 			}
 			return wait, false
 		},
 	})
+}
+
+// waitsForSteering says whether a group's rollout only waits for steering:
+// replacements deferred, and nothing under way or to be done this round.
+func waitsForSteering(d plan.Decision) bool {
+	st := d.Status
+	return st.Deferred > 0 && st.Booting == 0 && st.Deleting == 0 && st.Draining == 0 && st.Old == 0 && st.Failed == 0 &&
+		st.Handovers == 0 && len(d.Creates) == 0 && len(d.Deletes) == 0 && len(d.Drains) == 0 && len(d.Reimages) == 0
 }
 
 // WakeAll asks every group for a reconcile now.
