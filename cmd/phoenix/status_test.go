@@ -51,3 +51,31 @@ func TestStatusShowsAQuotaWait(t *testing.T) {
 		t.Errorf("the rolling group's line %q: want rolling out", l)
 	}
 }
+
+// phoenix status says why replacements wait and lists the protected
+// servers left as they are.
+func TestStatusShowsSteering(t *testing.T) {
+	var st daemon.Status
+	st.Config.Path, st.Config.LoadedAt, st.Ready = "/etc/phoenix/phoenix.yaml", time.Now(), "ok"
+	held := "held: by alice@ops at 2026-12-06T10:00:00Z: release freeze"
+	st.Groups = []daemon.GroupStatus{
+		{Group: "web", InProgress: true, Progress: "4/4 current and serving", Status: plan.Status{Desired: 4, Current: 0, Deferred: 4, Steering: held}},
+		{Group: "db", Progress: "3/3 current and serving", Status: plan.Status{Desired: 3, Current: 2, Protected: 1, Converged: true},
+			Protected: []string{"db-1 (9f2c): protected: licence dongle; would be replaced: image a is not the desired b"}},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = json.NewEncoder(w).Encode(st) }))
+	defer srv.Close()
+	out, code := run(t, "status", "--url", srv.URL)
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		"DEFERRED (4 waiting): " + held,
+		"converged with 1 protected servers left as they are",
+		"PROTECTED in group db: db-1 (9f2c): protected: licence dongle; would be replaced: image a is not the desired b",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
