@@ -841,9 +841,13 @@ func (r *seedRun) waitFleet(ctx context.Context, patience time.Duration, end boo
 	deadline := time.Now().Add(patience)
 	var why string
 	for {
-		why = r.fleetWhyNot(end)
-		if why == "" {
+		var hopeless bool
+		why, hopeless = r.fleetWhyNot(end)
+		switch {
+		case why == "":
 			return nil
+		case hopeless:
+			return fmt.Errorf("will not converge: %s", why)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("did not converge within %s: %s", patience, why)
@@ -855,10 +859,15 @@ func (r *seedRun) waitFleet(ctx context.Context, patience time.Duration, end boo
 	}
 }
 
-func (r *seedRun) fleetWhyNot(end bool) string {
+// fleetWhyNot says why the fleet is not at its end (see waitFleet) yet, ""
+// once it is. hopeless is set when a group will not get there by itself:
+// it halted, or rolled back, on an image that does not fail — in the
+// first build, or at the end, when every image is published and none
+// will lift the halt.
+func (r *seedRun) fleetWhyNot(end bool) (why string, hopeless bool) {
 	st, err := r.status()
 	if err != nil {
-		return err.Error()
+		return err.Error(), false
 	}
 	byName := map[string]daemon.GroupStatus{}
 	for _, g := range st.Groups {
@@ -869,7 +878,7 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 	defer r.mu.Unlock()
 	for _, s := range servers {
 		if groupOfServer(s) == "" {
-			return fmt.Sprintf("server %s has no group tag", s.Name)
+			return fmt.Sprintf("server %s has no group tag", s.Name), false
 		}
 	}
 	for _, g := range r.groups {
@@ -882,15 +891,17 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 		leaked := halt && g.leaky > 0
 		switch {
 		case !ok:
-			return fmt.Sprintf("group %s missing from the daemon's status", g.name)
+			return fmt.Sprintf("group %s missing from the daemon's status", g.name), false
+		case (!end || !g.fails()) && (gs.Halted != "" || gs.RolledBack != ""):
+			return fmt.Sprintf("group %s, whose images do not fail, gave up: %s%s", g.name, gs.Halted, gs.RolledBack), true
 		case halt && gs.Halted == "":
-			return fmt.Sprintf("group %s: its new image fails, and it has not halted (%s)", g.name, gs.Progress)
+			return fmt.Sprintf("group %s: its new image fails, and it has not halted (%s)", g.name, gs.Progress), false
 		case !halt && (gs.InProgress || gs.Halted != ""):
-			return fmt.Sprintf("group %s: %s %s", g.name, gs.Progress, gs.Halted)
+			return fmt.Sprintf("group %s: %s %s", g.name, gs.Progress, gs.Halted), false
 		case back && gs.RolledBack == "":
-			return fmt.Sprintf("group %s: its new image fails, and its status names no image rejected by a rollback", g.name)
+			return fmt.Sprintf("group %s: its new image fails, and its status names no image rejected by a rollback", g.name), false
 		case !halt && gs.DesiredImage.ID != want:
-			return fmt.Sprintf("group %s: the daemon wants image %s, not %s", g.name, gs.DesiredImage.ID, want)
+			return fmt.Sprintf("group %s: the daemon wants image %s, not %s", g.name, gs.DesiredImage.ID, want), false
 		}
 		var mine []sim.Server
 		for _, s := range servers {
@@ -900,13 +911,13 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 		}
 		switch {
 		case leaked && len(mine) > g.count+g.surge:
-			return fmt.Sprintf("group %s, halted, has %d servers, above %d", g.name, len(mine), g.count+g.surge)
+			return fmt.Sprintf("group %s, halted, has %d servers, above %d", g.name, len(mine), g.count+g.surge), false
 		case halt && !leaked && (len(mine) < g.count-g.unavailable || len(mine) > g.count):
 			// A halted group keeps what serves: an old server its budget
 			// let go before the new image failed is not booted again.
-			return fmt.Sprintf("group %s, halted, has %d servers, want %d to %d", g.name, len(mine), g.count-g.unavailable, g.count)
+			return fmt.Sprintf("group %s, halted, has %d servers, want %d to %d", g.name, len(mine), g.count-g.unavailable, g.count), false
 		case !halt && len(mine) != g.count:
-			return fmt.Sprintf("group %s has %d servers, want %d", g.name, len(mine), g.count)
+			return fmt.Sprintf("group %s has %d servers, want %d", g.name, len(mine), g.count), false
 		}
 		addresses := map[string]bool{}
 		kept := map[string]bool{} // halted, strategy rebuild: in ERROR, may stay a (drained) member
@@ -925,17 +936,17 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 				case g.rebuild && s.Status == "ERROR":
 					kept[s.Address] = true
 				default:
-					return fmt.Sprintf("group %s, halted: server %s is %s on image %s", g.name, s.Name, s.Status, s.ImageID)
+					return fmt.Sprintf("group %s, halted: server %s is %s on image %s", g.name, s.Name, s.Status, s.ImageID), false
 				}
 				continue
 			}
 			switch {
 			case !s.Healthy || s.Deleting:
-				return fmt.Sprintf("group %s: server %s is not healthy (%s)", g.name, s.Name, s.Status)
+				return fmt.Sprintf("group %s: server %s is not healthy (%s)", g.name, s.Name, s.Status), false
 			case s.ImageID != want:
-				return fmt.Sprintf("group %s: server %s runs image %s, want %s", g.name, s.Name, s.ImageID, want)
+				return fmt.Sprintf("group %s: server %s runs image %s, want %s", g.name, s.Name, s.ImageID, want), false
 			case slices.Contains(r.mustGo[g.name], s.ID):
-				return fmt.Sprintf("group %s: server %s, built like the compromised one, is still there", g.name, s.Name)
+				return fmt.Sprintf("group %s: server %s, built like the compromised one, is still there", g.name, s.Name), false
 			}
 			addresses[s.Address] = true
 		}
@@ -948,19 +959,19 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 			}
 			for _, s := range mine {
 				if held[s.ID] != 1 {
-					return fmt.Sprintf("group %s: server %s holds %d data volumes, want 1", g.name, s.Name, held[s.ID])
+					return fmt.Sprintf("group %s: server %s holds %d data volumes, want 1", g.name, s.Name, held[s.ID]), false
 				}
 			}
 		}
 		if halt && !leaked && healthyOld < g.count-g.unavailable {
-			return fmt.Sprintf("group %s, halted: %d servers serve the old image, below %d", g.name, healthyOld, g.count-g.unavailable)
+			return fmt.Sprintf("group %s, halted: %d servers serve the old image, below %d", g.name, healthyOld, g.count-g.unavailable), false
 		}
 		if pool := r.pools[g.name]; pool != "" {
 			members := r.sim.Members(pool)
 			serving := 0
 			for _, m := range members {
 				if !addresses[m.Address] && !kept[m.Address] {
-					return fmt.Sprintf("group %s: pool member %s is none of its servers", g.name, m.Address)
+					return fmt.Sprintf("group %s: pool member %s is none of its servers", g.name, m.Address), false
 				}
 				if addresses[m.Address] && m.Weight > 0 && m.AdminStateUp {
 					serving++
@@ -971,18 +982,18 @@ func (r *seedRun) fleetWhyNot(end bool) string {
 				wantServing = healthyOld
 			}
 			if serving != wantServing && !leaked {
-				return fmt.Sprintf("group %s: %d pool members serve, want %d", g.name, serving, wantServing)
+				return fmt.Sprintf("group %s: %d pool members serve, want %d", g.name, serving, wantServing), false
 			}
 		}
 		if addr := r.fips[g.name]; addr != "" {
 			for _, f := range r.sim.FloatingIPs() {
 				if f.Address == addr && !addresses[f.FixedIP] && !(leaked && kept[f.FixedIP]) {
-					return fmt.Sprintf("group %s: floating IP %s points at %q, none of its servers", g.name, addr, f.FixedIP)
+					return fmt.Sprintf("group %s: floating IP %s points at %q, none of its servers", g.name, addr, f.FixedIP), false
 				}
 			}
 		}
 	}
-	return ""
+	return "", false
 }
 
 func (r *seedRun) status() (daemon.Status, error) {
