@@ -14,8 +14,8 @@ import (
 // Phoenix believes — and checks the invariants that hold at every moment:
 // availability, bound, no orphans, replace before remove; the health gate
 // (no server recorded ready or put into the traffic before the cloud saw
-// it healthy); and that an image a rollback rejected is never booted
-// again.
+// it healthy); that an image a rollback rejected is never booted again;
+// and steering (chaossteermon.go).
 type chaosMonitor struct {
 	sim    *sim.Sim
 	groups map[string]chaosGroup
@@ -57,6 +57,8 @@ type chaosMonitor struct {
 	// armed is set once the first build is done: availability is judged
 	// from then on; the bound and the tags from the first sample.
 	armed bool
+	// st is what invariant 7 is judged by.
+	st steerState
 
 	stop chan struct{}
 	done chan struct{}
@@ -80,6 +82,7 @@ func newChaosMonitor(s *sim.Sim, groups []chaosGroup, pools, fips map[string]str
 
 		excusedIn: map[string]string{},
 		settled:   map[string]bool{},
+		st:        newSteerState(),
 	}
 	for _, g := range groups {
 		m.groups[g.name] = g
@@ -260,6 +263,7 @@ func (m *chaosMonitor) sample() {
 		}
 	}
 	m.healthy = nowHealthy
+	m.steering(servers, at)
 }
 
 // maxSampleGap is the longest gap between two samples that still sees
