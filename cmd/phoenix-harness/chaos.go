@@ -48,7 +48,12 @@ it injects cloud faults (5xx and 429 bursts, requests that never answer,
 creates that happen but answer 500, boots to ERROR, boots stuck in BUILD,
 slow deletes, applications slow to start, Octavia 409s and members in ERROR,
 health flaps, windows of a full instance quota) and kills the daemon — a
-real 'phoenix daemon' process — with SIGKILL and starts it again.
+real 'phoenix daemon' process — with SIGKILL and starts it again. It
+steers some groups as an operator would: servers protected with 'phoenix
+protect', a group held with 'phoenix hold' and released (an urgent
+security patch or a compromise while held), a Prometheus blocker that its
+own fake Prometheus makes fire, fail or not answer, and a maintenance
+window that opens after the new image is published.
 
 A monitor samples the simulator every few milliseconds and checks:
   availability  healthy servers of a group never below count − max_unavailable
@@ -67,6 +72,13 @@ A monitor samples the simulator every few milliseconds and checks:
                 the rejected image is never booted again
   crash-safe    after the kills, every group converges: count servers, all
                 healthy, on the newest image, none extra
+  steering      while a group is held, blocked or outside its windows (after
+                a grace for a round in flight), no voluntary replacement
+                starts: no create, drain, delete or rebuild that no failed,
+                sick or missing server, nor a replacement under way, calls
+                for; an urgent patch or a compromise still goes through
+  protected     a protected server is never deleted, drained or rebuilt,
+                unless it is reported compromised
 and that neither the cloud password nor the webhook secret appears in any
 log line, status or metrics output of the daemon.
 

@@ -91,7 +91,7 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 // that rolls back.
 func firstRollback(t *testing.T) uint64 {
 	for seed := uint64(1); seed < 100; seed++ {
-		_, groups, _, _ := chaosScenario(seed)
+		_, groups, _, _, _ := chaosScenario(seed)
 		for _, g := range groups {
 			if g.rollsBack() {
 				return seed

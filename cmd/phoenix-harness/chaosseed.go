@@ -111,6 +111,21 @@ type chaosGroup struct {
 	// healthy, the failing image never chosen again.
 	rollback bool
 	second   bool // a second new image arrives mid-rollout
+
+	// The operator's steering (chaossteer.go). protect servers are
+	// protected once the first build is done; compromiseProtected makes
+	// the compromised server one of them.
+	protect             int
+	compromiseProtected bool
+	// hold: `phoenix hold` at holdAt (holdFirst: before the new image is
+	// published), `phoenix release` holdFor later; urgentHeld sends an
+	// urgent security.patch in between.
+	hold, holdFirst, urgentHeld bool
+	holdAt, holdFor             time.Duration
+	// blocker: rollout.blockers.prometheus asks the seed's fake
+	// Prometheus; window: windowLater or windowAlways.
+	blocker bool
+	window  string
 }
 
 // fails says whether the group's new image fails its rollout.
@@ -154,7 +169,7 @@ type chaosStep struct {
 // chaosScenario draws a seed's fleet, simulator and schedule. The
 // schedule replays exactly; the interleaving with the daemon's own timing
 // does not, so a replay reproduces the scenario, usually the failure.
-func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Duration) {
+func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Duration, steerPlan) {
 	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
 	opts := sim.Options{
 		Seed:        int64(seed),
@@ -218,9 +233,13 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 	}
 	phase := time.Duration(1500+rng.IntN(1500)) * time.Millisecond
 	at := func() time.Duration { return time.Duration(rng.Int64N(int64(phase))) }
+	steer := drawSteering(seed, groups, phase)
 
 	var steps []chaosStep
 	for _, g := range groups {
+		if g.hold && g.holdFirst {
+			steps = append(steps, holdStep(g))
+		}
 		steps = append(steps, chaosStep{at: 0, what: fmt.Sprintf("group %s: %s", g.name, g.describe()), do: func(ctx context.Context, r *seedRun) error {
 			return r.publish(ctx, g, true)
 		}})
@@ -306,8 +325,9 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 	for range rng.IntN(4) {
 		steps = append(steps, chaosStep{at: at(), what: "SIGKILL the daemon and start it again", do: func(ctx context.Context, r *seedRun) error { return r.kill(ctx) }})
 	}
+	steps = append(steps, steerSteps(groups, steer)...)
 	slices.SortStableFunc(steps, func(a, b chaosStep) int { return int(a.at - b.at) })
-	return opts, groups, steps, phase
+	return opts, groups, steps, phase, steer
 }
 
 // capped draws from d, at most limit.
@@ -352,7 +372,7 @@ func (g chaosGroup) describe() string {
 	if g.fails() {
 		s += "; on_failure " + g.onFailure()
 	}
-	return s
+	return s + g.describeSteering()
 }
 
 // seedRun is one seed being run: its simulator, its daemon process and
@@ -389,16 +409,33 @@ type seedRun struct {
 	// them to close.
 	quotaHolds   int
 	quotaWindows sync.WaitGroup
+
+	// Steering. prom is the seed's fake Prometheus (nil without a
+	// blocker); windowOpens when a group's window opens; protected the
+	// protected servers of each group; urgentBoots the boots an urgent
+	// rebuild of a held group must take out before its release; spans
+	// the span each group is steered by now (the schedule's goroutine
+	// only).
+	prom        *fakeProm
+	windowOpens map[string]time.Time
+	protected   map[string][]string
+	urgentBoots map[string]map[string]bool
+	spans       map[string]*steerSpan
+	// watchers wait for the daemon to show steering; stopWatch ends them.
+	watchers  sync.WaitGroup
+	stopWatch chan struct{}
 }
 
 func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	start := time.Now()
 	res = seedResult{Seed: o.seed}
-	simOpts, groups, steps, phase := chaosScenario(o.seed)
+	simOpts, groups, steps, phase, steer := chaosScenario(o.seed)
 	r := &seedRun{
 		opts: o, groups: groups, rng: rand.New(rand.NewPCG(o.seed, 0x5eed)),
 		password: "pw-" + uuid.NewString(), secret: []byte("wh-" + uuid.NewString()),
 		final: map[string]string{}, old: map[string]string{}, failing: map[string]string{}, mustGo: map[string][]string{}, pools: map[string]string{}, fips: map[string]string{},
+		windowOpens: map[string]time.Time{}, protected: map[string][]string{}, urgentBoots: map[string]map[string]bool{}, spans: map[string]*steerSpan{},
+		stopWatch: make(chan struct{}),
 	}
 	if o.verbose {
 		fmt.Fprintf(o.out, "seed %d: %d groups, chaos for %s\n", o.seed, len(groups), phase)
@@ -430,7 +467,7 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		return res
 	}
 
-	if err := r.setUp(simOpts); err != nil {
+	if err := r.setUp(simOpts, steer); err != nil {
 		return fail("set up: %v", err)
 	}
 	if err := r.startDaemon(); err != nil {
@@ -443,7 +480,13 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		return fail("the first build: %v", err)
 	}
 	r.mon.arm()
+	if err := r.protectServers(ctx); err != nil {
+		r.mon.finish()
+		return fail("protect: %v", err)
+	}
 	t0 := time.Now()
+	r.mon.startJudging(t0)
+	r.steerFromStart(t0)
 	for _, s := range steps {
 		if wait := time.Until(t0.Add(s.at)); wait > 0 {
 			select {
@@ -468,7 +511,12 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		r.mon.finish()
 		return res
 	}
-	err := r.waitFleet(ctx, slowdown*90*time.Second, true)
+	// A group waits for its window to open before it rolls out.
+	patience := slowdown * 90 * time.Second
+	for _, opens := range r.windowOpens {
+		patience = max(patience, time.Until(opens)+slowdown*90*time.Second)
+	}
+	err := r.waitFleet(ctx, patience, true)
 	r.mon.finish()
 	r.collect()
 	if err != nil {
@@ -491,12 +539,22 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 
 // setUp starts the simulator with the fleet's images and load balancers
 // and writes the daemon's files.
-func (r *seedRun) setUp(opts sim.Options) error {
+func (r *seedRun) setUp(opts sim.Options, steer steerPlan) error {
 	dir, err := os.MkdirTemp("", fmt.Sprintf("phoenix-chaos-%d-", r.opts.seed))
 	if err != nil {
 		return err
 	}
 	r.dir = dir
+	for _, g := range r.groups {
+		if g.blocker && r.prom == nil {
+			if r.prom, err = startFakeProm(steer.promStart); err != nil {
+				return err
+			}
+		}
+		if g.window == windowLater {
+			r.windowOpens[g.name] = firstWhole(time.Now(), windowLead)
+		}
+	}
 	opts.Password = r.password
 	s, err := sim.New(opts)
 	if err != nil {
@@ -521,7 +579,7 @@ func (r *seedRun) setUp(opts sim.Options) error {
     image: {name: gold-%s, newest: true}
     flavor: m1.small
     networks: [private]
-    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: %s, max_failures: %d, strategy: %s, on_failure: %s, watch: 1m, create_backoff_max: %s}
+    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: %s, max_failures: %d, strategy: %s, on_failure: %s, watch: 1m, create_backoff_max: %s%s}
     health:
       http: {port: 8080, path: /healthz}
       interval: 100ms
@@ -529,7 +587,8 @@ func (r *seedRun) setUp(opts sim.Options) error {
       healthy_threshold: 2
       unhealthy_threshold: 3
       grace: 3s
-`, g.name, g.count, g.name, g.surge, g.unavailable, progressDeadline, g.maxFailures(), map[bool]string{false: "replace", true: "rebuild"}[g.rebuild], g.onFailure(), createBackoffMax)
+`, g.name, g.count, g.name, g.surge, g.unavailable, progressDeadline, g.maxFailures(), map[bool]string{false: "replace", true: "rebuild"}[g.rebuild], g.onFailure(), createBackoffMax,
+			r.rolloutSteering(g))
 		if g.traffic {
 			lb, err := s.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb-" + g.name, PoolName: "pool-" + g.name, Monitor: true, MonitorPath: "/healthz"})
 			if err != nil {
@@ -566,9 +625,12 @@ func (r *seedRun) setUp(opts sim.Options) error {
 }
 
 func (r *seedRun) close() {
+	close(r.stopWatch)
+	r.watchers.Wait()
 	if r.daemon != nil {
 		r.daemon.kill()
 	}
+	r.prom.close()
 	if r.sim != nil {
 		r.sim.Close()
 	}
@@ -654,7 +716,9 @@ func (r *seedRun) startDaemon() error {
 		d.kill()
 		return fmt.Errorf("the daemon never said where it serves")
 	}
-	r.daemon = d
+	r.mu.Lock()
+	r.daemon = d // also read by the steering watchers
+	r.mu.Unlock()
 	return nil
 }
 
@@ -708,12 +772,17 @@ func (r *seedRun) publish(ctx context.Context, g chaosGroup, first bool) error {
 	return nil
 }
 
-// compromise reports one healthy server of the group compromised: every
-// server built like it must go.
+// compromise reports one healthy server of the group compromised — one
+// of its protected servers, when the group draws that — : every server
+// built like it must go, but the protected ones (the reported one goes,
+// protected or not), held or not.
 func (r *seedRun) compromise(ctx context.Context, g chaosGroup) error {
+	r.mu.Lock()
+	protected := slices.Clone(r.protected[g.name])
+	r.mu.Unlock()
 	var victims []sim.Server
 	for _, s := range r.sim.Servers() {
-		if groupOfServer(s) == g.name && s.Healthy {
+		if groupOfServer(s) == g.name && s.Healthy && slices.Contains(protected, s.ID) == (g.compromiseProtected && len(protected) > 0) {
 			victims = append(victims, s)
 		}
 	}
@@ -722,15 +791,22 @@ func (r *seedRun) compromise(ctx context.Context, g chaosGroup) error {
 	}
 	v := victims[r.rng.IntN(len(victims))]
 	var twins []string
-	for _, s := range r.sim.Servers() {
-		if groupOfServer(s) == g.name && s.ImageID == v.ImageID && s.Metadata[controller.MetaRevision] == v.Metadata[controller.MetaRevision] {
-			twins = append(twins, s.ID)
-		}
+	boots := map[string]bool{}
+	for _, s := range twinsToGo(r.sim.Servers(), g.name, v, protected) {
+		twins = append(twins, s.ID)
+		key, _ := boot(s)
+		boots[key] = true
 	}
 	r.mu.Lock()
 	r.mustGo[g.name] = twins
+	r.protected[g.name] = slices.DeleteFunc(r.protected[g.name], func(id string) bool { return id == v.ID })
+	if g.hold {
+		r.urgentBoots[g.name] = boots
+	}
 	r.mu.Unlock()
 	r.mon.excuse(v.ID)
+	r.mon.compromised(v.ID)
+	r.mon.urgent(g.name, time.Now())
 	return r.send(ctx, trigger.Event{Type: trigger.TypeInstanceCompromised, Server: v.ID, Reason: "chaos"})
 }
 
@@ -923,6 +999,15 @@ func (r *seedRun) fleetWhyNot(end bool) (why string, hopeless bool) {
 		kept := map[string]bool{} // halted, strategy rebuild: in ERROR, may stay a (drained) member
 		healthyOld := 0
 		for _, s := range mine {
+			if slices.Contains(r.protected[g.name], s.ID) && !halt {
+				// Protected: left as it is, on the image it ran (the
+				// monitor checks it was never touched).
+				if !s.Healthy || s.Deleting {
+					return fmt.Sprintf("group %s: protected server %s is not healthy (%s)", g.name, s.Name, s.Status), false
+				}
+				addresses[s.Address] = true
+				continue
+			}
 			if halt {
 				// Halted: what serves is the old image; strategy rebuild
 				// keeps a server whose rebuild failed (in ERROR, not
@@ -996,9 +1081,14 @@ func (r *seedRun) fleetWhyNot(end bool) (why string, hopeless bool) {
 	return "", false
 }
 
-func (r *seedRun) status() (daemon.Status, error) {
+func (r *seedRun) status() (daemon.Status, error) { return statusOf(r.daemon.url) }
+
+func (r *seedRun) get(path string) (string, error) { return get(r.daemon.url, path) }
+
+// statusOf is the status a daemon at url shows.
+func statusOf(url string) (daemon.Status, error) {
 	var st daemon.Status
-	body, err := r.get("/v1/status")
+	body, err := get(url, "/v1/status")
 	if err != nil {
 		return st, err
 	}
@@ -1008,9 +1098,10 @@ func (r *seedRun) status() (daemon.Status, error) {
 	return st, nil
 }
 
-func (r *seedRun) get(path string) (string, error) {
+// get reads path of the daemon at base.
+func get(base, path string) (string, error) {
 	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(r.daemon.url + path)
+	resp, err := c.Get(base + path)
 	if err != nil {
 		return "", fmt.Errorf("GET %s: %w", path, err)
 	}
