@@ -20,4 +20,7 @@ const (
 	// passed: they are recorded ready and put into the traffic unchecked
 	// (the health gate, which a rollback keeps like any rollout).
 	BugRollbackSkipsGate = "rollback-skips-gate"
+	// BugSteeringIgnored starts voluntary replacements whatever holds,
+	// blockers and maintenance windows say (invariant 7, steering).
+	BugSteeringIgnored = "steering-ignored"
 )

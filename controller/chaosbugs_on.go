@@ -11,5 +11,5 @@ func bugOn(b string) bool { return activeBug == b }
 
 // InjectableBugs lists the bugs this binary can inject.
 func InjectableBugs() []string {
-	return []string{BugSurgeIgnored, BugEarlyDelete, BugUntagged, BugRollbackSkipsGate}
+	return []string{BugSurgeIgnored, BugEarlyDelete, BugUntagged, BugRollbackSkipsGate, BugSteeringIgnored}
 }

@@ -343,6 +343,9 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 	if bugOn(BugEarlyDelete) {
 		t.MaxUnavailable = t.Count
 	}
+	if bugOn(BugSteeringIgnored) {
+		t.Held, t.Blocked, t.Windows = "", "", nil
+	}
 	return t
 }
 

@@ -68,6 +68,8 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 		{controller.BugUntagged, "orphan:", 1},
 		// From the first seed that rolls a group back.
 		{controller.BugRollbackSkipsGate, "gate:", firstRollback(t)},
+		// From the first seed steered from its start.
+		{controller.BugSteeringIgnored, "steering:", firstSteered(t)},
 	} {
 		t.Run(tc.bug, func(t *testing.T) {
 			sum, err := chaosRun(context.Background(), io.Discard, bin, &chaosFlags{seeds: 10, from: tc.from, parallel: 2, bug: tc.bug, expect: true})
@@ -102,6 +104,22 @@ func firstRollback(t *testing.T) uint64 {
 	return 0
 }
 
+// firstSteered is the first seed with a group steered from the start of
+// its chaos, judged with no grace: blocked by a Prometheus that blocked
+// before the daemon started, or outside a window that opens later.
+func firstSteered(t *testing.T) uint64 {
+	for seed := uint64(1); seed < 200; seed++ {
+		_, groups, _, _, steer := chaosScenario(seed)
+		for _, g := range groups {
+			if g.blocker && steer.promStart != promQuiet || g.window == windowLater {
+				return seed
+			}
+		}
+	}
+	t.Fatal("no seed below 200 is steered from its start")
+	return 0
+}
+
 // TestChaosRefusesBugsInAProductionBuild: a phoenix built without the
 // chaosbugs tag has no bug to switch on, and the harness says so before
 // it runs a seed.
@@ -115,7 +133,7 @@ func TestChaosRefusesBugsInAProductionBuild(t *testing.T) {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 	out, code = run(t, "chaos", "--phoenix", bin, "--bug", "off-by-one", "--seeds", "1")
-	if code != cli.ExitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged, rollback-skips-gate") {
+	if code != cli.ExitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged, rollback-skips-gate, steering-ignored") {
 		t.Errorf("an unknown bug: exit %d:\n%s", code, out)
 	}
 }
