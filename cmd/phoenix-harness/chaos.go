@@ -160,7 +160,9 @@ func replayCommand(seed uint64, bug string) string {
 }
 
 // chaosRun runs the seeds, f.parallel at a time, and stops early when an
-// expected violation was found.
+// expected violation was found. A seed that only waits for a maintenance
+// window to open gives its place to the next one meanwhile: its wait
+// costs no wall time.
 func chaosRun(ctx context.Context, out io.Writer, bin string, f *chaosFlags) (chaosSummary, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -169,38 +171,43 @@ func chaosRun(ctx context.Context, out io.Writer, bin string, f *chaosFlags) (ch
 		sum     chaosSummary
 		results []seedResult
 		wg      sync.WaitGroup
-		next    = make(chan uint64)
+		slots   = make(chan struct{}, f.parallel)
 	)
-	for range f.parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := range next {
-				r := runSeed(ctx, seedOptions{seed: seed, bin: bin, bug: f.bug, verbose: f.verbose || f.seeds == 1, keepLogs: f.keepLogs, out: out})
-				mu.Lock()
-				if ctx.Err() == nil || r.Outcome != outcomeCancelled {
-					results = append(results, r)
-				}
-				if f.expect && len(r.Violations) > 0 {
-					cancel()
-				}
-				done := len(results)
-				mu.Unlock()
-				if !f.verbose && f.seeds > 1 && done%25 == 0 {
-					fmt.Fprintf(out, "  %d/%d seeds\n", done, f.seeds)
-				}
-			}
-		}()
+	idle := func(wait func()) {
+		<-slots
+		defer func() { slots <- struct{}{} }()
+		wait()
 	}
 feed:
 	for i := range uint64(f.seeds) {
 		select {
-		case next <- f.from + i:
+		case slots <- struct{}{}:
 		case <-ctx.Done():
 			break feed
 		}
+		if ctx.Err() != nil {
+			<-slots
+			break
+		}
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			r := runSeed(ctx, seedOptions{seed: seed, bin: bin, bug: f.bug, verbose: f.verbose || f.seeds == 1, keepLogs: f.keepLogs, out: out, idle: idle})
+			<-slots
+			mu.Lock()
+			if ctx.Err() == nil || r.Outcome != outcomeCancelled {
+				results = append(results, r)
+			}
+			if f.expect && len(r.Violations) > 0 {
+				cancel()
+			}
+			done := len(results)
+			mu.Unlock()
+			if !f.verbose && f.seeds > 1 && done%25 == 0 {
+				fmt.Fprintf(out, "  %d/%d seeds\n", done, f.seeds)
+			}
+		}(f.from + i)
 	}
-	close(next)
 	wg.Wait()
 	sort.Slice(results, func(i, j int) bool { return results[i].Seed < results[j].Seed })
 	for _, r := range results {

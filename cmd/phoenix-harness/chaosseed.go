@@ -64,6 +64,9 @@ type seedOptions struct {
 	verbose  bool
 	keepLogs string
 	out      io.Writer
+	// idle, when set, runs a wait during which the seed has nothing to
+	// do, with its place given to another seed.
+	idle func(wait func())
 }
 
 // seedResult is how one seed ended.
@@ -511,12 +514,23 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		r.mon.finish()
 		return res
 	}
-	// A group waits for its window to open before it rolls out.
-	patience := slowdown * 90 * time.Second
-	for _, opens := range r.windowOpens {
-		patience = max(patience, time.Until(opens)+slowdown*90*time.Second)
+	// A group waits for its window to open before it rolls out; until
+	// then the seed has nothing to do but let the monitor sample.
+	var opens time.Time
+	for _, at := range r.windowOpens {
+		if at.After(opens) {
+			opens = at
+		}
 	}
-	err := r.waitFleet(ctx, patience, true)
+	if time.Until(opens) > 0 && o.idle != nil {
+		o.idle(func() {
+			select {
+			case <-time.After(time.Until(opens)): // the window's own clock
+			case <-ctx.Done():
+			}
+		})
+	}
+	err := r.waitFleet(ctx, max(0, time.Until(opens))+slowdown*90*time.Second, true)
 	r.mon.finish()
 	r.collect()
 	if err != nil {
