@@ -405,6 +405,10 @@ func (r *seedRun) steeredSince(group, prefix string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// cliAttempt bounds one run of a phoenix command: it takes well under a
+// second, but waits a minute for a request the chaos never answers.
+const cliAttempt = slowdown * 5 * time.Second
+
 // phoenixCLI runs the operator's phoenix command on the seed's
 // configuration and cloud, as an operator would: again, a few times, when
 // it fails or hangs on a cloud the chaos makes fail.
@@ -412,7 +416,7 @@ func (r *seedRun) phoenixCLI(ctx context.Context, args ...string) error {
 	args = append(args, "--config", r.cfg, "--log-level", "warn")
 	var last string
 	for range 10 {
-		actx, cancel := context.WithTimeout(ctx, slowdown*10*time.Second)
+		actx, cancel := context.WithTimeout(ctx, cliAttempt)
 		cmd := exec.CommandContext(actx, r.opts.bin, args...)
 		cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+r.clouds, "OS_CLOUD=")
 		out, err := cmd.CombinedOutput()
