@@ -267,8 +267,9 @@ func (m *chaosMonitor) noteSteps(g string, s sim.Server) {
 	if err != nil || !m.judging(g, c) || m.excused[s.ID] {
 		return
 	}
+	// A server first seen with its phase is no server known to serve.
 	first, ok := st.firstSeen[s.ID]
-	if !ok || !first.Before(c.Add(-steerLookback)) || m.within(st.lastDown[s.ID], c) || m.within(st.lastSpare[g], c) {
+	if !ok || !first.Before(c) || m.within(st.lastDown[s.ID], c) || m.within(st.lastSpare[g], c) {
 		return
 	}
 	st.steps[g] = append(st.steps[g], steerStep{at: c, what: fmt.Sprintf(
