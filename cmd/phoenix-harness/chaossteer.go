@@ -359,11 +359,14 @@ func (r *seedRun) steerFromStart(t0 time.Time) {
 	}
 }
 
-// judgeFrom has the monitor judge span from the first round that showed
-// the group steered in the daemon's status and ended after it opened —
-// every later round saw the steering, as the hold is on the servers and
-// the blocker's cache holds that round's verdict or a later one — or from
-// grace after it opened, whichever comes first.
+// judgeFrom has the monitor judge span from the end of the first round of
+// group that ended after the span opened and reported steering starting
+// with prefix in the daemon's status — or from grace after it opened,
+// whichever comes first. A group's rounds never overlap, so every later
+// round saw what that one did. A hold passes "": it is on the servers
+// before the span opens, and any round that starts later reads it. A
+// blocker reuses its verdict for 5 s, so its round must have reported
+// "blocked": later rounds reuse that verdict or ask again.
 func (r *seedRun) judgeFrom(span *steerSpan, group, prefix string, opened time.Time, grace time.Duration) {
 	r.watchers.Add(1)
 	go func() {
@@ -385,7 +388,8 @@ func (r *seedRun) judgeFrom(span *steerSpan, group, prefix string, opened time.T
 }
 
 // steeredSince asks the running daemon whether its last round of group
-// reported steering starting with prefix, and when that round ended.
+// reported steering starting with prefix (any, for ""), and when that
+// round ended.
 func (r *seedRun) steeredSince(group, prefix string) (time.Time, bool) {
 	r.mu.Lock()
 	d := r.daemon
@@ -481,7 +485,7 @@ func (r *seedRun) hold(ctx context.Context, g chaosGroup) error {
 	}
 	at := time.Now()
 	r.spans[g.name] = r.mon.steer(g.name, "held", at)
-	r.judgeFrom(r.spans[g.name], g.name, "held", at, holdGrace)
+	r.judgeFrom(r.spans[g.name], g.name, "", at, holdGrace)
 	return nil
 }
 

@@ -42,8 +42,9 @@ const steerLookback = 3 * time.Second
 const stuckBoot = 1500 * time.Millisecond
 
 // The grace after steering starts before the monitor judges, when the
-// daemon's status does not show it sooner: a round in flight decided
-// before the hold, and the blocker reuses a verdict for 5 s.
+// daemon's status does not show sooner that every round from then on
+// saw it: a round in flight decided before the hold, and the blocker
+// reuses a verdict for 5 s.
 const (
 	holdGrace    = 3 * time.Second
 	blockerGrace = 7 * time.Second
