@@ -137,15 +137,20 @@ func sick(t Target, c Classified) bool {
 
 // heal turns sick current servers into old ones, to be replaced like
 // drifted ones — surge-first, within the same budget as a rollout —
-// unless two or more, and more than MaxUnhealthy, are sick at once: then
-// the check or the network is the likelier fault, and none is replaced.
-// One sick server is always replaced: it is most likely the server (and a
-// group of one would otherwise never heal). It returns how many are sick
-// and whether heal is blocked.
+// unless two or more, and more than MaxUnhealthy, fail their check at
+// once: then the check or the network is the likelier fault, and none
+// failing it is replaced. A stopped server is Nova's word, not the
+// check's, so it is healed even then. One sick server is always replaced:
+// it is most likely the server (and a group of one would otherwise never
+// heal). It returns how many are sick and whether heal is blocked.
 func heal(t Target, servers []Classified, now time.Time) (unhealthy int, blocked bool) {
+	failing := 0
 	for _, c := range servers {
 		if sick(t, c) {
 			unhealthy++
+			if c.Status == StatusActive {
+				failing++
+			}
 		}
 	}
 	for i, c := range servers {
@@ -162,11 +167,12 @@ func heal(t Target, servers []Classified, now time.Time) (unhealthy int, blocked
 	if t.MaxUnhealthy < 0 {
 		return unhealthy, false
 	}
-	if unhealthy >= 2 && unhealthy > t.MaxUnhealthy {
-		return unhealthy, true
-	}
+	blocked = failing >= 2 && failing > t.MaxUnhealthy
 	for i, c := range servers {
 		if c.Kind != KindCurrent || !c.Served() || !sick(t, c) || now.Before(c.UnhealthySince.Add(t.HealAfter)) {
+			continue
+		}
+		if blocked && c.Status == StatusActive {
 			continue
 		}
 		servers[i].Kind, servers[i].Healed = KindOld, true
@@ -180,5 +186,5 @@ func heal(t Target, servers []Classified, now time.Time) (unhealthy int, blocked
 			}
 		}
 	}
-	return unhealthy, false
+	return unhealthy, blocked
 }

@@ -158,8 +158,15 @@ func TestHeal(t *testing.T) {
 		}},
 		{name: "one sick server is replaced even when max_unhealthy is 0", maxUnhealthy: -2, server: func() Server { return sickFor(StatusActive, Unhealthy, 20*time.Second) },
 			wantOld: true, wantReason: "unhealthy"},
-		{name: "too many sick at once: none replaced", server: func() Server { return sickFor(StatusShutoff, HealthUnknown, time.Hour) },
+		{name: "too many sick at once: none replaced", server: func() Server { return sickFor(StatusActive, Unhealthy, time.Hour) },
 			extraSick: 1, wantBlocked: true},
+		// A server stopped after it gave its volume away, its group then
+		// rolled back onto its image while the rejected image's servers
+		// all failed their checks: the group must not wait on it forever.
+		{name: "stopped while too many fail their check: replaced", server: func() Server { return sickFor(StatusShutoff, HealthUnknown, time.Hour) },
+			extraSick: 2, wantBlocked: true, wantOld: true, wantReason: "SHUTOFF"},
+		{name: "stopped beside one failing its check: not blocked", server: func() Server { return sickFor(StatusShutoff, HealthUnknown, time.Hour) },
+			extraSick: 1, wantOld: true, wantReason: "SHUTOFF"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
