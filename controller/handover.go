@@ -139,7 +139,7 @@ func (r *GroupReconciler) startHandovers(ctx context.Context, hs []plan.Handover
 			first = stepAttach // a free volume: nothing to stop
 		}
 		md := map[string]string{PropHandoverFrom: h.From.ID, PropHandoverTo: h.To.ID, PropHandoverStep: first,
-			PropHandoverAt: formatTime(now), PropHandoverWhy: ""}
+			PropHandoverAt: formatTime(now), PropHandoverWhy: "", PropHandoverRollout: rolloutOf(h.To)}
 		if err := r.cloud.Volumes.SetVolumeMetadata(ctx, h.Volume, md); err != nil {
 			r.log.Warn("could not record a handover; it is not started", zap.String("volume", h.Volume), zap.Error(err))
 			continue
@@ -320,10 +320,15 @@ func (r *GroupReconciler) advance(ctx context.Context, h plan.InFlight, servers 
 				// boot was counted against max_failures already).
 				return "", nil
 			}
-			if toOK && (to.ImageID != image || to.Revision != r.revision) {
-				// The new server is of a rollout given up meanwhile (a
-				// rollback, a newer image): its failure is not the one
-				// to the desired image, which goes on.
+			rollout := v.Metadata[PropHandoverRollout]
+			if toOK {
+				rollout = rolloutOf(to)
+			}
+			if rollout != "" && rollout != image+"/"+r.revision {
+				// The new server is (or was: the plan may have removed
+				// it since) of a rollout given up meanwhile, a rollback
+				// or a newer image: its failure is not the one to the
+				// desired image, which goes on.
 				return "", nil
 			}
 			return fmt.Sprintf("the handover of volume %s to %s was rolled back: %s", h.Volume, cmp.Or(to.Name, h.To), why), nil
@@ -375,7 +380,12 @@ func (r *GroupReconciler) forgetSteps(inflight []plan.InFlight) {
 const newServerGone = "the new server is gone"
 
 func clearHandover() map[string]string {
-	return map[string]string{PropHandoverFrom: "", PropHandoverTo: "", PropHandoverStep: "", PropHandoverAt: "", PropHandoverWhy: ""}
+	return map[string]string{PropHandoverFrom: "", PropHandoverTo: "", PropHandoverStep: "", PropHandoverAt: "", PropHandoverWhy: "", PropHandoverRollout: ""}
+}
+
+// rolloutOf names the rollout a server was built by: image/revision.
+func rolloutOf(c plan.Classified) string {
+	return c.ImageID + "/" + c.Revision
 }
 
 // attachedTo is the server a volume is attached to, "" for none.

@@ -103,6 +103,10 @@ const (
 	PropHandoverStep = "phoenix_handover_step"
 	PropHandoverAt   = "phoenix_handover_at"
 	PropHandoverWhy  = "phoenix_handover_why"
+	// PropHandoverRollout is the new server's image and revision, so a
+	// handover rolled back after that server is gone is still judged
+	// against the rollout it belonged to.
+	PropHandoverRollout = "phoenix_handover_rollout"
 )
 
 // Properties of the snapshots Phoenix takes (Glance images of servers,

@@ -207,38 +207,56 @@ func TestStatefulHandoverFailureRollsTheGroupBack(t *testing.T) {
 // A rollback (here by hand) while a volume is on its way to a server of
 // the image rolled back from: that handover fails, the volume goes back to
 // the old server, and the rollback goes on — the failure is the rejected
-// image's, not the rollback's, and must not halt it.
+// image's, not the rollback's, and must not halt it. So too when the
+// rejected server is gone before the volume is back home (the plan removes
+// it as old; chaos seed 81 found the rollback halted then).
 func TestStatefulRollbackDuringAHandover(t *testing.T) {
-	env := simtest.Start(t, grouptest.FastSim(1507), 0)
-	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
-	g := grouptest.ParseGroup(t, strings.Replace(statefulGroup(t, 1, 3), "progress_deadline: 20s", "progress_deadline: 2s", 1))
-	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
-	old := env.Sim.Servers()[0]
+	for i, vanishes := range []bool{false, true} {
+		t.Run(fmt.Sprintf("new server deleted %v", vanishes), func(t *testing.T) {
+			t.Parallel()
+			env := simtest.Start(t, grouptest.FastSim(int64(1507+i)), 0)
+			gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+			data := env.Sim.AddVolume(sim.VolumeSpec{Name: "data-db"})
+			g := grouptest.ParseGroup(t, strings.Replace(statefulGroup(t, 1, 3), "progress_deadline: 20s", "progress_deadline: 2s", 1))
+			grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+			old := env.Sim.Servers()[0]
 
-	bad := env.Sim.AddImage(sim.Image{Name: "gold"})
-	stopBreaking := breakWhenDataArrives(env.Sim, data.ID, bad.ID)
-	defer stopBreaking()
-	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
-	defer r.Close()
-	runUntil(t, r, 30*time.Second, "the volume on the new image's server", func(plan.Decision) bool {
-		v, _ := env.Sim.VolumeByID(data.ID)
-		s, ok := env.Sim.Server(v.ServerID)
-		return ok && s.ImageID == bad.ID
-	})
-	if _, err := controller.Rollback(context.Background(), env.Cloud.Services(), g, gold.ID); err != nil {
-		t.Fatal(err)
-	}
-	d := runUntil(t, r, 30*time.Second, "the rollback", func(d plan.Decision) bool {
-		return d.Status.Halted || d.Status.RollingBack && d.Status.Converged
-	})
-	if d.Status.Halted {
-		t.Fatalf("halted: %v; want the rollback to go on", r.Stuck())
-	}
-	v, _ := env.Sim.VolumeByID(data.ID)
-	servers := env.Sim.Servers()
-	if len(servers) != 1 || servers[0].ID != old.ID || v.ServerID != old.ID || servers[0].ImageID != gold.ID || !servers[0].Healthy {
-		t.Errorf("servers %+v, volume on %q: want only the old server, healthy on %s, holding the volume", servers, v.ServerID, gold.ID)
+			bad := env.Sim.AddImage(sim.Image{Name: "gold"})
+			stopBreaking := breakWhenDataArrives(env.Sim, data.ID, bad.ID)
+			defer stopBreaking()
+			r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
+			defer r.Close()
+			runUntil(t, r, 30*time.Second, "the volume on the new image's server", func(plan.Decision) bool {
+				v, _ := env.Sim.VolumeByID(data.ID)
+				s, ok := env.Sim.Server(v.ServerID)
+				return ok && s.ImageID == bad.ID
+			})
+			if _, err := controller.Rollback(context.Background(), env.Cloud.Services(), g, gold.ID); err != nil {
+				t.Fatal(err)
+			}
+			if vanishes {
+				var to string
+				runUntil(t, r, 30*time.Second, "the volume off the new server on its way back", func(plan.Decision) bool {
+					v, _ := env.Sim.VolumeByID(data.ID)
+					to = v.Metadata[controller.PropHandoverTo]
+					return v.Metadata[controller.PropHandoverStep] == "rollback" && v.ServerID != to
+				})
+				if err := env.Cloud.DeleteServer(context.Background(), to); err != nil && !strings.Contains(err.Error(), "404") {
+					t.Fatalf("delete the rejected server %s: %v", to, err)
+				}
+			}
+			d := runUntil(t, r, 30*time.Second, "the rollback", func(d plan.Decision) bool {
+				return d.Status.Halted || d.Status.RollingBack && d.Status.Converged
+			})
+			if d.Status.Halted {
+				t.Fatalf("halted: %v; want the rollback to go on", r.Stuck())
+			}
+			v, _ := env.Sim.VolumeByID(data.ID)
+			servers := env.Sim.Servers()
+			if len(servers) != 1 || servers[0].ID != old.ID || v.ServerID != old.ID || servers[0].ImageID != gold.ID || !servers[0].Healthy {
+				t.Errorf("servers %+v, volume on %q: want only the old server, healthy on %s, holding the volume", servers, v.ServerID, gold.ID)
+			}
+		})
 	}
 }
 

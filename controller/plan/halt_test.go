@@ -169,6 +169,14 @@ func TestStalled(t *testing.T) {
 			}
 			return s
 		}},
+		{name: "a volume on its way back to a current server stopped for it is on its way", tweak: func(t *Target) {
+			// The group rolled back while the volume moved off it.
+			t.WatchedSince, t.InFlight = t0.Add(-time.Hour), []InFlight{{Volume: "v1", From: "c03", To: "gone", Step: "rollback"}}
+		}, servers: func() []Server {
+			s := fleet("OOOc")
+			s[3].ID, s[3].Status, s[3].Created, s[3].ReadyAt = "c03", StatusShutoff, t0.Add(-2*time.Hour), t0.Add(-2*time.Hour)
+			return s
+		}},
 		{name: "a failure this round is the budget's", tweak: func(t *Target) { t.WatchedSince, t.MaxFailures = t0.Add(-time.Hour), 5 }, servers: func() []Server {
 			return append(fleet("OOO"), failed(1)...)
 		}},
