@@ -131,6 +131,50 @@ func TestEtcdCoordination(t *testing.T) {
 	}
 }
 
+// Notifications from the cloud's RabbitMQ: the defaults an OpenStack
+// deployment publishes on, the URL read from its file, and every wrong
+// field refused by name without the URL (it holds a password) in the
+// message.
+func TestAMQPNotifications(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"amqp.url": "amqps://phoenix:hunter2@rabbit.example:5671/openstack\n", "plain.url": "amqp://phoenix:hunter2@rabbit:5672/",
+		"bad.url": "rabbit://phoenix:hunter2@rabbit:5672/", "ca.pem": "x",
+	})
+	cfg, err := Parse("phoenix.yaml", []byte("controller: {notifications: {amqp: {url_file: amqp.url, ca_file: ca.pem}}}\n"+group("")), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := AMQP{URLFile: filepath.Join(dir, "amqp.url"), CAFile: filepath.Join(dir, "ca.pem"), Exchanges: []string{"glance", "nova"},
+		Topics: []string{"notifications", "versioned_notifications"}, Queue: "phoenix", QueueExpires: Duration(time.Hour),
+		URL: "amqps://phoenix:hunter2@rabbit.example:5671/openstack"}
+	if got := cfg.Controller.Notifications.AMQP; got == nil || !reflect.DeepEqual(*got, want) {
+		t.Fatalf("amqp = %+v, want %+v", got, want)
+	}
+	for _, tc := range []struct{ name, amqp, path, want string }{
+		{"no url file", `{queue: p}`, ".url_file", "expected a file holding the broker's URL"},
+		{"url file missing", `{url_file: nope.url}`, ".url_file", "cannot read"},
+		{"not an amqp url", `{url_file: bad.url}`, ".url_file", "to hold one amqp:// or amqps:// URL"},
+		{"ca file with plain amqp", `{url_file: plain.url, ca_file: ca.pem}`, ".ca_file", "expected an amqps:// URL"},
+		{"no exchanges", `{url_file: amqp.url, exchanges: []}`, ".exchanges", "expected at least one exchange"},
+		{"exchange twice", `{url_file: amqp.url, exchanges: [nova, nova]}`, ".exchanges[1]", "listed twice"},
+		{"empty topic", `{url_file: amqp.url, topics: [""]}`, ".topics[0]", "got an empty one"},
+		{"reserved queue", `{url_file: amqp.url, queue: amq.phoenix}`, ".queue", "not starting with amq."},
+		{"queue with a space", `{url_file: amqp.url, queue: "a b"}`, ".queue", "without spaces"},
+		{"short expiry", `{url_file: amqp.url, queue_expires: 10s}`, ".queue_expires", "at least 1m"},
+		{"unknown field", `{url_file: amqp.url, url: "amqp://x"}`, "", `unknown field "url"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("phoenix.yaml", []byte("controller: {notifications: {amqp: "+tc.amqp+"}}\n"+group("")), dir)
+			if err == nil || !strings.Contains(err.Error(), "controller.notifications.amqp"+tc.path) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want controller.notifications.amqp%s saying %q", err, tc.path, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the password is in the error: %v", err)
+			}
+		})
+	}
+}
+
 func TestTrafficDefaults(t *testing.T) {
 	cfg, err := Parse("p.yaml", []byte(group(`traffic: {octavia: {pool: web-pool, protocol_port: 8080}}`)), ".")
 	if err != nil {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -30,6 +31,15 @@ const (
 	DefaultEtcdPrefix          = "/phoenix/"
 	DefaultLeaseTTL            = 15 * time.Second
 	DefaultBlockerTimeout      = 10 * time.Second
+	DefaultAMQPQueue           = "phoenix"
+	DefaultAMQPQueueExpires    = time.Hour
+)
+
+// The exchanges and topics OpenStack's services publish notifications on
+// by default (oslo.messaging's control_exchange of each).
+var (
+	DefaultAMQPExchanges = []string{"glance", "nova"}
+	DefaultAMQPTopics    = []string{"notifications", "versioned_notifications"}
 )
 
 // applyDefaults fills every field the file did not write. written tells
@@ -52,6 +62,21 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 		}
 		if !written["controller.coordination.etcd.lease_ttl"] {
 			e.LeaseTTL = Duration(DefaultLeaseTTL)
+		}
+	}
+	if a := c.Notifications.AMQP; a != nil {
+		const at = "controller.notifications.amqp."
+		if !written[at+"exchanges"] {
+			a.Exchanges = slices.Clone(DefaultAMQPExchanges)
+		}
+		if !written[at+"topics"] {
+			a.Topics = slices.Clone(DefaultAMQPTopics)
+		}
+		if !written[at+"queue"] {
+			a.Queue = DefaultAMQPQueue
+		}
+		if !written[at+"queue_expires"] {
+			a.QueueExpires = Duration(DefaultAMQPQueueExpires)
 		}
 	}
 	for i := range cfg.Groups {

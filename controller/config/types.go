@@ -43,6 +43,42 @@ type Controller struct {
 	// Coordination lets several replicas of the daemon share the groups;
 	// without it one daemon reconciles every group.
 	Coordination Coordination `yaml:"coordination"`
+	// Notifications, when set, has the daemon hear what Nova and Glance
+	// publish, so it looks the moment the cloud says something changed
+	// rather than at its next poll. Polling goes on beside it.
+	Notifications Notifications `yaml:"notifications"`
+}
+
+// Notifications are the cloud's own messages the daemon listens to.
+type Notifications struct {
+	AMQP *AMQP `yaml:"amqp"`
+}
+
+// AMQP is the RabbitMQ that OpenStack's services publish notifications
+// on (their transport_url), read through a queue of Phoenix's own.
+type AMQP struct {
+	// URLFile holds the broker's URL, amqp://user:password@host:5672/vhost
+	// or amqps://…; the URL, with its password, never appears in this
+	// file. Required.
+	URLFile string `yaml:"url_file"`
+	// CAFile checks an amqps broker's certificate (PEM); default the
+	// system's roots.
+	CAFile string `yaml:"ca_file"`
+	// Exchanges are the services' control exchanges. Default glance, nova.
+	Exchanges []string `yaml:"exchanges"`
+	// Topics are the notification topics; Phoenix binds <topic>.info.
+	// Default notifications, versioned_notifications.
+	Topics []string `yaml:"topics"`
+	// Queue is Phoenix's own queue, so it takes no message from another
+	// consumer; a replica's ID is appended when several share the
+	// groups. Default phoenix.
+	Queue string `yaml:"queue"`
+	// QueueExpires is how long the broker keeps the queue once nobody
+	// reads it. Default 1h.
+	QueueExpires Duration `yaml:"queue_expires"`
+
+	// URL is the content of URLFile, read at load time.
+	URL string `yaml:"-" json:"-"`
 }
 
 // Coordination says how replicas agree on who reconciles which group.

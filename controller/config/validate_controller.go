@@ -40,6 +40,52 @@ func (v *validator) controller(c *Controller) {
 	if e := c.Coordination.Etcd; e != nil {
 		v.etcd(e, path+".coordination.etcd")
 	}
+	if a := c.Notifications.AMQP; a != nil {
+		v.amqp(a, path+".notifications.amqp")
+	}
+}
+
+// amqp checks the broker notifications are read from, and reads its URL
+// from url_file. No message quotes the URL: it carries a password.
+func (v *validator) amqp(a *AMQP, path string) {
+	scheme := ""
+	switch {
+	case a.URLFile == "":
+		v.bad(path+".url_file", "expected a file holding the broker's URL, such as amqp://phoenix:PASSWORD@rabbit:5672/ (the services' transport_url)")
+	default:
+		v.file(&a.URLFile, path+".url_file")
+		if raw, err := os.ReadFile(a.URLFile); err == nil {
+			a.URL = strings.TrimSpace(string(raw))
+			u, err := url.Parse(a.URL)
+			switch {
+			case err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Hostname() == "":
+				v.bad(path+".url_file", "expected %s to hold one amqp:// or amqps:// URL with a host (its content is not shown: it may hold a password)", a.URLFile)
+			default:
+				scheme = u.Scheme
+			}
+		}
+	}
+	if a.CAFile != "" && scheme == "amqp" {
+		v.bad(path+".ca_file", "expected an amqps:// URL in url_file to go with ca_file (a plain amqp:// connection checks no certificate)")
+	}
+	v.file(&a.CAFile, path+".ca_file")
+	if len(a.Exchanges) == 0 {
+		v.bad(path+".exchanges", "expected at least one exchange, such as nova")
+	}
+	v.distinct(a.Exchanges, path+".exchanges", "an exchange name such as nova", "exchange")
+	if len(a.Topics) == 0 {
+		v.bad(path+".topics", "expected at least one topic, such as versioned_notifications")
+	}
+	v.distinct(a.Topics, path+".topics", "a topic such as versioned_notifications", "topic")
+	switch {
+	case a.Queue == "" || len(a.Queue) > 200 || strings.ContainsAny(a.Queue, " \t\n"):
+		v.bad(path+".queue", "expected a queue name of 1 to 200 characters without spaces, got %q", a.Queue)
+	case strings.HasPrefix(a.Queue, "amq."):
+		v.bad(path+".queue", "expected a queue name not starting with amq. (RabbitMQ reserves it), got %q", a.Queue)
+	}
+	if a.QueueExpires < Duration(time.Minute) {
+		v.bad(path+".queue_expires", "expected a duration of at least 1m (the broker deletes the queue once unread this long), got %s", a.QueueExpires)
+	}
 }
 
 // MinLeaseTTL is the shortest lease etcd grants with its default
