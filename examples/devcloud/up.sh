@@ -283,6 +283,8 @@ bind_port = 9292
 workers = 2
 use_stderr = true
 enabled_backends = file:file
+# Only for notifications: Glance makes no RPC calls.
+transport_url = $RABBIT
 
 [database]
 connection = $DB/glance
@@ -295,6 +297,13 @@ filesystem_store_datadir = /var/lib/glance/images/
 
 [paste_deploy]
 flavor = keystone
+
+# image.create, image.prepare, image.upload, image.activate, image.update,
+# image.delete, ... on exchange glance (oslo's control_exchange for Glance),
+# routing key notifications.info.
+[oslo_messaging_notifications]
+driver = messagingv2
+topics = notifications
 
 $(authtoken glance)
 
@@ -409,6 +418,23 @@ enabled = false
 
 [glance]
 region_name = RegionOne
+
+# Notifications in both formats on exchange nova: the versioned ones
+# (instance.create.end, ...) with routing key versioned_notifications.info,
+# the legacy ones (compute.instance.create.end, ...) with
+# notifications.info. nova-compute sends most instance events; nova-api,
+# -conductor and -scheduler send some (instance.update on state changes
+# wherever the instance is saved, scheduler.select_destinations, ...), so
+# all four read this and are restarted when it changes.
+[notifications]
+notification_format = both
+# instance.update on every change of vm_state or task_state.
+notify_on_state_change = vm_and_task_state
+versioned_notifications_topics = versioned_notifications
+
+[oslo_messaging_notifications]
+driver = messagingv2
+topics = notifications
 
 $(service_creds placement nova)
 
