@@ -207,6 +207,31 @@ rmq change_password openstack "$RABBIT_PW" >/dev/null
 rmq set_permissions openstack '.*' '.*' '.*' >/dev/null
 RABBIT="rabbit://openstack:$RABBIT_PW@127.0.0.1:5672/"
 
+# Nova and Glance publish notifications (below). oslo.messaging declares a
+# queue for each topic and priority it publishes to (notifications.info,
+# versioned_notifications.info, ....error, ...) and binds it, so the
+# messages are kept for a consumer such as Ceilometer. None runs here:
+# bound those queues, or the broker grows without end. A consumer of its
+# own (Phoenix's) binds a queue of another name and is not touched.
+NOTIF_POLICY=devcloud-notifications
+NOTIF_PATTERN='^(versioned_)?notifications\.[a-z]+$'
+NOTIF_DEFINITION='{"max-length":1000,"overflow":"drop-head"}'
+policy_in_force() { # NAME PATTERN DEFINITION: is it set, as given, on queues?
+	rmq list_policies --formatter json | "$PY" -c '
+import json, sys
+name, pattern, definition = sys.argv[1:]
+for p in json.load(sys.stdin):
+    if p.get("name") == name:
+        ok = (p.get("pattern") == pattern and p.get("apply-to") == "queues"
+              and json.loads(p["definition"]) == json.loads(definition))
+        sys.exit(0 if ok else 1)
+sys.exit(1)' "$@"
+}
+if ! policy_in_force "$NOTIF_POLICY" "$NOTIF_PATTERN" "$NOTIF_DEFINITION"; then
+	rmq set_policy --apply-to queues "$NOTIF_POLICY" "$NOTIF_PATTERN" "$NOTIF_DEFINITION" >/dev/null
+	log "set RabbitMQ policy $NOTIF_POLICY: at most 1000 messages in each unread notification queue"
+fi
+
 # Every service: no AMQP heartbeats under uwsgi (RabbitMQ would drop idle
 # connections and lose a server create), legacy policies of Zed.
 common_sections() {
