@@ -56,6 +56,9 @@ type Options struct {
 	// Continuous is set by the daemon: once a rollout converges, the next
 	// drift starts a new rollout with a new id.
 	Continuous bool
+	// Wakes, when set, wakes a one-shot rebuild's groups between rounds:
+	// the cloud said one of their servers changed.
+	Wakes *Wakes
 }
 
 func (o *Options) defaults() {

@@ -53,7 +53,7 @@ func rebuildGroup(ctx context.Context, cloud provisioner.Cloud, g config.Group, 
 	}
 	var stuck error
 	started := opts.Now()
-	err := r.Run(ctx, Loop{After: func(d plan.Decision, err error) (time.Duration, bool) {
+	err := r.Run(ctx, Loop{Wake: opts.Wakes.of(g.Name), After: func(d plan.Decision, err error) (time.Duration, bool) {
 		if err == nil && d.Status.Converged {
 			if img, why := r.Rejected(); img != "" && r.RejectedSince(started) {
 				// Back where the group was: the rollout this run set out

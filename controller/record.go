@@ -30,6 +30,16 @@ const tagPrefix = "phoenix-group:"
 // GroupTag is the Nova tag that marks a server as a member of group.
 func GroupTag(group string) string { return tagPrefix + group }
 
+// GroupOfTags names the group a server's tags make it a member of.
+func GroupOfTags(tags []string) (string, bool) {
+	for _, t := range tags {
+		if g, ok := strings.CutPrefix(t, tagPrefix); ok && g != "" {
+			return g, true
+		}
+	}
+	return "", false
+}
+
 // Server metadata.
 const (
 	MetaGroup     = "phoenix:group"
