@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -83,6 +84,8 @@ type Daemon struct {
 	// does them too (a plan.Force only designates servers built before its
 	// event, so one the owner already did designates nothing).
 	parked map[string][]plan.Force
+	// notes is the listener on the cloud's message bus, nil without one.
+	notes NotificationSource
 }
 
 // New prepares a daemon for cfg; Run starts it.
@@ -166,6 +169,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.wg.Add(1)
 	go d.watchImages()
+	d.runListener(ctx)
 	if c := d.opts.Coordinator; c != nil {
 		d.wg.Add(1)
 		go func() {
@@ -355,6 +359,9 @@ func (d *Daemon) WakeAll() {
 // that for status.
 func (d *Daemon) Reload(cfg *config.Config) {
 	d.mu.Lock()
+	if !reflect.DeepEqual(d.cfg.Controller.Notifications, cfg.Controller.Notifications) {
+		d.log.Warn("controller.notifications changed: the listener keeps its settings until the daemon restarts")
+	}
 	old := d.workers
 	d.cfg = cfg
 	d.loadedAt = d.opts.Now()

@@ -22,6 +22,7 @@ type Metrics struct {
 	cloudRequests    *prometheus.CounterVec
 	cloudSeconds     *prometheus.HistogramVec
 	events           *prometheus.CounterVec
+	woken            *prometheus.CounterVec
 	configOK         prometheus.Gauge
 	configLoadedAt   prometheus.Gauge
 
@@ -51,6 +52,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "phoenix_events_accepted_total", Help: "Accepted events by type.",
 		}, []string{"type"}),
+		woken: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "phoenix_notifications_woke_total", Help: "Times a notification from the cloud woke a group (by group), or the image watch (group \"image\").",
+		}, []string{"group"}),
 		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "phoenix_config_last_reload_successful", Help: "1 when the last configuration (re)load was accepted, 0 when it was refused and the previous one runs on.",
 		}),
@@ -58,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "phoenix_config_loaded_timestamp_seconds", Help: "When the running configuration was loaded.",
 		}),
 	}
-	reg.MustRegister(m.reconcileSeconds, m.reconciles, m.replacements, m.cloudRequests, m.cloudSeconds, m.events,
+	reg.MustRegister(m.reconcileSeconds, m.reconciles, m.replacements, m.cloudRequests, m.cloudSeconds, m.events, m.woken,
 		m.configOK, m.configLoadedAt, stateCollector{m})
 	return m
 }
@@ -67,6 +71,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) Watch(d *Daemon) {
 	if m != nil {
 		m.daemon = d
+	}
+}
+
+func (m *Metrics) woke(group string) {
+	if m != nil {
+		m.woken.WithLabelValues(group).Inc()
 	}
 }
 
@@ -175,6 +185,11 @@ var (
 	descOwned   = prometheus.NewDesc("phoenix_group_owned", "1 when this replica reconciles the group, 0 when another does (or none).", []string{"group"}, nil)
 	descReplica = prometheus.NewDesc("phoenix_replica_info", "This replica's id; 1.", []string{"replica"}, nil)
 	descFenced  = prometheus.NewDesc("phoenix_replica_fenced", "1 while this replica cannot prove what it owns (lease not renewed, or etcd without quorum or out of reach) and so changes nothing in the cloud.", []string{"replica"}, nil)
+
+	descNotesConnected  = prometheus.NewDesc("phoenix_notifications_connected", "1 while the listener is connected to the cloud's RabbitMQ; 0 while it reconnects (polling goes on).", nil, nil)
+	descNotesReconnects = prometheus.NewDesc("phoenix_notifications_reconnects_total", "Connections to the cloud's RabbitMQ made again after a loss.", nil, nil)
+	descNotesHandled    = prometheus.NewDesc("phoenix_notifications_received_total", "Notifications from the cloud handled, by event type.", []string{"event_type"}, nil)
+	descNotesRefused    = prometheus.NewDesc("phoenix_notifications_refused_total", "Messages not acted on, by reason: malformed (could not be parsed) or ignored (an event type Phoenix does not act on).", []string{"reason"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -194,12 +209,25 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descOwned
 	ch <- descReplica
 	ch <- descFenced
+	ch <- descNotesConnected
+	ch <- descNotesReconnects
+	ch <- descNotesHandled
+	ch <- descNotesRefused
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	d := c.m.daemon
 	if d == nil {
 		return
+	}
+	if s := d.notificationsStatus(); s != nil {
+		ch <- prometheus.MustNewConstMetric(descNotesConnected, prometheus.GaugeValue, b2f(s.Connected))
+		ch <- prometheus.MustNewConstMetric(descNotesReconnects, prometheus.CounterValue, float64(s.Reconnects))
+		for eventType, n := range s.Handled {
+			ch <- prometheus.MustNewConstMetric(descNotesHandled, prometheus.CounterValue, float64(n), eventType)
+		}
+		ch <- prometheus.MustNewConstMetric(descNotesRefused, prometheus.CounterValue, float64(s.Malformed), "malformed")
+		ch <- prometheus.MustNewConstMetric(descNotesRefused, prometheus.CounterValue, float64(s.Ignored), "ignored")
 	}
 	workers := d.snapshot()
 	if co := d.opts.Coordinator; co != nil {

@@ -61,6 +61,9 @@ type Status struct {
 	Groups []GroupStatus `json:"groups"`
 	// Replica is set when several replicas share the groups.
 	Replica *ReplicaStatus `json:"replica,omitempty"`
+	// Notifications is the listener on the cloud's message bus, when
+	// one is configured.
+	Notifications *NotificationsStatus `json:"notifications,omitempty"`
 }
 
 // Status reports every group.
@@ -76,6 +79,7 @@ func (d *Daemon) Status() Status {
 	if err := d.Ready(); err != nil {
 		out.Ready = err.Error()
 	}
+	out.Notifications = d.notificationsStatus()
 	workers := d.snapshot()
 	if d.opts.Coordinator != nil {
 		return d.coordinatedStatus(out, workers)
