@@ -23,6 +23,7 @@ import (
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/coordination"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
+	"github.com/phoenix-ops/phoenix/controller/notifications"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
@@ -173,6 +174,19 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 	}
 	d := daemon.New(cloud.Services(), cfg, dopts)
 	metrics.Watch(d)
+	if a := cfg.Controller.Notifications.AMQP; a != nil {
+		// One queue a replica: each must hear every image event, and
+		// wakes only the groups it owns.
+		queue := a.Queue
+		if replica != nil {
+			queue += "-" + f.replicaID
+		}
+		l, err := notifications.NewListener(listenerConfig(a, queue, a.QueueExpires.D()), d.Notified, log.Named("notifications"))
+		if err != nil {
+			return cli.UsageError(fmt.Errorf("%s: controller.notifications.amqp: %w", cfg.Path, err))
+		}
+		d.Listen(l)
+	}
 
 	handler := d.Handler(daemon.HandlerOptions{Metrics: reg, Log: log, Secret: func() []byte {
 		if p := secret.Load(); p != nil {

@@ -128,6 +128,11 @@ func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFl
 		fmt.Fprintf(out, "forced rebuild of every server created before %s (%s); to resume it after an interruption, add --before %s\n",
 			cutoff.UTC().Format(time.RFC3339), f.reason, cutoff.UTC().Format(time.RFC3339))
 	}
+	stop, err := wakeOnNotifications(ctx, cfg, &opts, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	results := rebuild(ctx, out, g.Output, cloud.Services(), groups, log, opts, f.timeout)
 	return exitFor(results, opts.RolloutID, f.timeout)
 }

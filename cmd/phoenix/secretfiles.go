@@ -45,6 +45,9 @@ func daemonSecretFiles(cfg *config.Config) []secretFile {
 	if cfg.Controller.TLSKeyFile != "" {
 		files = append(files, secretFile{cfg.Controller.TLSKeyFile, "controller.tls_key_file"})
 	}
+	if a := cfg.Controller.Notifications.AMQP; a != nil {
+		files = append(files, secretFile{a.URLFile, "controller.notifications.amqp.url_file"})
+	}
 	return append(files, cloudsSecretFiles(cfg.Cloud)...)
 }
 
