@@ -236,10 +236,15 @@ fi
 # Phoenix's own RabbitMQ user, as the top-level README tells operators:
 # configure and write on its own queues (phoenix, phoenix-<replica>), read
 # on them (to consume) and on the services' exchanges (to bind). It may not
-# declare, delete or read anything else: not Ceilometer's
-# notifications.info, not the nova exchange. Each step is checked first,
-# so a second run changes nothing (rabbitmqctl takes about 1.5 s a call).
+# declare, delete, publish to or read anything else: not Ceilometer's
+# notifications.info, not the nova exchange. Read on nova alone would let
+# it bind any routing key there and so copy Nova's RPC (compute.<host>,
+# conductor, ..., whose messages carry the callers' tokens): the topic
+# permissions allow binding to the notification keys only. Each step is
+# checked first, so a second run changes nothing (rabbitmqctl takes about
+# 1.5 s a call).
 PHOENIX_RABBIT_PERMS=('^phoenix.*' '^phoenix.*' '^(phoenix.*|nova|glance)$')
+PHOENIX_RABBIT_TOPICS='^(notifications|versioned_notifications)\.info$'
 if ! perms=$(rmq list_user_permissions --no-table-headers phoenix 2>/dev/null); then
 	rmq add_user phoenix "$PHOENIX_RABBIT_PW" >/dev/null
 	log "added RabbitMQ user phoenix"
@@ -248,11 +253,17 @@ elif ! rmq authenticate_user phoenix "$PHOENIX_RABBIT_PW" >/dev/null 2>&1; then
 	rmq change_password phoenix "$PHOENIX_RABBIT_PW" >/dev/null
 	log "set the password of RabbitMQ user phoenix"
 fi
-want=$(printf '/\t%s\t%s\t%s' "${PHOENIX_RABBIT_PERMS[@]}")
-if [ "$perms" != "$want" ]; then
+if ! grep -qxF "$(printf '/\t%s\t%s\t%s' "${PHOENIX_RABBIT_PERMS[@]}")" <<<"$perms"; then
 	rmq set_permissions -p / phoenix "${PHOENIX_RABBIT_PERMS[@]}" >/dev/null
 	log "set the permissions of RabbitMQ user phoenix on vhost /"
 fi
+topics=$(rmq list_user_topic_permissions --no-table-headers phoenix)
+for x in glance nova; do
+	if ! grep -qxF "$(printf '/\t%s\t^$\t%s' "$x" "$PHOENIX_RABBIT_TOPICS")" <<<"$topics"; then
+		rmq set_topic_permissions -p / phoenix "$x" '^$' "$PHOENIX_RABBIT_TOPICS" >/dev/null
+		log "set the topic permissions of RabbitMQ user phoenix on exchange $x"
+	fi
+done
 # The URL Phoenix's controller.notifications.amqp.url_file names.
 MODE=0600 put "$STATE/amqp.url" <<EOF
 amqp://phoenix:$PHOENIX_RABBIT_PW@127.0.0.1:5672/
