@@ -30,6 +30,8 @@ type NotificationsStatus struct {
 	Handled    map[string]int `json:"handled,omitempty"`
 	Ignored    int            `json:"ignored"`
 	Malformed  int            `json:"malformed"`
+	// Unbound are exchanges not there yet, bound once they appear.
+	Unbound []string `json:"unbound,omitempty"`
 }
 
 // Listen has Run run src for as long as the daemon runs. Call it before
@@ -66,7 +68,7 @@ func (d *Daemon) notificationsStatus() *NotificationsStatus {
 	}
 	s := src.Status()
 	return &NotificationsStatus{Connected: s.Connected, Since: s.Since, Reconnects: s.Reconnects, LastError: s.LastError,
-		Handled: maps.Clone(s.Handled), Ignored: s.Ignored, Malformed: s.Malformed}
+		Handled: maps.Clone(s.Handled), Ignored: s.Ignored, Malformed: s.Malformed, Unbound: s.Unbound}
 }
 
 // Notified takes one notification from the cloud. It only wakes: an image

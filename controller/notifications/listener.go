@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -118,9 +119,18 @@ func (l *Listener) session(ctx context.Context) (consumed bool, err error) {
 	defer func() { conn.CloseDeadline(time.Now().Add(closeTimeout)) }()
 	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
 
-	ch, err := l.declare(conn)
+	ch, missing, err := l.declare(conn)
 	if err != nil {
 		return false, err
+	}
+	l.setUnbound(missing)
+	var recheck <-chan time.Time
+	if len(missing) > 0 {
+		l.log.Warn("exchanges missing and not Phoenix's to create: their notifications are heard once they exist (the service creates its exchange with its first notification)",
+			zap.Strings("exchanges", missing), zap.Duration("check_every", l.cfg.Backoff.Max))
+		ticker := time.NewTicker(l.cfg.Backoff.Max)
+		defer ticker.Stop()
+		recheck = ticker.C
 	}
 	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return false, fmt.Errorf("set prefetch on queue %s: %w", l.cfg.Queue, err)
@@ -148,6 +158,13 @@ func (l *Listener) session(ctx context.Context) (consumed bool, err error) {
 			return true, closed("connection to "+l.ep.redacted, e, ok)
 		case e, ok := <-chClosed:
 			return true, closed("channel of queue "+l.cfg.Queue, e, ok)
+		case <-recheck:
+			if missing, err = l.bindMissing(conn, ch, missing); err != nil {
+				return true, err
+			}
+			if len(missing) == 0 {
+				recheck = nil
+			}
 		case <-cancelled:
 			// The queue was deleted under the consumer: declare it again.
 			return true, fmt.Errorf("queue %s: the broker cancelled the consumer (queue deleted?)", l.cfg.Queue)
@@ -210,17 +227,23 @@ func (l *Listener) dial(ctx context.Context) (*amqp.Connection, error) {
 	return amqp.DialConfig(l.ep.url, cfg)
 }
 
-// declare makes sure the exchanges, the queue and its bindings exist, and
-// returns the channel to consume on.
-func (l *Listener) declare(conn *amqp.Connection) (*amqp.Channel, error) {
+// declare makes sure the queue exists and is bound to every exchange
+// that exists, and returns the channel to consume on and the exchanges
+// still missing.
+func (l *Listener) declare(conn *amqp.Connection) (*amqp.Channel, []string, error) {
+	var missing []string
+	for _, ex := range l.cfg.Exchanges {
+		there, err := l.declareExchange(conn, ex)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !there {
+			missing = append(missing, ex)
+		}
+	}
 	ch, err := conn.Channel()
 	if err != nil {
-		return nil, fmt.Errorf("open a channel: %w", err)
-	}
-	for _, ex := range l.cfg.Exchanges {
-		if ch, err = l.declareExchange(conn, ch, ex); err != nil {
-			return nil, err
-		}
+		return nil, nil, fmt.Errorf("open a channel: %w", err)
 	}
 	args := amqp.Table{
 		"x-expires":    l.cfg.QueueExpires.Milliseconds(),
@@ -228,63 +251,106 @@ func (l *Listener) declare(conn *amqp.Connection) (*amqp.Channel, error) {
 		"x-overflow":   "drop-head",
 	}
 	_, err = ch.QueueDeclare(l.cfg.Queue, true, false, false, false, args)
-	if isPreconditionFailed(err) {
+	if isCode(err, amqp.PreconditionFailed) {
 		// The queue exists with other arguments (an older configuration):
 		// use it as it is rather than delete what it holds; an operator
 		// who wants the new arguments deletes the queue.
 		l.log.Warn("the notifications queue exists with other arguments; using it as it is", zap.String("error", l.ep.scrub(err.Error())))
 		if ch, err = conn.Channel(); err != nil {
-			return nil, fmt.Errorf("open a channel: %w", err)
+			return nil, nil, fmt.Errorf("open a channel: %w", err)
 		}
 		_, err = ch.QueueDeclarePassive(l.cfg.Queue, true, false, false, false, nil)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("declare queue %s: %w", l.cfg.Queue, err)
+		return nil, nil, fmt.Errorf("declare queue %s: %w", l.cfg.Queue, err)
 	}
 	for _, ex := range l.cfg.Exchanges {
-		for _, topic := range l.cfg.Topics {
-			key := topic + ".info"
-			if err := ch.QueueBind(l.cfg.Queue, key, ex, false, nil); err != nil {
-				return nil, fmt.Errorf("bind queue %s to exchange %s with key %s: %w", l.cfg.Queue, ex, key, err)
+		if !slices.Contains(missing, ex) {
+			if err := l.bind(ch, ex); err != nil {
+				return nil, nil, err
 			}
 		}
 	}
-	return ch, nil
+	return ch, missing, nil
 }
 
-// declareExchange declares a control exchange the way oslo.messaging
-// declares it with amqp_durable_queues = false, its default: topic, not
-// durable, not auto-delete. That creates it when the service has not
-// published yet (Glance declares its exchange only with its first
-// notification), so the queue can be bound and nothing published from
-// then on is missed.
-//
-// A service with amqp_durable_queues = true declares it durable, and
-// RabbitMQ refuses a declaration with another durability with 406
-// PRECONDITION_FAILED, closing the channel. Then the exchange exists,
-// which is all the listener needs: it checks so with a passive
-// declaration on a fresh channel and goes on with that channel.
-// (oslo.messaging's publisher copes the other way round: on the same 406
-// it declares the exchange non-durable.)
-func (l *Listener) declareExchange(conn *amqp.Connection, ch *amqp.Channel, name string) (*amqp.Channel, error) {
-	err := ch.ExchangeDeclare(name, "topic", false, false, false, false, nil)
-	if isPreconditionFailed(err) {
-		l.log.Debug("exchange declared otherwise by its service; using it as it is",
-			zap.String("exchange", name), zap.String("error", l.ep.scrub(err.Error())))
-		if ch, err = conn.Channel(); err != nil {
-			return nil, fmt.Errorf("open a channel: %w", err)
+// bind binds the queue to <topic>.info of each topic on exchange ex.
+func (l *Listener) bind(ch *amqp.Channel, ex string) error {
+	for _, topic := range l.cfg.Topics {
+		key := topic + ".info"
+		if err := ch.QueueBind(l.cfg.Queue, key, ex, false, nil); err != nil {
+			return fmt.Errorf("bind queue %s to exchange %s with key %s: %w", l.cfg.Queue, ex, key, err)
 		}
-		err = ch.ExchangeDeclarePassive(name, "topic", false, false, false, false, nil)
+	}
+	return nil
+}
+
+// declareExchange makes sure a control exchange exists, and says whether
+// it does. It declares it the way oslo.messaging does with
+// amqp_durable_queues = false, its default: topic, not durable, not
+// auto-delete. That creates it when the service has not published yet
+// (Glance declares its exchange only with its first notification), so
+// nothing published from then on is missed.
+//
+// Two refusals mean the exchange may exist all the same, which is all the
+// listener needs: 406 PRECONDITION_FAILED, when the service declared it
+// durable (amqp_durable_queues = true), and 403 ACCESS_REFUSED, when
+// Phoenix's user may not configure it (the least rights it needs do not
+// let it). A passive declaration then says whether it is there; one that
+// is not (404) is bound once it appears. Each step has a channel of its
+// own: a refusal closes the channel it came on.
+func (l *Listener) declareExchange(conn *amqp.Connection, name string) (bool, error) {
+	try := func(passive bool) error {
+		ch, err := conn.Channel()
+		if err != nil {
+			return fmt.Errorf("open a channel: %w", err)
+		}
+		defer ch.Close()
+		if passive {
+			return ch.ExchangeDeclarePassive(name, "topic", false, false, false, false, nil)
+		}
+		return ch.ExchangeDeclare(name, "topic", false, false, false, false, nil)
+	}
+	err := try(false)
+	if isCode(err, amqp.PreconditionFailed, amqp.AccessRefused) {
+		l.log.Debug("exchange declared otherwise by its service, or not Phoenix's to declare; checking it is there",
+			zap.String("exchange", name), zap.String("error", l.ep.scrub(err.Error())))
+		err = try(true)
+		if isCode(err, amqp.NotFound) {
+			return false, nil
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("declare exchange %s: %w", name, err)
+		return false, fmt.Errorf("declare exchange %s: %w", name, err)
 	}
-	return ch, nil
+	return true, nil
 }
 
-func isPreconditionFailed(err error) bool {
+// bindMissing binds the queue to the exchanges in missing that exist by
+// now, on the consuming channel, and returns those still missing.
+func (l *Listener) bindMissing(conn *amqp.Connection, ch *amqp.Channel, missing []string) ([]string, error) {
+	var still []string
+	for _, ex := range missing {
+		there, err := l.declareExchange(conn, ex)
+		if err != nil {
+			return nil, err
+		}
+		if !there {
+			still = append(still, ex)
+			continue
+		}
+		if err := l.bind(ch, ex); err != nil {
+			return nil, err
+		}
+		l.log.Info("exchange now there: listening to it too", zap.String("exchange", ex))
+	}
+	l.setUnbound(still)
+	return still, nil
+}
+
+func isCode(err error, codes ...int) bool {
 	var ae *amqp.Error
-	return errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed
+	return errors.As(err, &ae) && slices.Contains(codes, ae.Code)
 }
 
 // deliver decodes one message and hands it on, or counts and drops it,

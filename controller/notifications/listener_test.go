@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -266,6 +267,62 @@ func TestListenerExchanges(t *testing.T) {
 	if s := r.Status(); s.Reconnects != 0 {
 		t.Errorf("status %+v: declaring the exchanges cost a reconnect", s)
 	}
+}
+
+// A user with the least rights the README gives Phoenix — its own queues,
+// reading the services' exchanges, binding only their notification keys —
+// can listen: it may not declare an exchange that exists (403), so it
+// checks it passively; one that does not exist yet is bound once it
+// appears; and Nova's RPC keys stay out of its reach.
+func TestListenerWithTheLeastRights(t *testing.T) {
+	b := rabbittest.Shared(t)
+	suffix := uuid.NewString()[:8]
+	nova, glance := "nova-"+suffix, "glance-"+suffix
+	user, password := "phoenix-least-"+suffix, "least-"+suffix
+	b.Ctl(t, "add_user", user, password)
+	b.Ctl(t, "set_permissions", "-p", "/", user, "^phoenix.*", "^phoenix.*", "^(phoenix.*|nova-.*|glance-.*)$")
+	for _, ex := range []string{nova, glance} {
+		b.Ctl(t, "set_topic_permissions", "-p", "/", user, ex, "^$", `^(notifications|versioned_notifications)\.info$`)
+	}
+	server, image := uuid.NewString(), uuid.NewString()
+	publish(t, b, nova, "notifications", versionedBody(t, "instance.update", uuid.NewString(), image, "active")) // nova exists
+
+	cfg := testConfig(b)
+	cfg.URL, cfg.Exchanges = b.URLAs(user, password), []string{nova, glance}
+	r := listen(t, cfg)
+	r.waitConnected(t)
+	if s := r.Status(); !slices.Equal(s.Unbound, []string{glance}) {
+		t.Errorf("unbound %v, want the missing %s", s.Unbound, glance)
+	}
+	publish(t, b, nova, "versioned_notifications", versionedBody(t, "instance.power_off.end", server, image, "stopped"))
+	waitUntil(t, "the event on the existing exchange is handled", func() bool { return len(r.rec.find(server)) == 1 })
+
+	// Glance publishes its first notification, creating its exchange; the
+	// listener binds it at its next look and hears what follows.
+	waitUntil(t, "the event on the new exchange is handled", func() bool {
+		publish(t, b, glance, "notifications", imageBody(t, "image.activate", image, "active"))
+		return len(r.rec.find(image)) > 0
+	})
+	if s := r.Status(); len(s.Unbound) != 0 || s.Reconnects != 0 {
+		t.Errorf("status %+v: want every exchange bound, without a reconnect", s)
+	}
+
+	// What the rights keep out: Nova's RPC.
+	conn, err := amqp.Dial(cfg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ch.QueueBind(cfg.Queue, "compute.host-1", nova, false, nil)
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.AccessRefused {
+		t.Errorf("binding Nova's RPC key: %v, want 403 ACCESS_REFUSED", err)
+	}
+	r.noPassword(t)
 }
 
 // Ceilometer (or any other consumer) reading notifications.info keeps

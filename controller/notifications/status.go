@@ -2,6 +2,7 @@ package notifications
 
 import (
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -14,6 +15,9 @@ type Status struct {
 	Handled    map[string]int
 	Ignored    int
 	Malformed  int
+	// Unbound are the exchanges that did not exist at the last connect
+	// and that Phoenix may not create: it binds them once they appear.
+	Unbound []string
 }
 
 // maxKeys bounds the event types the listener keeps apart (in Handled and
@@ -29,6 +33,7 @@ func (l *Listener) Status() Status {
 	defer l.mu.Unlock()
 	s := l.status
 	s.Handled = maps.Clone(l.status.Handled)
+	s.Unbound = slices.Clone(l.status.Unbound)
 	if s.Handled == nil {
 		s.Handled = map[string]int{}
 	}
@@ -91,4 +96,10 @@ func (l *Listener) setDisconnected(now time.Time, err string) (wasConnected bool
 		l.status.LastError = err
 	}
 	return wasConnected
+}
+
+func (l *Listener) setUnbound(exchanges []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.status.Unbound = slices.Clone(exchanges)
 }

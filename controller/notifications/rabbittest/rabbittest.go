@@ -596,3 +596,21 @@ func (b *Broker) publish(ctx context.Context, durable bool, exchange, topic stri
 	}
 	return nil
 }
+
+// Ctl runs rabbitmqctl (beside the start script) against the node, as an
+// operator would to add a user or set permissions, and fails the test if
+// it fails.
+func (b *Broker) Ctl(t testing.TB, args ...string) {
+	t.Helper()
+	ctl := filepath.Join(filepath.Dir(b.server), "rabbitmqctl")
+	cmd := exec.Command(ctl, append([]string{"-q", "-n", b.node}, args...)...)
+	cmd.Env = b.env()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// URLAs is the broker's AMQP URL for another user.
+func (b *Broker) URLAs(user, password string) string {
+	return (&url.URL{Scheme: "amqp", User: url.UserPassword(user, password), Host: b.Addr(), Path: "/"}).String()
+}
