@@ -40,6 +40,8 @@ type benchFlags struct {
 	probeEvery time.Duration
 	riseEvery  time.Duration
 	cpuProfile string
+	// amqpURLFile holds the real cloud's RabbitMQ URL (--cloud).
+	amqpURLFile string
 	real       cloudBench
 }
 
@@ -93,7 +95,10 @@ development cloud of examples/devcloud.`,
 	cmd.Flags().StringVar(&f.real.flavor, "cloud-flavor", "m1.small", "--cloud: flavor")
 	cmd.Flags().StringVar(&f.real.network, "cloud-network", "phoenix-net", "--cloud: network")
 	cmd.Flags().IntVar(&f.real.healthPort, "cloud-health-port", 18080, "--cloud: port of the servers' HTTP health check (/healthz)")
-	cmd.Flags().DurationVar(&f.real.poll, "cloud-poll", 250*time.Millisecond, "--cloud: reconcile interval during the rollout")
+	cmd.Flags().DurationVar(&f.real.poll, "cloud-poll", 2*time.Second, "--cloud: reconcile interval during the rollout (the daemon's default)")
+	cmd.Flags().IntVar(&f.real.runs, "cloud-runs", 3, "--cloud: timed rollouts in each mode (with notifications, polling only)")
+	cmd.Flags().StringVar(&f.amqpURLFile, "cloud-amqp-url-file", "", "--cloud: a file holding the cloud's RabbitMQ URL: rollouts alternate between listening to its notifications and polling only, and publishes are timed to the first create")
+	cmd.Flags().IntVar(&f.real.publishes, "cloud-publishes", 20, "--cloud with --cloud-amqp-url-file: images published to time the first create after each")
 	cmd.Flags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it)")
 	cmd.Flags().StringSliceVar(&f.only, "only", nil, "run only these: makespan, steady, reaction, probes")
 	return cmd
@@ -122,6 +127,11 @@ func runBench(ctx context.Context, out io.Writer, g *cli.Globals, f *benchFlags)
 		cloud, err := connect(ctx, f.real.cloud, log)
 		if err != nil {
 			return err
+		}
+		if f.amqpURLFile != "" {
+			if f.real.amqpURL, err = readURL(f.amqpURLFile); err != nil {
+				return cli.UsageError(err)
+			}
 		}
 		if err := benchRealCloud(ctx, out, cloud, f.real, log); err != nil {
 			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("bench on %s: %w", f.real.cloud, err)}

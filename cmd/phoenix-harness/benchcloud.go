@@ -28,6 +28,22 @@ type cloudBench struct {
 	network    string
 	healthPort int
 	poll       time.Duration
+	// runs is how many timed rollouts are made in each mode; amqpURL,
+	// when set, is the cloud's RabbitMQ: the rollouts then alternate
+	// between listening to its notifications and polling only, and
+	// publishes images are published to a daemon to time the first
+	// create after each.
+	runs      int
+	amqpURL   string
+	publishes int
+}
+
+// cloudRun is one timed rollout on the real cloud.
+type cloudRun struct {
+	notified           bool
+	makespan           time.Duration
+	ratio, withDeletes float64 // to the pipelined bound, without and with the deletes
+	perBatch           float64 // to the batch strategy, deletes counted
 }
 
 // benchRealCloud rebuilds a group on a real cloud and judges the time
@@ -90,8 +106,21 @@ groups:
 		}
 		return img, err
 	}
+	var wakes *controller.Wakes
+	if b.amqpURL != "" {
+		wakes = controller.NewWakes()
+		stop, err := listen(ctx, b.amqpURL, "phoenix-bench-"+name, wakes.Notified, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	notified := false
 	rebuild := func() error {
 		opts := controller.Options{PollInterval: b.poll, Parallelism: 16}
+		if notified {
+			opts.Wakes = wakes
+		}
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 		defer cancel()
 		for _, r := range controller.Rebuild(rctx, cloud.Services(), groups, nil, log, opts) {
@@ -108,11 +137,38 @@ groups:
 	if err := rebuild(); err != nil {
 		return fmt.Errorf("initial fleet: %w", err)
 	}
+	var runs []cloudRun
+	for i := range max(1, b.runs) * map[bool]int{false: 1, true: 2}[b.amqpURL != ""] {
+		notified = b.amqpURL != "" && i%2 == 0
+		r, err := timedRollout(ctx, out, cloud, b, tag, notified, publish, rebuild)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, r)
+	}
+	summarize(out, b, runs)
+	if b.amqpURL != "" && b.publishes > 0 {
+		return publishToCreate(ctx, out, cloud, b, name, log)
+	}
+	return nil
+}
+
+// timedRollout publishes a new image, rebuilds the group onto it, and
+// prints the makespan against the pipelined bound of the create→ACTIVE
+// times the cloud showed, without and with the deletes the surge waits
+// on.
+func timedRollout(ctx context.Context, out io.Writer, cloud *openstack.Cloud, b cloudBench, tag string, notified bool,
+	publish func() (provisioner.Image, error), rebuild func() error) (cloudRun, error) {
+	run := cloudRun{notified: notified}
+	mode := ""
+	if b.amqpURL != "" {
+		mode = map[bool]string{true: " with notifications", false: " polling only"}[notified]
+	}
 	// Glance orders images by a created_at of whole seconds.
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
 	patched, err := publish()
 	if err != nil {
-		return err
+		return run, err
 	}
 	// A watcher lists the group while the rollout runs to see how long
 	// the cloud takes to delete a server: a surge slot frees only once the
@@ -160,12 +216,12 @@ groups:
 	stopWatch()
 	<-watched
 	if err != nil {
-		return err
+		return run, err
 	}
 
 	list, err := cloud.ListServers(ctx, tag)
 	if err != nil {
-		return err
+		return run, err
 	}
 	type job struct {
 		created time.Time
@@ -181,12 +237,12 @@ groups:
 		// development cloud runs here.
 		sent, perr := time.Parse(time.RFC3339Nano, s.Metadata[controller.MetaCreatedAt])
 		if perr != nil || s.LaunchedAt.IsZero() {
-			return fmt.Errorf("server %s: no create time (%q) or launch time", s.ID, s.Metadata[controller.MetaCreatedAt])
+			return run, fmt.Errorf("server %s: no create time (%q) or launch time", s.ID, s.Metadata[controller.MetaCreatedAt])
 		}
 		jobs = append(jobs, job{sent, s.LaunchedAt.Sub(sent)})
 	}
 	if len(jobs) != b.servers {
-		return fmt.Errorf("%d servers run the new image, want %d", len(jobs), b.servers)
+		return run, fmt.Errorf("%d servers run the new image, want %d", len(jobs), b.servers)
 	}
 	slices.SortFunc(jobs, func(a, b job) int { return a.created.Compare(b.created) })
 	durations := make([]time.Duration, len(jobs))
@@ -196,8 +252,9 @@ groups:
 	bound := pipelinedBound(durations, b.surge)
 	batch := batchMakespan(durations, b.surge)
 	sorted := slices.Sorted(slices.Values(durations))
-	fmt.Fprintf(out, "real cloud %s: %d servers (surge %d): %s; pipelined bound %s from the create→ACTIVE times the cloud showed (p50 %s, max %s; the health check passed at ACTIVE); ratio %.3f; batch strategy %s; phoenix/batch %.3f\n",
-		b.cloud, b.servers, b.surge, makespan.Round(time.Millisecond), bound.Round(time.Millisecond),
+	run.makespan, run.ratio = makespan, makespan.Seconds()/bound.Seconds()
+	fmt.Fprintf(out, "real cloud %s%s: %d servers (surge %d): %s; pipelined bound %s from the create→ACTIVE times the cloud showed (p50 %s, max %s; the health check passed at ACTIVE); ratio %.3f; batch strategy %s; phoenix/batch %.3f\n",
+		b.cloud, mode, b.servers, b.surge, makespan.Round(time.Millisecond), bound.Round(time.Millisecond),
 		sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond),
 		makespan.Seconds()/bound.Seconds(), batch.Round(time.Millisecond), makespan.Seconds()/batch.Seconds())
 	if len(gone) > 0 {
@@ -215,9 +272,10 @@ groups:
 		}
 		bd := pipelinedBound(withDeletes, b.surge)
 		bbd := batchMakespan(withDeletes, b.surge)
-		fmt.Fprintf(out, "real cloud %s: deletes took p50 %s, max %s (from Phoenix's decision to gone, seen every 100ms); counting the median delete in each slot the surge waits on: bound %s, ratio %.3f; batch strategy %s, phoenix/batch %.3f\n",
-			b.cloud, deletes[len(deletes)/2].Round(time.Millisecond), deletes[len(deletes)-1].Round(time.Millisecond),
+		run.withDeletes, run.perBatch = makespan.Seconds()/bd.Seconds(), makespan.Seconds()/bbd.Seconds()
+		fmt.Fprintf(out, "real cloud %s%s: deletes took p50 %s, max %s (from Phoenix's decision to gone, seen every 100ms); counting the median delete in each slot the surge waits on: bound %s, ratio %.3f; batch strategy %s, phoenix/batch %.3f\n",
+			b.cloud, mode, deletes[len(deletes)/2].Round(time.Millisecond), deletes[len(deletes)-1].Round(time.Millisecond),
 			bd.Round(time.Millisecond), makespan.Seconds()/bd.Seconds(), bbd.Round(time.Millisecond), makespan.Seconds()/bbd.Seconds())
 	}
-	return nil
+	return run, nil
 }
