@@ -131,7 +131,7 @@ func (r *GroupReconciler) observe(ctx context.Context, how look) (world, error) 
 		w.held, w.inflight, w.free = statefulView(vols)
 	}
 	if how == lookToAct {
-		r.watch(w.servers)
+		r.watch(ctx, w.servers)
 	}
 	return w, nil
 }
@@ -267,7 +267,12 @@ func (r *GroupReconciler) unlisted(listed []provisioner.Server, now time.Time) [
 
 // watch hands the ACTIVE servers that are not on their way out to the
 // health checker.
-func (r *GroupReconciler) watch(servers []provisioner.Server) {
+// firstProbeWait is how long a round waits for the first probe of a
+// server it has just started watching: the plan then sees the new server
+// serve in the round that first saw it ACTIVE, rather than a round later.
+const firstProbeWait = 250 * time.Millisecond
+
+func (r *GroupReconciler) watch(ctx context.Context, servers []provisioner.Server) {
 	prober := healthProber(r.group.Health)
 	if prober == nil {
 		return
@@ -317,6 +322,11 @@ func (r *GroupReconciler) watch(servers []provisioner.Server) {
 		targets = append(targets, healthcheck.Target{ID: s.ID, Address: addr, Prober: prober, Policy: policy, Since: since})
 	}
 	r.health.Watch(targets)
+	ids := make([]string, len(targets))
+	for i, t := range targets {
+		ids[i] = t.ID
+	}
+	r.health.WaitProbed(ctx, ids, firstProbeWait)
 }
 
 // healthProber builds the probe a group's health check asks for, or nil

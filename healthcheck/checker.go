@@ -68,6 +68,8 @@ type watch struct {
 	// risen is set once the target was healthy: from then on it is
 	// probed every Interval, not every RiseInterval.
 	risen bool
+	// probed is closed once the first probe is recorded.
+	probed chan struct{}
 }
 
 // Option tunes a Checker.
@@ -129,7 +131,7 @@ func (c *Checker) Watch(targets []Target) {
 // start runs with c.mu held.
 func (c *Checker) start(t Target) {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watch{target: t, cancel: cancel}
+	w := &watch{target: t, cancel: cancel, probed: make(chan struct{})}
 	c.targets[t.ID] = w
 	c.wg.Add(1)
 	go c.loop(ctx, w)
@@ -186,6 +188,11 @@ func (c *Checker) record(w *watch, now time.Time, err error) (risen bool) {
 	}
 	before := w.obs.State
 	w.obs = w.obs.Record(now, err, w.target.Policy, w.target.Since)
+	select {
+	case <-w.probed:
+	default:
+		close(w.probed)
+	}
 	obs := w.obs
 	if obs.State == Healthy {
 		w.risen = true
@@ -231,6 +238,32 @@ func (c *Checker) Observe(id string) (Observation, bool) {
 		return Observation{}, false
 	}
 	return w.obs, true
+}
+
+// WaitProbed waits, for at most max, until each of ids that is watched
+// has had its first probe recorded: a caller that has just started
+// watching a server learns at once what its first probe says, rather than
+// a round later.
+func (c *Checker) WaitProbed(ctx context.Context, ids []string, max time.Duration) {
+	var pending []<-chan struct{}
+	c.mu.Lock()
+	for _, id := range ids {
+		if w, ok := c.targets[id]; ok {
+			pending = append(pending, w.probed)
+		}
+	}
+	c.mu.Unlock()
+	timer := time.NewTimer(max)
+	defer timer.Stop()
+	for _, p := range pending {
+		select {
+		case <-p:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Changes is signalled whenever a probe changes a target's state (not when

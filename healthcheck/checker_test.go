@@ -593,3 +593,36 @@ func TestCheckerWithClock(t *testing.T) {
 		}
 	})
 }
+
+// WaitProbed returns once the targets just watched have had their first
+// probe, and gives up on a probe that takes longer than its bound; a
+// target already probed, or not watched, costs nothing.
+func TestCheckerWaitProbed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		f.delay["10.0.0.1"] = 100 * time.Millisecond
+		f.setHang("10.0.0.2")
+		c := NewChecker(nil)
+		defer c.Close()
+		c.Watch([]Target{{ID: "a", Address: "10.0.0.1", Prober: f, Policy: testPolicy, Since: time.Now()}})
+		t0 := time.Now()
+		c.WaitProbed(t.Context(), []string{"a", "not-watched"}, time.Second)
+		if took := time.Since(t0); took != 100*time.Millisecond {
+			t.Errorf("waited %v for a first probe of 100ms", took)
+		}
+		if o := observe(t, c, "a"); o.ConsecutivePass != 1 {
+			t.Errorf("after WaitProbed: %+v, want the first probe recorded", o)
+		}
+		t0 = time.Now()
+		c.WaitProbed(t.Context(), []string{"a"}, time.Second)
+		if took := time.Since(t0); took != 0 {
+			t.Errorf("waited %v for a target probed already", took)
+		}
+		c.Watch([]Target{{ID: "a", Address: "10.0.0.1", Prober: f, Policy: testPolicy, Since: t0}, {ID: "b", Address: "10.0.0.2", Prober: f, Policy: testPolicy, Since: t0}})
+		t0 = time.Now()
+		c.WaitProbed(t.Context(), []string{"a", "b"}, 250*time.Millisecond)
+		if took := time.Since(t0); took != 250*time.Millisecond {
+			t.Errorf("waited %v for a probe that hangs, want the bound 250ms", took)
+		}
+	})
+}
