@@ -55,6 +55,9 @@ func (w *Wakes) Ring(group string) {
 // handler): the server's group when its tags or metadata name it, else
 // every group.
 func (w *Wakes) Notified(_ context.Context, n notifications.Notification) {
+	if !n.Settled() {
+		return // a step under way: the one that ends it rings
+	}
 	if n.Kind == notifications.KindInstance {
 		if g, ok := GroupOfTags(n.Tags); ok {
 			w.Ring(g)

@@ -89,6 +89,9 @@ func (d *Daemon) Notified(_ context.Context, n notifications.Notification) {
 		d.pokeWatch()
 		d.opts.Metrics.woke("image")
 	case notifications.KindInstance:
+		if !n.Settled() {
+			return // a step under way: the one that ends it wakes
+		}
 		w := d.groupOf(n)
 		if w == nil {
 			// Not a server of a group run here: another replica's, or

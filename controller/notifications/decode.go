@@ -36,6 +36,22 @@ type Notification struct {
 	Metadata  map[string]string // instance events: the server's metadata, when carried
 }
 
+// Settled says whether the notification reports a state reached (a
+// server ACTIVE, stopped, gone, in ERROR; an image changed) rather than a
+// step under way: a .start event, or an update whose task is still
+// running (scheduling, spawning, deleting). Nova sends several of the
+// latter for every server it builds or deletes; waking on them costs a
+// list each and tells Phoenix nothing it can act on yet.
+func (n Notification) Settled() bool {
+	if n.Kind != KindInstance {
+		return true
+	}
+	if strings.HasSuffix(n.EventType, ".start") {
+		return false
+	}
+	return !strings.HasSuffix(n.EventType, ".update") || n.TaskState == ""
+}
+
 var (
 	// ErrMalformed: the body cannot be parsed as an oslo.messaging
 	// notification, or an event Phoenix acts on lacks what it needs.

@@ -483,3 +483,25 @@ func TestImageFromURL(t *testing.T) {
 		}
 	}
 }
+
+// Settled tells a state reached from a step under way, for the events
+// the development cloud published.
+func TestSettled(t *testing.T) {
+	for _, tc := range []struct {
+		n    Notification
+		want bool
+	}{
+		{Notification{Kind: KindInstance, EventType: "instance.create.end", State: "active"}, true},
+		{Notification{Kind: KindInstance, EventType: "compute.instance.create.start", State: "building", TaskState: "scheduling"}, false},
+		{Notification{Kind: KindInstance, EventType: "instance.update", State: "building", TaskState: "spawning"}, false},
+		{Notification{Kind: KindInstance, EventType: "compute.instance.update", State: "active"}, true},
+		{Notification{Kind: KindInstance, EventType: "instance.power_off.end", State: "stopped"}, true},
+		{Notification{Kind: KindInstance, EventType: "instance.delete.start", State: "active", TaskState: "deleting"}, false},
+		{Notification{Kind: KindInstance, EventType: "compute.instance.delete.end", State: "deleted"}, true},
+		{Notification{Kind: KindImage, EventType: "image.update", State: "active"}, true},
+	} {
+		if got := tc.n.Settled(); got != tc.want {
+			t.Errorf("%s (%s/%s): settled %v, want %v", tc.n.EventType, tc.n.State, tc.n.TaskState, got, tc.want)
+		}
+	}
+}
