@@ -113,7 +113,10 @@ groups:
 		if err != nil {
 			return err
 		}
-		defer stop()
+		defer func() {
+			s := stop()
+			fmt.Fprintf(out, "real cloud %s: notifications heard during the rollouts: %v (ignored %d, malformed %d)\n", b.cloud, s.Handled, s.Ignored, s.Malformed)
+		}()
 	}
 	notified := false
 	rebuild := func() error {

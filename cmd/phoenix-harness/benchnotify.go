@@ -31,7 +31,7 @@ func readURL(file string) (string, error) {
 
 // listen runs a notification listener on a queue of the bench's own
 // until stop.
-func listen(ctx context.Context, url, queue string, handle func(context.Context, notifications.Notification), log *zap.Logger) (stop func(), err error) {
+func listen(ctx context.Context, url, queue string, handle func(context.Context, notifications.Notification), log *zap.Logger) (stop func() notifications.Status, err error) {
 	l, err := notifications.NewListener(notifications.Config{URL: url, Queue: queue, QueueExpires: time.Minute}, handle, log.Named("notifications"))
 	if err != nil {
 		return nil, err
@@ -51,9 +51,10 @@ func listen(ctx context.Context, url, queue string, handle func(context.Context,
 			return nil, fmt.Errorf("the notification listener did not connect within 30s: %s", l.Status().LastError)
 		}
 	}
-	return func() {
+	return func() notifications.Status {
 		cancel()
 		wg.Wait()
+		return l.Status()
 	}, nil
 }
 
