@@ -133,26 +133,42 @@ func glanceClient(t *testing.T, ctx context.Context, cloudsFile string) *gopherc
 }
 
 // publishImage uploads a new image of the name, as a security team would
-// publish a patched gold image, and returns its ID once active.
+// publish a patched gold image, and returns its ID once active; the image
+// is deleted with the test.
 func publishImage(t *testing.T, ctx context.Context, glance *gophercloud.ServiceClient, name string) string {
+	t.Helper()
+	id, _ := publishImageTimed(t, ctx, glance, name)
+	t.Cleanup(func() { _ = images.Delete(context.Background(), glance, id).ExtractErr() })
+	return id
+}
+
+// publishImageTimed publishes as publishImage does, leaving the image's
+// deletion to the caller, and also returns when the publication was
+// complete: when Glance answered the upload (it activates a small image
+// before it answers), or, should the answer come before that, when the
+// look that first saw it active began.
+func publishImageTimed(t *testing.T, ctx context.Context, glance *gophercloud.ServiceClient, name string) (string, time.Time) {
 	t.Helper()
 	img, err := images.Create(ctx, glance, images.CreateOpts{Name: name, ContainerFormat: "bare", DiskFormat: "qcow2"}).Extract()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = images.Delete(context.Background(), glance, img.ID).ExtractErr() })
 	if err := imagedata.Upload(ctx, glance, img.ID, strings.NewReader("phoenix e2e "+img.ID)).ExtractErr(); err != nil {
+		_ = images.Delete(context.Background(), glance, img.ID).ExtractErr()
 		t.Fatal(err)
 	}
+	done := time.Now()
 	for {
 		got, err := images.Get(ctx, glance, img.ID).Extract()
 		if err != nil {
+			_ = images.Delete(context.Background(), glance, img.ID).ExtractErr()
 			t.Fatal(err)
 		}
 		if got.Status == images.ImageStatusActive {
-			return img.ID
+			return img.ID, done
 		}
 		time.Sleep(200 * time.Millisecond) // polling Glance for the upload to settle
+		done = time.Now()
 	}
 }
 
