@@ -140,7 +140,7 @@ func sick(t Target, c Classified) bool {
 // unless two or more, and more than MaxUnhealthy, fail their check at
 // once: then the check or the network is the likelier fault, and none
 // failing it is replaced. A stopped server is Nova's word, not the
-// check's, so it is healed even then. One sick server is always replaced:
+// check's, so it is healed even then, and at once. One sick server is always replaced:
 // it is most likely the server (and a group of one would otherwise never
 // heal). It returns how many are sick and whether heal is blocked.
 func heal(t Target, servers []Classified, now time.Time) (unhealthy int, blocked bool) {
@@ -169,10 +169,12 @@ func heal(t Target, servers []Classified, now time.Time) (unhealthy int, blocked
 	}
 	blocked = failing >= 2 && failing > t.MaxUnhealthy
 	for i, c := range servers {
-		if c.Kind != KindCurrent || !c.Served() || !sick(t, c) || now.Before(c.UnhealthySince.Add(t.HealAfter)) {
+		if c.Kind != KindCurrent || !c.Served() || !sick(t, c) {
 			continue
 		}
-		if blocked && c.Status == StatusActive {
+		// HealAfter lets failing checks that begin together be counted
+		// together; Nova saying a server stopped needs no such wait.
+		if c.Status == StatusActive && (blocked || now.Before(c.UnhealthySince.Add(t.HealAfter))) {
 			continue
 		}
 		servers[i].Kind, servers[i].Healed = KindOld, true

@@ -148,7 +148,8 @@ func TestHeal(t *testing.T) {
 			wantOld: true, wantReason: "unhealthy: the server is SHUTOFF, stopped outside Phoenix"},
 		{name: "paused", server: func() Server { return sickFor(StatusPaused, HealthUnknown, 20*time.Second) }, wantOld: true, wantReason: "PAUSED"},
 		{name: "suspended", server: func() Server { return sickFor(StatusSuspended, HealthUnknown, 20*time.Second) }, wantOld: true, wantReason: "SUSPENDED"},
-		{name: "stopped, not yet heal_after", server: func() Server { return sickFor(StatusShutoff, HealthUnknown, time.Second) }},
+		{name: "stopped: Nova's word needs no heal_after", server: func() Server { return sickFor(StatusShutoff, HealthUnknown, 0) },
+			wantOld: true, wantReason: "SHUTOFF"},
 		{name: "stopped by a handover in flight", server: func() Server { return sickFor(StatusShutoff, HealthUnknown, time.Hour) },
 			inFlight: []InFlight{{Volume: "v1", From: "x99", To: "c00", Step: "detach"}}},
 		{name: "never served: its progress deadline judges it", server: func() Server {
