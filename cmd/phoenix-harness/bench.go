@@ -42,7 +42,7 @@ type benchFlags struct {
 	cpuProfile string
 	// amqpURLFile holds the real cloud's RabbitMQ URL (--cloud).
 	amqpURLFile string
-	real       cloudBench
+	real        cloudBench
 }
 
 func newBenchCommand(g *cli.Globals) *cobra.Command {

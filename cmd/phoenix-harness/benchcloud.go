@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -80,25 +81,7 @@ groups:
 	tag := controller.GroupTag(name)
 
 	var published []string
-	defer func() {
-		// Clean up with a context of its own: the run's may be over.
-		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		list, lerr := cloud.ListServers(cctx, tag)
-		for _, s := range list {
-			if derr := cloud.DeleteServer(cctx, s.ID); derr != nil && err == nil {
-				err = derr
-			}
-		}
-		for _, id := range published {
-			if derr := cloud.DeleteImage(cctx, id); derr != nil && err == nil {
-				err = derr
-			}
-		}
-		if lerr != nil && err == nil {
-			err = lerr
-		}
-	}()
+	defer func() { err = cmp.Or(err, cleanUp(cloud, tag, published)) }()
 	publish := func() (provisioner.Image, error) {
 		img, err := cloud.PublishImage(ctx, imageName, strings.NewReader("phoenix bench "+name))
 		if err == nil {
@@ -281,4 +264,19 @@ func timedRollout(ctx context.Context, out io.Writer, cloud *openstack.Cloud, b 
 			bd.Round(time.Millisecond), makespan.Seconds()/bd.Seconds(), bbd.Round(time.Millisecond), makespan.Seconds()/bbd.Seconds())
 	}
 	return run, nil
+}
+
+// cleanUp deletes a bench's servers (by their group tag) and the images
+// it published, with a context of its own: the run's may be over.
+func cleanUp(cloud *openstack.Cloud, tag string, images []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	list, err := cloud.ListServers(ctx, tag)
+	for _, s := range list {
+		err = cmp.Or(err, cloud.DeleteServer(ctx, s.ID))
+	}
+	for _, id := range images {
+		err = cmp.Or(err, cloud.DeleteImage(ctx, id))
+	}
+	return err
 }

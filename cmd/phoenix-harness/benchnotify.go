@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -118,24 +119,7 @@ groups:
 	}
 	tag := controller.GroupTag(group)
 	var published []string
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		list, lerr := cloud.ListServers(cctx, tag)
-		for _, s := range list {
-			if derr := cloud.DeleteServer(cctx, s.ID); derr != nil && err == nil {
-				err = derr
-			}
-		}
-		for _, id := range published {
-			if derr := cloud.DeleteImage(cctx, id); derr != nil && err == nil {
-				err = derr
-			}
-		}
-		if lerr != nil && err == nil {
-			err = lerr
-		}
-	}()
+	defer func() { err = cmp.Or(err, cleanUp(cloud, tag, published)) }()
 	publish := func() (provisioner.Image, error) {
 		// Glance orders images by a created_at of whole seconds.
 		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
