@@ -15,6 +15,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/notifications"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
@@ -90,9 +91,16 @@ groups:
 		return img, err
 	}
 	var wakes *controller.Wakes
+	var observer *cloudObserver
 	if b.amqpURL != "" {
-		wakes = controller.NewWakes()
-		stop, err := listen(ctx, b.amqpURL, "phoenix-bench-"+name, wakes.Notified, log)
+		// One listener: its wakes reach Phoenix only in the notified
+		// runs; the observer times every run from the same messages.
+		wakes, observer = controller.NewWakes(), newCloudObserver()
+		heard := func(ctx context.Context, n notifications.Notification) {
+			observer.Notified(ctx, n)
+			wakes.Notified(ctx, n)
+		}
+		stop, err := listen(ctx, b.amqpURL, "phoenix-bench-"+name, heard, log)
 		if err != nil {
 			return err
 		}
@@ -126,7 +134,7 @@ groups:
 	var runs []cloudRun
 	for i := range max(1, b.runs) * map[bool]int{false: 1, true: 2}[b.amqpURL != ""] {
 		notified = b.amqpURL != "" && i%2 == 0
-		r, err := timedRollout(ctx, out, cloud, b, tag, notified, publish, rebuild)
+		r, err := timedRollout(ctx, out, cloud, b, tag, notified, observer, publish, rebuild)
 		if err != nil {
 			return err
 		}
@@ -144,7 +152,7 @@ groups:
 // times the cloud showed, without and with the deletes the surge waits
 // on.
 func timedRollout(ctx context.Context, out io.Writer, cloud *openstack.Cloud, b cloudBench, tag string, notified bool,
-	publish func() (provisioner.Image, error), rebuild func() error) (cloudRun, error) {
+	observer *cloudObserver, publish func() (provisioner.Image, error), rebuild func() error) (cloudRun, error) {
 	run := cloudRun{notified: notified}
 	mode := ""
 	if b.amqpURL != "" {
@@ -156,16 +164,16 @@ func timedRollout(ctx context.Context, out io.Writer, cloud *openstack.Cloud, b 
 	if err != nil {
 		return run, err
 	}
-	// A watcher lists the group while the rollout runs to see how long
-	// the cloud takes to delete a server: a surge slot frees only once the
-	// old server is gone.
+	// How long the cloud takes to delete a server: a surge slot frees
+	// only once the old server is gone. The observer hears it from Nova;
+	// without one, a watcher lists the group while the rollout runs.
 	gone := map[string]time.Duration{} // server → from Phoenix's delete to gone
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
 		deleting := map[string]time.Time{}
-		for wctx.Err() == nil {
+		for observer == nil && wctx.Err() == nil {
 			list, err := cloud.ListServers(wctx, tag)
 			now := time.Now()
 			if err == nil {
@@ -204,6 +212,12 @@ func timedRollout(ctx context.Context, out io.Writer, cloud *openstack.Cloud, b 
 	if err != nil {
 		return run, err
 	}
+	if observer != nil {
+		// delete.end follows the server leaving the list by moments.
+		for deadline := time.Now().Add(time.Minute); observer.pending(started) > 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		}
+		gone = observer.deletes(started)
+	}
 
 	list, err := cloud.ListServers(ctx, tag)
 	if err != nil {
@@ -222,10 +236,17 @@ func timedRollout(ctx context.Context, out io.Writer, cloud *openstack.Cloud, b 
 		// server went ACTIVE: both clocks of the same cloud's host when the
 		// development cloud runs here.
 		sent, perr := time.Parse(time.RFC3339Nano, s.Metadata[controller.MetaCreatedAt])
-		if perr != nil || s.LaunchedAt.IsZero() {
+		active := s.LaunchedAt // whole seconds: Nova's database keeps no fraction
+		if observer != nil {
+			var heard bool
+			if active, heard = observer.activeAt(s.ID); !heard {
+				return run, fmt.Errorf("server %s: Nova announced no ACTIVE", s.ID)
+			}
+		}
+		if perr != nil || active.IsZero() {
 			return run, fmt.Errorf("server %s: no create time (%q) or launch time", s.ID, s.Metadata[controller.MetaCreatedAt])
 		}
-		jobs = append(jobs, job{sent, s.LaunchedAt.Sub(sent)})
+		jobs = append(jobs, job{sent, active.Sub(sent)})
 	}
 	if len(jobs) != b.servers {
 		return run, fmt.Errorf("%d servers run the new image, want %d", len(jobs), b.servers)
@@ -236,11 +257,15 @@ func timedRollout(ctx context.Context, out io.Writer, cloud *openstack.Cloud, b 
 		durations[i] = j.took
 	}
 	bound := pipelinedBound(durations, b.surge)
+	seen, seenGone := "ACTIVE at Nova's launched_at, in whole seconds", "seen by listing every 100ms"
+	if observer != nil {
+		seen, seenGone = "ACTIVE as Nova announced it", "as Nova announced it"
+	}
 	batch := batchMakespan(durations, b.surge)
 	sorted := slices.Sorted(slices.Values(durations))
 	run.makespan, run.ratio = makespan, makespan.Seconds()/bound.Seconds()
-	fmt.Fprintf(out, "real cloud %s%s: %d servers (surge %d): %s; pipelined bound %s from the create→ACTIVE times the cloud showed (p50 %s, max %s; the health check passed at ACTIVE); ratio %.3f; batch strategy %s; phoenix/batch %.3f\n",
-		b.cloud, mode, b.servers, b.surge, makespan.Round(time.Millisecond), bound.Round(time.Millisecond),
+	fmt.Fprintf(out, "real cloud %s%s: %d servers (surge %d): %s; pipelined bound %s from the create→ACTIVE times the cloud showed (%s; p50 %s, max %s; the health check passed at ACTIVE); ratio %.3f; batch strategy %s; phoenix/batch %.3f\n",
+		b.cloud, mode, b.servers, b.surge, makespan.Round(time.Millisecond), bound.Round(time.Millisecond), seen,
 		sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond),
 		makespan.Seconds()/bound.Seconds(), batch.Round(time.Millisecond), makespan.Seconds()/batch.Seconds())
 	if len(gone) > 0 {
@@ -259,8 +284,8 @@ func timedRollout(ctx context.Context, out io.Writer, cloud *openstack.Cloud, b 
 		bd := pipelinedBound(withDeletes, b.surge)
 		bbd := batchMakespan(withDeletes, b.surge)
 		run.withDeletes, run.perBatch = makespan.Seconds()/bd.Seconds(), makespan.Seconds()/bbd.Seconds()
-		fmt.Fprintf(out, "real cloud %s%s: deletes took p50 %s, max %s (from Phoenix's decision to gone, seen every 100ms); counting the median delete in each slot the surge waits on: bound %s, ratio %.3f; batch strategy %s, phoenix/batch %.3f\n",
-			b.cloud, mode, deletes[len(deletes)/2].Round(time.Millisecond), deletes[len(deletes)-1].Round(time.Millisecond),
+		fmt.Fprintf(out, "real cloud %s%s: deletes took p50 %s, max %s (from Phoenix's decision to gone, %s); counting the median delete in each slot the surge waits on: bound %s, ratio %.3f; batch strategy %s, phoenix/batch %.3f\n",
+			b.cloud, mode, deletes[len(deletes)/2].Round(time.Millisecond), deletes[len(deletes)-1].Round(time.Millisecond), seenGone,
 			bd.Round(time.Millisecond), makespan.Seconds()/bd.Seconds(), bbd.Round(time.Millisecond), makespan.Seconds()/bbd.Seconds())
 	}
 	return run, nil
