@@ -10,8 +10,10 @@ import (
 	"strings"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servergroups"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
@@ -216,6 +218,55 @@ func (c *Cloud) ResolveServerGroup(ctx context.Context, nameOrID string) (string
 		}
 	}
 	return unique("server group", nameOrID, byName)
+}
+
+// ResolveKeyPair finds the key pair a create names. Nova takes key pairs
+// by name, so creates never look one up; `phoenix config check --cloud`
+// does, to name a missing one before a create fails on it.
+func (c *Cloud) ResolveKeyPair(ctx context.Context, name string) error {
+	pages, err := keypairs.List(c.compute, nil).AllPages(ctx)
+	if err != nil {
+		return fmt.Errorf("list key pairs: %w", err)
+	}
+	list, err := keypairs.ExtractKeyPairs(pages)
+	if err != nil {
+		return fmt.Errorf("list key pairs: %w", err)
+	}
+	for _, kp := range list {
+		if kp.Name == name {
+			return nil
+		}
+	}
+	return fmt.Errorf("key pair %q: %w", name, provisioner.ErrNotFound)
+}
+
+// ResolveSecurityGroup matches a security group ID first, then a unique
+// name, as Nova does with the names a create sends.
+func (c *Cloud) ResolveSecurityGroup(ctx context.Context, nameOrID string) (string, error) {
+	nc, err := c.networkClient()
+	if err != nil {
+		return "", fmt.Errorf("security group %q: %w", nameOrID, err)
+	}
+	for _, opts := range []groups.ListOpts{{ID: nameOrID}, {Name: nameOrID}} {
+		pages, err := groups.List(nc, opts).AllPages(ctx)
+		if err != nil {
+			return "", fmt.Errorf("list security groups: %w", err)
+		}
+		list, err := groups.ExtractGroups(pages)
+		if err != nil {
+			return "", fmt.Errorf("list security groups: %w", err)
+		}
+		var ids []string
+		for _, g := range list {
+			if g.ID == nameOrID || g.Name == nameOrID {
+				ids = append(ids, g.ID)
+			}
+		}
+		if len(ids) > 0 {
+			return unique("security group", nameOrID, ids)
+		}
+	}
+	return "", fmt.Errorf("security group %q: %w", nameOrID, provisioner.ErrNotFound)
 }
 
 func unique(kind, name string, ids []string) (string, error) {

@@ -70,6 +70,12 @@ func (s *Sim) serveNetwork(w http.ResponseWriter, r *http.Request, sub string) {
 		default:
 			neutronError(w, http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
 		}
+	case sub == "/v2.0/security-groups":
+		if !get {
+			neutronError(w, http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+			return
+		}
+		s.listSecurityGroups(w, r)
 	case reFloatingIP.MatchString(sub):
 		s.serveFloatingIP(w, r, reFloatingIP.FindStringSubmatch(sub)[1])
 	default:

@@ -98,7 +98,7 @@ func (s *Sim) portJSON(srv *server) map[string]any {
 	}
 	sgs := make([]string, len(srv.secGroups))
 	for i, n := range srv.secGroups {
-		sgs[i] = uuid.NewSHA1(uuid.NameSpaceOID, []byte("security-group:"+n)).String()
+		sgs[i] = securityGroupID(n)
 	}
 	return map[string]any{
 		"id": srv.portID, "name": "", "network_id": srv.network.ID, "tenant_id": s.projectID, "project_id": s.projectID,
