@@ -23,6 +23,7 @@ asked for, and safe to stop and start again at any moment.`,
 		SilenceErrors: true,
 	}
 	g.Register(root)
+	cli.CheckBeforeRun(root, boundsOf)
 	root.AddCommand(newRebuildCommand(g), newPlanCommand(g), newDaemonCommand(g), newStatusCommand(g), newEventCommand(g), newResumeCommand(g), newRollbackCommand(g), newHoldCommand(g), newReleaseCommand(g), newProtectCommand(g, true), newProtectCommand(g, false), newDemoCommand(g), newSimCommand(g))
 	root.AddCommand(newConfigCommand(g))
 	return root
