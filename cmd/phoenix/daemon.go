@@ -55,6 +55,10 @@ signed events on POST /v1/events. It serves /healthz, /readyz, /metrics and
 
 SIGHUP reloads the configuration: a file that fails validation is refused,
 logged and shown in /v1/status, and the running configuration stays.
+Settings read only at start (cloud, controller.listen, the TLS files,
+parallel_groups, notify, coordination, notifications) keep their running
+values until a restart; the log and /v1/status (config.restart_needed)
+name each that changed.
 SIGTERM or SIGINT stops: the steps in flight finish (up to --stop-grace),
 no new one starts, and the next start resumes from what is on the servers.
 

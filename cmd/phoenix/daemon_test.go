@@ -101,6 +101,7 @@ type daemonProc struct {
 	cmd  *exec.Cmd
 	url  string
 	done chan error
+	log  string // the file its stderr goes to
 }
 
 func buildPhoenix(t *testing.T) string {
@@ -128,7 +129,7 @@ func startDaemonProc(t *testing.T, bin, cfg, clouds string, extra ...string) *da
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &daemonProc{cmd: cmd, done: make(chan error, 1)}
+	p := &daemonProc{cmd: cmd, done: make(chan error, 1), log: logFile.Name()}
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -66,6 +65,12 @@ type Daemon struct {
 	hard      context.Context
 	wg        sync.WaitGroup
 
+	// started is the configuration the daemon started with: what its
+	// restart-only settings still are. restart lists those the running
+	// configuration changed. Both under mu.
+	started *config.Config
+	restart []string
+
 	images *imageCache
 	// watchOK is when the image watch last reached the cloud without
 	// error; readiness needs it.
@@ -111,6 +116,7 @@ func New(cloud provisioner.Cloud, cfg *config.Config, opts Options) *Daemon {
 		opts:     opts,
 		log:      opts.Log,
 		cfg:      cfg,
+		started:  cfg,
 		loadedAt: opts.Now(),
 		workers:  map[string]*worker{},
 		retiring: map[*worker]bool{},
@@ -354,13 +360,16 @@ func (d *Daemon) WakeAll() {
 
 // Reload applies a new configuration: groups that are new start, groups
 // that are gone stop (their servers stay as they are), groups whose
-// settings changed restart with them. A configuration that cannot be
-// loaded is refused by the caller before it gets here; Refused records
-// that for status.
+// settings changed restart with them. Settings read only at start keep
+// their running values and are named (restartOnly). A configuration that
+// cannot be loaded is refused by the caller before it gets here; Refused
+// records that for status.
 func (d *Daemon) Reload(cfg *config.Config) {
 	d.mu.Lock()
-	if !reflect.DeepEqual(d.cfg.Controller.Notifications, cfg.Controller.Notifications) {
-		d.log.Warn("controller.notifications changed: the listener keeps its settings until the daemon restarts")
+	d.restart = restartNeeded(d.started, cfg)
+	if len(d.restart) > 0 {
+		d.log.Warn("configuration reloaded, but these settings changed and apply only after a restart; the running values stay",
+			zap.Strings("restart_needed", d.restart))
 	}
 	old := d.workers
 	d.cfg = cfg

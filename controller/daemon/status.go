@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +57,9 @@ type Status struct {
 		// Refused says why the last reload was refused; the configuration
 		// loaded at LoadedAt is the one running.
 		Refused string `json:"refused,omitempty"`
+		// RestartNeeded names the settings the running configuration
+		// changed that apply only after a restart: "controller.listen".
+		RestartNeeded []string `json:"restart_needed,omitempty"`
 	} `json:"config"`
 	Ready  string        `json:"ready"`
 	Groups []GroupStatus `json:"groups"`
@@ -74,6 +78,7 @@ func (d *Daemon) Status() Status {
 	if d.reloadErr != nil {
 		out.Config.Refused = d.reloadErr.Error()
 	}
+	out.Config.RestartNeeded = slices.Clone(d.restart)
 	d.mu.Unlock()
 	out.Ready = "ok"
 	if err := d.Ready(); err != nil {
