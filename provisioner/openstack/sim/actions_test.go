@@ -47,7 +47,7 @@ func TestStopAndStart(t *testing.T) {
 	if s.PowerState != 4 || s.TaskState != "" || s.VmState != "stopped" {
 		t.Errorf("stopped: power %d task %q vm %s", s.PowerState, s.TaskState, s.VmState)
 	}
-	if status, _ := probe(t, v.Address, 8080); status != 0 {
+	if status, _ := probe(t, v.Address, e.sim.HealthPort()); status != 0 {
 		t.Errorf("a stopped server answers health checks: %d", status)
 	}
 	err = servers.Stop(ctx, e.compute, srv.ID).ExtractErr()
@@ -66,7 +66,7 @@ func TestStopAndStart(t *testing.T) {
 		t.Errorf("healthy %v after start, before the health delay", time.Since(v.ActiveAt))
 	}
 	waitFor(t, "healthy again", healthy(e, srv.ID))
-	if status, _ := probe(t, v.Address, 8080); status != 200 {
+	if status, _ := probe(t, v.Address, e.sim.HealthPort()); status != 200 {
 		t.Errorf("after start the application answers %d", status)
 	}
 }
@@ -116,7 +116,7 @@ func TestRebuild(t *testing.T) {
 	if s.Status != "REBUILD" || s.TaskState != "rebuilding" || s.Image["id"] != gold.ID {
 		t.Errorf("during rebuild: %s task %q image %v", s.Status, s.TaskState, s.Image["id"])
 	}
-	if status, _ := probe(t, before.Address, 8080); status != 0 {
+	if status, _ := probe(t, before.Address, e.sim.HealthPort()); status != 0 {
 		t.Errorf("a server being rebuilt answers health checks: %d", status)
 	}
 	err = servers.Stop(ctx, e.compute, srv.ID).ExtractErr()
@@ -178,7 +178,7 @@ func TestPauseAndSuspend(t *testing.T) {
 		if s := serverState(t, e, srv.ID); s.VmState != step.state || s.TaskState != "" {
 			t.Errorf("%s: vm %s task %q", step.status, s.VmState, s.TaskState)
 		}
-		if status, _ := probe(t, v.Address, 8080); status != 0 {
+		if status, _ := probe(t, v.Address, e.sim.HealthPort()); status != 0 {
 			t.Errorf("a %s server answers health checks: %d", step.status, status)
 		}
 		if _, err := servers.UpdateMetadata(ctx, e.compute, srv.ID, servers.MetadataOpts{"phase": step.state}).Extract(); err != nil {

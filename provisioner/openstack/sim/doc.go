@@ -97,8 +97,15 @@
 // of 127/8 to lo) and, once ACTIVE and its application started
 // (Options.HealthDelay later), answers HTTP health checks on each of
 // Options.HealthPorts there, so health-gated rollouts are tested end to
-// end. Tests steer it with boot-time distributions, per-server health,
-// boots that fail or never finish, quota, members whose create ends in
+// end. Those ports are settled once, at New: by default 8080 when it is
+// free, else a port the kernel finds free, since a program listening on
+// 0.0.0.0:8080 (common on a developer's machine) holds that port on every
+// loopback address. Configurations take the port from Sim.HealthPort, and
+// New fails at once, naming the port and its holder, when it cannot place
+// the applications.
+//
+// Tests steer it with boot-time distributions, per-server health, boots
+// that fail or never finish, quota, members whose create ends in
 // ERROR (FailNextMembers), and fault injection (an error status, a 429
 // with Retry-After, a request that acts and then answers 500 or never
 // answers; Octavia faults answer in Octavia's shape), and watch it through

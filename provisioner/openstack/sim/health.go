@@ -25,48 +25,123 @@ var loopback struct {
 const (
 	firstOctet = 16
 	lastOctet  = 250
+	// maxTries bounds one walk: enough to step past the addresses other
+	// simulators on the machine hold, few enough that a port taken on
+	// every address (a wildcard listener) fails in milliseconds.
+	maxTries = 256
 )
 
-// allocAddress returns a loopback address on which every port is free.
+// allocAddress returns a loopback address on which every port is free,
+// or an error naming the port that was not.
 func allocAddress(ports []int) (string, error) {
 	loopback.Lock()
 	defer loopback.Unlock()
 	if loopback.next == 0 {
 		loopback.next = uint32(firstOctet+rand.IntN(lastOctet-firstOctet+1))<<16 | 1
 	}
-	for range 1 << 16 {
-		n := loopback.next
-		a, b, c := n>>16, n>>8&0xff, n&0xff
-		// Step to the next address: host parts 1 to 254, then the next b,
-		// then the next a, wrapping from 250 back to 16.
-		switch {
-		case c < 254:
-			c++
-		case b < 255:
-			b, c = b+1, 1
-		case a < lastOctet:
-			a, b, c = a+1, 0, 1
-		default:
-			a, b, c = firstOctet, 0, 1
-		}
-		loopback.next = a<<16 | b<<8 | c
-		ip := fmt.Sprintf("127.%d.%d.%d", n>>16, n>>8&0xff, n&0xff)
-		if portsFree(ip, ports) {
+	busy := map[int]int{} // port → addresses it was in use on
+	var first, last string
+	var lastErr error
+	for range maxTries {
+		ip := nextLoopback()
+		port, err := portsFree(ip, ports)
+		if err == nil {
 			return ip, nil
 		}
+		if first == "" {
+			first = ip
+		}
+		last, lastErr = ip, err
+		busy[port]++
 	}
-	return "", errors.New("no free loopback address")
+	for _, p := range ports {
+		if busy[p] == maxTries {
+			return "", fmt.Errorf("sim: port %d is in use on every loopback address tried (%d, %s to %s): %s",
+				p, maxTries, first, last, holder(last, p, lastErr))
+		}
+	}
+	return "", fmt.Errorf("sim: no loopback address has ports %v free (tried %d, %s to %s): %w", ports, maxTries, first, last, lastErr)
 }
 
-func portsFree(ip string, ports []int) bool {
+// nextLoopback steps the walk: host parts 1 to 254, then the next b, then
+// the next a, wrapping from 250 back to 16. Call with loopback held.
+func nextLoopback() string {
+	n := loopback.next
+	a, b, c := n>>16, n>>8&0xff, n&0xff
+	switch {
+	case c < 254:
+		c++
+	case b < 255:
+		b, c = b+1, 1
+	case a < lastOctet:
+		a, b, c = a+1, 0, 1
+	default:
+		a, b, c = firstOctet, 0, 1
+	}
+	loopback.next = a<<16 | b<<8 | c
+	return fmt.Sprintf("127.%d.%d.%d", n>>16, n>>8&0xff, n&0xff)
+}
+
+// portsFree returns nil when every port can be bound on ip, else the
+// first port that cannot and why.
+func portsFree(ip string, ports []int) (int, error) {
 	for _, p := range ports {
 		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
 		if err != nil {
-			return false
+			return p, err
 		}
 		_ = l.Close()
 	}
-	return true
+	return 0, nil
+}
+
+// holder says what keeps port busy on ip, an address the walk had only
+// just reached: when something answers there, it is a listener on every
+// address.
+func holder(ip string, port int, err error) string {
+	c, dialErr := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(port)), time.Second)
+	if dialErr == nil {
+		_ = c.Close()
+		return fmt.Sprintf("another program listens on 0.0.0.0:%d or [::]:%d", port, port)
+	}
+	return err.Error()
+}
+
+// pickHealthPorts settles, once, the ports the servers' applications
+// listen on: the ports asked for, else preferred when it is free, else a
+// port the kernel finds free on every address. Each is checked on a
+// loopback address, so that a simulator that cannot place its servers'
+// applications says so at start, not with every server create.
+func pickHealthPorts(asked []int, preferred int) ([]int, error) {
+	if len(asked) > 0 {
+		for _, p := range asked {
+			if p < 1 || p > 65535 {
+				return nil, fmt.Errorf("sim: health port %d: want 1 to 65535", p)
+			}
+		}
+		if _, err := allocAddress(asked); err != nil {
+			return nil, err
+		}
+		return asked, nil
+	}
+	_, err := allocAddress([]int{preferred})
+	if err == nil {
+		return []int{preferred}, nil
+	}
+	// A port bound and released on every address at once is free
+	// everywhere; the check below catches one taken again meanwhile.
+	for range 3 {
+		l, lerr := net.Listen("tcp", ":0")
+		if lerr != nil {
+			return nil, fmt.Errorf("sim: find a free health port (%d is not: %v): %w", preferred, err, lerr)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if _, err = allocAddress([]int{p}); err == nil {
+			return []int{p}, nil
+		}
+	}
+	return nil, fmt.Errorf("sim: find a free health port: %w", err)
 }
 
 // app is a server's application: an HTTP server on each health port of

@@ -32,8 +32,9 @@ func probe(t testing.TB, addr string, port int) (int, string) {
 }
 
 func TestLifecycleAndHealth(t *testing.T) {
+	ports := freePorts(t, 3)
 	e := start(t, sim.Options{BootTime: sim.Fixed(50 * time.Millisecond), HealthDelay: sim.Fixed(80 * time.Millisecond),
-		DeleteTime: sim.Fixed(50 * time.Millisecond), HealthPorts: []int{8080, 9100}})
+		DeleteTime: sim.Fixed(50 * time.Millisecond), HealthPorts: ports[:2]})
 	ctx := context.Background()
 	srv := e.create(t, e.opts("web-1"))
 	v, _ := e.sim.Server(srv.ID)
@@ -43,7 +44,7 @@ func TestLifecycleAndHealth(t *testing.T) {
 	if v.Status != "BUILD" || v.Healthy || !v.ActiveAt.IsZero() || v.BootTime != 50*time.Millisecond || v.HealthDelay != 80*time.Millisecond {
 		t.Fatalf("right after create: %+v", v)
 	}
-	if status, _ := probe(t, v.Address, 8080); status != 0 {
+	if status, _ := probe(t, v.Address, e.sim.HealthPort()); status != 0 {
 		t.Fatalf("a building server answers health checks: %d", status)
 	}
 
@@ -51,7 +52,7 @@ func TestLifecycleAndHealth(t *testing.T) {
 	// Until the health delay has passed the application is not up. (The
 	// checks are skipped if this goroutine was too slow to see that.)
 	if v, _ := e.sim.Server(srv.ID); time.Since(v.ActiveAt) < 60*time.Millisecond {
-		status, _ := probe(t, v.Address, 8080)
+		status, _ := probe(t, v.Address, e.sim.HealthPort())
 		if v.Healthy || status != 0 && time.Since(v.ActiveAt) < 70*time.Millisecond {
 			t.Fatalf("healthy (%v) or answering (%d) before the health delay", v.Healthy, status)
 		}
@@ -82,7 +83,7 @@ func TestLifecycleAndHealth(t *testing.T) {
 		if err := e.sim.SetHealth(srv.ID, st.health); err != nil {
 			t.Fatal(err)
 		}
-		for _, port := range []int{8080, 9100} {
+		for _, port := range ports[:2] {
 			status, body := probe(t, v.Address, port)
 			if status != st.status || st.body != "" && body != st.body {
 				t.Fatalf("step %d (%v), port %d: %d %q, want %d", i, st.health, port, status, body, st.status)
@@ -92,7 +93,7 @@ func TestLifecycleAndHealth(t *testing.T) {
 			t.Fatalf("step %d (%v): Healthy %v", i, st.health, got.Healthy)
 		}
 	}
-	if _, err := net.DialTimeout("tcp", net.JoinHostPort(v.Address, "8081"), time.Second); err == nil {
+	if _, err := net.DialTimeout("tcp", net.JoinHostPort(v.Address, strconv.Itoa(ports[2])), time.Second); err == nil {
 		t.Fatal("a port not in HealthPorts accepts connections")
 	}
 	if err := e.sim.SetHealth("nope", sim.HealthUp); err == nil {
@@ -109,7 +110,7 @@ func TestLifecycleAndHealth(t *testing.T) {
 		_, err := servers.Get(ctx, e.compute, srv.ID).Extract()
 		return gophercloud.ResponseCodeIs(err, 404)
 	})
-	if status, _ := probe(t, v.Address, 8080); status != 0 {
+	if status, _ := probe(t, v.Address, e.sim.HealthPort()); status != 0 {
 		t.Fatalf("a deleted server answers health checks: %d", status)
 	}
 }
@@ -123,16 +124,16 @@ func TestHealthSetBeforeTheAppStarts(t *testing.T) {
 	// The applications start HealthDelay after ACTIVE.
 	waitFor(t, "a's application to start and answer 503", func() bool {
 		v, _ := e.sim.Server(a.ID)
-		status, _ := probe(t, v.Address, 8080)
+		status, _ := probe(t, v.Address, e.sim.HealthPort())
 		return status == 503 && !v.Healthy
 	})
 	vb, _ := e.sim.Server(b.ID)
-	if status, _ := probe(t, vb.Address, 8080); status != 0 || vb.Healthy {
+	if status, _ := probe(t, vb.Address, e.sim.HealthPort()); status != 0 || vb.Healthy {
 		t.Fatalf("down from the start: %d, healthy %v", status, vb.Healthy)
 	}
 	_ = e.sim.SetHealth(b.ID, sim.HealthUp)
 	waitFor(t, "b, switched up, to answer 200", func() bool {
-		status, _ := probe(t, vb.Address, 8080)
+		status, _ := probe(t, vb.Address, e.sim.HealthPort())
 		return status == 200
 	})
 }
@@ -180,7 +181,7 @@ func TestManyHealthListeners(t *testing.T) {
 	})
 	all := e.sim.Servers()
 	for _, i := range []int{0, n / 2, n - 1} {
-		if status, _ := probe(t, all[i].Address, 8080); status != 200 {
+		if status, _ := probe(t, all[i].Address, e.sim.HealthPort()); status != 200 {
 			t.Fatalf("server %d answers %d", i, status)
 		}
 	}
@@ -198,10 +199,10 @@ func TestImageFailsAfterItsGate(t *testing.T) {
 	waitFor(t, "answering", func() bool {
 		v, _ := e.sim.Server(srv.ID)
 		addr = v.Address
-		status, _ := probe(t, v.Address, 8080)
+		status, _ := probe(t, v.Address, e.sim.HealthPort())
 		return v.Healthy && status == 200
 	})
-	waitFor(t, "failing", func() bool { status, _ := probe(t, addr, 8080); return status == 503 })
+	waitFor(t, "failing", func() bool { status, _ := probe(t, addr, e.sim.HealthPort()); return status == 503 })
 	if v, _ := e.sim.Server(srv.ID); v.Healthy {
 		t.Errorf("the server says healthy while its check fails")
 	}
@@ -210,7 +211,7 @@ func TestImageFailsAfterItsGate(t *testing.T) {
 	if err := e.sim.SetHealth(srv.ID, sim.HealthUp); err != nil {
 		t.Fatal(err)
 	}
-	if status, _ := probe(t, addr, 8080); status != 503 {
+	if status, _ := probe(t, addr, e.sim.HealthPort()); status != 503 {
 		t.Errorf("SetHealth(HealthUp) cured the image's failure: %d", status)
 	}
 	if _, err := servers.Rebuild(context.Background(), e.compute, srv.ID, servers.RebuildOpts{ImageRef: e.img.ID}).Extract(); err != nil {
@@ -218,7 +219,7 @@ func TestImageFailsAfterItsGate(t *testing.T) {
 	}
 	waitFor(t, "healthy on the good image", func() bool {
 		v, _ := e.sim.Server(srv.ID)
-		status, _ := probe(t, addr, 8080)
+		status, _ := probe(t, addr, e.sim.HealthPort())
 		return v.Healthy && v.ImageID == e.img.ID && status == 200
 	})
 	time.Sleep(400 * time.Millisecond) // longer than the leaky image's FailsAfter

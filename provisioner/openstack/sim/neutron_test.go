@@ -199,7 +199,7 @@ func TestFloatingIPs(t *testing.T) {
 		fip.Description != "web" || fip.FloatingNetworkID != public || fip.CreatedAt.IsZero() {
 		t.Fatalf("new floating IP %+v", fip)
 	}
-	url := "http://" + fip.FloatingIP + ":8080/"
+	url := "http://" + fip.FloatingIP + ":" + e.port() + "/"
 	if code, _ := get(t, url); code != http.StatusBadGateway {
 		t.Errorf("an unassociated floating IP answered %d, want 502", code)
 	}

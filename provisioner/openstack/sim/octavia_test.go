@@ -355,7 +355,7 @@ func TestListenerForwarding(t *testing.T) {
 	var ids []string
 	for _, s := range []sim.Server{a, b} {
 		waitLBActive(t, c, info.ID)
-		m, err := pools.CreateMember(ctx, c, info.PoolID, pools.CreateMemberOpts{Address: s.Address, ProtocolPort: 8080}).Extract()
+		m, err := pools.CreateMember(ctx, c, info.PoolID, pools.CreateMemberOpts{Address: s.Address, ProtocolPort: e.sim.HealthPort()}).Extract()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -426,7 +426,7 @@ func TestCloseStopsOctaviaAndFloatingIPs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.sim.AddMember(info.PoolID, sim.Member{Address: app.Address, ProtocolPort: 8080}); err != nil {
+	if _, err := e.sim.AddMember(info.PoolID, sim.Member{Address: app.Address, ProtocolPort: e.sim.HealthPort()}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the member ONLINE", func() bool { return e.sim.Members(info.PoolID)[0].OperatingStatus == "ONLINE" })
@@ -441,7 +441,7 @@ func TestCloseStopsOctaviaAndFloatingIPs(t *testing.T) {
 		t.Fatalf("through the listener: %v", err)
 	}
 	resp.Body.Close()
-	if resp, err = http.Get("http://" + fip.Address + ":8080/"); err != nil {
+	if resp, err = http.Get("http://" + fip.Address + ":" + e.port() + "/"); err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
@@ -455,7 +455,7 @@ func TestCloseStopsOctaviaAndFloatingIPs(t *testing.T) {
 	if code, _ := get(t, info.URL); code != 0 {
 		t.Error("a listener outlived Close")
 	}
-	if code, _ := get(t, "http://"+fip.Address+":8080/"); code != 0 {
+	if code, _ := get(t, "http://"+fip.Address+":"+e.port()+"/"); code != 0 {
 		t.Error("a floating IP outlived Close")
 	}
 	http.DefaultClient.CloseIdleConnections()

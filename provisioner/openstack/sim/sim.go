@@ -44,9 +44,15 @@ type Options struct {
 	// SnapshotTime is a server's createImage action → the snapshot image
 	// is active and the server's task state clear. Default Fixed(100ms).
 	SnapshotTime Dist
-	// HealthPorts are the ports every server's application listens on.
-	// Default [8080].
+	// HealthPorts are the ports every server's application listens on;
+	// New fails when one of them is in use on every loopback address.
+	// Default: one port, PreferredHealthPort when it is free, else one
+	// the kernel finds free (Sim.HealthPorts says which), so that another
+	// program on the machine never stops the simulator.
 	HealthPorts []int
+	// PreferredHealthPort is the port the default HealthPorts tries
+	// first. Default 8080.
+	PreferredHealthPort int
 	// LBUpdateTime is how long an Octavia change keeps its load balancer
 	// in PENDING_CREATE, PENDING_UPDATE or PENDING_DELETE (when every
 	// other change under it is refused with 409). Default Fixed(20ms).
@@ -124,8 +130,8 @@ func (o *Options) defaults() {
 	if o.MonitorInterval <= 0 {
 		o.MonitorInterval = 50 * time.Millisecond
 	}
-	if len(o.HealthPorts) == 0 {
-		o.HealthPorts = []int{8080}
+	if o.PreferredHealthPort == 0 {
+		o.PreferredHealthPort = 8080
 	}
 	o.HealthPorts = append([]int(nil), o.HealthPorts...)
 }
@@ -197,6 +203,9 @@ func New(opts Options) (*Sim, error) {
 	maxMV, err := parseMicroversion(opts.MaxMicroversion)
 	if err != nil || !maxMV.atLeast(1) {
 		return nil, fmt.Errorf("sim: MaxMicroversion %q: want 2.N with N ≥ 1", opts.MaxMicroversion)
+	}
+	if opts.HealthPorts, err = pickHealthPorts(opts.HealthPorts, opts.PreferredHealthPort); err != nil {
+		return nil, err
 	}
 	l, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
@@ -298,6 +307,14 @@ func (s *Sim) Close() {
 // Endpoint is the base URL every API is served under,
 // "http://127.0.0.1:PORT".
 func (s *Sim) Endpoint() string { return s.endpoint }
+
+// HealthPorts are the ports every server's application listens on, on
+// the server's address; configurations used against the simulator take
+// their health check and pool member ports from here.
+func (s *Sim) HealthPorts() []int { return append([]int(nil), s.opts.HealthPorts...) }
+
+// HealthPort is the first of HealthPorts.
+func (s *Sim) HealthPort() int { return s.opts.HealthPorts[0] }
 
 // AuthURL is the Keystone v3 URL clients authenticate at.
 func (s *Sim) AuthURL() string { return s.endpoint + "/identity/v3" }

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -79,6 +81,25 @@ func start(t testing.TB, opts sim.Options) *env {
 	e.netID = nets[0].ID
 	e.img = s.AddImage(sim.Image{Name: "base"})
 	return e
+}
+
+// port is the simulator's health port, as a URL takes it.
+func (e *env) port() string { return strconv.Itoa(e.sim.HealthPort()) }
+
+// freePorts returns n ports the kernel found free, for tests that name
+// their servers' health ports.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
 }
 
 // at is the compute client at another microversion.
@@ -474,7 +495,7 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	before := runtime.NumGoroutine()
 	e := start(t, sim.Options{BootTime: sim.Fixed(time.Millisecond), HealthDelay: sim.Fixed(time.Millisecond),
-		DeleteTime: sim.Fixed(time.Hour), HealthPorts: []int{8080, 8081}})
+		DeleteTime: sim.Fixed(time.Hour), HealthPorts: freePorts(t, 2)})
 	var ids []string
 	for i := range 5 {
 		ids = append(ids, e.create(t, e.opts(fmt.Sprint("s", i))).ID)
@@ -492,7 +513,7 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 	})
 	addr := e.sim.Servers()[0].Address
 	// A probe holds a keep-alive connection to a health listener.
-	resp, err := http.Get("http://" + addr + ":8080/")
+	resp, err := http.Get("http://" + addr + ":" + e.port() + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,7 +548,7 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 		t.Error("a hung request got an answer")
 	}
 	_ = mon.Stop()
-	if _, err := http.Get("http://" + addr + ":8080/"); err == nil {
+	if _, err := http.Get("http://" + addr + ":" + e.port() + "/"); err == nil {
 		t.Error("a health listener outlived Close")
 	}
 	if _, err := http.Get(e.sim.Endpoint() + "/identity/v3"); err == nil {
