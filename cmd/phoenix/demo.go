@@ -29,6 +29,9 @@ import (
 type demoFlags struct {
 	seed    int64
 	timeout time.Duration
+	// appPort is the port the simulated applications take when it is
+	// free (0: the simulator's default, 8080); tests hold it elsewhere.
+	appPort int
 }
 
 func newDemoCommand(g *cli.Globals) *cobra.Command {
@@ -73,6 +76,9 @@ func runDemo(ctx context.Context, out io.Writer, g *cli.Globals, f *demoFlags) e
 		BootTime:    sim.LogNormal(700*time.Millisecond, 3*time.Second),
 		HealthDelay: sim.Fixed(200 * time.Millisecond),
 		DeleteTime:  sim.Fixed(300 * time.Millisecond),
+		// Another program may hold 8080: the simulator then picks a free
+		// port, and the demo's checks and pool follow it below.
+		PreferredHealthPort: f.appPort,
 	})
 	if err != nil {
 		return fmt.Errorf("start the simulator: %w", err)
@@ -91,6 +97,8 @@ func runDemo(ctx context.Context, out io.Writer, g *cli.Globals, f *demoFlags) e
 	if err != nil {
 		return fmt.Errorf("the embedded demo configuration: %w", err)
 	}
+	onAppPort(cfg.Groups, s.HealthPort())
+	log.Debug("simulated applications listen", zap.Int("port", s.HealthPort()))
 
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
@@ -149,6 +157,24 @@ func runDemo(ctx context.Context, out io.Writer, g *cli.Globals, f *demoFlags) e
 	say("\nEvery server now runs the patched image; %d servers replaced in %s.\n", countPairs(results), time.Since(started).Round(100*time.Millisecond))
 	log.Info("demo finished", zap.String("rollout", opts.RolloutID))
 	return nil
+}
+
+// onAppPort points every group's health check and pool members at the
+// port the simulated applications listen on: examples/demo.yaml says
+// 8080, which another program on the machine may hold.
+func onAppPort(groups []config.Group, port int) {
+	for i := range groups {
+		h, tr := &groups[i].Health, groups[i].Traffic
+		if h.HTTP != nil {
+			h.HTTP.Port = port
+		}
+		if h.TCP != nil {
+			h.TCP.Port = port
+		}
+		if tr.Octavia != nil {
+			tr.Octavia.ProtocolPort = port
+		}
+	}
 }
 
 func groupOfServer(s sim.Server) string {
