@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,4 +84,41 @@ func TestDemoWith8080Held(t *testing.T) {
 		t.Fatalf("demo exit %d with 0.0.0.0:8080 held:\n%s", code, out)
 	}
 	converged(t, out)
+}
+
+// `phoenix sim` says which port the applications answer on, and refuses
+// at once a --health-port another program holds.
+func TestSimSaysItsHealthPort(t *testing.T) {
+	held := holdPort(t, "0.0.0.0:0")
+	clouds := filepath.Join(t.TempDir(), "clouds.yaml")
+	f := &simFlags{listen: "127.0.0.1:0", cloudsOut: clouds, cloud: demoCloud, bootTime: time.Millisecond, quota: -1, appPort: held}
+	err := runSim(context.Background(), io.Discard, f)
+	if want := fmt.Sprintf("port %d is in use on every loopback address", held); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("sim --health-port %d with the port held: %v, want an error saying %q", held, err, want)
+	}
+
+	f.appPort = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, w := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- runSim(ctx, w, f)
+		_ = w.Close()
+	}()
+	var said []string
+	for sc := bufio.NewScanner(r); sc.Scan(); {
+		said = append(said, sc.Text())
+		if strings.HasPrefix(sc.Text(), "Interrupt") {
+			cancel()
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(said, func(l string) bool {
+		return regexp.MustCompile(`^servers' applications answer on port \d+ of their addresses`).MatchString(l)
+	}) {
+		t.Errorf("sim does not say the applications' port:\n%s", strings.Join(said, "\n"))
+	}
 }

@@ -21,6 +21,7 @@ type simFlags struct {
 	bootTime  time.Duration
 	seed      int64
 	quota     int
+	appPort   int
 }
 
 func newSimCommand(g *cli.Globals) *cobra.Command {
@@ -32,7 +33,8 @@ func newSimCommand(g *cli.Globals) *cobra.Command {
 APIs on
 loopback until interrupted, and writes a clouds.yaml for them. Point phoenix
 (or the openstack CLI) at it with OS_CLIENT_CONFIG_FILE and the cloud name.
-Each simulated server answers health checks on its own 127.x.y.z address.`,
+Each simulated server answers health checks on its own 127.x.y.z address,
+at the port sim prints: 8080 unless another program holds it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSim(cmd.Context(), cmd.OutOrStdout(), f)
@@ -45,11 +47,16 @@ Each simulated server answers health checks on its own 127.x.y.z address.`,
 	cmd.Flags().DurationVar(&f.bootTime, "boot-time", time.Second, "median server boot time")
 	cmd.Flags().Int64Var(&f.seed, "seed", 1, "seed of boot times")
 	cmd.Flags().IntVar(&f.quota, "quota-instances", -1, "instance quota of the project (-1: unlimited)")
+	cmd.Flags().IntVar(&f.appPort, "health-port", 0, "port the servers' applications answer on (0: 8080 when it is free, else a free one)")
 	return cmd
 }
 
 func runSim(ctx context.Context, out io.Writer, f *simFlags) error {
-	s, err := sim.New(sim.Options{Addr: f.listen, Seed: f.seed, BootTime: sim.LogNormal(f.bootTime, 4*f.bootTime)})
+	opts := sim.Options{Addr: f.listen, Seed: f.seed, BootTime: sim.LogNormal(f.bootTime, 4*f.bootTime)}
+	if f.appPort != 0 {
+		opts.HealthPorts = []int{f.appPort}
+	}
+	s, err := sim.New(opts)
 	if err != nil {
 		return cli.UsageError(fmt.Errorf("start the simulator: %w", err))
 	}
@@ -70,6 +77,7 @@ func runSim(ctx context.Context, out io.Writer, f *simFlags) error {
 	abs, _ := filepath.Abs(f.cloudsOut)
 	fmt.Fprintf(out, "OpenStack simulator listening at %s (identity %s)\n", s.Endpoint(), s.AuthURL())
 	fmt.Fprintf(out, "clouds.yaml written to %s; use it with:\n  export OS_CLIENT_CONFIG_FILE=%s OS_CLOUD=%s\n", abs, abs, f.cloud)
+	fmt.Fprintf(out, "servers' applications answer on port %d of their addresses: use it for health checks and protocol_port\n", s.HealthPort())
 	fmt.Fprintln(out, "Interrupt (Ctrl-C) to stop.")
 	<-ctx.Done()
 	return nil
