@@ -260,7 +260,7 @@ func benchMakespan(ctx context.Context, out io.Writer, f *benchFlags, log *zap.L
 		return err
 	}
 	defer cleanup()
-	health := fmt.Sprintf("    health: {http: {port: 8080, path: /healthz}, interval: %s, rise_interval: %s, timeout: %s, healthy_threshold: 1, grace: 1m}\n", f.probeEvery, f.riseEvery, f.probeEvery)
+	health := fmt.Sprintf("    health: {http: {port: %d, path: /healthz}, interval: %s, rise_interval: %s, timeout: %s, healthy_threshold: 1, grace: 1m}\n", s.HealthPort(), f.probeEvery, f.riseEvery, f.probeEvery)
 	groups, err := benchGroups(f.groups, f.perGroup, "{max_surge: 10%, max_unavailable: 0}", health)
 	if err != nil {
 		return err
@@ -329,7 +329,7 @@ func benchMakespan(ctx context.Context, out io.Writer, f *benchFlags, log *zap.L
 
 func benchSteady(ctx context.Context, out io.Writer, f *benchFlags, log *zap.Logger) error {
 	s, cloud, cleanup, err := benchCloud(ctx, sim.Options{Seed: f.seed, BootTime: sim.Fixed(20 * time.Millisecond),
-		HealthDelay: sim.Fixed(time.Millisecond), DeleteTime: sim.Fixed(time.Millisecond), HealthPorts: []int{8080}}, log)
+		HealthDelay: sim.Fixed(time.Millisecond), DeleteTime: sim.Fixed(time.Millisecond)}, log)
 	if err != nil {
 		return err
 	}
@@ -452,15 +452,15 @@ func benchReaction(ctx context.Context, out io.Writer, f *benchFlags, log *zap.L
 	}
 	defer cleanup()
 	s.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
-	cfg, err := config.Parse("bench.yaml", []byte(`controller: {interval: 1h}
+	cfg, err := config.Parse("bench.yaml", fmt.Appendf(nil, `controller: {interval: 1h}
 groups:
   - name: web
     count: 2
     image: {name: gold, newest: true}
     flavor: m1.small
     networks: [private]
-    health: {http: {port: 8080, path: /healthz}, interval: 10ms, timeout: 10ms, healthy_threshold: 1, grace: 1m}
-`), ".")
+    health: {http: {port: %d, path: /healthz}, interval: 10ms, timeout: 10ms, healthy_threshold: 1, grace: 1m}
+`, s.HealthPort()), ".")
 	if err != nil {
 		return err
 	}
@@ -540,7 +540,7 @@ func benchProbes(ctx context.Context, out io.Writer, f *benchFlags, log *zap.Log
 	var targets []healthcheck.Target
 	for _, srv := range s.Servers() {
 		targets = append(targets, healthcheck.Target{ID: srv.ID, Address: srv.Address,
-			Prober: healthcheck.HTTPProbe{Port: 8080, Path: "/healthz"},
+			Prober: healthcheck.HTTPProbe{Port: s.HealthPort(), Path: "/healthz"},
 			Policy: healthcheck.Policy{Interval: 100 * time.Millisecond, Timeout: config.DefaultHealthTimeout,
 				HealthyThreshold: config.DefaultHealthyThreshold, UnhealthyThreshold: config.DefaultUnhealthyThreshold},
 			Since: time.Now().Add(-time.Hour)})

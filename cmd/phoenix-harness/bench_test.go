@@ -26,7 +26,7 @@ func TestBenchOnACloudCleansUp(t *testing.T) {
 	defer cleanup()
 	before := len(s.Images())
 	var out bytes.Buffer
-	b := cloudBench{cloud: simCloud, servers: 4, surge: 2, flavor: "m1.small", network: "private", healthPort: 8080, poll: 20 * time.Millisecond}
+	b := cloudBench{cloud: simCloud, servers: 4, surge: 2, flavor: "m1.small", network: "private", healthPort: s.HealthPort(), poll: 20 * time.Millisecond}
 	if err := benchRealCloud(ctx, &out, cloud, b, zaptest.NewLogger(t)); err != nil {
 		t.Fatal(err)
 	}

@@ -595,21 +595,21 @@ func (r *seedRun) setUp(opts sim.Options, steer steerPlan) error {
     networks: [private]
     rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: %s, max_failures: %d, strategy: %s, on_failure: %s, watch: 1m, create_backoff_max: %s%s}
     health:
-      http: {port: 8080, path: /healthz}
+      http: {port: %d, path: /healthz}
       interval: 100ms
       timeout: 100ms
       healthy_threshold: 2
       unhealthy_threshold: 3
       grace: 3s
 `, g.name, g.count, g.name, g.surge, g.unavailable, progressDeadline, g.maxFailures(), map[bool]string{false: "replace", true: "rebuild"}[g.rebuild], g.onFailure(), createBackoffMax,
-			r.rolloutSteering(g))
+			r.rolloutSteering(g), s.HealthPort())
 		if g.traffic {
 			lb, err := s.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb-" + g.name, PoolName: "pool-" + g.name, Monitor: true, MonitorPath: "/healthz"})
 			if err != nil {
 				return err
 			}
 			r.pools[g.name] = lb.PoolID
-			fmt.Fprintf(&b, "    traffic: {octavia: {load_balancer: lb-%s, pool: pool-%s, protocol_port: 8080, drain: 100ms}}\n", g.name, g.name)
+			fmt.Fprintf(&b, "    traffic: {octavia: {load_balancer: lb-%s, pool: pool-%s, protocol_port: %d, drain: 100ms}}\n", g.name, g.name, s.HealthPort())
 		}
 		if g.floatingIP {
 			fip, err := s.AddFloatingIP("chaos " + g.name)

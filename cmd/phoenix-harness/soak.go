@@ -293,8 +293,9 @@ const soakImage = "soak-gold"
 // place — with fast health checks. The interval is an hour: every
 // rollout starts from the image.published event the soak sends. The
 // grace (300ms) is shorter than a rollout, so that the flapped server's
-// failures count: it is seen unhealthy, not forgiven as a new boot.
-func soakGroupsYAML(groups, servers int) string {
+// failures count: it is seen unhealthy, not forgiven as a new boot. port
+// is the simulated applications'.
+func soakGroupsYAML(groups, servers, port int) string {
 	var b strings.Builder
 	b.WriteString("controller: {interval: 1h}\ngroups:\n")
 	for i := range groups {
@@ -303,12 +304,12 @@ func soakGroupsYAML(groups, servers int) string {
     image: {name: %s, newest: true}
     flavor: m1.small
     networks: [private]
-    health: {http: {port: 8080, path: /healthz}, interval: 50ms, rise_interval: 10ms, timeout: 50ms, healthy_threshold: 2, unhealthy_threshold: 3, grace: 300ms}
-`, i, servers, soakImage)
+    health: {http: {port: %d, path: /healthz}, interval: 50ms, rise_interval: 10ms, timeout: 50ms, healthy_threshold: 2, unhealthy_threshold: 3, grace: 300ms}
+`, i, servers, soakImage, port)
 		switch i % 3 {
 		case 0:
 			fmt.Fprintf(&b, "    rollout: {max_surge: 2, max_unavailable: 0}\n")
-			fmt.Fprintf(&b, "    traffic: {octavia: {load_balancer: soak-lb%d, pool: soak-pool%d, protocol_port: 8080, drain: 50ms}}\n", i, i)
+			fmt.Fprintf(&b, "    traffic: {octavia: {load_balancer: soak-lb%d, pool: soak-pool%d, protocol_port: %d, drain: 50ms}}\n", i, i, port)
 		case 1:
 			fmt.Fprintf(&b, "    rollout: {max_surge: 25%%, max_unavailable: 0}\n")
 		case 2:
@@ -335,7 +336,7 @@ func soak(ctx context.Context, o soakOptions) ([]soakSample, error) {
 		return nil, fmt.Errorf("start the simulator: %w", err)
 	}
 	defer cleanup()
-	cfg, err := config.Parse("soak.yaml", []byte(soakGroupsYAML(o.Groups, o.Servers)), ".")
+	cfg, err := config.Parse("soak.yaml", []byte(soakGroupsYAML(o.Groups, o.Servers, s.HealthPort())), ".")
 	if err != nil {
 		return nil, fmt.Errorf("the soak configuration: %w", err)
 	}
