@@ -57,8 +57,18 @@ type Handler struct {
 	MaxBody int64
 	// Log receives one line per refusal or acceptance; default nop.
 	Log *zap.Logger
+	// Refused, when set, hears the status of every request not answered
+	// 202, so that metrics can count refusals by code.
+	Refused func(status int)
 
 	replay replayMemory
+}
+
+// RefusalCodes are every status ServeHTTP refuses or defers a request
+// with, for metrics that start each code at zero.
+var RefusalCodes = []int{
+	http.StatusBadRequest, http.StatusUnauthorized, http.StatusMethodNotAllowed, http.StatusConflict,
+	http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusServiceUnavailable,
 }
 
 // answer is a response: status and either an error message or the id.
@@ -82,6 +92,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log = log.With(zap.String("remote", r.RemoteAddr))
 	refuse := func(status int, msg string, extra ...zap.Field) {
 		log.Info("event refused", append([]zap.Field{zap.Int("status", status), zap.String("reason", msg)}, extra...)...)
+		h.refused(status)
 		writeJSON(w, status, map[string]string{"error": msg})
 	}
 
@@ -154,12 +165,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		log.Warn("event not dispatched", zap.Int("status", http.StatusServiceUnavailable), idField,
 			zap.String("type", e.Type), zap.Error(err))
+		h.refused(http.StatusServiceUnavailable)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "cannot act on the event now; send it again later"})
 		return
 	}
 	log.Info("event accepted", zap.Int("status", http.StatusAccepted), idField, zap.String("type", e.Type),
 		zap.Strings("groups", e.Groups), zap.String("image", e.Image), zap.String("server", e.Server), zap.String("reason", e.Reason))
 	writeJSON(w, http.StatusAccepted, map[string]string{"id": e.ID, "status": "accepted"})
+}
+
+func (h *Handler) refused(status int) {
+	if h.Refused != nil {
+		h.Refused(status)
+	}
 }
 
 func (h *Handler) now() time.Time {

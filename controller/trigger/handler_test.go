@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +73,15 @@ type fixture struct {
 	d     *recorder
 	clock *testClock
 	logs  *observer.ObservedLogs
+
+	mu      sync.Mutex
+	refused []int // the statuses Handler.Refused heard
+}
+
+func (f *fixture) refusals() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.refused...)
 }
 
 func newFixture() *fixture {
@@ -84,6 +94,11 @@ func newFixture() *fixture {
 		Window:     5 * time.Minute,
 		MaxBody:    1024,
 		Log:        zap.New(core),
+		Refused: func(status int) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.refused = append(f.refused, status)
+		},
 	}
 	return f
 }
@@ -239,10 +254,15 @@ func TestHandlerRefuses(t *testing.T) {
 				tt.setup(t, f)
 			}
 			f.logs.TakeAll()
+			before := len(f.refusals())
 			r := tt.req()
 			w := f.serve(r)
 			if w.Code != tt.status {
 				t.Fatalf("status %d, want %d (%s)", w.Code, tt.status, w.Body)
+			}
+			// Metrics hear each refusal once, with a code they start at zero.
+			if got := f.refusals()[before:]; !slices.Equal(got, []int{tt.status}) || !slices.Contains(RefusalCodes, tt.status) {
+				t.Errorf("Refused heard %v, want [%d] (one of RefusalCodes %v)", got, tt.status, RefusalCodes)
 			}
 			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q", ct)
@@ -307,6 +327,9 @@ func TestHandlerAccepts(t *testing.T) {
 	}
 	if answer["id"] != "evt-1" || answer["status"] != "accepted" || len(answer) != 2 {
 		t.Errorf("answer %v", answer)
+	}
+	if got := f.refusals(); len(got) != 0 {
+		t.Errorf("an accepted event counted as refused: %v", got)
 	}
 	want := Event{ID: "evt-1", Type: TypeSecurityPatch, Groups: []string{"web", "api"}, Reason: "CVE-2026-31337"}
 	got := f.d.dispatched()
