@@ -78,7 +78,7 @@ var ErrStarting = errors.New("the daemon is starting: its groups are not running
 // work and wakes the groups concerned; it returns an error wrapping
 // trigger.ErrUnknownTarget when the event names nothing this daemon
 // manages, so that the sender learns it at once.
-func (d *Daemon) Dispatch(ctx context.Context, e trigger.Event) error {
+func (d *Daemon) Dispatch(ctx context.Context, e trigger.Event) (err error) {
 	// What an event asks to rebuild was built before it was signed, not
 	// before it arrived: a replay of a captured event, accepted again by
 	// a restarted daemon (the replay memory is in memory), designates
@@ -96,7 +96,12 @@ func (d *Daemon) Dispatch(ctx context.Context, e trigger.Event) error {
 		// were would be lost. The sender gets a 503 and sends it again.
 		return ErrStarting
 	}
-	d.opts.Metrics.triggered(e.Type)
+	defer func() {
+		// Accepted is what answered 202; the rest count as refused.
+		if err == nil {
+			d.opts.Metrics.triggered(e.Type)
+		}
+	}()
 	switch e.Type {
 	case trigger.TypeImagePublished:
 		d.images.invalidate()
