@@ -163,6 +163,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 
 	notifier := daemon.NewNotifier(cfg.Controller.Notify, log)
 	defer notifier.Close()
+	metrics.WatchNotices(notifier)
 	progress := newProgress(out, g.Output, cfg.Groups)
 	dopts := daemon.Options{
 		Log:          log,

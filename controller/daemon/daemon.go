@@ -145,6 +145,7 @@ type worker struct {
 	last       plan.Decision
 	lastErr    error
 	lastAt     time.Time
+	lastOK     time.Time // the end of the last round without error
 	reconciled bool
 	image      provisioner.Image
 	halted     error
@@ -172,6 +173,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 	d.opts.Metrics.configLoaded(true, d.loadedAt)
+	d.opts.Metrics.groupsLoaded(d.groupNames())
 
 	d.wg.Add(1)
 	go d.watchImages()
@@ -306,6 +308,9 @@ func (d *Daemon) runWorker(w *worker) {
 			halted := w.rec.Stuck()
 			w.mu.Lock()
 			w.last, w.lastErr, w.lastAt, w.reconciled = dec, err, d.opts.Now(), true
+			if err == nil {
+				w.lastOK = w.lastAt
+			}
 			wasHalted := w.halted != nil
 			w.halted = halted
 			w.image = w.rec.DesiredImage()
@@ -415,6 +420,7 @@ func (d *Daemon) Reload(cfg *config.Config) {
 	}
 	d.mu.Unlock()
 	d.opts.Metrics.configLoaded(true, d.loadedAt)
+	d.opts.Metrics.groupsLoaded(d.groupNames())
 	d.log.Info("configuration reloaded", zap.Int("groups", len(cfg.Groups)), zap.Int("restarted_or_stopped", len(retire)))
 	d.pokeWatch()
 }

@@ -9,12 +9,18 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/plan"
+	"github.com/phoenix-ops/phoenix/controller/trigger"
 )
 
 // Metrics are what the daemon exposes on /metrics. Counters and
 // histograms move as things happen; the gauges of servers, rollouts and
 // health probes are read from the workers at each scrape, so they always
 // say what the last reconcile saw. A nil *Metrics records nothing.
+//
+// Every counter whose label values are known in advance (per group once
+// the groups are loaded, per event type, per refusal code) starts at 0,
+// so that rate(), increase() and absent() in alert rules see a series
+// from the first scrape on, not from the first time something happened.
 type Metrics struct {
 	reconcileSeconds *prometheus.HistogramVec
 	reconciles       *prometheus.CounterVec
@@ -22,11 +28,13 @@ type Metrics struct {
 	cloudRequests    *prometheus.CounterVec
 	cloudSeconds     *prometheus.HistogramVec
 	events           *prometheus.CounterVec
+	refused          *prometheus.CounterVec
 	woken            *prometheus.CounterVec
 	configOK         prometheus.Gauge
 	configLoadedAt   prometheus.Gauge
 
 	daemon *Daemon
+	notes  *Notifier
 }
 
 // NewMetrics registers Phoenix's metrics with reg.
@@ -52,6 +60,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "phoenix_events_accepted_total", Help: "Accepted events by type.",
 		}, []string{"type"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "phoenix_events_refused_total", Help: "Requests to /v1/events not accepted, by HTTP status code (401: bad signature or clock, 503: not configured or cannot act now).",
+		}, []string{"code"}),
 		woken: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "phoenix_notifications_woke_total", Help: "Times a notification from the cloud woke a group (by group), or the image watch (group \"image\").",
 		}, []string{"group"}),
@@ -62,9 +73,47 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "phoenix_config_loaded_timestamp_seconds", Help: "When the running configuration was loaded.",
 		}),
 	}
-	reg.MustRegister(m.reconcileSeconds, m.reconciles, m.replacements, m.cloudRequests, m.cloudSeconds, m.events, m.woken,
+	reg.MustRegister(m.reconcileSeconds, m.reconciles, m.replacements, m.cloudRequests, m.cloudSeconds, m.events, m.refused, m.woken,
 		m.configOK, m.configLoadedAt, stateCollector{m})
+	for _, typ := range []string{trigger.TypeImagePublished, trigger.TypeSecurityPatch, trigger.TypeInstanceCompromised} {
+		m.events.WithLabelValues(typ)
+	}
+	for _, code := range trigger.RefusalCodes {
+		m.refused.WithLabelValues(strconv.Itoa(code))
+	}
+	m.woken.WithLabelValues("image")
 	return m
+}
+
+// groupsLoaded starts each group's counters at 0. Counters of a group
+// removed since stay as they were: a counter never goes back.
+func (m *Metrics) groupsLoaded(groups []string) {
+	if m == nil {
+		return
+	}
+	for _, g := range groups {
+		m.reconcileSeconds.WithLabelValues(g)
+		m.reconciles.WithLabelValues(g, "ok")
+		m.reconciles.WithLabelValues(g, "error")
+		for _, reason := range replacementReasons {
+			m.replacements.WithLabelValues(g, reason)
+		}
+		m.woken.WithLabelValues(g)
+	}
+}
+
+// WatchNotices makes /metrics count what n delivered, failed and dropped.
+func (m *Metrics) WatchNotices(n *Notifier) {
+	if m != nil {
+		m.notes = n
+	}
+}
+
+// eventRefused counts one request to /v1/events not accepted.
+func (m *Metrics) eventRefused(status int) {
+	if m != nil {
+		m.refused.WithLabelValues(strconv.Itoa(status)).Inc()
+	}
 }
 
 // Watch makes the scrape-time gauges read d's workers.
@@ -138,6 +187,9 @@ func (m *Metrics) event(e controller.Event) {
 	m.replacements.WithLabelValues(e.Group, replacementReason(e.Reason)).Inc()
 }
 
+// replacementReasons are every value replacementReason returns.
+var replacementReasons = []string{"image", "spec", "compromised", "event", "forced", "failed", "surplus", "age", "heal", "other"}
+
 // replacementReason sorts a plan's reason into a few label values.
 func replacementReason(reason string) string {
 	switch {
@@ -186,6 +238,9 @@ var (
 	descReplica = prometheus.NewDesc("phoenix_replica_info", "This replica's id; 1.", []string{"replica"}, nil)
 	descFenced  = prometheus.NewDesc("phoenix_replica_fenced", "1 while this replica cannot prove what it owns (lease not renewed, or etcd without quorum or out of reach) and so changes nothing in the cloud.", []string{"replica"}, nil)
 
+	descLastSuccess = prometheus.NewDesc("phoenix_group_last_reconcile_success_timestamp_seconds", "When a group's last reconcile without error ended (Unix time); 0 until its first since the group's worker started.", []string{"group"}, nil)
+	descNotices     = prometheus.NewDesc("phoenix_notices_total", "Notices to controller.notify URLs by result: delivered, failed (after the retries; one per URL) or dropped (the queue was full).", []string{"result"}, nil)
+
 	descNotesConnected  = prometheus.NewDesc("phoenix_notifications_connected", "1 while the listener is connected to the cloud's RabbitMQ; 0 while it reconnects (polling goes on).", nil, nil)
 	descNotesReconnects = prometheus.NewDesc("phoenix_notifications_reconnects_total", "Connections to the cloud's RabbitMQ made again after a loss.", nil, nil)
 	descNotesHandled    = prometheus.NewDesc("phoenix_notifications_received_total", "Notifications from the cloud handled, by event type.", []string{"event_type"}, nil)
@@ -209,6 +264,8 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descOwned
 	ch <- descReplica
 	ch <- descFenced
+	ch <- descLastSuccess
+	ch <- descNotices
 	ch <- descNotesConnected
 	ch <- descNotesReconnects
 	ch <- descNotesHandled
@@ -216,6 +273,12 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	if n := c.m.notes; n != nil {
+		delivered, failed, dropped := n.counts()
+		ch <- prometheus.MustNewConstMetric(descNotices, prometheus.CounterValue, float64(delivered), "delivered")
+		ch <- prometheus.MustNewConstMetric(descNotices, prometheus.CounterValue, float64(failed), "failed")
+		ch <- prometheus.MustNewConstMetric(descNotices, prometheus.CounterValue, float64(dropped), "dropped")
+	}
 	d := c.m.daemon
 	if d == nil {
 		return
@@ -240,8 +303,13 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, w := range workers {
 		w.mu.Lock()
-		dec, reconciled, halted := w.last, w.reconciled, w.halted != nil
+		dec, reconciled, halted, lastOK := w.last, w.reconciled, w.halted != nil, w.lastOK
 		w.mu.Unlock()
+		var okAt float64
+		if !lastOK.IsZero() {
+			okAt = float64(lastOK.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, okAt, name)
 		counts := map[[2]string]int{}
 		for _, s := range dec.Servers {
 			rev := s.Revision

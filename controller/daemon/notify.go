@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -43,6 +44,9 @@ type Notifier struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	closed bool
+
+	// What became of the notices, for /metrics (one count per URL).
+	delivered, failed, dropped atomic.Int64
 }
 
 // NewNotifier starts a notifier; Close stops it after the queued notices
@@ -105,6 +109,7 @@ func (n *Notifier) Emit(e controller.Event) {
 	select {
 	case n.queue <- no:
 	default:
+		n.dropped.Add(1)
 		n.log.Warn("notice queue full: a notice is dropped", zap.String("kind", no.Kind), zap.String("group", no.Group))
 	}
 }
@@ -118,8 +123,11 @@ func (n *Notifier) run() {
 		}
 		for _, u := range n.urls {
 			if err := n.post(u, body); err != nil {
+				n.failed.Add(1)
 				n.log.Warn("notice not delivered", zap.String("url", redacted(u)), zap.String("kind", no.Kind), zap.String("group", no.Group), zap.Error(err))
+				continue
 			}
+			n.delivered.Add(1)
 		}
 	}
 }
@@ -141,6 +149,11 @@ func (n *Notifier) post(url string, body []byte) error {
 		return fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// counts says how many notices were delivered, failed and dropped.
+func (n *Notifier) counts() (delivered, failed, dropped int64) {
+	return n.delivered.Load(), n.failed.Load(), n.dropped.Load()
 }
 
 // Close stops taking notices and waits (bounded by the retries) for the

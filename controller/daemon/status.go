@@ -157,6 +157,6 @@ func (d *Daemon) Handler(o HandlerOptions) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(d.Status())
 	})
-	mux.Handle("/v1/events", &trigger.Handler{Secret: o.Secret, Dispatcher: d, Log: o.Log})
+	mux.Handle("/v1/events", &trigger.Handler{Secret: o.Secret, Dispatcher: d, Log: o.Log, Refused: d.opts.Metrics.eventRefused})
 	return mux
 }
