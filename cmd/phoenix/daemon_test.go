@@ -235,7 +235,7 @@ func TestDaemonProcess(t *testing.T) {
 	env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "webhook.key")
-	secret := []byte("s3cret-for-the-test")
+	secret := []byte("s3cret-for-the-test-0123456789abcdef")
 	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}

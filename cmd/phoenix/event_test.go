@@ -57,7 +57,7 @@ type eventDaemon struct {
 // does, with a secret written to a 0600 file.
 func newEventDaemon(t *testing.T) *eventDaemon {
 	t.Helper()
-	secret := []byte("event-test-secret-9f8e7d6c5b4a")
+	secret := []byte("event-test-secret-9f8e7d6c5b4a3f2e1d0c")
 	ed := &eventDaemon{d: &eventRecorder{}, secretFile: filepath.Join(t.TempDir(), "webhook.secret")}
 	if err := os.WriteFile(ed.secretFile, append(secret, '\n'), 0o600); err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func TestEventSendAccepted(t *testing.T) {
 func TestEventSendRefused(t *testing.T) {
 	ed := newEventDaemon(t)
 	wrongSecret := filepath.Join(t.TempDir(), "wrong.secret")
-	if err := os.WriteFile(wrongSecret, []byte("not-the-secret"), 0o600); err != nil {
+	if err := os.WriteFile(wrongSecret, []byte("not-the-secret-but-as-long-as-one-0123"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	badFile := filepath.Join(t.TempDir(), "bad.json")

@@ -119,7 +119,7 @@ func TestReplicasShareGroupsThroughEtcd(t *testing.T) {
 
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "webhook.key")
-	secret := []byte("s3cret-for-the-replicas")
+	secret := []byte("s3cret-for-the-replicas-0123456789")
 	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func newRestartFixture(t *testing.T, bin string, opts sim.Options, group string)
 	env := simtest.Start(t, opts, 0)
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "webhook.key")
-	secret := []byte("s3cret-for-the-restarts")
+	secret := []byte("s3cret-for-the-restarts-0123456789")
 	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}

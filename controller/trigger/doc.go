@@ -86,7 +86,17 @@
 // # Secret
 //
 // [ReadSecret] reads the secret from a file, trimmed of surrounding
-// whitespace; it warns when group or others may read the file. The
-// Handler asks its Secret function on each request, so the caller can
-// reload the file without restarting.
+// whitespace, and refuses one shorter than [MinSecret] (32 bytes): a
+// short key is the one part of HMAC an attacker can guess. It warns when
+// group or others may read the file. The Handler asks its Secret function
+// on each request, so the caller can reload the file without restarting.
+//
+// # Rotation
+//
+// A secret is rotated without refusing a single event by accepting two
+// for a while: the Handler's Previous function returns the one being
+// rotated out, and [VerifyAny] accepts a signature made with either
+// (comparing both, so the time taken does not tell which matched). Each
+// event accepted with the previous secret is logged as such, so the
+// senders still using it can be found before it is removed.
 package trigger

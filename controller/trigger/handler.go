@@ -45,7 +45,11 @@ type Handler struct {
 	// Secret returns the current secret (it may be reloaded); nil or empty
 	// makes every POST a 503 "webhook not configured", and so does a nil
 	// Dispatcher.
-	Secret     func() []byte
+	Secret func() []byte
+	// Previous returns the secret being rotated out, or nil: an event
+	// signed with it is accepted too (and logged as such, so that the
+	// senders still using it can be found).
+	Previous   func() []byte
 	Dispatcher Dispatcher
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -132,9 +136,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now, window := h.now(), h.window()
-	if err := Verify(secret, now, window, r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), body); err != nil {
+	secrets := [][]byte{secret}
+	if h.Previous != nil {
+		secrets = append(secrets, h.Previous())
+	}
+	which, err := VerifyAny(secrets, now, window, r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), body)
+	if err != nil {
 		refuse(http.StatusUnauthorized, err.Error())
 		return
+	}
+	if which > 0 {
+		log = log.With(zap.Bool("signed_with_previous_secret", true))
 	}
 	e, err := Parse(body)
 	if secs, ok := parseTimestamp(r.Header.Get(HeaderTimestamp)); ok && err == nil {

@@ -537,3 +537,53 @@ func TestReleaseKeepsNewerReservation(t *testing.T) {
 		t.Fatal("release of an old reservation forgot the new one")
 	}
 }
+
+// During a rotation an event signed with either secret is accepted, and
+// the log says which senders still use the previous one; once it is
+// removed, the previous secret is refused like any other.
+func TestHandlerRotation(t *testing.T) {
+	previous := []byte("the-previous-webhook-key-0123456789")
+	var rotating bool
+	f := newFixture()
+	f.h.Previous = func() []byte {
+		if rotating {
+			return previous
+		}
+		return nil
+	}
+	sign := func(id string, key []byte) *http.Request {
+		body := strings.Replace(patchBody, "evt-1", id, 1)
+		r := signed(body, testNow)
+		ts, sig := Sign(key, testNow, []byte(body))
+		r.Header.Set(HeaderTimestamp, ts)
+		r.Header.Set(HeaderSignature, sig)
+		return r
+	}
+	tests := []struct {
+		name     string
+		rotating bool
+		key      []byte
+		status   int
+		previous bool // logged as signed with the previous secret
+	}{
+		{"current, no rotation", false, testSecret, http.StatusAccepted, false},
+		{"previous, no rotation", false, previous, http.StatusUnauthorized, false},
+		{"current, rotating", true, testSecret, http.StatusAccepted, false},
+		{"previous, rotating", true, previous, http.StatusAccepted, true},
+		{"neither, rotating", true, []byte("some-other-key-0123456789abcdef0123"), http.StatusUnauthorized, false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rotating = tt.rotating
+			f.logs.TakeAll()
+			w := f.serve(sign(fmt.Sprintf("rot-%d", i), tt.key))
+			if w.Code != tt.status {
+				t.Fatalf("HTTP %d %s, want %d", w.Code, w.Body, tt.status)
+			}
+			logged := f.logs.FilterField(zap.Bool("signed_with_previous_secret", true)).Len() > 0
+			if logged != tt.previous {
+				t.Errorf("logged as signed with the previous secret: %v, want %v", logged, tt.previous)
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ func TestReadSecret(t *testing.T) {
 		}
 		return p
 	}
+	const key = "hunter2-0123456789abcdef0123456789abcdef"
 	fifo := filepath.Join(dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -31,10 +32,13 @@ func TestReadSecret(t *testing.T) {
 		warning string // substring; "" for none
 		err     string // substring; "" for none
 	}{
-		{"plain", write("plain", "hunter2-but-longer", 0o600), "hunter2-but-longer", "", ""},
-		{"trimmed", write("trimmed", "\n  hunter2 with inner space \t\n", 0o400), "hunter2 with inner space", "", ""},
-		{"readable by others", write("open", "hunter2\n", 0o644), "hunter2", "readable by group or others (mode 0644)", ""},
-		{"readable by group", write("group", "hunter2\n", 0o640), "hunter2", "mode 0640", ""},
+		{"plain", write("plain", key, 0o600), key, "", ""},
+		{"trimmed", write("trimmed", "\n  hunter2 with inner space "+key+" \t\n", 0o400), "hunter2 with inner space " + key, "", ""},
+		{"readable by others", write("open", key+"\n", 0o644), key, "readable by group or others (mode 0644)", ""},
+		{"readable by group", write("group", key+"\n", 0o640), key, "mode 0640", ""},
+		{"exactly the minimum", write("minimum", key[:MinSecret], 0o600), key[:MinSecret], "", ""},
+		{"one byte short", write("short", key[:MinSecret-1]+"\n", 0o600), "", "", "31 bytes, expected at least 32"},
+		{"three bytes", write("tiny", "hun\n", 0o600), "", "", "3 bytes, expected at least 32"},
 		{"empty", write("empty", "", 0o600), "", "", "is empty"},
 		{"only whitespace", write("blank", " \n\t\n", 0o600), "", "", "is empty"},
 		{"missing", filepath.Join(dir, "missing"), "", "", "no such file"},
@@ -57,7 +61,7 @@ func TestReadSecret(t *testing.T) {
 				if !strings.Contains(err.Error(), tt.path) {
 					t.Errorf("%q does not name the path", err)
 				}
-				if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "kkkk") {
+				if strings.Contains(err.Error(), "hun") || strings.Contains(err.Error(), "kkkk") {
 					t.Errorf("%q shows the content", err)
 				}
 				return

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,35 +51,50 @@ func mac(secret []byte, timestamp string, body []byte) []byte {
 // timestamp's age, so only a sender holding the secret learns that its
 // clock is off; everyone else learns only that the signature is wrong.
 func Verify(secret []byte, now time.Time, window time.Duration, timestamp, signature string, body []byte) error {
-	if len(secret) == 0 {
-		return fmt.Errorf("%w: no secret configured", ErrUnauthorized)
+	_, err := VerifyAny([][]byte{secret}, now, window, timestamp, signature, body)
+	return err
+}
+
+// VerifyAny is Verify with several secrets, as during a rotation: the
+// request passes if it was signed with any of them, and which says with
+// which (its index). Every secret is compared, so the time taken does not
+// tell which one matched. Empty secrets are skipped.
+func VerifyAny(secrets [][]byte, now time.Time, window time.Duration, timestamp, signature string, body []byte) (which int, err error) {
+	if !slices.ContainsFunc(secrets, func(s []byte) bool { return len(s) > 0 }) {
+		return -1, fmt.Errorf("%w: no secret configured", ErrUnauthorized)
 	}
 	if timestamp == "" {
-		return fmt.Errorf("%w: missing %s header", ErrUnauthorized, HeaderTimestamp)
+		return -1, fmt.Errorf("%w: missing %s header", ErrUnauthorized, HeaderTimestamp)
 	}
 	if signature == "" {
-		return fmt.Errorf("%w: missing %s header", ErrUnauthorized, HeaderSignature)
+		return -1, fmt.Errorf("%w: missing %s header", ErrUnauthorized, HeaderSignature)
 	}
 	secs, ok := parseTimestamp(timestamp)
 	if !ok {
-		return fmt.Errorf("%w: malformed %s header: expected Unix seconds in decimal", ErrUnauthorized, HeaderTimestamp)
+		return -1, fmt.Errorf("%w: malformed %s header: expected Unix seconds in decimal", ErrUnauthorized, HeaderTimestamp)
 	}
 	got, ok := parseSignature(signature)
 	if !ok {
-		return fmt.Errorf("%w: malformed %s header: expected %q and 64 lower-case hex digits", ErrUnauthorized, HeaderSignature, signaturePrefix)
+		return -1, fmt.Errorf("%w: malformed %s header: expected %q and 64 lower-case hex digits", ErrUnauthorized, HeaderSignature, signaturePrefix)
 	}
-	if !hmac.Equal(got, mac(secret, timestamp, body)) {
-		return fmt.Errorf("%w: signature does not match the body and timestamp", ErrUnauthorized)
+	which = -1
+	for i, s := range secrets {
+		if len(s) > 0 && hmac.Equal(got, mac(s, timestamp, body)) && which < 0 {
+			which = i
+		}
+	}
+	if which < 0 {
+		return -1, fmt.Errorf("%w: signature does not match the body and timestamp", ErrUnauthorized)
 	}
 	if age := now.Sub(time.Unix(secs, 0)); age > window || age < -window {
 		dir := "old"
 		if age < 0 {
 			age, dir = -age, "in the future"
 		}
-		return fmt.Errorf("%w: timestamp %s is %s %s, outside the %s window (check the sender's clock)",
+		return -1, fmt.Errorf("%w: timestamp %s is %s %s, outside the %s window (check the sender's clock)",
 			ErrUnauthorized, timestamp, age.Round(time.Second), dir, window)
 	}
-	return nil
+	return which, nil
 }
 
 func parseTimestamp(s string) (int64, bool) {

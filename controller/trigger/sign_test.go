@@ -110,3 +110,33 @@ func TestVerifyRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestVerifyAny(t *testing.T) {
+	other := []byte("another-webhook-key-0123456789abcdef")
+	body := []byte(`{"id":"a","type":"image.published"}`)
+	ts, sig := Sign(other, testNow, body)
+	tests := []struct {
+		name    string
+		secrets [][]byte
+		which   int
+		err     string
+	}{
+		{"second of two", [][]byte{testSecret, other}, 1, ""},
+		{"first of two", [][]byte{other, testSecret}, 0, ""},
+		{"an empty one skipped", [][]byte{testSecret, nil, other}, 2, ""},
+		{"none matches", [][]byte{testSecret}, -1, "signature does not match"},
+		{"all empty", [][]byte{nil, {}}, -1, "no secret configured"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			which, err := VerifyAny(tt.secrets, testNow, time.Minute, ts, sig, body)
+			if which != tt.which || (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+				t.Fatalf("VerifyAny = %d, %v; want %d, %q", which, err, tt.which, tt.err)
+			}
+		})
+	}
+	// A match with a stale timestamp is still refused.
+	if _, err := VerifyAny([][]byte{testSecret, other}, testNow.Add(time.Hour), time.Minute, ts, sig, body); err == nil || !strings.Contains(err.Error(), "outside the") {
+		t.Errorf("stale: %v", err)
+	}
+}
