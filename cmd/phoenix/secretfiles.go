@@ -20,8 +20,8 @@ type secretFile struct {
 // warnOpenSecretFiles logs a warning for each file that group or others
 // may read (mode & 0o077 != 0), naming the file and its mode and saying
 // how to fix it; it never reads a file's content. A file that does not
-// exist is skipped: whoever opens it reports that. The webhook secret is
-// not listed here: trigger.ReadSecret warns about it as it reads it.
+// exist is skipped: whoever opens it reports that. The webhook secrets are
+// not listed here: trigger.ReadSecret warns about them as it reads them.
 func warnOpenSecretFiles(log *zap.Logger, files []secretFile) {
 	for _, f := range files {
 		fi, err := os.Stat(f.path)
@@ -38,8 +38,8 @@ func warnOpenSecretFiles(log *zap.Logger, files []secretFile) {
 }
 
 // daemonSecretFiles are the secret files the daemon reads at start,
-// besides the webhook secret: the TLS key and the clouds.yaml files in
-// use.
+// besides the webhook secrets: the TLS key, the broker's and the notify
+// targets' URL files, and the clouds.yaml files in use.
 func daemonSecretFiles(cfg *config.Config) []secretFile {
 	var files []secretFile
 	if cfg.Controller.TLSKeyFile != "" {
@@ -47,6 +47,11 @@ func daemonSecretFiles(cfg *config.Config) []secretFile {
 	}
 	if a := cfg.Controller.Notifications.AMQP; a != nil {
 		files = append(files, secretFile{a.URLFile, "controller.notifications.amqp.url_file"})
+	}
+	for i, t := range cfg.Controller.Notify {
+		if t.URLFile != "" {
+			files = append(files, secretFile{t.URLFile, fmt.Sprintf("controller.notify[%d].url_file", i)})
+		}
 	}
 	return append(files, cloudsSecretFiles(cfg.Cloud)...)
 }

@@ -577,11 +577,18 @@ func TestRefusedConfigs(t *testing.T) {
 		{"health tuning without a check", group(`health: {interval: 1s}`), "groups[0].health.interval", 7, "has no effect without a check"},
 		// The daemon's section.
 		{"interval too short", "controller: {interval: 100ms}\n" + group(""), "controller.interval", 1, "at least 1s"},
-		{"listen without port", "controller: {listen: localhost}\n" + group(""), "controller.listen", 1, `expected host:port such as 127.0.0.1:9090, got "localhost"`},
+		{"listen without port", "controller: {listen: localhost}\n" + group(""), "controller.listen", 1, `expected host:port such as 127.0.0.1:7355, got "localhost"`},
+		{"metrics listen without port", "controller: {metrics_listen: localhost}\n" + group(""), "controller.metrics_listen", 1, `expected host:port such as 127.0.0.1:7355, got "localhost"`},
+		{"metrics listen on listen", "controller: {listen: \"0.0.0.0:7355\", metrics_listen: \"0.0.0.0:7355\"}\n" + group(""), "controller.metrics_listen", 1, "expected an address other than controller.listen's (0.0.0.0:7355)"},
 		{"cert without key", "controller: {tls_cert_file: c.pem}\n" + group(""), "controller", 1, "tls_cert_file and tls_key_file go together"},
 		{"missing secret file", "controller: {webhook_secret_file: nope.key}\n" + group(""), "controller.webhook_secret_file", 1, "cannot read"},
-		{"notify not a url", "controller: {notify: [chat-room]}\n" + group(""), "controller.notify[0]", 1, `expected an http or https URL, got "chat-room"`},
-		{"notify with a password, not a url", "controller: {notify: [\"ftp://bot:hunter2@chat\"]}\n" + group(""), "controller.notify[0]", 1, `got "ftp://bot:xxxxx@chat"`},
+		{"notify not a url", "controller: {notify: [chat-room]}\n" + group(""), "controller.notify[0]", 1, `expected an http or https URL such as https://chat.example.net/hooks/…, got (a value that is not a URL with a host; not shown)`},
+		{"notify with a password, not a url", "controller: {notify: [\"ftp://bot:hunter2@chat\"]}\n" + group(""), "controller.notify[0]", 1, `got ftp://chat`},
+		{"notify with a token, not http", "controller: {notify: [\"ftp://chat/hooks/T0K3N\"]}\n" + group(""), "controller.notify[0]", 1, `got ftp://chat/…`},
+		{"notify url and url_file", "controller: {notify: [{url: \"https://chat\", url_file: chat.url}]}\n" + group(""), "controller.notify[0]", 1, "expected url or url_file, not both"},
+		{"notify neither", "controller: {notify: [{}]}\n" + group(""), "controller.notify[0]", 1, "expected url or url_file"},
+		{"notify url_file missing", "controller: {notify: [{url_file: chat.url}]}\n" + group(""), "controller.notify[0].url_file", 1, "cannot read"},
+		{"notify unknown field", "controller: {notify: [{uri: \"https://chat\"}]}\n" + group(""), "controller.notify[0]", 1, `unknown field "uri"; did you mean "url"?`},
 		{"parallel groups zero", "controller: {parallel_groups: 0}\n" + group(""), "controller.parallel_groups", 1, "expected from 1 to 1000"},
 		// Coordination through etcd.
 		{"etcd without endpoints", "controller: {coordination: {etcd: {prefix: /p/}}}\n" + group(""), "controller.coordination.etcd.endpoints", 1, "expected at least one etcd client URL"},
@@ -1101,4 +1108,92 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("the same input parsed differently the second time (%v)", err)
 		}
 	})
+}
+
+// A URL that carries a token is shown by its scheme and host alone,
+// wherever it came from.
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ raw, want string }{
+		{"https://hooks.slack.example/services/T000/B000/XXXXSECRET", "https://hooks.slack.example/…"},
+		{"https://chat.example:8443/hook?token=XXXXSECRET", "https://chat.example:8443/…"},
+		{"https://bot:XXXXSECRET@chat.example/", "https://chat.example"},
+		{"https://chat.example", "https://chat.example"},
+		{"https://chat.example#XXXXSECRET", "https://chat.example/…"},
+		{"https://chat.example/?", "https://chat.example/…"},
+		{"XXXXSECRET", "(a value that is not a URL with a host; not shown)"},
+		{"https://chat.example/%zzXXXXSECRET", "(a value that is not a URL with a host; not shown)"},
+		{"", "(no URL)"},
+	} {
+		got := RedactURL(tc.raw)
+		if got != tc.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tc.raw, got, tc.want)
+		}
+		if strings.Contains(got, "XXXXSECRET") {
+			t.Errorf("RedactURL(%q) shows the token", tc.raw)
+		}
+	}
+}
+
+func TestNotifyTargets(t *testing.T) {
+	const token = "https://chat.example/hooks/T000/B000/XXXXSECRET"
+	dir := writeFiles(t, map[string]string{"web.yaml": "#cloud-config\n", "chat.url": token + "\n", "bad.url": "XXXXSECRET\n"})
+	cfg, err := Parse("p.yaml", []byte("controller:\n  notify:\n    - https://plain.example/notices\n    - {url: \"https://other.example\"}\n    - {url_file: chat.url}\n"+group("")), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.Controller.Notify
+	if len(n) != 3 || n[0].Address() != "https://plain.example/notices" || n[1].Address() != "https://other.example" || n[2].Address() != token {
+		t.Fatalf("targets %+v", n)
+	}
+	if n[2].URLFile != filepath.Join(dir, "chat.url") || n[2].Unread() != nil {
+		t.Errorf("url_file %q, unread %v", n[2].URLFile, n[2].Unread())
+	}
+	if got := n[2].Redacted(); got != "https://chat.example/… (from "+filepath.Join(dir, "chat.url")+")" {
+		t.Errorf("Redacted() = %q", got)
+	}
+
+	// A file that holds no URL is refused without showing its content.
+	_, err = Parse("p.yaml", []byte("controller: {notify: [{url_file: bad.url}]}\n"+group("")), dir)
+	if err == nil || !strings.Contains(err.Error(), "controller.notify[0].url_file (line 1)") || !strings.Contains(err.Error(), "bad.url") {
+		t.Fatalf("error = %v", err)
+	}
+	if strings.Contains(err.Error(), "XXXXSECRET") {
+		t.Errorf("the error shows the file's content: %v", err)
+	}
+
+	// yaml.Unmarshal reads both forms too.
+	var direct struct{ Notify []NotifyTarget }
+	if err := yaml.Unmarshal([]byte("notify: [\"https://a.example\", {url_file: /x}]"), &direct); err != nil {
+		t.Fatal(err)
+	}
+	if len(direct.Notify) != 2 || direct.Notify[0].URL != "https://a.example" || direct.Notify[1].URLFile != "/x" {
+		t.Errorf("decoded %+v", direct.Notify)
+	}
+}
+
+func TestWebhookSecrets(t *testing.T) {
+	long := strings.Repeat("k", 32)
+	dir := writeFiles(t, map[string]string{"web.yaml": "#cloud-config\n", "new.key": long + "\n", "old.key": strings.Repeat("o", 40), "short.key": "abc\n"})
+	cfg, err := Parse("p.yaml", []byte("controller: {webhook_secret_file: new.key, previous_webhook_secret_file: old.key}\n"+group("")), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Controller; c.WebhookSecretFile != filepath.Join(dir, "new.key") || c.PreviousWebhookSecretFile != filepath.Join(dir, "old.key") {
+		t.Errorf("files %q, %q", c.WebhookSecretFile, c.PreviousWebhookSecretFile)
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"short", "controller: {webhook_secret_file: short.key}\n", "p.yaml: controller.webhook_secret_file (line 1): webhook secret " + filepath.Join(dir, "short.key") + ": 3 bytes, expected at least 32"},
+		{"short previous", "controller: {webhook_secret_file: new.key, previous_webhook_secret_file: short.key}\n", "p.yaml: controller.previous_webhook_secret_file (line 1): webhook secret " + filepath.Join(dir, "short.key") + ": 3 bytes"},
+		{"previous alone", "controller: {previous_webhook_secret_file: old.key}\n", "p.yaml: controller.previous_webhook_secret_file (line 1): expected webhook_secret_file beside it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("p.yaml", []byte(tc.yaml+group("")), dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "abc") {
+				t.Errorf("the error shows the secret: %v", err)
+			}
+		})
+	}
 }

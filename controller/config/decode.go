@@ -108,6 +108,14 @@ func (d *decoder) fail(path string, line int, format string, args ...any) {
 
 var nodeDecoderType = reflect.TypeFor[nodeDecoder]()
 
+// shorthand is implemented by mapping types that may also be written as
+// one value, such as a notify target written as its bare URL.
+type shorthand interface {
+	decodeShorthand(n *yaml.Node)
+}
+
+var shorthandType = reflect.TypeFor[shorthand]()
+
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	n = resolve(n)
 	if !d.spend(1, n.Line) {
@@ -118,6 +126,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		if _, ok := d.lines[path]; !ok {
 			d.lines[path] = n.Line
 		}
+	}
+	if n.Kind == yaml.ScalarNode && !isNull(n) && reflect.PointerTo(v.Type()).Implements(shorthandType) {
+		v.Addr().Interface().(shorthand).decodeShorthand(n)
+		return
 	}
 	if reflect.PointerTo(v.Type()).Implements(nodeDecoderType) {
 		if isNull(n) {
@@ -552,4 +564,20 @@ func (h Health) MarshalYAML() (any, error) {
 		return map[string]any{}, nil
 	}
 	return plain(h), nil
+}
+
+// decodeShorthand reads a notify target written as its bare URL.
+func (t *NotifyTarget) decodeShorthand(n *yaml.Node) { t.URL = n.Value }
+
+// UnmarshalYAML lets a NotifyTarget be decoded by yaml.Unmarshal too: a
+// bare URL, or a mapping of url or url_file.
+func (t *NotifyTarget) UnmarshalYAML(n *yaml.Node) error {
+	if n = resolve(n); n.Kind == yaml.ScalarNode {
+		if !isNull(n) {
+			t.decodeShorthand(n)
+		}
+		return nil
+	}
+	type plain NotifyTarget
+	return n.Decode((*plain)(t))
 }

@@ -26,7 +26,6 @@ const (
 	DefaultWatch               = 10 * time.Minute
 	DefaultCreateBackoffMax    = time.Minute
 	DefaultParallelGroups      = 4
-	DefaultListen              = "127.0.0.1:9090"
 	DefaultMemberWeight        = 1
 	DefaultEtcdPrefix          = "/phoenix/"
 	DefaultLeaseTTL            = 15 * time.Second
@@ -34,6 +33,10 @@ const (
 	DefaultAMQPQueue           = "phoenix"
 	DefaultAMQPQueueExpires    = time.Hour
 )
+
+// DefaultListen's port is one no common tool takes by default: 9090 is
+// Prometheus's own, 9100–9999 its exporters', 9093 Alertmanager's.
+const DefaultListen = "127.0.0.1:7355"
 
 // The exchanges and topics OpenStack's services publish notifications on
 // by default (oslo.messaging's control_exchange of each).

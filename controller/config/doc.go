@@ -49,16 +49,28 @@
 //	  parallel_groups   int       groups reconciled at once, 1 to 1000.
 //	                              Default 4.
 //	  listen            host:port the HTTP server (/healthz, /readyz,
-//	                              /metrics, /v1/status, /v1/events).
-//	                              Default 127.0.0.1:9090.
-//	  tls_cert_file     path      with tls_key_file: serve HTTPS.
-//	  tls_key_file      path
-//	  webhook_secret_file path    the HMAC secret of /v1/events (never
-//	                              the secret itself in this file);
-//	                              without it events are refused.
-//	  notify            list      http(s) URLs that receive a JSON notice
-//	                              when a rollout starts, completes or
-//	                              halts.
+//	                              /v1/status, /v1/events, and /metrics
+//	                              unless metrics_listen is set).
+//	                              Default 127.0.0.1:7355.
+//	  metrics_listen    host:port /metrics (and /healthz) on a listener of
+//	                              its own, for Prometheus; another
+//	                              address than listen. Default none:
+//	                              /metrics stays on listen.
+//	  tls_cert_file     path      with tls_key_file: both listeners serve
+//	  tls_key_file      path      HTTPS; read again on every reload.
+//	  webhook_secret_file path    the HMAC secret of /v1/events, at
+//	                              least 32 bytes (never the secret
+//	                              itself in this file); without it
+//	                              events are refused.
+//	  previous_webhook_secret_file path
+//	                              the secret being rotated out: events
+//	                              signed with it are accepted too, until
+//	                              it is removed and the file reloaded.
+//	  notify            list      where a JSON notice goes when a rollout
+//	                              starts, completes or halts: each an
+//	                              http(s) URL, or {url_file: path} for a
+//	                              URL that carries a token. Messages show
+//	                              a URL's scheme and host only.
 //	  coordination      mapping   several replicas share the groups;
 //	                              without it one daemon does all:
 //	    etcd            mapping   the cluster replicas agree through:

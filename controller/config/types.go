@@ -27,19 +27,28 @@ type Controller struct {
 	// ParallelGroups bounds how many groups reconcile at the same time.
 	// Default 4.
 	ParallelGroups int `yaml:"parallel_groups"`
-	// Listen is the address of the HTTP server: /healthz, /readyz,
-	// /metrics, /v1/status, /v1/events. Default 127.0.0.1:9090.
+	// Listen is the address of the HTTP server the image pipeline and
+	// operators reach: /healthz, /readyz, /v1/status, /v1/events, and
+	// /metrics too unless MetricsListen is set. Default 127.0.0.1:7355.
 	Listen string `yaml:"listen"`
-	// TLSCertFile and TLSKeyFile, both or neither, make it HTTPS.
+	// MetricsListen, when set, moves /metrics (with a /healthz of its
+	// own) to a listener of its own, so that Prometheus can reach it
+	// without reaching events and status. Empty: /metrics stays on Listen.
+	MetricsListen string `yaml:"metrics_listen"`
+	// TLSCertFile and TLSKeyFile, both or neither, make both listeners
+	// HTTPS. A reload reads them again.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
-	// WebhookSecretFile holds the HMAC secret of POST /v1/events; the
-	// secret itself never appears in this file. Without it, events are
-	// refused.
+	// WebhookSecretFile holds the HMAC secret of POST /v1/events, at
+	// least MinWebhookSecret bytes; the secret itself never appears in
+	// this file. Without it, events are refused.
 	WebhookSecretFile string `yaml:"webhook_secret_file"`
-	// Notify lists URLs that receive a JSON notice when a rollout starts,
+	// PreviousWebhookSecretFile holds the secret being rotated out: while
+	// it is set, events signed with either secret are accepted.
+	PreviousWebhookSecretFile string `yaml:"previous_webhook_secret_file"`
+	// Notify lists where a JSON notice goes when a rollout starts,
 	// completes or halts.
-	Notify []string `yaml:"notify"`
+	Notify []NotifyTarget `yaml:"notify"`
 	// Coordination lets several replicas of the daemon share the groups;
 	// without it one daemon reconciles every group.
 	Coordination Coordination `yaml:"coordination"`
@@ -47,6 +56,44 @@ type Controller struct {
 	// publish, so it looks the moment the cloud says something changed
 	// rather than at its next poll. Polling goes on beside it.
 	Notifications Notifications `yaml:"notifications"`
+}
+
+// NotifyTarget is one receiver of notices: a URL written here, or a file
+// holding it. A URL that carries a token (a chat webhook) belongs in a
+// file, since this file is no place for credentials. A target may be
+// written as the bare URL.
+type NotifyTarget struct {
+	URL string `yaml:"url,omitempty"`
+	// URLFile holds the URL on one line; it is read at load time and on
+	// every reload, and its content never appears in a message.
+	URLFile string `yaml:"url_file,omitempty"`
+
+	// fromFile is the content of URLFile; unread why it could not be
+	// read at load time, for a one-shot command run by a user that may
+	// not read it (the daemon refuses to start without it).
+	fromFile string
+	unread   error
+}
+
+// Unread says why URLFile could not be read at load time; nil when it
+// was, or when the URL is written inline.
+func (t NotifyTarget) Unread() error { return t.unread }
+
+// Address is where notices go: URL, or the content of URLFile.
+func (t NotifyTarget) Address() string {
+	if t.URLFile != "" {
+		return t.fromFile
+	}
+	return t.URL
+}
+
+// Redacted names the target in a message: its scheme and host only (see
+// RedactURL), and the file it came from.
+func (t NotifyTarget) Redacted() string {
+	if t.URLFile != "" {
+		return RedactURL(t.fromFile) + " (from " + t.URLFile + ")"
+	}
+	return RedactURL(t.URL)
 }
 
 // Notifications are the cloud's own messages the daemon listens to.

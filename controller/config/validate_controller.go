@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -9,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/phoenix-ops/phoenix/controller/trigger"
 )
 
 func (v *validator) controller(c *Controller) {
@@ -19,23 +23,26 @@ func (v *validator) controller(c *Controller) {
 	if c.ParallelGroups < 1 || c.ParallelGroups > 1000 {
 		v.bad(path+".parallel_groups", "expected from 1 to 1000 groups at a time, got %d", c.ParallelGroups)
 	}
-	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
-		v.bad(path+".listen", "expected host:port such as 127.0.0.1:9090, got %q", c.Listen)
-	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		v.bad(path+".listen", "expected a port from 0 to 65535 in %q", c.Listen)
+	v.listen(c.Listen, path+".listen")
+	if c.MetricsListen != "" {
+		v.listen(c.MetricsListen, path+".metrics_listen")
+		if c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			v.badFrom(path+".metrics_listen", []string{path + ".listen", path + ".metrics_listen"},
+				"expected an address other than controller.listen's (%s), or none to serve /metrics there", c.Listen)
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		v.badFrom(path, []string{path + ".tls_cert_file", path + ".tls_key_file"}, "tls_cert_file and tls_key_file go together: set both for HTTPS, or neither")
 	}
 	v.file(&c.TLSCertFile, path+".tls_cert_file")
 	v.file(&c.TLSKeyFile, path+".tls_key_file")
-	v.file(&c.WebhookSecretFile, path+".webhook_secret_file")
-	for i, u := range c.Notify {
-		at := fmt.Sprintf("%s.notify[%d]", path, i)
-		parsed, err := url.Parse(u)
-		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			v.bad(at, "expected an http or https URL, got %q", redactURL(u))
-		}
+	v.webhookSecret(&c.WebhookSecretFile, path+".webhook_secret_file")
+	v.webhookSecret(&c.PreviousWebhookSecretFile, path+".previous_webhook_secret_file")
+	if c.PreviousWebhookSecretFile != "" && c.WebhookSecretFile == "" {
+		v.bad(path+".previous_webhook_secret_file", "expected webhook_secret_file beside it: the previous secret only verifies events during a rotation to a new one")
+	}
+	for i := range c.Notify {
+		v.notify(&c.Notify[i], fmt.Sprintf("%s.notify[%d]", path, i))
 	}
 	if e := c.Coordination.Etcd; e != nil {
 		v.etcd(e, path+".coordination.etcd")
@@ -43,6 +50,80 @@ func (v *validator) controller(c *Controller) {
 	if a := c.Notifications.AMQP; a != nil {
 		v.amqp(a, path+".notifications.amqp")
 	}
+}
+
+// listen checks a listener's host:port; port 0 picks a free one.
+func (v *validator) listen(addr, path string) {
+	if _, port, err := net.SplitHostPort(addr); err != nil {
+		v.bad(path, "expected host:port such as %s, got %q", DefaultListen, addr)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		v.bad(path, "expected a port from 0 to 65535 in %q", addr)
+	}
+}
+
+// webhookSecret checks a webhook secret file and, when this user may
+// read it, its length: a short HMAC key can be guessed. A file this user
+// may not read (a one-shot command run by an operator) is left to the
+// daemon, which reads it at start and on every reload.
+func (v *validator) webhookSecret(name *string, path string) {
+	v.file(name, path)
+	if *name == "" || v.failedAt(path) {
+		return
+	}
+	if _, _, err := trigger.ReadSecret(*name); err != nil && !errors.Is(err, fs.ErrPermission) {
+		v.bad(path, "%v", err)
+	}
+}
+
+// failedAt reports whether a problem was already found at path.
+func (v *validator) failedAt(path string) bool {
+	for _, p := range v.problems {
+		if p.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
+// notify checks one notify target and reads its url_file. No message
+// quotes a URL beyond its scheme and host: the rest may be a token.
+func (v *validator) notify(t *NotifyTarget, path string) {
+	const expected = "expected an http or https URL such as https://chat.example.net/hooks/…"
+	switch {
+	case t.URL == "" && t.URLFile == "":
+		v.bad(path, "expected url or url_file (a file holding the URL, for one that carries a token)")
+		return
+	case t.URL != "" && t.URLFile != "":
+		v.bad(path, "expected url or url_file, not both")
+		return
+	case t.URL != "":
+		if !httpURL(t.URL) {
+			v.bad(path, "%s, got %s", expected, RedactURL(t.URL))
+		}
+		return
+	}
+	at := path + ".url_file"
+	v.file(&t.URLFile, at)
+	if v.failedAt(at) {
+		return
+	}
+	raw, err := os.ReadFile(t.URLFile)
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		t.unread = fmt.Errorf("cannot read %s: %w", t.URLFile, unwrapPath(err))
+	case err != nil:
+		v.bad(at, "cannot read %s: %v", t.URLFile, unwrapPath(err))
+	case !httpURL(strings.TrimSpace(string(raw))):
+		v.bad(at, "%s in %s, on one line (its content is not shown: it may hold a token)", expected, t.URLFile)
+	default:
+		t.fromFile = strings.TrimSpace(string(raw))
+	}
+}
+
+// httpURL reports whether s is one absolute http(s) URL with a host.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && !strings.ContainsAny(s, " \t\r\n")
 }
 
 // amqp checks the broker notifications are read from, and reads its URL

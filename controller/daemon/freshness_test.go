@@ -98,7 +98,7 @@ func TestFreshnessNotices(t *testing.T) {
 		got <- n
 	}))
 	defer srv.Close()
-	n := daemon.NewNotifier([]string{srv.URL}, grouptest.Logger(t))
+	n := daemon.NewNotifier([]config.NotifyTarget{{URL: srv.URL}}, grouptest.Logger(t))
 	n.Emit(controller.Event{Type: controller.EventImageStale, Group: "web", Message: "the newest gold image of group web ..."})
 	n.Emit(controller.Event{Type: controller.EventImageFresh, Group: "web", Message: "fresh again"})
 	n.Close()

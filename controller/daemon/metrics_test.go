@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
@@ -186,7 +187,7 @@ func TestNoticesCounted(t *testing.T) {
 	defer bad.Close()
 	reg := prometheus.NewRegistry()
 	m := daemon.NewMetrics(reg)
-	n := daemon.NewNotifier([]string{good.URL, bad.URL}, grouptest.Logger(t))
+	n := daemon.NewNotifier([]config.NotifyTarget{{URL: good.URL}, {URL: bad.URL}}, grouptest.Logger(t))
 	defer n.Close()
 	m.WatchNotices(n)
 	for _, result := range []string{"delivered", "failed", "dropped"} {

@@ -143,7 +143,7 @@ func monitoredDaemon(t *testing.T) catalogue {
 	}
 	hook := httptest.NewServer(&notices{})
 	t.Cleanup(hook.Close)
-	notifier := daemon.NewNotifier([]string{hook.URL}, grouptest.Logger(t))
+	notifier := daemon.NewNotifier([]config.NotifyTarget{{URL: hook.URL}}, grouptest.Logger(t))
 	t.Cleanup(notifier.Close)
 	m.WatchNotices(notifier)
 	d := daemon.New(env.Cloud.Services(), cfg, daemon.Options{Log: grouptest.Logger(t), Metrics: m, Sink: notifier,

@@ -5,9 +5,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 )
 
@@ -35,15 +39,20 @@ type Notice struct {
 
 // Notifier sends notices without ever holding up a rollout: Emit only
 // queues (and drops, saying so in the log, when the queue is full), and a
-// goroutine posts each notice to every URL with a few bounded retries.
+// goroutine posts each notice to every target with a few bounded retries.
+//
+// A notify URL often is a credential (a chat webhook's token sits in its
+// path or query), so no log line, status or error names more of a target
+// than its scheme and host (config.RedactURL).
 type Notifier struct {
-	urls   []string
 	client *retryablehttp.Client
 	log    *zap.Logger
 	queue  chan Notice
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	closed bool
+	// targets are read for each notice, so a reload applies to the next.
+	targets []config.NotifyTarget
 
 	// What became of the notices, for /metrics (one count per URL).
 	delivered, failed, dropped atomic.Int64
@@ -51,7 +60,7 @@ type Notifier struct {
 
 // NewNotifier starts a notifier; Close stops it after the queued notices
 // were tried.
-func NewNotifier(urls []string, log *zap.Logger) *Notifier {
+func NewNotifier(targets []config.NotifyTarget, log *zap.Logger) *Notifier {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -61,16 +70,33 @@ func NewNotifier(urls []string, log *zap.Logger) *Notifier {
 	c.RetryWaitMax = 2 * time.Second
 	c.HTTPClient.Timeout = 10 * time.Second
 	c.Logger = nil
-	n := &Notifier{urls: urls, client: c, log: log, queue: make(chan Notice, 256)}
+	// The last answer or error as it is, not retryablehttp's summary,
+	// which quotes the URL.
+	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	n := &Notifier{targets: slices.Clone(targets), client: c, log: log, queue: make(chan Notice, 256)}
 	n.wg.Add(1)
 	go n.run()
 	return n
 }
 
+// SetTargets replaces the targets, for a reload: the notices queued
+// already go to the new ones.
+func (n *Notifier) SetTargets(targets []config.NotifyTarget) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.targets = slices.Clone(targets)
+}
+
+func (n *Notifier) currentTargets() []config.NotifyTarget {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.targets
+}
+
 // Emit implements controller.EventSink: rollout starts, convergences and halts
 // become notices.
 func (n *Notifier) Emit(e controller.Event) {
-	if n == nil || len(n.urls) == 0 {
+	if n == nil || len(n.currentTargets()) == 0 {
 		return
 	}
 	no := Notice{Time: e.Time, Rollout: e.Rollout, Group: e.Group, ToImage: e.Image, Status: e.Status}
@@ -121,10 +147,11 @@ func (n *Notifier) run() {
 		if err != nil {
 			continue
 		}
-		for _, u := range n.urls {
-			if err := n.post(u, body); err != nil {
+		for _, t := range n.currentTargets() {
+			if err := n.post(t.Address(), body); err != nil {
 				n.failed.Add(1)
-				n.log.Warn("notice not delivered", zap.String("url", redacted(u)), zap.String("kind", no.Kind), zap.String("group", no.Group), zap.Error(err))
+				n.log.Warn("notice not delivered", zap.String("url", t.Redacted()), zap.String("kind", no.Kind),
+					zap.String("group", no.Group), zap.Error(withoutURL(err, t.Address())))
 				continue
 			}
 			n.delivered.Add(1)
@@ -132,10 +159,10 @@ func (n *Notifier) run() {
 	}
 }
 
-func (n *Notifier) post(url string, body []byte) error {
+func (n *Notifier) post(address string, body []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, address, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -146,7 +173,7 @@ func (n *Notifier) post(url string, body []byte) error {
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
+		return fmt.Errorf("HTTP %d after %d attempts", resp.StatusCode, n.client.RetryMax+1)
 	}
 	return nil
 }
@@ -154,6 +181,30 @@ func (n *Notifier) post(url string, body []byte) error {
 // counts says how many notices were delivered, failed and dropped.
 func (n *Notifier) counts() (delivered, failed, dropped int64) {
 	return n.delivered.Load(), n.failed.Load(), n.dropped.Load()
+}
+
+// withoutURL is err for a log line: net/http quotes the whole URL in its
+// errors ("Post \"https://…/hooks/TOKEN\": dial tcp …"), so the URL
+// error's cause is kept and anything of the address past its host that
+// is still in the text is cut out.
+func withoutURL(err error, address string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	msg := err.Error()
+	if address != "" {
+		msg = strings.ReplaceAll(msg, address, config.RedactURL(address))
+	}
+	if u, perr := url.Parse(address); perr == nil {
+		pw, _ := u.User.Password()
+		for _, part := range []string{u.User.String(), pw, u.RawQuery, u.EscapedPath(), u.Path, u.Fragment} {
+			if len(part) > 1 {
+				msg = strings.ReplaceAll(msg, part, "…")
+			}
+		}
+	}
+	return errors.New(msg)
 }
 
 // Close stops taking notices and waits (bounded by the retries) for the
@@ -169,13 +220,4 @@ func (n *Notifier) Close() {
 	}
 	n.mu.Unlock()
 	n.wg.Wait()
-}
-
-// redacted is a notify URL for a log line: a password in it is not.
-func redacted(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(a notify URL that does not parse)"
-	}
-	return u.Redacted()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
@@ -65,7 +66,7 @@ func TestDaemonShowsAQuotaWait(t *testing.T) {
 	box := &notices{}
 	hook := httptest.NewServer(box)
 	defer hook.Close()
-	notifier := daemon.NewNotifier([]string{hook.URL}, grouptest.Logger(t))
+	notifier := daemon.NewNotifier([]config.NotifyTarget{{URL: hook.URL}}, grouptest.Logger(t))
 	defer notifier.Close()
 	// The daemon's clock runs with the real one, ahead by what the test
 	// adds.
@@ -139,7 +140,7 @@ func TestQuotaNotices(t *testing.T) {
 	box := &notices{}
 	hook := httptest.NewServer(box)
 	defer hook.Close()
-	n := daemon.NewNotifier([]string{hook.URL}, grouptest.Logger(t))
+	n := daemon.NewNotifier([]config.NotifyTarget{{URL: hook.URL}}, grouptest.Logger(t))
 	n.Emit(controller.Event{Type: controller.EventQuotaBlocked, Group: "web", Reason: "Quota exceeded for instances",
 		Message: "group web waits for quota: the cloud refuses new servers (Quota exceeded for instances)."})
 	n.Emit(controller.Event{Type: controller.EventQuotaFreed, Group: "web", Message: "group web: the cloud accepts new servers again"})

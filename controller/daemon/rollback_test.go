@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
@@ -64,7 +65,7 @@ func TestRollbackNotice(t *testing.T) {
 		got <- n
 	}))
 	defer srv.Close()
-	n := daemon.NewNotifier([]string{srv.URL}, grouptest.Logger(t))
+	n := daemon.NewNotifier([]config.NotifyTarget{{URL: srv.URL}}, grouptest.Logger(t))
 	n.Emit(controller.Event{Type: controller.EventRolledBack, Group: "web", Image: "bad", Reason: "3 new servers went to ERROR",
 		Message: "rollout of group web to image bad failed: 3 new servers went to ERROR. Rolling back to image good"})
 	n.Close()

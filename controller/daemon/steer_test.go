@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/internal/grouptest"
 	"github.com/phoenix-ops/phoenix/controller/trigger"
@@ -103,7 +104,7 @@ func TestSteeringNotices(t *testing.T) {
 		got <- n
 	}))
 	defer srv.Close()
-	n := daemon.NewNotifier([]string{srv.URL}, grouptest.Logger(t))
+	n := daemon.NewNotifier([]config.NotifyTarget{{URL: srv.URL}}, grouptest.Logger(t))
 	n.Emit(controller.Event{Type: controller.EventDeferred, Group: "web", Message: "3 replacements of group web wait: held: by alice"})
 	n.Emit(controller.Event{Type: controller.EventUndeferred, Group: "web", Message: "replacements of group web may start again"})
 	n.Close()
