@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,7 +21,6 @@ import (
 	"github.com/phoenix-ops/phoenix/controller/coordination"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/notifications"
-	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
 
@@ -33,12 +29,13 @@ import (
 const connectAttempts = 5
 
 type daemonFlags struct {
-	config    string
-	listen    string
-	poll      time.Duration
-	grace     time.Duration
-	replicaID string
-	retry     openstack.RetryPolicy
+	config        string
+	listen        string
+	metricsListen string
+	poll          time.Duration
+	grace         time.Duration
+	replicaID     string
+	retry         openstack.RetryPolicy
 	// createBackoff is the first pause after the cloud refuses a create.
 	createBackoff time.Duration
 }
@@ -50,15 +47,18 @@ func newDaemonCommand(g *cli.Globals) *cobra.Command {
 		Short: "Keep every group converging, on an interval and on security-patch events",
 		Long: `daemon reconciles every group of the configuration on controller.interval
 (with jitter), watches Glance for new images of each selector, and accepts
-signed events on POST /v1/events. It serves /healthz, /readyz, /metrics and
-/v1/status on controller.listen.
+signed events on POST /v1/events. It serves /healthz, /readyz, /v1/status
+and /v1/events on controller.listen, and /metrics there too unless
+controller.metrics_listen gives it a listener of its own.
 
 SIGHUP reloads the configuration: a file that fails validation is refused,
-logged and shown in /v1/status, and the running configuration stays.
-Settings read only at start (cloud, controller.listen, the TLS files,
-parallel_groups, notify, coordination, notifications) keep their running
-values until a restart; the log and /v1/status (config.restart_needed)
-name each that changed.
+logged and shown in /v1/status, and the running configuration stays. The
+webhook secrets, the TLS certificate and the notify targets (their
+url_file too) are read again. Settings read only at start (cloud,
+controller.listen, controller.metrics_listen, turning TLS on or off,
+parallel_groups, coordination, notifications) keep their running values
+until a restart; the log and /v1/status (config.restart_needed) name each
+that changed.
 SIGTERM or SIGINT stops: the steps in flight finish (up to --stop-grace),
 no new one starts, and the next start resumes from what is on the servers.
 
@@ -73,6 +73,7 @@ replica's groups up at once.`,
 	}
 	cmd.Flags().StringVarP(&f.config, "config", "c", "", "Phoenix configuration file")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "override controller.listen (host:port; port 0 picks one)")
+	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "override controller.metrics_listen (host:port; port 0 picks one)")
 	cmd.Flags().DurationVar(&f.poll, "poll", 2*time.Second, "reconcile interval of a group while it is not converged")
 	cmd.Flags().DurationVar(&f.grace, "stop-grace", 30*time.Second, "how long the steps in flight may take after a stop is asked for")
 	cmd.Flags().DurationVar(&f.createBackoff, "create-backoff", 10*time.Second, "first pause after the cloud refuses a create (a full quota); it doubles up to the group's rollout.create_backoff_max (default 1m), never above it")
@@ -100,8 +101,12 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 	if f.listen != "" {
 		listen = f.listen
 	}
-	var secret atomic.Pointer[[]byte]
-	if err := loadSecret(cfg, &secret, log); err != nil {
+	metricsListen := cfg.Controller.MetricsListen
+	if f.metricsListen != "" {
+		metricsListen = f.metricsListen
+	}
+	keys := &daemonKeys{}
+	if err := keys.load(cfg, log); err != nil {
 		return cli.UsageError(err)
 	}
 
@@ -193,34 +198,20 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 		d.Listen(l)
 	}
 
-	handler := d.Handler(daemon.HandlerOptions{Metrics: reg, Log: log, Secret: func() []byte {
-		if p := secret.Load(); p != nil {
-			return *p
-		}
-		return nil
-	}})
-
-	l, err := net.Listen("tcp", listen)
+	hopts := daemon.HandlerOptions{Metrics: reg, Log: log, Secret: keys.secret, PreviousSecret: keys.previous}
+	if metricsListen != "" {
+		hopts.Metrics = nil // on its own listener
+	}
+	ls, err := startListeners(cfg, listen, metricsListen, d.Handler(hopts), daemon.MetricsHandler(reg), keys)
 	if err != nil {
-		return cli.UsageError(fmt.Errorf("controller.listen %s: %w", listen, err))
+		return err
 	}
-	scheme := "http"
-	if cfg.Controller.TLSCertFile != "" {
-		scheme = "https"
-	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	served := make(chan error, 1)
-	go func() {
-		if scheme == "https" {
-			served <- srv.ServeTLS(l, cfg.Controller.TLSCertFile, cfg.Controller.TLSKeyFile)
-			return
-		}
-		served <- srv.Serve(l)
-	}()
-	log.Info("serving", zap.String("address", l.Addr().String()), zap.String("scheme", scheme))
+	ls.announce(log)
 	if g.Output == "text" {
-		fmt.Fprintf(out, "phoenix daemon: %d groups, serving on %s://%s (config %s)\n", len(cfg.Groups), scheme, l.Addr(), cfg.Path)
+		fmt.Fprintf(out, "phoenix daemon: %d groups, serving on %s://%s (config %s)\n", len(cfg.Groups), ls.scheme, ls.mainL.Addr(), cfg.Path)
+		fmt.Fprintf(out, "phoenix daemon: metrics at %s\n", ls.metricsURL())
 	}
+	started := cfg.Controller
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -235,12 +226,14 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 			case <-hup:
 				next, err := config.Load(cfg.Path)
 				if err == nil {
-					err = loadSecret(next, &secret, log)
+					err = keys.load(next, log)
 				}
 				if err != nil {
 					d.Refused(err)
 					continue
 				}
+				restartOnly(log, &started, &next.Controller)
+				notifier.SetTargets(next.Controller.Notify)
 				d.Reload(next)
 			}
 		}
@@ -249,20 +242,15 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(runCtx) }()
 	select {
-	case err := <-served:
+	case err := <-ls.served:
 		stopRun()
 		<-runErr
+		ls.shutdown()
 		return fmt.Errorf("the HTTP server stopped: %w", err)
 	case err := <-runErr:
-		shutdown(srv)
+		ls.shutdown()
 		return err
 	}
-}
-
-func shutdown(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(ctx)
 }
 
 // defaultReplicaID is the host name and the process id: unique on a
@@ -281,25 +269,5 @@ func checkReplicaID(id string) error {
 	if id == "" || len(id) > 128 || strings.ContainsAny(id, "/ \t\n\"") {
 		return fmt.Errorf("--replica-id %q: expected 1 to 128 characters without slashes, spaces or quotes", id)
 	}
-	return nil
-}
-
-// loadSecret reads the webhook secret named by the configuration into
-// secret; a configuration without one leaves events refused.
-func loadSecret(cfg *config.Config, secret *atomic.Pointer[[]byte], log *zap.Logger) error {
-	path := cfg.Controller.WebhookSecretFile
-	if path == "" {
-		secret.Store(nil)
-		log.Warn("no controller.webhook_secret_file: POST /v1/events refuses every event")
-		return nil
-	}
-	s, warning, err := trigger.ReadSecret(path)
-	if err != nil {
-		return fmt.Errorf("%s: controller.webhook_secret_file: %w", cfg.Path, err)
-	}
-	if warning != "" {
-		log.Warn(warning)
-	}
-	secret.Store(&s)
 	return nil
 }

@@ -130,16 +130,30 @@ func (w *worker) status() GroupStatus {
 // HandlerOptions are what the daemon's HTTP server needs besides the
 // daemon.
 type HandlerOptions struct {
-	// Metrics is what /metrics serves.
+	// Metrics is what /metrics serves; nil serves no /metrics (it has a
+	// listener of its own, MetricsHandler).
 	Metrics prometheus.Gatherer
 	// Secret returns the webhook secret (it may be reloaded); nil or
 	// empty refuses every event.
 	Secret func() []byte
-	Log    *zap.Logger
+	// PreviousSecret returns the secret being rotated out, or nil: events
+	// signed with it are accepted too.
+	PreviousSecret func() []byte
+	Log            *zap.Logger
 }
 
-// Handler serves /healthz, /readyz, /metrics, /v1/status and POST
-// /v1/events (signed events, dispatched to d).
+// MetricsHandler serves /metrics and /healthz alone, for a listener that
+// Prometheus reaches but the image pipeline and the operators' status
+// requests do not.
+func MetricsHandler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Handler serves /healthz, /readyz, /metrics (when o.Metrics is set),
+// /v1/status and POST /v1/events (signed events, dispatched to d).
 func (d *Daemon) Handler(o HandlerOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
@@ -157,6 +171,6 @@ func (d *Daemon) Handler(o HandlerOptions) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(d.Status())
 	})
-	mux.Handle("/v1/events", &trigger.Handler{Secret: o.Secret, Dispatcher: d, Log: o.Log, Refused: d.opts.Metrics.eventRefused})
+	mux.Handle("/v1/events", &trigger.Handler{Secret: o.Secret, Previous: o.PreviousSecret, Dispatcher: d, Log: o.Log, Refused: d.opts.Metrics.eventRefused})
 	return mux
 }
