@@ -101,8 +101,14 @@ type daemonProc struct {
 	cmd  *exec.Cmd
 	url  string
 	done chan error
-	log  string // the file its stderr goes to
+	// log is the file the daemon's stderr (its whole log) goes to.
+	log string
+	// metrics receives where /metrics is served, once.
+	metrics chan string
 }
+
+// metricsLine is what a daemon prints after servingLine.
+var metricsLine = regexp.MustCompile(`metrics at (https?://\S+)`)
 
 func buildPhoenix(t *testing.T) string {
 	t.Helper()
@@ -129,7 +135,7 @@ func startDaemonProc(t *testing.T, bin, cfg, clouds string, extra ...string) *da
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &daemonProc{cmd: cmd, done: make(chan error, 1), log: logFile.Name()}
+	p := &daemonProc{cmd: cmd, done: make(chan error, 1), log: logFile.Name(), metrics: make(chan string, 1)}
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -137,6 +143,12 @@ func startDaemonProc(t *testing.T, bin, cfg, clouds string, extra ...string) *da
 			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case found <- m[1]:
+				default:
+				}
+			}
+			if m := metricsLine.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case p.metrics <- m[1]:
 				default:
 				}
 			}
