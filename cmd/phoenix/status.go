@@ -23,14 +23,14 @@ type statusFlags struct {
 func newStatusCommand(g *cli.Globals) *cobra.Command {
 	f := &statusFlags{}
 	cmd := &cobra.Command{
-		Use:   "status [--url http://127.0.0.1:9090]",
+		Use:   "status [--url http://127.0.0.1:7355]",
 		Short: "Show what a running daemon is doing, group by group",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runStatus(cmd.Context(), cmd.OutOrStdout(), g, f)
 		},
 	}
-	cmd.Flags().StringVar(&f.url, "url", "http://127.0.0.1:9090", "the daemon's address (controller.listen)")
+	cmd.Flags().StringVar(&f.url, "url", "http://127.0.0.1:7355", "the daemon's address (controller.listen)")
 	return cmd
 }
 
