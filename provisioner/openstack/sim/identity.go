@@ -16,6 +16,7 @@ type token struct {
 	scoped          bool
 	methods         []string
 	auditID         string
+	appCred         *ApplicationCredential // the one it was issued for, if any
 }
 
 func (s *Sim) serveIdentity(w http.ResponseWriter, r *http.Request, sub string) {
@@ -65,6 +66,16 @@ type authRequest struct {
 			Token struct {
 				ID string `json:"id"`
 			} `json:"token"`
+			ApplicationCredential struct {
+				ID     string `json:"id"`
+				Name   string `json:"name"`
+				Secret string `json:"secret"`
+				User   struct {
+					ID     string `json:"id"`
+					Name   string `json:"name"`
+					Domain idRef  `json:"domain"`
+				} `json:"user"`
+			} `json:"application_credential"`
 		} `json:"identity"`
 		Scope *struct {
 			Project *struct {
@@ -94,6 +105,7 @@ func (s *Sim) issueToken(w http.ResponseWriter, r *http.Request) {
 	o := s.opts
 	id := req.Auth.Identity
 	var methods []string
+	var appCred *ApplicationCredential
 	for _, m := range id.Methods {
 		switch m {
 		case "password":
@@ -104,6 +116,20 @@ func (s *Sim) issueToken(w http.ResponseWriter, r *http.Request) {
 				unauthorized()
 				return
 			}
+		case "application_credential":
+			// Keystone scopes such a token to the credential's project
+			// itself and refuses a scope asked for beside it.
+			ac, ok := s.applicationCredential(id.ApplicationCredential.ID, id.ApplicationCredential.Name,
+				id.ApplicationCredential.User.ID, id.ApplicationCredential.User.Name, id.ApplicationCredential.User.Domain)
+			if !ok || id.ApplicationCredential.Secret != ac.Secret {
+				unauthorized()
+				return
+			}
+			if req.Auth.Scope != nil {
+				writeJSON(w, http.StatusUnauthorized, keystoneErrorBody(http.StatusUnauthorized, "Application credentials cannot request a scope."))
+				return
+			}
+			appCred = &ac
 		case "token":
 			s.mu.Lock()
 			t, ok := s.tokens[id.Token.ID]
@@ -123,7 +149,7 @@ func (s *Sim) issueToken(w http.ResponseWriter, r *http.Request) {
 		unauthorized()
 		return
 	}
-	scoped := false
+	scoped := appCred != nil
 	if sc := req.Auth.Scope; sc != nil {
 		p := sc.Project
 		if p == nil {
@@ -141,7 +167,7 @@ func (s *Sim) issueToken(w http.ResponseWriter, r *http.Request) {
 	_, _ = rand.Read(b)
 	now := time.Now().UTC()
 	t := &token{issued: now, expires: now.Add(o.TokenTTL), scoped: scoped, methods: methods,
-		auditID: hex.EncodeToString(b[:8])}
+		auditID: hex.EncodeToString(b[:8]), appCred: appCred}
 	tokenID := "gAAAAA" + hex.EncodeToString(b[8:])
 	s.mu.Lock()
 	s.tokens[tokenID] = t
@@ -196,8 +222,57 @@ func (s *Sim) tokenBody(t *token) map[string]any {
 		}
 		body["catalog"] = s.catalog()
 	}
+	if t.appCred != nil {
+		body["application_credential"] = map[string]any{"id": t.appCred.ID, "name": t.appCred.Name, "restricted": true}
+	}
 	return body
 }
+
+// ApplicationCredential is an application credential of the simulator's
+// one user, for its one project.
+type ApplicationCredential struct {
+	ID, Name, Secret string
+}
+
+// AddApplicationCredential creates an application credential named name,
+// as `openstack application credential create NAME` does, and returns it
+// with its secret.
+func (s *Sim) AddApplicationCredential(name string) ApplicationCredential {
+	ac := ApplicationCredential{ID: hexID(), Name: name, Secret: hexID() + hexID()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.appCreds == nil {
+		s.appCreds = map[string]ApplicationCredential{}
+	}
+	s.appCreds[ac.ID] = ac
+	return ac
+}
+
+// applicationCredential finds a credential by ID, or by name and its user
+// (by ID, or by name and domain), as Keystone does.
+func (s *Sim) applicationCredential(id, name, userID, userName string, domain idRef) (ApplicationCredential, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id != "" {
+		ac, ok := s.appCreds[id]
+		return ac, ok
+	}
+	if userID != s.userID && !(userID == "" && userName == s.opts.Username && s.domainMatches(domain)) {
+		return ApplicationCredential{}, false
+	}
+	for _, ac := range s.appCreds {
+		if ac.Name == name && name != "" {
+			return ac, true
+		}
+	}
+	return ApplicationCredential{}, false
+}
+
+// UserID, ProjectID and DomainID are the Keystone IDs of the simulator's
+// one user, project and domain: what an openrc by IDs names.
+func (s *Sim) UserID() string    { return s.userID }
+func (s *Sim) ProjectID() string { return s.projectID }
+func (s *Sim) DomainID() string  { return s.domainID }
 
 // catalog lists every service at public, internal and admin endpoints in
 // the one region, all pointing back at the simulator.

@@ -195,6 +195,7 @@ type Sim struct {
 	lastVolume  time.Time
 	requests    []*Request
 	timers      map[*time.Timer]struct{}
+	appCreds    map[string]ApplicationCredential // by ID
 }
 
 // New starts a simulator: it listens and serves at once, until Close.
