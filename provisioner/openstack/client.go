@@ -1,18 +1,16 @@
 package openstack
 
 import (
+	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+	"net/http"
 	"sync"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/utils"
 	"go.uber.org/zap"
 
@@ -87,19 +85,26 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 		opts.Retry = DefaultRetryPolicy()
 	}
 
-	ao, eo, tlsConfig, source, err := authOptions(opts)
+	creds, err := readCredentials(opts)
 	if err != nil {
 		return nil, err
 	}
-	// clouds.Parse does not carry allow_reauth over; without it a token
-	// that expires mid-rollout ends the rollout with 401s.
+	ao, eo := creds.auth, creds.endpoint
+	// Without re-authentication a token that expires mid-rollout ends the
+	// rollout with 401s.
 	ao.AllowReauth = true
 
 	obs := &observer{hook: opts.OnRequest}
-	hc := newHTTPClient(opts.Retry, tlsConfig, log, obs)
+	hc := newHTTPClient(opts.Retry, creds.tls, log, obs)
 	provider, err := config.NewProviderClient(ctx, ao, config.WithHTTPClient(*hc))
 	if err != nil {
-		return nil, fmt.Errorf("authenticate with %s at %s: %w", source, ao.IdentityEndpoint, redact(err))
+		wrapped := fmt.Errorf("authenticate with %s at %s: %w", creds.source, ao.IdentityEndpoint, redact(err))
+		if refused(err) {
+			// Keystone said no to what was sent: the same request
+			// would get the same answer.
+			return nil, &ConfigError{Err: wrapped}
+		}
+		return nil, wrapped
 	}
 	provider.UserAgent.Prepend("phoenix")
 	if opts.UserAgent != "" {
@@ -108,7 +113,7 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 
 	compute, err := openstack.NewComputeV2(provider, eo)
 	if err != nil {
-		return nil, fmt.Errorf("find the compute (Nova) endpoint in the catalog: %w", err)
+		return nil, notInCatalog("compute (Nova)", eo, err)
 	}
 	c, err := utils.RequireMicroversion(ctx, *compute, ComputeMicroversion)
 	if err != nil {
@@ -119,7 +124,7 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 
 	image, err := openstack.NewImageV2(provider, eo)
 	if err != nil {
-		return nil, fmt.Errorf("find the image (Glance) endpoint in the catalog: %w", err)
+		return nil, notInCatalog("image (Glance)", eo, err)
 	}
 	if opts.LBWait == (LBWait{}) {
 		opts.LBWait = DefaultLBWait()
@@ -198,55 +203,6 @@ func absent(err error) bool {
 	return err == nil || errors.As(err, &nf) || errors.As(err, &nfv)
 }
 
-// authOptions reads credentials the way the OpenStack CLI does: a
-// clouds.yaml entry when a cloud is named (by option or OS_CLOUD), the OS_*
-// variables otherwise. source names where they came from for messages.
-func authOptions(opts Options) (gophercloud.AuthOptions, gophercloud.EndpointOpts, *tls.Config, string, error) {
-	name := opts.Cloud
-	if name == "" {
-		name = os.Getenv("OS_CLOUD")
-	}
-	if name != "" {
-		parse := []clouds.ParseOption{clouds.WithCloudName(name)}
-		if opts.CloudsFile != "" {
-			parse = append(parse, clouds.WithLocations(opts.CloudsFile))
-		}
-		ao, eo, tlsConfig, err := clouds.Parse(parse...)
-		if err != nil {
-			return ao, eo, nil, "", fmt.Errorf("read cloud %q from clouds.yaml: %w", name, err)
-		}
-		return ao, eo, tlsConfig, fmt.Sprintf("cloud %q", name), nil
-	}
-	if os.Getenv("OS_AUTH_URL") == "" {
-		return gophercloud.AuthOptions{}, gophercloud.EndpointOpts{}, nil, "",
-			errors.New("no cloud credentials: set `cloud:` in the config, OS_CLOUD, or the OS_* variables (OS_AUTH_URL, ...)")
-	}
-	ao, err := openstack.AuthOptionsFromEnv()
-	if err != nil {
-		return ao, gophercloud.EndpointOpts{}, nil, "", fmt.Errorf("read OS_* variables: %w", err)
-	}
-	eo := gophercloud.EndpointOpts{Region: os.Getenv("OS_REGION_NAME")}
-	switch os.Getenv("OS_INTERFACE") {
-	case "internal", "internalURL":
-		eo.Availability = gophercloud.AvailabilityInternal
-	case "admin", "adminURL":
-		eo.Availability = gophercloud.AvailabilityAdmin
-	}
-	var tlsConfig *tls.Config
-	if path := os.Getenv("OS_CACERT"); path != "" {
-		pem, err := os.ReadFile(path)
-		if err != nil {
-			return ao, eo, nil, "", fmt.Errorf("read OS_CACERT: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return ao, eo, nil, "", fmt.Errorf("OS_CACERT %s holds no PEM certificate", path)
-		}
-		tlsConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	return ao, eo, tlsConfig, "the OS_* variables", nil
-}
-
 // redact keeps gophercloud's authentication errors from echoing a request
 // body; gophercloud's messages name URLs and status codes, which is what an
 // operator needs, so only unexpected-code errors are reduced to those.
@@ -256,4 +212,22 @@ func redact(err error) error {
 		return fmt.Errorf("HTTP %d from %s %s: %s", code.Actual, code.Method, code.URL, cloudMessage(code.Body))
 	}
 	return err
+}
+
+// refused says whether Keystone answered the token request with 400 or
+// 401: credentials that are wrong, or a request built from incomplete ones.
+func refused(err error) bool {
+	return gophercloud.ResponseCodeIs(err, http.StatusUnauthorized) || gophercloud.ResponseCodeIs(err, http.StatusBadRequest)
+}
+
+// notInCatalog explains a service Phoenix needs that the token's catalog
+// lacks: most often a region or interface that is not the cloud's, or a
+// token scoped to no project. It is a ConfigError then.
+func notInCatalog(service string, eo gophercloud.EndpointOpts, err error) error {
+	err = fmt.Errorf("find the %s endpoint in the catalog: %w", service, err)
+	if !absent(err) {
+		return err
+	}
+	iface := cmp.Or(string(eo.Availability), "public")
+	return &ConfigError{Err: fmt.Errorf("%w (region %q, interface %s): check OS_REGION_NAME or region_name, OS_INTERFACE or interface, and that a project is named (OS_PROJECT_NAME, OS_PROJECT_ID)", err, eo.Region, iface)}
 }

@@ -4,9 +4,12 @@
 // catalog as a provisioner.Absent client.
 //
 // What it keeps:
-//   - Credentials come from clouds.yaml (gophercloud's config/clouds) or the
-//     OS_* variables, exactly as the OpenStack CLI reads them, with
-//     re-authentication on for long rollouts.
+//   - Credentials come from clouds.yaml (gophercloud's config/clouds) and
+//     the OS_* variables, as the OpenStack CLI reads them: password, token
+//     or application credential, variables beside OS_CLOUD winning, with
+//     re-authentication on for long rollouts. What the operator got wrong
+//     (no such cloud, no clouds.yaml, credentials Keystone refuses) is a
+//     ConfigError, so that callers stop instead of retrying.
 //   - retryablehttp sits under gophercloud and retries only what is safe: a
 //     server create is never sent twice unless the cloud provably did
 //     nothing (429, or no connection). An unanswered create reports

@@ -14,6 +14,21 @@ import (
 
 // The error predicates of this package live here, in one place.
 
+// ConfigError is a connection that cannot work as configured: no
+// clouds.yaml, no such cloud in it, credentials missing or refused by
+// Keystone (400, 401), a region without the services Phoenix needs.
+// Trying again changes nothing; the operator has to fix it.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// IsConfigError says whether err (from New) is a ConfigError.
+func IsConfigError(err error) bool {
+	var ce *ConfigError
+	return errors.As(err, &ce)
+}
+
 func isNotFound(err error) bool {
 	return gophercloud.ResponseCodeIs(err, http.StatusNotFound)
 }

@@ -7,3 +7,6 @@ func (c *Cloud) ForgetLists() {
 	c.listed = nil
 	c.listedMu.Unlock()
 }
+
+// IsolateEnv clears the machine's OS_* variables for a test, then sets env.
+var IsolateEnv = isolateEnv
