@@ -118,7 +118,8 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 	}
 	// A cloud that is busy at start (429s, a 503 burst past the client's
 	// retries) is tried again for a while: a daemon restarted into a
-	// cloud incident should come up when the cloud does, not exit.
+	// cloud incident should come up when the cloud does, not exit. What
+	// the operator got wrong (a cloud name, a password) ends it at once.
 	var userAgent string
 	if cfg.Controller.Coordination.Etcd != nil {
 		if err := checkReplicaID(f.replicaID); err != nil {
@@ -134,6 +135,9 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 		}})
 		if err == nil {
 			break
+		}
+		if openstack.IsConfigError(err) {
+			return connectError(err) // a typo or a refused password stays so
 		}
 		if attempt == connectAttempts || ctx.Err() != nil {
 			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("connect to the cloud (%d attempts): %w", attempt, err)}

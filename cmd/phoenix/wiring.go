@@ -62,7 +62,18 @@ func openGroups(ctx context.Context, g *cli.Globals, path string, names []string
 func connect(ctx context.Context, cloud string, log *zap.Logger) (*openstack.Cloud, error) {
 	c, err := openstack.New(ctx, openstack.Options{Cloud: cloud, Logger: log})
 	if err != nil {
-		return nil, &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("connect to the cloud: %w", err)}
+		return nil, connectError(err)
 	}
 	return c, nil
+}
+
+// connectError is exit 2 for a connection refused for what the operator
+// gave (no such cloud, no clouds.yaml, wrong credentials): nothing was
+// done, and trying again would not help. Anything else is exit 1.
+func connectError(err error) error {
+	err = fmt.Errorf("connect to the cloud: %w", err)
+	if openstack.IsConfigError(err) {
+		return cli.UsageError(err)
+	}
+	return cli.NotDone(err)
 }
