@@ -105,7 +105,7 @@ development cloud of examples/devcloud.`,
 }
 
 func runBench(ctx context.Context, out io.Writer, g *cli.Globals, f *benchFlags) error {
-	log, err := cli.NewLogger(g.LogLevel)
+	log, err := g.Logger()
 	if err != nil {
 		return err
 	}

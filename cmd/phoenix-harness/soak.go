@@ -226,7 +226,7 @@ func runSoak(ctx context.Context, out io.Writer, g *cli.Globals, f *soakFlags) e
 	if o.Rollouts < 2 || o.Groups < 1 || o.Servers < 1 {
 		return cli.UsageError(errors.New("soak needs --rollouts ≥ 2, --groups ≥ 1 and --servers ≥ 1"))
 	}
-	log, err := cli.NewLogger(g.LogLevel)
+	log, err := g.Logger()
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ replica's groups up at once.`,
 }
 
 func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlags) error {
-	log, err := cli.NewLogger(g.LogLevel)
+	log, err := g.Logger()
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ func runDemo(ctx context.Context, out io.Writer, g *cli.Globals, f *demoFlags) e
 	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(g.LogLevel)
+	log, err := g.Logger()
 	if err != nil {
 		return err
 	}

@@ -95,7 +95,7 @@ func runEventSend(ctx context.Context, out io.Writer, g *cli.Globals, f *eventSe
 	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(g.LogLevel)
+	log, err := g.Logger()
 	if err != nil {
 		return err
 	}

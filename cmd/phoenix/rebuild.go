@@ -98,7 +98,7 @@ func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFl
 		}
 		cutoff = t
 	}
-	log, err := cli.NewLogger(g.LogLevel)
+	log, err := g.Logger()
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func loadConfig(path string, groups []string, all bool) (*config.Config, []confi
 // openGroups is what plan, resume and rollback share: the logger, the
 // configuration and the groups named (all when none is), and the cloud.
 func openGroups(ctx context.Context, g *cli.Globals, path string, names []string) ([]config.Group, provisioner.Cloud, error) {
-	log, err := cli.NewLogger(g.LogLevel)
+	log, err := g.Logger()
 	if err != nil {
 		return nil, provisioner.Cloud{}, err
 	}

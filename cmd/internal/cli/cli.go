@@ -1,7 +1,8 @@
 // Package cli is what Phoenix's commands share: exit codes that mean
-// something to scripts and CI, the error that carries one through cobra,
-// the log a command writes on stderr, and the check of --output. Both
-// binaries (phoenix and phoenix-harness) use it; neither is importable.
+// something to scripts and CI, the error that carries one
+// through cobra, the log a command writes on stderr (console or JSON, for
+// a log shipper), and the check of --output. Both binaries (phoenix and
+// phoenix-harness) use it; neither is importable.
 package cli
 
 import (
@@ -18,7 +19,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // Exit codes.
@@ -90,30 +90,25 @@ func Run(ctx context.Context, root *cobra.Command, args ...string) (string, int)
 
 // Globals are the flags every command of a binary takes.
 type Globals struct {
-	LogLevel string
-	Output   string
+	LogLevel  string
+	LogFormat LogFormat
+	Output    string
 }
 
 // Register adds the global flags to root.
 func (g *Globals) Register(root *cobra.Command) {
 	root.PersistentFlags().StringVar(&g.LogLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	g.LogFormat = LogConsole
+	root.PersistentFlags().Var(&g.LogFormat, "log-format", "log format on stderr: console (for people) or json (one object a line, for a log shipper)")
 	root.PersistentFlags().StringVarP(&g.Output, "output", "o", "text", "output format: text or json (one JSON object a line)")
 }
 
-// NewLogger is a command's log on stderr at level.
-func NewLogger(level string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, UsageError(fmt.Errorf("--log-level: %w", err))
-	}
-	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.Encoding = "console"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.OutputPaths = []string{"stderr"}
-	cfg.Sampling = nil
-	return cfg.Build()
-}
+// Logger is the command's log on stderr, as --log-level and --log-format
+// ask.
+func (g *Globals) Logger() (*zap.Logger, error) { return NewLoggerFormat(g.LogLevel, g.LogFormat) }
+
+// NewLogger is a command's log on stderr at level, in the console format.
+func NewLogger(level string) (*zap.Logger, error) { return NewLoggerFormat(level, LogConsole) }
 
 // CheckOutput refuses an --output other than text or json.
 func CheckOutput(output string) error {
