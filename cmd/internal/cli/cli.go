@@ -1,5 +1,5 @@
 // Package cli is what Phoenix's commands share: exit codes that mean
-// something to scripts and CI, the error that carries one
+// something to scripts and CI (a signal's too), the error that carries one
 // through cobra, the log a command writes on stderr (console or JSON, for
 // a log shipper), and the check of --output. Both binaries (phoenix and
 // phoenix-harness) use it; neither is importable.
@@ -27,6 +27,10 @@ const (
 	ExitNotDone    = 1 // ran, but did not get there (not converged, a failure found)
 	ExitUsage      = 2 // bad flags or configuration: nothing was done
 	ExitUnexpected = 3
+	// A run stopped by a signal ends as a shell reports one: 128 + the
+	// signal's number.
+	ExitInterrupted = 130 // SIGINT
+	ExitTerminated  = 143 // SIGTERM, when the run did not finish cleanly
 )
 
 // ExitError carries an exit code through cobra.
@@ -63,15 +67,48 @@ func Code(err error) int {
 }
 
 // Main runs root until SIGINT or SIGTERM and exits with the code its
-// error carries, saying why on stderr.
+// error carries, saying why on stderr. A signal decides the code instead:
+// see SignalCode.
 func Main(name string, root *cobra.Command) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if s, ok := <-sigs; ok {
+			cancel(&stopped{s})
+		}
+	}()
 	err := root.ExecuteContext(ctx)
-	stop()
+	signal.Stop(sigs)
 	if err != nil && err.Error() != "" {
 		fmt.Fprintln(os.Stderr, name+":", err)
 	}
-	os.Exit(Code(err))
+	var sig os.Signal
+	var st *stopped
+	if errors.As(context.Cause(ctx), &st) {
+		sig = st.sig
+	}
+	os.Exit(SignalCode(err, sig))
+}
+
+// stopped is the cause of a run's context cancelled by a signal.
+type stopped struct{ sig os.Signal }
+
+func (s *stopped) Error() string { return "stopped by " + s.sig.String() }
+
+// SignalCode is the exit code of a run that ended with err after sig (nil
+// when no signal came). SIGINT is 130 whatever happened after it: a person
+// interrupted the run, and scripts tell that from a failure. SIGTERM is 0
+// when the command stopped cleanly (the daemon's stop: a service manager
+// asked for it) and 143 when it cut a run short (an interrupted rebuild).
+func SignalCode(err error, sig os.Signal) int {
+	switch {
+	case sig == os.Interrupt:
+		return ExitInterrupted
+	case sig == syscall.SIGTERM && err != nil:
+		return ExitTerminated
+	}
+	return Code(err)
 }
 
 // Run executes root with args in this process, as a user would run the

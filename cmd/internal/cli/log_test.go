@@ -4,13 +4,40 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
+
+func TestSignalCode(t *testing.T) {
+	failed := NotDone(errors.New("rollout did not converge"))
+	cases := []struct {
+		name string
+		err  error
+		sig  os.Signal
+		want int
+	}{
+		{"no signal, done", nil, nil, ExitOK},
+		{"no signal, not done", failed, nil, ExitNotDone},
+		{"no signal, bad flag", errors.New("unknown flag"), nil, ExitUsage},
+		{"SIGINT cuts a run short", failed, os.Interrupt, ExitInterrupted},
+		{"SIGINT, even when the command then stopped cleanly", nil, os.Interrupt, ExitInterrupted},
+		{"SIGTERM cuts a run short", failed, syscall.SIGTERM, ExitTerminated},
+		{"SIGTERM, the daemon's clean stop", nil, syscall.SIGTERM, ExitOK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SignalCode(tc.err, tc.sig); got != tc.want {
+				t.Errorf("SignalCode = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
 
 func TestLogFormatFlag(t *testing.T) {
 	var f LogFormat
