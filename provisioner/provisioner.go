@@ -115,24 +115,24 @@ const TaskDeleting = "deleting"
 
 // Server is one server as observed in the cloud.
 type Server struct {
-	ID               string
-	Name             string
-	Status           string
-	TaskState        string
-	ImageID          string
-	AvailabilityZone string
-	Metadata         map[string]string
-	Tags             []string
-	Created          time.Time
+	ID               string            `json:"id"`
+	Name             string            `json:"name"`
+	Status           string            `json:"status"`
+	TaskState        string            `json:"task_state,omitempty"`
+	ImageID          string            `json:"image_id"`
+	AvailabilityZone string            `json:"availability_zone,omitempty"`
+	Metadata         map[string]string `json:"metadata,omitempty"`
+	Tags             []string          `json:"tags,omitempty"`
+	Created          time.Time         `json:"created"`
 	// LaunchedAt is when the server first became ACTIVE (zero before).
-	LaunchedAt time.Time
+	LaunchedAt time.Time `json:"launched_at,omitzero"`
 	// Addresses lists the server's fixed addresses, keyed by network name.
-	Addresses map[string][]string
+	Addresses map[string][]string `json:"addresses,omitempty"`
 	// Fault is Nova's fault message for a server in ERROR.
-	Fault string
+	Fault string `json:"fault,omitempty"`
 	// Volumes lists the IDs of the volumes attached to the server, as the
 	// server list shows them (no request per server).
-	Volumes []string
+	Volumes []string `json:"volumes,omitempty"`
 }
 
 // Gone reports whether the cloud has deleted the server even though a list
@@ -161,17 +161,17 @@ type ServerSpec struct {
 // and tags. Newest picks the most recently created active match when more
 // than one matches; without it, more than one match is an error.
 type ImageSelector struct {
-	ID         string
-	Name       string
-	Properties map[string]string
-	Tags       []string
-	Newest     bool
+	ID         string            `json:"id,omitempty"`
+	Name       string            `json:"name,omitempty"`
+	Properties map[string]string `json:"properties,omitempty"`
+	Tags       []string          `json:"tags,omitempty"`
+	Newest     bool              `json:"newest,omitempty"`
 }
 
 // Image is a Glance image.
 type Image struct {
-	ID      string
-	Name    string
-	Status  string
-	Created time.Time
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Status  string    `json:"status"`
+	Created time.Time `json:"created"`
 }

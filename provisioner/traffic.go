@@ -37,11 +37,12 @@ type LoadBalancer interface {
 
 // Pool is a load balancer pool.
 type Pool struct {
-	ID, Name       string
-	LoadBalancerID string
+	ID             string `json:"id"`
+	Name           string `json:"name"`
+	LoadBalancerID string `json:"load_balancer_id"`
 	// HasMonitor is true when a health monitor checks the pool's members:
 	// only then does a member's operating status say whether it serves.
-	HasMonitor bool
+	HasMonitor bool `json:"has_monitor"`
 }
 
 // Load balancer provisioning and operating statuses (Octavia's words).
@@ -54,17 +55,18 @@ const (
 
 // Member is one member of a pool.
 type Member struct {
-	ID, Name     string
-	Address      string
-	ProtocolPort int
-	Weight       int
-	AdminStateUp bool
+	ID           string `json:"id"`
+	Name         string `json:"name"`
+	Address      string `json:"address"`
+	ProtocolPort int    `json:"protocol_port"`
+	Weight       int    `json:"weight"`
+	AdminStateUp bool   `json:"admin_state_up"`
 	// ProvisioningStatus is ACTIVE once the load balancer has the member
 	// in its configuration; OperatingStatus is ONLINE once its health
 	// monitor sees it healthy (NO_MONITOR without a monitor).
-	ProvisioningStatus string
-	OperatingStatus    string
-	Tags               []string
+	ProvisioningStatus string   `json:"provisioning_status"`
+	OperatingStatus    string   `json:"operating_status"`
+	Tags               []string `json:"tags,omitempty"`
 }
 
 // Serving reports whether the load balancer sends new requests to the
@@ -118,19 +120,19 @@ type FloatingIPs interface {
 
 // FloatingIP is a Neutron floating IP.
 type FloatingIP struct {
-	ID      string
-	Address string
+	ID      string `json:"id"`
+	Address string `json:"address"`
 	// PortID is the port it points at ("" when unassociated), and FixedIP
 	// that port's address.
-	PortID  string
-	FixedIP string
+	PortID  string `json:"port_id,omitempty"`
+	FixedIP string `json:"fixed_ip,omitempty"`
 }
 
 // Port is a Neutron port of a server.
 type Port struct {
-	ID        string
-	NetworkID string
-	FixedIPs  []string
+	ID        string   `json:"id"`
+	NetworkID string   `json:"network_id"`
+	FixedIPs  []string `json:"fixed_ips"`
 }
 
 // Snapshots is the part of a cloud that keeps a server's disk before the

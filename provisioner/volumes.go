@@ -95,23 +95,25 @@ const (
 
 // Volume is one block-storage volume as observed in the cloud.
 type Volume struct {
-	ID, Name, Status string
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Status string `json:"status"`
 	// Size is in GiB.
-	Size     int
-	Bootable bool
-	Metadata map[string]string
+	Size     int               `json:"size_gib"`
+	Bootable bool              `json:"bootable"`
+	Metadata map[string]string `json:"metadata,omitempty"`
 	// Attachments lists the servers the volume is attached to: at most
 	// one for the volumes Phoenix handles (no multi-attach).
-	Attachments []VolumeAttachment
-	Created     time.Time
+	Attachments []VolumeAttachment `json:"attachments,omitempty"`
+	Created     time.Time          `json:"created"`
 }
 
 // VolumeAttachment is a volume's attachment to one server.
 type VolumeAttachment struct {
-	ServerID string
+	ServerID string `json:"server_id"`
 	// Device is the device name the compute service chose, such as
 	// /dev/vdb; a hint only: the guest may name it otherwise.
-	Device string
+	Device string `json:"device,omitempty"`
 }
 
 // AttachedTo reports whether the volume is attached to the server.
@@ -126,9 +128,12 @@ func (v Volume) AttachedTo(serverID string) bool {
 
 // VolumeSnapshot is a block-storage snapshot of one volume.
 type VolumeSnapshot struct {
-	ID, Name, VolumeID, Status string
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	VolumeID string `json:"volume_id"`
+	Status   string `json:"status"`
 	// Size is in GiB, the size of the volume when it was taken.
-	Size     int
-	Metadata map[string]string
-	Created  time.Time
+	Size     int               `json:"size_gib"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Created  time.Time         `json:"created"`
 }
