@@ -61,6 +61,10 @@ func runStatus(ctx context.Context, out io.Writer, g *cli.Globals, f *statusFlag
 	if err := json.Unmarshal(body, &st); err != nil {
 		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("the daemon's status: %w", err)}
 	}
+	if st.APIVersion != daemon.StatusAPIVersion {
+		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("the daemon at %s answers status api_version %q; this phoenix reads %q: run the same version as the daemon (-o json prints what it answers)",
+			f.url, st.APIVersion, daemon.StatusAPIVersion)}
+	}
 	printStatus(out, st)
 	return nil
 }

@@ -18,7 +18,7 @@ import (
 func TestStatusShowsAQuotaWait(t *testing.T) {
 	const nova = "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"
 	var st daemon.Status
-	st.Config.Path, st.Config.LoadedAt, st.Ready = "/etc/phoenix/phoenix.yaml", time.Now(), "ok"
+	st.APIVersion, st.Config.Path, st.Config.LoadedAt, st.Ready = daemon.StatusAPIVersion, "/etc/phoenix/phoenix.yaml", time.Now(), "ok"
 	st.Groups = []daemon.GroupStatus{
 		{Group: "web", InProgress: true, Progress: "0/10 current and serving", Status: plan.Status{Desired: 10, Old: 10, Waiting: "quota — " + nova}},
 		{Group: "api", InProgress: true, Progress: "1/2 current and serving", Status: plan.Status{Desired: 2, Old: 1, Current: 1}},
@@ -56,7 +56,7 @@ func TestStatusShowsAQuotaWait(t *testing.T) {
 // servers left as they are.
 func TestStatusShowsSteering(t *testing.T) {
 	var st daemon.Status
-	st.Config.Path, st.Config.LoadedAt, st.Ready = "/etc/phoenix/phoenix.yaml", time.Now(), "ok"
+	st.APIVersion, st.Config.Path, st.Config.LoadedAt, st.Ready = daemon.StatusAPIVersion, "/etc/phoenix/phoenix.yaml", time.Now(), "ok"
 	held := "held: by alice@ops at 2026-12-06T10:00:00Z: release freeze"
 	st.Groups = []daemon.GroupStatus{
 		{Group: "web", InProgress: true, Progress: "4/4 current and serving", Status: plan.Status{Desired: 4, Current: 0, Deferred: 4, Steering: held}},
@@ -76,6 +76,20 @@ func TestStatusShowsSteering(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// A daemon of another status shape is named, not misread.
+func TestStatusRefusesAnotherAPIVersion(t *testing.T) {
+	for _, version := range []string{"", "v2"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_ = json.NewEncoder(w).Encode(map[string]any{"api_version": version, "groups": []any{}})
+		}))
+		out, code := run(t, "status", "--url", srv.URL)
+		srv.Close()
+		if code != cli.ExitNotDone || !strings.Contains(out, `this phoenix reads "v1"`) {
+			t.Errorf("api_version %q: exit %d, want %d naming the versions:\n%s", version, code, cli.ExitNotDone, out)
 		}
 	}
 }

@@ -49,9 +49,15 @@ type GroupStatus struct {
 	Owner string `json:"owner,omitempty"`
 }
 
-// Status is the whole of /v1/status.
+// StatusAPIVersion names the shape of /v1/status: a tool reading it
+// checks this before trusting the rest.
+const StatusAPIVersion = "v1"
+
+// Status is the whole of /v1/status. Every key is snake_case; the keys
+// of Notifications.Handled are the cloud's event types.
 type Status struct {
-	Config struct {
+	APIVersion string `json:"api_version"`
+	Config     struct {
 		Path     string    `json:"path"`
 		LoadedAt time.Time `json:"loaded_at"`
 		// Refused says why the last reload was refused; the configuration
@@ -72,7 +78,7 @@ type Status struct {
 
 // Status reports every group.
 func (d *Daemon) Status() Status {
-	var out Status
+	out := Status{APIVersion: StatusAPIVersion}
 	d.mu.Lock()
 	out.Config.Path, out.Config.LoadedAt = d.cfg.Path, d.loadedAt
 	if d.reloadErr != nil {
