@@ -173,7 +173,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 	notifier := daemon.NewNotifier(cfg.Controller.Notify, log)
 	defer notifier.Close()
 	metrics.WatchNotices(notifier)
-	progress := newProgress(out, g.Output, cfg.Groups)
+	progress := newEventStream(out, g.Output, cfg.Groups)
 	dopts := daemon.Options{
 		Log:          log,
 		Sink:         controller.EventFunc(func(e controller.Event) { progress.Emit(e); notifier.Emit(e) }),

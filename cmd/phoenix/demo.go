@@ -45,7 +45,7 @@ and rebuilds every server with live progress — the same code path, over real
 HTTP through gophercloud, that Phoenix uses against a real cloud.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), g, f)
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), g, f)
 		},
 	}
 	cmd.Flags().Int64Var(&f.seed, "seed", 1, "seed of the simulator's boot times")
@@ -55,7 +55,16 @@ HTTP through gophercloud, that Phoenix uses against a real cloud.`,
 
 const demoCloud = "phoenix-sim"
 
-func runDemo(ctx context.Context, out io.Writer, g *cli.Globals, f *demoFlags) error {
+// demoDoc is the demo's -o json document: the rebuild's, and what the
+// users saw through the load balancer.
+type demoDoc struct {
+	rebuildDoc
+	Replaced       int `json:"replaced"`
+	RequestsSent   int `json:"requests_sent"`
+	RequestsFailed int `json:"requests_failed"`
+}
+
+func runDemo(ctx context.Context, out, errOut io.Writer, g *cli.Globals, f *demoFlags) error {
 	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
@@ -64,12 +73,12 @@ func runDemo(ctx context.Context, out io.Writer, g *cli.Globals, f *demoFlags) e
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	text := g.Output == "text"
-	say := func(format string, args ...any) {
-		if text {
-			fmt.Fprintf(out, format, args...)
-		}
+	// Under -o json the story goes to stderr; stdout gets the document.
+	human := out
+	if g.Output == "json" {
+		human = errOut
 	}
+	say := func(format string, args ...any) { fmt.Fprintf(human, format, args...) }
 
 	s, err := sim.New(sim.Options{
 		Seed:        f.seed,
@@ -136,7 +145,7 @@ func runDemo(ctx context.Context, out io.Writer, g *cli.Globals, f *demoFlags) e
 	users := startUsers(lb.URL, 4)
 	started := time.Now()
 	opts := controller.Options{RolloutID: uuid.NewString(), PollInterval: 200 * time.Millisecond}
-	results := rebuild(ctx, out, g.Output, cloud.Services(), cfg.Groups, log, opts, 0)
+	results, doc := rebuild(ctx, out, errOut, g.Output, cloud.Services(), cfg.Groups, log, opts, 0)
 	converged := time.Now()
 	users.waitMore(40)
 	answers := users.stop()
@@ -151,6 +160,11 @@ func runDemo(ctx context.Context, out io.Writer, g *cli.Globals, f *demoFlags) e
 	say("\n%s", capacityReport(cfg.Groups, extremes))
 	web := cfg.Groups[0]
 	say("\n%s", trafficReport(answers, converged, serverSet(s), pool, web.Count-web.Rollout.MaxUnavailable.Resolve(web.Count, false)))
+	if g.Output == "json" {
+		if err := printJSON(out, demoDoc{rebuildDoc: doc, Replaced: countPairs(results), RequestsSent: len(answers), RequestsFailed: answers.failed()}); err != nil {
+			return err
+		}
+	}
 	if failed := answers.failed(); failed > 0 {
 		return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("%d requests through %s failed during the rebuild", failed, demoLB)}
 	}

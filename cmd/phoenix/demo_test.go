@@ -58,7 +58,7 @@ func TestDemoWithItsAppPortHeld(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	err := runDemo(ctx, &out, &cli.Globals{LogLevel: "warn", Output: "text"}, &demoFlags{seed: 1, timeout: 2 * time.Minute, appPort: held})
+	err := runDemo(ctx, &out, &out, &cli.Globals{LogLevel: "warn", Output: "text"}, &demoFlags{seed: 1, timeout: 2 * time.Minute, appPort: held})
 	if err != nil {
 		t.Fatalf("demo with port %d held: %v\n%s", held, err, out.String())
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"slices"
@@ -51,10 +50,7 @@ func TestEndToEndProtectedOnDevcloud(t *testing.T) {
 
 	waitNextSecond() // Glance's created_at has second precision
 	imageB := publishImage(t, ctx, glance, imageName)
-	var before groupPlan
-	if err := json.Unmarshal([]byte(phoenix("plan", "--config", cfg, "--output", "json")), &before); err != nil {
-		t.Fatal(err)
-	}
+	before := onlyGroupPlan(t, phoenix("plan", "--config", cfg, "--output", "json"))
 	if before.Protected != 1 || before.Replace != 2 || before.Image.ID != imageB {
 		t.Errorf("plan: %d protected, %d to replace towards %s; want 1 protected, 2 towards image B %s", before.Protected, before.Replace, before.Image.ID, imageB)
 	}
@@ -90,10 +86,7 @@ func TestEndToEndProtectedOnDevcloud(t *testing.T) {
 	}
 	assertGroup(t, moved, 2, imageB, group)
 
-	var done groupPlan
-	if err := json.Unmarshal([]byte(phoenix("plan", "--config", cfg, "--output", "json")), &done); err != nil {
-		t.Fatal(err)
-	}
+	done := onlyGroupPlan(t, phoenix("plan", "--config", cfg, "--output", "json"))
 	if done.Protected != 1 || done.Replace != 0 || done.Create != 0 {
 		t.Errorf("plan after the rebuild: %d protected, %d to replace, %d to create; want 1, 0, 0", done.Protected, done.Replace, done.Create)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -48,10 +47,7 @@ func TestEndToEndStoppedServerOnDevcloud(t *testing.T) {
 		time.Sleep(time.Second) // polling Nova, as an operator would
 	}
 
-	var plan groupPlan
-	if err := json.Unmarshal([]byte(phoenix("plan", "--config", cfg, "--output", "json")), &plan); err != nil {
-		t.Fatal(err)
-	}
+	plan := onlyGroupPlan(t, phoenix("plan", "--config", cfg, "--output", "json"))
 	for _, s := range plan.Servers {
 		if s.ID == victim.ID && (s.Action != "replace" || !strings.Contains(s.Reason, "SHUTOFF")) {
 			t.Errorf("plan for the stopped server: %s (%s), want replace because it is stopped", s.Action, s.Reason)

@@ -127,47 +127,57 @@ func TestPlanListsDriftAndChangesNothing(t *testing.T) {
 	}
 
 	jsonOut, code := run(t, "plan", "--config", cfg, "--output", "json")
-	var gp groupPlan
-	if code != cli.ExitOK || json.Unmarshal([]byte(strings.TrimSpace(jsonOut)), &gp) != nil || gp.Replace != 10 || len(gp.Servers) != 10 {
-		t.Fatalf("plan --output json: exit %d, %+v\n%s", code, gp, jsonOut)
+	if code != cli.ExitOK {
+		t.Fatalf("plan --output json: exit %d\n%s", code, jsonOut)
+	}
+	if gp := onlyGroupPlan(t, jsonOut); gp.Replace != 10 || len(gp.Servers) != 10 {
+		t.Fatalf("plan --output json: %+v\n%s", gp, jsonOut)
 	}
 }
 
-func TestRebuildJSONLines(t *testing.T) {
+// onlyGroupPlan is the one group of plan -o json's document.
+func onlyGroupPlan(t *testing.T, out string) groupPlan {
+	t.Helper()
+	var doc planDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Groups) != 1 {
+		t.Fatalf("plan -o json: %v, %d groups, want one\n%s", err, len(doc.Groups), out)
+	}
+	return doc.Groups[0]
+}
+
+// rebuild -o json prints one document at the end, the progress for
+// people on stderr.
+func TestRebuildJSONDocument(t *testing.T) {
 	env, cfg := fleet(t)
 	env.Sim.AddImage(sim.Image{Name: "gold"})
-	out, code := run(t, "rebuild", "--config", cfg, "--all", "--output", "json", "--poll", "50ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	stdout, stderr, code := cli.RunSplit(ctx, newRootCommand(), "rebuild", "--config", cfg, "--all", "--output", "json", "--poll", "50ms")
 	if code != cli.ExitOK {
-		t.Fatalf("exit %d\n%s", code, out)
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	var first, last map[string]any
-	rollouts := map[string]bool{}
+	var doc rebuildDoc
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	if err := dec.Decode(&doc); err != nil || dec.More() {
+		t.Fatalf("stdout is not one JSON document (%v):\n%s", err, stdout)
+	}
+	if doc.Rollout == "" || !doc.Converged || len(doc.Results) != 1 || !doc.Results[0].Converged || len(doc.Results[0].Replacements) != 10 {
+		t.Errorf("document: rollout %q, converged %v, results %+v", doc.Rollout, doc.Converged, doc.Results)
+	}
 	deletes := 0
-	for i, l := range lines {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("line %d is not JSON: %q", i+1, l)
+	for _, e := range doc.Events {
+		if e.Rollout != doc.Rollout {
+			t.Errorf("event %s carries rollout %q, want %q", e.Type, e.Rollout, doc.Rollout)
 		}
-		if i == 0 {
-			first = m
-		}
-		last = m
-		if r, ok := m["rollout"].(string); ok {
-			rollouts[r] = true
-		}
-		if m["type"] == controller.EventDelete {
+		if e.Type == controller.EventDelete {
 			deletes++
 		}
 	}
-	if first["type"] != "start" || last["type"] != "result" || last["converged"] != true {
-		t.Errorf("first %v, last %v: want start … result converged", first, last)
-	}
-	if len(rollouts) != 1 {
-		t.Errorf("events carry %d rollout ids, want one: %v", len(rollouts), rollouts)
-	}
 	if deletes != 10 {
 		t.Errorf("%d delete events, want 10", deletes)
+	}
+	if !strings.Contains(stderr, "rollout "+doc.Rollout+": groups web") || !strings.Contains(stderr, "converged") {
+		t.Errorf("stderr lacks the progress for people:\n%s", stderr)
 	}
 }
 

@@ -32,7 +32,12 @@ func newPlanCommand(g *cli.Globals) *cobra.Command {
 		Use:   "plan --config FILE [--group NAME ...]",
 		Short: "Show which servers would be replaced and why, changing nothing",
 		Long: `plan reads the groups' servers and desired images and prints every server
-that a rebuild would replace, with the reason. It only reads from the cloud.`,
+that a rebuild would replace, with the reason. It only reads from the cloud.
+
+With -o json it prints one JSON document: {"changes_pending": ..., "groups": [...]}.
+
+Exit status: 0 done; 1 the cloud could not be read; 2 bad flags or
+configuration.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPlan(cmd.Context(), cmd.OutOrStdout(), g, f)
@@ -43,6 +48,14 @@ that a rebuild would replace, with the reason. It only reads from the cloud.`,
 	cmd.Flags().BoolVar(&f.rollback, "rollback", false, "show what phoenix rollback would do")
 	cmd.Flags().StringVar(&f.to, "to", "", "with --rollback: the image to go back to, by name or ID")
 	return cmd
+}
+
+// planDoc is plan's -o json document.
+type planDoc struct {
+	// ChangesPending is true when a rebuild would replace or create
+	// servers now.
+	ChangesPending bool        `json:"changes_pending"`
+	Groups         []groupPlan `json:"groups"`
 }
 
 type groupPlan struct {
@@ -105,21 +118,24 @@ func runPlan(ctx context.Context, out io.Writer, g *cli.Globals, f *planFlags) e
 	if err != nil {
 		return &cli.ExitError{Code: cli.ExitNotDone, Err: err}
 	}
-	if g.Output == "json" {
-		p := &progress{out: out}
-		for _, gp := range plans {
-			p.writeJSON(gp)
-		}
-		return nil
+	doc := planDoc{Groups: plans}
+	for _, gp := range plans {
+		doc.ChangesPending = doc.ChangesPending || gp.Replace > 0 || gp.Create > 0
 	}
-	printPlans(out, plans)
+	if g.Output == "json" {
+		if err := printJSON(out, doc); err != nil {
+			return err
+		}
+	} else {
+		printPlans(out, plans)
+	}
 	return nil
 }
 
 // previewGroups previews a reconcile of each group, or, when rollback is
 // set, a reconcile after `phoenix rollback --to *rollback`.
 func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config.Group, rollback *string) ([]groupPlan, error) {
-	var plans []groupPlan
+	plans := []groupPlan{}
 	for _, gr := range groups {
 		var (
 			img  provisioner.Image

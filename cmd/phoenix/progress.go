@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,36 +11,89 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 )
 
-// progress renders rollout events as they happen: aligned lines for
-// people, or one JSON object a line for tools.
+// progress renders rollout events as they happen, in aligned lines for
+// people. Under -o json those lines go to stderr, and the run becomes one
+// JSON document for tools, printed once the run ends: a tool reading
+// stdout gets exactly one document to parse.
 type progress struct {
-	mu      sync.Mutex
-	out     io.Writer
-	json    bool
+	mu   sync.Mutex
+	out  io.Writer // the lines for people
+	json bool
+	// stream writes each event as one JSON line on out as it happens,
+	// for the daemon, which never ends to print a document.
+	stream  bool
+	doc     rebuildDoc
 	width   int
 	started time.Time
 }
 
-func newProgress(out io.Writer, output string, groups []config.Group) *progress {
+// rebuildDoc is a rebuild's (and the demo's) -o json document.
+type rebuildDoc struct {
+	Rollout   string             `json:"rollout"`
+	Groups    []string           `json:"groups"`
+	Forced    *forcedDoc         `json:"forced,omitempty"`
+	Converged bool               `json:"converged"`
+	Results   []groupResultDoc   `json:"results"`
+	Events    []controller.Event `json:"events"`
+}
+
+// forcedDoc is a forced rebuild: what --before resumes it with, and why.
+type forcedDoc struct {
+	Before time.Time `json:"before"`
+	Reason string    `json:"reason"`
+}
+
+type groupResultDoc struct {
+	Group        string      `json:"group"`
+	Converged    bool        `json:"converged"`
+	Status       plan.Status `json:"status"`
+	Created      int         `json:"created"`
+	Deleted      int         `json:"deleted"`
+	Replacements []pairDoc   `json:"replacements"`
+	Error        string      `json:"error,omitempty"`
+}
+
+type pairDoc struct {
+	Old      string `json:"old"`
+	OldImage string `json:"old_image"`
+	// New is empty for a server removed without a replacement.
+	New               string  `json:"new,omitempty"`
+	NewImage          string  `json:"new_image,omitempty"`
+	NewReadyInSeconds float64 `json:"new_ready_in_seconds,omitempty"`
+	AtSeconds         float64 `json:"at_seconds"`
+}
+
+// newProgress writes its lines on stdout, or on stderr under -o json.
+func newProgress(stdout, stderr io.Writer, output string, groups []config.Group) *progress {
 	w := 5
 	for _, g := range groups {
 		w = max(w, len(g.Name))
 	}
-	return &progress{out: out, json: output == "json", width: w, started: time.Now()}
+	p := &progress{out: stdout, width: w, started: time.Now()}
+	if output == "json" {
+		p.out, p.json = stderr, true
+	}
+	return p
+}
+
+// newEventStream is the daemon's: lines for people, or under -o json one
+// JSON event a line, both on out.
+func newEventStream(out io.Writer, output string, groups []config.Group) *progress {
+	p := newProgress(out, out, output, groups)
+	p.stream = p.json
+	return p
 }
 
 func (p *progress) start(rollout string, groups []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.json {
-		p.writeJSON(map[string]any{"time": time.Now(), "type": "start", "rollout": rollout, "groups": groups})
-		return
-	}
+	p.doc.Rollout, p.doc.Groups, p.doc.Events = rollout, groups, []controller.Event{}
 	fmt.Fprintf(p.out, "rollout %s: groups %s\n", rollout, strings.Join(groups, ", "))
 }
 
@@ -47,9 +101,16 @@ func (p *progress) start(rollout string, groups []string) {
 func (p *progress) Emit(e controller.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.json {
-		p.writeJSON(e)
+	switch {
+	case p.stream:
+		b, err := json.Marshal(e)
+		if err != nil {
+			b = fmt.Appendf(nil, `{"type":"error","message":%q}`, err.Error())
+		}
+		_, _ = p.out.Write(append(b, '\n'))
 		return
+	case p.json:
+		p.doc.Events = append(p.doc.Events, e)
 	}
 	var what string
 	switch e.Type {
@@ -138,20 +199,21 @@ func describeStatus(s *plan.Status) string {
 	return strings.Join(parts, " · ")
 }
 
-// finish prints how each group ended and the old → new table.
+// finish prints how each group ended and the old → new table, and
+// completes the document.
 func (p *progress) finish(results []controller.GroupResult) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.json {
-		for _, r := range results {
-			res := map[string]any{"time": time.Now(), "type": "result", "group": r.Group, "converged": r.Converged,
-				"status": r.Status, "created": r.Created, "deleted": r.Deleted, "replacements": pairsJSON(r.Pairs)}
-			if r.Err != nil {
-				res["error"] = r.Err.Error()
-			}
-			p.writeJSON(res)
+	p.doc.Converged = true
+	p.doc.Results = make([]groupResultDoc, 0, len(results))
+	for _, r := range results {
+		res := groupResultDoc{Group: r.Group, Converged: r.Converged, Status: r.Status, Created: r.Created, Deleted: r.Deleted,
+			Replacements: pairsDoc(r.Pairs)}
+		if r.Err != nil {
+			res.Error = r.Err.Error()
 		}
-		return
+		p.doc.Converged = p.doc.Converged && r.Converged
+		p.doc.Results = append(p.doc.Results, res)
 	}
 	fmt.Fprintln(p.out)
 	tw := tabwriter.NewWriter(p.out, 0, 4, 2, ' ', 0)
@@ -183,21 +245,40 @@ func (p *progress) finish(results []controller.GroupResult) {
 	}
 }
 
-func pairsJSON(pairs []controller.Pair) []map[string]any {
-	out := make([]map[string]any, 0, len(pairs))
+func pairsDoc(pairs []controller.Pair) []pairDoc {
+	out := make([]pairDoc, 0, len(pairs))
 	for _, p := range pairs {
-		out = append(out, map[string]any{"old": p.Old, "old_image": p.OldImage, "new": p.New, "new_image": p.NewImage,
-			"new_ready_in_seconds": p.NewReadyIn.Seconds(), "at_seconds": p.At.Seconds()})
+		out = append(out, pairDoc{Old: p.Old, OldImage: p.OldImage, New: p.New, NewImage: p.NewImage,
+			NewReadyInSeconds: p.NewReadyIn.Seconds(), AtSeconds: p.At.Seconds()})
 	}
 	return out
 }
 
-func (p *progress) writeJSON(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		b = []byte(fmt.Sprintf(`{"type":"error","message":%q}`, err.Error()))
+// document is the run as -o json prints it.
+func (p *progress) document() rebuildDoc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.doc
+}
+
+// printJSON prints v as the one JSON document of a command's stdout.
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return &cli.ExitError{Code: cli.ExitUnexpected, Err: fmt.Errorf("print the JSON output: %w", err)}
 	}
-	_, _ = p.out.Write(append(b, '\n'))
+	return nil
+}
+
+// jsonOutput has doc printed as the command's output under -o json, when
+// the command returns (what was done before an error too), and the lines
+// for people dropped. It returns where those lines go.
+func jsonOutput(g *cli.Globals, out io.Writer, doc any, err *error) (io.Writer, func()) {
+	if g.Output != "json" {
+		return out, func() {}
+	}
+	return io.Discard, func() { *err = cmp.Or(*err, printJSON(out, doc)) }
 }
 
 var uuidPattern = regexp.MustCompile(`\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)

@@ -48,12 +48,17 @@ health gate, traffic and snapshot discipline), and nothing else. A held
 group, a firing blocker or a closed maintenance window defers a
 replacement; --urgent (with --force or --server) does not wait for them.
 
+With -o json the progress lines go to stderr, and stdout gets one JSON
+document once the run ends: the rollout id, each group's result and
+replacements, and every event.
+
 Exit status: 0 converged; 1 could not converge or deferred (the reason is printed; old
-servers keep serving); 2 bad flags or configuration (nothing was done).
+servers keep serving); 2 bad flags or configuration (nothing was done);
+130 interrupted (SIGINT), 143 stopped by SIGTERM.
 Stopping it at any moment is safe: running it again resumes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runRebuild(cmd.Context(), cmd.OutOrStdout(), g, f)
+			return runRebuild(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), g, f)
 		},
 	}
 	cmd.Flags().StringVarP(&f.config, "config", "c", "", "Phoenix configuration file")
@@ -69,7 +74,7 @@ Stopping it at any moment is safe: running it again resumes.`,
 	return cmd
 }
 
-func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFlags) error {
+func runRebuild(ctx context.Context, out, errOut io.Writer, g *cli.Globals, f *rebuildFlags) error {
 	if err := cli.CheckOutput(g.Output); err != nil {
 		return err
 	}
@@ -121,11 +126,15 @@ func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFl
 		opts.Forces = []plan.Force{{Before: cutoff, Servers: f.servers, Reason: reason, Urgent: f.urgent}}
 		opts.Only = f.servers
 	}
+	human := out
+	if g.Output == "json" {
+		human = errOut
+	}
 	if f.force {
 		opts.RebuildBefore = cutoff
 		opts.RebuildReason = f.reason
 		opts.RebuildUrgent = f.urgent
-		fmt.Fprintf(out, "forced rebuild of every server created before %s (%s); to resume it after an interruption, add --before %s\n",
+		fmt.Fprintf(human, "forced rebuild of every server created before %s (%s); to resume it after an interruption, add --before %s\n",
 			cutoff.UTC().Format(time.RFC3339), f.reason, cutoff.UTC().Format(time.RFC3339))
 	}
 	stop, err := wakeOnNotifications(ctx, cfg, &opts, log)
@@ -133,7 +142,15 @@ func runRebuild(ctx context.Context, out io.Writer, g *cli.Globals, f *rebuildFl
 		return err
 	}
 	defer stop()
-	results := rebuild(ctx, out, g.Output, cloud.Services(), groups, log, opts, f.timeout)
+	results, doc := rebuild(ctx, out, errOut, g.Output, cloud.Services(), groups, log, opts, f.timeout)
+	if g.Output == "json" {
+		if f.force {
+			doc.Forced = &forcedDoc{Before: cutoff.UTC(), Reason: f.reason}
+		}
+		if err := printJSON(out, doc); err != nil {
+			return err
+		}
+	}
 	return exitFor(results, opts.RolloutID, f.timeout)
 }
 
@@ -157,11 +174,12 @@ func namedServers(ctx context.Context, cloud provisioner.Cloud, all []config.Gro
 	return out, nil
 }
 
-// rebuild runs the rollout with live progress on out and prints the
-// outcome; the demo shares it.
-func rebuild(ctx context.Context, out io.Writer, output string, cloud provisioner.Cloud, groups []config.Group,
-	log *zap.Logger, opts controller.Options, timeout time.Duration) []controller.GroupResult {
-	p := newProgress(out, output, groups)
+// rebuild runs the rollout with live progress for people (on out, or on
+// errOut under -o json), prints the outcome, and returns it with the
+// document -o json prints; the demo shares it.
+func rebuild(ctx context.Context, out, errOut io.Writer, output string, cloud provisioner.Cloud, groups []config.Group,
+	log *zap.Logger, opts controller.Options, timeout time.Duration) ([]controller.GroupResult, rebuildDoc) {
+	p := newProgress(out, errOut, output, groups)
 	names := make([]string, len(groups))
 	for i, gr := range groups {
 		names[i] = gr.Name
@@ -176,7 +194,7 @@ func rebuild(ctx context.Context, out io.Writer, output string, cloud provisione
 	}
 	results := controller.Rebuild(ctx, cloud, groups, p, log, opts)
 	p.finish(results)
-	return results
+	return results, p.document()
 }
 
 func exitFor(results []controller.GroupResult, rollout string, timeout time.Duration) error {

@@ -38,7 +38,26 @@ again.`,
 	return cmd
 }
 
-func runResume(ctx context.Context, out io.Writer, g *cli.Globals, f *resumeFlags) error {
+// resumeDoc is resume's -o json document: what was lifted, group by
+// group, on how many servers.
+type resumeDoc struct {
+	Groups []resumedGroup `json:"groups"`
+}
+
+type resumedGroup struct {
+	Group string `json:"group"`
+	// Result is halt_lifted, rollback_lifted, canary_promoted or
+	// nothing_to_resume.
+	Result          string `json:"result"`
+	HaltsLifted     int    `json:"halts_lifted"`
+	RollbacksLifted int    `json:"rollbacks_lifted"`
+	Promoted        int    `json:"promoted"`
+}
+
+func runResume(ctx context.Context, out io.Writer, g *cli.Globals, f *resumeFlags) (err error) {
+	if err := cli.CheckOutput(g.Output); err != nil {
+		return err
+	}
 	if len(f.groups) == 0 {
 		return cli.UsageError(fmt.Errorf("--group is required: name the group whose halt to lift"))
 	}
@@ -46,21 +65,30 @@ func runResume(ctx context.Context, out io.Writer, g *cli.Globals, f *resumeFlag
 	if err != nil {
 		return err
 	}
+	doc := resumeDoc{Groups: []resumedGroup{}}
+	out, done := jsonOutput(g, out, &doc, &err)
+	defer done()
 	for _, gr := range groups {
 		res, err := controller.Resume(ctx, cloud, gr)
 		if err != nil {
 			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("group %s: %w", gr.Name, err)}
 		}
+		rg := resumedGroup{Group: gr.Name, HaltsLifted: res.Halts, RollbacksLifted: res.Rejections, Promoted: res.Promoted}
 		switch {
 		case res.Halts > 0:
+			rg.Result = "halt_lifted"
 			fmt.Fprintf(out, "group %s: halt lifted (on %d servers); the next reconcile tries again\n", gr.Name, res.Halts)
 		case res.Rejections > 0:
+			rg.Result = "rollback_lifted"
 			fmt.Fprintf(out, "group %s: rollback lifted (on %d servers); the next reconcile tries the rejected image again\n", gr.Name, res.Rejections)
 		case res.Promoted > 0:
+			rg.Result = "canary_promoted"
 			fmt.Fprintf(out, "group %s: canary promoted; the rest of the rollout goes on\n", gr.Name)
 		default:
+			rg.Result = "nothing_to_resume"
 			fmt.Fprintf(out, "group %s: nothing to resume (not halted, no canary waiting)\n", gr.Name)
 		}
+		doc.Groups = append(doc.Groups, rg)
 	}
 	return nil
 }

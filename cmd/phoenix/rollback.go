@@ -9,6 +9,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
 type rollbackFlags struct {
@@ -42,7 +43,23 @@ phoenix plan --rollback shows what the rollback would do, changing nothing.`,
 	return cmd
 }
 
-func runRollback(ctx context.Context, out io.Writer, g *cli.Globals, f *rollbackFlags) error {
+// rollbackDoc is rollback's -o json document.
+type rollbackDoc struct {
+	Groups []rolledBackGroup `json:"groups"`
+}
+
+type rolledBackGroup struct {
+	Group    string            `json:"group"`
+	Rejected provisioner.Image `json:"rejected_image"`
+	To       provisioner.Image `json:"to_image"`
+	// Servers counts the servers the rollback is recorded on.
+	Servers int `json:"servers"`
+}
+
+func runRollback(ctx context.Context, out io.Writer, g *cli.Globals, f *rollbackFlags) (err error) {
+	if err := cli.CheckOutput(g.Output); err != nil {
+		return err
+	}
 	if len(f.groups) == 0 {
 		return cli.UsageError(fmt.Errorf("--group is required: name the group to roll back"))
 	}
@@ -50,11 +67,15 @@ func runRollback(ctx context.Context, out io.Writer, g *cli.Globals, f *rollback
 	if err != nil {
 		return err
 	}
+	doc := rollbackDoc{Groups: []rolledBackGroup{}}
+	out, done := jsonOutput(g, out, &doc, &err)
+	defer done()
 	for _, gr := range groups {
 		res, err := controller.Rollback(ctx, cloud, gr, f.to)
 		if err != nil {
 			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("group %s: %w", gr.Name, err)}
 		}
+		doc.Groups = append(doc.Groups, rolledBackGroup{Group: gr.Name, Rejected: res.From, To: res.To, Servers: res.Servers})
 		fmt.Fprintf(out, "group %s: image %s (%s) rejected, going back to %s (%s) (recorded on %d servers); the next reconcile replaces the servers\n",
 			gr.Name, res.From.Name, res.From.ID, res.To.Name, res.To.ID, res.Servers)
 	}

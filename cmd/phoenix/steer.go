@@ -47,7 +47,37 @@ group's configuration holds it from version control.`,
 	return cmd
 }
 
-func runHold(ctx context.Context, out io.Writer, g *cli.Globals, f *holdFlags) error {
+// steerDoc is the -o json document of hold and release (groups) and of
+// protect and unprotect (servers).
+type steerDoc struct {
+	Groups  []steeredGroup  `json:"groups,omitempty"`
+	Servers []steeredServer `json:"servers,omitempty"`
+}
+
+type steeredGroup struct {
+	Group string `json:"group"`
+	Held  bool   `json:"held"`
+	By    string `json:"by,omitempty"`
+	// Reason is why it is held; HeldByConfig is set when hold: true in
+	// the configuration still holds a released group.
+	Reason       string `json:"reason,omitempty"`
+	HeldByConfig bool   `json:"held_by_config,omitempty"`
+	// Servers counts the servers the hold was written on or removed from.
+	Servers int `json:"servers"`
+}
+
+type steeredServer struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Group     string `json:"group"`
+	Protected bool   `json:"protected"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func runHold(ctx context.Context, out io.Writer, g *cli.Globals, f *holdFlags) (err error) {
+	if err := cli.CheckOutput(g.Output); err != nil {
+		return err
+	}
 	switch {
 	case len(f.groups) == 0:
 		return cli.UsageError(errors.New("--group is required: name the group to hold"))
@@ -63,11 +93,15 @@ func runHold(ctx context.Context, out io.Writer, g *cli.Globals, f *holdFlags) e
 		return err
 	}
 	now := time.Now()
+	doc := steerDoc{Groups: []steeredGroup{}}
+	out, done := jsonOutput(g, out, &doc, &err)
+	defer done()
 	for _, gr := range groups {
 		n, err := controller.Hold(ctx, cloud, gr, by, f.reason, now)
 		if err != nil {
 			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("group %s: %w", gr.Name, err)}
 		}
+		doc.Groups = append(doc.Groups, steeredGroup{Group: gr.Name, Held: true, By: by, Reason: f.reason, Servers: n})
 		fmt.Fprintf(out, "group %s: held by %s (recorded on %d servers): %s\n", gr.Name, by, n, f.reason)
 	}
 	return nil
@@ -79,7 +113,10 @@ func newReleaseCommand(g *cli.Globals) *cobra.Command {
 		Use:   "release --config FILE --group NAME",
 		Short: "Release a held group: voluntary replacements may start again",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			if err := cli.CheckOutput(g.Output); err != nil {
+				return err
+			}
 			if len(f.groups) == 0 {
 				return cli.UsageError(errors.New("--group is required: name the group to release"))
 			}
@@ -87,12 +124,15 @@ func newReleaseCommand(g *cli.Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
+			doc := steerDoc{Groups: []steeredGroup{}}
+			out, done := jsonOutput(g, cmd.OutOrStdout(), &doc, &err)
+			defer done()
 			for _, gr := range groups {
 				n, err := controller.Release(cmd.Context(), cloud, gr)
 				if err != nil {
 					return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("group %s: %w", gr.Name, err)}
 				}
+				doc.Groups = append(doc.Groups, steeredGroup{Group: gr.Name, Held: gr.Hold, HeldByConfig: gr.Hold, Servers: n})
 				switch {
 				case gr.Hold:
 					fmt.Fprintf(out, "group %s: released on %d servers, but hold: true in %s still holds it\n", gr.Name, n, f.config)
@@ -144,7 +184,10 @@ serves. An instance.compromised event still takes it out.`,
 	return cmd
 }
 
-func runProtect(ctx context.Context, out io.Writer, g *cli.Globals, f *protectFlags, on bool) error {
+func runProtect(ctx context.Context, out io.Writer, g *cli.Globals, f *protectFlags, on bool) (err error) {
+	if err := cli.CheckOutput(g.Output); err != nil {
+		return err
+	}
 	switch {
 	case len(f.servers) == 0:
 		return cli.UsageError(errors.New("--server is required: name the server by its ID"))
@@ -155,6 +198,9 @@ func runProtect(ctx context.Context, out io.Writer, g *cli.Globals, f *protectFl
 	if err != nil {
 		return err
 	}
+	doc := steerDoc{Servers: []steeredServer{}}
+	out, done := jsonOutput(g, out, &doc, &err)
+	defer done()
 	for _, id := range f.servers {
 		s, gr, err := controller.FindServer(ctx, cloud, groups, id)
 		if err != nil {
@@ -163,6 +209,7 @@ func runProtect(ctx context.Context, out io.Writer, g *cli.Globals, f *protectFl
 		if err := controller.Protect(ctx, cloud, s, f.reason, on); err != nil {
 			return &cli.ExitError{Code: cli.ExitNotDone, Err: err}
 		}
+		doc.Servers = append(doc.Servers, steeredServer{ID: s.ID, Name: s.Name, Group: gr.Name, Protected: on, Reason: f.reason})
 		if on {
 			fmt.Fprintf(out, "server %s (%s) of group %s: protected: %s\n", s.Name, s.ID, gr.Name, f.reason)
 		} else {

@@ -125,6 +125,20 @@ func Run(ctx context.Context, root *cobra.Command, args ...string) (string, int)
 	return out.String(), Code(err)
 }
 
+// RunSplit is Run with stdout and stderr kept apart, the error last on
+// stderr: for tests of what a tool reading stdout gets.
+func RunSplit(ctx context.Context, root *cobra.Command, args ...string) (stdout, stderr string, code int) {
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		errOut.WriteString("\nERROR: " + err.Error())
+	}
+	return out.String(), errOut.String(), Code(err)
+}
+
 // Globals are the flags every command of a binary takes.
 type Globals struct {
 	LogLevel  string
@@ -137,7 +151,7 @@ func (g *Globals) Register(root *cobra.Command) {
 	root.PersistentFlags().StringVar(&g.LogLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
 	g.LogFormat = LogConsole
 	root.PersistentFlags().Var(&g.LogFormat, "log-format", "log format on stderr: console (for people) or json (one object a line, for a log shipper)")
-	root.PersistentFlags().StringVarP(&g.Output, "output", "o", "text", "output format: text or json (one JSON object a line)")
+	root.PersistentFlags().StringVarP(&g.Output, "output", "o", "text", "output format: text, or json (one JSON document on stdout; anything for people goes to stderr)")
 }
 
 // Logger is the command's log on stderr, as --log-level and --log-format
