@@ -24,6 +24,21 @@ type planFlags struct {
 	// the one the group ran before).
 	rollback bool
 	to       string
+	// detailed makes "changes pending" an exit code of its own.
+	detailed bool
+}
+
+// errChangesPending is plan --detailed-exitcode's answer when a rebuild
+// would replace or create servers: exit 2, as terraform plan's.
+var errChangesPending = &cli.ExitError{Code: 2}
+
+// detailedExit keeps --detailed-exitcode's 2 for changes alone: any
+// error, a refused flag or configuration too, is 1.
+func detailedExit(err error) error {
+	if err == nil || err == errChangesPending || cli.Code(err) == cli.ExitNotDone {
+		return err
+	}
+	return cli.NotDone(err)
 }
 
 func newPlanCommand(g *cli.Globals) *cobra.Command {
@@ -37,23 +52,30 @@ that a rebuild would replace, with the reason. It only reads from the cloud.
 With -o json it prints one JSON document: {"changes_pending": ..., "groups": [...]}.
 
 Exit status: 0 done; 1 the cloud could not be read; 2 bad flags or
-configuration.`,
+configuration. With --detailed-exitcode: 0 nothing to do; 2 a rebuild
+would replace or create servers now (replacements deferred by a hold, a
+window or a blocker, and protected servers, do not count); 1 any error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runPlan(cmd.Context(), cmd.OutOrStdout(), g, f)
+			err := runPlan(cmd.Context(), cmd.OutOrStdout(), g, f)
+			if f.detailed {
+				return detailedExit(err)
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&f.config, "config", "c", "", "Phoenix configuration file")
 	cmd.Flags().StringSliceVarP(&f.groups, "group", "g", nil, "group to look at (repeatable; default all)")
 	cmd.Flags().BoolVar(&f.rollback, "rollback", false, "show what phoenix rollback would do")
 	cmd.Flags().StringVar(&f.to, "to", "", "with --rollback: the image to go back to, by name or ID")
+	cmd.Flags().BoolVar(&f.detailed, "detailed-exitcode", false, "exit 0 when there is nothing to do, 2 when a rebuild would replace or create servers, 1 on error")
 	return cmd
 }
 
 // planDoc is plan's -o json document.
 type planDoc struct {
 	// ChangesPending is true when a rebuild would replace or create
-	// servers now.
+	// servers now: what --detailed-exitcode answers with 2.
 	ChangesPending bool        `json:"changes_pending"`
 	Groups         []groupPlan `json:"groups"`
 }
@@ -128,6 +150,9 @@ func runPlan(ctx context.Context, out io.Writer, g *cli.Globals, f *planFlags) e
 		}
 	} else {
 		printPlans(out, plans)
+	}
+	if f.detailed && doc.ChangesPending {
+		return errChangesPending
 	}
 	return nil
 }
