@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -84,6 +85,10 @@ type GroupReconciler struct {
 	// group converges past them.
 	rolloutID string
 	forces    []plan.Force
+	// logRollout is the rollout id the log's lines carry: set while a
+	// daemon's rollout is under way (a one-shot run's log carries its id
+	// from the start).
+	logRollout *atomic.Pointer[string]
 	// Stand-ins for records no server could take: the last halt seen or
 	// made, and the rollout's progress record.
 	halted   haltState
@@ -148,7 +153,10 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 		log = zap.NewNop()
 	}
 	log = log.With(zap.String("group", g.Name))
-	if !opts.Continuous {
+	logRollout := new(atomic.Pointer[string])
+	if opts.Continuous {
+		log = withRolloutLog(log, logRollout)
+	} else {
 		log = log.With(zap.String("rollout", opts.RolloutID))
 	}
 	cloud = cloud.Complete()
@@ -199,6 +207,7 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 		failedSeen:   map[string]bool{},
 		ledger:       newLedger(opts.Now()),
 		rolloutID:    opts.RolloutID,
+		logRollout:   logRollout,
 		watched:      map[string]time.Time{},
 		stoppedSince: map[string]time.Time{},
 		stepSeen:     map[string]stepSeen{},
@@ -224,6 +233,10 @@ func (r *GroupReconciler) Force(f plan.Force) {
 	r.forces = append(r.forces, f)
 	r.mu.Unlock()
 }
+
+// Logger is the group's log: each line names the group, and the rollout
+// while one is under way.
+func (r *GroupReconciler) Logger() *zap.Logger { return r.log }
 
 // Rollout names the rollout in progress.
 func (r *GroupReconciler) Rollout() string {

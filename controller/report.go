@@ -48,6 +48,8 @@ func (r *GroupReconciler) report(d plan.Decision, t plan.Target, img provisioner
 	r.lastImg = img
 	if !r.announced && !d.Status.Converged {
 		r.announced = true
+		id := r.rolloutID
+		r.logRollout.Store(&id)
 		events = append(events, Event{Type: EventRollout, Image: img.ID,
 			Message: fmt.Sprintf("rolling group %s to image %s (%s), revision %s: %d old, %d current of %d",
 				r.group.Name, img.Name, img.ID, r.revision, d.Status.Old, d.Status.Current, d.Status.Desired)})
@@ -116,6 +118,7 @@ func (r *GroupReconciler) report(d plan.Decision, t plan.Target, img provisioner
 		if r.opts.Continuous && r.announced {
 			// The next drift is a new rollout, with its own id.
 			r.announced = false
+			r.logRollout.Store(nil)
 			r.rolloutID = uuid.NewString()
 			r.ledger = newLedger(now)
 		}

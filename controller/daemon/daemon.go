@@ -270,7 +270,7 @@ func jittered(interval time.Duration) time.Duration {
 func (d *Daemon) runWorker(w *worker) {
 	defer d.wg.Done()
 	defer close(w.done)
-	log := d.log.With(zap.String("group", w.group.Name))
+	log := w.rec.Logger() // the group, and the rollout under way
 	until := make(chan struct{})
 	go func() {
 		select {
