@@ -215,7 +215,6 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 		fmt.Fprintf(out, "phoenix daemon: %d groups, serving on %s://%s (config %s)\n", len(cfg.Groups), ls.scheme, ls.mainL.Addr(), cfg.Path)
 		fmt.Fprintf(out, "phoenix daemon: metrics at %s\n", ls.metricsURL())
 	}
-	started := cfg.Controller
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -236,7 +235,6 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 					d.Refused(err)
 					continue
 				}
-				restartOnly(log, &started, &next.Controller)
 				notifier.SetTargets(next.Controller.Notify)
 				d.Reload(next)
 			}

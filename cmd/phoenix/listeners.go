@@ -95,17 +95,3 @@ func (ls *listeners) shutdown() {
 		_ = ls.metrics.Shutdown(ctx)
 	}
 }
-
-// restartOnly warns about the listener settings a reload cannot apply:
-// the sockets are bound once.
-func restartOnly(log *zap.Logger, running, next *config.Controller) {
-	if running.Listen != next.Listen {
-		log.Warn("controller.listen changed: it applies at the next restart", zap.String("serving", running.Listen), zap.String("configured", next.Listen))
-	}
-	if running.MetricsListen != next.MetricsListen {
-		log.Warn("controller.metrics_listen changed: it applies at the next restart", zap.String("serving", running.MetricsListen), zap.String("configured", next.MetricsListen))
-	}
-	if (running.TLSCertFile == "") != (next.TLSCertFile == "") {
-		log.Warn("TLS turned on or off: it applies at the next restart (a new certificate for a server already on HTTPS applies at once)")
-	}
-}

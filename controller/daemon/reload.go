@@ -9,11 +9,7 @@ import (
 // restartOnly are the settings a running daemon reads once, at start: a
 // listener bound, a client or a semaphore built. A reload that changes
 // one keeps the running value and names the field, in the log and in
-// /v1/status, until the daemon restarts. Every other setting applies at
-// reload: groups, controller.interval, controller.webhook_secret_file.
-//
-// controller.notify could be swapped on the running notifier; it is left
-// for a restart while its URLs are reworked (URL files, redaction).
+// /v1/status, until the daemon restarts.
 var restartOnly = []struct {
 	field string
 	value func(*config.Config) any
@@ -21,17 +17,22 @@ var restartOnly = []struct {
 	{"cloud", func(c *config.Config) any { return c.Cloud }},
 	{"controller.parallel_groups", func(c *config.Config) any { return c.Controller.ParallelGroups }},
 	{"controller.listen", func(c *config.Config) any { return c.Controller.Listen }},
-	{"controller.tls_cert_file", func(c *config.Config) any { return c.Controller.TLSCertFile }},
-	{"controller.tls_key_file", func(c *config.Config) any { return c.Controller.TLSKeyFile }},
-	{"controller.notify", func(c *config.Config) any { return c.Controller.Notify }},
+	{"controller.metrics_listen", func(c *config.Config) any { return c.Controller.MetricsListen }},
+	// A new certificate for a listener already on HTTPS applies at once;
+	// turning TLS on or off rebinds the listener.
+	{"controller.tls_cert_file", func(c *config.Config) any { return c.Controller.TLSCertFile != "" }},
 	{"controller.coordination", func(c *config.Config) any { return c.Controller.Coordination }},
 	{"controller.notifications", func(c *config.Config) any { return c.Controller.Notifications }},
 }
 
 // appliedAtReload are the controller settings a reload applies; with
 // restartOnly they name every field of config.Controller (a test holds
-// them to it, so a new field is sorted into one or the other).
-var appliedAtReload = []string{"controller.interval", "controller.webhook_secret_file"}
+// them to it, so a new field is sorted into one or the other). The
+// secrets, the certificate and the notify targets are read again by the
+// command that runs the daemon (cmd/phoenix).
+var appliedAtReload = []string{"controller.interval", "controller.webhook_secret_file",
+	"controller.previous_webhook_secret_file", "controller.tls_cert_file", "controller.tls_key_file",
+	"controller.notify"}
 
 // restartNeeded names the restart-only settings of next that differ from
 // those the daemon started with. Only names: a value may hold a secret

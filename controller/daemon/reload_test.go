@@ -39,8 +39,8 @@ func TestReloadNamesTheSettingsThatNeedARestart(t *testing.T) {
 	}{
 		{"interval applies", "cloud: east\ncontroller: {listen: 127.0.0.1:9090, interval: 5m}", nil},
 		{"listen and cloud wait", "cloud: west\ncontroller: {listen: 0.0.0.0:9443, interval: 5m}", []string{"cloud", "controller.listen"}},
-		{"parallel_groups and notify wait", "cloud: east\ncontroller: {parallel_groups: 9, notify: [https://chat.example.net/hook]}",
-			[]string{"controller.parallel_groups", "controller.notify"}},
+		{"parallel_groups and metrics_listen wait, notify applies", "cloud: east\ncontroller: {parallel_groups: 9, metrics_listen: 127.0.0.1:9464, notify: [https://chat.example.net/hook]}",
+			[]string{"controller.parallel_groups", "controller.listen", "controller.metrics_listen"}},
 		// Named against what runs, not the last reload: putting a value
 		// back clears it.
 		{"back as started", "cloud: east\ncontroller: {listen: 127.0.0.1:9090, interval: 2m}", nil},
