@@ -118,30 +118,36 @@ groups:
 		}
 	}
 
-	// The file loads; what the daemon reads at start does not.
-	path = writeConfig(t, `controller:
-  webhook_secret_file: empty.key
+	// The file is read as the daemon reads it at start: the webhook
+	// secret at load, then the TLS pair.
+	for _, tc := range []struct{ key, want string }{
+		{"\n", "controller.webhook_secret_file"},
+		{"a-webhook-secret-long-enough-for-phoenix-0123", "controller.tls_cert_file"},
+	} {
+		path = writeConfig(t, `controller:
+  webhook_secret_file: webhook.key
   tls_cert_file: tls.crt
   tls_key_file: tls.key
 groups: [{name: web, count: 1, image: {name: gold}, flavor: m1.small, networks: [app-net]}]
-`, map[string]string{"empty.key": "\n", "tls.crt": "not a certificate", "tls.key": "not a key"})
-	out, code = run(t, "config", "check", "-c", path, "-o", "json")
-	var res struct {
-		OK       bool `json:"ok"`
-		Problems []struct {
-			Field   string `json:"field"`
-			Message string `json:"message"`
-		} `json:"problems"`
-	}
-	if err := json.Unmarshal([]byte(strings.SplitN(out, "\nERROR", 2)[0]), &res); err != nil || code != cli.ExitUsage || res.OK {
-		t.Fatalf("exit %d, want %d and ok false (%v):\n%s", code, cli.ExitUsage, err, out)
-	}
-	var fields []string
-	for _, p := range res.Problems {
-		fields = append(fields, p.Field)
-	}
-	if strings.Join(fields, " ") != "controller.webhook_secret_file controller.tls_cert_file" {
-		t.Errorf("problems at %v, want the webhook secret and the TLS pair:\n%s", fields, out)
+`, map[string]string{"webhook.key": tc.key, "tls.crt": "not a certificate", "tls.key": "not a key"})
+		out, code = run(t, "config", "check", "-c", path, "-o", "json")
+		var res struct {
+			OK       bool `json:"ok"`
+			Problems []struct {
+				Field   string `json:"field"`
+				Message string `json:"message"`
+			} `json:"problems"`
+		}
+		if err := json.Unmarshal([]byte(strings.SplitN(out, "\nERROR", 2)[0]), &res); err != nil || code != cli.ExitUsage || res.OK {
+			t.Fatalf("exit %d, want %d and ok false (%v):\n%s", code, cli.ExitUsage, err, out)
+		}
+		var fields []string
+		for _, p := range res.Problems {
+			fields = append(fields, p.Field)
+		}
+		if strings.Join(fields, " ") != tc.want {
+			t.Errorf("problems at %v, want %s:\n%s", fields, tc.want, out)
+		}
 	}
 }
 

@@ -77,7 +77,7 @@ func TestConnectConfigErrorsExit2(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := filepath.Join(dir, "webhook.key")
-	if err := os.WriteFile(key, []byte("webhook-s3cret-for-the-test"), 0o600); err != nil {
+	if err := os.WriteFile(key, []byte("webhook-s3cret-for-the-test-long-enough"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	config := func(cloud string) string {

@@ -34,6 +34,7 @@ var flagBounds = map[string]cli.Bounds{
 		"boot-time":       {Min: 0, Expect: "a duration of zero or more, such as 1s"},
 		"seed":            cli.Unbounded,
 		"quota-instances": cli.AtLeast(-1, "-1 for unlimited"),
+		"health-port":     cli.AtLeast(0, "0 picks one: 8080 when it is free"),
 	},
 	"config check": {
 		"timeout": cli.Above0("1m"),

@@ -122,7 +122,7 @@ func TestEveryVerbPrintsOneSnakeCaseJSONDocument(t *testing.T) {
 
 	// status and event send talk to a running daemon.
 	secretFile := filepath.Join(t.TempDir(), "webhook.key")
-	if err := os.WriteFile(secretFile, []byte("output-test-secret"), 0o600); err != nil {
+	if err := os.WriteFile(secretFile, []byte("output-test-secret-long-enough-for-phoenix"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dcfg := filepath.Join(t.TempDir(), "daemon.yaml")
