@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
+	"github.com/phoenix-ops/phoenix/cmd/internal/version"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/coordination"
@@ -130,7 +131,7 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 	}
 	var cloud *openstack.Cloud
 	for attempt := 1; ; attempt++ {
-		cloud, err = openstack.New(ctx, openstack.Options{Cloud: cfg.Cloud, Logger: log, UserAgent: userAgent, Retry: f.retry, OnRequest: func(r openstack.RequestRecord) {
+		cloud, err = openstack.New(ctx, openstack.Options{Cloud: cfg.Cloud, Logger: log, UserAgent: userAgent, Version: version.Get().Version, Retry: f.retry, OnRequest: func(r openstack.RequestRecord) {
 			metrics.CloudRequest(r.Service, r.Method, r.Status, r.Duration)
 		}})
 		if err == nil {

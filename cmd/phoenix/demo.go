@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
+	"github.com/phoenix-ops/phoenix/cmd/internal/version"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/examples"
@@ -118,7 +119,7 @@ func runDemo(ctx context.Context, out, errOut io.Writer, g *cli.Globals, f *demo
 		return err
 	}
 	say("OpenStack simulator (Keystone, Nova, Glance, Neutron, Octavia) at %s\n", s.Endpoint())
-	cloud, err := openstack.New(ctx, openstack.Options{Cloud: demoCloud, CloudsFile: cloudsFile, Logger: log, Retry: openstack.RetryPolicy{
+	cloud, err := openstack.New(ctx, openstack.Options{Cloud: demoCloud, CloudsFile: cloudsFile, Logger: log, Version: version.Get().Version, Retry: openstack.RetryPolicy{
 		RequestTimeout: 10 * time.Second, MaxRetries: 4, WaitMin: 50 * time.Millisecond, WaitMax: time.Second, MaxRetryAfter: 10 * time.Second,
 	}})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
+	"github.com/phoenix-ops/phoenix/cmd/internal/version"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/provisioner"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
@@ -60,7 +61,7 @@ func openGroups(ctx context.Context, g *cli.Globals, path string, names []string
 }
 
 func connect(ctx context.Context, cloud string, log *zap.Logger) (*openstack.Cloud, error) {
-	c, err := openstack.New(ctx, openstack.Options{Cloud: cloud, Logger: log})
+	c, err := openstack.New(ctx, openstack.Options{Cloud: cloud, Logger: log, Version: version.Get().Version})
 	if err != nil {
 		return nil, connectError(err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
-	"github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/utils"
 	"go.uber.org/zap"
 
@@ -50,6 +49,10 @@ type Options struct {
 	// of every request: a replica's id, so that the cloud's logs tell
 	// which of several replicas sent a request.
 	UserAgent string
+	// Version is Phoenix's release, sent as phoenix/VERSION in the
+	// User-Agent of every request, so a cloud's operators can tell which
+	// build called; empty sends phoenix alone.
+	Version string
 }
 
 // Cloud implements every service of provisioner.Cloud on gophercloud v2;
@@ -96,7 +99,14 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 
 	obs := &observer{hook: opts.OnRequest}
 	hc := newHTTPClient(opts.Retry, creds.tls, log, obs)
-	provider, err := config.NewProviderClient(ctx, ao, config.WithHTTPClient(*hc))
+	// The provider is built by hand rather than by config.NewProviderClient
+	// so that the token request, too, names Phoenix in its User-Agent.
+	provider, err := openstack.NewClient(ao.IdentityEndpoint)
+	if err == nil {
+		provider.HTTPClient = *hc
+		provider.UserAgent.Prepend(userAgent(opts)...)
+		err = openstack.Authenticate(ctx, provider, ao)
+	}
 	if err != nil {
 		wrapped := fmt.Errorf("authenticate with %s at %s: %w", creds.source, ao.IdentityEndpoint, redact(err))
 		if refused(err) {
@@ -105,10 +115,6 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 			return nil, &ConfigError{Err: wrapped}
 		}
 		return nil, wrapped
-	}
-	provider.UserAgent.Prepend("phoenix")
-	if opts.UserAgent != "" {
-		provider.UserAgent.Prepend(opts.UserAgent)
 	}
 
 	compute, err := openstack.NewComputeV2(provider, eo)
@@ -172,6 +178,19 @@ func New(ctx context.Context, opts Options) (*Cloud, error) {
 	}
 	obs.setEndpoints(eps)
 	return cl, nil
+}
+
+// userAgent is what goes before gophercloud's own token: the replica, if
+// any, then phoenix/VERSION.
+func userAgent(opts Options) []string {
+	product := "phoenix"
+	if opts.Version != "" {
+		product += "/" + opts.Version
+	}
+	if opts.UserAgent != "" {
+		return []string{opts.UserAgent, product}
+	}
+	return []string{product}
 }
 
 // Services returns the cloud's clients, one per service. A service

@@ -503,3 +503,39 @@ func TestUserAgentNamesTheReplica(t *testing.T) {
 		t.Fatalf("User-Agent %q does not start with the replica's id and phoenix", ua)
 	}
 }
+
+// Every request names Phoenix's release in its User-Agent — the token
+// request included — after the replica when there is one.
+func TestUserAgentNamesTheRelease(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		version, replica string
+		want             string
+	}{
+		{"release", "v9.8.7", "", "phoenix/v9.8.7 gophercloud/"},
+		{"release and replica", "v9.8.7", "phoenix-replica/r-7", "phoenix-replica/r-7 phoenix/v9.8.7 gophercloud/"},
+		{"no version known", "", "", "phoenix gophercloud/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := simtest.Start(t, sim.Options{BootTime: sim.Fixed(0)}, 0, func(o *openstack.Options) {
+				o.Version, o.UserAgent = tc.version, tc.replica
+			})
+			if _, err := env.Cloud.CreateServer(ctx(t), spec(env, "web", "phoenix-group:web")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := env.Cloud.ListServers(ctx(t), "phoenix-group:web"); err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, r := range env.Sim.Requests() {
+				seen[r.Service] = true
+				if !strings.HasPrefix(r.UserAgent, tc.want) {
+					t.Errorf("%s %s: User-Agent %q, want it to start %q", r.Method, r.Path, r.UserAgent, tc.want)
+				}
+			}
+			if !seen["identity"] || !seen["compute"] {
+				t.Errorf("the log holds requests to %v: the token request and compute calls are both needed to prove anything", seen)
+			}
+		})
+	}
+}
