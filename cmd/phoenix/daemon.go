@@ -114,6 +114,9 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := daemon.NewMetrics(reg)
+	build := version.Get()
+	daemon.RegisterBuildInfo(reg, daemon.BuildInfo{Version: build.Version, Commit: build.Commit, GoVersion: build.GoVersion})
+	log.Info("phoenix starting", zap.String("version", build.Version), zap.String("commit", build.Commit))
 	if f.retry.RequestTimeout <= 0 || f.retry.WaitMin <= 0 || f.retry.WaitMax < f.retry.WaitMin {
 		return cli.UsageError(fmt.Errorf("--request-timeout and --retry-wait-min must be above zero and --retry-wait-max at least --retry-wait-min"))
 	}
