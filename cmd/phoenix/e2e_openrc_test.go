@@ -21,11 +21,11 @@ import (
 	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 )
 
-// TestOpenrcPlanOnDevcloud turns the development cloud's clouds.yaml
+// TestEndToEndOpenrcPlanOnDevcloud turns the development cloud's clouds.yaml
 // entry into the six variables of a standard openrc and runs `phoenix
 // plan` with them alone, against the real Keystone; a wrong password
 // then exits 2.
-func TestOpenrcPlanOnDevcloud(t *testing.T) {
+func TestEndToEndOpenrcPlanOnDevcloud(t *testing.T) {
 	r := startOpenrcRun(t, "e2e-openrc")
 	a := r.auth
 	openrc := map[string]string{
@@ -44,10 +44,10 @@ func TestOpenrcPlanOnDevcloud(t *testing.T) {
 	}
 }
 
-// TestAppCredOpenrcPlanOnDevcloud creates an application credential in
+// TestEndToEndAppCredOpenrcPlanOnDevcloud creates an application credential in
 // the real Keystone, runs `phoenix plan` with an application-credential
 // openrc (as Horizon writes one) and deletes the credential.
-func TestAppCredOpenrcPlanOnDevcloud(t *testing.T) {
+func TestEndToEndAppCredOpenrcPlanOnDevcloud(t *testing.T) {
 	r := startOpenrcRun(t, "e2e-appcred")
 	provider := devcloudProvider(t, r.ctx, r.cloudsFile)
 	identity, err := gcopenstack.NewIdentityV3(provider, gophercloud.EndpointOpts{})

@@ -366,7 +366,7 @@ func TestHelpListsOnlyOperatorCommands(t *testing.T) {
 			listed[f[0]] = true
 		}
 	}
-	for _, name := range []string{"rebuild", "plan", "daemon", "status", "event", "resume", "rollback", "demo", "sim"} {
+	for _, name := range []string{"rebuild", "plan", "daemon", "status", "event", "resume", "rollback", "demo", "sim", "config", "version"} {
 		if !listed[name] {
 			t.Errorf("phoenix --help does not list %s:\n%s", name, out)
 		}

@@ -93,6 +93,9 @@ func TestEveryVerbPrintsOneSnakeCaseJSONDocument(t *testing.T) {
 		{"unprotect", "--config", cfg, "--server", ""},
 		{"rollback", "--config", cfg, "--group", "web"},
 		{"resume", "--config", cfg, "--group", "web"},
+		{"config", "check", "--config", cfg},
+		{"config", "check", "--config", cfg, "--cloud"},
+		{"version"},
 	}
 	check := func(args []string) {
 		t.Helper()
