@@ -287,6 +287,7 @@ func (r *GroupReconciler) advance(ctx context.Context, h plan.InFlight, servers 
 			if err := vc.SetVolumeMetadata(ctx, h.Volume, clearHandover()); err != nil {
 				return "", err
 			}
+			r.handoverEnd(now)
 			r.log.Info("data volume moved", zap.String("volume", h.Volume), zap.String("to", to.Name))
 			r.emit(Event{Type: EventHandover, Server: to.ID, Name: to.Name, Message: "volume " + h.Volume + " moved; " + to.Name + " serves with it"})
 			return "", nil
@@ -311,6 +312,7 @@ func (r *GroupReconciler) advance(ctx context.Context, h plan.InFlight, servers 
 			if err := vc.SetVolumeMetadata(ctx, h.Volume, clearHandover()); err != nil {
 				return "", err
 			}
+			r.handoverEnd(now)
 			r.log.Error("data volume handover rolled back", zap.String("volume", h.Volume), zap.String("why", why))
 			r.emit(Event{Type: EventHandover, Server: h.From, Name: from.Name,
 				Message: fmt.Sprintf("volume %s rolled back to %s, which runs again: %s", h.Volume, from.Name, why)})
@@ -423,4 +425,12 @@ func (r *GroupReconciler) answers(ctx context.Context, s provisioner.Server) boo
 	}
 	_ = conn.Close()
 	return true
+}
+
+// handoverEnd notes that a handover ended: the rollout's stall deadline
+// runs again from now.
+func (r *GroupReconciler) handoverEnd(now time.Time) {
+	r.mu.Lock()
+	r.handoverEnded = now
+	r.mu.Unlock()
 }

@@ -63,6 +63,9 @@ type GroupReconciler struct {
 	// deadline runs from it, not from before the wait.
 	deferred   bool
 	undeferred time.Time
+	// handoverEnded is when a data volume's handover last ended, moved
+	// or rolled back; the stall deadline runs again from it.
+	handoverEnded time.Time
 	// names is the flavor, networks and server group resolved for the
 	// last creates, kept for namesTTL: a rollout costs the cloud one
 	// lookup each, not one per round that creates. A failed create drops
@@ -340,7 +343,7 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 	r.mu.Lock()
 	t.Forces = append([]plan.Force(nil), r.forces...)
 	t.QuotaWait, t.QuotaFreed = r.quotaWait, r.quotaFreed
-	t.Undeferred = r.undeferred
+	t.Undeferred, t.HandoverEnded = r.undeferred, r.handoverEnded
 	r.mu.Unlock()
 	switch {
 	case g.Traffic.Octavia != nil:

@@ -79,7 +79,8 @@ func spent(t Target, p Progress) string {
 // when later, this controller's first look at the rollout. A failure the
 // budget judges, a new server still booting (its own deadline judges it),
 // a volume moving to one (or back to a current one, its rollback having
-// begun after a rollback of the group), a server that served running again and on its
+// begun after a rollback of the group; the deadline runs again from the
+// end of any handover), a server that served running again and on its
 // way to ready (its check not passed yet, or not for min_ready: back from
 // a handover rolled back, say — its health grace and thresholds bound
 // that), waiting on purpose (a bake, a pause, steering) and waiting for a
@@ -99,7 +100,7 @@ func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) s
 	if now.Sub(t.WatchedSince) <= t.Settle {
 		return ""
 	}
-	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed, t.Undeferred)
+	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed, t.Undeferred, t.HandoverEnded)
 	for _, c := range d.Servers {
 		if c.Kind == KindCurrent && !c.Ready && !c.Served() && !c.Unlisted || handingTo(t, c.ID) || c.Kind == KindCurrent && handingFrom(t, c.ID) {
 			return ""

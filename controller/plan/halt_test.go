@@ -141,6 +141,12 @@ func TestStalled(t *testing.T) {
 		{name: "a quota wait long over does not excuse a stall", tweak: func(t *Target) {
 			t.WatchedSince, t.QuotaFreed = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
 		}, servers: old, want: true},
+		{name: "the deadline runs again from the end of a handover", tweak: func(t *Target) {
+			t.WatchedSince, t.HandoverEnded = t0.Add(-3*deadline), t0.Add(-time.Minute)
+		}, servers: old},
+		{name: "a handover long over does not excuse a stall", tweak: func(t *Target) {
+			t.WatchedSince, t.HandoverEnded = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
+		}, servers: old, want: true},
 		{name: "replacements kept back by steering are no stall", tweak: func(t *Target) {
 			t.WatchedSince, t.Held = t0.Add(-3*deadline), "by alice at 2026-01-01T00:00:00Z: freeze"
 		}, servers: old},

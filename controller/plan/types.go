@@ -116,6 +116,10 @@ type Target struct {
 	// it, as from the end of a quota wait; a wait of hours is no stall.
 	// An observation too: a restart looks again.
 	Undeferred time.Time
+	// HandoverEnded is when a data volume's handover last ended, moved or
+	// rolled back: the volume may move again, and the stall deadline runs
+	// again from it, as from the end of a quota wait. An observation too.
+	HandoverEnded time.Time
 	// Traffic is set when Phoenix moves the group's traffic itself (a
 	// pool, a floating IP): a server then counts as available only once
 	// it serves, and an ACTIVE server leaves through a drain of Drain.
