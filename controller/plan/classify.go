@@ -35,7 +35,11 @@ func classify(t Target, s Server, now time.Time) Classified {
 		}
 		c.Ready = s.Status == StatusActive && s.Health == Healthy && !now.Before(s.HealthySince.Add(t.MinReady))
 		c.Available = c.Ready && (!t.Traffic || s.Traffic == TrafficServing) && (!t.Stateful || len(s.StatefulVolumes) > 0)
-		if c.Kind == KindCurrent && missedDeadline(t, c, now) {
+		// An old server still in BUILD past its deadline (drifted or
+		// forced while it booted) is a failed boot too: kept as old, it
+		// would hold a surge slot nothing frees. Only BUILD: an old
+		// server that is ACTIVE may serve, records or not.
+		if (c.Kind == KindCurrent || s.Status == StatusBuild) && missedDeadline(t, c, now) {
 			c.Kind = KindFailed
 			c.Reason = fmt.Sprintf("failed: not ready %s after its create (status %s, health %s)", t.ProgressDeadline, s.Status, s.Health)
 			if s.HealthError != "" {

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"testing"
@@ -97,19 +98,31 @@ func TestClassifyProgressDeadline(t *testing.T) {
 		age        time.Duration // since its create
 		watched    time.Duration // since this controller first listed it
 		wantFailed bool
+		image      string // "" for the desired one
+		served     bool
 	}{
-		{"unknown health, watched all along, past the deadline", StatusActive, HealthUnknown, 11 * time.Minute, 11 * time.Minute, true},
-		{"unhealthy, watched all along, past the deadline", StatusActive, Unhealthy, 11 * time.Minute, 11 * time.Minute, true},
-		{"stuck in BUILD, watched all along, past the deadline", StatusBuild, HealthUnknown, 11 * time.Minute, 11 * time.Minute, true},
-		{"past the deadline, watched a minute (the daemon just started)", StatusActive, HealthUnknown, 11 * time.Minute, time.Minute, false},
-		{"unhealthy past the deadline, watched a minute", StatusActive, Unhealthy, 11 * time.Minute, time.Minute, false},
-		{"stuck in BUILD past the deadline, watched a minute", StatusBuild, HealthUnknown, 11 * time.Minute, time.Minute, false},
-		{"within the deadline", StatusActive, Unhealthy, time.Minute, time.Minute, false},
-		{"healthy past the deadline", StatusActive, Healthy, 11 * time.Minute, 11 * time.Minute, false},
+		{"unknown health, watched all along, past the deadline", StatusActive, HealthUnknown, 11 * time.Minute, 11 * time.Minute, true, "", false},
+		{"unhealthy, watched all along, past the deadline", StatusActive, Unhealthy, 11 * time.Minute, 11 * time.Minute, true, "", false},
+		{"stuck in BUILD, watched all along, past the deadline", StatusBuild, HealthUnknown, 11 * time.Minute, 11 * time.Minute, true, "", false},
+		{"past the deadline, watched a minute (the daemon just started)", StatusActive, HealthUnknown, 11 * time.Minute, time.Minute, false, "", false},
+		{"unhealthy past the deadline, watched a minute", StatusActive, Unhealthy, 11 * time.Minute, time.Minute, false, "", false},
+		{"stuck in BUILD past the deadline, watched a minute", StatusBuild, HealthUnknown, 11 * time.Minute, time.Minute, false, "", false},
+		{"within the deadline", StatusActive, Unhealthy, time.Minute, time.Minute, false, "", false},
+		{"healthy past the deadline", StatusActive, Healthy, 11 * time.Minute, 11 * time.Minute, false, "", false},
+		// A server left old while it booted (a newer image, an urgent
+		// rebuild of everything created before it) fails the same way:
+		// held as old, it would keep its surge slot for good.
+		{"an older image's server stuck in BUILD past the deadline", StatusBuild, HealthUnknown, 11 * time.Minute, 11 * time.Minute, true, "older", false},
+		{"an older image's server stuck in BUILD within the deadline", StatusBuild, HealthUnknown, time.Minute, time.Minute, false, "older", false},
+		{"an older image's server that served, unhealthy past the deadline", StatusActive, Unhealthy, 11 * time.Minute, 11 * time.Minute, false, "older", true},
+		{"an older image's ACTIVE server with no ready record, unhealthy past the deadline", StatusActive, Unhealthy, 11 * time.Minute, 11 * time.Minute, false, "older", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := Server{ID: "s1", Name: "srv-1", Status: tc.status, ImageID: "new", Revision: "rev",
+			s := Server{ID: "s1", Name: "srv-1", Status: tc.status, ImageID: cmp.Or(tc.image, "new"), Revision: "rev",
 				Created: now.Add(-tc.age), WatchedSince: now.Add(-tc.watched), Health: tc.health, HealthySince: now.Add(-time.Hour)}
+			if tc.served {
+				s.ReadyAt = now.Add(-tc.age / 2)
+			}
 			c := classify(tg, s, now)
 			if got := c.Kind == KindFailed; got != tc.wantFailed {
 				t.Errorf("failed = %v (%s: %s), want %v", got, c.Kind, c.Reason, tc.wantFailed)
