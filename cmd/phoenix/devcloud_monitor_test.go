@@ -1,0 +1,381 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	gcopenstack "github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
+
+	"github.com/phoenix-ops/phoenix/controller"
+	"github.com/phoenix-ops/phoenix/provisioner"
+	"github.com/phoenix-ops/phoenix/provisioner/openstack"
+)
+
+// responderPort is where examples/devcloud/responder.py answers every
+// fake server's health check.
+const responderPort = 18080
+
+// watchedGroup is one group the devcloud monitor watches, with the bounds
+// its configuration sets.
+type watchedGroup struct {
+	Name         string // the group's name
+	Count, Surge int    // never more than Count+Surge servers of the group
+	// Unavailable: never fewer than Count-Unavailable serving, once the
+	// group first reached that many.
+	Unavailable int
+	// HealthPort and HealthPath are the health endpoint the monitor asks
+	// itself; the devcloud responder's port (the default) is read from the
+	// responder's own list of sick addresses, any other port is probed.
+	HealthPort int
+	HealthPath string
+	Network    string // whose address is checked; "" = phoenix-net
+	// Pool is an Octavia pool ID: serving then also means a member of it
+	// with weight > 0.
+	Pool string
+	// Foreign are members of Pool that are not Phoenix's: they must stay
+	// exactly as they are.
+	Foreign []pools.Member
+	// FloatingIP is a floating IP ID; "" finds the one Phoenix allocates
+	// (its description). Once attached, it must always point at an ACTIVE
+	// server of the group.
+	FloatingIP string
+}
+
+// devcloudMonitor samples the development cloud itself — Nova, Octavia,
+// Neutron and the health endpoints, not what Phoenix reports — while a
+// scenario runs, and records each breach of the invariants that must hold
+// at every moment: the bound (servers ≤ count + surge), availability
+// (serving ≥ the floor once first reached), foreign pool members
+// untouched, no orphan (a server of the group without its tag), and the
+// floating IP always on an ACTIVE server of its group once attached.
+//
+// A sample reads over several APIs, so the floor is judged breached only
+// when two samples in a row show it: a server drained between the member
+// read and the server list would otherwise be a false alarm.
+type devcloudMonitor struct {
+	cloud   *openstack.Cloud
+	lbc, nc *gophercloud.ServiceClient
+
+	mu      sync.Mutex
+	groups  []*watchState
+	excused map[string]bool
+	samples int
+	seen    map[string]int // violations by kind/group
+	first   []string       // the first of each kind/group, in words
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type watchState struct {
+	watchedGroup
+	armed    bool            // the floor reached once
+	low      int             // samples in a row below the floor
+	owed     map[string]bool // excused servers not yet made good
+	attached bool            // the floating IP seen on a server
+}
+
+// startDevcloudMonitor starts sampling the groups on the named cloud of
+// cloudsFile; Check stops it and reports.
+func startDevcloudMonitor(t *testing.T, ctx context.Context, cloudsFile, cloudName string, groups ...watchedGroup) *devcloudMonitor {
+	t.Helper()
+	cloud, err := openstack.New(ctx, openstack.Options{Cloud: cloudName, CloudsFile: cloudsFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ao, _, _, err := clouds.Parse(clouds.WithCloudName(cloudName), clouds.WithLocations(cloudsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ao.AllowReauth = true
+	provider, err := config.NewProviderClient(ctx, ao)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &devcloudMonitor{cloud: cloud, excused: map[string]bool{}, seen: map[string]int{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for _, g := range groups {
+		if g.HealthPort == 0 {
+			g.HealthPort = responderPort
+		}
+		if g.Network == "" {
+			g.Network = "phoenix-net"
+		}
+		if g.Pool != "" && m.lbc == nil {
+			if m.lbc, err = gcopenstack.NewLoadBalancerV2(provider, gophercloud.EndpointOpts{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.groups = append(m.groups, &watchState{watchedGroup: g, owed: map[string]bool{}})
+	}
+	if m.nc, err = gcopenstack.NewNetworkV2(provider, gophercloud.EndpointOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer close(m.done)
+		for {
+			m.sample(sctx)
+			select {
+			case <-m.stop:
+				return
+			case <-time.After(500 * time.Millisecond): // the sampling period
+			}
+		}
+	}()
+	t.Cleanup(func() { m.halt(); cancel() })
+	return m
+}
+
+// SetFloatingIP names the floating IP of a group, once it is known.
+func (m *devcloudMonitor) SetFloatingIP(group, floatingIPID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, g := range m.groups {
+		if g.Name == group {
+			g.FloatingIP = floatingIPID
+		}
+	}
+}
+
+// Excuse tells the monitor that the test is about to make a server sick
+// or compromised: its removal is expected. Call it before doing so.
+func (m *devcloudMonitor) Excuse(serverID string) {
+	m.mu.Lock()
+	m.excused[serverID] = true
+	m.mu.Unlock()
+}
+
+func (m *devcloudMonitor) halt() {
+	select {
+	case <-m.stop:
+	default:
+		close(m.stop)
+	}
+	<-m.done
+}
+
+// Check stops the sampling, takes a last sample and fails the test for
+// each kind of violation seen.
+func (m *devcloudMonitor) Check(t *testing.T) {
+	t.Helper()
+	m.halt()
+	m.sample(context.Background())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	total := 0
+	for _, n := range m.seen {
+		total += n
+	}
+	t.Logf("monitor: %d samples, %d violations", m.samples, total)
+	for _, v := range m.first {
+		t.Errorf("monitor: %s", v)
+	}
+}
+
+func (m *devcloudMonitor) violate(kind, group, format string, args ...any) {
+	key := kind + "/" + group
+	m.seen[key]++
+	if m.seen[key] == 1 {
+		m.first = append(m.first, fmt.Sprintf("%s: group %s: %s (at %s)", kind, group, fmt.Sprintf(format, args...), time.Now().Format("15:04:05.000")))
+	}
+}
+
+// sample reads the traffic first, then the servers: a server is put into
+// the traffic only once it exists, so the list sees every server the
+// traffic names. A read that fails skips the sample.
+func (m *devcloudMonitor) sample(ctx context.Context) {
+	m.mu.Lock()
+	groups := slices.Clone(m.groups)
+	m.mu.Unlock()
+	members := map[string][]pools.Member{}
+	for _, g := range groups {
+		if g.Pool == "" {
+			continue
+		}
+		pages, err := pools.ListMembers(m.lbc, g.Pool, nil).AllPages(ctx)
+		if err != nil {
+			return
+		}
+		if members[g.Pool], err = pools.ExtractMembers(pages); err != nil {
+			return
+		}
+	}
+	pages, err := floatingips.List(m.nc, floatingips.ListOpts{}).AllPages(ctx)
+	if err != nil {
+		return
+	}
+	fips, err := floatingips.ExtractFloatingIPs(pages)
+	if err != nil {
+		return
+	}
+	servers, err := m.cloud.ListServers(ctx, "") // the whole project: orphans carry no tag
+	if err != nil {
+		return
+	}
+	sick, ok := responderSick(ctx)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.samples++
+	for _, g := range groups {
+		m.judge(ctx, g, servers, members[g.Pool], fips, sick)
+	}
+}
+
+func (m *devcloudMonitor) judge(ctx context.Context, g *watchState, servers []provisioner.Server, members []pools.Member, fips []floatingips.FloatingIP, sick map[string]bool) {
+	tag := controller.GroupTag(g.Name)
+	inPool := map[string]bool{}
+	for _, mb := range members {
+		if mb.Weight > 0 && mb.AdminStateUp {
+			inPool[mb.Address] = true
+		}
+	}
+	total, serving := 0, 0
+	active := map[string]provisioner.Server{} // by address
+	for _, s := range servers {
+		tagged := slices.Contains(s.Tags, tag)
+		if !tagged {
+			if s.Metadata[controller.MetaGroup] == g.Name {
+				m.violate("orphan", g.Name, "server %s (%s) records the group but carries no tag %s", s.Name, s.ID, tag)
+			}
+			continue
+		}
+		if m.excused[s.ID] {
+			g.owed[s.ID] = true
+			continue
+		}
+		if s.Gone() {
+			continue
+		}
+		total++
+		addrs := s.Addresses[g.Network]
+		if s.Status != provisioner.StatusActive || len(addrs) == 0 {
+			continue
+		}
+		addr := addrs[0]
+		if s.TaskState == "" {
+			active[addr] = s
+		}
+		if s.TaskState != "" || !m.healthy(ctx, g, addr, sick) || (g.Pool != "" && !inPool[addr]) {
+			continue
+		}
+		serving++
+	}
+	if ceiling := g.Count + g.Surge; total > ceiling {
+		m.violate("bound", g.Name, "%d servers, above count %d + max_surge %d", total, g.Count, g.Surge)
+	}
+	floor := g.Count - g.Unavailable
+	if serving >= g.Count {
+		clear(g.owed)
+	}
+	switch {
+	case serving >= floor:
+		g.armed, g.low = true, 0
+	case g.armed && serving < floor-len(g.owed):
+		g.low++
+		if g.low == 2 {
+			m.violate("availability", g.Name, "%d servers serving in two samples in a row, below count %d − max_unavailable %d", serving, g.Count, g.Unavailable)
+		}
+	}
+	m.judgeForeign(g, members)
+	m.judgeFloatingIP(g, fips, active)
+}
+
+func (m *devcloudMonitor) judgeForeign(g *watchState, members []pools.Member) {
+	for _, f := range g.Foreign {
+		i := slices.IndexFunc(members, func(mb pools.Member) bool { return mb.ID == f.ID })
+		if i < 0 {
+			m.violate("foreign", g.Name, "member %s (%s) of another application is gone from pool %s", f.ID, f.Address, g.Pool)
+			continue
+		}
+		mb := members[i]
+		if mb.Address != f.Address || mb.ProtocolPort != f.ProtocolPort || mb.Weight != f.Weight ||
+			mb.AdminStateUp != f.AdminStateUp || !slices.Equal(mb.Tags, f.Tags) {
+			m.violate("foreign", g.Name, "member %s of another application changed: %s:%d weight %d up %v tags %v, was %s:%d weight %d up %v tags %v",
+				f.ID, mb.Address, mb.ProtocolPort, mb.Weight, mb.AdminStateUp, mb.Tags, f.Address, f.ProtocolPort, f.Weight, f.AdminStateUp, f.Tags)
+		}
+	}
+}
+
+// judgeFloatingIP checks the group's floating IP: once attached, it points
+// at an ACTIVE server of the group. The address moves in one Neutron call,
+// and Phoenix deletes the old server only after it moved.
+func (m *devcloudMonitor) judgeFloatingIP(g *watchState, fips []floatingips.FloatingIP, active map[string]provisioner.Server) {
+	desc := "phoenix:group:" + g.Name
+	for _, f := range fips {
+		if f.ID != g.FloatingIP && (g.FloatingIP != "" || f.Description != desc) {
+			continue
+		}
+		if f.PortID == "" {
+			if g.attached {
+				m.violate("floating-ip", g.Name, "floating IP %s points nowhere after it was attached", f.FloatingIP)
+			}
+			continue
+		}
+		g.attached = true
+		if _, ok := active[f.FixedIP]; !ok {
+			m.violate("floating-ip", g.Name, "floating IP %s points at %s, no ACTIVE server of the group", f.FloatingIP, f.FixedIP)
+		}
+	}
+}
+
+// healthy says whether the server at addr answers its health check: the
+// devcloud responder's list of sick addresses, or a probe of another port.
+func (m *devcloudMonitor) healthy(ctx context.Context, g *watchState, addr string, sick map[string]bool) bool {
+	if g.HealthPort == responderPort {
+		return !sick[addr]
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d%s", addr, g.HealthPort, g.HealthPath), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode/100 == 2
+}
+
+// responderSick is the set of addresses the devcloud responder answers as
+// unhealthy.
+func responderSick(ctx context.Context) (map[string]bool, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/_responder/unhealthy", responderPort), nil)
+	if err != nil {
+		return nil, false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, false
+	}
+	sick := map[string]bool{}
+	for _, l := range strings.Fields(string(b)) {
+		sick[l] = true
+	}
+	return sick, true
+}
