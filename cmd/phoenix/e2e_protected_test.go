@@ -17,6 +17,7 @@ import (
 // phoenix binary rebuilds. The protected server is left as it is — same
 // server, image A — and the other two run image B.
 func TestEndToEndProtectedOnDevcloud(t *testing.T) {
+	t.Parallel() // with the other scenarios: each has a group of its own
 	run := startDevcloudRun(t, "e2e-pr")
 	ctx, phoenix, cloud, glance, group, imageName, tag := run.ctx, run.phoenix, run.cloud, run.glance, run.group, run.image, run.tag
 	osc, err := exec.LookPath("openstack")

@@ -12,6 +12,7 @@ import (
 // on the development cloud (strategy rebuild): afterwards the same four
 // server ids, with the same addresses, run the new image.
 func TestEndToEndRebuildInPlaceOnDevcloud(t *testing.T) {
+	t.Parallel() // with the other scenarios: each has a group of its own
 	run := startDevcloudRun(t, "e2e-rb")
 	ctx, phoenix, cloud, glance, group, imageName, tag := run.ctx, run.phoenix, run.cloud, run.glance, run.group, run.image, run.tag
 	cfg := run.config(t, `

@@ -21,6 +21,7 @@ import (
 // after the gate, rejects X and ends with the group back on A, every
 // server healthy.
 func TestEndToEndRollbackOnDevcloud(t *testing.T) {
+	t.Parallel() // with the other scenarios: each has a group of its own
 	run := startDevcloudRun(t, "e2e-rb")
 	ctx, phoenix, cloud, glance, group, imageName, tag := run.ctx, run.phoenix, run.cloud, run.glance, run.group, run.image, run.tag
 	cfg := run.config(t, `

@@ -16,6 +16,7 @@ import (
 // the new image; the old server is gone and a snapshot of the volume taken
 // before it moved exists.
 func TestEndToEndStatefulOnDevcloud(t *testing.T) {
+	t.Parallel() // with the other scenarios: each has a group of its own
 	run := startDevcloudRun(t, "e2e-st")
 	ctx, phoenix, cloud, glance, group, imageName, tag := run.ctx, run.phoenix, run.cloud, run.glance, run.group, run.image, run.tag
 	cfg := run.config(t, fmt.Sprintf(`

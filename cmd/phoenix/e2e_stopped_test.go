@@ -14,6 +14,7 @@ import (
 // plan` says it is to be replaced because it is stopped, and a rebuild
 // replaces it with a fresh boot of the same image.
 func TestEndToEndStoppedServerOnDevcloud(t *testing.T) {
+	t.Parallel() // with the other scenarios: each has a group of its own
 	run := startDevcloudRun(t, "e2e-stop")
 	ctx, phoenix, cloud, glance, group, imageName, tag := run.ctx, run.phoenix, run.cloud, run.glance, run.group, run.image, run.tag
 	cfg := run.config(t, `

@@ -34,6 +34,7 @@ import (
 // publish image B, plan, mark a server unhealthy through the responder,
 // rebuild, and check the outcome in the cloud itself.
 func TestEndToEndOnDevcloud(t *testing.T) {
+	t.Parallel() // with the other scenarios: each has a group of its own
 	run := startDevcloudRun(t, "e2e")
 	ctx, phoenix, cloud, glance, group, imageName, tag := run.ctx, run.phoenix, run.cloud, run.glance, run.group, run.image, run.tag
 	cfg := run.config(t, `
@@ -46,9 +47,6 @@ func TestEndToEndOnDevcloud(t *testing.T) {
       healthy_threshold: 2
       grace: 60s
 `)
-	t.Cleanup(func() {
-		_, _ = http.DefaultClient.Do(mustRequest(http.MethodDelete, "http://127.0.0.1:18080/_responder/unhealthy"))
-	})
 
 	imageA := publishImage(t, ctx, glance, imageName)
 	phoenix("rebuild", "--config", cfg, "--all", "--poll", "1s", "--timeout", "5m")
@@ -75,6 +73,11 @@ func TestEndToEndOnDevcloud(t *testing.T) {
 		t.Fatalf("mark %s unhealthy at the responder: %v %v", addr, resp, err)
 	}
 	resp.Body.Close()
+	// Only this address: the responder is shared with the scenarios
+	// running beside this one.
+	t.Cleanup(func() {
+		_, _ = http.DefaultClient.Do(mustRequest(http.MethodDelete, "http://127.0.0.1:18080/_responder/unhealthy/"+addr))
+	})
 	plan = onlyGroupPlan(t, phoenix("plan", "--config", cfg, "--output", "json"))
 	for _, s := range plan.Servers {
 		want := "healthy"
@@ -205,6 +208,7 @@ func assertGroup(t *testing.T, servers []provisioner.Server, count int, image, g
 // another application shares, and checks the pool in Octavia itself: the
 // new servers' addresses and the other application's member, nothing else.
 func TestEndToEndPoolOnDevcloud(t *testing.T) {
+	t.Parallel() // with the other scenarios: each has a group of its own
 	cloudsFile := os.Getenv("PHOENIX_DEVCLOUD_CLOUDS")
 	if cloudsFile == "" {
 		t.Skip("GAP: the real cloud is not configured: set PHOENIX_DEVCLOUD_CLOUDS to the clouds.yaml of examples/devcloud/up.sh")
