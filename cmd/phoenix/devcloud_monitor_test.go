@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	gcopenstack "github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
@@ -20,7 +22,6 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/provisioner"
-	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
 
 // responderPort is where examples/devcloud/responder.py answers every
@@ -65,15 +66,21 @@ type watchedGroup struct {
 // when two samples in a row show it: a server drained between the member
 // read and the server list would otherwise be a false alarm.
 type devcloudMonitor struct {
-	cloud   *openstack.Cloud
-	lbc, nc *gophercloud.ServiceClient
+	// compute lists the whole project, by a plain gophercloud list of its
+	// own: Phoenix's client lists one tag at a time, and orphans carry
+	// none.
+	compute, lbc, nc *gophercloud.ServiceClient
 
 	mu      sync.Mutex
 	groups  []*watchState
 	excused map[string]bool
 	samples int
-	seen    map[string]int // violations by kind/group
-	first   []string       // the first of each kind/group, in words
+	// failed counts the samples a read failed (skipped), firstErr says
+	// why the first did: a monitor that never samples checks nothing.
+	failed   int
+	firstErr error
+	seen     map[string]int // violations by kind/group
+	first    []string       // the first of each kind/group, in words
 
 	stop chan struct{}
 	done chan struct{}
@@ -91,10 +98,6 @@ type watchState struct {
 // cloudsFile; Check stops it and reports.
 func startDevcloudMonitor(t *testing.T, ctx context.Context, cloudsFile, cloudName string, groups ...watchedGroup) *devcloudMonitor {
 	t.Helper()
-	cloud, err := openstack.New(ctx, openstack.Options{Cloud: cloudName, CloudsFile: cloudsFile})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ao, _, _, err := clouds.Parse(clouds.WithCloudName(cloudName), clouds.WithLocations(cloudsFile))
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +107,7 @@ func startDevcloudMonitor(t *testing.T, ctx context.Context, cloudsFile, cloudNa
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &devcloudMonitor{cloud: cloud, excused: map[string]bool{}, seen: map[string]int{},
+	m := &devcloudMonitor{excused: map[string]bool{}, seen: map[string]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for _, g := range groups {
 		if g.HealthPort == 0 {
@@ -123,6 +126,10 @@ func startDevcloudMonitor(t *testing.T, ctx context.Context, cloudsFile, cloudNa
 	if m.nc, err = gcopenstack.NewNetworkV2(provider, gophercloud.EndpointOpts{}); err != nil {
 		t.Fatal(err)
 	}
+	if m.compute, err = gcopenstack.NewComputeV2(provider, gophercloud.EndpointOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	m.compute.Microversion = "2.26" // tags in the list
 	sctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer close(m.done)
@@ -180,6 +187,12 @@ func (m *devcloudMonitor) Check(t *testing.T) {
 		total += n
 	}
 	t.Logf("monitor: %d samples, %d violations", m.samples, total)
+	if m.failed > 0 {
+		t.Logf("monitor: %d samples skipped, a read failed; the first: %v", m.failed, m.firstErr)
+	}
+	if m.samples == 0 {
+		t.Errorf("monitor: no sample taken, so nothing was checked (%d reads failed; the first: %v)", m.failed, m.firstErr)
+	}
 	for _, v := range m.first {
 		t.Errorf("monitor: %s", v)
 	}
@@ -200,33 +213,46 @@ func (m *devcloudMonitor) sample(ctx context.Context) {
 	m.mu.Lock()
 	groups := slices.Clone(m.groups)
 	m.mu.Unlock()
+	skip := func(what string, err error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.failed++
+		if m.firstErr == nil {
+			m.firstErr = fmt.Errorf("%s: %w", what, err)
+		}
+	}
 	members := map[string][]pools.Member{}
 	for _, g := range groups {
 		if g.Pool == "" {
 			continue
 		}
 		pages, err := pools.ListMembers(m.lbc, g.Pool, nil).AllPages(ctx)
-		if err != nil {
-			return
+		if err == nil {
+			members[g.Pool], err = pools.ExtractMembers(pages)
 		}
-		if members[g.Pool], err = pools.ExtractMembers(pages); err != nil {
+		if err != nil {
+			skip("pool members", err)
 			return
 		}
 	}
 	pages, err := floatingips.List(m.nc, floatingips.ListOpts{}).AllPages(ctx)
 	if err != nil {
+		skip("floating IPs", err)
 		return
 	}
 	fips, err := floatingips.ExtractFloatingIPs(pages)
 	if err != nil {
+		skip("floating IPs", err)
 		return
 	}
-	servers, err := m.cloud.ListServers(ctx, "") // the whole project: orphans carry no tag
+	servers, err := m.listProject(ctx) // the whole project: orphans carry no tag
 	if err != nil {
+		skip("servers", err)
 		return
 	}
 	sick, ok := responderSick(ctx)
 	if !ok {
+		skip("the responder's sick list", errors.New("no answer"))
 		return
 	}
 	m.mu.Lock()
@@ -235,6 +261,53 @@ func (m *devcloudMonitor) sample(ctx context.Context) {
 	for _, g := range groups {
 		m.judge(ctx, g, servers, members[g.Pool], fips, sick)
 	}
+}
+
+// listProject lists every server of the project, as much of each as the
+// judging needs.
+func (m *devcloudMonitor) listProject(ctx context.Context) ([]provisioner.Server, error) {
+	pages, err := servers.List(m.compute, servers.ListOpts{}).AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var raw []struct {
+		ID        string            `json:"id"`
+		Name      string            `json:"name"`
+		Status    string            `json:"status"`
+		TaskState *string           `json:"OS-EXT-STS:task_state"`
+		Metadata  map[string]string `json:"metadata"`
+		Tags      []string          `json:"tags"`
+		Addresses map[string][]struct {
+			Addr string `json:"addr"`
+		} `json:"addresses"`
+	}
+	if err := servers.ExtractServersInto(pages, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]provisioner.Server, 0, len(raw))
+	seen := map[string]int{}
+	for _, r := range raw {
+		s := provisioner.Server{ID: r.ID, Name: r.Name, Status: r.Status, Metadata: r.Metadata, Tags: r.Tags, Addresses: map[string][]string{}}
+		if r.TaskState != nil {
+			s.TaskState = *r.TaskState
+		}
+		for net, addrs := range r.Addresses {
+			for _, a := range addrs {
+				s.Addresses[net] = append(s.Addresses[net], a.Addr)
+			}
+		}
+		// While a server is scheduled Nova may list it twice (a build
+		// request and an instance): count it once, the further along.
+		if j, dup := seen[s.ID]; dup {
+			if out[j].Status == provisioner.StatusBuild {
+				out[j] = s
+			}
+			continue
+		}
+		seen[s.ID] = len(out)
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func (m *devcloudMonitor) judge(ctx context.Context, g *watchState, servers []provisioner.Server, members []pools.Member, fips []floatingips.FloatingIP, sick map[string]bool) {
