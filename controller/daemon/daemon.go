@@ -70,6 +70,9 @@ type Daemon struct {
 	// configuration changed. Both under mu.
 	started *config.Config
 	restart []string
+	// changed names what the last reload applied changed (reloadChanges);
+	// under mu.
+	changed []string
 
 	images *imageCache
 	// watchOK is when the image watch last reached the cloud without
@@ -377,6 +380,8 @@ func (d *Daemon) Reload(cfg *config.Config) {
 			zap.Strings("restart_needed", d.restart))
 	}
 	old := d.workers
+	d.changed = reloadChanges(d.cfg, cfg)
+	changed := d.changed
 	d.cfg = cfg
 	d.loadedAt = d.opts.Now()
 	d.reloadErr = nil
@@ -421,7 +426,8 @@ func (d *Daemon) Reload(cfg *config.Config) {
 	d.mu.Unlock()
 	d.opts.Metrics.configLoaded(true, d.loadedAt)
 	d.opts.Metrics.groupsLoaded(d.groupNames())
-	d.log.Info("configuration reloaded", zap.Int("groups", len(cfg.Groups)), zap.Int("restarted_or_stopped", len(retire)))
+	d.log.Info("configuration reloaded", zap.Int("groups", len(cfg.Groups)), zap.Int("restarted_or_stopped", len(retire)),
+		zap.Strings("changed", changed))
 	d.pokeWatch()
 }
 

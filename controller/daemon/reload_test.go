@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -99,5 +101,56 @@ func TestEveryControllerSettingIsSortedForReload(t *testing.T) {
 	}
 	if !known["cloud"] {
 		t.Error("cloud is not named as needing a restart")
+	}
+}
+
+// TestReloadNamesWhatItChanged: the log line of a reload and /v1/status
+// name each setting the reload changed, by field path and group name,
+// and no restart-only setting among them; a refused file leaves them as
+// the last reload that applied set them.
+func TestReloadNamesWhatItChanged(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	group := func(name string, count int, extra string) string {
+		return fmt.Sprintf("{name: %s, count: %d, image: {name: gold}, flavor: m1.small, networks: [private]%s}", name, count, extra)
+	}
+	d := New(provisioner.Cloud{}, parse(t, "controller: {interval: 1m}\ngroups: ["+group("web", 2, "")+"]"), Options{Log: zap.New(core)})
+
+	for _, tc := range []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"a deadline", "controller: {interval: 1m}\ngroups: [" + group("web", 2, ", rollout: {progress_deadline: 7m}") + "]",
+			[]string{"groups[web].rollout.progress_deadline"}},
+		{"the same file again", "controller: {interval: 1m}\ngroups: [" + group("web", 2, ", rollout: {progress_deadline: 7m}") + "]", nil},
+		{"interval, listen, a count, a check and a new group", "controller: {interval: 2m, listen: 127.0.0.1:9999}\ngroups: [" +
+			group("web", 3, ", rollout: {progress_deadline: 7m}, health: {http: {port: 80}}") + ", " + group("db", 2, "") + "]",
+			[]string{"controller.interval", "groups[web].count", "groups[web].health.http", "groups[db] (added)"}},
+		{"a group gone, a surge", "controller: {interval: 2m, listen: 127.0.0.1:9999}\ngroups: [" + group("db", 2, ", rollout: {max_surge: 2}") + "]",
+			[]string{"groups[db].rollout.max_surge", "groups[web] (removed)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs.TakeAll()
+			d.Reload(parse(t, tc.yaml))
+			if got := d.Status().Config.Changed; !slices.Equal(got, tc.want) {
+				t.Errorf("status changed %v, want %v", got, tc.want)
+			}
+			logged := logs.FilterMessage("configuration reloaded").All()
+			if len(logged) != 1 {
+				t.Fatalf("%d reload lines logged, want 1", len(logged))
+			}
+			var got []string
+			raw, _ := logged[0].ContextMap()["changed"].([]any)
+			for _, v := range raw {
+				got = append(got, fmt.Sprint(v))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("the log names %v, want %v", got, tc.want)
+			}
+		})
+	}
+	d.Refused(errors.New("phoenix.yaml: groups[0].rollout.progress_dedline: unknown field"))
+	if got, want := d.Status().Config.Changed, []string{"groups[db].rollout.max_surge", "groups[web] (removed)"}; !slices.Equal(got, want) {
+		t.Errorf("after a refusal status changed %v, want the last reload's %v", got, want)
 	}
 }

@@ -66,6 +66,11 @@ type Status struct {
 		// RestartNeeded names the settings the running configuration
 		// changed that apply only after a restart: "controller.listen".
 		RestartNeeded []string `json:"restart_needed,omitempty"`
+		// Changed names what the reload that loaded the running
+		// configuration changed, by field path:
+		// "groups[web].rollout.progress_deadline", "controller.interval",
+		// "groups[db] (added)". Empty before the first reload.
+		Changed []string `json:"changed,omitempty"`
 	} `json:"config"`
 	Ready  string        `json:"ready"`
 	Groups []GroupStatus `json:"groups"`
@@ -85,6 +90,7 @@ func (d *Daemon) Status() Status {
 		out.Config.Refused = d.reloadErr.Error()
 	}
 	out.Config.RestartNeeded = slices.Clone(d.restart)
+	out.Config.Changed = slices.Clone(d.changed)
 	d.mu.Unlock()
 	out.Ready = "ok"
 	if err := d.Ready(); err != nil {
