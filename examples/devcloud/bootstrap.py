@@ -2,7 +2,10 @@
 """Create what the development cloud needs, idempotently, through the APIs.
 
   bootstrap.py identity   projects, users, roles, services and endpoints
-  bootstrap.py resources  flavors, the 127.1.0.0/16 network, a first image
+  bootstrap.py network    wait until a just started neutron-server answers
+                          port lists
+  bootstrap.py resources  flavors, the 127.1.0.0/16 network, the floating-IP
+                          pool phoenix-ext and its router, a first image
   bootstrap.py compute nova-compute=EPOCH ...
   bootstrap.py volume cinder-volume=EPOCH ...
                           wait until each named Nova or Cinder service has
@@ -37,6 +40,10 @@ ENDPOINTS = {
 }
 SERVICE_USERS = ["glance", "placement", "nova", "neutron", "octavia", "cinder"]
 FLAVORS = [("1", "m1.tiny", 1, 512, 1), ("2", "m1.small", 1, 2048, 20), ("3", "m1.medium", 2, 4096, 40)]
+# The floating-IP pool: an external flat network on a physical network of
+# its own, a TEST-NET-2 subnet, and a router from it to phoenix-subnet.
+EXT_NET, EXT_PHYSNET, EXT_SUBNET, EXT_CIDR = "phoenix-ext", "devcloud-ext", "phoenix-ext-subnet", "198.51.100.0/24"
+ROUTER, ROUTER_PORT, ROUTER_PORT_IP = "phoenix-router", "phoenix-router-port", "127.1.0.2"
 
 
 def say(msg):
@@ -179,6 +186,9 @@ def resources(c):
             "gateway_ip": None, "enable_dhcp": False,
             "allocation_pools": [{"start": "127.1.0.10", "end": "127.1.255.250"}]}})
 
+    subnet = c.find(neutron + "/subnets", "subnets", network_id=net["id"])[0]
+    floating_ips(c, neutron, net, subnet)
+
     glance = ENDPOINTS["image"][1] + "/v2"
     if not c.find(glance + "/images", "images", name="devcloud-base"):
         say("image devcloud-base")
@@ -188,6 +198,89 @@ def resources(c):
         # The fake virt driver never reads it: a few bytes stand in for a disk.
         c.ok("PUT", glance + "/images/%s/file" % img["id"], raw=b"phoenix devcloud image\n" * 64,
              ctype="application/octet-stream")
+
+
+def network(c):
+    """Warm a just (re)started neutron-server (see warm_ports)."""
+    warm_ports(c, ENDPOINTS["network"][1] + "/v2.0")
+
+
+def warm_ports(c, neutron):
+    """List networks, then ports until Neutron answers several times in a
+    row.
+
+    Just after neutron-server (re)starts with the L3 plugins, every port
+    list fails (HTTP 500, "type object 'Port' has no attribute
+    'port_forwardings'"), and Nova's server list with it, until SQLAlchemy
+    has configured its mappers in that API worker: the port list reads
+    that attribute (a backref made at configuration) before it queries,
+    so port lists alone never configure them (seen: 120 failures in a
+    row). Any other query does: a network list first.
+    """
+    ok, failed = 0, 0
+    for _ in range(120):
+        status, _, _ = c.call("GET", neutron + "/networks?limit=1")
+        if status == 200:
+            status, _, _ = c.call("GET", neutron + "/ports?limit=1")
+        if status == 200:
+            ok += 1
+            if ok == 3:
+                if failed:
+                    say("neutron answered port lists after %d failures" % failed)
+                return
+        else:
+            ok, failed = 0, failed + 1
+            time.sleep(0.5)
+    raise SystemExit("neutron kept failing port lists (%d failures)" % failed)
+
+
+def floating_ips(c, neutron, net, subnet):
+    """The floating-IP pool phoenix-ext and a router from it to
+    phoenix-subnet. No L3 agent runs: nothing is routed, but Neutron
+    allocates floating IPs and associates them with ports on phoenix-net.
+    """
+    exts = c.find(neutron + "/networks", "networks", name=EXT_NET)
+    if exts:
+        ext = exts[0]
+    else:
+        say("external network " + EXT_NET)
+        ext = c.ok("POST", neutron + "/networks", {"network": {
+            "name": EXT_NET, "router:external": True,
+            "provider:network_type": "flat", "provider:physical_network": EXT_PHYSNET}})["network"]
+    if not c.find(neutron + "/subnets", "subnets", network_id=ext["id"]):
+        say("subnet %s %s" % (EXT_SUBNET, EXT_CIDR))
+        # TEST-NET-2, documentation addresses: no DHCP (none runs).
+        c.ok("POST", neutron + "/subnets", {"subnet": {
+            "network_id": ext["id"], "name": EXT_SUBNET, "ip_version": 4, "cidr": EXT_CIDR,
+            "enable_dhcp": False}})
+
+    routers = c.find(neutron + "/routers", "routers", name=ROUTER)
+    if routers:
+        router = routers[0]
+    else:
+        say("router " + ROUTER)
+        router = c.ok("POST", neutron + "/routers", {"router": {"name": ROUTER}})["router"]
+    # The gateway after the external subnet exists, or it has no address.
+    gw = router.get("external_gateway_info") or {}
+    if gw.get("network_id") != ext["id"] or not gw.get("external_fixed_ips"):
+        say("gateway of %s on %s" % (ROUTER, EXT_NET))
+        c.ok("PUT", neutron + "/routers/" + router["id"], {"router": {
+            "external_gateway_info": {"network_id": ext["id"]}}})
+
+    # phoenix-subnet has no gateway address, so add_router_interface by
+    # subnet is refused: attach the router through a port of its own, on
+    # an address outside the allocation pool.
+    ports = c.find(neutron + "/ports", "ports", name=ROUTER_PORT, network_id=net["id"])
+    if ports:
+        port = ports[0]
+    else:
+        say("port %s %s" % (ROUTER_PORT, ROUTER_PORT_IP))
+        port = c.ok("POST", neutron + "/ports", {"port": {
+            "name": ROUTER_PORT, "network_id": net["id"],
+            "fixed_ips": [{"subnet_id": subnet["id"], "ip_address": ROUTER_PORT_IP}]}})["port"]
+    if port.get("device_id") != router["id"]:
+        say("interface of %s on phoenix-subnet" % ROUTER)
+        c.ok("PUT", neutron + "/routers/%s/add_router_interface" % router["id"], {"port_id": port["id"]})
 
 
 def compute(c, since):
@@ -228,7 +321,7 @@ def reported(c, url, since):
 
 
 def main():
-    phases = {"identity": identity, "resources": resources, "compute": compute, "volume": volume}
+    phases = {"identity": identity, "network": network, "resources": resources, "compute": compute, "volume": volume}
     if len(sys.argv) < 2 or sys.argv[1] not in phases:
         raise SystemExit(__doc__)
     c = Client(os.environ["DEVCLOUD_ADMIN_PW"])

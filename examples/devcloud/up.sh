@@ -400,7 +400,12 @@ put /etc/neutron/neutron.conf neutron <<EOF
 bind_host = 127.0.0.1
 bind_port = 9696
 core_plugin = ml2
-service_plugins =
+# The L3 API (routers, floating IPs) without an L3 agent: nothing routes,
+# but floating IPs are allocated, associated and moved through the API.
+# port_forwarding beside router: with router alone a port list can fail
+# with "type object 'Port' has no attribute 'port_forwardings'" (and Nova's
+# server list with it).
+service_plugins = router,port_forwarding
 auth_strategy = keystone
 transport_url = $RABBIT
 notify_nova_on_port_status_changes = false
@@ -411,6 +416,13 @@ use_stderr = true
 
 [database]
 connection = $DB/neutron
+
+# Every test shares project phoenix: room for ~64 servers, the routers'
+# ports and a floating IP for each group of one (defaults 500, 10, 50).
+[quotas]
+quota_port = 1000
+quota_router = 20
+quota_floatingip = 100
 
 $(authtoken neutron)
 
@@ -437,6 +449,12 @@ once neutron-db neutron-db-manage --config-file /etc/neutron/neutron.conf \
 # assertions off.
 start neutron env PYTHONOPTIMIZE=1 neutron-server --config-file /etc/neutron/neutron.conf \
 	--config-file /etc/neutron/plugins/ml2/ml2_conf.ini
+# Started in this run: warm its API worker before Nova's server lists
+# reach it (bootstrap.py network tells why).
+if [ "$(stat -c %Y "$STATE/run/neutron.pid")" -ge "$BEGAN" ]; then
+	wait_for Neutron 90 http_up http://127.0.0.1:9696/
+	"$PY" "$HERE/bootstrap.py" network >>"$STATE/log/bootstrap.log" 2>&1 || die "Neutron fails port lists; see $STATE/log/neutron.log"
+fi
 
 # --- Nova with the fake virt driver -------------------------------------------------------
 put /etc/nova/nova.conf nova-api nova-conductor nova-scheduler nova-compute <<EOF
