@@ -5,7 +5,8 @@
   bootstrap.py network    wait until a just started neutron-server answers
                           port lists
   bootstrap.py resources  flavors, the 127.1.0.0/16 network, the floating-IP
-                          pool phoenix-ext and its router, a first image
+                          pool phoenix-ext and its router, project phoenix's
+                          Nova quota, a first image
   bootstrap.py compute nova-compute=EPOCH ...
   bootstrap.py volume cinder-volume=EPOCH ...
                           wait until each named Nova or Cinder service has
@@ -40,6 +41,11 @@ ENDPOINTS = {
 }
 SERVICE_USERS = ["glance", "placement", "nova", "neutron", "octavia", "cinder"]
 FLAVORS = [("1", "m1.tiny", 1, 512, 1), ("2", "m1.small", 1, 2048, 20), ("3", "m1.medium", 2, 4096, 40)]
+QUOTA_PROJECT = "phoenix-quota"
+# Project phoenix's own Nova quota (nova.conf's defaults stay for the
+# others): room for ~8 tests at once of up to ~8 servers each, m1.medium
+# included. Set through the API: a change of nova.conf restarts Nova.
+PHOENIX_NOVA_QUOTA = {"instances": 200, "cores": 400, "ram": 819200}
 # The floating-IP pool: an external flat network on a physical network of
 # its own, a TEST-NET-2 subnet, and a router from it to phoenix-subnet.
 EXT_NET, EXT_PHYSNET, EXT_SUBNET, EXT_CIDR = "phoenix-ext", "devcloud-ext", "phoenix-ext-subnet", "198.51.100.0/24"
@@ -107,14 +113,19 @@ def identity(c):
             p = c.ok("POST", KEYSTONE + "/projects", {"project": {"name": name, "domain_id": "default"}})["project"]
         return p["id"]
 
+    roles = {}  # name -> id: a Keystone call takes up to 2 s on a busy machine
+
     def role(name):
+        if name in roles:
+            return roles[name]
         r = one("roles", name=name)
         if not r:
             say("role " + name)
             r = c.ok("POST", KEYSTONE + "/roles", {"role": {"name": name}})["role"]
+        roles[name] = r["id"]
         return r["id"]
 
-    def user(name, password, project_id, roles):
+    def user(name, password, project_id, roles, more=()):
         u = one("users", name=name)
         if not u:
             say("user " + name)
@@ -124,17 +135,22 @@ def identity(c):
             # Set only when it differs: a change revokes the user's tokens.
             say("password of " + name)
             c.ok("PATCH", KEYSTONE + "/users/" + u["id"], {"user": {"password": password}})
-        for r in roles:
-            # PUT is idempotent; the Debian openstack client cannot do this.
-            c.ok("PUT", "%s/projects/%s/users/%s/roles/%s" % (KEYSTONE, project_id, u["id"], role(r)))
+        for pid in (project_id,) + tuple(more):
+            for r in roles:
+                # PUT is idempotent; the Debian openstack client cannot do this.
+                c.ok("PUT", "%s/projects/%s/users/%s/roles/%s" % (KEYSTONE, pid, u["id"], role(r)))
 
     service_project = project("service")
     phoenix_project = project("phoenix")
+    # A project of its own for a test that fills the instance quota, so
+    # that tests running beside it in project phoenix are not refused.
+    quota_project = project(QUOTA_PROJECT)
     for r in ("member", "reader", "load-balancer_member"):
         role(r)
     for name in SERVICE_USERS:
         user(name, os.environ["DEVCLOUD_SERVICE_PW"], service_project, ["admin"])
-    user("phoenix", os.environ["DEVCLOUD_PHOENIX_PW"], phoenix_project, ["member", "load-balancer_member"])
+    user("phoenix", os.environ["DEVCLOUD_PHOENIX_PW"], phoenix_project, ["member", "load-balancer_member"],
+         more=[quota_project])
 
     for stype, (name, url) in ENDPOINTS.items():
         s = one("services", type=stype)
@@ -188,6 +204,7 @@ def resources(c):
 
     subnet = c.find(neutron + "/subnets", "subnets", network_id=net["id"])[0]
     floating_ips(c, neutron, net, subnet)
+    nova_quota(c, nova, "phoenix", PHOENIX_NOVA_QUOTA)
 
     glance = ENDPOINTS["image"][1] + "/v2"
     if not c.find(glance + "/images", "images", name="devcloud-base"):
@@ -281,6 +298,15 @@ def floating_ips(c, neutron, net, subnet):
     if port.get("device_id") != router["id"]:
         say("interface of %s on phoenix-subnet" % ROUTER)
         c.ok("PUT", neutron + "/routers/%s/add_router_interface" % router["id"], {"port_id": port["id"]})
+
+
+def nova_quota(c, nova, project_name, want):
+    """Set the project's own Nova quota where it differs."""
+    pid = c.find(KEYSTONE + "/projects", "projects", name=project_name)[0]["id"]
+    have = c.ok("GET", "%s/os-quota-sets/%s" % (nova, pid))["quota_set"]
+    if any(have.get(k) != v for k, v in want.items()):
+        say("nova quota of %s: %s" % (project_name, want))
+        c.ok("PUT", "%s/os-quota-sets/%s" % (nova, pid), {"quota_set": want})
 
 
 def compute(c, since):

@@ -687,7 +687,9 @@ started_at() { stat -c %Y "$STATE/run/$1.pid"; }
 	umask 077
 	cat >"$STATE/clouds.yaml" <<EOF
 # Written by examples/devcloud/up.sh. devcloud is a member of project
-# phoenix (what Phoenix and the tests use); devcloud-admin is the admin.
+# phoenix (what Phoenix and the tests use); devcloud-quota is the same user
+# in project phoenix-quota (for a test that fills its quota);
+# devcloud-admin is the admin.
 clouds:
   devcloud:
     auth:
@@ -695,6 +697,17 @@ clouds:
       username: phoenix
       password: "$PHOENIX_PW"
       project_name: phoenix
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+    interface: public
+    identity_api_version: 3
+  devcloud-quota:
+    auth:
+      auth_url: http://127.0.0.1:5000/v3
+      username: phoenix
+      password: "$PHOENIX_PW"
+      project_name: phoenix-quota
       user_domain_name: Default
       project_domain_name: Default
     region_name: RegionOne
