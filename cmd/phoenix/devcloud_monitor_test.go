@@ -75,6 +75,7 @@ type devcloudMonitor struct {
 	groups  []*watchState
 	excused map[string]bool
 	samples int
+	listed  int // server lists begun: every fifth is of the whole project
 	// failed counts the samples a read failed (skipped), firstErr says
 	// why the first did: a monitor that never samples checks nothing.
 	failed   int
@@ -206,67 +207,107 @@ func (m *devcloudMonitor) violate(kind, group, format string, args ...any) {
 	}
 }
 
-// sample reads the traffic first, then the servers: a server is put into
-// the traffic only once it exists, so the list sees every server the
-// traffic names. A read that fails skips the sample.
+// sample reads the pools' members, the floating IPs, the servers and the
+// responder's sick list, and judges each group; a read that fails skips
+// the sample.
 func (m *devcloudMonitor) sample(ctx context.Context) {
 	m.mu.Lock()
 	groups := slices.Clone(m.groups)
 	m.mu.Unlock()
-	skip := func(what string, err error) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		m.failed++
-		if m.firstErr == nil {
-			m.firstErr = fmt.Errorf("%s: %w", what, err)
+	// Every fifth sample lists the whole project, for the orphans (they
+	// carry no tag); the others only the groups' tags.
+	var tags []string
+	if m.listed%5 != 0 {
+		for _, g := range groups {
+			tags = append(tags, controller.GroupTag(g.Name))
 		}
 	}
-	members := map[string][]pools.Member{}
+	m.listed++
+	// The reads go at once, so that a sample on a busy cloud takes as
+	// long as its slowest read, not their sum: a server joins the traffic
+	// only long after it was created, and leaves it a drain before it is
+	// deleted, so reads a moment apart still agree.
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+		members  = map[string][]pools.Member{}
+		fips     []floatingips.FloatingIP
+		list     []provisioner.Server
+		sick     map[string]bool
+	)
+	fail := func(what string, err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		if firstErr == nil {
+			firstErr = fmt.Errorf("%s: %w", what, err)
+		}
+	}
 	for _, g := range groups {
 		if g.Pool == "" {
 			continue
 		}
-		pages, err := pools.ListMembers(m.lbc, g.Pool, nil).AllPages(ctx)
+		members[g.Pool] = nil
+	}
+	var membersMu sync.Mutex
+	for pool := range members {
+		wg.Go(func() {
+			pages, err := pools.ListMembers(m.lbc, pool, nil).AllPages(ctx)
+			var got []pools.Member
+			if err == nil {
+				got, err = pools.ExtractMembers(pages)
+			}
+			if err != nil {
+				fail("members of pool "+pool, err)
+				return
+			}
+			membersMu.Lock()
+			members[pool] = got
+			membersMu.Unlock()
+		})
+	}
+	wg.Go(func() {
+		pages, err := floatingips.List(m.nc, floatingips.ListOpts{}).AllPages(ctx)
 		if err == nil {
-			members[g.Pool], err = pools.ExtractMembers(pages)
+			fips, err = floatingips.ExtractFloatingIPs(pages)
 		}
 		if err != nil {
-			skip("pool members", err)
-			return
+			fail("floating IPs", err)
 		}
-	}
-	pages, err := floatingips.List(m.nc, floatingips.ListOpts{}).AllPages(ctx)
-	if err != nil {
-		skip("floating IPs", err)
-		return
-	}
-	fips, err := floatingips.ExtractFloatingIPs(pages)
-	if err != nil {
-		skip("floating IPs", err)
-		return
-	}
-	servers, err := m.listProject(ctx) // the whole project: orphans carry no tag
-	if err != nil {
-		skip("servers", err)
-		return
-	}
-	sick, ok := responderSick(ctx)
-	if !ok {
-		skip("the responder's sick list", errors.New("no answer"))
-		return
-	}
+	})
+	wg.Go(func() {
+		var err error
+		if list, err = m.listProject(ctx, strings.Join(tags, ",")); err != nil {
+			fail("servers", err)
+		}
+	})
+	wg.Go(func() {
+		var ok bool
+		if sick, ok = responderSick(ctx); !ok {
+			fail("the responder's sick list", errors.New("no answer"))
+		}
+	})
+	wg.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if firstErr != nil {
+		m.failed++
+		if m.firstErr == nil {
+			m.firstErr = firstErr
+		}
+		return
+	}
 	m.samples++
 	for _, g := range groups {
-		m.judge(ctx, g, servers, members[g.Pool], fips, sick)
+		m.judge(ctx, g, list, members[g.Pool], fips, sick)
 	}
 }
 
-// listProject lists every server of the project, as much of each as the
-// judging needs.
-func (m *devcloudMonitor) listProject(ctx context.Context) ([]provisioner.Server, error) {
-	pages, err := servers.List(m.compute, servers.ListOpts{}).AllPages(ctx)
+// listProject lists the servers of the project carrying any of tagsAny
+// (comma-separated; "" lists them all), as much of each as the judging
+// needs.
+func (m *devcloudMonitor) listProject(ctx context.Context, tagsAny string) ([]provisioner.Server, error) {
+	pages, err := servers.List(m.compute, servers.ListOpts{TagsAny: tagsAny}).AllPages(ctx)
 	if err != nil {
 		return nil, err
 	}
