@@ -42,6 +42,7 @@ func TestDevcloudFloatingIP(t *testing.T) {
 	}
 	pool := fipPool(t, ctx, nc)
 	description := "phoenix:group:" + group
+	t.Log("GAP: no L3 agent runs on the development cloud: the floating IP's association is checked in Neutron, no packet reaches it")
 
 	// What goes when the test ends goes after the daemon has stopped (the
 	// cleanups run last first): an image deleted under a running daemon
