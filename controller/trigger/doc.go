@@ -55,6 +55,11 @@
 // The id is reserved before the event is dispatched, so two identical
 // requests arriving at once dispatch once; if the dispatch fails, the
 // reservation is released so that the sender may send the event again.
+// A repeat that arrives while the dispatch is under way (a sender that
+// gave up waiting for the answer and sent again) is answered 503 with
+// Retry-After: the dispatch may still fail, and a 409 would tell the
+// sender its event got through. Once the dispatch is done, a repeat gets
+// the outcome: 409 if it was accepted, a dispatch of its own if not.
 //
 // # Refusals change nothing
 //
@@ -78,7 +83,8 @@
 //	409  an event with this id was already accepted
 //	413  the body is larger than MaxBody (64 KiB by default)
 //	422  the event is invalid, or names an unknown group, image or server
-//	503  no secret configured, or the dispatcher cannot act now
+//	503  no secret configured, the dispatcher cannot act now, or another
+//	     request with this id is being dispatched (Retry-After: 1)
 //
 // Every refusal is {"error": "<message>"} with Content-Type
 // application/json.

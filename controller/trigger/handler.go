@@ -85,7 +85,8 @@ type answer struct {
 // 503 while no secret is configured, 413 for a body over MaxBody, 401 for
 // a missing, malformed or wrong signature or a timestamp outside the
 // window, 400 for a body that is not one JSON object, 422 for an invalid
-// event, 409 for an id already accepted, then Dispatch: 422 when it names
+// event, 409 for an id already accepted, 503 (Retry-After: 1) for an id
+// whose dispatch by another request is under way, then Dispatch: 422 when it names
 // an unknown target, 503 when it fails otherwise, and 202 once it took the
 // event. Nothing is dispatched for a refused request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -162,8 +163,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	idField := zap.String("event_id", e.ID)
-	seq, ok := h.replay.reserve(e.ID, now, 2*window)
-	if !ok {
+	seq, ok, pending := h.replay.reserve(e.ID, now, 2*window)
+	switch {
+	case pending:
+		// Another request with this id is being dispatched, and may
+		// still fail: a 409 now would tell this sender its event got
+		// through when it may not. It learns the outcome by sending again.
+		w.Header().Set("Retry-After", "1")
+		refuse(http.StatusServiceUnavailable, fmt.Sprintf("event %s is still being acted on: send it again to learn whether it was accepted", e.ID), idField)
+		return
+	case !ok:
 		refuse(http.StatusConflict, fmt.Sprintf("event %s was already accepted", e.ID), idField)
 		return
 	}
@@ -181,6 +190,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "cannot act on the event now; send it again later"})
 		return
 	}
+	h.replay.confirm(e.ID, seq)
 	log.Info("event accepted", zap.Int("status", http.StatusAccepted), idField, zap.String("type", e.Type),
 		zap.Strings("groups", e.Groups), zap.String("image", e.Image), zap.String("server", e.Server), zap.String("reason", e.Reason))
 	writeJSON(w, http.StatusAccepted, map[string]string{"id": e.ID, "status": "accepted"})
@@ -229,13 +239,17 @@ type remembered struct {
 	id    string
 	until time.Time
 	seq   uint64
+	// pending: reserved, its dispatch not yet done; confirm clears it,
+	// release forgets the id.
+	pending bool
 }
 
 // reserve records id until now+keep (inclusive: Verify accepts a
-// timestamp exactly one window away) and reports true, or reports false if
-// it is remembered already. The seq returned identifies this reservation
-// for release.
-func (m *replayMemory) reserve(id string, now time.Time, keep time.Duration) (uint64, bool) {
+// timestamp exactly one window away), pending, and reports ok; or, if it
+// is remembered already, reports !ok and whether that reservation is
+// still pending (its dispatch under way, its outcome unknown). The seq
+// returned identifies this reservation for confirm and release.
+func (m *replayMemory) reserve(id string, now time.Time, keep time.Duration) (seq uint64, ok, pending bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.byID == nil {
@@ -247,14 +261,25 @@ func (m *replayMemory) reserve(id string, now time.Time, keep time.Duration) (ui
 	}
 	m.forget(now, limit)
 	if r, ok := m.byID[id]; ok && !now.After(r.until) {
-		return 0, false
+		return 0, false, r.pending
 	}
 	m.forget(now, limit-1) // room for id
 	m.seq++
-	r := remembered{id: id, until: now.Add(keep), seq: m.seq}
+	r := remembered{id: id, until: now.Add(keep), seq: m.seq, pending: true}
 	m.byID[id] = r
 	m.queue = append(m.queue, r)
-	return r.seq, true
+	return r.seq, true, false
+}
+
+// confirm records that the reservation seq of id was accepted: a repeat
+// is a replay from now on.
+func (m *replayMemory) confirm(id string, seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.byID[id]; ok && r.seq == seq {
+		r.pending = false
+		m.byID[id] = r
+	}
 }
 
 // release forgets the reservation seq of id, if it is still the current

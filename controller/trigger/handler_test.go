@@ -437,8 +437,11 @@ func (b *blocking) Dispatch(ctx context.Context, _ Event) error {
 }
 
 // TestHandlerConcurrentDuplicates sends one request many times at once:
-// exactly one is dispatched and every other is a 409, even while the first
-// dispatch is still running.
+// exactly one is dispatched, and every other, answered while that dispatch
+// is under way, is a 503 with Retry-After — not a 409, which tells a
+// sender its event got through when the dispatch may yet fail (a sender
+// that gave up waiting and sent again would take it for success, and the
+// event would be lost). Sent again afterwards it gets the outcome.
 func TestHandlerConcurrentDuplicates(t *testing.T) {
 	for _, fail := range []bool{false, true} {
 		t.Run(fmt.Sprintf("dispatch fails %v", fail), func(t *testing.T) {
@@ -449,15 +452,23 @@ func TestHandlerConcurrentDuplicates(t *testing.T) {
 			}
 			f := newFixture()
 			f.h.Dispatcher = d
-			codes := make(chan int, n)
+			type reply struct {
+				code       int
+				retryAfter string
+			}
+			replies := make(chan reply, n)
 			var wg sync.WaitGroup
 			for range n {
-				wg.Go(func() { codes <- f.serve(signed(patchBody, testNow)).Code })
+				wg.Go(func() {
+					w := f.serve(signed(patchBody, testNow))
+					replies <- reply{w.Code, w.Header().Get("Retry-After")}
+				})
 			}
 			<-d.entered // one is inside Dispatch ...
 			for range n - 1 {
-				if c := <-codes; c != http.StatusConflict { // ... and all others answered meanwhile
-					t.Errorf("status %d while the first is dispatched, want 409", c)
+				// ... and all others answered meanwhile
+				if r := <-replies; r.code != http.StatusServiceUnavailable || r.retryAfter == "" {
+					t.Errorf("status %d (Retry-After %q) while the first is dispatched, want 503 with Retry-After", r.code, r.retryAfter)
 				}
 			}
 			close(d.release)
@@ -466,13 +477,15 @@ func TestHandlerConcurrentDuplicates(t *testing.T) {
 			if fail {
 				want = http.StatusServiceUnavailable
 			}
-			if c := <-codes; c != want {
-				t.Errorf("dispatched request: status %d, want %d", c, want)
+			if r := <-replies; r.code != want {
+				t.Errorf("dispatched request: status %d, want %d", r.code, want)
 			}
 			if d.n != 1 {
 				t.Errorf("dispatched %d times, want 1", d.n)
 			}
-			// A failed dispatch releases the id.
+			// Sent again once the first is done: a 409 if it was
+			// accepted; a dispatch of its own if it failed (the id was
+			// released).
 			d.release, d.err = make(chan struct{}), nil
 			close(d.release)
 			wantAgain := http.StatusConflict
@@ -482,6 +495,10 @@ func TestHandlerConcurrentDuplicates(t *testing.T) {
 			if c := f.serve(signed(patchBody, testNow)).Code; c != wantAgain {
 				t.Errorf("sent again afterwards: status %d, want %d", c, wantAgain)
 			}
+			// Accepted now, either way: a repeat is a replay.
+			if c := f.serve(signed(patchBody, testNow)).Code; c != http.StatusConflict {
+				t.Errorf("sent once more: status %d, want 409", c)
+			}
 		})
 	}
 }
@@ -490,7 +507,7 @@ func TestReplayMemoryBounded(t *testing.T) {
 	m := &replayMemory{max: 3}
 	keep := time.Hour
 	for i := range 5 {
-		if _, ok := m.reserve(fmt.Sprint("id", i), testNow, keep); !ok {
+		if _, ok, _ := m.reserve(fmt.Sprint("id", i), testNow, keep); !ok {
 			t.Fatalf("id%d refused", i)
 		}
 	}
@@ -499,41 +516,41 @@ func TestReplayMemoryBounded(t *testing.T) {
 	}
 	// The newest are still refused (and refusing evicts nothing) ...
 	for _, id := range []string{"id4", "id3", "id2", "id2"} {
-		if _, ok := m.reserve(id, testNow, keep); ok {
+		if _, ok, _ := m.reserve(id, testNow, keep); ok {
 			t.Errorf("%s reserved twice", id)
 		}
 	}
 	// ... the oldest were forgotten early.
-	if _, ok := m.reserve("id0", testNow, keep); !ok {
+	if _, ok, _ := m.reserve("id0", testNow, keep); !ok {
 		t.Error("id0 still remembered")
 	}
-	if _, ok := m.reserve("id3", testNow, keep); ok {
+	if _, ok, _ := m.reserve("id3", testNow, keep); ok {
 		t.Error("id3 forgotten before id2")
 	}
 	// Released entries leave stale queue entries; the queue stays bounded.
 	for i := range 100 {
-		seq, _ := m.reserve(fmt.Sprint("x", i), testNow, keep)
+		seq, _, _ := m.reserve(fmt.Sprint("x", i), testNow, keep)
 		m.release(fmt.Sprint("x", i), seq)
 	}
 	if len(m.queue) > 2*m.max {
 		t.Errorf("queue holds %d entries for a limit of %d", len(m.queue), m.max)
 	}
 	// Everything expires.
-	if _, ok := m.reserve("late", testNow.Add(keep), keep); !ok || m.len() != 1 {
+	if _, ok, _ := m.reserve("late", testNow.Add(keep), keep); !ok || m.len() != 1 {
 		t.Errorf("after keep: %d ids remembered, want 1", m.len())
 	}
 }
 
 func TestReleaseKeepsNewerReservation(t *testing.T) {
 	m := &replayMemory{}
-	seq, _ := m.reserve("a", testNow, time.Minute)
+	seq, _, _ := m.reserve("a", testNow, time.Minute)
 	// Expired, then reserved again by someone else.
 	later := testNow.Add(time.Minute + time.Second)
-	if _, ok := m.reserve("a", later, time.Minute); !ok {
+	if _, ok, _ := m.reserve("a", later, time.Minute); !ok {
 		t.Fatal("expired id refused")
 	}
 	m.release("a", seq) // the old reservation's release must not undo the new one
-	if _, ok := m.reserve("a", later, time.Minute); ok {
+	if _, ok, _ := m.reserve("a", later, time.Minute); ok {
 		t.Fatal("release of an old reservation forgot the new one")
 	}
 }
