@@ -49,6 +49,12 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 		dec.Reimages = slices.DeleteFunc(dec.Reimages, func(x plan.Reimage) bool { return fresh(x.Server) })
 	}
 
+	// A compromised server leaves the traffic before anything else
+	// happens to its group. The daemon writes the mark before it accepts
+	// the event and queues its quarantine for the group's next round, but
+	// a round under way (or one woken by the cloud's notice of the mark)
+	// may see the mark first, and so does a daemon restarted after the 202.
+	quarantineErr := r.quarantineFirst(ctx, dec.Deletes)
 	for _, x := range dec.Deletes {
 		if x.Server.Protected != "" {
 			r.log.Warn("deleting a protected server: it is compromised, and a compromise overrides a protection",
@@ -68,7 +74,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 			createErr = r.createServers(ctx, dec.Creates, w.image, createRecord(dec.Previous, rec, w.record.hold, key, dec.Progress), now)
 		}
 	}()
-	var errs []error
+	errs := []error{quarantineErr}
 	if r.traffic != nil {
 		if err := r.traffic.cleanup(ctx); err != nil {
 			errs = append(errs, err)
@@ -111,6 +117,34 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	<-created
 	errs = append(errs, createErr)
 	return errors.Join(errs...)
+}
+
+// quarantineFirst takes the compromised servers among deletes out of the
+// traffic now — deleted, not drained — and notes it in deletes, so that
+// their delete does not do it again. One that cannot be taken out keeps
+// its place in the traffic; its delete tries again, and is not sent
+// until it succeeds.
+func (r *GroupReconciler) quarantineFirst(ctx context.Context, deletes []plan.Delete) error {
+	if r.traffic == nil {
+		return nil
+	}
+	var out []int
+	for i, d := range deletes {
+		if d.Server.Compromised != "" && d.Server.Traffic != plan.TrafficNone {
+			out = append(out, i)
+		}
+	}
+	return parallel(out, r.opts.Parallelism, func(i int) error {
+		c := deletes[i].Server
+		if err := r.traffic.remove(ctx, c); err != nil {
+			return fmt.Errorf("take compromised server %s (%s) out of %s: %w", c.Name, c.ID, r.traffic, err)
+		}
+		deletes[i].Server.Traffic = plan.TrafficNone
+		r.log.Warn("compromised server taken out of traffic", zap.String("server", c.ID), zap.String("name", c.Name), zap.Stringer("traffic", r.traffic))
+		r.emit(Event{Type: EventTrafficRemove, Server: c.ID, Name: c.Name, Reason: "compromised: " + c.Compromised,
+			Message: "removed from " + r.traffic.String() + " at once: compromised"})
+		return nil
+	})
 }
 
 // recordOnServers writes md on the given servers, and reports whether

@@ -106,7 +106,10 @@ func (r *GroupReconciler) RecordCompromised(ctx context.Context, id, reason stri
 
 // Quarantine takes a compromised server out of the group's traffic at
 // once — its member is deleted, not drained — and records it on the
-// server, which the plan then deletes like a failed one.
+// server (unless recorded already), which the plan then deletes like a
+// failed one. A server already gone, or being deleted, is done: a round of
+// the group saw the record first, and took it out of the traffic before
+// anything else (see quarantineFirst).
 func (r *GroupReconciler) Quarantine(ctx context.Context, id, reason string) error {
 	servers, err := r.cloud.Servers.ListServers(ctx, GroupTag(r.group.Name))
 	if err != nil {
@@ -118,8 +121,9 @@ func (r *GroupReconciler) Quarantine(ctx context.Context, id, reason string) err
 			target = &servers[i]
 		}
 	}
-	if target == nil {
-		return fmt.Errorf("server %s: %w", id, provisioner.ErrNotFound)
+	if target == nil || target.Gone() || target.TaskState == provisioner.TaskDeleting {
+		r.log.Info("compromised server already on its way out: nothing to quarantine", zap.String("server", id))
+		return nil
 	}
 	if r.traffic != nil {
 		states, err := r.traffic.observe(ctx, servers)
@@ -135,6 +139,9 @@ func (r *GroupReconciler) Quarantine(ctx context.Context, id, reason string) err
 			r.log.Warn("compromised server taken out of traffic", zap.String("server", id), zap.String("name", target.Name), zap.Stringer("traffic", r.traffic))
 			r.emit(Event{Type: EventTrafficRemove, Server: id, Name: target.Name, Reason: reason, Message: "removed from " + r.traffic.String() + " at once: compromised"})
 		}
+	}
+	if target.Metadata[MetaCompromised] != "" {
+		return nil
 	}
 	if err := r.cloud.Servers.SetServerMetadata(ctx, id, map[string]string{MetaCompromised: truncate(reason, maxValue)}); err != nil {
 		return fmt.Errorf("record that server %s is compromised: %w", target.Name, err)
