@@ -242,7 +242,7 @@ func evSendCLI(t *testing.T, ctx context.Context, bin, cloudsFile string, args .
 // evProject lists every server of the project, as the monitor does.
 func evProject(t *testing.T, ctx context.Context, mon *devcloudMonitor) []provisioner.Server {
 	t.Helper()
-	list, err := mon.projectServers(ctx)
+	list, err := mon.listProject(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
