@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,14 +32,25 @@ func (d *Daemon) parkElsewhere(workers map[string]*worker, f plan.Force) {
 // mark records f on the servers of each worker's group it designates,
 // and wakes the group.
 func mark(ctx context.Context, workers map[string]*worker, f plan.Force) error {
-	var errs []error
+	// The groups are marked at once: the sender waits for the last mark,
+	// and one group's list and writes take seconds on a busy cloud.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
 	for _, w := range workers {
-		w.rec.Force(f)
-		if err := w.rec.MarkForRebuild(ctx, f); err != nil {
-			errs = append(errs, err)
-		}
-		w.poke()
+		wg.Go(func() {
+			w.rec.Force(f)
+			if err := w.rec.MarkForRebuild(ctx, f); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			w.poke()
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
