@@ -83,9 +83,9 @@ func spent(t Target, p Progress) string {
 // end of any handover), a server that served running again and on its
 // way to ready (its check not passed yet, or not for min_ready: back from
 // a handover rolled back, say — its health grace and thresholds bound
-// that), waiting on purpose (a bake, a pause, steering) and waiting for a
-// full quota are not stalls (the deadline runs again from the end of either
-// wait);
+// that), a new server ready whose readiness is not recorded yet, waiting
+// on purpose (a bake, a pause, steering) and waiting for a full quota are
+// not stalls (the deadline runs again from the end of either wait);
 // nor is a group whose desired servers all serve, with only old ones left
 // to go (nothing is left to create or to become ready); and nothing is
 // judged before this controller has watched for Settle.
@@ -107,6 +107,9 @@ func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) s
 		}
 		if c.Kind == KindCurrent && !c.Ready && c.Served() && c.Status == StatusActive && c.Health != Unhealthy {
 			return ""
+		}
+		if c.Kind == KindCurrent && c.Ready && !c.Served() {
+			return "" // ready this round, its record not written yet: progress now
 		}
 		if c.ImageID == t.ImageID && c.Revision == t.Revision {
 			last = latest(last, c.Created, c.ReadyAt)

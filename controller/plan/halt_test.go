@@ -122,6 +122,13 @@ func TestStalled(t *testing.T) {
 			s[3].ReadyAt, s[3].Created = t0.Add(-time.Minute), t0.Add(-time.Hour)
 			return s
 		}},
+		{name: "a new server ready, its record not written yet, is progress now", tweak: func(t *Target) { t.WatchedSince = t0.Add(-time.Hour) }, servers: func() []Server {
+			// Seen on a busy cloud: the create recorded more than the
+			// deadline ago, the server healthy for min_ready this round.
+			s := fleet("OOOc")
+			s[3].Created = t0.Add(-time.Hour)
+			return s
+		}},
 		{name: "a create lately is progress", tweak: func(t *Target) { t.WatchedSince = t0.Add(-time.Hour) }, servers: func() []Server {
 			s := fleet("OOOc")
 			s[3].Created, s[3].ReadyAt = t0.Add(-time.Minute), t0.Add(-time.Minute)
