@@ -15,8 +15,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	gcopenstack "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
-	"github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
 
@@ -99,15 +97,8 @@ type watchState struct {
 // cloudsFile; Check stops it and reports.
 func startDevcloudMonitor(t *testing.T, ctx context.Context, cloudsFile, cloudName string, groups ...watchedGroup) *devcloudMonitor {
 	t.Helper()
-	ao, _, _, err := clouds.Parse(clouds.WithCloudName(cloudName), clouds.WithLocations(cloudsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ao.AllowReauth = true
-	provider, err := config.NewProviderClient(ctx, ao)
-	if err != nil {
-		t.Fatal(err)
-	}
+	provider := namedProvider(t, ctx, cloudsFile, cloudName)
+	var err error
 	m := &devcloudMonitor{excused: map[string]bool{}, seen: map[string]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for _, g := range groups {

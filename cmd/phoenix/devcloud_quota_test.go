@@ -10,8 +10,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	gcopenstack "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/quotasets"
-	"github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/projects"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
@@ -185,21 +183,6 @@ func onNovaThrottled(t *testing.T, ctx context.Context, cloud *openstack.Cloud, 
 	t.Helper()
 	defer time.Sleep(500 * time.Millisecond) // polling Nova
 	return onNova(t, ctx, cloud, tag, n, image)
-}
-
-// namedProvider is an authenticated client of the named clouds.yaml entry.
-func namedProvider(t *testing.T, ctx context.Context, cloudsFile, cloudName string) *gophercloud.ProviderClient {
-	t.Helper()
-	ao, _, _, err := clouds.Parse(clouds.WithCloudName(cloudName), clouds.WithLocations(cloudsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ao.AllowReauth = true
-	provider, err := config.NewProviderClient(ctx, ao)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return provider
 }
 
 // instanceQuota sets a project's Nova instance quota as the admin

@@ -292,7 +292,13 @@ groups:
 
 func devcloudProvider(t *testing.T, ctx context.Context, cloudsFile string) *gophercloud.ProviderClient {
 	t.Helper()
-	ao, _, _, err := clouds.Parse(clouds.WithCloudName("devcloud"), clouds.WithLocations(cloudsFile))
+	return namedProvider(t, ctx, cloudsFile, "devcloud")
+}
+
+// namedProvider is an authenticated client of the named clouds.yaml entry.
+func namedProvider(t *testing.T, ctx context.Context, cloudsFile, cloudName string) *gophercloud.ProviderClient {
+	t.Helper()
+	ao, _, _, err := clouds.Parse(clouds.WithCloudName(cloudName), clouds.WithLocations(cloudsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
