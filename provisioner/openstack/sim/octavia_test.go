@@ -448,9 +448,7 @@ func TestCloseStopsOctaviaAndFloatingIPs(t *testing.T) {
 	mon := e.sim.MonitorPool(info.PoolID, time.Millisecond)
 
 	e.sim.Close()
-	if leftover := simGoroutines(); len(leftover) > 0 {
-		t.Fatalf("goroutines still running after Close:\n%s", strings.Join(leftover, "\n\n"))
-	}
+	noSimGoroutinesLeft(t)
 	_ = mon.Stop()
 	if code, _ := get(t, info.URL); code != 0 {
 		t.Error("a listener outlived Close")

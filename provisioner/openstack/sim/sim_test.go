@@ -529,20 +529,7 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 	waitFor(t, "the hung request", func() bool { return countRequests(e.sim, "GET", "/compute/v2.1/servers/detail") == 1 })
 
 	e.sim.Close()
-	// Close returns only once the simulator's own goroutines are done:
-	// servers, connections, timers, the monitor. A connection's goroutine
-	// reports its end (http.StateClosed) a few instructions before it
-	// returns, so one may still be on its way out for a moment.
-	var leftover []string
-	for deadline := time.Now().Add(time.Second); ; {
-		if leftover = simGoroutines(); len(leftover) == 0 || time.Now().After(deadline) {
-			break
-		}
-		runtime.Gosched()
-	}
-	if len(leftover) > 0 {
-		t.Fatalf("goroutines still running after Close:\n%s", strings.Join(leftover, "\n\n"))
-	}
+	noSimGoroutinesLeft(t)
 	e.sim.Close() // twice is fine
 	if err := <-done; err == nil {
 		t.Error("a hung request got an answer")
@@ -586,6 +573,25 @@ func TestLogNormal(t *testing.T) {
 
 // simGoroutines are the stacks of goroutines that serve HTTP or run the
 // simulator's code.
+// noSimGoroutinesLeft fails the test unless the simulator's goroutines
+// are gone after Close. Close returns only once they are done (servers,
+// connections, timers, the monitor), but a goroutine reports its end (a
+// WaitGroup's Done, http.StateClosed) a few instructions before it
+// returns: on a busy machine one may still be on its way out for a while.
+func noSimGoroutinesLeft(t *testing.T) {
+	t.Helper()
+	var leftover []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if leftover = simGoroutines(); len(leftover) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling the goroutines on their way out
+	}
+	if len(leftover) > 0 {
+		t.Fatalf("goroutines still running after Close:\n%s", strings.Join(leftover, "\n\n"))
+	}
+}
+
 func simGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
