@@ -145,8 +145,16 @@ groups:
 	t.Logf("stop: Phoenix acted (%s) %.2fs after the stop returned, as seen on Nova (the list before it, begun at %.2fs, did not show it); "+
 		"by Phoenix's own stamp %s",
 		what, stopLatency.Seconds(), notBefore.Sub(stopped).Seconds(), sinceOrNone(stopMark, stopped))
-	if stopLatency > stopReaction {
-		t.Errorf("Phoenix acted on the stopped server %.2fs after the stop, want within %v", stopLatency.Seconds(), stopReaction)
+	// Nova shows the action between the list before (begun at
+	// notBefore, not showing it) and the one that showed it: a list takes
+	// up to a second here, which is the instrument's error, not
+	// Phoenix's. Late is a list begun after the bound that did not show
+	// it; between the two, Phoenix's own stamp decides.
+	switch late := notBefore.Sub(stopped); {
+	case late >= stopReaction:
+		t.Errorf("Phoenix had not acted on the stopped server %.2fs after the stop (a list of Nova begun then did not show it), want within %v", late.Seconds(), stopReaction)
+	case stopLatency > stopReaction && (stopMark.IsZero() || stopMark.Sub(stopped) > stopReaction):
+		t.Errorf("Phoenix acted on the stopped server %.2fs after the stop as seen on Nova, by its own stamp %s, want within %v", stopLatency.Seconds(), sinceOrNone(stopMark, stopped), stopReaction)
 	}
 	waitFor(t, 5*time.Minute, "the group to converge again without the stopped server", func() bool {
 		return groupAtRest(d.status(t), imageA) && onNova(t, ctx, cloud, tag, 2, imageA)
