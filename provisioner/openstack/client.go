@@ -34,6 +34,9 @@ type Options struct {
 	// CloudsFile, when set, is the only clouds.yaml consulted (like
 	// OS_CLIENT_CONFIG_FILE).
 	CloudsFile string
+	// Region, when set, replaces the region the cloud's entry or
+	// OS_REGION_NAME names: one location of a group placed over several.
+	Region string
 	Retry      RetryPolicy
 	// PageSize is the limit sent with list requests; 0 lets the cloud
 	// choose (Nova's default is 1000).

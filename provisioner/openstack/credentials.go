@@ -143,6 +143,10 @@ func readCredentialsFromEnv(opts Options) (credentials, error) {
 		c.endpoint, c.tls = eo, tlsConfig
 		c.source = "the OS_* variables"
 	}
+	if opts.Region != "" {
+		c.endpoint.Region = opts.Region
+		c.source += fmt.Sprintf(" in region %q", opts.Region)
+	}
 	if c.tls != nil && c.tls.MinVersion == 0 {
 		c.tls.MinVersion = tls.VersionTLS12
 	}

@@ -79,12 +79,13 @@ func TestReadCredentials(t *testing.T) {
 	}
 	url := "https://keystone.example:5000/v3"
 	tests := []struct {
-		name  string
-		cloud string // Options.Cloud
-		env   map[string]string
-		want  gophercloud.AuthOptions
-		eo    gophercloud.EndpointOpts
-		err   string // a part of the error, when one is wanted
+		name   string
+		cloud  string // Options.Cloud
+		region string // Options.Region
+		env    map[string]string
+		want   gophercloud.AuthOptions
+		eo     gophercloud.EndpointOpts
+		err    string // a part of the error, when one is wanted
 	}{
 		{name: "standard openrc: password by names",
 			env: openrc,
@@ -155,6 +156,11 @@ func TestReadCredentials(t *testing.T) {
 			want: gophercloud.AuthOptions{IdentityEndpoint: url, Username: "alice", Password: "file-Secret-1", DomainName: "Users",
 				Scope: &gophercloud.AuthScope{ProjectName: "web", DomainName: "Projects"}},
 			eo: gophercloud.EndpointOpts{Region: "RegionOne", Availability: gophercloud.AvailabilityInternal}},
+		{name: "a location's region replaces the entry's and OS_REGION_NAME",
+			cloud: "mycloud", region: "RegionThree", env: map[string]string{"OS_REGION_NAME": "RegionTwo"},
+			want: gophercloud.AuthOptions{IdentityEndpoint: url, Username: "alice", Password: "file-Secret-1", DomainName: "Users",
+				Scope: &gophercloud.AuthScope{ProjectName: "web", DomainName: "Projects"}},
+			eo: gophercloud.EndpointOpts{Region: "RegionThree", Availability: gophercloud.AvailabilityInternal}},
 		{name: "OS_CLOUD names the entry",
 			env: map[string]string{"OS_CLOUD": "by-ids"},
 			want: gophercloud.AuthOptions{IdentityEndpoint: url, UserID: "u-1", Password: "file-Secret-1",
@@ -207,7 +213,7 @@ func TestReadCredentials(t *testing.T) {
 			if err := os.WriteFile(file, []byte(testCloudsYAML), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			c, err := readCredentials(Options{Cloud: tc.cloud, CloudsFile: file})
+			c, err := readCredentials(Options{Cloud: tc.cloud, Region: tc.region, CloudsFile: file})
 			if tc.err != "" {
 				want := strings.ReplaceAll(tc.err, "CLOUDS", file)
 				if err == nil || !strings.Contains(err.Error(), want) {
