@@ -88,6 +88,9 @@ func (r *GroupReconciler) serverSpec(ctx context.Context, img provisioner.Image)
 		},
 		Tags: []string{GroupTag(g.Name)},
 	}
+	if r.opts.Location != "" {
+		spec.Metadata[MetaLocation] = r.opts.Location
+	}
 	if bugOn(BugUntagged) {
 		spec.Tags = nil
 	}

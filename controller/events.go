@@ -35,6 +35,8 @@ const (
 	EventImageFresh      = "image-fresh"         // a gold image within image.max_age again
 	EventSnapshot        = "snapshot"            // a snapshot of a server was started before its delete
 	EventSnapshotDeleted = "snapshot-deleted"    // retention deleted an old snapshot
+	EventLocationDown    = "location-down"       // a location of a placed group is down: its share moved to the others
+	EventLocationUp      = "location-up"         // a location is up again: the group rebalances to its weights
 )
 
 // Event is one thing that happened in a rollout. Events are for people and
@@ -49,6 +51,8 @@ type Event struct {
 	Name   string `json:"name,omitempty"`
 	Image  string `json:"image,omitempty"`
 	Zone   string `json:"zone,omitempty"`
+	// Location is the location of a placed group the event is about.
+	Location string `json:"location,omitempty"`
 	// ReplacedBy names the new server that took an old one's place;
 	// Replaces names the old server a new one took the place of.
 	ReplacedBy string       `json:"replaced_by,omitempty"`

@@ -59,6 +59,11 @@ type Options struct {
 	// Wakes, when set, wakes a one-shot rebuild's groups between rounds:
 	// the cloud said one of their servers changed.
 	Wakes *Wakes
+	// Location names the location of a placed group this reconciler
+	// keeps (recorded on the servers it creates); Place gives it, each
+	// round, its part of the group's budgets (see Placed).
+	Location string
+	Place    func(servers []provisioner.Server, unlisted int, now time.Time) plan.LocationTarget
 }
 
 func (o *Options) defaults() {

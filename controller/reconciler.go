@@ -274,7 +274,16 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 	}
 	r.mu.Unlock()
 	t := r.target(w, now)
-	in := append(r.planInput(w, now), r.unlisted(w.servers, now)...)
+	unlisted := r.unlisted(w.servers, now)
+	if r.opts.Place != nil {
+		// A location of a placed group: its part of the budgets.
+		lt := r.opts.Place(w.servers, len(unlisted), now)
+		if lt.Frozen {
+			return plan.Decision{}, nil
+		}
+		t.Count, t.MaxSurge, t.MaxUnavailable = lt.Count, lt.MaxSurge, lt.MaxUnavailable
+	}
+	in := append(r.planInput(w, now), unlisted...)
 	dec := plan.Plan(t, in, now)
 	r.mu.Lock()
 	r.deferred = dec.Status.Deferred > 0

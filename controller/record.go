@@ -76,6 +76,10 @@ const (
 	// rollback.
 	MetaPreviousImage    = "phoenix:previous-image"
 	MetaPreviousRevision = "phoenix:previous-revision"
+	// MetaLocation names the location of a placed group the server was
+	// created in, for people: the location a server is in is where it
+	// was listed.
+	MetaLocation = "phoenix:location"
 
 	// The group's records, on every server that can take them:
 	// MetaHalted the image@revision whose rollout halted and

@@ -15,6 +15,7 @@ import (
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/config"
 	"github.com/phoenix-ops/phoenix/controller/plan"
+	"github.com/phoenix-ops/phoenix/healthcheck"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
 
@@ -33,6 +34,10 @@ type Options struct {
 	// Reconciler options every group starts from (backoffs, parallelism).
 	Reconciler controller.Options
 	Now        func() time.Time
+	// Placement, when set, says where a group placed over several
+	// locations lives: its locations (each connected and fenced by the
+	// caller) and failover_after; false for a group in the one cloud.
+	Placement func(g config.Group) ([]controller.Location, time.Duration, bool)
 	// Coordinator, when set, makes this daemon one of several replicas:
 	// it runs workers only for the groups the coordinator says it owns,
 	// each on a cloud fenced by the coordinator. Nil: every group here.
@@ -135,10 +140,35 @@ func New(cloud provisioner.Cloud, cfg *config.Config, opts Options) *Daemon {
 	return d
 }
 
+// groupReconciler is what a worker runs: a group in one place
+// (controller.GroupReconciler), or placed over several (controller.Placed).
+type groupReconciler interface {
+	Run(ctx context.Context, l controller.Loop) error
+	Close()
+	Logger() *zap.Logger
+	Rollout() string
+	Force(f plan.Force)
+	MarkForRebuild(ctx context.Context, f plan.Force) error
+	RecordCompromised(ctx context.Context, id, reason string) error
+	Quarantine(ctx context.Context, id, reason string) error
+	Lookup(ctx context.Context, id string) (controller.Seen, bool, error)
+	Seen() []controller.Seen
+	Stuck() error
+	Rejected() (image, reason string)
+	DesiredImage() provisioner.Image
+	Freshness() controller.Freshness
+	ProbeStats() healthcheck.Stats
+}
+
+// placed is a group placed over several locations.
+type placed interface {
+	Locations() []controller.LocationStatus
+}
+
 // worker owns one group: its reconciler and the loop that runs it.
 type worker struct {
 	group  config.Group
-	rec    *controller.GroupReconciler
+	rec    groupReconciler
 	wake   chan struct{}
 	quit   chan struct{} // closed to retire the worker (reload)
 	done   chan struct{}
@@ -227,9 +257,28 @@ func (d *Daemon) startWorker(g config.Group) {
 	if opts.Now == nil {
 		opts.Now = d.opts.Now
 	}
+	var rec groupReconciler
+	if locs, after, ok := d.placement(g); ok {
+		opts.ResolveImage = nil // each location resolves its own image
+		if c := d.opts.Coordinator; c != nil {
+			for i := range locs {
+				connect := locs[i].Connect
+				locs[i].Connect = func(ctx context.Context) (provisioner.Cloud, error) {
+					cloud, err := connect(ctx)
+					if err != nil {
+						return cloud, err
+					}
+					return c.Fence(g.Name, cloud), nil
+				}
+			}
+		}
+		rec = controller.NewPlaced(g, locs, after, d.sink(), d.log, opts)
+	} else {
+		rec = controller.NewGroupReconciler(g, cloud, d.sink(), d.log, opts)
+	}
 	w := &worker{
 		group:  g,
-		rec:    controller.NewGroupReconciler(g, cloud, d.sink(), d.log, opts),
+		rec:    rec,
 		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -249,6 +298,13 @@ func (d *Daemon) startWorker(g config.Group) {
 	delete(d.parked, g.Name)
 	d.wg.Add(1)
 	go d.runWorker(w)
+}
+
+func (d *Daemon) placement(g config.Group) ([]controller.Location, time.Duration, bool) {
+	if d.opts.Placement == nil {
+		return nil, 0, false
+	}
+	return d.opts.Placement(g)
 }
 
 func (d *Daemon) sink() controller.EventSink {

@@ -233,6 +233,9 @@ var (
 	descImageAge   = prometheus.NewDesc("phoenix_gold_image_age_seconds", "Age of the newest image a group's selector matched, at its last reconcile.", []string{"group", "image"}, nil)
 	descRejected   = prometheus.NewDesc("phoenix_rollout_rejected", "1 while a group runs the image it went back to because a rollback rejected the image its selector picks (labelled).", []string{"group", "image"}, nil)
 	descImageStale = prometheus.NewDesc("phoenix_gold_image_stale", "1 while a group's newest gold image is older than its image.max_age: an alert.", []string{"group"}, nil)
+	// Only for groups placed over several locations.
+	descLocationUp      = prometheus.NewDesc("phoenix_location_up", "1 while a location of a placed group is up; 0 while it is failing, down or retrying after failing creates (state labelled).", []string{"group", "location", "state"}, nil)
+	descLocationServers = prometheus.NewDesc("phoenix_location_servers", "Servers of a placed group in each location by what they are: share (by weight, among the locations not down), target (what the location keeps this round), serving.", []string{"group", "location", "kind"}, nil)
 	// Only when several replicas share the groups.
 	descOwned   = prometheus.NewDesc("phoenix_group_owned", "1 when this replica reconciles the group, 0 when another does (or none).", []string{"group"}, nil)
 	descReplica = prometheus.NewDesc("phoenix_replica_info", "This replica's id; 1.", []string{"replica"}, nil)
@@ -261,6 +264,8 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descImageAge
 	ch <- descImageStale
 	ch <- descRejected
+	ch <- descLocationUp
+	ch <- descLocationServers
 	ch <- descOwned
 	ch <- descReplica
 	ch <- descFenced
@@ -325,6 +330,14 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, b2f(halted), name)
 		ch <- prometheus.MustNewConstMetric(descUnhealthy, prometheus.GaugeValue, float64(dec.Status.Unhealthy), name)
 		ch <- prometheus.MustNewConstMetric(descHealBlock, prometheus.GaugeValue, b2f(dec.Status.HealBlocked), name)
+		if p, ok := w.rec.(placed); ok {
+			for _, l := range p.Locations() {
+				ch <- prometheus.MustNewConstMetric(descLocationUp, prometheus.GaugeValue, b2f(l.State == plan.LocationUp), name, l.Name, l.State)
+				ch <- prometheus.MustNewConstMetric(descLocationServers, prometheus.GaugeValue, float64(l.Share), name, l.Name, "share")
+				ch <- prometheus.MustNewConstMetric(descLocationServers, prometheus.GaugeValue, float64(l.Count), name, l.Name, "target")
+				ch <- prometheus.MustNewConstMetric(descLocationServers, prometheus.GaugeValue, float64(l.Serving), name, l.Name, "serving")
+			}
+		}
 		if img, _ := w.rec.Rejected(); img != "" {
 			ch <- prometheus.MustNewConstMetric(descRejected, prometheus.GaugeValue, 1, name, img)
 		}

@@ -47,6 +47,9 @@ type GroupStatus struct {
 	// Owner is the replica that reconciles the group, when several
 	// share the groups: this one, another, or "" when none holds it.
 	Owner string `json:"owner,omitempty"`
+	// Locations are where a group placed over several stands in each:
+	// up, failing, down or retrying, its share and its servers.
+	Locations []controller.LocationStatus `json:"locations,omitempty"`
 }
 
 // StatusAPIVersion names the shape of /v1/status: a tool reading it
@@ -126,6 +129,9 @@ func (w *worker) status() GroupStatus {
 	}
 	if img, why := w.rec.Rejected(); img != "" {
 		st.RolledBack = fmt.Sprintf("image %s rejected: %s", img, why)
+	}
+	if p, ok := w.rec.(placed); ok {
+		st.Locations = p.Locations()
 	}
 	f := w.rec.Freshness()
 	st.ImageAgeSeconds, st.ImageStale = f.Age.Seconds(), f.Stale

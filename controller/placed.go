@@ -1,0 +1,585 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/plan"
+	"github.com/phoenix-ops/phoenix/healthcheck"
+	"github.com/phoenix-ops/phoenix/provisioner"
+)
+
+// Location is one place the servers of a placed group live: a region of
+// a cloud, reached through its own connection.
+type Location struct {
+	Name   string
+	Weight int
+	// Zones are the availability zones within the location.
+	Zones []string
+	// Connect opens the location's connection; it is tried again each
+	// round until it succeeds, so a location down when Phoenix starts
+	// counts as failing, not as fatal.
+	Connect func(ctx context.Context) (provisioner.Cloud, error)
+}
+
+// Placed keeps a group spread over several locations. Each location has a
+// GroupReconciler of its own, on its own connection, with its own image,
+// flavor, networks and traffic (a pool belongs to one location); plan.Place
+// gives each, every round, its part of the group's count, surge and
+// unavailability, and moves the share of a location that is down to the
+// others. A down location is frozen: nothing is created or deleted there.
+//
+// What it keeps in memory is observation: since when each location's API
+// or creates fail, and the last counts each location reported. Lost in a
+// restart, a failover waits failover_after again, while every location
+// keeps the serving servers it has (plan.Place never lets one go while
+// another is short).
+type Placed struct {
+	group config.Group
+	sink  EventSink
+	log   *zap.Logger
+	opts  Options
+	locs  []*placedLocation
+	after time.Duration
+	// changes merges the locations' health changes, so a round follows
+	// a server's rise or fall in any of them.
+	changes chan struct{}
+
+	mu sync.Mutex
+}
+
+type placedLocation struct {
+	Location
+	// Under Placed.mu.
+	rec     *GroupReconciler
+	cloud   provisioner.Cloud
+	view    plan.LocationView
+	target  plan.LocationTarget
+	stopped chan struct{}
+}
+
+// NewPlaced wires a placed group; Close it to stop its health probes.
+func NewPlaced(g config.Group, locs []Location, failoverAfter time.Duration, sink EventSink, log *zap.Logger, opts Options) *Placed {
+	opts.defaults()
+	if sink == nil {
+		sink = EventFunc(func(Event) {})
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	p := &Placed{group: g, sink: sink, log: log.With(zap.String("group", g.Name)), opts: opts, after: failoverAfter, changes: make(chan struct{}, 1)}
+	for _, l := range locs {
+		p.locs = append(p.locs, &placedLocation{Location: l, view: plan.LocationView{Name: l.Name, Weight: l.Weight, Servers: -1},
+			target: plan.LocationTarget{Name: l.Name, State: plan.LocationFailing, Reason: "not reached yet"}})
+	}
+	return p
+}
+
+// connect opens the connections not open yet; one that fails counts as
+// the location's API failing.
+func (p *Placed) connect(ctx context.Context, now time.Time) {
+	var wg sync.WaitGroup
+	for _, l := range p.locs {
+		p.mu.Lock()
+		open := l.rec != nil
+		p.mu.Unlock()
+		if open {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cloud, err := l.Connect(ctx)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if err != nil {
+				if ctx.Err() == nil {
+					p.apiFailed(l, now)
+					p.log.Warn("cannot connect to the location", zap.String("location", l.Name), zap.Error(err))
+				}
+				return
+			}
+			l.cloud = p.watch(l, cloud.Complete())
+			g := p.group
+			g.AvailabilityZones = l.Zones
+			opts := p.opts
+			opts.Location = l.Name
+			opts.Place = func(servers []provisioner.Server, unlisted int, now time.Time) plan.LocationTarget {
+				return p.place(l, servers, unlisted, now)
+			}
+			l.rec = NewGroupReconciler(g, l.cloud, p.sink, p.log.With(zap.String("location", l.Name)), opts)
+			l.stopped = make(chan struct{})
+			go forward(l.rec.HealthChanges(), p.changes, l.stopped)
+		}()
+	}
+	wg.Wait()
+}
+
+// forward passes each signal of from on to to, without blocking, until stop.
+func forward(from <-chan struct{}, to chan struct{}, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-from:
+			select {
+			case to <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// watch wraps a location's servers service so that the outcome of its
+// lists and creates tells whether the location is failing.
+func (p *Placed) watch(l *placedLocation, cloud provisioner.Cloud) provisioner.Cloud {
+	cloud.Servers = &watchedServers{Servers: cloud.Servers, p: p, l: l}
+	return cloud
+}
+
+type watchedServers struct {
+	provisioner.Servers
+	p *Placed
+	l *placedLocation
+}
+
+func (w *watchedServers) ListServers(ctx context.Context, tag string) ([]provisioner.Server, error) {
+	servers, err := w.Servers.ListServers(ctx, tag)
+	now := w.p.opts.Now()
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	switch {
+	case err == nil:
+		w.l.view.APIFailingSince = time.Time{}
+	case ctx.Err() == nil:
+		w.p.apiFailed(w.l, now)
+	}
+	return servers, err
+}
+
+func (w *watchedServers) CreateServer(ctx context.Context, spec provisioner.ServerSpec) (provisioner.Server, error) {
+	s, err := w.Servers.CreateServer(ctx, spec)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, provisioner.ErrUnknownOutcome) {
+		now := w.p.opts.Now()
+		w.p.mu.Lock()
+		if w.l.view.CreatesFailingSince.IsZero() {
+			w.l.view.CreatesFailingSince = now
+		}
+		w.p.mu.Unlock()
+	}
+	return s, err
+}
+
+// apiFailed notes a failed look at the location. Call with p.mu held.
+func (p *Placed) apiFailed(l *placedLocation, now time.Time) {
+	l.view.Listed = false
+	if l.view.APIFailingSince.IsZero() {
+		l.view.APIFailingSince = now
+	}
+}
+
+// place is a location's round asking for its part: it brings the
+// location's view up to date with what its round listed, places the whole
+// group, and reserves the location's ceiling until its next list.
+func (p *Placed) place(l *placedLocation, servers []provisioner.Server, unlisted int, now time.Time) plan.LocationTarget {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v := &l.view
+	v.Listed, v.APIFailingSince = true, time.Time{}
+	v.Servers = unlisted
+	booted := false
+	for _, s := range servers {
+		if s.Gone() {
+			continue
+		}
+		v.Servers++
+		switch {
+		case s.Status == plan.StatusError && v.CreatesFailingSince.IsZero():
+			v.CreatesFailingSince = now
+		case s.Status == plan.StatusActive && !v.CreatesFailingSince.IsZero() && s.Created.After(v.CreatesFailingSince):
+			booted = true
+		}
+	}
+	if booted {
+		v.CreatesFailingSince = time.Time{}
+	}
+	targets := p.placeAll(now)
+	t := targets[slices.IndexFunc(p.locs, func(o *placedLocation) bool { return o == l })]
+	// Until its next list, the location may have up to its ceiling.
+	v.Servers = max(v.Servers, t.Count+t.MaxSurge)
+	return t
+}
+
+// placeAll places the group from every location's view and reports the
+// changes of state. Call with p.mu held.
+func (p *Placed) placeAll(now time.Time) []plan.LocationTarget {
+	g := p.group
+	in := plan.Placement{
+		Count:          g.Count,
+		MaxSurge:       g.Rollout.MaxSurge.Resolve(g.Count, true),
+		MaxUnavailable: g.Rollout.MaxUnavailable.Resolve(g.Count, false),
+		FailoverAfter:  p.failoverAfter(),
+	}
+	for _, l := range p.locs {
+		in.Locations = append(in.Locations, l.view)
+	}
+	out := plan.Place(in, now)
+	for i, l := range p.locs {
+		t := out[i]
+		if t.State != l.target.State {
+			p.stateChanged(l, t, now)
+		}
+		l.target = t
+		l.view.DownRecorded = t.DownSince
+	}
+	return out
+}
+
+func (p *Placed) failoverAfter() time.Duration {
+	if p.after > 0 {
+		return p.after
+	}
+	return 2 * time.Minute
+}
+
+func (p *Placed) stateChanged(l *placedLocation, t plan.LocationTarget, now time.Time) {
+	fields := []zap.Field{zap.String("location", l.Name), zap.String("from", l.target.State), zap.String("state", t.State),
+		zap.String("reason", t.Reason), zap.Int("share", t.Share)}
+	var typ string
+	switch t.State {
+	case plan.LocationDown:
+		typ = EventLocationDown
+		p.log.Error("location down: its share of the group moves to the other locations; nothing is deleted there", fields...)
+	case plan.LocationUp:
+		typ = EventLocationUp
+		p.log.Info("location up: the group rebalances to its weights", fields...)
+	default:
+		p.log.Warn("location "+t.State, fields...)
+		return
+	}
+	p.sink.Emit(Event{Time: now, Group: p.group.Name, Type: typ, Location: l.Name, Reason: t.Reason,
+		Message: fmt.Sprintf("group %s: location %s is %s (%s); its share is %d", p.group.Name, l.Name, t.State, t.Reason, t.Share)})
+}
+
+// Reconcile runs one round in every location not down, at once, and
+// probes the down ones (a list) to see them come back.
+func (p *Placed) Reconcile(ctx context.Context) (plan.Decision, error) {
+	now := p.opts.Now()
+	p.connect(ctx, now)
+	p.mu.Lock()
+	p.placeAll(now)
+	type round struct {
+		l      *placedLocation
+		rec    *GroupReconciler
+		frozen bool
+		cloud  provisioner.Cloud
+	}
+	var rounds []round
+	for _, l := range p.locs {
+		if l.rec != nil {
+			rounds = append(rounds, round{l, l.rec, l.target.Frozen, l.cloud})
+		}
+	}
+	p.mu.Unlock()
+	decs := make([]plan.Decision, len(rounds))
+	errs := make([]error, len(rounds))
+	var wg sync.WaitGroup
+	for i, r := range rounds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r.frozen {
+				// Down: only look, to see it answer again.
+				_, _ = r.cloud.Servers.ListServers(ctx, GroupTag(p.group.Name))
+				return
+			}
+			decs[i], errs[i] = r.rec.Reconcile(ctx)
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("location %s: %w", r.l.Name, errs[i])
+			}
+			st := decs[i].Status
+			p.mu.Lock()
+			if errs[i] == nil {
+				r.l.view.Serving, r.l.view.Pending = st.Available, st.Old+st.Failed+st.Unhealthy
+			}
+			p.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return p.merge(decs), p.roundError(errs)
+}
+
+// roundError is the round's error: a location failing only counts while
+// no location is down for it (a down location is the failover's business,
+// not an error of the group).
+func (p *Placed) roundError(errs []error) error {
+	return errors.Join(errs...)
+}
+
+// merge sums the locations' decisions into the group's.
+func (p *Placed) merge(decs []plan.Decision) plan.Decision {
+	var d plan.Decision
+	d.Status.Converged = true
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.locs {
+		if l.target.State != plan.LocationUp {
+			d.Status.Converged = false
+		}
+	}
+	d.Status.Desired = p.group.Count
+	for _, x := range decs {
+		s := &d.Status
+		s.Current += x.Status.Current
+		s.Available += x.Status.Available
+		s.Booting += x.Status.Booting
+		s.Old += x.Status.Old
+		s.Failed += x.Status.Failed
+		s.Deleting += x.Status.Deleting
+		s.Draining += x.Status.Draining
+		s.Unhealthy += x.Status.Unhealthy
+		s.Deferred += x.Status.Deferred
+		s.Total += x.Status.Total
+		s.Halted = s.Halted || x.Status.Halted
+		s.Converged = s.Converged && x.Status.Converged
+		if x.RequeueAfter > 0 && (d.RequeueAfter == 0 || x.RequeueAfter < d.RequeueAfter) {
+			d.RequeueAfter = x.RequeueAfter
+		}
+		d.Servers = append(d.Servers, x.Servers...)
+		d.Creates = append(d.Creates, x.Creates...)
+		d.Deletes = append(d.Deletes, x.Deletes...)
+	}
+	if len(decs) == 0 {
+		d.Status.Converged = false
+	}
+	return d
+}
+
+// Run reconciles as GroupReconciler.Run does, waking on a health change in
+// any location.
+func (p *Placed) Run(ctx context.Context, l Loop) error {
+	for {
+		if l.Before != nil && !l.Before() {
+			return nil
+		}
+		d, err := p.Reconcile(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wait, done := l.After(d, err)
+		if done {
+			return err
+		}
+		if d.RequeueAfter > 0 && d.RequeueAfter < wait {
+			wait = d.RequeueAfter
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-l.Until:
+			timer.Stop()
+			return nil
+		case <-l.Wake:
+		case <-p.changes:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// LocationStatus is one location of a placed group, for status and metrics.
+type LocationStatus struct {
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+	Weight  int    `json:"weight"`
+	Share   int    `json:"share"`
+	Count   int    `json:"count"`
+	Servers int    `json:"servers"`
+	Serving int    `json:"serving"`
+}
+
+// Locations says where each location stands.
+func (p *Placed) Locations() []LocationStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []LocationStatus
+	for _, l := range p.locs {
+		s := LocationStatus{Name: l.Name, State: l.target.State, Reason: l.target.Reason, Weight: l.Weight,
+			Share: l.target.Share, Count: l.target.Count, Serving: l.view.Serving}
+		if l.rec != nil {
+			s.Servers = len(l.rec.Seen())
+		}
+		if !l.view.Listed {
+			s.Serving = 0
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// each runs f on every connected location's reconciler.
+func (p *Placed) each(f func(*GroupReconciler)) {
+	p.mu.Lock()
+	var recs []*GroupReconciler
+	for _, l := range p.locs {
+		if l.rec != nil {
+			recs = append(recs, l.rec)
+		}
+	}
+	p.mu.Unlock()
+	for _, r := range recs {
+		f(r)
+	}
+}
+
+// first returns f's answer for the first location whose answer ok accepts.
+func first[T any](p *Placed, f func(*GroupReconciler) T, ok func(T) bool) T {
+	var out T
+	found := false
+	p.each(func(r *GroupReconciler) {
+		if v := f(r); !found && ok(v) {
+			out, found = v, true
+		}
+	})
+	return out
+}
+
+// Close stops every location's health probes.
+func (p *Placed) Close() {
+	p.mu.Lock()
+	for _, l := range p.locs {
+		if l.stopped != nil {
+			close(l.stopped)
+			l.stopped = nil
+		}
+	}
+	p.mu.Unlock()
+	p.each((*GroupReconciler).Close)
+}
+
+// HealthChanges signals a change in any location's health.
+func (p *Placed) HealthChanges() <-chan struct{} { return p.changes }
+
+// ProbeStats sums the locations' probe counts.
+func (p *Placed) ProbeStats() healthcheck.Stats {
+	var s healthcheck.Stats
+	p.each(func(r *GroupReconciler) {
+		x := r.ProbeStats()
+		s.Probes, s.Passes, s.Failures = s.Probes+x.Probes, s.Passes+x.Passes, s.Failures+x.Failures
+	})
+	return s
+}
+
+// Force asks every location to rebuild the servers f designates.
+func (p *Placed) Force(f plan.Force) { p.each(func(r *GroupReconciler) { r.Force(f) }) }
+
+// Logger is the group's logger.
+func (p *Placed) Logger() *zap.Logger { return p.log }
+
+// Rollout names the rollout under way in the first location that has one.
+func (p *Placed) Rollout() string {
+	return first(p, (*GroupReconciler).Rollout, func(s string) bool { return s != "" })
+}
+
+// Rejected is the first location's rejected image.
+func (p *Placed) Rejected() (image, reason string) {
+	type rej struct{ image, reason string }
+	r := first(p, func(r *GroupReconciler) rej { i, why := r.Rejected(); return rej{i, why} }, func(r rej) bool { return r.image != "" })
+	return r.image, r.reason
+}
+
+// DesiredImage is the first location's desired image (each location
+// resolves its own).
+func (p *Placed) DesiredImage() provisioner.Image {
+	return first(p, (*GroupReconciler).DesiredImage, func(i provisioner.Image) bool { return i.ID != "" })
+}
+
+// Stuck is the first location's reason to be stuck.
+func (p *Placed) Stuck() error {
+	return first(p, (*GroupReconciler).Stuck, func(err error) bool { return err != nil })
+}
+
+// Freshness is the first location's image freshness.
+func (p *Placed) Freshness() Freshness {
+	return first(p, (*GroupReconciler).Freshness, func(f Freshness) bool { return f.Image.ID != "" })
+}
+
+// Seen lists the servers the last round listed in every location.
+func (p *Placed) Seen() []Seen {
+	var out []Seen
+	p.each(func(r *GroupReconciler) { out = append(out, r.Seen()...) })
+	return out
+}
+
+// Lookup finds a server of the group in any location.
+func (p *Placed) Lookup(ctx context.Context, id string) (Seen, bool, error) {
+	rec, s, err := p.find(ctx, id)
+	return s, rec != nil, err
+}
+
+// find is the location reconciler that has server id; a location that
+// cannot be listed is an error only if no location has it.
+func (p *Placed) find(ctx context.Context, id string) (*GroupReconciler, Seen, error) {
+	var errs []error
+	var found *GroupReconciler
+	var seen Seen
+	p.each(func(r *GroupReconciler) {
+		if found != nil {
+			return
+		}
+		s, ok, err := r.Lookup(ctx, id)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case ok:
+			found, seen = r, s
+		}
+	})
+	if found != nil {
+		return found, seen, nil
+	}
+	return nil, Seen{}, errors.Join(errs...)
+}
+
+// MarkForRebuild marks the servers f designates in every location; a
+// location that cannot be reached keeps it in memory.
+func (p *Placed) MarkForRebuild(ctx context.Context, f plan.Force) error {
+	var errs []error
+	p.each(func(r *GroupReconciler) {
+		if err := r.MarkForRebuild(ctx, f); err != nil {
+			errs = append(errs, err)
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// RecordCompromised marks server id compromised where it lives.
+func (p *Placed) RecordCompromised(ctx context.Context, id, reason string) error {
+	r, _, err := p.find(ctx, id)
+	if r == nil {
+		return fmt.Errorf("group %s: server %s is in none of its locations: %w", p.group.Name, id, errors.Join(err, provisioner.ErrNotFound))
+	}
+	return r.RecordCompromised(ctx, id, reason)
+}
+
+// Quarantine takes server id out of its location's traffic at once.
+func (p *Placed) Quarantine(ctx context.Context, id, reason string) error {
+	r, _, err := p.find(ctx, id)
+	if r == nil {
+		if err != nil {
+			return err
+		}
+		return nil // gone already
+	}
+	return r.Quarantine(ctx, id, reason)
+}
