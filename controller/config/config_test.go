@@ -397,6 +397,102 @@ func TestHold(t *testing.T) {
 	}
 }
 
+// Placement: both forms load, and every default applies as doc.go says.
+func TestPlacement(t *testing.T) {
+	cfg, err := Parse("p.yaml", []byte(group("")), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Groups[0].Placement != nil {
+		t.Fatalf("placement without the field: %+v", cfg.Groups[0].Placement)
+	}
+
+	long := "cloud: prod\n" + group(`availability_zones: [z1, z2]`) + `    placement:
+      failover_after: 5m
+      locations:
+        - {region: RegionOne, weight: 2}
+        - {cloud: othercloud, region: RegionTwo, weight: 1, availability_zones: [az1, az2]}
+        - {name: standby, region: RegionThree, weight: 0}
+        - {cloud: edge}
+`
+	for _, tc := range []struct {
+		name, yaml string
+		want       Placement
+	}{
+		{"long form", long, Placement{FailoverAfter: Duration(5 * time.Minute), Locations: []Location{
+			{Name: "RegionOne", Region: "RegionOne", Weight: 2, AvailabilityZones: []string{"z1", "z2"}},
+			{Name: "othercloud/RegionTwo", Cloud: "othercloud", Region: "RegionTwo", Weight: 1, AvailabilityZones: []string{"az1", "az2"}},
+			{Name: "standby", Region: "RegionThree", Weight: 0, AvailabilityZones: []string{"z1", "z2"}},
+			{Name: "edge", Cloud: "edge", Weight: 1, AvailabilityZones: []string{"z1", "z2"}},
+		}}},
+		{"short form", group(`placement: [{region: RegionOne, weight: 2}, {region: RegionTwo}]`), Placement{FailoverAfter: Duration(2 * time.Minute), Locations: []Location{
+			{Name: "RegionOne", Region: "RegionOne", Weight: 2},
+			{Name: "RegionTwo", Region: "RegionTwo", Weight: 1},
+		}}},
+		{"short form in block style", group("placement:\n      - region: RegionOne\n      - cloud: other\n        region: RegionOne\n        name: other-one"), Placement{FailoverAfter: Duration(2 * time.Minute), Locations: []Location{
+			{Name: "RegionOne", Region: "RegionOne", Weight: 1},
+			{Name: "other-one", Cloud: "other", Region: "RegionOne", Weight: 1},
+		}}},
+		{"one location: a group moved to another region", group(`placement: {locations: [{region: RegionTwo}]}`), Placement{FailoverAfter: Duration(2 * time.Minute), Locations: []Location{
+			{Name: "RegionTwo", Region: "RegionTwo", Weight: 1},
+		}}},
+		{"a floating IP in one location", group(`count: 1`) + "    traffic: {floating_ip: {pool: public}}\n    placement: [{region: RegionTwo}]\n", Placement{FailoverAfter: Duration(2 * time.Minute), Locations: []Location{
+			{Name: "RegionTwo", Region: "RegionTwo", Weight: 1},
+		}}},
+		{"locations shared through an anchor", "x-regions: &regions [{region: R1, weight: 3}, {region: R2}]\n" + group("placement: *regions"), Placement{FailoverAfter: Duration(2 * time.Minute), Locations: []Location{
+			{Name: "R1", Region: "R1", Weight: 3},
+			{Name: "R2", Region: "R2", Weight: 1},
+		}}},
+		{"the longest name", group(`placement: [{region: ` + strings.Repeat("r", 63) + `}]`), Placement{FailoverAfter: Duration(2 * time.Minute), Locations: []Location{
+			{Name: strings.Repeat("r", 63), Region: strings.Repeat("r", 63), Weight: 1},
+		}}},
+		{"failover after at its floor", group(`placement: {failover_after: 10s, locations: [{region: R1}]}`), Placement{FailoverAfter: Duration(10 * time.Second), Locations: []Location{
+			{Name: "R1", Region: "R1", Weight: 1},
+		}}},
+		// Another cloud's region of the same name is another location.
+		{"one region name in two clouds", "cloud: prod\n" + group(`placement: [{region: R1}, {cloud: other, region: R1}]`), Placement{FailoverAfter: Duration(2 * time.Minute), Locations: []Location{
+			{Name: "R1", Region: "R1", Weight: 1},
+			{Name: "other/R1", Cloud: "other", Region: "R1", Weight: 1},
+		}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("p.yaml", []byte(tc.yaml), ".")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := cfg.Groups[0].Placement
+			if got == nil || !reflect.DeepEqual(*got, tc.want) {
+				t.Fatalf("placement = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+
+	// The loaded placement written out loads the same.
+	first, err := Parse("p.yaml", []byte(long), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := yaml.Marshal(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Parse("p.yaml", out, ".")
+	if err != nil {
+		t.Fatalf("the marshalled placement does not load: %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(first.Groups[0].Placement, second.Groups[0].Placement) {
+		t.Fatalf("round trip changed the placement:\n%+v\n%+v\nvia\n%s", first.Groups[0].Placement, second.Groups[0].Placement, out)
+	}
+
+	// yaml.Unmarshal reads both forms too.
+	for _, in := range []string{"[{region: R1, weight: 2}]", "{failover_after: 1m, locations: [{region: R1, weight: 2}]}"} {
+		var p Placement
+		if err := yaml.Unmarshal([]byte(in), &p); err != nil || !reflect.DeepEqual(p.Locations, []Location{{Region: "R1", Weight: 2}}) {
+			t.Errorf("yaml.Unmarshal(%s) = %+v, %v", in, p, err)
+		}
+	}
+}
+
 func TestQuotedNumbersAreNumbers(t *testing.T) {
 	cfg, err := Parse("p.yaml", []byte(group(`health: {tcp: {port: "22"}}`)+"    rollout: {max_surge: \"2\"}\n"), ".")
 	if err != nil {
@@ -667,6 +763,18 @@ func TestRefusedConfigs(t *testing.T) {
 		{"merge of a scalar", group(`rollout: {<<: 5}`), "groups[0].rollout", 7, `expected a merge (<<) of a mapping or a list of mappings, got "5"`},
 		{"unknown field merged in", "x-base: &base {flavour: f}\n" + group("<<: *base"), "groups[0]", 1, `unknown field "flavour"`},
 		{"unknown extension field in a group", group("x-note: hello"), "groups[0]", 7, `unknown field "x-note"`},
+
+		// Placement over several locations.
+		{"failover after a bare number", group(`placement: {failover_after: 120, locations: [{region: R1}]}`), "groups[0].placement.failover_after", 7, `such as "120s"`},
+		{"placement a string", group(`placement: RegionOne`), "groups[0].placement", 7, `expected a list of locations, or a mapping of fields with locations, got "RegionOne"`},
+		{"location a string", group(`placement: [RegionOne]`), "groups[0].placement.locations[0]", 7, `expected a mapping of fields, got "RegionOne"`},
+		{"locations a mapping", group(`placement: {locations: {region: R1}}`), "groups[0].placement.locations", 7, "expected a list, got a mapping"},
+		{"location weight not a number", group(`placement: [{region: R1, weight: half}]`), "groups[0].placement.locations[0].weight", 7, `expected a whole number, got "half"`},
+		{"unknown location field", group("placement:\n      failover_after: 1m\n      locations:\n        - region: R1\n          wieght: 2"), "groups[0].placement.locations[0]", 11,
+			`unknown field "wieght"; did you mean "weight"?`},
+		{"unknown location field in the short form", group(`placement: [{region: R1, zones: [a]}]`), "groups[0].placement.locations[0]", 7,
+			`unknown field "zones"; expected one of availability_zones, cloud, name, region, weight`},
+		{"unknown placement field", group(`placement: {failover: 1m, locations: [{region: R1}]}`), "groups[0].placement", 7, `unknown field "failover"; expected one of failover_after, locations`},
 	}
 	if len(cases) < 20 {
 		t.Fatalf("only %d cases", len(cases))

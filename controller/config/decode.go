@@ -116,6 +116,16 @@ type shorthand interface {
 
 var shorthandType = reflect.TypeFor[shorthand]()
 
+// listShorthand is implemented by mapping types that may also be written
+// as the bare list of one of their fields, such as a placement written as
+// its locations. The list is read as that field, under that field's path,
+// so messages and defaults are the same for both forms.
+type listShorthand interface {
+	listField() string
+}
+
+var listShorthandType = reflect.TypeFor[listShorthand]()
+
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	n = resolve(n)
 	if !d.spend(1, n.Line) {
@@ -130,6 +140,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.ScalarNode && !isNull(n) && reflect.PointerTo(v.Type()).Implements(shorthandType) {
 		v.Addr().Interface().(shorthand).decodeShorthand(n)
 		return
+	}
+	if reflect.PointerTo(v.Type()).Implements(listShorthandType) {
+		name := v.Addr().Interface().(listShorthand).listField()
+		switch {
+		case n.Kind == yaml.SequenceNode:
+			at := join(path, name)
+			d.lines[at] = n.Line
+			d.decode(n, v.Field(yamlFields(v.Type())[name]), at)
+			return
+		case n.Kind == yaml.ScalarNode && !isNull(n):
+			d.fail(path, n.Line, "expected a list of %s, or a mapping of fields with %s, got %s", name, name, describe(n))
+			return
+		}
 	}
 	if reflect.PointerTo(v.Type()).Implements(nodeDecoderType) {
 		if isNull(n) {
@@ -564,6 +587,20 @@ func (h Health) MarshalYAML() (any, error) {
 		return map[string]any{}, nil
 	}
 	return plain(h), nil
+}
+
+// listField makes a placement written as a bare list its locations.
+func (*Placement) listField() string { return "locations" }
+
+// UnmarshalYAML lets a Placement be decoded by yaml.Unmarshal too: the
+// bare list of its locations, or a mapping of failover_after and
+// locations.
+func (p *Placement) UnmarshalYAML(n *yaml.Node) error {
+	type plain Placement
+	if n = resolve(n); n.Kind == yaml.SequenceNode {
+		return n.Decode(&p.Locations)
+	}
+	return n.Decode((*plain)(p))
 }
 
 // decodeShorthand reads a notify target written as its bare URL.

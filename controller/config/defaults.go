@@ -32,6 +32,8 @@ const (
 	DefaultBlockerTimeout      = 10 * time.Second
 	DefaultAMQPQueue           = "phoenix"
 	DefaultAMQPQueueExpires    = time.Hour
+	DefaultFailoverAfter       = 2 * time.Minute
+	DefaultLocationWeight      = 1
 )
 
 // DefaultListen's port is one no common tool takes by default: 9090 is
@@ -168,5 +170,36 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 				f.Network = g.Networks[0]
 			}
 		}
+		if p := g.Placement; p != nil {
+			if unset("placement.failover_after") {
+				p.FailoverAfter = Duration(DefaultFailoverAfter)
+			}
+			for j := range p.Locations {
+				l := &p.Locations[j]
+				at := fmt.Sprintf("placement.locations[%d].", j)
+				if unset(at + "name") {
+					l.Name = l.defaultName()
+				}
+				if unset(at + "weight") {
+					l.Weight = DefaultLocationWeight
+				}
+				if len(l.AvailabilityZones) == 0 {
+					l.AvailabilityZones = slices.Clone(g.AvailabilityZones)
+				}
+			}
+		}
 	}
+}
+
+// defaultName names a location after what it is written as: its region;
+// its cloud when it has no region; both, "cloud/region", when both are
+// written, since the same region name may be found in several clouds.
+func (l Location) defaultName() string {
+	switch {
+	case l.Cloud != "" && l.Region != "":
+		return l.Cloud + "/" + l.Region
+	case l.Region != "":
+		return l.Region
+	}
+	return l.Cloud
 }

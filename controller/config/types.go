@@ -189,10 +189,54 @@ type Group struct {
 	// Stateful names the data volumes that move from each old server to
 	// its replacement; nil for a group whose servers hold no data.
 	Stateful *Stateful `yaml:"stateful"`
+	// Placement spreads the group over several locations (regions or
+	// clouds) and moves their share elsewhere when one goes down; nil
+	// for a group that lives in the top-level cloud. It may be written
+	// as the bare list of its locations.
+	Placement *Placement `yaml:"placement"`
 
 	// UserData is the content of UserDataFile, read at load time so that a
 	// file changed later cannot silently change the spec revision.
 	UserData []byte `yaml:"-"`
+}
+
+// Placement is where a group's servers live: its Count is shared among
+// Locations by weight, and the share of a location that is down goes to
+// the others until it is back. Moving between locations is not a new
+// spec: the revision leaves placement out, as it leaves out zones.
+type Placement struct {
+	// FailoverAfter is how long a location's API or its server creates
+	// must keep failing before it counts as down and its share moves to
+	// the others. At least 10s, so that a passing hiccup does not move
+	// servers back and forth. Default 2m.
+	FailoverAfter Duration `yaml:"failover_after"`
+	// Locations are where servers go; at least one. A single location is
+	// a group moved to another region or cloud.
+	Locations []Location `yaml:"locations"`
+}
+
+// Location is one region of one cloud. The group's other settings apply
+// in each location, so what they name (flavor, networks, image, pool)
+// must be found there by that name.
+type Location struct {
+	// Name goes into server metadata and metric labels: letters, digits
+	// and - _ . /, at most 63 characters, unique in the group. Default:
+	// the region; the cloud when there is no region; "cloud/region" when
+	// both are written.
+	Name string `yaml:"name"`
+	// Cloud is a clouds.yaml entry. Default: the top-level cloud.
+	Cloud string `yaml:"cloud,omitempty"`
+	// Region is a region of Cloud. Default: the cloud's own region.
+	// At least one of Cloud and Region is written. Both are left out when
+	// empty in a file written back, where an empty one is refused.
+	Region string `yaml:"region,omitempty"`
+	// Weight is the location's share of Count against the others'; 0
+	// makes it a standby that gets servers only when another location is
+	// down. Default 1.
+	Weight int `yaml:"weight"`
+	// AvailabilityZones are zones of this location to spread its servers
+	// across. Default: the group's availability_zones.
+	AvailabilityZones []string `yaml:"availability_zones"`
 }
 
 // ImageSelector designates the baseline image: by ID, or by name and/or
