@@ -765,16 +765,50 @@ func TestRefusedConfigs(t *testing.T) {
 		{"unknown extension field in a group", group("x-note: hello"), "groups[0]", 7, `unknown field "x-note"`},
 
 		// Placement over several locations.
+		{"failover after too short", group(`placement: {failover_after: 5s, locations: [{region: R1}]}`), "groups[0].placement.failover_after", 7,
+			"expected a duration of at least 10s, got 5s: a location is down once its API or its creates fail this long, and a shorter time would move servers between locations on every passing hiccup"},
+		{"failover after zero", group(`placement: {failover_after: 0s, locations: [{region: R1}]}`), "groups[0].placement.failover_after", 7, "expected a duration of at least 10s, got 0s"},
 		{"failover after a bare number", group(`placement: {failover_after: 120, locations: [{region: R1}]}`), "groups[0].placement.failover_after", 7, `such as "120s"`},
+		{"placement without locations", group(`placement: {failover_after: 1m}`), "groups[0].placement.locations", 7, "expected at least one location, each a region and/or a cloud"},
+		{"placement an empty list", group(`placement: []`), "groups[0].placement.locations", 7, "expected at least one location"},
 		{"placement a string", group(`placement: RegionOne`), "groups[0].placement", 7, `expected a list of locations, or a mapping of fields with locations, got "RegionOne"`},
 		{"location a string", group(`placement: [RegionOne]`), "groups[0].placement.locations[0]", 7, `expected a mapping of fields, got "RegionOne"`},
 		{"locations a mapping", group(`placement: {locations: {region: R1}}`), "groups[0].placement.locations", 7, "expected a list, got a mapping"},
+		{"location nowhere", group(`placement: [{region: R1}, {weight: 1}]`), "groups[0].placement.locations[1]", 7, "expected a region and/or a cloud: a location is one region of one cloud"},
+		{"location region empty", group(`placement: [{region: ""}]`), "groups[0].placement.locations[0].region", 7, "expected a region name, got an empty one"},
+		{"location cloud blank", group(`placement: [{cloud: " ", region: R1}]`), "groups[0].placement.locations[0].cloud", 7, "expected a clouds.yaml entry, got an empty one"},
+		{"location name with a space", group(`placement: [{name: east coast, region: R1}]`), "groups[0].placement.locations[0].name", 7,
+			`expected 1 to 63 letters, digits and the characters - _ . / (the name goes into server metadata and metric labels), got "east coast"`},
+		{"location name too long", group(`placement: [{name: ` + strings.Repeat("a", 64) + `, region: R1}]`), "groups[0].placement.locations[0].name", 7, "expected 1 to 63"},
+		{"location name written empty", group(`placement: [{name: "", region: R1}]`), "groups[0].placement.locations[0].name", 7, `got ""`},
+		{"default location name not a name", group(`placement: [{region: Region One}]`), "groups[0].placement.locations[0].name", 7, `the default name "Region One", from the location's cloud and region, is not 1 to 63`},
+		{"default location name too long", group(`placement: [{cloud: c, region: ` + strings.Repeat("r", 62) + `}]`), "groups[0].placement.locations[0].name", 7, "write a name"},
+		{"location name twice", group(`placement: [{name: a, region: R1}, {name: a, region: R2}]`), "groups[0].placement.locations[1].name", 7,
+			`location name "a" is used twice, by locations[0] (line 7) and locations[1]: names are unique in a group`},
+		{"default location name twice", group("placement:\n      - {region: R1}\n      - {cloud: R1}"), "groups[0].placement.locations[1].name", 9,
+			`location name "R1", the default from the location's cloud and region, is used twice, by locations[0] (line 8) and locations[1]: write a name`},
+		{"one region twice", group("placement:\n      - {region: R1}\n      - {name: again, region: R1}"), "groups[0].placement.locations[1]", 9,
+			"locations[0] (line 8) and locations[1] are both region R1 of the default cloud (OS_CLOUD, or the OS_* variables): each location is another region or cloud"},
+		{"one region twice through the top-level cloud", "cloud: prod\n" + group(`placement: [{region: R1}, {cloud: prod, region: R1}]`), "groups[0].placement.locations[1]", 8,
+			"locations[0] (line 8) and locations[1] are both region R1 of cloud prod"},
+		{"one cloud twice", group(`placement: [{cloud: a}, {cloud: a, name: b}]`), "groups[0].placement.locations[1]", 7, "are both cloud a in its default region"},
+		{"location weight negative", group(`placement: [{region: R1, weight: -1}]`), "groups[0].placement.locations[0].weight", 7,
+			"expected a weight of 0 (a standby that gets servers only when another location is down) or more, got -1"},
+		{"location weight too big", group(`placement: [{region: R1, weight: 10001}]`), "groups[0].placement.locations[0].weight", 7, "expected a weight of at most 10000"},
 		{"location weight not a number", group(`placement: [{region: R1, weight: half}]`), "groups[0].placement.locations[0].weight", 7, `expected a whole number, got "half"`},
+		{"every location a standby", group(`placement: [{region: R1, weight: 0}, {region: R2, weight: 0}]`), "groups[0].placement.locations", 7,
+			"every location has weight 0, so none would get servers"},
 		{"unknown location field", group("placement:\n      failover_after: 1m\n      locations:\n        - region: R1\n          wieght: 2"), "groups[0].placement.locations[0]", 11,
 			`unknown field "wieght"; did you mean "weight"?`},
 		{"unknown location field in the short form", group(`placement: [{region: R1, zones: [a]}]`), "groups[0].placement.locations[0]", 7,
 			`unknown field "zones"; expected one of availability_zones, cloud, name, region, weight`},
 		{"unknown placement field", group(`placement: {failover: 1m, locations: [{region: R1}]}`), "groups[0].placement", 7, `unknown field "failover"; expected one of failover_after, locations`},
+		{"location zone twice", group(`placement: [{region: R1, availability_zones: [az1, az1]}]`), "groups[0].placement.locations[0].availability_zones[1]", 7, `availability zone "az1" is listed twice`},
+		{"location zone empty", group(`placement: [{region: R1, availability_zones: [""]}]`), "groups[0].placement.locations[0].availability_zones[0]", 7, "expected an availability zone name, got an empty one"},
+		{"placement of a stateful group", group(`stateful: {volumes: {name: data-*}}`) + "    rollout: {max_unavailable: 1}\n    placement: [{region: R1}]\n", "groups[0].placement", 9,
+			"a stateful group moves each server's data volumes to its replacement, and a volume cannot move between regions or clouds: remove placement, or stateful"},
+		{"floating ip over two locations", group(`count: 1`) + "    traffic: {floating_ip: {pool: public}}\n    placement: [{region: R1}, {region: R2}]\n", "groups[0].placement", 8,
+			"a floating IP belongs to one location and cannot follow the servers to another: use traffic.octavia with a pool in each location and DNS across their load balancers"},
 	}
 	if len(cases) < 20 {
 		t.Fatalf("only %d cases", len(cases))
@@ -921,6 +955,11 @@ func TestNoEchoOfRefusedValues(t *testing.T) {
 		{`rollout: {canary: 1, canary_bake: -1m}`, "groups[0].rollout.canary_bake"},
 		{`backup: {max_age: -1h}`, "groups[0].backup.max_age"},
 		{`traffic: {octavia: {pool: web, protocol_port: 80, drain: -1s}}`, "groups[0].traffic.octavia.drain"},
+		{`placement: RegionOne`, "groups[0].placement"},
+		{`placement: {failover_after: soon, locations: [{region: R1}]}`, "groups[0].placement.failover_after"},
+		// The only weight unreadable: not also "every location has weight 0".
+		{`placement: [{region: R1, weight: half}]`, "groups[0].placement.locations[0].weight"},
+		{`placement: [{region: [R1]}]`, "groups[0].placement.locations[0].region"},
 	}
 	for _, tc := range cases {
 		_, err := Parse("p.yaml", []byte(group(tc.extra)), ".")
@@ -1140,6 +1179,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("groups:\n  - &g {<<: *g}\n"))
 	f.Add([]byte("---\n---\n"))
 	f.Add([]byte(""))
+	f.Add([]byte("cloud: c\n" + group(`placement: {failover_after: 1m, locations: [{region: R1, weight: 2}, {cloud: o, region: R2, availability_zones: [a]}, {name: s, region: R3, weight: 0}]}`)))
+	f.Add([]byte(group(`placement: [{region: R1}, {cloud: o}]`)))
 	// The user data file the valid seed names: without it every mutation
 	// of the richest seed is refused before its groups are checked.
 	dir := f.TempDir()
@@ -1188,6 +1229,19 @@ func FuzzParse(f *testing.F) {
 				u, err := url.Parse(p.URL)
 				if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" || strings.TrimSpace(p.Query) == "" || p.Timeout <= 0 {
 					t.Fatalf("accepted a Prometheus blocker of group %s that cannot be asked: %+v", g.Name, p)
+				}
+			}
+			if p := g.Placement; p != nil {
+				names, sum := map[string]bool{}, 0
+				for _, l := range p.Locations {
+					if !locationName.MatchString(l.Name) || names[l.Name] || l.Cloud == "" && l.Region == "" || l.Weight < 0 {
+						t.Fatalf("accepted a location of group %s the runtime cannot tell apart or place: %+v", g.Name, p.Locations)
+					}
+					names[l.Name] = true
+					sum += l.Weight
+				}
+				if len(p.Locations) == 0 || sum <= 0 || p.FailoverAfter < Duration(minFailoverAfter) || g.Stateful != nil {
+					t.Fatalf("accepted a placement of group %s that cannot be carried out: %+v", g.Name, p)
 				}
 			}
 			if h := g.Health; h.HTTP != nil || h.TCP != nil {

@@ -10,6 +10,9 @@ import (
 type validator struct {
 	*decoder
 	baseDir string
+	// cloud is the top-level cloud, the one a location without a cloud
+	// of its own is in.
+	cloud string
 }
 
 // line returns the line of path, or of the nearest enclosing field the
@@ -68,6 +71,7 @@ func (v *validator) badFrom(path string, deps []string, format string, args ...a
 }
 
 func (v *validator) config(cfg *Config) {
+	v.cloud = cfg.Cloud
 	v.controller(&cfg.Controller)
 	if len(cfg.Groups) == 0 {
 		v.bad("groups", "expected at least one group")

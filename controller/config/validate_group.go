@@ -28,6 +28,20 @@ const (
 var (
 	groupName   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
 	metadataKey = regexp.MustCompile(`^[A-Za-z0-9-_:. ]{1,255}$`)
+	// locationName fits a Nova metadata value and a Prometheus label
+	// value, and reads well in both.
+	locationName = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,63}$`)
+)
+
+// Bounds of a placement.
+const (
+	// minFailoverAfter keeps a location from being declared down by one
+	// slow answer or one refused create: each failover boots and deletes
+	// servers, and a flapping location would do so back and forth.
+	minFailoverAfter = 10 * time.Second
+	// maxLocationWeight: a weight is a share of the group's servers, and
+	// no group has more than maxCount of them to share.
+	maxLocationWeight = maxCount
 )
 
 func (v *validator) group(g *Group, path string) {
@@ -82,6 +96,7 @@ func (v *validator) group(g *Group, path string) {
 		v.badFrom(path+".backup.every", []string{path + ".backup.every", path + ".backup.volumes"}, "a schedule snapshots data volumes: set backup.volumes to snapshot, or remove every")
 	}
 	v.stateful(g, path)
+	v.placement(g, path)
 }
 
 // glanceFields are the image attributes and list options of Glance that
@@ -195,4 +210,118 @@ func (v *validator) metadata(md map[string]string, path string) {
 			v.bad(at, "expected a value of at most %d characters, got %d", maxMetaLength, n)
 		}
 	}
+}
+
+// placement checks a group's locations: each one region of one cloud,
+// named once, and some of them with a weight that gives them servers.
+func (v *validator) placement(g *Group, path string) {
+	p := g.Placement
+	if p == nil {
+		return
+	}
+	at := path + ".placement"
+	if g.Stateful != nil {
+		v.badFrom(at, []string{at, path + ".stateful"},
+			"a stateful group moves each server's data volumes to its replacement, and a volume cannot move between regions or clouds: remove placement, or stateful")
+	}
+	if len(p.Locations) > 1 && g.Traffic.FloatingIP != nil {
+		v.badFrom(at, []string{at, path + ".traffic.floating_ip"},
+			"a floating IP belongs to one location and cannot follow the servers to another: use traffic.octavia with a pool in each location and DNS across their load balancers, or keep one location")
+	}
+	if p.FailoverAfter < Duration(minFailoverAfter) {
+		v.bad(at+".failover_after", "expected a duration of at least %s, got %s: a location is down once its API or its creates fail this long, and a shorter time would move servers between locations on every passing hiccup",
+			Duration(minFailoverAfter), p.FailoverAfter)
+	}
+	list := at + ".locations"
+	if len(p.Locations) == 0 {
+		v.bad(list, "expected at least one location, each a region and/or a cloud, such as {region: RegionOne}")
+		return
+	}
+	type place struct{ cloud, region string }
+	names, places := map[string]int{}, map[place]int{}
+	sum, weightsOK := 0, true
+	for i, l := range p.Locations {
+		li := fmt.Sprintf("%s[%d]", list, i)
+		blank := func(field, s string) bool { return v.written[li+"."+field] && strings.TrimSpace(s) == "" }
+		cloudBlank, regionBlank := blank("cloud", l.Cloud), blank("region", l.Region)
+		if cloudBlank {
+			v.bad(li+".cloud", "expected a clouds.yaml entry, got an empty one (leave cloud out for the top-level cloud)")
+		}
+		if regionBlank {
+			v.bad(li+".region", "expected a region name, got an empty one (leave region out for the cloud's default region)")
+		}
+		where := !cloudBlank && !regionBlank && (l.Cloud != "" || l.Region != "")
+		if !where && !cloudBlank && !regionBlank {
+			v.badFrom(li, []string{li + ".cloud", li + ".region"},
+				"expected a region and/or a cloud: a location is one region of one cloud, such as {region: RegionTwo} or {cloud: othercloud, region: RegionTwo}")
+		}
+
+		// One region of one cloud is one location, however it is written.
+		samePlace := false
+		if where {
+			pl := place{l.Cloud, l.Region}
+			if pl.cloud == "" {
+				pl.cloud = v.cloud
+			}
+			if first, dup := places[pl]; dup {
+				samePlace = true
+				v.badFrom(li, []string{li + ".cloud", li + ".region"}, "locations[%d] (line %d) and locations[%d] are both %s: each location is another region or cloud",
+					first, v.line(fmt.Sprintf("%s[%d]", list, first)), i, describePlace(pl.cloud, pl.region))
+			} else {
+				places[pl] = i
+			}
+		}
+
+		nameWritten := v.written[li+".name"]
+		switch {
+		case !nameWritten && !where:
+			// No default name without a cloud or region: reported above.
+		case !locationName.MatchString(l.Name) && nameWritten:
+			v.bad(li+".name", "expected 1 to 63 letters, digits and the characters - _ . / (the name goes into server metadata and metric labels), got %q", l.Name)
+		case !locationName.MatchString(l.Name):
+			v.badFrom(li+".name", []string{li + ".cloud", li + ".region"}, "the default name %q, from the location's cloud and region, is not 1 to 63 letters, digits and the characters - _ . / (it goes into server metadata and metric labels): write a name", l.Name)
+		default:
+			first, dup := names[l.Name]
+			switch {
+			case !dup:
+				names[l.Name] = i
+			case samePlace && !nameWritten:
+				// The same place under its default name: said once, above.
+			case nameWritten:
+				v.bad(li+".name", "location name %q is used twice, by locations[%d] (line %d) and locations[%d]: names are unique in a group", l.Name, first, v.line(fmt.Sprintf("%s[%d]", list, first)), i)
+			default:
+				v.badFrom(li+".name", []string{li + ".cloud", li + ".region"}, "location name %q, the default from the location's cloud and region, is used twice, by locations[%d] (line %d) and locations[%d]: write a name to tell them apart",
+					l.Name, first, v.line(fmt.Sprintf("%s[%d]", list, first)), i)
+			}
+		}
+
+		switch {
+		case l.Weight < 0:
+			weightsOK = false
+			v.bad(li+".weight", "expected a weight of 0 (a standby that gets servers only when another location is down) or more, got %d", l.Weight)
+		case l.Weight > maxLocationWeight:
+			weightsOK = false
+			v.bad(li+".weight", "expected a weight of at most %d (a weight is a share of the group's servers, at most %d of them), got %d", maxLocationWeight, maxCount, l.Weight)
+		default:
+			sum += l.Weight
+		}
+		if v.written[li+".availability_zones"] {
+			v.distinct(l.AvailabilityZones, li+".availability_zones", "an availability zone name", "availability zone")
+		}
+	}
+	if weightsOK && sum == 0 {
+		v.badFrom(list, []string{list}, "every location has weight 0, so none would get servers: give at least one a weight above 0 (weight 0 is a standby that gets servers only when another location is down)")
+	}
+}
+
+// describePlace names one region of one cloud in a message.
+func describePlace(cloud, region string) string {
+	c := "cloud " + cloud
+	if cloud == "" {
+		c = "the default cloud (OS_CLOUD, or the OS_* variables)"
+	}
+	if region == "" {
+		return c + " in its default region"
+	}
+	return "region " + region + " of " + c
 }
