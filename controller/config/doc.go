@@ -226,6 +226,55 @@
 //	    network         string       as for octavia.
 //	    drain           duration     the old server lives on this long
 //	                                 after the address left it. Default 30s.
+//	placement           mapping  the group over several locations (regions
+//	                             or clouds), with failover when one goes
+//	                             down. Default: none, the group lives in
+//	                             the top-level cloud. May be written as the
+//	                             bare list of its locations, with the
+//	                             default failover_after; messages then
+//	                             still name placement.locations[N].
+//	                             Refused with stateful (a data volume
+//	                             cannot move between regions or clouds),
+//	                             and with traffic.floating_ip over more
+//	                             than one location (a floating IP belongs
+//	                             to one location: use traffic.octavia with
+//	                             a pool of the same name in each, and DNS
+//	                             across their load balancers). Moving
+//	                             between locations is not a new spec: the
+//	                             spec revision leaves placement out. The
+//	                             group's other settings apply in every
+//	                             location, so what they name (image,
+//	                             flavor, networks, pool) must be found
+//	                             there by that name.
+//	  failover_after    duration   a location is down once its API or its
+//	                               server creates have failed this long,
+//	                               and its share goes to the others until
+//	                               it is back. At least 10s, so that a
+//	                               passing hiccup does not move servers
+//	                               back and forth. Default 2m.
+//	  locations         list       required; at least one (a single one is
+//	                               a group moved to another region). No
+//	                               two in the same region of the same cloud:
+//	    name            string       letters, digits and - _ . /, at most
+//	                                 63 characters, unique in the group; it
+//	                                 goes into server metadata and metric
+//	                                 labels. Default: the region; the cloud
+//	                                 without a region; "cloud/region" when
+//	                                 both are written.
+//	    cloud           string       a clouds.yaml entry. Default: the
+//	                                 top-level cloud.
+//	    region          string       a region of that cloud. Default: the
+//	                                 cloud's default region (its
+//	                                 region_name). At least one of cloud
+//	                                 and region is required.
+//	    weight          int          the location's share of count against
+//	                                 the others', 0 to 10000; 0 is a standby
+//	                                 that gets servers only when another
+//	                                 location is down. At least one weight
+//	                                 above 0. Default 1.
+//	    availability_zones list      zones of this location, none empty,
+//	                                 none twice. Default: the group's
+//	                                 availability_zones.
 //
 // Without http or tcp there is no health check: Nova's ACTIVE status is
 // the only health signal, and a new server counts as healthy once ACTIVE.
@@ -236,6 +285,18 @@
 // Durations are Go durations with a unit: "300ms", "30s", "5m", "1h30m".
 // Negative durations are refused, and so is a bare number such as 30 (the
 // message suggests "30s").
+//
+// A placement in full, then in its short form (the locations alone, with
+// failover_after at its default):
+//
+//	placement:
+//	  failover_after: 2m
+//	  locations:
+//	    - {region: RegionOne, weight: 2}          # name RegionOne
+//	    - {cloud: othercloud, region: RegionTwo}  # name othercloud/RegionTwo, weight 1
+//	    - {name: standby, region: RegionThree, weight: 0}
+//
+//	placement: [{region: RegionOne, weight: 2}, {region: RegionTwo}]
 //
 // # Defaults
 //
@@ -259,6 +320,10 @@
 //	traffic.*.drain              30s     (DefaultDrain)
 //	traffic.octavia.weight       1       (DefaultMemberWeight)
 //	traffic.*.network            the group's first network
+//	placement.failover_after     2m      (DefaultFailoverAfter)
+//	placement.locations[].name   region, cloud, or "cloud/region"
+//	placement.locations[].weight 1       (DefaultLocationWeight)
+//	placement.locations[].availability_zones  the group's availability_zones
 //
 // [IntOrPercent.Set] tells whether max_surge and max_unavailable were
 // written in the file.

@@ -226,7 +226,8 @@ type Location struct {
 	Name string `yaml:"name"`
 	// Cloud is a clouds.yaml entry. Default: the top-level cloud.
 	Cloud string `yaml:"cloud,omitempty"`
-	// Region is a region of Cloud. Default: the cloud's own region.
+	// Region is a region of Cloud. Default: the cloud's default region
+	// (its region_name in clouds.yaml).
 	// At least one of Cloud and Region is written. Both are left out when
 	// empty in a file written back, where an empty one is refused.
 	Region string `yaml:"region,omitempty"`
