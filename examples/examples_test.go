@@ -180,3 +180,54 @@ func TestCloudInitFiles(t *testing.T) {
 		}
 	}
 }
+
+// The regions example shows what its comments say it shows: two regions
+// weighted 2:1 of one cloud, a pool of one name in each, a failover time
+// of its own, and a standby that loads once uncommented.
+func TestRegionsExample(t *testing.T) {
+	cfg, err := config.Load("regions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Groups) != 1 {
+		t.Fatalf("%d groups, want web alone", len(cfg.Groups))
+	}
+	web := cfg.Groups[0]
+	p := web.Placement
+	if p == nil || len(p.Locations) != 2 {
+		t.Fatalf("placement = %+v, want two locations", p)
+	}
+	one, two := p.Locations[0], p.Locations[1]
+	if one.Name != "RegionOne" || two.Name != "RegionTwo" || one.Cloud != "" || two.Cloud != "" {
+		t.Errorf("locations %+v and %+v, want RegionOne and RegionTwo of the top-level cloud", one, two)
+	}
+	if one.Weight != 2 || two.Weight != 1 || web.Count != 6 {
+		t.Errorf("weights %d:%d of %d servers, the comment says 2:1 of 6", one.Weight, two.Weight, web.Count)
+	}
+	if p.FailoverAfter.D() != 3*time.Minute {
+		t.Errorf("failover_after = %s, the file says 3m", p.FailoverAfter)
+	}
+	if len(one.AvailabilityZones) != 2 || len(two.AvailabilityZones) != 0 {
+		t.Errorf("zones %v and %v, want RegionOne's own two and none (Nova's choice) in RegionTwo", one.AvailabilityZones, two.AvailabilityZones)
+	}
+	if o := web.Traffic.Octavia; o == nil || o.Pool != "web-pool" || web.Traffic.FloatingIP != nil {
+		t.Errorf("traffic = %+v, want the pool web-pool in each region", web.Traffic)
+	}
+
+	data, err := os.ReadFile("regions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby := "        # - {name: standby, cloud: othercloud, region: RegionThree, weight: 0}\n"
+	if !bytes.Contains(data, []byte(standby)) {
+		t.Fatal("the commented standby location is gone")
+	}
+	withStandby := bytes.Replace(data, []byte(standby), []byte(strings.Replace(standby, "# ", "", 1)), 1)
+	cfg, err = config.Parse("regions.yaml", withStandby, ".")
+	if err != nil {
+		t.Fatalf("the standby, uncommented: %v", err)
+	}
+	if l := cfg.Groups[0].Placement.Locations; len(l) != 3 || l[2].Name != "standby" || l[2].Weight != 0 {
+		t.Errorf("the standby, uncommented: %+v", l)
+	}
+}
