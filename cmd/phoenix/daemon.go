@@ -190,6 +190,8 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 	if replica != nil {
 		dopts.Coordinator = replica
 	}
+	dopts.Placement = newLocations(cfg, openstack.Options{Logger: log, UserAgent: userAgent, Version: version.Get().Version, Retry: f.retry,
+		OnRequest: func(r openstack.RequestRecord) { metrics.CloudRequest(r.Service, r.Method, r.Status, r.Duration) }}, log).of
 	d := daemon.New(cloud.Services(), cfg, dopts)
 	metrics.Watch(d)
 	if a := cfg.Controller.Notifications.AMQP; a != nil {

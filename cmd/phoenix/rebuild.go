@@ -112,6 +112,9 @@ func runRebuild(ctx context.Context, out, errOut io.Writer, g *cli.Globals, f *r
 	if err != nil {
 		return err
 	}
+	if err := refusePlaced(groups); err != nil {
+		return err
+	}
 	warnOpenSecretFiles(log, cloudsSecretFiles(cfg.Cloud))
 	cloud, err := connect(ctx, cfg.Cloud, log)
 	if err != nil {

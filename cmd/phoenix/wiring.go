@@ -53,11 +53,25 @@ func openGroups(ctx context.Context, g *cli.Globals, path string, names []string
 	if err != nil {
 		return nil, provisioner.Cloud{}, err
 	}
+	if err := refusePlaced(groups); err != nil {
+		return nil, provisioner.Cloud{}, err
+	}
 	cloud, err := connect(ctx, cfg.Cloud, log)
 	if err != nil {
 		return nil, provisioner.Cloud{}, err
 	}
 	return groups, cloud.Services(), nil
+}
+
+// refusePlaced refuses a one-shot command on a group placed over several
+// locations: only the daemon reaches every location so far.
+func refusePlaced(groups []config.Group) error {
+	for _, g := range groups {
+		if g.Placement != nil {
+			return cli.UsageError(fmt.Errorf("group %s is placed over several locations (placement): only `phoenix daemon` runs such a group so far; one-shot commands reach the top-level cloud alone", g.Name))
+		}
+	}
+	return nil
 }
 
 func connect(ctx context.Context, cloud string, log *zap.Logger) (*openstack.Cloud, error) {
