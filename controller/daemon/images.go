@@ -42,6 +42,9 @@ func (d *Daemon) watchOnce() {
 	bySelector := map[string][]*worker{}
 	selectors := map[string]provisioner.ImageSelector{}
 	for _, w := range d.workers {
+		if _, ok := w.rec.(placed); ok {
+			continue // each location resolves its own image, every round
+		}
 		sel := controller.Selector(w.group.Image)
 		k := selectorKey(sel)
 		bySelector[k] = append(bySelector[k], w)
