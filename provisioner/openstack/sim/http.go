@@ -144,6 +144,11 @@ func (s *Sim) route(w http.ResponseWriter, r *http.Request, service, prefix, sub
 		writeJSON(w, http.StatusNotFound, keystoneErrorBody(http.StatusNotFound, "The resource could not be found."))
 		return
 	case "identity":
+		if s.primary != nil {
+			// One Keystone: the catalog sends clients to the primary's.
+			writeJSON(w, http.StatusNotFound, keystoneErrorBody(http.StatusNotFound, "The resource could not be found."))
+			return
+		}
 		s.serveIdentity(w, r, sub)
 		return
 	case "compute":
@@ -176,7 +181,7 @@ func (s *Sim) route(w http.ResponseWriter, r *http.Request, service, prefix, sub
 	}
 	if !s.authorized(r) {
 		// keystonemiddleware's answer, in every service.
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Keystone uri=%q", s.endpoint+"/identity"))
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Keystone uri=%q", s.keystone().endpoint+"/identity"))
 		writeJSON(w, http.StatusUnauthorized, keystoneErrorBody(http.StatusUnauthorized, "The request you have made requires authentication."))
 		return
 	}
@@ -194,15 +199,17 @@ func (s *Sim) route(w http.ResponseWriter, r *http.Request, service, prefix, sub
 	}
 }
 
-// authorized says whether the request carries a valid, unexpired token.
+// authorized says whether the request carries a valid, unexpired token
+// of the primary's Keystone.
 func (s *Sim) authorized(r *http.Request) bool {
 	id := r.Header.Get("X-Auth-Token")
 	if id == "" {
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.tokens[id]
+	k := s.keystone()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t, ok := k.tokens[id]
 	return ok && time.Now().Before(t.expires)
 }
 

@@ -236,15 +236,16 @@ type ApplicationCredential struct {
 
 // AddApplicationCredential creates an application credential named name,
 // as `openstack application credential create NAME` does, and returns it
-// with its secret.
+// with its secret. It is the primary Keystone's, whichever region is asked.
 func (s *Sim) AddApplicationCredential(name string) ApplicationCredential {
 	ac := ApplicationCredential{ID: hexID(), Name: name, Secret: hexID() + hexID()}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.appCreds == nil {
-		s.appCreds = map[string]ApplicationCredential{}
+	k := s.keystone()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.appCreds == nil {
+		k.appCreds = map[string]ApplicationCredential{}
 	}
-	s.appCreds[ac.ID] = ac
+	k.appCreds[ac.ID] = ac
 	return ac
 }
 
@@ -275,29 +276,37 @@ func (s *Sim) ProjectID() string { return s.projectID }
 func (s *Sim) DomainID() string  { return s.domainID }
 
 // catalog lists every service at public, internal and admin endpoints in
-// the one region, all pointing back at the simulator.
+// every region, each pointing at its region's listener. Keystone is the
+// primary's alone, listed in every region as shared deployments list it.
 func (s *Sim) catalog() []any {
-	entry := func(typ, name, url string) map[string]any {
+	regions := append([]*Sim{s}, s.regions...)
+	entry := func(typ, name string, url func(r *Sim) string) map[string]any {
 		var eps []any
-		for _, iface := range []string{"public", "internal", "admin"} {
-			eps = append(eps, map[string]any{
-				"id": stableID("endpoint:" + typ + ":" + iface), "interface": iface,
-				"region": s.opts.Region, "region_id": s.opts.Region, "url": url,
-			})
+		for _, r := range regions {
+			for _, iface := range []string{"public", "internal", "admin"} {
+				key := "endpoint:" + typ + ":" + iface
+				if r != s {
+					key = "endpoint:" + r.opts.Region + ":" + typ + ":" + iface
+				}
+				eps = append(eps, map[string]any{
+					"id": stableID(key), "interface": iface,
+					"region": r.opts.Region, "region_id": r.opts.Region, "url": url(r),
+				})
+			}
 		}
 		return map[string]any{"type": typ, "name": name, "id": stableID("service:" + typ), "endpoints": eps}
 	}
 	out := []any{
-		entry("identity", "keystone", s.endpoint+"/identity"),
-		entry("compute", "nova", s.endpoint+"/compute/v2.1"),
-		entry("image", "glance", s.endpoint+"/image"),
-		entry("network", "neutron", s.endpoint+"/networking"),
+		entry("identity", "keystone", func(*Sim) string { return s.endpoint + "/identity" }),
+		entry("compute", "nova", func(r *Sim) string { return r.endpoint + "/compute/v2.1" }),
+		entry("image", "glance", func(r *Sim) string { return r.endpoint + "/image" }),
+		entry("network", "neutron", func(r *Sim) string { return r.endpoint + "/networking" }),
 	}
 	if !s.opts.NoLoadBalancerService {
-		out = append(out, entry("load-balancer", "octavia", s.endpoint+"/load-balancer"))
+		out = append(out, entry("load-balancer", "octavia", func(r *Sim) string { return r.endpoint + "/load-balancer" }))
 	}
 	if !s.opts.NoVolumeService {
-		out = append(out, entry("volumev3", "cinderv3", s.endpoint+"/volume/v3/"+s.projectID))
+		out = append(out, entry("volumev3", "cinderv3", func(r *Sim) string { return r.endpoint + "/volume/v3/" + s.projectID }))
 	}
 	return out
 }

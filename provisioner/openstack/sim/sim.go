@@ -23,6 +23,13 @@ type Options struct {
 	Addr string
 	// Region is the catalog's region. Default "RegionOne".
 	Region string
+	// Regions are further regions besides Region: each a complete,
+	// separate cloud (servers, images, networks, load balancers,
+	// volumes, quota, faults) on a listener of its own, seeded as Region
+	// is. This simulator's Keystone is the only one: its catalog lists
+	// every region and its tokens are valid in all. Region(name) reaches
+	// each; Close closes them all.
+	Regions []string
 	// Credentials of the one user and project. Defaults "demo",
 	// "demo-secret", "demo", "Default" (the domain of both).
 	Username, Password, ProjectName, DomainName string
@@ -140,13 +147,16 @@ func (o *Options) defaults() {
 type Sim struct {
 	opts      Options
 	maxMV     microversion
-	listener  net.Listener
 	srv       *http.Server
 	endpoint  string
 	projectID string
 	userID    string
 	domainID  string
 	closing   chan struct{} // closed when Close begins
+	// primary is the simulator whose Keystone this region trusts; nil
+	// on the primary itself, which holds the other regions.
+	primary *Sim
+	regions []*Sim
 	// inflight counts API requests being handled (see InFlight).
 	inflight atomic.Int64
 	// ctx ends when Close begins: probes and proxied requests use it.
@@ -199,8 +209,26 @@ type Sim struct {
 }
 
 // New starts a simulator: it listens and serves at once, until Close.
+// With Options.Regions it starts one per region, all behind its Keystone.
 func New(opts Options) (*Sim, error) {
 	opts.defaults()
+	if err := checkRegions(opts.Region, opts.Regions); err != nil {
+		return nil, err
+	}
+	s, err := newSim(opts, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startRegions(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// newSim starts the simulator of one region; primary, when not nil, is
+// the one whose Keystone (user, project, tokens) it shares.
+func newSim(opts Options, primary *Sim) (*Sim, error) {
 	maxMV, err := parseMicroversion(opts.MaxMicroversion)
 	if err != nil || !maxMV.atLeast(1) {
 		return nil, fmt.Errorf("sim: MaxMicroversion %q: want 2.N with N ≥ 1", opts.MaxMicroversion)
@@ -215,8 +243,8 @@ func New(opts Options) (*Sim, error) {
 	s := &Sim{
 		opts:      opts,
 		maxMV:     maxMV,
-		listener:  l,
 		endpoint:  "http://" + l.Addr().String(),
+		primary:   primary,
 		projectID: hexID(),
 		userID:    hexID(),
 		domainID:  domainID(opts.DomainName),
@@ -239,6 +267,9 @@ func New(opts Options) (*Sim, error) {
 		ports:          map[string]*server{},
 		proxyTransport: newTransport(),
 		probeTransport: newTransport(),
+	}
+	if primary != nil {
+		s.projectID, s.userID, s.domainID = primary.projectID, primary.userID, primary.domainID
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.lbaas.init()
@@ -273,11 +304,14 @@ func trackConns(wg *sync.WaitGroup) func(net.Conn, http.ConnState) {
 }
 
 // Close stops the API, every server's health listeners, every timer and
-// every goroutine the simulator started, and returns when they are gone.
-// Requests held by a Hang fault end unanswered. Close may be called more
-// than once.
+// every goroutine the simulator started, and returns when they are gone;
+// the primary closes every region. Requests held by a Hang fault end
+// unanswered. Close may be called more than once.
 func (s *Sim) Close() {
 	s.closeOnce.Do(func() {
+		for _, r := range s.regions {
+			r.Close()
+		}
 		close(s.closing)
 		s.cancel()
 		s.mu.Lock()
@@ -317,11 +351,12 @@ func (s *Sim) HealthPorts() []int { return append([]int(nil), s.opts.HealthPorts
 // HealthPort is the first of HealthPorts.
 func (s *Sim) HealthPort() int { return s.opts.HealthPorts[0] }
 
-// AuthURL is the Keystone v3 URL clients authenticate at.
-func (s *Sim) AuthURL() string { return s.endpoint + "/identity/v3" }
+// AuthURL is the Keystone v3 URL clients authenticate at: the primary's
+// in every region.
+func (s *Sim) AuthURL() string { return s.keystone().endpoint + "/identity/v3" }
 
 // CloudsYAML is a clouds.yaml holding one entry named cloud for this
-// simulator.
+// simulator: for a region, the primary's Keystone and the region's name.
 func (s *Sim) CloudsYAML(cloud string) []byte {
 	o := s.opts
 	return fmt.Appendf(nil, `clouds:
@@ -389,13 +424,15 @@ func (s *Sim) draw(d Dist) time.Duration {
 }
 
 // ExpireTokens ends every token issued so far, as their lifetime running
-// out would, so tests see clients re-authenticate without waiting.
+// out would, so tests see clients re-authenticate without waiting. Tokens
+// are the primary's: called on any region, it ends them in every region.
 func (s *Sim) ExpireTokens() {
-	s.mu.Lock()
-	for _, t := range s.tokens {
+	k := s.keystone()
+	k.mu.Lock()
+	for _, t := range k.tokens {
 		t.expires = time.Time{}
 	}
-	s.mu.Unlock()
+	k.mu.Unlock()
 }
 
 // Quota limits the project. Instances < 0 means unlimited (the default).
