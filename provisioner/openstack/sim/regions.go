@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"sync"
+	"time"
 )
 
 // A region is a whole simulated cloud but for Keystone: Nova, Glance,
@@ -88,3 +91,74 @@ func (s *Sim) Regions() []string {
 
 // RegionName is the region this simulator serves.
 func (s *Sim) RegionName() string { return s.opts.Region }
+
+// apiServer is a region's API listener, closed while the region is down.
+type apiServer struct {
+	mu     sync.Mutex
+	addr   string       // host:port, kept so the catalog holds across SetDown
+	srv    *http.Server // nil while down
+	closed bool
+}
+
+// serveAPI serves the API on l. Call with s.api.mu held.
+func (s *Sim) serveAPI(l net.Listener) {
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ConnState:         trackConns(&s.bg),
+	}
+	s.api.srv = srv
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		_ = srv.Serve(l)
+	}()
+}
+
+// stopAPI closes the listener and every connection for good.
+func (s *Sim) stopAPI() {
+	s.api.mu.Lock()
+	defer s.api.mu.Unlock()
+	s.api.closed = true
+	if s.api.srv != nil {
+		_ = s.api.srv.Close()
+		s.api.srv = nil
+	}
+}
+
+// SetDown takes the region's API off the network (true) or brings it
+// back (false), as when a region's control plane is partitioned from the
+// controller. While down its listener is closed: connections are refused
+// and those open are cut, requests in progress included. Everything
+// behind the API runs on: servers boot and delete, their applications
+// answer health checks, load balancers and floating IPs forward, and the
+// region's state is kept. Back up, it listens again at the same Endpoint;
+// that fails only when another program took the port meanwhile. Taking
+// the primary down takes Keystone with it: tokens already issued stay
+// valid in the other regions, but nobody can authenticate.
+func (s *Sim) SetDown(down bool) error {
+	s.api.mu.Lock()
+	defer s.api.mu.Unlock()
+	switch {
+	case s.api.closed:
+		return fmt.Errorf("sim: set region %s down=%t: the simulator is closed", s.opts.Region, down)
+	case down && s.api.srv != nil:
+		_ = s.api.srv.Close()
+		s.api.srv = nil
+	case !down && s.api.srv == nil:
+		l, err := net.Listen("tcp", s.api.addr)
+		if err != nil {
+			return fmt.Errorf("sim: bring region %s back on %s: %w", s.opts.Region, s.api.addr, err)
+		}
+		s.serveAPI(l)
+	}
+	return nil
+}
+
+// Down says whether the region's API is down (SetDown).
+func (s *Sim) Down() bool {
+	s.api.mu.Lock()
+	defer s.api.mu.Unlock()
+	return s.api.srv == nil && !s.api.closed
+}

@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -322,6 +323,77 @@ func TestRegionsAreSeparate(t *testing.T) {
 	}
 }
 
+// A region that fails, by fault or by going down, fails alone: the other
+// serves on with the same token, the failed one's servers keep running
+// and answering health checks, and it serves again once healed.
+func TestRegionFailsAlone(t *testing.T) {
+	connErr := func(err error) bool {
+		var code gophercloud.ErrUnexpectedResponseCode
+		return err != nil && !errors.As(err, &code)
+	}
+	cases := []struct {
+		name      string
+		bad, good string
+		fail      func(*sim.Sim) error
+		heal      func(*sim.Sim) error
+		want      func(error) bool
+	}{
+		{"compute answers 503", "RegionTwo", "RegionOne",
+			func(s *sim.Sim) error {
+				return s.InjectFault(sim.Fault{Service: "compute", Action: sim.FailWith, Status: http.StatusServiceUnavailable})
+			},
+			func(s *sim.Sim) error { s.ClearFaults(); return nil },
+			func(err error) bool { return gophercloud.ResponseCodeIs(err, http.StatusServiceUnavailable) }},
+		{"API down", "RegionTwo", "RegionOne",
+			func(s *sim.Sim) error { return s.SetDown(true) },
+			func(s *sim.Sim) error { return s.SetDown(false) },
+			connErr},
+		// Keystone goes with the primary; tokens already held still work.
+		{"primary down", "RegionOne", "RegionTwo",
+			func(s *sim.Sim) error { return s.SetDown(true) },
+			func(s *sim.Sim) error { return s.SetDown(false) },
+			connErr},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, rs := startRegions(t, sim.Options{Regions: []string{"RegionTwo"},
+				BootTime: sim.Fixed(time.Millisecond), HealthDelay: sim.Fixed(time.Millisecond)})
+			bad, good := rs[tc.bad], rs[tc.good]
+			ctx := context.Background()
+			running := bad.create(t, "running")
+			bad.waitHealthy(t, running.ID)
+			booting := bad.create(t, "booting") // boots whatever happens to the API
+
+			if err := tc.fail(bad.sim); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bad.list(ctx); !tc.want(err) {
+				t.Fatalf("list in the failed region: %v", err)
+			}
+			good.create(t, "elsewhere")
+			if got, err := good.list(ctx); err != nil || !slices.Equal(got, []string{"elsewhere"}) {
+				t.Fatalf("list in the healthy region: %v, %v", got, err)
+			}
+			for _, id := range []string{running.ID, booting.ID} {
+				v := bad.waitHealthy(t, id)
+				if status, body := probe(t, v.Address, s.HealthPort()); status != http.StatusOK {
+					t.Fatalf("server %s of the failed region: health %d %s", v.Name, status, body)
+				}
+			}
+
+			if err := tc.heal(bad.sim); err != nil {
+				t.Fatal(err)
+			}
+			if bad.sim.Down() {
+				t.Fatal("healed, the region is still down")
+			}
+			if got, err := bad.list(ctx); err != nil || !slices.Equal(got, []string{"booting", "running"}) {
+				t.Fatalf("list in the healed region: %v, %v", got, err)
+			}
+		})
+	}
+}
+
 // A token that expires is renewed at the primary, from whichever region
 // refused it, and the new one serves every region.
 func TestRegionsReauthenticate(t *testing.T) {
@@ -376,8 +448,8 @@ func TestRegionsReauthenticate(t *testing.T) {
 	}
 }
 
-// Close of the primary closes every region, hung requests included, and
-// leaves no goroutine behind.
+// Close of the primary closes every region, down or hung ones included,
+// and leaves no goroutine behind.
 func TestCloseClosesEveryRegion(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	before := runtime.NumGoroutine()
@@ -398,6 +470,9 @@ func TestCloseClosesEveryRegion(t *testing.T) {
 		done <- err
 	}()
 	waitFor(t, "the hung request", func() bool { return countRequests(two, "GET", "/compute/v2.1/servers/detail") == 1 })
+	if err := s.Region("RegionThree").SetDown(true); err != nil {
+		t.Fatal(err)
+	}
 
 	s.Close()
 	noSimGoroutinesLeft(t)
@@ -406,6 +481,9 @@ func TestCloseClosesEveryRegion(t *testing.T) {
 	}
 	for i, name := range s.Regions() {
 		r := s.Region(name)
+		if err := r.SetDown(false); err == nil {
+			t.Errorf("%s came back up after Close", name)
+		}
 		if status, _ := probe(t, addrs[i], s.HealthPort()); status != 0 {
 			t.Errorf("a health listener of %s outlived Close: %d", name, status)
 		}

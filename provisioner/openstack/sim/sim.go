@@ -147,7 +147,7 @@ func (o *Options) defaults() {
 type Sim struct {
 	opts      Options
 	maxMV     microversion
-	srv       *http.Server
+	api       apiServer // the API listener, closed while down
 	endpoint  string
 	projectID string
 	userID    string
@@ -276,17 +276,10 @@ func newSim(opts Options, primary *Sim) (*Sim, error) {
 	s.cinder.init()
 	s.AddNetwork(Network{Name: "private"})
 	s.AddNetwork(Network{Name: "public", External: true})
-	s.srv = &http.Server{
-		Handler:           http.HandlerFunc(s.serveHTTP),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
-		ConnState:         trackConns(&s.bg),
-	}
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		_ = s.srv.Serve(l)
-	}()
+	s.api.mu.Lock()
+	s.api.addr = l.Addr().String()
+	s.serveAPI(l)
+	s.api.mu.Unlock()
 	return s, nil
 }
 
@@ -332,7 +325,7 @@ func (s *Sim) Close() {
 		for _, srv := range apps {
 			srv.stopApp()
 		}
-		_ = s.srv.Close()
+		s.stopAPI()
 		s.bg.Wait()
 		s.proxyTransport.CloseIdleConnections()
 		s.probeTransport.CloseIdleConnections()
