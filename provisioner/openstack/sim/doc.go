@@ -14,8 +14,8 @@
 //
 //   - Keystone: password authentication scoped to the one project, a
 //     token in X-Subject-Token with the full token body and a catalog
-//     pointing back at the simulator, tokens that expire (401, so clients
-//     re-authenticate).
+//     pointing back at the simulator (each region's listener), tokens
+//     that expire (401, so clients re-authenticate).
 //   - Nova: microversion negotiation (2.1 up to Options.MaxMicroversion,
 //     406 above it) and server JSON shaped by the microversion asked for;
 //     the strict create schema (unknown keys, tags before 2.52, networks
@@ -115,6 +115,16 @@
 // (AddLoadBalancer, AddMember, AddFloatingIP), as can volumes, already
 // attached or not (AddVolume, AttachVolume); FailNextVolumeSnapshots makes
 // snapshots end in error.
+//
+// Regions exist because Phoenix places groups across locations and fails
+// them over when one is lost. Options.Regions adds regions beside
+// Options.Region: each is a whole cloud but for Keystone (its own
+// servers, images, networks, load balancers, volumes, quota, faults and
+// servers' applications, seeded alike, on a listener of its own), and the
+// primary's one Keystone lists every region in its catalog and issues
+// the tokens they all accept, as on a real cloud. Region(name) steers and
+// reads one region; SetDown takes a region's API off the network while
+// its servers run on and answer their health checks.
 //
 // Everything runs in real time on timers; Close stops the API, every
 // health listener, listener and floating IP socket, every timer, probe
