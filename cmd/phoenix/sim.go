@@ -22,6 +22,7 @@ type simFlags struct {
 	seed      int64
 	quota     int
 	appPort   int
+	regions   []string
 }
 
 func newSimCommand(g *cli.Globals) *cobra.Command {
@@ -34,7 +35,9 @@ APIs on
 loopback until interrupted, and writes a clouds.yaml for them. Point phoenix
 (or the openstack CLI) at it with OS_CLIENT_CONFIG_FILE and the cloud name.
 Each simulated server answers health checks on its own 127.x.y.z address,
-at the port sim prints: 8080 unless another program holds it.`,
+at the port sim prints: 8080 unless another program holds it. With --regions
+one Keystone serves further regions, each a separate cloud seeded alike;
+clouds.yaml names RegionOne, and OS_REGION_NAME chooses another.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSim(cmd.Context(), cmd.OutOrStdout(), f)
@@ -48,11 +51,12 @@ at the port sim prints: 8080 unless another program holds it.`,
 	cmd.Flags().Int64Var(&f.seed, "seed", 1, "seed of boot times")
 	cmd.Flags().IntVar(&f.quota, "quota-instances", -1, "instance quota of the project (-1: unlimited)")
 	cmd.Flags().IntVar(&f.appPort, "health-port", 0, "port the servers' applications answer on (0: 8080 when it is free, else a free one)")
+	cmd.Flags().StringSliceVar(&f.regions, "regions", nil, "further regions beside RegionOne, each a cloud of its own behind the one Keystone (e.g. RegionTwo,RegionThree)")
 	return cmd
 }
 
 func runSim(ctx context.Context, out io.Writer, f *simFlags) error {
-	opts := sim.Options{Addr: f.listen, Seed: f.seed, BootTime: sim.LogNormal(f.bootTime, 4*f.bootTime)}
+	opts := sim.Options{Addr: f.listen, Seed: f.seed, BootTime: sim.LogNormal(f.bootTime, 4*f.bootTime), Regions: f.regions}
 	if f.appPort != 0 {
 		opts.HealthPorts = []int{f.appPort}
 	}
@@ -61,21 +65,31 @@ func runSim(ctx context.Context, out io.Writer, f *simFlags) error {
 		return cli.UsageError(fmt.Errorf("start the simulator: %w", err))
 	}
 	defer s.Close()
-	s.SetQuota(sim.Quota{Instances: f.quota})
-	if f.image != "" {
-		img := s.AddImage(sim.Image{Name: f.image, Properties: map[string]string{"os_distro": "ubuntu"}})
-		fmt.Fprintf(out, "published image %s (%s)\n", img.Name, img.ID)
+	// Every region is seeded alike, so one configuration works in each.
+	for _, name := range s.Regions() {
+		r, in := s.Region(name), ""
+		if len(opts.Regions) > 0 {
+			in = " in " + name
+		}
+		r.SetQuota(sim.Quota{Instances: f.quota})
+		if f.image != "" {
+			img := r.AddImage(sim.Image{Name: f.image, Properties: map[string]string{"os_distro": "ubuntu"}})
+			fmt.Fprintf(out, "published image %s (%s)%s\n", img.Name, img.ID, in)
+		}
+		lb, err := addDemoLoadBalancer(r)
+		if err != nil {
+			return fmt.Errorf("region %s: %w", name, err)
+		}
+		fmt.Fprintf(out, "load balancer %s, pool %s%s: requests to %s go to the pool's members\n", demoLB, demoPool, in, lb.URL)
 	}
-	lb, err := addDemoLoadBalancer(s)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "load balancer %s, pool %s: requests to %s go to the pool's members\n", demoLB, demoPool, lb.URL)
 	if err := s.WriteCloudsYAML(f.cloudsOut, f.cloud); err != nil {
 		return cli.UsageError(err)
 	}
 	abs, _ := filepath.Abs(f.cloudsOut)
 	fmt.Fprintf(out, "OpenStack simulator listening at %s (identity %s)\n", s.Endpoint(), s.AuthURL())
+	for _, name := range opts.Regions {
+		fmt.Fprintf(out, "region %s at %s: choose it with OS_REGION_NAME=%s\n", name, s.Region(name).Endpoint(), name)
+	}
 	fmt.Fprintf(out, "clouds.yaml written to %s; use it with:\n  export OS_CLIENT_CONFIG_FILE=%s OS_CLOUD=%s\n", abs, abs, f.cloud)
 	fmt.Fprintf(out, "servers' applications answer on port %d of their addresses: use it for health checks and protocol_port\n", s.HealthPort())
 	fmt.Fprintln(out, "Interrupt (Ctrl-C) to stop.")
