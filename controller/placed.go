@@ -48,6 +48,8 @@ type Placed struct {
 	opts  Options
 	locs  []*placedLocation
 	after time.Duration
+	// base is the logger the locations' reconcilers start from.
+	base *zap.Logger
 	// changes merges the locations' health changes, so a round follows
 	// a server's rise or fall in any of them.
 	changes chan struct{}
@@ -74,7 +76,7 @@ func NewPlaced(g config.Group, locs []Location, failoverAfter time.Duration, sin
 	if log == nil {
 		log = zap.NewNop()
 	}
-	p := &Placed{group: g, sink: sink, log: log.With(zap.String("group", g.Name)), opts: opts, after: failoverAfter, changes: make(chan struct{}, 1)}
+	p := &Placed{group: g, sink: sink, log: log.With(zap.String("group", g.Name)), opts: opts, after: failoverAfter, base: log, changes: make(chan struct{}, 1)}
 	for _, l := range locs {
 		p.locs = append(p.locs, &placedLocation{Location: l, view: plan.LocationView{Name: l.Name, Weight: l.Weight, Servers: -1},
 			target: plan.LocationTarget{Name: l.Name, State: plan.LocationFailing, Reason: "not reached yet"}})
@@ -114,7 +116,7 @@ func (p *Placed) connect(ctx context.Context, now time.Time) {
 			opts.Place = func(servers []provisioner.Server, unlisted int, now time.Time) plan.LocationTarget {
 				return p.place(l, servers, unlisted, now)
 			}
-			l.rec = NewGroupReconciler(g, l.cloud, p.sink, p.log.With(zap.String("location", l.Name)), opts)
+			l.rec = NewGroupReconciler(g, l.cloud, p.sink, p.base.With(zap.String("location", l.Name)), opts)
 			l.stopped = make(chan struct{})
 			go forward(l.rec.HealthChanges(), p.changes, l.stopped)
 		}()
@@ -157,7 +159,18 @@ func (w *watchedServers) ListServers(ctx context.Context, tag string) ([]provisi
 	defer w.p.mu.Unlock()
 	switch {
 	case err == nil:
-		w.l.view.APIFailingSince = time.Time{}
+		// Answering again: what it holds is known, what it serves not
+		// until its own round says.
+		v := &w.l.view
+		if !v.Listed {
+			v.Listed, v.Servers, v.Serving = true, 0, 0
+			for _, s := range servers {
+				if !s.Gone() {
+					v.Servers++
+				}
+			}
+		}
+		v.APIFailingSince = time.Time{}
 	case ctx.Err() == nil:
 		w.p.apiFailed(w.l, now)
 	}
@@ -179,7 +192,9 @@ func (w *watchedServers) CreateServer(ctx context.Context, spec provisioner.Serv
 
 // apiFailed notes a failed look at the location. Call with p.mu held.
 func (p *Placed) apiFailed(l *placedLocation, now time.Time) {
-	l.view.Listed = false
+	// What it served is unknown from now on: nothing elsewhere may go
+	// on the strength of it.
+	l.view.Listed, l.view.Serving, l.view.Pending = false, 0, 0
 	if l.view.APIFailingSince.IsZero() {
 		l.view.APIFailingSince = now
 	}
