@@ -3,7 +3,6 @@ package controller_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,117 +14,6 @@ import (
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/simtest"
 )
-
-// regionWatch samples both regions' own truth: the servers of group web
-// in each, healthy and in all, with the bounds the test sets as it goes.
-type regionWatch struct {
-	regions []*sim.Sim
-	mu      sync.Mutex
-	// excluded: a region whose servers the bound leaves out (it is down).
-	excluded map[int]bool
-	// ceiling bounds the servers of the regions not excluded; floor is
-	// the fewest healthy servers over every region (0: not checked yet).
-	ceiling, floor int
-	violations     []string
-	samples        int
-	stop           chan struct{}
-	done           chan struct{}
-}
-
-func watchRegions(regions ...*sim.Sim) *regionWatch {
-	w := &regionWatch{regions: regions, excluded: map[int]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			w.sample()
-		}
-	}()
-	return w
-}
-
-func (w *regionWatch) counts() (total, healthy []int) {
-	for _, r := range w.regions {
-		t, h := 0, 0
-		for _, s := range r.Servers() {
-			if grouptest.GroupOf(s) == "web" {
-				t++
-				if s.Healthy {
-					h++
-				}
-			}
-		}
-		total, healthy = append(total, t), append(healthy, h)
-	}
-	return total, healthy
-}
-
-func (w *regionWatch) sample() {
-	total, healthy := w.counts()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.samples++
-	inBound, allHealthy := 0, 0
-	for i := range total {
-		allHealthy += healthy[i]
-		if !w.excluded[i] {
-			inBound += total[i]
-		}
-	}
-	if w.ceiling > 0 && inBound > w.ceiling && len(w.violations) < 10 {
-		w.violations = append(w.violations, "servers above the bound: "+fmtCounts(total, healthy))
-	}
-	if w.floor > 0 && allHealthy < w.floor && len(w.violations) < 10 {
-		w.violations = append(w.violations, "healthy below the floor: "+fmtCounts(total, healthy))
-	}
-}
-
-func fmtCounts(total, healthy []int) string {
-	var b strings.Builder
-	for i := range total {
-		b.WriteString(strings.Repeat(" ", min(i, 1)))
-		b.WriteString(string(rune('A' + i)))
-		b.WriteString(":")
-		b.WriteString(itoa(healthy[i]) + "/" + itoa(total[i]))
-	}
-	return b.String()
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	s := ""
-	for ; n > 0; n /= 10 {
-		s = string(rune('0'+n%10)) + s
-	}
-	return s
-}
-
-func (w *regionWatch) set(f func(w *regionWatch)) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	f(w)
-}
-
-func (w *regionWatch) check(t *testing.T) {
-	t.Helper()
-	close(w.stop)
-	<-w.done
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	t.Logf("monitor: %d samples, %d violations", w.samples, len(w.violations))
-	for _, v := range w.violations {
-		t.Error(v)
-	}
-	if w.samples == 0 {
-		t.Error("the monitor took no sample")
-	}
-}
 
 // connectRegion is a location's connection to one region of the simulator.
 func connectRegion(t *testing.T, env *simtest.Env, region string) func(context.Context) (provisioner.Cloud, error) {
@@ -188,13 +76,13 @@ func TestPlacedFailsOverAndBack(t *testing.T) {
 	}
 	grouptest.WaitUntil(t, 60*time.Second, "2 servers in RegionOne and 1 in RegionTwo, by weight", spread(goldA.ID, goldB.ID, 2, 1))
 
-	mon := watchRegions(a, b)
-	mon.set(func(w *regionWatch) { w.ceiling, w.floor = 4, 3 })
+	mon := simtest.WatchRegions(func(s sim.Server) bool { return grouptest.GroupOf(s) == "web" }, a, b)
+	mon.Bound(4, 3)
 	newA, newB := a.AddImage(sim.Image{Name: "gold", Created: time.Now()}), b.AddImage(sim.Image{Name: "gold", Created: time.Now()})
 	grouptest.WaitUntil(t, 30*time.Second, "a new server in RegionOne", func() bool { n, _ := webIn(a, newA.ID); return n > 0 })
 
 	// RegionOne's API goes away mid-rollout; its servers go on serving.
-	mon.set(func(w *regionWatch) { w.excluded[0] = true })
+	mon.Exclude(0, true)
 	if err := a.SetDown(true); err != nil {
 		t.Fatal(err)
 	}
@@ -232,16 +120,14 @@ func TestPlacedFailsOverAndBack(t *testing.T) {
 	// RegionOne answers again: the group rebalances to 2:1 on the new
 	// image, creating before it removes; the servers RegionOne kept are
 	// taken up again by their tag.
-	total, _ := mon.counts()
-	mon.set(func(w *regionWatch) {
-		delete(w.excluded, 0)
-		w.ceiling = max(4, total[0]+total[1])
-	})
+	total, _ := mon.Counts()
+	mon.Exclude(0, false)
+	mon.Bound(max(4, total[0]+total[1]), 3)
 	if err := a.SetDown(false); err != nil {
 		t.Fatal(err)
 	}
 	grouptest.WaitUntil(t, 90*time.Second, "2:1 again on the new image", spread(newA.ID, newB.ID, 2, 1))
-	mon.check(t)
+	mon.Check(t)
 	if st := p.Locations(); st[0].State != plan.LocationUp || st[0].Share != 2 || st[1].Share != 1 {
 		t.Errorf("locations %+v, want both up with shares 2 and 1", st)
 	}

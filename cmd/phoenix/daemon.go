@@ -22,6 +22,7 @@ import (
 	"github.com/phoenix-ops/phoenix/controller/coordination"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/notifications"
+	"github.com/phoenix-ops/phoenix/provisioner"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
 
@@ -143,6 +144,12 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 		if openstack.IsConfigError(err) {
 			return connectError(err) // a typo or a refused password stays so
 		}
+		if allPlaced(cfg) {
+			// Every group reaches its locations by itself, each tried
+			// again until it answers: the top-level cloud is not needed.
+			log.Warn("cannot reach the top-level cloud; every group is placed over its own locations, so the daemon starts without it", zap.Error(err))
+			break
+		}
 		if attempt == connectAttempts || ctx.Err() != nil {
 			return &cli.ExitError{Code: cli.ExitNotDone, Err: fmt.Errorf("connect to the cloud (%d attempts): %w", attempt, err)}
 		}
@@ -192,7 +199,11 @@ func runDaemon(ctx context.Context, out io.Writer, g *cli.Globals, f *daemonFlag
 	}
 	dopts.Placement = newLocations(cfg, openstack.Options{Logger: log, UserAgent: userAgent, Version: version.Get().Version, Retry: f.retry,
 		OnRequest: func(r openstack.RequestRecord) { metrics.CloudRequest(r.Service, r.Method, r.Status, r.Duration) }}, log).of
-	d := daemon.New(cloud.Services(), cfg, dopts)
+	var services provisioner.Cloud
+	if cloud != nil {
+		services = cloud.Services()
+	}
+	d := daemon.New(services, cfg, dopts)
 	metrics.Watch(d)
 	if a := cfg.Controller.Notifications.AMQP; a != nil {
 		// One queue a replica: each must hear every image event, and

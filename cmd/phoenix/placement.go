@@ -15,6 +15,16 @@ import (
 	"github.com/phoenix-ops/phoenix/provisioner/openstack"
 )
 
+// allPlaced says whether every group of cfg is placed over locations.
+func allPlaced(cfg *config.Config) bool {
+	for _, g := range cfg.Groups {
+		if g.Placement == nil {
+			return false
+		}
+	}
+	return len(cfg.Groups) > 0
+}
+
 // locations opens the connections of groups placed over several locations,
 // one per (cloud, region), shared by the groups that name it, each only
 // when first needed and again after a failure: a region down when the
