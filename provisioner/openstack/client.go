@@ -37,7 +37,7 @@ type Options struct {
 	// Region, when set, replaces the region the cloud's entry or
 	// OS_REGION_NAME names: one location of a group placed over several.
 	Region string
-	Retry      RetryPolicy
+	Retry  RetryPolicy
 	// PageSize is the limit sent with list requests; 0 lets the cloud
 	// choose (Nova's default is 1000).
 	PageSize int
