@@ -60,8 +60,13 @@ type Placed struct {
 type placedLocation struct {
 	Location
 	// Under Placed.mu.
-	rec     *GroupReconciler
-	cloud   provisioner.Cloud
+	rec   *GroupReconciler
+	cloud provisioner.Cloud
+	// busy: a connect or a probe of the location is in flight; inRound
+	// a round. lastDec and lastErr are what its last round ended with.
+	busy, inRound bool
+	lastDec       plan.Decision
+	lastErr       error
 	view    plan.LocationView
 	target  plan.LocationTarget
 	stopped chan struct{}
@@ -84,23 +89,25 @@ func NewPlaced(g config.Group, locs []Location, failoverAfter time.Duration, sin
 	return p
 }
 
-// connect opens the connections not open yet; one that fails counts as
-// the location's API failing.
-func (p *Placed) connect(ctx context.Context, now time.Time) {
-	var wg sync.WaitGroup
+// connect starts opening the connections not open yet, in the
+// background: a location whose API does not answer must not hold up the
+// rounds of the others. One that fails counts as the location's API
+// failing.
+func (p *Placed) connect(ctx context.Context) {
 	for _, l := range p.locs {
 		p.mu.Lock()
-		open := l.rec != nil
+		busy := l.rec != nil || l.busy
+		l.busy = l.busy || !busy
 		p.mu.Unlock()
-		if open {
+		if busy {
 			continue
 		}
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			now := p.opts.Now()
 			cloud, err := l.Connect(ctx)
 			p.mu.Lock()
 			defer p.mu.Unlock()
+			l.busy = false
 			if err != nil {
 				if ctx.Err() == nil {
 					p.apiFailed(l, now)
@@ -119,9 +126,38 @@ func (p *Placed) connect(ctx context.Context, now time.Time) {
 			l.rec = NewGroupReconciler(g, l.cloud, p.sink, p.base.With(zap.String("location", l.Name)), opts)
 			l.stopped = make(chan struct{})
 			go forward(l.rec.HealthChanges(), p.changes, l.stopped)
+			// Its first round may start at once.
+			select {
+			case p.changes <- struct{}{}:
+			default:
+			}
 		}()
 	}
-	wg.Wait()
+}
+
+// probe lists a location whose API fails or that is down, in the
+// background, to see it answer again; the round does not wait for it.
+func (p *Placed) probe(ctx context.Context, l *placedLocation) {
+	p.mu.Lock()
+	if l.busy {
+		p.mu.Unlock()
+		return
+	}
+	l.busy = true
+	cloud := l.cloud
+	p.mu.Unlock()
+	go func() {
+		_, err := cloud.Servers.ListServers(ctx, GroupTag(p.group.Name))
+		p.mu.Lock()
+		l.busy = false
+		p.mu.Unlock()
+		if err == nil {
+			select {
+			case p.changes <- struct{}{}:
+			default:
+			}
+		}
+	}()
 }
 
 // forward passes each signal of from on to to, without blocking, until stop.
@@ -153,8 +189,10 @@ type watchedServers struct {
 }
 
 func (w *watchedServers) ListServers(ctx context.Context, tag string) ([]provisioner.Server, error) {
+	// A failure is dated from when the call began: its retries took the
+	// time after it.
+	began := w.p.opts.Now()
 	servers, err := w.Servers.ListServers(ctx, tag)
-	now := w.p.opts.Now()
 	w.p.mu.Lock()
 	defer w.p.mu.Unlock()
 	switch {
@@ -172,15 +210,16 @@ func (w *watchedServers) ListServers(ctx context.Context, tag string) ([]provisi
 		}
 		v.APIFailingSince = time.Time{}
 	case ctx.Err() == nil:
-		w.p.apiFailed(w.l, now)
+		w.p.apiFailed(w.l, began)
 	}
 	return servers, err
 }
 
 func (w *watchedServers) CreateServer(ctx context.Context, spec provisioner.ServerSpec) (provisioner.Server, error) {
+	began := w.p.opts.Now()
 	s, err := w.Servers.CreateServer(ctx, spec)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, provisioner.ErrUnknownOutcome) {
-		now := w.p.opts.Now()
+		now := began
 		w.p.mu.Lock()
 		if w.l.view.CreatesFailingSince.IsZero() {
 			w.l.view.CreatesFailingSince = now
@@ -283,67 +322,91 @@ func (p *Placed) stateChanged(l *placedLocation, t plan.LocationTarget, now time
 		Message: fmt.Sprintf("group %s: location %s is %s (%s); its share is %d", p.group.Name, l.Name, t.State, t.Reason, t.Share)})
 }
 
-// Reconcile runs one round in every location not down, at once, and
-// probes the down ones (a list) to see them come back.
+// Reconcile runs a round in every location that answers, at once. A
+// location down or whose API fails is only probed (a list, in the
+// background) to see it answer again. A round that runs long (a location
+// whose API just stopped answering, its list retrying) goes on in the
+// background once the others are done and a poll interval more has
+// passed: one location's retries never hold up the others. The group's
+// decision sums each location's last.
 func (p *Placed) Reconcile(ctx context.Context) (plan.Decision, error) {
 	now := p.opts.Now()
-	p.connect(ctx, now)
+	p.connect(ctx)
 	p.mu.Lock()
 	p.placeAll(now)
-	type round struct {
-		l      *placedLocation
-		rec    *GroupReconciler
-		frozen bool
-		cloud  provisioner.Cloud
-	}
-	var rounds []round
+	var rounds, probes []*placedLocation
 	for _, l := range p.locs {
-		if l.rec != nil {
-			rounds = append(rounds, round{l, l.rec, l.target.Frozen, l.cloud})
+		switch {
+		case l.rec == nil || l.inRound:
+		case l.target.Frozen || !l.view.APIFailingSince.IsZero():
+			probes = append(probes, l)
+		default:
+			l.inRound = true
+			rounds = append(rounds, l)
 		}
 	}
 	p.mu.Unlock()
-	decs := make([]plan.Decision, len(rounds))
-	errs := make([]error, len(rounds))
-	var wg sync.WaitGroup
-	for i, r := range rounds {
-		wg.Add(1)
+	for _, l := range probes {
+		p.probe(ctx, l)
+	}
+	done := make(chan struct{}, len(rounds))
+	for _, l := range rounds {
 		go func() {
-			defer wg.Done()
-			if r.frozen {
-				// Down: only look, to see it answer again.
-				_, _ = r.cloud.Servers.ListServers(ctx, GroupTag(p.group.Name))
-				return
+			defer func() { done <- struct{}{} }()
+			dec, err := l.rec.Reconcile(ctx)
+			if err != nil {
+				err = fmt.Errorf("location %s: %w", l.Name, err)
 			}
-			decs[i], errs[i] = r.rec.Reconcile(ctx)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("location %s: %w", r.l.Name, errs[i])
+			// Serving counts old servers that serve too: capacity is
+			// capacity, whatever image it runs.
+			serving := 0
+			for _, c := range dec.Servers {
+				if c.Available {
+					serving++
+				}
 			}
-			st := decs[i].Status
 			p.mu.Lock()
-			if errs[i] == nil {
-				r.l.view.Serving, r.l.view.Pending = st.Available, st.Old+st.Failed+st.Unhealthy
+			defer p.mu.Unlock()
+			l.inRound = false
+			l.lastDec, l.lastErr = dec, err
+			if err == nil {
+				st := dec.Status
+				l.view.Serving, l.view.Pending = serving, st.Old+st.Failed+st.Unhealthy
 			}
-			p.mu.Unlock()
 		}()
 	}
-	wg.Wait()
-	return p.merge(decs), p.roundError(errs)
-}
-
-// roundError is the round's error: a location failing only counts while
-// no location is down for it (a down location is the failover's business,
-// not an error of the group).
-func (p *Placed) roundError(errs []error) error {
-	return errors.Join(errs...)
+	for finished := 0; finished < len(rounds); {
+		var others <-chan time.Time
+		if finished > 0 {
+			others = time.After(p.opts.PollInterval)
+		}
+		select {
+		case <-done:
+			finished++
+		case <-others:
+			finished = len(rounds) // the rest go on in the background
+		case <-ctx.Done():
+			finished = len(rounds)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var decs []plan.Decision
+	var errs []error
+	for _, l := range p.locs {
+		if l.rec == nil || l.target.Frozen {
+			continue
+		}
+		decs = append(decs, l.lastDec)
+		errs = append(errs, l.lastErr)
+	}
+	return p.merge(decs), errors.Join(errs...)
 }
 
 // merge sums the locations' decisions into the group's.
 func (p *Placed) merge(decs []plan.Decision) plan.Decision {
 	var d plan.Decision
 	d.Status.Converged = true
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, l := range p.locs {
 		if l.target.State != plan.LocationUp {
 			d.Status.Converged = false

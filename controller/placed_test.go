@@ -126,7 +126,18 @@ func TestPlacedFailsOverAndBack(t *testing.T) {
 	if err := a.SetDown(false); err != nil {
 		t.Fatal(err)
 	}
-	grouptest.WaitUntil(t, 90*time.Second, "2:1 again on the new image", spread(newA.ID, newB.ID, 2, 1))
+	deadline := time.Now().Add(90 * time.Second)
+	for !spread(newA.ID, newB.ID, 2, 1)() {
+		if time.Now().After(deadline) {
+			for _, r := range []*sim.Sim{a, b} {
+				for _, s := range r.Servers() {
+					t.Logf("%s: %s %s image %s healthy %v deleting %v", r.RegionName(), s.Name, s.Status, s.ImageID[:8], s.Healthy, s.Deleting)
+				}
+			}
+			t.Fatalf("2:1 again on the new image did not happen within 90s: locations %+v", p.Locations())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	mon.Check(t)
 	if st := p.Locations(); st[0].State != plan.LocationUp || st[0].Share != 2 || st[1].Share != 1 {
 		t.Errorf("locations %+v, want both up with shares 2 and 1", st)
