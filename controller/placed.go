@@ -67,9 +67,9 @@ type placedLocation struct {
 	busy, inRound bool
 	lastDec       plan.Decision
 	lastErr       error
-	view    plan.LocationView
-	target  plan.LocationTarget
-	stopped chan struct{}
+	view          plan.LocationView
+	target        plan.LocationTarget
+	stopped       chan struct{}
 }
 
 // NewPlaced wires a placed group; Close it to stop its health probes.
