@@ -18,7 +18,8 @@
 //	surplus    current servers beyond count
 //	handovers  data volumes moving from old servers to new ones
 //	traffic    ready servers put into the pool or behind the floating IP
-//	creates    new servers, pipelined within count + max_surge
+//	creates    new servers, pipelined within count + max_surge, kept out
+//	           of zones where creates or boots failed lately
 //	stall      the failure budget spent (failures after the gate count
 //	           while the rollout is watched), no progress for the
 //	           deadline, or a rollback that cannot be done: the round is

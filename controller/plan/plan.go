@@ -55,7 +55,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	if t.Traffic {
 		d.AddTraffic = addTraffic(t, slices.Concat(g.current, returning(t, g.old), g.kept), d.Drains, d.Deletes)
 	}
-	d.creates(t, g, min(t.Count-g.keptServing, gate.maxCurrent))
+	d.creates(t, g, min(t.Count-g.keptServing, gate.maxCurrent), now)
 
 	d.Status.Converged = d.Status.Current+len(g.kept) == t.Count && d.Status.Deferred == 0 &&
 		d.Status.Available == t.Count && d.Status.Total == t.Count && len(t.InFlight) == 0

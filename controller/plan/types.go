@@ -57,6 +57,15 @@ type Target struct {
 	RebuildReason string
 	// Zones are the availability zones to spread new servers across.
 	Zones []string
+	// ZoneFailures is when a create or a boot last failed in each zone
+	// (the cloud refused a create there, a server there went to ERROR);
+	// a failed server in ERROR listed now is a failure now. New servers
+	// avoid a zone for ZoneAvoid after its last failure, unless every
+	// zone failed lately (then the one that failed longest ago gets
+	// them). An observation that only steers placement: a restart may
+	// forget it. ZoneAvoid 0: no zone is avoided.
+	ZoneFailures map[string]time.Time
+	ZoneAvoid    time.Duration
 	// Forces are rebuilds asked for by events (a security patch, a
 	// compromised server): the servers they designate drift.
 	Forces []Force
@@ -483,6 +492,11 @@ type Status struct {
 	// Failures counts the new servers of the desired image and revision
 	// that failed, against MaxFailures.
 	Failures int `json:"failures,omitempty"`
+	// Avoiding lists the zones new servers avoid, comma-separated, since
+	// creates or boots failed there lately; AvoidingSince is the latest
+	// of those failures. AvoidingText says it for people.
+	Avoiding      string    `json:"avoiding,omitempty"`
+	AvoidingSince time.Time `json:"avoiding_since,omitzero"`
 	// Steering says why no voluntary replacement starts now (held,
 	// blocked, outside the windows); NextWindow when the next window
 	// opens, while outside them. Deferred counts the servers whose
