@@ -105,7 +105,8 @@
 // the applications.
 //
 // Tests steer it with boot-time distributions, per-server health, boots
-// that fail or never finish, quota, members whose create ends in
+// that fail or never finish (the next ones, or all in one availability
+// zone: FailBootsInZone), quota, members whose create ends in
 // ERROR (FailNextMembers), and fault injection (an error status, a 429
 // with Retry-After, a request that acts and then answers 500 or never
 // answers; Octavia faults answer in Octavia's shape), and watch it through

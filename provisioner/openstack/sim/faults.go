@@ -99,6 +99,29 @@ func (s *Sim) ClearFaults() {
 	s.mu.Unlock()
 }
 
+// FailBootsInZone makes every server created in the availability zone
+// from now on go to ERROR after its boot time, with Nova's "No valid
+// host" fault, as Nova's scheduler does when a zone has no capacity left
+// or its hosts are cut off. ClearBootFaults ends it.
+func (s *Sim) FailBootsInZone(zone string) {
+	s.mu.Lock()
+	if s.failZones == nil {
+		s.failZones = map[string]int{}
+	}
+	if _, ok := s.failZones[zone]; !ok {
+		s.failZones[zone] = 0
+	}
+	s.mu.Unlock()
+}
+
+// BootsFailedInZone counts the servers FailBootsInZone sent to ERROR in
+// the zone since it was called: every create that went there.
+func (s *Sim) BootsFailedInZone(zone string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failZones[zone]
+}
+
 // matchFault finds the fault hitting a request and spends one of its
 // hits. Call with s.mu held.
 func (s *Sim) matchFault(service, method, sub string) *fault {

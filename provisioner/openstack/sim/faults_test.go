@@ -187,3 +187,35 @@ func TestHangEndsWithTheClient(t *testing.T) {
 		t.Fatalf("hung request logged as %+v", r)
 	}
 }
+
+// TestBootsFailInOneZone: every boot in the failing zone ends in ERROR
+// with Nova's fault, in that zone; the other zones boot, and so does the
+// failing one once the faults are cleared.
+func TestBootsFailInOneZone(t *testing.T) {
+	e := start(t, sim.Options{BootTime: sim.Fixed(10 * time.Millisecond), HealthDelay: sim.Fixed(time.Hour)})
+	e.sim.FailBootsInZone("az1")
+	in := func(name, zone string) string {
+		o := e.opts(name)
+		o.AvailabilityZone = zone
+		return e.create(t, o).ID
+	}
+	status := func(id string) string {
+		s, _ := e.sim.Server(id)
+		return s.Status
+	}
+	a, b, c := in("a", "az1"), in("b", "az1"), in("c", "az2")
+	waitFor(t, "the boots", func() bool { return status(a) == "ERROR" && status(b) == "ERROR" && status(c) == "ACTIVE" })
+	got, err := servers.Get(context.Background(), e.compute, a).Extract()
+	if err != nil || got.AvailabilityZone != "az1" || !strings.HasPrefix(got.Fault.Message, "No valid host was found") {
+		t.Fatalf("failed server: zone %q fault %+v (%v); want az1 and no valid host", got.AvailabilityZone, got.Fault, err)
+	}
+	if n := e.sim.BootsFailedInZone("az1"); n != 2 {
+		t.Errorf("%d boots failed in az1, want 2", n)
+	}
+	if n := e.sim.BootsFailedInZone("az2"); n != 0 {
+		t.Errorf("%d boots failed in az2, want 0", n)
+	}
+	e.sim.ClearBootFaults()
+	d := in("d", "az1")
+	waitFor(t, "a boot in az1 once cleared", func() bool { return status(d) == "ACTIVE" })
+}

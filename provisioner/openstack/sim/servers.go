@@ -553,10 +553,14 @@ func (s *Sim) admit(c *createRequest) (*server, int, string) {
 		s.ports[srv.portID] = srv
 	}
 
+	_, zoneOut := s.failZones[srv.az]
 	switch {
 	case s.stickBoots > 0:
 		s.stickBoots--
 	case img.BootFails:
+		s.bootAfter(srv, true)
+	case zoneOut:
+		s.failZones[srv.az]++
 		s.bootAfter(srv, true)
 	case s.failBoots > 0:
 		s.failBoots--

@@ -200,6 +200,7 @@ type Sim struct {
 	quota       Quota
 	failBoots   int
 	stickBoots  int
+	failZones   map[string]int // zones whose boots all fail: the boots failed so far
 	faults      []*fault
 	cinder      cinderState
 	lastVolume  time.Time
@@ -470,9 +471,9 @@ func domainID(name string) string {
 }
 
 // ClearBootFaults cancels what FailNextBoots and StickNextBoots have not
-// used yet: the cloud is healthy again.
+// used yet, and every FailBootsInZone: the cloud is healthy again.
 func (s *Sim) ClearBootFaults() {
 	s.mu.Lock()
-	s.failBoots, s.stickBoots = 0, 0
+	s.failBoots, s.stickBoots, s.failZones = 0, 0, nil
 	s.mu.Unlock()
 }
