@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -114,6 +115,9 @@ func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.Server
 		r.namesAt = time.Time{}
 		r.mu.Unlock()
 		waits := r.createFailed(err, now)
+		if zoneRefused(err) {
+			r.zoneFailed(c.Zone, err.Error(), now)
+		}
 		r.log.Warn("create failed", zap.String("name", spec.Name), zap.String("request_id", requestID), zap.Error(err))
 		r.emit(Event{Type: EventCreateErr, Name: spec.Name, Image: spec.ImageID, Zone: c.Zone, Message: err.Error()})
 		if waits != "" {
@@ -193,3 +197,47 @@ func (r *GroupReconciler) endQuotaWait(now time.Time) time.Duration {
 // (other than for quota, which a human elsewhere may free) before the
 // group is declared unable to proceed.
 const refusalsBeforeStuck = 3
+
+// zoneAvoid is how long new servers keep out of a zone after a create or a
+// boot failed there (plan.Target.ZoneAvoid): long enough that a zone out
+// of capacity does not spend the failure budget boot after boot, short
+// enough that a zone back in service soon gets its share again.
+const zoneAvoid = 10 * time.Minute
+
+// zoneRefused says whether a failed create speaks against the zone it
+// named: a refusal other than for quota or a rate limit, or an answer that
+// says no valid host was found. A timeout or a dropped connection does
+// not.
+func zoneRefused(err error) bool {
+	var refused *provisioner.RefusedError
+	return errors.As(err, &refused) || strings.Contains(strings.ToLower(err.Error()), "no valid host")
+}
+
+// failedBoots remembers the zone of each of the group's servers in ERROR
+// as failing now.
+func (r *GroupReconciler) failedBoots(servers []provisioner.Server, now time.Time) {
+	for _, s := range servers {
+		if s.Status == provisioner.StatusError {
+			r.zoneFailed(s.AvailabilityZone, fmt.Sprintf("server %s is in ERROR: %s", s.Name, cmp.Or(s.Fault, "no fault given")), now)
+		}
+	}
+}
+
+// zoneFailed remembers that a create or a boot failed in zone at now, and
+// says so when the zone starts being avoided. A zone the group does not
+// list is no concern of its placement.
+func (r *GroupReconciler) zoneFailed(zone, reason string, now time.Time) {
+	if !slices.Contains(r.group.AvailabilityZones, zone) {
+		return
+	}
+	r.mu.Lock()
+	last, ok := r.zoneFailures[zone]
+	if now.After(last) {
+		r.zoneFailures[zone] = now
+	}
+	r.mu.Unlock()
+	if !ok || now.Sub(last) >= zoneAvoid {
+		r.log.Warn("avoiding zone: a create or a boot failed there", zap.String("zone", zone), zap.String("reason", reason),
+			zap.Time("until", now.Add(zoneAvoid)))
+	}
+}

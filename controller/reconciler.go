@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,8 +23,8 @@ import (
 // level-triggered: every Reconcile observes the servers, the image and
 // what is recorded on them, lets plan decide, acts, and reports.
 //
-// What it keeps in memory paces it (the create backoff, resolved names),
-// feeds reports (events, the old→new pairs, the rollout id), or only ever
+// What it keeps in memory paces or steers it (the create backoff, resolved
+// names, zones that failed lately), feeds reports (events, the old→new pairs, the rollout id), or only ever
 // postpones a decision (when it first saw a server, a stopped server or a
 // handover step; servers it created that a list missed); and it stands in
 // for a record no server could take (a halt or a failure count while the
@@ -66,6 +67,9 @@ type GroupReconciler struct {
 	// handoverEnded is when a data volume's handover last ended, moved
 	// or rolled back; the stall deadline runs again from it.
 	handoverEnded time.Time
+	// zoneFailures is when a create or a boot last failed in each zone.
+	// It only steers placement, like the create backoff: a restart loses nothing unsafe.
+	zoneFailures map[string]time.Time
 	// names is the flavor, networks and server group resolved for the
 	// last creates, kept for namesTTL: a rollout costs the cloud one
 	// lookup each, not one per round that creates. A failed create drops
@@ -216,6 +220,7 @@ func NewGroupReconciler(g config.Group, cloud provisioner.Cloud, sink EventSink,
 		stepSeen:     map[string]stepSeen{},
 		recent:       map[string]recentCreate{},
 		gated:        map[string]time.Time{},
+		zoneFailures: map[string]time.Time{},
 	}
 }
 
@@ -273,6 +278,7 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 		r.undeferred = now
 	}
 	r.mu.Unlock()
+	r.failedBoots(w.servers, now)
 	t := r.target(w, now)
 	unlisted := r.unlisted(w.servers, now)
 	if r.opts.Place != nil {
@@ -353,6 +359,7 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 	t.Forces = append([]plan.Force(nil), r.forces...)
 	t.QuotaWait, t.QuotaFreed = r.quotaWait, r.quotaFreed
 	t.Undeferred, t.HandoverEnded = r.undeferred, r.handoverEnded
+	t.ZoneFailures, t.ZoneAvoid = maps.Clone(r.zoneFailures), zoneAvoid
 	r.mu.Unlock()
 	switch {
 	case g.Traffic.Octavia != nil:
