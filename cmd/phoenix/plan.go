@@ -329,6 +329,9 @@ func printPlans(out io.Writer, plans []groupPlan) {
 		if gp.Protected > 0 {
 			fmt.Fprintf(out, "  PROTECTED: %d servers are left as they are (phoenix unprotect --server ID lets Phoenix replace them)\n", gp.Protected)
 		}
+		if a := gp.Status.AvoidingText(time.Now()); a != "" {
+			fmt.Fprintf(out, "  ZONES: %s\n", a)
+		}
 		switch {
 		case gp.Replace == 0 && gp.Create == 0:
 			fmt.Fprintf(out, "  nothing to do: %d servers are current\n\n", gp.Keep)

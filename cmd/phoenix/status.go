@@ -121,6 +121,9 @@ func printStatus(out io.Writer, st daemon.Status) {
 		if g.Status.Steering != "" && !strings.HasPrefix(state, "DEFERRED") {
 			state += "; " + g.Status.Steering
 		}
+		if a := g.Status.AvoidingText(time.Now()); a != "" {
+			state += "; " + a
+		}
 		img := g.DesiredImage.Name
 		if img == "" {
 			img = "-"

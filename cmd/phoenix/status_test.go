@@ -80,6 +80,23 @@ func TestStatusShowsSteering(t *testing.T) {
 	}
 }
 
+// phoenix status says which zones new servers avoid, and since when.
+func TestStatusShowsAvoidedZones(t *testing.T) {
+	var st daemon.Status
+	st.APIVersion, st.Config.Path, st.Config.LoadedAt, st.Ready = daemon.StatusAPIVersion, "/etc/phoenix/phoenix.yaml", time.Now(), "ok"
+	st.Groups = []daemon.GroupStatus{{Group: "web", Progress: "3/3 current and serving",
+		Status: plan.Status{Desired: 3, Current: 3, Converged: true, Avoiding: "az1", AvoidingSince: time.Now().Add(-2 * time.Minute)}}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = json.NewEncoder(w).Encode(st) }))
+	defer srv.Close()
+	out, code := run(t, "status", "--url", srv.URL)
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if want := "converged; avoiding zone az1: creates failed there 2m ago"; !strings.Contains(out, want) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+}
+
 // A daemon of another status shape is named, not misread.
 func TestStatusRefusesAnotherAPIVersion(t *testing.T) {
 	for _, version := range []string{"", "v2"} {
