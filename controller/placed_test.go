@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +142,74 @@ func TestPlacedFailsOverAndBack(t *testing.T) {
 	mon.Check(t)
 	if st := p.Locations(); st[0].State != plan.LocationUp || st[0].Share != 2 || st[1].Share != 1 {
 		t.Errorf("locations %+v, want both up with shares 2 and 1", st)
+	}
+}
+
+// RegionOne refuses new servers (its quota is full) in the middle of a
+// rollout: after failover_after its share moves to RegionTwo, while its
+// own servers, which still serve, are left as they are. Once its quota is
+// raised, its next try succeeds and the group is back at 2:1.
+func TestPlacedCreatesFailingMovesTheShare(t *testing.T) {
+	opts := grouptest.FastSim(2002)
+	opts.Regions = []string{"RegionTwo"}
+	env := simtest.Start(t, opts, 0)
+	a, b := env.Sim, env.Sim.Region("RegionTwo")
+	old := time.Now().Add(-time.Hour)
+	goldA, goldB := a.AddImage(sim.Image{Name: "gold", Created: old}), b.AddImage(sim.Image{Name: "gold", Created: old})
+	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 3, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}"), "grace: 30s", "grace: 0s", 1))
+	const failoverAfter = 2 * time.Second
+	events := &controller.EventLog{}
+	ropts := grouptest.FastOptions()
+	ropts.MaxCreateBackoff = 500 * time.Millisecond
+	p := controller.NewPlaced(g, []controller.Location{
+		{Name: "RegionOne", Weight: 2, Connect: connectRegion(t, env, "RegionOne")},
+		{Name: "RegionTwo", Weight: 1, Connect: connectRegion(t, env, "RegionTwo")},
+	}, failoverAfter, events, grouptest.Logger(t), ropts)
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		_ = p.Run(ctx, controller.Loop{After: func(plan.Decision, error) (time.Duration, bool) { return 50 * time.Millisecond, false }})
+	}()
+	defer func() { cancel(); <-ran }()
+	on := func(s *sim.Sim, img string, want int) func() bool {
+		return func() bool {
+			n, h := webIn(s, img)
+			return n == want && h == want && len(grouptest.IDsOf(s, "web")) == want
+		}
+	}
+	grouptest.WaitUntil(t, 60*time.Second, "2:1 on the first image, serving as Phoenix sees it", func() bool {
+		st := p.Locations()
+		return on(a, goldA.ID, 2)() && on(b, goldB.ID, 1)() && st[0].Serving == 2 && st[1].Serving == 1
+	})
+	kept := grouptest.IDsOf(a, "web")
+
+	mon := simtest.WatchRegions(func(s sim.Server) bool { return grouptest.GroupOf(s) == "web" }, a, b)
+	mon.Exclude(0, true) // RegionOne's servers are outside the bound while it is down
+	mon.Bound(4, 3)
+	a.SetQuota(sim.Quota{Instances: 2})
+	newA, newB := a.AddImage(sim.Image{Name: "gold", Created: time.Now()}), b.AddImage(sim.Image{Name: "gold", Created: time.Now()})
+	grouptest.WaitUntil(t, 60*time.Second, "RegionTwo holding the whole count on the new image", on(b, newB.ID, 3))
+	if st := p.Locations(); st[0].State != plan.LocationDown && st[0].State != plan.LocationRetrying {
+		t.Errorf("RegionOne is %s (%s), want down or retrying", st[0].State, st[0].Reason)
+	}
+	if now := grouptest.IDsOf(a, "web"); !slices.Equal(now, kept) {
+		t.Fatalf("RegionOne's servers changed while it could not create: %v, were %v", now, kept)
+	}
+
+	total, _ := mon.Counts()
+	mon.Exclude(0, false)
+	mon.Bound(total[0]+total[1]+1, 3)
+	a.SetQuota(sim.Quota{Instances: 100})
+	grouptest.WaitUntil(t, 90*time.Second, "2:1 again on the new image", func() bool { return on(a, newA.ID, 2)() && on(b, newB.ID, 1)() })
+	mon.Check(t)
+	var down, up bool
+	for _, e := range events.Events() {
+		down = down || e.Type == controller.EventLocationDown && e.Location == "RegionOne"
+		up = up || down && e.Type == controller.EventLocationUp && e.Location == "RegionOne"
+	}
+	if !down || !up {
+		t.Errorf("notices: RegionOne down %v, then up %v; want both", down, up)
 	}
 }

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"slices"
 	"time"
 )
 
@@ -72,19 +73,48 @@ type LocationTarget struct {
 //
 // Servers in a down location are outside the bound: Phoenix can neither
 // count on them nor remove them (the location may be partitioned, not
-// dead), so it never deletes there.
+// dead), so it never deletes there. So are the servers of a location
+// retrying its creates: it keeps its share and tries one server above it,
+// while the others go on holding its share.
 func Place(p Placement, now time.Time) []LocationTarget {
 	out := make([]LocationTarget, len(p.Locations))
 	up := make([]bool, len(p.Locations))
+	trying := make([]bool, len(p.Locations))
 	for i, l := range p.Locations {
 		out[i] = LocationTarget{Name: l.Name}
 		out[i].State, out[i].Reason, out[i].DownSince = locationState(l, p.FailoverAfter, now)
-		up[i] = out[i].State != LocationDown
-		out[i].Frozen = !up[i]
+		// A location retrying its creates stays out of the others' sums
+		// (they hold its share) and only tries one create.
+		trying[i] = out[i].State == LocationRetrying
+		up[i] = out[i].State != LocationDown && !trying[i]
+		out[i].Frozen = out[i].State == LocationDown
+	}
+	if !slices.Contains(up, true) {
+		// Nothing else holds the share: a location retrying is plainly up.
+		for i := range trying {
+			up[i], trying[i] = up[i] || trying[i], false
+		}
 	}
 	shares := weighted(p.Count, p.Locations, up)
 	for i := range out {
 		out[i].Share = shares[i]
+	}
+	if slices.Contains(trying, true) {
+		// Its share as if it were back, and one server above it to try:
+		// it keeps what it has, and only a create that serves brings it
+		// back.
+		back := make([]bool, len(up))
+		for i := range up {
+			back[i] = up[i] || trying[i]
+		}
+		would := weighted(p.Count, p.Locations, back)
+		for i := range out {
+			if trying[i] {
+				out[i].Share, out[i].Count = would[i], would[i]
+				out[i].MaxSurge = min(1, p.MaxSurge)
+				out[i].MaxUnavailable = min(1-out[i].MaxSurge, p.MaxUnavailable)
+			}
+		}
 	}
 	// Keep: serving servers above a share stay while the others are short.
 	short := 0

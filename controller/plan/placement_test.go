@@ -76,7 +76,11 @@ func TestPlace(t *testing.T) {
 		{name: "creates failing for twice failover_after: retrying with its share",
 			p:      Placement{Count: 3, MaxSurge: 1, FailoverAfter: 2 * time.Minute, Locations: []LocationView{loc("a", 2, 0, 0), loc("b", 1, 3, 3)}},
 			mutate: func(l []LocationView) { l[0].CreatesFailingSince = ago(5 * time.Minute) },
-			want:   []want{{state: LocationRetrying, share: 2, count: 1}, {state: LocationUp, share: 1, count: 3}}},
+			want:   []want{{state: LocationRetrying, share: 2, count: 2, maxSurge: 1}, {state: LocationUp, share: 3, count: 3}}},
+		{name: "retrying with its old servers: it keeps them, the other keeps the whole count",
+			p:      Placement{Count: 3, MaxSurge: 1, FailoverAfter: 2 * time.Minute, Locations: []LocationView{loc("a", 2, 2, 2), loc("b", 1, 3, 3)}},
+			mutate: func(l []LocationView) { l[0].CreatesFailingSince, l[0].Pending = ago(5*time.Minute), 2 },
+			want:   []want{{state: LocationRetrying, share: 2, count: 2, maxSurge: 1}, {state: LocationUp, share: 3, count: 3}}},
 		{name: "a standby takes nothing while the others are up",
 			p:    Placement{Count: 3, MaxSurge: 1, Locations: []LocationView{loc("a", 1, 3, 3), loc("standby", 0, 0, 0)}},
 			want: []want{{state: LocationUp, share: 3, count: 3}, {state: LocationUp}}},
@@ -119,6 +123,9 @@ func TestPlaceKeepsBounds(t *testing.T) {
 			if !l.Listed && rng.IntN(2) == 0 {
 				l.Servers = -1
 			}
+			if rng.IntN(5) == 0 {
+				l.CreatesFailingSince = now.Add(-time.Duration(rng.IntN(300)) * time.Second)
+			}
 			if rng.IntN(4) == 0 {
 				l.APIFailingSince = now.Add(-time.Duration(rng.IntN(120)) * time.Second)
 				l.Listed = false
@@ -126,10 +133,19 @@ func TestPlaceKeepsBounds(t *testing.T) {
 			p.Locations = append(p.Locations, l)
 		}
 		got := Place(p, now)
+		held := false // another location holds a retrying one's share
+		for _, g := range got {
+			held = held || g.State == LocationUp || g.State == LocationFailing
+		}
 		used, ceil, serving, removable := 0, 0, 0, 0
 		for i, g := range got {
 			l := p.Locations[i]
-			if g.Frozen {
+			if g.Frozen || g.State == LocationRetrying && held {
+				// Outside the bound; a retrying location tries one server
+				// above its share at most.
+				if g.State == LocationRetrying && (g.Count != g.Share || g.MaxSurge > 1) {
+					t.Fatalf("%+v: retrying location %s may have %d+%d servers for a share of %d", p, g.Name, g.Count, g.MaxSurge, g.Share)
+				}
 				continue
 			}
 			u := l.Servers
