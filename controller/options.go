@@ -61,9 +61,10 @@ type Options struct {
 	Wakes *Wakes
 	// Location names the location of a placed group this reconciler
 	// keeps (recorded on the servers it creates); Place gives it, each
-	// round, its part of the group's budgets (see Placed).
+	// round, its part of the group's budgets (see Placed) and the
+	// records its servers should carry of the other locations.
 	Location string
-	Place    func(servers []provisioner.Server, unlisted int, now time.Time) plan.LocationTarget
+	Place    func(servers []provisioner.Server, unlisted int, now time.Time) (plan.LocationTarget, map[string]string)
 }
 
 func (o *Options) defaults() {

@@ -120,7 +120,7 @@ func (p *Placed) connect(ctx context.Context) {
 			g.AvailabilityZones = l.Zones
 			opts := p.opts
 			opts.Location = l.Name
-			opts.Place = func(servers []provisioner.Server, unlisted int, now time.Time) plan.LocationTarget {
+			opts.Place = func(servers []provisioner.Server, unlisted int, now time.Time) (plan.LocationTarget, map[string]string) {
 				return p.place(l, servers, unlisted, now)
 			}
 			l.rec = NewGroupReconciler(g, l.cloud, p.sink, p.base.With(zap.String("location", l.Name)), opts)
@@ -242,9 +242,16 @@ func (p *Placed) apiFailed(l *placedLocation, now time.Time) {
 // place is a location's round asking for its part: it brings the
 // location's view up to date with what its round listed, places the whole
 // group, and reserves the location's ceiling until its next list.
-func (p *Placed) place(l *placedLocation, servers []provisioner.Server, unlisted int, now time.Time) plan.LocationTarget {
+func (p *Placed) place(l *placedLocation, servers []provisioner.Server, unlisted int, now time.Time) (plan.LocationTarget, map[string]string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// A down record on these servers speaks for a location this process
+	// has not found down itself (a restart).
+	for _, o := range p.locs {
+		if since, ok := downRecord(servers, o.Name); o != l && ok && o.view.DownRecorded.IsZero() {
+			o.view.DownRecorded = since
+		}
+	}
 	v := &l.view
 	v.Listed, v.APIFailingSince = true, time.Time{}
 	v.Servers = unlisted
@@ -268,7 +275,42 @@ func (p *Placed) place(l *placedLocation, servers []provisioner.Server, unlisted
 	t := targets[slices.IndexFunc(p.locs, func(o *placedLocation) bool { return o == l })]
 	// Until its next list, the location may have up to its ceiling.
 	v.Servers = max(v.Servers, t.Count+t.MaxSurge)
-	return t
+	return t, p.records(l, servers)
+}
+
+// records is what the servers of l should carry of the other locations
+// and do not yet: since when each down one is down, "up" where a down
+// record of one back up remains. Call with p.mu held.
+func (p *Placed) records(l *placedLocation, servers []provisioner.Server) map[string]string {
+	md := map[string]string{}
+	for _, o := range p.locs {
+		if o == l {
+			continue
+		}
+		key := MetaLocationDown + o.Name
+		want := "up"
+		if !o.target.DownSince.IsZero() {
+			want = formatTime(o.target.DownSince)
+		}
+		for _, s := range holders(servers) {
+			have, ok := s.Metadata[key]
+			if have != want && (ok || want != "up") {
+				md[key] = want
+			}
+		}
+	}
+	return md
+}
+
+// downRecord reads since when location is down, as servers record it.
+func downRecord(servers []provisioner.Server, location string) (time.Time, bool) {
+	var since time.Time
+	for _, s := range servers {
+		if t, ok := parseTime(s.Metadata[MetaLocationDown+location]); ok && (since.IsZero() || t.Before(since)) {
+			since = t
+		}
+	}
+	return since, !since.IsZero()
 }
 
 // placeAll places the group from every location's view and reports the

@@ -281,9 +281,11 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 	r.failedBoots(w.servers, now)
 	t := r.target(w, now)
 	unlisted := r.unlisted(w.servers, now)
+	var placeRecord map[string]string
 	if r.opts.Place != nil {
 		// A location of a placed group: its part of the budgets.
-		lt := r.opts.Place(w.servers, len(unlisted), now)
+		var lt plan.LocationTarget
+		lt, placeRecord = r.opts.Place(w.servers, len(unlisted), now)
 		if lt.Frozen {
 			return plan.Decision{}, nil
 		}
@@ -301,7 +303,13 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 	}
 	r.report(dec, t, w.image, now)
 	r.checkFreshness(w.image, now)
-	return dec, r.act(ctx, w, t, dec, now)
+	err = r.act(ctx, w, t, dec, now)
+	if len(placeRecord) > 0 {
+		// Where the other locations stand, so that a restart finds a
+		// location down at once rather than after failover_after again.
+		r.recordOnServers(ctx, holders(w.servers), placeRecord, "locations")
+	}
+	return dec, err
 }
 
 // target is the group's desired state for the plan, with what is recorded

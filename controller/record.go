@@ -80,6 +80,10 @@ const (
 	// created in, for people: the location a server is in is where it
 	// was listed.
 	MetaLocation = "phoenix:location"
+	// MetaLocationDown + a location's name is, on the servers of the
+	// other locations of a placed group, since when that location is
+	// down, or "up" once it is back.
+	MetaLocationDown = "phoenix:down:"
 
 	// The group's records, on every server that can take them:
 	// MetaHalted the image@revision whose rollout halted and

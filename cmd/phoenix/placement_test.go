@@ -112,16 +112,33 @@ func TestDaemonPlacedFailoverSurvivesKill(t *testing.T) {
 			booting++
 		}
 	}
+	// What a restart needs is on RegionOne's servers before the kill.
+	waitFor(t, 30*time.Second, "RegionTwo's down record on RegionOne's servers", func() bool {
+		for _, s := range one.Servers() {
+			if s.Metadata[controller.MetaLocationDown+"RegionTwo"] != "" {
+				return true
+			}
+		}
+		return false
+	})
 	d.kill(t)
 	t.Logf("killed with %d of RegionOne's servers booting", booting)
 	d = startDaemonProc(t, bin, cfg, env.CloudsFile)
+	// It reads the record: RegionTwo is down at once, not after
+	// failover_after again.
+	waitFor(t, 60*time.Second, "the restarted daemon finding RegionTwo down", func() bool {
+		l := locations(d)
+		return len(l) == 2 && l[1].State == plan.LocationDown
+	})
+	if l := locations(d); !strings.HasPrefix(l[1].Reason, "recorded down since") {
+		t.Errorf("the restarted daemon found RegionTwo down for %q, want its record read", l[1].Reason)
+	}
 	waitFor(t, 120*time.Second, "RegionOne serving the whole count", func() bool {
 		ids, healthy := webServers(one, goldOne.ID)
 		return len(ids) == 3 && healthy == 3
 	})
 	t.Logf("RegionOne served 3 of 3 %v after RegionTwo's API went away, a kill and a restart between", time.Since(downAt).Round(time.Millisecond))
-	// The restarted daemon finds RegionTwo down on its own clock.
-	waitFor(t, 60*time.Second, "the restarted daemon finding RegionTwo down", func() bool {
+	waitFor(t, 60*time.Second, "RegionOne's count 3", func() bool {
 		l := locations(d)
 		return len(l) == 2 && l[1].State == plan.LocationDown && l[0].Share == 3 && l[0].Count == 3
 	})
