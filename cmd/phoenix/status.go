@@ -14,6 +14,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
+	"github.com/phoenix-ops/phoenix/controller/plan"
 )
 
 type statusFlags struct {
@@ -138,6 +139,16 @@ func printStatus(out io.Writer, st daemon.Status) {
 		}
 		for _, p := range g.Protected {
 			fmt.Fprintf(out, "PROTECTED in group %s: %s\n", g.Group, p)
+		}
+		for _, l := range g.Locations {
+			line := fmt.Sprintf("location %s of group %s: %s, share %d of weight %d, keeps %d, %d serving", l.Name, g.Group, l.State, l.Share, l.Weight, l.Count, l.Serving)
+			if l.State != plan.LocationUp {
+				line = strings.ToUpper(l.State) + ": " + line
+			}
+			if l.Reason != "" {
+				line += " (" + l.Reason + ")"
+			}
+			fmt.Fprintln(out, line)
 		}
 	}
 }

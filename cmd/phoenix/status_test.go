@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
+	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/daemon"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 )
@@ -94,6 +95,27 @@ func TestStatusShowsAvoidedZones(t *testing.T) {
 	}
 	if want := "converged; avoiding zone az1: creates failed there 2m ago"; !strings.Contains(out, want) {
 		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+}
+
+func TestStatusShowsLocations(t *testing.T) {
+	var st daemon.Status
+	st.APIVersion, st.Config.Path, st.Config.LoadedAt, st.Ready = daemon.StatusAPIVersion, "/etc/phoenix/phoenix.yaml", time.Now(), "ok"
+	st.Groups = []daemon.GroupStatus{{Group: "web", Progress: "3/3 current and serving", Status: plan.Status{Desired: 3, Current: 3},
+		Locations: []controller.LocationStatus{
+			{Name: "RegionOne", State: plan.LocationUp, Weight: 2, Share: 3, Count: 3, Serving: 3},
+			{Name: "RegionTwo", State: plan.LocationDown, Reason: "its API has not answered since 2026-12-06T10:00:00Z", Weight: 1}}}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = json.NewEncoder(w).Encode(st) }))
+	defer srv.Close()
+	out, code := run(t, "status", "--url", srv.URL)
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"location RegionOne of group web: up, share 3 of weight 2, keeps 3, 3 serving",
+		"DOWN: location RegionTwo of group web: down, share 0 of weight 1, keeps 0, 0 serving (its API has not answered since 2026-12-06T10:00:00Z)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
 	}
 }
 
