@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phoenix-ops/phoenix/cmd/internal/cli"
 	"github.com/phoenix-ops/phoenix/controller"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
@@ -184,5 +185,20 @@ func TestDaemonPlacedFailoverSurvivesKill(t *testing.T) {
 	}
 	if v, ok := gauge("phoenix_location_servers", map[string]string{"location": "RegionOne", "kind": "share"}); !ok || v != 1 {
 		t.Errorf("phoenix_location_servers share of RegionOne: %v %v, want 1", v, ok)
+	}
+}
+
+// The one-shot commands reach the top-level cloud alone: they refuse a
+// placed group by name, before connecting to anything.
+func TestOneShotCommandsRefuseAPlacedGroup(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "phoenix.yaml")
+	if err := os.WriteFile(cfg, []byte("cloud: nowhere\ngroups:\n"+placedGroupYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"plan"}, {"rebuild", "--all"}, {"resume", "--group", "web"}} {
+		out, code := run(t, append(args, "--config", cfg)...)
+		if code != cli.ExitUsage || !strings.Contains(out, "group web is placed over several locations (placement): only `phoenix daemon` runs such a group") {
+			t.Errorf("phoenix %s: exit %d, want %d naming the placed group:\n%s", args[0], code, cli.ExitUsage, out)
+		}
 	}
 }
