@@ -55,6 +55,8 @@ type Placed struct {
 	changes chan struct{}
 
 	mu sync.Mutex
+	// closed: no location connected from now on gets a reconciler.
+	closed bool
 }
 
 type placedLocation struct {
@@ -108,6 +110,9 @@ func (p *Placed) connect(ctx context.Context) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			l.busy = false
+			if p.closed {
+				return
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					p.apiFailed(l, now)
@@ -123,7 +128,12 @@ func (p *Placed) connect(ctx context.Context) {
 			opts.Place = func(servers []provisioner.Server, unlisted int, now time.Time) (plan.LocationTarget, map[string]string) {
 				return p.place(l, servers, unlisted, now)
 			}
-			l.rec = NewGroupReconciler(g, l.cloud, p.sink, p.base.With(zap.String("location", l.Name)), opts)
+			// Its events say where they happened.
+			sink := EventFunc(func(e Event) {
+				e.Location = l.Name
+				p.sink.Emit(e)
+			})
+			l.rec = NewGroupReconciler(g, l.cloud, sink, p.base.With(zap.String("location", l.Name)), opts)
 			l.stopped = make(chan struct{})
 			go forward(l.rec.HealthChanges(), p.changes, l.stopped)
 			// Its first round may start at once.
@@ -577,6 +587,7 @@ func first[T any](p *Placed, f func(*GroupReconciler) T, ok func(T) bool) T {
 // Close stops every location's health probes.
 func (p *Placed) Close() {
 	p.mu.Lock()
+	p.closed = true
 	for _, l := range p.locs {
 		if l.stopped != nil {
 			close(l.stopped)
