@@ -495,35 +495,7 @@ func (p *Placed) merge(decs []plan.Decision) plan.Decision {
 // Run reconciles as GroupReconciler.Run does, waking on a health change in
 // any location.
 func (p *Placed) Run(ctx context.Context, l Loop) error {
-	for {
-		if l.Before != nil && !l.Before() {
-			return nil
-		}
-		d, err := p.Reconcile(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		wait, done := l.After(d, err)
-		if done {
-			return err
-		}
-		if d.RequeueAfter > 0 && d.RequeueAfter < wait {
-			wait = d.RequeueAfter
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		case <-l.Until:
-			timer.Stop()
-			return nil
-		case <-l.Wake:
-		case <-p.changes:
-		case <-timer.C:
-		}
-		timer.Stop()
-	}
+	return runLoop(ctx, l, p.Reconcile, p.changes)
 }
 
 // LocationStatus is one location of a placed group, for status and metrics.

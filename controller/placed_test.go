@@ -42,30 +42,48 @@ func webIn(s *sim.Sim, image string) (n, healthy int) {
 	return n, healthy
 }
 
-func TestPlacedFailsOverAndBack(t *testing.T) {
-	opts := grouptest.FastSim(2001)
+// placedFixture is group web (3 servers, 2:1 over RegionOne and
+// RegionTwo of one simulator, failover_after 2s) running on Placed.
+type placedFixture struct {
+	env          *simtest.Env
+	a, b         *sim.Sim
+	goldA, goldB sim.Image
+	p            *controller.Placed
+	events       *controller.EventLog
+}
+
+const failoverAfter = 2 * time.Second
+
+func startPlaced(t *testing.T, seed int64, ropts controller.Options) *placedFixture {
+	t.Helper()
+	opts := grouptest.FastSim(seed)
 	opts.Regions = []string{"RegionTwo"}
-	env := simtest.Start(t, opts, 0)
-	a, b := env.Sim, env.Sim.Region("RegionTwo")
+	f := &placedFixture{env: simtest.Start(t, opts, 0), events: &controller.EventLog{}}
+	f.a, f.b = f.env.Sim, f.env.Sim.Region("RegionTwo")
 	old := time.Now().Add(-time.Hour)
-	goldA, goldB := a.AddImage(sim.Image{Name: "gold", Created: old}), b.AddImage(sim.Image{Name: "gold", Created: old})
+	f.goldA, f.goldB = f.a.AddImage(sim.Image{Name: "gold", Created: old}), f.b.AddImage(sim.Image{Name: "gold", Created: old})
 	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 3, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}"), "grace: 30s", "grace: 0s", 1))
-	const failoverAfter = 2 * time.Second
-	events := &controller.EventLog{}
-	p := controller.NewPlaced(g, []controller.Location{
-		{Name: "RegionOne", Weight: 2, Connect: connectRegion(t, env, "RegionOne")},
-		{Name: "RegionTwo", Weight: 1, Connect: connectRegion(t, env, "RegionTwo")},
-	}, failoverAfter, events, grouptest.Logger(t), grouptest.FastOptions())
-	defer p.Close()
+	f.p = controller.NewPlaced(g, []controller.Location{
+		{Name: "RegionOne", Weight: 2, Connect: connectRegion(t, f.env, "RegionOne")},
+		{Name: "RegionTwo", Weight: 1, Connect: connectRegion(t, f.env, "RegionTwo")},
+	}, failoverAfter, f.events, grouptest.Logger(t), ropts)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	ran := make(chan struct{})
 	go func() {
 		defer close(ran)
-		_ = p.Run(ctx, controller.Loop{After: func(plan.Decision, error) (time.Duration, bool) { return 50 * time.Millisecond, false }})
+		_ = f.p.Run(ctx, controller.Loop{After: func(plan.Decision, error) (time.Duration, bool) { return 50 * time.Millisecond, false }})
 	}()
-	defer func() { cancel(); <-ran }()
+	t.Cleanup(func() {
+		cancel()
+		<-ran
+		f.p.Close()
+	})
+	return f
+}
 
+func TestPlacedFailsOverAndBack(t *testing.T) {
+	f := startPlaced(t, 2001, grouptest.FastOptions())
+	a, b, goldA, goldB, p, events := f.a, f.b, f.goldA, f.goldB, f.p, f.events
 	spread := func(imgA, imgB string, wantA, wantB int) func() bool {
 		return func() bool {
 			na, ha := webIn(a, imgA)
@@ -150,29 +168,10 @@ func TestPlacedFailsOverAndBack(t *testing.T) {
 // own servers, which still serve, are left as they are. Once its quota is
 // raised, its next try succeeds and the group is back at 2:1.
 func TestPlacedCreatesFailingMovesTheShare(t *testing.T) {
-	opts := grouptest.FastSim(2002)
-	opts.Regions = []string{"RegionTwo"}
-	env := simtest.Start(t, opts, 0)
-	a, b := env.Sim, env.Sim.Region("RegionTwo")
-	old := time.Now().Add(-time.Hour)
-	goldA, goldB := a.AddImage(sim.Image{Name: "gold", Created: old}), b.AddImage(sim.Image{Name: "gold", Created: old})
-	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 3, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}"), "grace: 30s", "grace: 0s", 1))
-	const failoverAfter = 2 * time.Second
-	events := &controller.EventLog{}
 	ropts := grouptest.FastOptions()
 	ropts.MaxCreateBackoff = 500 * time.Millisecond
-	p := controller.NewPlaced(g, []controller.Location{
-		{Name: "RegionOne", Weight: 2, Connect: connectRegion(t, env, "RegionOne")},
-		{Name: "RegionTwo", Weight: 1, Connect: connectRegion(t, env, "RegionTwo")},
-	}, failoverAfter, events, grouptest.Logger(t), ropts)
-	defer p.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		_ = p.Run(ctx, controller.Loop{After: func(plan.Decision, error) (time.Duration, bool) { return 50 * time.Millisecond, false }})
-	}()
-	defer func() { cancel(); <-ran }()
+	f := startPlaced(t, 2002, ropts)
+	a, b, goldA, goldB, p, events := f.a, f.b, f.goldA, f.goldB, f.p, f.events
 	on := func(s *sim.Sim, img string, want int) func() bool {
 		return func() bool {
 			n, h := webIn(s, img)

@@ -29,11 +29,17 @@ type Loop struct {
 // RequeueAfter (a drain ending, min_ready reached, a bake over), a change
 // in a server's health, or a wake.
 func (r *GroupReconciler) Run(ctx context.Context, l Loop) error {
+	return runLoop(ctx, l, r.Reconcile, r.health.Changes())
+}
+
+// runLoop runs rounds of reconcile as Loop l paces them, waking early on
+// changes (a server's health).
+func runLoop(ctx context.Context, l Loop, reconcile func(context.Context) (plan.Decision, error), changes <-chan struct{}) error {
 	for {
 		if l.Before != nil && !l.Before() {
 			return nil
 		}
-		d, err := r.Reconcile(ctx)
+		d, err := reconcile(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -53,7 +59,7 @@ func (r *GroupReconciler) Run(ctx context.Context, l Loop) error {
 			timer.Stop()
 			return nil
 		case <-l.Wake:
-		case <-r.health.Changes():
+		case <-changes:
 		case <-timer.C:
 		}
 		timer.Stop()
