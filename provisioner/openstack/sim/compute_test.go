@@ -761,3 +761,15 @@ func TestUpdateServer(t *testing.T) {
 		t.Fatalf("sim view %q", v.Name)
 	}
 }
+
+// TestCreatedBy: a server keeps the User-Agent of its create, so that a
+// test can tell which of several clients (Phoenix replicas) created it.
+func TestCreatedBy(t *testing.T) {
+	e := start(t, sim.Options{BootTime: sim.Fixed(0)})
+	e.provider.UserAgent.Prepend("phoenix-replica/r-2")
+	srv := e.create(t, e.opts("made"))
+	v, ok := e.sim.Server(srv.ID)
+	if !ok || !strings.HasPrefix(v.CreatedBy, "phoenix-replica/r-2 ") {
+		t.Fatalf("created by %q (found %v), want the create's User-Agent", v.CreatedBy, ok)
+	}
+}

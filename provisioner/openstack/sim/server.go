@@ -56,6 +56,9 @@ type Server struct {
 	// Volumes are the IDs of the volumes attached (or being attached) to
 	// it, as os-extended-volumes:volumes_attached shows them.
 	Volumes []string
+	// CreatedBy is the User-Agent of the request that created it: which
+	// Phoenix replica did, when several share the groups.
+	CreatedBy string
 }
 
 // server is the simulator's record of a server. Fields are guarded by
@@ -82,6 +85,7 @@ type server struct {
 	hostname           string
 	userData           string
 	group              string
+	createdBy          string // the create's User-Agent
 	created, updated   time.Time
 	launchedAt         time.Time
 	activeAt           time.Time
@@ -113,9 +117,10 @@ func (srv *server) view() Server {
 		Address: srv.address, Network: srv.network.Name,
 		Created: srv.created, ActiveAt: srv.activeAt,
 		BootTime: srv.bootTime, HealthDelay: srv.healthDelay,
-		Healthy:  srv.status == "ACTIVE" && srv.appUp && srv.listening && srv.health == HealthUp && !srv.leaking && !srv.deleting,
-		Deleting: srv.deleting,
-		Volumes:  srv.volumes,
+		Healthy:   srv.status == "ACTIVE" && srv.appUp && srv.listening && srv.health == HealthUp && !srv.leaking && !srv.deleting,
+		Deleting:  srv.deleting,
+		Volumes:   srv.volumes,
+		CreatedBy: srv.createdBy,
 	}
 }
 

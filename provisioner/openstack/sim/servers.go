@@ -146,6 +146,7 @@ type createRequest struct {
 	hostname                  string
 	group                     string
 	reservationID             bool
+	userAgent                 string // not Nova's: the sender, for Server.CreatedBy
 }
 
 type networkRequest struct {
@@ -421,6 +422,7 @@ func (s *Sim) createServer(w http.ResponseWriter, r *http.Request, v microversio
 	if c.hostname == "" {
 		c.hostname = sanitizeHostname(c.name)
 	}
+	c.userAgent = r.UserAgent()
 	if !v.atLeast(19) {
 		// Before 2.19 Nova stores the name as the description.
 		c.description = &c.name
@@ -532,7 +534,7 @@ func (s *Sim) admit(c *createRequest) (*server, int, string) {
 		imageID: img.ID, flavorID: flavor.ID, network: net, address: address,
 		az: c.az, pinnedAZ: c.az, keyName: c.keyName, secGroups: c.secGroups,
 		metadata: c.metadata, tags: c.tags, description: c.description, hostname: c.hostname,
-		userData: c.userData, group: c.group, created: now, updated: now, ports: s.opts.HealthPorts,
+		userData: c.userData, group: c.group, created: now, updated: now, ports: s.opts.HealthPorts, createdBy: c.userAgent,
 		bootTime: s.draw(s.opts.BootTime), healthDelay: s.draw(s.opts.HealthDelay),
 	}
 	srv.mac = "fa:16:3e:" + srv.id[0:2] + ":" + srv.id[2:4] + ":" + srv.id[4:6]
