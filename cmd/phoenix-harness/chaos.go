@@ -53,7 +53,11 @@ steers some groups as an operator would: servers protected with 'phoenix
 protect', a group held with 'phoenix hold' and released (an urgent
 security patch or a compromise while held), a Prometheus blocker that its
 own fake Prometheus makes fire, fail or not answer, and a maintenance
-window that opens after the new image is published.
+window that opens after the new image is published. A third of the seeds
+run the fleet with two or three replicas of the daemon sharing the groups
+through an etcd cluster of one or three members, run by the harness
+itself; their schedule kills replicas (started again at once or later)
+and stops etcd members, losing the quorum for a while in some seeds.
 
 A monitor samples the simulator every few milliseconds and checks:
   availability  healthy servers of a group never below count − max_unavailable
@@ -138,7 +142,7 @@ func runChaos(ctx context.Context, out, note io.Writer, f *chaosFlags) error {
 	fmt.Fprintf(out, "\nchaos: %d seeds (%d–%d) in %s: %d converged, %d halted and %d rolled back as their scenario expects, %d invariant violations, %d seeds failed\n",
 		sum.Seeds, f.from, f.from+uint64(sum.Seeds)-1, time.Since(start).Round(time.Second), sum.Converged, sum.Halted, sum.RolledBack, sum.Violations, len(sum.Failed))
 	for _, r := range sum.Failed {
-		fmt.Fprintf(out, "  seed %d: %s\n    replay: %s\n", r.Seed, r.summary(), replayCommand(r.Seed, f.bug))
+		fmt.Fprintf(out, "  seed %d (%s): %s\n    replay: %s\n", r.Seed, r.Setup, r.summary(), replayCommand(r.Seed, f.bug))
 	}
 	switch {
 	case f.expect && sum.Violations > 0:

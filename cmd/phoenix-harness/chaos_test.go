@@ -93,7 +93,7 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 // that rolls back.
 func firstRollback(t *testing.T) uint64 {
 	for seed := uint64(1); seed < 100; seed++ {
-		_, groups, _, _, _ := chaosScenario(seed)
+		_, groups, _, _, _, _ := chaosScenario(seed)
 		for _, g := range groups {
 			if g.rollsBack() {
 				return seed
@@ -109,7 +109,7 @@ func firstRollback(t *testing.T) uint64 {
 // before the daemon started, or outside a window that opens later.
 func firstSteered(t *testing.T) uint64 {
 	for seed := uint64(1); seed < 200; seed++ {
-		_, groups, _, _, steer := chaosScenario(seed)
+		_, groups, _, _, steer, _ := chaosScenario(seed)
 		for _, g := range groups {
 			if g.blocker && steer.promStart != promQuiet || g.window == windowLater {
 				return seed

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -71,7 +72,9 @@ type seedOptions struct {
 
 // seedResult is how one seed ended.
 type seedResult struct {
-	Seed    uint64
+	Seed uint64
+	// Setup says how the fleet was run: one daemon, or replicas.
+	Setup   string
 	Outcome string
 	// Why says what went wrong when Outcome is failed.
 	Why string
@@ -172,7 +175,7 @@ type chaosStep struct {
 // chaosScenario draws a seed's fleet, simulator and schedule. The
 // schedule replays exactly; the interleaving with the daemon's own timing
 // does not, so a replay reproduces the scenario, usually the failure.
-func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Duration, steerPlan) {
+func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Duration, steerPlan, replicaPlan) {
 	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
 	opts := sim.Options{
 		Seed:        int64(seed),
@@ -325,12 +328,20 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 				do: func(ctx context.Context, r *seedRun) error { return r.fullQuota(ctx, hold) }})
 		}
 	}
+	var kills []time.Duration
 	for range rng.IntN(4) {
-		steps = append(steps, chaosStep{at: at(), what: "SIGKILL the daemon and start it again", do: func(ctx context.Context, r *seedRun) error { return r.kill(ctx) }})
+		kills = append(kills, at())
 	}
+	replicas := drawReplicas(seed, phase, kills)
+	if replicas.replicas == 0 {
+		for _, t := range kills {
+			steps = append(steps, chaosStep{at: t, what: "SIGKILL the daemon and start it again", do: func(ctx context.Context, r *seedRun) error { return r.killReplica(ctx, 0, true) }})
+		}
+	}
+	steps = append(steps, replicas.steps()...)
 	steps = append(steps, steerSteps(groups, steer)...)
 	slices.SortStableFunc(steps, func(a, b chaosStep) int { return int(a.at - b.at) })
-	return opts, groups, steps, phase, steer
+	return opts, groups, steps, phase, steer, replicas
 }
 
 // capped draws from d, at most limit.
@@ -391,8 +402,13 @@ type seedRun struct {
 	password         string
 	secret           []byte
 
-	daemon *chaosDaemon
-	logs   []string // every daemon incarnation's log files
+	// replicas is how the fleet is run; daemons are its daemon
+	// processes, one per replica (one without replicas), nil while down;
+	// etcd is the replicas' cluster.
+	replicas replicaPlan
+	daemons  []*chaosDaemon
+	etcd     *chaosEtcd
+	logs     []string // every daemon incarnation's log files
 	// outputs are status and metrics bodies fetched during the run, for
 	// the secret scan.
 	outputs []string
@@ -432,16 +448,18 @@ type seedRun struct {
 func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	start := time.Now()
 	res = seedResult{Seed: o.seed}
-	simOpts, groups, steps, phase, steer := chaosScenario(o.seed)
+	simOpts, groups, steps, phase, steer, replicas := chaosScenario(o.seed)
 	r := &seedRun{
-		opts: o, groups: groups, rng: rand.New(rand.NewPCG(o.seed, 0x5eed)),
+		opts: o, groups: groups, rng: rand.New(rand.NewPCG(o.seed, 0x5eed)), replicas: replicas,
+		daemons:  make([]*chaosDaemon, max(1, replicas.replicas)),
 		password: "pw-" + uuid.NewString(), secret: []byte("wh-" + uuid.NewString()),
 		final: map[string]string{}, old: map[string]string{}, failing: map[string]string{}, mustGo: map[string][]string{}, pools: map[string]string{}, fips: map[string]string{},
 		windowOpens: map[string]time.Time{}, protected: map[string][]string{}, urgentBoots: map[string]map[string]bool{}, spans: map[string]*steerSpan{},
 		stopWatch: make(chan struct{}),
 	}
+	res.Setup = replicas.describe()
 	if o.verbose {
-		fmt.Fprintf(o.out, "seed %d: %d groups, chaos for %s\n", o.seed, len(groups), phase)
+		fmt.Fprintf(o.out, "seed %d: %d groups, %s, chaos for %s\n", o.seed, len(groups), res.Setup, phase)
 		for _, s := range steps {
 			fmt.Fprintf(o.out, "  %7s  %s\n", s.at.Round(time.Millisecond), s.what)
 		}
@@ -462,7 +480,7 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		}
 		r.close()
 		if o.verbose {
-			fmt.Fprintf(o.out, "seed %d: %s in %s, %d kills, %d faults; %s\n", o.seed, res.Outcome, res.Took.Round(time.Millisecond), res.Kills, res.Faults, res.summary())
+			fmt.Fprintf(o.out, "seed %d (%s): %s in %s, %d kills, %d faults; %s\n", o.seed, res.Setup, res.Outcome, res.Took.Round(time.Millisecond), res.Kills, res.Faults, res.summary())
 		}
 	}()
 	fail := func(format string, args ...any) seedResult {
@@ -473,8 +491,10 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	if err := r.setUp(simOpts, steer); err != nil {
 		return fail("set up: %v", err)
 	}
-	if err := r.startDaemon(); err != nil {
-		return fail("%v", err)
+	for i := range r.daemons {
+		if err := r.startDaemon(i); err != nil {
+			return fail("%v", err)
+		}
 	}
 	r.mon = newChaosMonitor(r.sim, groups, r.pools, r.fips)
 	r.mon.start(2 * time.Millisecond)
@@ -583,8 +603,16 @@ func (r *seedRun) setUp(opts sim.Options, steer steerPlan) error {
 	if err := os.WriteFile(secretFile, r.secret, 0o600); err != nil {
 		return err
 	}
+	var endpoints []string
+	if r.replicas.replicas > 0 {
+		if r.etcd, err = startEtcd(dir, r.replicas.members); err != nil {
+			return err
+		}
+		endpoints = r.etcd.endpoints()
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "cloud: phoenix-sim\ncontroller: {interval: 1s, listen: \"127.0.0.1:0\", webhook_secret_file: %s, parallel_groups: 4}\ngroups:\n", secretFile)
+	fmt.Fprintf(&b, "cloud: phoenix-sim\ncontroller: {interval: 1s, listen: \"127.0.0.1:0\", webhook_secret_file: %s, parallel_groups: 4%s}\ngroups:\n",
+		secretFile, r.replicas.coordinationYAML(endpoints))
 	for _, g := range r.groups {
 		img := s.AddImage(sim.Image{Name: "gold-" + g.name, Created: time.Now().Add(-time.Hour)})
 		r.old[g.name], r.final[g.name] = img.ID, img.ID
@@ -641,9 +669,12 @@ func (r *seedRun) setUp(opts sim.Options, steer steerPlan) error {
 func (r *seedRun) close() {
 	close(r.stopWatch)
 	r.watchers.Wait()
-	if r.daemon != nil {
-		r.daemon.kill()
+	for _, d := range r.daemons {
+		if d != nil {
+			d.kill()
+		}
 	}
+	r.etcd.close()
 	r.prom.close()
 	if r.sim != nil {
 		r.sim.Close()
@@ -667,6 +698,7 @@ func tail(s string, n int) string {
 
 // chaosDaemon is one `phoenix daemon` process.
 type chaosDaemon struct {
+	id   string // its --replica-id; "" without replicas
 	cmd  *exec.Cmd
 	url  string
 	done chan struct{}
@@ -677,11 +709,20 @@ func (d *chaosDaemon) kill() {
 	<-d.done
 }
 
-// startDaemon starts a daemon process and waits for it to serve.
-func (r *seedRun) startDaemon() error {
+// startDaemon starts the daemon process of replica i (the daemon, without
+// replicas) and waits for it to serve.
+func (r *seedRun) startDaemon(i int) error {
 	n := len(r.logs)
-	logPath := filepath.Join(r.dir, fmt.Sprintf("daemon-%d.log", n))
-	outPath := filepath.Join(r.dir, fmt.Sprintf("daemon-%d.out", n))
+	id, name, who := "", "", "the daemon"
+	args := []string{"daemon", "--config", r.cfg, "--poll", "50ms", "--stop-grace", "2s",
+		"--request-timeout", "2s", "--retry-wait-min", "20ms", "--retry-wait-max", "200ms", "--create-backoff", "500ms", "--log-level", "debug"}
+	if r.replicas.replicas > 0 {
+		id = replicaID(i)
+		name, who = "-"+id, "the daemon of replica "+id
+		args = append(args, "--replica-id", id)
+	}
+	logPath := filepath.Join(r.dir, fmt.Sprintf("daemon-%d%s.log", n, name))
+	outPath := filepath.Join(r.dir, fmt.Sprintf("daemon-%d%s.out", n, name))
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return err
@@ -692,8 +733,7 @@ func (r *seedRun) startDaemon() error {
 		return err
 	}
 	r.logs = append(r.logs, logPath, outPath)
-	cmd := exec.Command(r.opts.bin, "daemon", "--config", r.cfg, "--poll", "50ms", "--stop-grace", "2s",
-		"--request-timeout", "2s", "--retry-wait-min", "20ms", "--retry-wait-max", "200ms", "--create-backoff", "500ms", "--log-level", "debug")
+	cmd := exec.Command(r.opts.bin, args...)
 	cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+r.clouds, "OS_CLOUD=", "PHOENIX_CHAOS_BUG="+r.opts.bug)
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
@@ -703,7 +743,7 @@ func (r *seedRun) startDaemon() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start the daemon: %w", err)
 	}
-	d := &chaosDaemon{cmd: cmd, done: make(chan struct{})}
+	d := &chaosDaemon{id: id, cmd: cmd, done: make(chan struct{})}
 	found := make(chan string, 1)
 	go func() {
 		defer close(d.done)
@@ -725,32 +765,57 @@ func (r *seedRun) startDaemon() error {
 	case d.url = <-found:
 	case <-d.done:
 		b, _ := os.ReadFile(logPath)
-		return fmt.Errorf("the daemon exited at start:\n%s", tail(string(b), 20))
+		return fmt.Errorf("%s exited at start:\n%s", who, tail(string(b), 20))
 	case <-time.After(30 * time.Second):
 		d.kill()
-		return fmt.Errorf("the daemon never said where it serves")
+		return fmt.Errorf("%s never said where it serves", who)
 	}
 	r.mu.Lock()
-	r.daemon = d // also read by the steering watchers
+	r.daemons[i] = d // also read by the steering watchers
 	r.mu.Unlock()
 	return nil
 }
 
-// kill ends the daemon with SIGKILL, waits for what its requests did to
-// have happened — a real restart takes longer than that — and starts it
-// again.
-func (r *seedRun) kill(ctx context.Context) error {
-	r.collect()
-	r.daemon.kill()
+// killReplica ends replica i's daemon (the daemon, without replicas) with
+// SIGKILL and, with restart, starts it again at once. The daemon alone
+// is started once what the dead one's requests did has happened (a real
+// restart takes longer than that); a replica needs no such wait, as its
+// groups wait for its lease to end before anyone acts on them again.
+func (r *seedRun) killReplica(ctx context.Context, i int, restart bool) error {
+	r.mu.Lock()
+	d := r.daemons[i]
+	r.daemons[i] = nil
+	r.mu.Unlock()
+	if d == nil {
+		return fmt.Errorf("replica %s is down already", replicaID(i))
+	}
+	r.collectFrom(d)
+	d.kill()
 	r.kills++
+	if !restart {
+		return nil
+	}
 	deadline := time.Now().Add(15 * time.Second)
-	for r.sim.InFlight() > 0 {
+	for r.replicas.replicas == 0 && r.sim.InFlight() > 0 {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("the dead daemon's requests were still in flight after 15s")
 		}
 		time.Sleep(5 * time.Millisecond) // polling the simulator
 	}
-	return r.startDaemon()
+	return r.startDaemon(i)
+}
+
+// live are the daemons up now.
+func (r *seedRun) live() []*chaosDaemon {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*chaosDaemon
+	for _, d := range r.daemons {
+		if d != nil {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // publish publishes a group's next image and tells the daemon as the
@@ -824,24 +889,56 @@ func (r *seedRun) compromise(ctx context.Context, g chaosGroup) error {
 	return r.send(ctx, trigger.Event{Type: trigger.TypeInstanceCompromised, Server: v.ID, Reason: "chaos"})
 }
 
-// send delivers a signed event, again while the daemon answers that it
-// cannot take it now (a 5xx while the cloud fails); a 409 says an
-// earlier try got through.
+// send delivers a signed event to every daemon up, at once, as the
+// README asks of senders to replicas: each acts on the groups it owns and
+// keeps the rest. A replica may refuse one that names nothing it can find
+// (a compromised server its owner deleted already, before the event
+// reached this one) while another accepts it.
 func (r *seedRun) send(ctx context.Context, e trigger.Event) error {
 	r.mu.Lock()
 	r.eventSeq++
 	e.ID = fmt.Sprintf("chaos-%d-%d", r.opts.seed, r.eventSeq)
 	r.mu.Unlock()
+	live := r.live()
+	errs := make([]error, len(live))
+	var wg sync.WaitGroup
+	for i, d := range live {
+		wg.Go(func() { errs[i] = r.sendTo(ctx, d, e) })
+	}
+	wg.Wait()
+	accepted := slices.Contains(errs, nil)
+	for _, err := range errs {
+		if err != nil && (!errors.Is(err, errUnknownTarget) || !accepted) {
+			return err
+		}
+	}
+	return nil
+}
+
+// errUnknownTarget is wrapped by a daemon's 422: the event names nothing
+// it knows.
+var errUnknownTarget = errors.New("unknown target")
+
+// sendTo delivers a signed event to one daemon, again while it answers
+// that it cannot take it now (a 5xx while the cloud fails); a 409 says an
+// earlier try got through.
+func (r *seedRun) sendTo(ctx context.Context, d *chaosDaemon, e trigger.Event) error {
 	c := retryablehttp.NewClient()
 	c.Logger, c.RetryMax = nil, 0
+	who := ""
+	if d.id != "" {
+		who = " by replica " + d.id
+	}
 	var last string
 	for range 50 {
-		status, body, err := trigger.Send(ctx, c, r.daemon.url+"/v1/events", r.secret, e, time.Now())
+		status, body, err := trigger.Send(ctx, c, d.url+"/v1/events", r.secret, e, time.Now())
 		switch {
 		case err == nil && (status == http.StatusAccepted || status == http.StatusConflict):
 			return nil
+		case err == nil && status == http.StatusUnprocessableEntity:
+			return fmt.Errorf("event %s refused%s: HTTP %d %s: %w", e.Type, who, status, body, errUnknownTarget)
 		case err == nil && status < 500:
-			return fmt.Errorf("event %s refused: HTTP %d %s", e.Type, status, body)
+			return fmt.Errorf("event %s refused%s: HTTP %d %s", e.Type, who, status, body)
 		case err != nil:
 			last = err.Error()
 		default:
@@ -849,7 +946,7 @@ func (r *seedRun) send(ctx context.Context, e trigger.Event) error {
 		}
 		time.Sleep(100 * time.Millisecond) // the sender's back-off
 	}
-	return fmt.Errorf("event %s never accepted: %s", e.Type, last)
+	return fmt.Errorf("event %s never accepted%s: %s", e.Type, who, last)
 }
 
 // flap makes one healthy server's application fail its health checks for
@@ -955,13 +1052,9 @@ func (r *seedRun) waitFleet(ctx context.Context, patience time.Duration, end boo
 // first build, or at the end, when every image is published and none
 // will lift the halt.
 func (r *seedRun) fleetWhyNot(end bool) (why string, hopeless bool) {
-	st, err := r.status()
+	byName, err := r.groupStatuses()
 	if err != nil {
 		return err.Error(), false
-	}
-	byName := map[string]daemon.GroupStatus{}
-	for _, g := range st.Groups {
-		byName[g.Group] = g
 	}
 	servers := r.sim.Servers()
 	r.mu.Lock()
@@ -980,6 +1073,8 @@ func (r *seedRun) fleetWhyNot(end bool) (why string, hopeless bool) {
 		// a halt keeps: they served, it is not the halt's to remove them.
 		leaked := halt && g.leaky > 0
 		switch {
+		case !ok && r.replicas.replicas > 0:
+			return fmt.Sprintf("group %s: no replica up runs it", g.name), false
 		case !ok:
 			return fmt.Sprintf("group %s missing from the daemon's status", g.name), false
 		case (!end || !g.fails()) && (gs.Halted != "" || gs.RolledBack != ""):
@@ -1095,9 +1190,33 @@ func (r *seedRun) fleetWhyNot(end bool) (why string, hopeless bool) {
 	return "", false
 }
 
-func (r *seedRun) status() (daemon.Status, error) { return statusOf(r.daemon.url) }
-
-func (r *seedRun) get(path string) (string, error) { return get(r.daemon.url, path) }
+// groupStatuses is each group's status from the daemon that runs it:
+// the daemon, or the replica up whose status lists it among those it owns
+// (the others name only its owner). A group two replicas say they run —
+// a handover between their answers — is left out for now.
+func (r *seedRun) groupStatuses() (map[string]daemon.GroupStatus, error) {
+	out := map[string]daemon.GroupStatus{}
+	twice := map[string]bool{}
+	for _, d := range r.live() {
+		st, err := statusOf(d.url)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range st.Groups {
+			if st.Replica != nil && !slices.Contains(st.Replica.Owned, g.Group) {
+				continue
+			}
+			if _, ok := out[g.Group]; ok {
+				twice[g.Group] = true
+			}
+			out[g.Group] = g
+		}
+	}
+	for g := range twice {
+		delete(out, g)
+	}
+	return out, nil
+}
 
 // statusOf is the status a daemon at url shows.
 func statusOf(url string) (daemon.Status, error) {
@@ -1127,11 +1246,17 @@ func get(base, path string) (string, error) {
 	return string(b), nil
 }
 
-// collect keeps the daemon's status and metrics output for the secret
+// collect keeps the daemons' status and metrics output for the secret
 // scan.
 func (r *seedRun) collect() {
+	for _, d := range r.live() {
+		r.collectFrom(d)
+	}
+}
+
+func (r *seedRun) collectFrom(d *chaosDaemon) {
 	for _, p := range []string{"/v1/status", "/metrics"} {
-		if body, err := r.get(p); err == nil {
+		if body, err := get(d.url, p); err == nil {
 			r.outputs = append(r.outputs, body)
 		}
 	}

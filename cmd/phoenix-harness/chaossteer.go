@@ -387,24 +387,17 @@ func (r *seedRun) judgeFrom(span *steerSpan, group, prefix string, opened time.T
 	}()
 }
 
-// steeredSince asks the running daemon whether its last round of group
-// reported steering starting with prefix (any, for ""), and when that
-// round ended.
+// steeredSince asks the daemon running group whether its last round of
+// it reported steering starting with prefix (any, for ""), and when that
+// round ended. (A group's rounds never overlap across replicas either:
+// the next owner acts only once fencing stopped the last.)
 func (r *seedRun) steeredSince(group, prefix string) (time.Time, bool) {
-	r.mu.Lock()
-	d := r.daemon
-	r.mu.Unlock()
-	if d == nil {
-		return time.Time{}, false
-	}
-	st, err := statusOf(d.url)
+	byName, err := r.groupStatuses()
 	if err != nil {
 		return time.Time{}, false
 	}
-	for _, g := range st.Groups {
-		if g.Group == group && strings.HasPrefix(g.Status.Steering, prefix) {
-			return g.LastReconcile, true
-		}
+	if g, ok := byName[group]; ok && strings.HasPrefix(g.Status.Steering, prefix) {
+		return g.LastReconcile, true
 	}
 	return time.Time{}, false
 }
