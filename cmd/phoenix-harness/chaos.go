@@ -83,6 +83,9 @@ A monitor samples the simulator every few milliseconds and checks:
                 for; an urgent patch or a compromise still goes through
   protected     a protected server is never deleted, drained or rebuilt,
                 unless it is reported compromised
+  replicas      no two replicas act on one group at once: in arrival order,
+                each group's changes in the cloud follow the terms of its
+                key in etcd (fencing's own leeway aside)
 and that neither the cloud password nor the webhook secret appears in any
 log line, status or metrics output of the daemon.
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,9 @@ type chaosMonitor struct {
 	armed bool
 	// st is what invariant 7 is judged by.
 	st steerState
+	// known is every server sampled, as first seen, for the replicas'
+	// judge (chaosterms.go).
+	known map[string]knownServer
 
 	stop chan struct{}
 	done chan struct{}
@@ -83,6 +87,7 @@ func newChaosMonitor(s *sim.Sim, groups []chaosGroup, pools, fips map[string]str
 		excusedIn: map[string]string{},
 		settled:   map[string]bool{},
 		st:        newSteerState(),
+		known:     map[string]knownServer{},
 	}
 	for _, g := range groups {
 		m.groups[g.name] = g
@@ -204,6 +209,9 @@ func (m *chaosMonitor) sample() {
 		}
 		present[s.ID] = true
 		deleting[s.ID] = s.Deleting
+		if _, ok := m.known[s.ID]; !ok {
+			m.known[s.ID] = knownServer{group: g, name: s.Name, createdBy: s.CreatedBy, created: s.Created}
+		}
 		total[g]++
 		if key, _ := boot(s); m.leaky[s.ImageID] && m.healthySeen[key] && !s.Healthy && !s.Deleting {
 			// Served (passed its checks: Phoenix counts it, whether or not
@@ -352,6 +360,13 @@ func (m *chaosMonitor) gate(servers []sim.Server, inTraffic map[string]string, t
 				booted.Format(time.RFC3339Nano), at.Format(time.RFC3339Nano))
 		}
 	}
+}
+
+// knownServers is every server of the groups sampled so far.
+func (m *chaosMonitor) knownServers() map[string]knownServer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.known)
 }
 
 // violations returns the first violation of each kind and group, and how

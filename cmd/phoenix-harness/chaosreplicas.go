@@ -15,7 +15,8 @@ import (
 // (chaosetcd.go). The schedule kills replicas (SIGKILL, started again at
 // once or later) and, with three members, stops etcd members (a quorum
 // lost for as long as the schedule says, in some seeds). The monitor's
-// invariants stay as they are.
+// invariants stay as they are; chaosterms.go adds one of the replicas'
+// own: no two act on one group at once.
 
 // etcdPrefix is the prefix of a seed's keys.
 const etcdPrefix = "/phoenix-chaos/"

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 )
 
 // TestReplicaDraw holds the replicas' draw to what chaos promises: a
@@ -74,5 +77,82 @@ func TestReplicaDraw(t *testing.T) {
 	}
 	if share := float64(replicated) / seeds; share < 0.25 || share > 0.42 {
 		t.Errorf("%d of %d seeds draw replicas, want about a third", replicated, seeds)
+	}
+}
+
+// TestJudgeTerms: a group's changes follow its terms, and what fencing
+// allows — a step in flight at a handover, the HTTP client's resend —
+// is no violation.
+func TestJudgeTerms(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	ch := func(ms int, replica, what string, status int) groupChange {
+		return groupChange{at: at(ms), replica: replica, what: what, status: status}
+	}
+	ab := []term{{owner: "r1", start: at(0), end: at(1000)}, {owner: "r2", start: at(1200)}}
+	for _, tc := range []struct {
+		name    string
+		terms   []term
+		changes []groupChange
+		want    string // "" or a part of the violation
+	}{
+		{"a handover", ab, []groupChange{ch(10, "r1", "DELETE /a", 204), ch(900, "r1", "create server x", 202), ch(1300, "r2", "DELETE /b", 204)}, ""},
+		{"back to the first owner", append(ab[:1:1], term{owner: "r2", start: at(1200), end: at(5000)}, term{owner: "r1", start: at(5100)}),
+			[]groupChange{ch(10, "r1", "DELETE /a", 204), ch(1300, "r2", "DELETE /b", 204), ch(6000, "r1", "DELETE /c", 204)}, ""},
+		{"a step in flight at the handover", ab, []groupChange{ch(10, "r1", "DELETE /a", 204), ch(1300, "r2", "DELETE /b", 204), ch(1400, "r1", "PUT /m", 200)}, ""},
+		{"the client's resend", ab, []groupChange{ch(990, "r1", "DELETE /a", 503), ch(1300, "r2", "DELETE /b", 204), ch(1000+int(termSlack/time.Millisecond)+500, "r1", "DELETE /a", 204)}, ""},
+		{"no resend of a request answered", ab, []groupChange{ch(990, "r1", "DELETE /a", 204), ch(1300, "r2", "DELETE /b", 204), ch(1000+int(termSlack/time.Millisecond)+500, "r1", "DELETE /a", 404)},
+			"replica r1 sent DELETE /a"},
+		{"both act at once", ab, []groupChange{ch(10, "r1", "DELETE /a", 204), ch(1300, "r2", "DELETE /b", 204), ch(1000+int(termSlack/time.Millisecond)+100, "r1", "create server y", 202)},
+			"after its term ended, while replica r2 held the group and had acted on it (DELETE /b"},
+		{"a replica that never held the group", ab, []groupChange{ch(10, "r3", "DELETE /a", 204)}, "replica r3 sent DELETE /a at"},
+		{"a term whose end the watch missed ends at the next one's start", []term{{owner: "r1", start: at(0)}, {owner: "r2", start: at(1200)}},
+			[]groupChange{ch(1300, "r2", "DELETE /b", 204), ch(1200+int(termSlack/time.Millisecond)+100, "r1", "DELETE /a", 204)}, "after its term ended"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := judgeTerms(tc.terms, tc.changes)
+			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Errorf("judged %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestChangesByGroup: the requests that change something, from a
+// replica, go to the group of the server, pool or floating IP they name;
+// creates come from the servers.
+func TestChangesByGroup(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	const srv = "0f6b7c3e-1d2a-4b5c-8d9e-0a1b2c3d4e5f"
+	known := map[string]knownServer{
+		srv:   {group: "g1", name: "g1-a", createdBy: "phoenix-replica/r2 phoenix/dev gophercloud/v2", created: t0},
+		"cli": {group: "g2", name: "g2-b", createdBy: "phoenix/dev gophercloud/v2", created: t0},
+	}
+	ua := "phoenix-replica/r1 phoenix/dev gophercloud/v2"
+	reqs := []sim.Request{
+		{Time: t0.Add(1), Service: "compute", Method: http.MethodDelete, Path: "/compute/v2.1/servers/" + srv, UserAgent: ua, Status: 204},
+		{Time: t0.Add(2), Service: "compute", Method: http.MethodGet, Path: "/compute/v2.1/servers/" + srv, UserAgent: ua, Status: 200},
+		{Time: t0.Add(3), Service: "compute", Method: http.MethodPut, Path: "/compute/v2.1/servers/" + srv + "/metadata", UserAgent: "phoenix/dev", Status: 200},
+		{Time: t0.Add(4), Service: "load-balancer", Method: http.MethodPut, Path: "/load-balancer/v2/lbaas/pools/p2/members/m1", UserAgent: ua, Status: 200},
+		{Time: t0.Add(5), Service: "network", Method: http.MethodPut, Path: "/networking/v2.0/floatingips/f3", UserAgent: ua, Status: 200},
+		{Time: t0.Add(6), Service: "identity", Method: http.MethodPost, Path: "/identity/v3/auth/tokens", UserAgent: ua, Status: 201},
+	}
+	got := changesByGroup(reqs, known, map[string]string{"g2": "p2"}, map[string]string{"g3": "f3"})
+	want := map[string]string{
+		"g1": "r2 create server g1-a; r1 DELETE /compute/v2.1/servers/" + srv,
+		"g2": "r1 PUT /load-balancer/v2/lbaas/pools/p2/members/m1",
+		"g3": "r1 PUT /networking/v2.0/floatingips/f3",
+	}
+	if len(got) != len(want) {
+		t.Errorf("groups %v, want %v", got, want)
+	}
+	for g, w := range want {
+		var parts []string
+		for _, c := range got[g] {
+			parts = append(parts, c.replica+" "+c.what)
+		}
+		if s := strings.Join(parts, "; "); s != w {
+			t.Errorf("group %s: %s, want %s", g, s, w)
+		}
 	}
 }

@@ -403,11 +403,12 @@ type seedRun struct {
 	secret           []byte
 
 	// replicas is how the fleet is run; daemons are its daemon
-	// processes, one per replica (one without replicas), nil while down;
-	// etcd is the replicas' cluster.
+	// processes, one per replica (one without replicas), nil while down.
+	// etcd is the replicas' cluster, terms the history of its keys.
 	replicas replicaPlan
 	daemons  []*chaosDaemon
 	etcd     *chaosEtcd
+	terms    *termLog
 	logs     []string // every daemon incarnation's log files
 	// outputs are status and metrics bodies fetched during the run, for
 	// the secret scan.
@@ -421,6 +422,7 @@ type seedRun struct {
 	flapped  []string
 	pools    map[string]string // group → pool ID
 	fips     map[string]string // group → floating IP address
+	fipIDs   map[string]string // group → floating IP ID
 	faults   int
 	kills    int
 	eventSeq int
@@ -453,7 +455,7 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		opts: o, groups: groups, rng: rand.New(rand.NewPCG(o.seed, 0x5eed)), replicas: replicas,
 		daemons:  make([]*chaosDaemon, max(1, replicas.replicas)),
 		password: "pw-" + uuid.NewString(), secret: []byte("wh-" + uuid.NewString()),
-		final: map[string]string{}, old: map[string]string{}, failing: map[string]string{}, mustGo: map[string][]string{}, pools: map[string]string{}, fips: map[string]string{},
+		final: map[string]string{}, old: map[string]string{}, failing: map[string]string{}, mustGo: map[string][]string{}, pools: map[string]string{}, fips: map[string]string{}, fipIDs: map[string]string{},
 		windowOpens: map[string]time.Time{}, protected: map[string][]string{}, urgentBoots: map[string]map[string]bool{}, spans: map[string]*steerSpan{},
 		stopWatch: make(chan struct{}),
 	}
@@ -559,6 +561,17 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 	if err := r.sim.CheckExclusiveAttachments(); err != nil {
 		res.Violations = append(res.Violations, fmt.Sprintf("data: %v", err))
 	}
+	if r.terms != nil {
+		terms, err := r.terms.stop()
+		r.terms = nil
+		if err != nil {
+			return fail("%v", err)
+		}
+		res.Violations = append(res.Violations, judgeReplicas(terms, changesByGroup(r.sim.Requests(), r.mon.knownServers(), r.pools, r.fipIDs))...)
+		if o.verbose {
+			fmt.Fprintf(o.out, "seed %d: %s\n", o.seed, describeTerms(terms))
+		}
+	}
 	res.Outcome = outcomeConverged
 	for _, g := range groups {
 		switch {
@@ -608,6 +621,11 @@ func (r *seedRun) setUp(opts sim.Options, steer steerPlan) error {
 		if r.etcd, err = startEtcd(dir, r.replicas.members); err != nil {
 			return err
 		}
+		cli, err := r.etcd.client()
+		if err != nil {
+			return err
+		}
+		r.terms = watchTerms(cli)
 		endpoints = r.etcd.endpoints()
 	}
 	var b strings.Builder
@@ -644,7 +662,7 @@ func (r *seedRun) setUp(opts sim.Options, steer steerPlan) error {
 			if err != nil {
 				return err
 			}
-			r.fips[g.name] = fip.Address
+			r.fips[g.name], r.fipIDs[g.name] = fip.Address, fip.ID
 			fmt.Fprintf(&b, "    traffic: {floating_ip: {address: %s, drain: 100ms}}\n", fip.Address)
 		}
 		if g.stateful {
@@ -673,6 +691,9 @@ func (r *seedRun) close() {
 		if d != nil {
 			d.kill()
 		}
+	}
+	if r.terms != nil {
+		_, _ = r.terms.stop()
 	}
 	r.etcd.close()
 	r.prom.close()
