@@ -22,12 +22,16 @@ func TestReplicaDraw(t *testing.T) {
 		if _, _, _, _, _, again := chaosScenario(seed); again.describe() != p.describe() || len(again.kills) != len(p.kills) || len(again.outages) != len(p.outages) {
 			t.Fatalf("seed %d: drawn twice, %s and %s", seed, p.describe(), again.describe())
 		}
-		daemonKills := 0
-		for _, s := range steps {
-			if strings.HasPrefix(s.what, "SIGKILL the daemon") {
-				daemonKills++
+		count := func(prefix string) int {
+			n := 0
+			for _, s := range steps {
+				if strings.HasPrefix(s.what, prefix) {
+					n++
+				}
 			}
+			return n
 		}
+		daemonKills := count("SIGKILL the daemon")
 		if p.replicas == 0 {
 			if len(p.kills) > 0 || len(p.outages) > 0 || p.describe() != "one daemon" {
 				t.Errorf("seed %d: one daemon, yet %+v", seed, p)
@@ -37,6 +41,18 @@ func TestReplicaDraw(t *testing.T) {
 		replicated++
 		if daemonKills > 0 {
 			t.Errorf("seed %d: %s, yet %d steps kill the daemon", seed, p.describe(), daemonKills)
+		}
+		// Every kill and outage is a step, and so is every restart that
+		// comes later.
+		later := 0
+		for _, k := range p.kills {
+			if k.down > 0 {
+				later++
+			}
+		}
+		if count("SIGKILL replica ") != len(p.kills) || count("start replica ") != later ||
+			count("stop etcd member ") != len(p.outages) || count("start etcd member ") != len(p.outages) {
+			t.Errorf("seed %d: the steps do not follow the plan %+v", seed, p)
 		}
 		if p.replicas < 2 || p.replicas > 3 || (p.members != 1 && p.members != 3) || p.leaseTTL < 2*time.Second || p.leaseTTL > 4*time.Second {
 			t.Errorf("seed %d: %s", seed, p.describe())
