@@ -63,6 +63,8 @@ type chaosMonitor struct {
 	// known is every server sampled, as first seen, for the replicas'
 	// judge (chaosterms.go).
 	known map[string]knownServer
+	// rg judges the groups placed over several regions (nil: none).
+	rg *regionMonitor
 
 	stop chan struct{}
 	done chan struct{}
@@ -124,6 +126,11 @@ func (m *chaosMonitor) finish() {
 		m.stop = nil
 	}
 	m.sample()
+	if m.rg != nil {
+		m.mu.Lock()
+		m.finishRegions()
+		m.mu.Unlock()
+	}
 }
 
 // arm starts judging availability.
@@ -272,6 +279,9 @@ func (m *chaosMonitor) sample() {
 	}
 	m.healthy = nowHealthy
 	m.steering(servers, at)
+	if m.rg != nil {
+		m.sampleRegions(servers, at)
+	}
 }
 
 // maxSampleGap is the longest gap between two samples that still sees

@@ -84,6 +84,8 @@ type seedResult struct {
 	ViolatingSamples int
 	Kills, Faults    int
 	Took             time.Duration
+	// Regions describes a two-region seed's draw.
+	Regions string
 }
 
 func (r seedResult) failed() bool { return r.Outcome == outcomeFailed || len(r.Violations) > 0 }
@@ -94,6 +96,9 @@ func (r seedResult) summary() string {
 		parts = append(parts, r.Why)
 	}
 	parts = append(parts, r.Violations...)
+	if r.Regions != "" {
+		parts = append(parts, r.Regions)
+	}
 	return strings.Join(parts, "; ")
 }
 
@@ -132,6 +137,8 @@ type chaosGroup struct {
 	// Prometheus; window: windowLater or windowAlways.
 	blocker bool
 	window  string
+	// placed: the group spreads over the seed's regions (chaosregions.go).
+	placed *placement
 }
 
 // fails says whether the group's new image fails its rollout.
@@ -240,6 +247,9 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 	phase := time.Duration(1500+rng.IntN(1500)) * time.Millisecond
 	at := func() time.Duration { return time.Duration(rng.Int64N(int64(phase))) }
 	steer := drawSteering(seed, groups, phase)
+	regions := drawRegions(seed, phase)
+	groups, steer = regions.fleet(groups, steer)
+	opts.Regions = regions.simRegions()
 
 	var steps []chaosStep
 	for _, g := range groups {
@@ -340,6 +350,7 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 	}
 	steps = append(steps, replicas.steps()...)
 	steps = append(steps, steerSteps(groups, steer)...)
+	steps = append(steps, regions.steps()...)
 	slices.SortStableFunc(steps, func(a, b chaosStep) int { return int(a.at - b.at) })
 	return opts, groups, steps, phase, steer, replicas
 }
@@ -445,6 +456,10 @@ type seedRun struct {
 	// watchers wait for the daemon to show steering; stopWatch ends them.
 	watchers  sync.WaitGroup
 	stopWatch chan struct{}
+
+	// regions is a two-region seed's state (chaosregions.go); nil for one
+	// region.
+	regions *regionRun
 }
 
 func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
@@ -460,8 +475,15 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		stopWatch: make(chan struct{}),
 	}
 	res.Setup = replicas.describe()
+	if rp := drawRegions(o.seed, phase); rp != nil {
+		r.regions = &regionRun{plan: rp, holds: map[string]int{}}
+		res.Regions = rp.describe()
+	}
 	if o.verbose {
 		fmt.Fprintf(o.out, "seed %d: %d groups, %s, chaos for %s\n", o.seed, len(groups), res.Setup, phase)
+		if res.Regions != "" {
+			fmt.Fprintf(o.out, "  %s\n", res.Regions)
+		}
 		for _, s := range steps {
 			fmt.Fprintf(o.out, "  %7s  %s\n", s.at.Round(time.Millisecond), s.what)
 		}
@@ -470,6 +492,7 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		res.Kills, res.Faults, res.Took = r.kills, r.faults, time.Since(start)
 		if r.mon != nil {
 			res.Violations, res.ViolatingSamples = r.mon.violations()
+			res.Regions += r.mon.regionsFound()
 		}
 		if leaks := r.scanSecrets(); len(leaks) > 0 {
 			res.Violations = append(res.Violations, leaks...)
@@ -498,7 +521,8 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 			return fail("%v", err)
 		}
 	}
-	r.mon = newChaosMonitor(r.sim, groups, r.pools, r.fips)
+	r.mon = newChaosMonitor(r.sim, ordinary(groups), r.pools, r.fips)
+	r.watchRegions()
 	r.mon.start(2 * time.Millisecond)
 	if err := r.waitFleet(ctx, slowdown*60*time.Second, false); err != nil {
 		r.mon.finish()
@@ -632,6 +656,10 @@ func (r *seedRun) setUp(opts sim.Options, steer steerPlan) error {
 	fmt.Fprintf(&b, "cloud: phoenix-sim\ncontroller: {interval: 1s, listen: \"127.0.0.1:0\", webhook_secret_file: %s, parallel_groups: 4%s}\ngroups:\n",
 		secretFile, r.replicas.coordinationYAML(endpoints))
 	for _, g := range r.groups {
+		if g.placed != nil {
+			r.placedYAML(&b, g)
+			continue
+		}
 		img := s.AddImage(sim.Image{Name: "gold-" + g.name, Created: time.Now().Add(-time.Hour)})
 		r.old[g.name], r.final[g.name] = img.ID, img.ID
 		fmt.Fprintf(&b, `  - name: %s
@@ -817,7 +845,7 @@ func (r *seedRun) killReplica(ctx context.Context, i int, restart bool) error {
 		return nil
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for r.replicas.replicas == 0 && r.sim.InFlight() > 0 {
+	for r.replicas.replicas == 0 && r.inFlight() > 0 {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("the dead daemon's requests were still in flight after 15s")
 		}
@@ -845,6 +873,10 @@ func (r *seedRun) live() []*chaosDaemon {
 func (r *seedRun) publish(ctx context.Context, g chaosGroup, first bool) error {
 	if g.trigger == byCompromised {
 		return r.compromise(ctx, g)
+	}
+	if g.placed != nil {
+		r.publishPlaced(g)
+		return nil
 	}
 	spec := sim.Image{Name: "gold-" + g.name}
 	if first {
@@ -975,7 +1007,7 @@ func (r *seedRun) sendTo(ctx context.Context, d *chaosDaemon, e trigger.Event) e
 func (r *seedRun) flap(ctx context.Context, pick uint64, hold time.Duration) error {
 	var up []sim.Server
 	for _, s := range r.sim.Servers() {
-		if s.Healthy && groupOfServer(s) != "" {
+		if s.Healthy && groupOfServer(s) != "" && !r.placedServer(s) {
 			up = append(up, s)
 		}
 	}
@@ -1009,6 +1041,7 @@ func (r *seedRun) fullQuota(ctx context.Context, hold time.Duration) error {
 		r.sim.SetQuota(sim.Quota{Instances: len(r.sim.Servers())})
 	}
 	r.quotaHolds++
+	r.quotaWindow(true)
 	r.mu.Unlock()
 	r.quotaWindows.Add(1)
 	go func() {
@@ -1022,6 +1055,7 @@ func (r *seedRun) fullQuota(ctx context.Context, hold time.Duration) error {
 		if r.quotaHolds--; r.quotaHolds == 0 {
 			r.sim.SetQuota(sim.Quota{Instances: -1})
 		}
+		r.quotaWindow(false)
 	}()
 	return nil
 }
@@ -1029,6 +1063,7 @@ func (r *seedRun) fullQuota(ctx context.Context, hold time.Duration) error {
 // calm ends the chaos: no more faults, every flapped server healthy again,
 // and the quota windows closed (each lasts as long as it was drawn).
 func (r *seedRun) calm() {
+	r.regionsCalm()
 	r.sim.ClearFaults()
 	r.sim.ClearBootFaults()
 	r.quotaWindows.Wait()
@@ -1087,6 +1122,12 @@ func (r *seedRun) fleetWhyNot(end bool) (why string, hopeless bool) {
 	}
 	for _, g := range r.groups {
 		gs, ok := byName[g.name]
+		if g.placed != nil {
+			if why, hopeless := r.placedWhyNot(g, gs, ok); why != "" {
+				return why, hopeless
+			}
+			continue
+		}
 		want := r.final[g.name]
 		halt := end && g.halts()
 		back := end && g.rollsBack()
