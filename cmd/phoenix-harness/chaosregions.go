@@ -133,6 +133,11 @@ func (p *regionPlan) fleet(groups []chaosGroup, steer steerPlan) ([]chaosGroup, 
 	if p.alone {
 		groups, steer = nil, steerPlan{}
 	}
+	for i := range groups {
+		// phoenix protect reads every group of the file, and one-shot
+		// commands refuse placed groups; hold and release name theirs.
+		groups[i].protect, groups[i].compromiseProtected = 0, false
+	}
 	return append(groups, p.placed...), steer
 }
 
