@@ -271,10 +271,17 @@ func (p *Placed) place(l *placedLocation, servers []provisioner.Server, unlisted
 			continue
 		}
 		v.Servers++
+		// Nova's created is whole seconds: the created-at record says
+		// whether a server created the second its creates began failing
+		// came after.
+		created := s.Created
+		if t, ok := parseTime(s.Metadata[MetaCreatedAt]); ok {
+			created = t
+		}
 		switch {
 		case s.Status == plan.StatusError && v.CreatesFailingSince.IsZero():
 			v.CreatesFailingSince = now
-		case s.Status == plan.StatusActive && !v.CreatesFailingSince.IsZero() && s.Created.After(v.CreatesFailingSince):
+		case s.Status == plan.StatusActive && !v.CreatesFailingSince.IsZero() && created.After(v.CreatesFailingSince):
 			booted = true
 		}
 	}

@@ -212,3 +212,58 @@ func TestPlacedCreatesFailingMovesTheShare(t *testing.T) {
 		t.Errorf("notices: RegionOne down %v, then up %v; want both", down, up)
 	}
 }
+
+// A location whose creates fail once and then succeed stays up: the
+// server created since serves, whatever second Nova's whole-second
+// created field gives it. Chaos seed 186 had RegionOne's creates refused
+// at 23:48:05.408 and a create accepted at 23:48:05.939: created said
+// 23:48:05, not after the failure, and with its share held RegionOne
+// had nothing more to create, so it went down and retrying in turn and
+// never came back.
+func TestPlacedCreatesFailingOnceStaysUp(t *testing.T) {
+	opts := grouptest.FastSim(2003)
+	opts.Regions = []string{"RegionTwo"}
+	env := simtest.Start(t, opts, 0)
+	a, b := env.Sim, env.Sim.Region("RegionTwo")
+	old := time.Now().Add(-time.Hour)
+	goldA, goldB := a.AddImage(sim.Image{Name: "gold", Created: old}), b.AddImage(sim.Image{Name: "gold", Created: old})
+	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 2, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}"), "grace: 30s", "grace: 0s", 1))
+	const failoverAfter = 2 * time.Second
+	ropts := grouptest.FastOptions()
+	ropts.MaxCreateBackoff = 100 * time.Millisecond
+	p := controller.NewPlaced(g, []controller.Location{
+		{Name: "RegionOne", Weight: 1, Connect: connectRegion(t, env, "RegionOne")},
+		{Name: "RegionTwo", Weight: 1, Connect: connectRegion(t, env, "RegionTwo")},
+	}, failoverAfter, nil, grouptest.Logger(t), ropts)
+	defer p.Close()
+	// RegionOne refuses its first create, at the start of a second, and
+	// takes the next: both fall in the same second.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second))) // to a second's start
+	if err := a.InjectFault(sim.Fault{Service: "compute", Method: "POST", Path: `^/servers$`, Action: sim.FailWith, Status: 403, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		_ = p.Run(ctx, controller.Loop{After: func(plan.Decision, error) (time.Duration, bool) { return 50 * time.Millisecond, false }})
+	}()
+	defer func() { cancel(); <-ran }()
+	grouptest.WaitUntil(t, 60*time.Second, "1:1 serving", func() bool {
+		na, ha := webIn(a, goldA.ID)
+		nb, hb := webIn(b, goldB.ID)
+		return na == 1 && ha == 1 && nb == 1 && hb == 1
+	})
+	// Longer than failover_after: a location that kept its creates
+	// failing would be down by now.
+	deadline := time.Now().Add(2 * failoverAfter)
+	for time.Now().Before(deadline) {
+		if st := p.Locations(); st[0].State == plan.LocationDown || st[0].State == plan.LocationRetrying {
+			t.Fatalf("RegionOne is %s (%s), its create that served since not seen", st[0].State, st[0].Reason)
+		}
+		time.Sleep(50 * time.Millisecond) // sampling the location's state
+	}
+	if st := p.Locations(); st[0].State != plan.LocationUp {
+		t.Errorf("RegionOne is %s (%s), want up", st[0].State, st[0].Reason)
+	}
+}
