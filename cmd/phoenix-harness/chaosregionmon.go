@@ -139,20 +139,20 @@ func (m *chaosMonitor) regionBack(region, kind string, at time.Time) {
 	}
 }
 
-// locationsDown is a poll of the daemon at url: the group and location
-// pairs it shows down. Spans not shown, or shown by an earlier daemon,
-// end.
-func (m *chaosMonitor) locationsDown(url string, down map[string]bool, at time.Time) {
+// locationsDown is a poll of the live daemons: the group and location
+// pairs shown down, each with the daemon that shows it (with replicas, the
+// group's owner). Spans not shown, or shown by another daemon, end.
+func (m *chaosMonitor) locationsDown(down map[string]string, at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rg := m.rg
 	for k, sp := range rg.openDown {
-		if !down[k] || sp.daemon != url {
+		if url, ok := down[k]; !ok || sp.daemon != url {
 			rg.down = append(rg.down, *sp)
 			delete(rg.openDown, k)
 		}
 	}
-	for k := range down {
+	for k, url := range down {
 		if sp := rg.openDown[k]; sp != nil {
 			sp.last = at
 			continue

@@ -428,23 +428,23 @@ func (r *seedRun) watchLocations() {
 				return
 			case <-t.C:
 			}
-			// Every live daemon: with replicas, the owner of a group is
-			// the one that reports its locations.
+			// Every live daemon: with replicas, only the owner of a group
+			// reports its locations.
+			down := map[string]string{}
 			for _, d := range r.live() {
 				st, err := statusOf(d.url)
-				at := time.Now()
-				down := map[string]bool{}
-				if err == nil {
-					for _, g := range st.Groups {
-						for _, l := range g.Locations {
-							if l.State == plan.LocationDown {
-								down[g.Group+" "+l.Name] = true
-							}
+				if err != nil {
+					continue
+				}
+				for _, g := range st.Groups {
+					for _, l := range g.Locations {
+						if k := g.Group + " " + l.Name; l.State == plan.LocationDown && down[k] == "" {
+							down[k] = d.url
 						}
 					}
 				}
-				r.mon.locationsDown(d.url, down, at)
 			}
+			r.mon.locationsDown(down, time.Now())
 		}
 	}()
 }
