@@ -51,7 +51,28 @@ type regionMonitor struct {
 	down     []downSpan
 	openDown map[string]*downSpan
 	lastSeen time.Time
+	// phoenixOut are the locations the daemon itself shows down or
+	// retrying (a 429 burst or boots to ERROR can make it so): outside
+	// the bound as well, until seen back.
+	phoenixOut map[regionKey]bool
+	// outAt are the polls that showed each location down or retrying;
+	// over are the samples above the ceiling, judged once the polls
+	// around them are in (the daemon acts before its status says why).
+	outAt map[regionKey][]time.Time
+	over  []overSample
 }
+
+// overSample is a sample of a group above its ceiling.
+type overSample struct {
+	group          string
+	at             time.Time
+	per            []int
+	total, ceiling int
+}
+
+// statusLag is how long the daemon's status may trail what it does: a
+// poll every 100ms, and a round acting on its state at once.
+const statusLag = 500 * time.Millisecond
 
 type regionKey struct {
 	group  string
@@ -77,7 +98,7 @@ func (r *seedRun) watchRegions() {
 		return
 	}
 	rg := &regionMonitor{groups: map[string]chaosGroup{}, open: map[regionKey]int{}, creates: map[regionKey]bool{}, pending: map[regionKey]pendingBack{},
-		ceiling: map[string]int{}, rejoined: map[string]bool{}, openDown: map[string]*downSpan{}}
+		ceiling: map[string]int{}, rejoined: map[string]bool{}, openDown: map[string]*downSpan{}, phoenixOut: map[regionKey]bool{}, outAt: map[regionKey][]time.Time{}}
 	rg.regions = r.regionSims()
 	for range rg.regions {
 		rg.ids = append(rg.ids, map[string]string{})
@@ -103,7 +124,70 @@ func (rg *regionMonitor) index(region string) int {
 
 func (rg *regionMonitor) excluded(k regionKey) bool {
 	_, p := rg.pending[k]
-	return rg.open[k] > 0 || p
+	return rg.open[k] > 0 || p || rg.phoenixOut[k]
+}
+
+// locationsOut is a poll of the daemon: the locations it shows down or
+// retrying. One it no longer shows so is pending until seen back, as
+// after an outage of the harness's (its creates may have failed).
+func (m *chaosMonitor) locationsOut(out map[string]bool, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rg := m.rg
+	for k, is := range out {
+		group, loc, _ := strings.Cut(k, " ")
+		key := regionKey{group, rg.index(loc)}
+		if key.region < 0 {
+			continue
+		}
+		if was := rg.phoenixOut[key]; was && !is {
+			// Before taking it off: the sample must not see it included.
+			if _, p := rg.pending[key]; !p && rg.open[key] == 0 {
+				rg.pending[key] = pendingBack{at: at}
+			}
+		}
+		rg.phoenixOut[key] = is
+		if is {
+			rg.outAt[key] = append(rg.outAt[key], at)
+		}
+	}
+}
+
+// shownOut says whether a poll within statusLag of at showed location i
+// of group out.
+func (rg *regionMonitor) shownOut(group string, i int, at time.Time) bool {
+	for _, t := range rg.outAt[regionKey{group, i}] {
+		if d := t.Sub(at); d > -statusLag && d < statusLag {
+			return true
+		}
+	}
+	return false
+}
+
+// judgeOver judges the samples above their ceiling whose polls are in:
+// servers of a location the daemon showed out about then do not count.
+// final judges them all. Call with m.mu held.
+func (m *chaosMonitor) judgeOver(now time.Time, final bool) {
+	rg := m.rg
+	keep := rg.over[:0]
+	for _, o := range rg.over {
+		if !final && now.Sub(o.at) < statusLag {
+			keep = append(keep, o)
+			continue
+		}
+		total := o.total
+		for i, n := range o.per {
+			if rg.shownOut(o.group, i, o.at) {
+				total -= n
+			}
+		}
+		if total > o.ceiling {
+			g := rg.groups[o.group]
+			m.violate("bound", o.group, "%d servers in the regions not down (by region %v), above %d (count %d + max_surge %d, or what a region back held)",
+				total, o.per, o.ceiling, g.count, g.surge)
+		}
+	}
+	rg.over = keep
 }
 
 // regionOut tells the monitor a region goes down; call it before.
@@ -181,6 +265,7 @@ func (m *chaosMonitor) sampleRegions(primary []sim.Server, at time.Time) {
 			}
 		}
 	}
+	m.judgeOver(at, false)
 	if len(rg.pending) > 0 && at.Sub(rg.lastSeen) >= seenEvery {
 		rg.lastSeen = at
 		rg.seen(lists)
@@ -212,8 +297,14 @@ func (m *chaosMonitor) sampleRegions(primary []sim.Server, at time.Time) {
 			rg.rejoined[name] = false
 		}
 		if total > ceiling {
-			m.violate("bound", name, "%d servers in the regions not down (by region %v), above %d (count %d + max_surge %d, or what a region back held)",
-				total, per, ceiling, g.count, g.surge)
+			// Counted only once the daemon's status of about now is in.
+			inc := make([]int, len(per))
+			for i := range per {
+				if !rg.excluded(regionKey{name, i}) {
+					inc[i] = per[i]
+				}
+			}
+			rg.over = append(rg.over, overSample{group: name, at: at, per: inc, total: total, ceiling: ceiling})
 		}
 		rg.ceiling[name] = max(bound, min(ceiling, total))
 		if floor := g.count - g.unavailable; m.armed && healthy < floor {
@@ -289,6 +380,7 @@ func nthList(reqs []sim.Request, from time.Time, n int) time.Time {
 // then may still act), to the last. Call with m.mu held.
 func (m *chaosMonitor) finishRegions() {
 	rg := m.rg
+	m.judgeOver(time.Now(), true)
 	for k, sp := range rg.openDown {
 		rg.down = append(rg.down, *sp)
 		delete(rg.openDown, k)

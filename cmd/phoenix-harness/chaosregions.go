@@ -430,7 +430,8 @@ func (r *seedRun) watchLocations() {
 			}
 			// Every live daemon: with replicas, only the owner of a group
 			// reports its locations.
-			down := map[string]string{}
+			at := time.Now()
+			down, out := map[string]string{}, map[string]bool{}
 			for _, d := range r.live() {
 				st, err := statusOf(d.url)
 				if err != nil {
@@ -438,13 +439,16 @@ func (r *seedRun) watchLocations() {
 				}
 				for _, g := range st.Groups {
 					for _, l := range g.Locations {
-						if k := g.Group + " " + l.Name; l.State == plan.LocationDown && down[k] == "" {
+						k := g.Group + " " + l.Name
+						if l.State == plan.LocationDown && down[k] == "" {
 							down[k] = d.url
 						}
+						out[k] = out[k] || l.State == plan.LocationDown || l.State == plan.LocationRetrying
 					}
 				}
 			}
-			r.mon.locationsDown(down, time.Now())
+			r.mon.locationsDown(down, at)
+			r.mon.locationsOut(out, at)
 		}
 	}()
 }
