@@ -285,7 +285,10 @@ func (p *Placed) place(l *placedLocation, servers []provisioner.Server, unlisted
 			booted = true
 		}
 	}
-	if booted {
+	// A location that serves its share with nothing to replace needs no
+	// create: a create that failed once there is no reason to move its
+	// share (it would stay failing, with nothing to try, for ever).
+	if booted || v.Listed && v.Serving >= l.target.Share && v.Pending == 0 && l.target.State != plan.LocationDown {
 		v.CreatesFailingSince = time.Time{}
 	}
 	targets := p.placeAll(now)

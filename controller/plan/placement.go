@@ -129,6 +129,11 @@ func Place(p Placement, now time.Time) []LocationTarget {
 			continue
 		}
 		others := short - max(0, shares[i]-serving(l))
+		if p.MaxSurge == 0 {
+			// Without surge the short location can only create once a
+			// server went elsewhere: the unavailability budget lets one go.
+			others = max(0, others-p.MaxUnavailable)
+		}
 		keep[i] = max(shares[i], min(serving(l), shares[i]+others))
 	}
 	// Room under the bound, counting each location's servers (an
