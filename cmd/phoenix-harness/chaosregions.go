@@ -78,7 +78,7 @@ type regionPlan struct {
 // and if so its placed groups and outages.
 func drawRegions(seed uint64, phase time.Duration) *regionPlan {
 	rng := rand.New(rand.NewPCG(seed, 0x4e610))
-	if rng.IntN(4) != 0 {
+	if rng.IntN(4) != 0 || !draws[drawRegionsClass] {
 		return nil
 	}
 	p := &regionPlan{alone: rng.IntN(2) == 0}

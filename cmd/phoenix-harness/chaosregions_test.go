@@ -31,6 +31,7 @@ func TestShares(t *testing.T) {
 // placed group and an outage, some outlasting failover_after; the draw
 // replays, and a seed of one region draws as before.
 func TestDrawRegions(t *testing.T) {
+	drawing(t, drawRegionsClass)
 	n, long, alone := 0, 0, 0
 	kinds := map[string]int{}
 	for seed := uint64(1); seed <= 400; seed++ {
@@ -69,4 +70,11 @@ func TestDrawRegions(t *testing.T) {
 		t.Errorf("%d long outages, %d seeds placed alone, outages %v", long, alone, kinds)
 	}
 	t.Logf("%d of 400 seeds draw two regions (%d placed alone), %d outages longer than failover_after, %v", n, alone, long, kinds)
+}
+
+// drawing turns an optional seed class on for the test.
+func drawing(t *testing.T, class string) {
+	t.Helper()
+	draws[class] = true
+	t.Cleanup(func() { delete(draws, class) })
 }

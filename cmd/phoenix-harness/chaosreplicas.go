@@ -66,7 +66,7 @@ func replicaID(i int) string { return fmt.Sprintf("r%d", i+1) }
 func drawReplicas(seed uint64, phase time.Duration, daemonKills []time.Duration) replicaPlan {
 	rng := rand.New(rand.NewPCG(seed, 0x4e9c1))
 	var p replicaPlan
-	if rng.IntN(3) != 0 {
+	if rng.IntN(3) != 0 || !draws[drawReplicasClass] {
 		return p
 	}
 	p.replicas = 2 + rng.IntN(2)

@@ -15,6 +15,7 @@ import (
 // only with three members and a quorum lost no longer than the plan
 // says; and the seeds without replicas keep their daemon kills.
 func TestReplicaDraw(t *testing.T) {
+	drawing(t, drawReplicasClass)
 	const seeds = 600
 	replicated := 0
 	for seed := uint64(1); seed <= seeds; seed++ {
