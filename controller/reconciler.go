@@ -64,6 +64,10 @@ type GroupReconciler struct {
 	// deadline runs from it, not from before the wait.
 	deferred   bool
 	undeferred time.Time
+	// sharing: the last round of a location found the group's budgets
+	// held by its other locations; sharingEnded is the first round after.
+	sharing      bool
+	sharingEnded time.Time
 	// handoverEnded is when a data volume's handover last ended, moved
 	// or rolled back; the stall deadline runs again from it.
 	handoverEnded time.Time
@@ -290,6 +294,13 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 			return plan.Decision{}, nil
 		}
 		t.Count, t.MaxSurge, t.MaxUnavailable = lt.Count, lt.MaxSurge, lt.MaxUnavailable
+		r.mu.Lock()
+		if r.sharing && lt.Waiting == "" {
+			r.sharingEnded = now
+		}
+		r.sharing = lt.Waiting != ""
+		t.Sharing, t.SharingEnded = lt.Waiting, r.sharingEnded
+		r.mu.Unlock()
 	}
 	in := append(r.planInput(w, now), unlisted...)
 	dec := plan.Plan(t, in, now)

@@ -84,14 +84,15 @@ func spent(t Target, p Progress) string {
 // way to ready (its check not passed yet, or not for min_ready: back from
 // a handover rolled back, say — its health grace and thresholds bound
 // that), a new server ready whose readiness is not recorded yet, waiting
-// on purpose (a bake, a pause, steering) and waiting for a full quota are
-// not stalls (the deadline runs again from the end of either wait);
+// on purpose (a bake, a pause, steering), waiting for a full quota and a
+// location waiting for the budgets its group's other locations hold are
+// not stalls (the deadline runs again from the end of any such wait);
 // nor is a group whose desired servers all serve, with only old ones left
 // to go (nothing is left to create or to become ready); and nothing is
 // judged before this controller has watched for Settle.
 func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) string {
 	deadline := t.ProgressDeadline
-	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary || d.Status.Deferred > 0 || t.QuotaWait != "" {
+	if deadline <= 0 || d.Status.Converged || d.Status.Failed > 0 || d.Status.Paused || d.Status.Canary || d.Status.Deferred > 0 || t.QuotaWait != "" || t.Sharing != "" {
 		return ""
 	}
 	if d.Status.Available >= t.Count {
@@ -100,7 +101,7 @@ func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) s
 	if now.Sub(t.WatchedSince) <= t.Settle {
 		return ""
 	}
-	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed, t.Undeferred, t.HandoverEnded)
+	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed, t.SharingEnded, t.Undeferred, t.HandoverEnded)
 	for _, c := range d.Servers {
 		if c.Kind == KindCurrent && !c.Ready && !c.Served() && !c.Unlisted || handingTo(t, c.ID) || c.Kind == KindCurrent && handingFrom(t, c.ID) {
 			return ""

@@ -148,6 +148,15 @@ func TestStalled(t *testing.T) {
 		{name: "a quota wait long over does not excuse a stall", tweak: func(t *Target) {
 			t.WatchedSince, t.QuotaFreed = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
 		}, servers: old, want: true},
+		{name: "a location waiting for the budgets its group's other locations hold is no stall", tweak: func(t *Target) {
+			t.WatchedSince, t.Sharing = t0.Add(-3*deadline), "the group's surge and unavailability are held by its other locations"
+		}, servers: old},
+		{name: "the deadline runs again from the end of a location's wait for budget", tweak: func(t *Target) {
+			t.WatchedSince, t.SharingEnded = t0.Add(-3*deadline), t0.Add(-time.Minute)
+		}, servers: old},
+		{name: "a wait for budget long over does not excuse a stall", tweak: func(t *Target) {
+			t.WatchedSince, t.SharingEnded = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
+		}, servers: old, want: true},
 		{name: "the deadline runs again from the end of a handover", tweak: func(t *Target) {
 			t.WatchedSince, t.HandoverEnded = t0.Add(-3*deadline), t0.Add(-time.Minute)
 		}, servers: old},

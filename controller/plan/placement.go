@@ -62,6 +62,10 @@ type LocationTarget struct {
 	Frozen bool
 	// DownSince is the down record the location should have (zero: none).
 	DownSince time.Time
+	// Waiting, when set, says the location has servers to replace and
+	// the group's budgets are all held by its other locations: it waits
+	// its turn, which is no stall of its own.
+	Waiting string
 }
 
 // Place spreads a group's Count over its locations by weight, moves the
@@ -196,6 +200,11 @@ func Place(p Placement, now time.Time) []LocationTarget {
 				spare--
 				given = true
 			}
+		}
+	}
+	for i, l := range p.Locations {
+		if up[i] && l.Listed && l.Pending > 0 && out[i].MaxSurge == 0 && out[i].MaxUnavailable == 0 && l.Servers >= out[i].Count {
+			out[i].Waiting = "the group's surge and unavailability are held by its other locations"
 		}
 	}
 	return out

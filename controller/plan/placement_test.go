@@ -16,6 +16,7 @@ func TestPlace(t *testing.T) {
 		state                                  string
 		share, count, maxSurge, maxUnavailable int
 		frozen                                 bool
+		waiting                                bool
 	}
 	tests := []struct {
 		name   string
@@ -38,6 +39,11 @@ func TestPlace(t *testing.T) {
 			mutate: func(l []LocationView) { l[0].Pending, l[1].Pending = 2, 2 },
 			want: []want{{state: LocationUp, share: 2, count: 2, maxSurge: 1, maxUnavailable: 1},
 				{state: LocationUp, share: 2, count: 2, maxSurge: 1}}},
+		{name: "the only surge held by one location: the other waits its turn",
+			p:      Placement{Count: 6, MaxSurge: 1, Locations: []LocationView{loc("a", 1, 3, 2), loc("b", 2, 4, 4)}},
+			mutate: func(l []LocationView) { l[0].Pending, l[1].Pending = 2, 4 },
+			want: []want{{state: LocationUp, share: 2, count: 2, maxSurge: 1},
+				{state: LocationUp, share: 4, count: 4, waiting: true}}},
 		{name: "failing within failover_after keeps its share",
 			p:      Placement{Count: 3, MaxSurge: 1, FailoverAfter: 2 * time.Minute, Locations: []LocationView{loc("a", 2, 2, 0), loc("b", 1, 1, 1)}},
 			mutate: func(l []LocationView) { l[0].Listed, l[0].APIFailingSince = false, ago(time.Minute) },
@@ -103,7 +109,7 @@ func TestPlace(t *testing.T) {
 			got := Place(tc.p, now)
 			for i, w := range tc.want {
 				g := got[i]
-				have := want{g.State, g.Share, g.Count, g.MaxSurge, g.MaxUnavailable, g.Frozen}
+				have := want{g.State, g.Share, g.Count, g.MaxSurge, g.MaxUnavailable, g.Frozen, g.Waiting != ""}
 				if have != w {
 					t.Errorf("location %s: got %+v (%s), want %+v", g.Name, have, g.Reason, w)
 				}

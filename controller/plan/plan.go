@@ -68,8 +68,12 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	}
 	d.rollout(watching(t, d.Servers, now))
 	d.Status.Failures = d.Progress.Failures
-	if t.QuotaWait != "" && !d.Status.Converged {
+	switch {
+	case d.Status.Converged:
+	case t.QuotaWait != "":
 		d.Status.Waiting = "quota — " + t.QuotaWait
+	case t.Sharing != "":
+		d.Status.Waiting = "its turn — " + t.Sharing
 	}
 
 	// stall: the failure budget spent, no progress for the deadline, or a

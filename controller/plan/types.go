@@ -120,6 +120,12 @@ type Target struct {
 	// restart looks again.
 	QuotaWait  string
 	QuotaFreed time.Time
+	// Sharing, when set, says the group's budgets are all held by its
+	// other locations (a placed group): this location waits its turn, it
+	// does not stall. SharingEnded is when such a wait last ended; the
+	// stall deadline runs again from it. Observations too.
+	Sharing      string
+	SharingEnded time.Time
 	// Undeferred is when replacements kept back by steering (a hold, a
 	// window, a blocker) last went on: the stall deadline runs again from
 	// it, as from the end of a quota wait; a wait of hours is no stall.
