@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/phoenix-ops/phoenix/controller/coordination"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/provisioner"
 )
@@ -113,6 +114,7 @@ func (r *GroupReconciler) createOne(ctx context.Context, base provisioner.Server
 	if err != nil {
 		r.mu.Lock()
 		r.namesAt = time.Time{}
+		r.fenced = r.fenced || errors.Is(err, coordination.ErrNotOwner)
 		r.mu.Unlock()
 		waits := r.createFailed(err, now)
 		if zoneRefused(err) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/phoenix-ops/phoenix/controller/blocker"
 	"github.com/phoenix-ops/phoenix/controller/config"
+	"github.com/phoenix-ops/phoenix/controller/coordination"
 	"github.com/phoenix-ops/phoenix/controller/plan"
 	"github.com/phoenix-ops/phoenix/healthcheck"
 	"github.com/phoenix-ops/phoenix/provisioner"
@@ -68,6 +69,11 @@ type GroupReconciler struct {
 	// held by its other locations; sharingEnded is the first round after.
 	sharing      bool
 	sharingEnded time.Time
+	// fenced: a cloud step was refused since the last round that looked
+	// (this replica could not prove it owns the group); unfenced is the
+	// first round after. The stall deadline runs again from it.
+	fenced   bool
+	unfenced time.Time
 	// handoverEnded is when a data volume's handover last ended, moved
 	// or rolled back; the stall deadline runs again from it.
 	handoverEnded time.Time
@@ -262,6 +268,9 @@ func (r *GroupReconciler) Reconcile(ctx context.Context) (plan.Decision, error) 
 	dec, err := r.reconcile(ctx)
 	r.mu.Lock()
 	r.lastErr = err
+	if errors.Is(err, coordination.ErrNotOwner) {
+		r.fenced = true
+	}
 	r.mu.Unlock()
 	if err != nil && ctx.Err() == nil {
 		r.log.Warn("reconcile failed", zap.Error(err))
@@ -280,6 +289,9 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 	r.rollingBack = w.rollingBack
 	if r.deferred {
 		r.undeferred = now
+	}
+	if r.fenced {
+		r.fenced, r.unfenced = false, now
 	}
 	r.mu.Unlock()
 	r.failedBoots(w.servers, now)
@@ -377,7 +389,7 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 	r.mu.Lock()
 	t.Forces = append([]plan.Force(nil), r.forces...)
 	t.QuotaWait, t.QuotaFreed = r.quotaWait, r.quotaFreed
-	t.Undeferred, t.HandoverEnded = r.undeferred, r.handoverEnded
+	t.Undeferred, t.HandoverEnded, t.Unfenced = r.undeferred, r.handoverEnded, r.unfenced
 	t.ZoneFailures, t.ZoneAvoid = maps.Clone(r.zoneFailures), zoneAvoid
 	r.mu.Unlock()
 	switch {

@@ -86,7 +86,8 @@ func spent(t Target, p Progress) string {
 // that), a new server ready whose readiness is not recorded yet, waiting
 // on purpose (a bake, a pause, steering), waiting for a full quota and a
 // location waiting for the budgets its group's other locations hold are
-// not stalls (the deadline runs again from the end of any such wait);
+// not stalls (the deadline runs again from the end of any such wait, and
+// from a round after fencing refused a step: the controller was absent);
 // nor is a group whose desired servers all serve, with only old ones left
 // to go (nothing is left to create or to become ready); and nothing is
 // judged before this controller has watched for Settle.
@@ -101,7 +102,7 @@ func stalled(t Target, d Decision, p Progress, baked time.Time, now time.Time) s
 	if now.Sub(t.WatchedSince) <= t.Settle {
 		return ""
 	}
-	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed, t.SharingEnded, t.Undeferred, t.HandoverEnded)
+	last := latest(t.WatchedSince, p.At, t.PromotedAt, baked, t.QuotaFreed, t.SharingEnded, t.Undeferred, t.HandoverEnded, t.Unfenced)
 	for _, c := range d.Servers {
 		if c.Kind == KindCurrent && !c.Ready && !c.Served() && !c.Unlisted || handingTo(t, c.ID) || c.Kind == KindCurrent && handingFrom(t, c.ID) {
 			return ""

@@ -157,6 +157,12 @@ func TestStalled(t *testing.T) {
 		{name: "a wait for budget long over does not excuse a stall", tweak: func(t *Target) {
 			t.WatchedSince, t.SharingEnded = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
 		}, servers: old, want: true},
+		{name: "the deadline runs again from the round after fencing refused a step", tweak: func(t *Target) {
+			t.WatchedSince, t.Unfenced = t0.Add(-3*deadline), t0.Add(-time.Minute)
+		}, servers: old},
+		{name: "fencing long over does not excuse a stall", tweak: func(t *Target) {
+			t.WatchedSince, t.Unfenced = t0.Add(-3*deadline), t0.Add(-deadline-time.Minute)
+		}, servers: old, want: true},
 		{name: "the deadline runs again from the end of a handover", tweak: func(t *Target) {
 			t.WatchedSince, t.HandoverEnded = t0.Add(-3*deadline), t0.Add(-time.Minute)
 		}, servers: old},

@@ -126,6 +126,11 @@ type Target struct {
 	// stall deadline runs again from it. Observations too.
 	Sharing      string
 	SharingEnded time.Time
+	// Unfenced is the first round after one whose cloud step fencing
+	// refused (this replica could not prove it owns the group): like a
+	// restart, the controller's absence never counts against a rollout,
+	// so the stall deadline runs again from it. An observation too.
+	Unfenced time.Time
 	// Undeferred is when replacements kept back by steering (a hold, a
 	// window, a blocker) last went on: the stall deadline runs again from
 	// it, as from the end of a quota wait; a wait of hours is no stall.
