@@ -54,11 +54,19 @@ steers some groups as an operator would: servers protected with 'phoenix
 protect', a group held with 'phoenix hold' and released (an urgent
 security patch or a compromise while held), a Prometheus blocker that its
 own fake Prometheus makes fire, fail or not answer, and a maintenance
-window that opens after the new image is published. With --draw replicas,
-a third of the seeds run the fleet with two or three replicas of the daemon sharing the groups
-through an etcd cluster of one or three members, run by the harness
-itself; their schedule kills replicas (started again at once or later)
-and stops etcd members, losing the quorum for a while in some seeds.
+window that opens after the new image is published.
+
+Unless --draw leaves them out, two more classes are drawn. A third of the
+seeds run the fleet with two or three replicas of the daemon sharing the
+groups through an etcd cluster of one or three members, run by the
+harness itself; their schedule kills replicas (started again at once or
+later) and stops etcd members, losing the quorum for a while in some
+seeds. A fourth run two regions behind one Keystone, with a group placed
+over both, and draw region outages (a region's API away, its compute
+answering 503, its creates refused), some longer than failover_after;
+the monitor holds a placed group to its bounds over the regions not down,
+checks that nothing is deleted in a region the daemon shows down, and
+that the group ends at its weights.
 
 A monitor samples the simulator every few milliseconds and checks:
   availability  healthy servers of a group never below count − max_unavailable
@@ -96,11 +104,17 @@ Every failing seed is printed with the one command that replays it.`,
 			if cmd.Flags().Changed("seed") {
 				f.from, f.seeds = uint64(f.seed), 1
 			}
-			for _, d := range f.draw {
-				if d != drawReplicasClass && d != drawRegionsClass {
-					return cli.UsageError(fmt.Errorf("--draw %s: want replicas or regions", d))
+			if cmd.Flags().Changed("draw") {
+				clear(draws)
+				for _, d := range f.draw {
+					switch d {
+					case drawReplicasClass, drawRegionsClass:
+						draws[d] = true
+					case drawNone:
+					default:
+						return cli.UsageError(fmt.Errorf("--draw %s: want replicas, regions or none", d))
+					}
 				}
-				draws[d] = true
 			}
 			return runChaos(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
@@ -114,7 +128,7 @@ Every failing seed is printed with the one command that replays it.`,
 	cmd.Flags().StringVar(&f.phoenix, "phoenix", "", "the phoenix binary to run as the daemon (default: the phoenix beside this one, else one built from this checkout)")
 	cmd.Flags().StringVar(&f.keepLogs, "keep-logs", "", "copy the daemon logs of failing seeds into this directory")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print every seed's schedule and outcome")
-	cmd.Flags().StringSliceVar(&f.draw, "draw", nil, "also draw these seed classes: replicas (2-3 daemons sharing the groups through etcd), regions (two-region fleets and region outages); not yet in CI's runs")
+	cmd.Flags().StringSliceVar(&f.draw, "draw", drawClasses, "the seed classes drawn beside one-daemon, one-region fleets: replicas (2-3 daemons sharing the groups through etcd), regions (two-region fleets and region outages), or none")
 	return cmd
 }
 
@@ -168,11 +182,19 @@ func runChaos(ctx context.Context, out, note io.Writer, f *chaosFlags) error {
 }
 
 func replayCommand(seed uint64, bug string) string {
-	extra := ""
-	for _, d := range []string{drawReplicasClass, drawRegionsClass} {
+	var drawn []string
+	for _, d := range drawClasses {
 		if draws[d] {
-			extra += " --draw " + d
+			drawn = append(drawn, d)
 		}
+	}
+	extra := ""
+	switch {
+	case len(drawn) == len(drawClasses):
+	case len(drawn) == 0:
+		extra = " --draw " + drawNone
+	default:
+		extra = " --draw " + strings.Join(drawn, ",")
 	}
 	if bug != "" {
 		return fmt.Sprintf("go run ./cmd/phoenix-harness chaos%s --bug %s --seed %d", extra, bug, seed)
@@ -180,15 +202,17 @@ func replayCommand(seed uint64, bug string) string {
 	return fmt.Sprintf("go run ./cmd/phoenix-harness chaos%s --seed %d", extra, seed)
 }
 
-// The optional seed classes (--draw). Off by default: their 200-seed runs
-// have not yet passed without violations.
+// The seed classes drawn beside one-daemon, one-region fleets (--draw).
 const (
 	drawReplicasClass = "replicas"
 	drawRegionsClass  = "regions"
+	drawNone          = "none"
 )
 
-// draws are the optional seed classes this run draws.
-var draws = map[string]bool{}
+var drawClasses = []string{drawReplicasClass, drawRegionsClass}
+
+// draws are the seed classes this run draws: all unless --draw says less.
+var draws = map[string]bool{drawReplicasClass: true, drawRegionsClass: true}
 
 // chaosRun runs the seeds, f.parallel at a time, and stops early when an
 // expected violation was found. A seed that only waits for a maintenance

@@ -75,6 +75,7 @@ func TestDrawRegions(t *testing.T) {
 // drawing turns an optional seed class on for the test.
 func drawing(t *testing.T, class string) {
 	t.Helper()
+	was := draws[class]
 	draws[class] = true
-	t.Cleanup(func() { delete(draws, class) })
+	t.Cleanup(func() { draws[class] = was })
 }
