@@ -397,6 +397,35 @@ func TestHold(t *testing.T) {
 	}
 }
 
+// Promote: a stage's gate loads with its default wait, and a later stage
+// takes the tag with newest: true.
+func TestPromote(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       *Promote
+	}{
+		{"none", group(""), nil},
+		{"the default wait", group(`promote: {tag: staged-ok}`), &Promote{Tag: "staged-ok", After: Duration(time.Hour)}},
+		{"a wait written", group(`promote: {tag: staged-ok, after: 20m}`), &Promote{Tag: "staged-ok", After: Duration(20 * time.Minute)}},
+		{"no wait", group(`promote: {tag: canary passed, after: 0s}`), &Promote{Tag: "canary passed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("p.yaml", []byte(tc.yaml), ".")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Groups[0].Promote; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("promote = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	stages := "groups:\n  - {name: staging, count: 2, image: {tags: [gold], newest: true}, flavor: f, networks: [n], promote: {tag: staged-ok, after: 1h}}\n" +
+		"  - {name: prod, count: 4, image: {tags: [gold, staged-ok], newest: true}, flavor: f, networks: [n]}\n"
+	if _, err := Parse("p.yaml", []byte(stages), "."); err != nil {
+		t.Errorf("two stages refused: %v", err)
+	}
+}
+
 // Placement: both forms load, and every default applies as doc.go says.
 func TestPlacement(t *testing.T) {
 	cfg, err := Parse("p.yaml", []byte(group("")), ".")
@@ -807,6 +836,19 @@ func TestRefusedConfigs(t *testing.T) {
 		{"location zone empty", group(`placement: [{region: R1, availability_zones: [""]}]`), "groups[0].placement.locations[0].availability_zones[0]", 7, "expected an availability zone name, got an empty one"},
 		{"placement of a stateful group", group(`stateful: {volumes: {name: data-*}}`) + "    rollout: {max_unavailable: 1}\n    placement: [{region: R1}]\n", "groups[0].placement", 9,
 			"a stateful group moves each server's data volumes to its replacement, and a volume cannot move between regions or clouds: remove placement, or stateful"},
+		{"promote without a tag", group(`promote: {after: 1h}`), "groups[0].promote.tag", 7, "expected the Glance tag to add to an image the group has run healthy, such as staged-ok"},
+		{"promote a tag with a slash", group(`promote: {tag: staged/ok}`), "groups[0].promote.tag", 7, `without a slash, a control character or spaces around it (Phoenix adds it by URL), got "staged/ok"`},
+		{"promote a tag too long", group(`promote: {tag: ` + strings.Repeat("t", 256) + `}`), "groups[0].promote.tag", 7, "expected a tag of 1 to 255 characters"},
+		{"promote the tag the group requires", group(`image: {name: gold, tags: [gold, staged-ok], newest: true}`) + "    promote: {tag: staged-ok}\n", "groups[0].promote.tag", 7,
+			`the group's own image selector requires "staged-ok", the tag it adds: it would never take an image that has not passed it already`},
+		{"promote after negative", group(`promote: {tag: ok, after: -1m}`), "groups[0].promote.after", 7, "expected a duration of zero or more"},
+		{"promote after a bare number", group(`promote: {tag: ok, after: 3600}`), "groups[0].promote.after", 7, `such as "3600s" or "5m", got the bare number 3600`},
+		{"unknown promote field", group(`promote: {tag: ok, afer: 1h}`), "groups[0].promote", 7, `unknown field "afer"; did you mean "after"?`},
+		{"promote from a placed group", group(`placement: [{region: R1}]`) + "    promote: {tag: ok}\n", "groups[0].promote", 8,
+			"a placed group runs its own image in each location (gold images are published per region), so one image cannot be promoted for it"},
+		{"a later stage without newest", "groups:\n  - {name: staging, count: 2, image: {tags: [gold], newest: true}, flavor: f, networks: [n], promote: {tag: staged-ok}}\n" +
+			"  - {name: prod, count: 4, image: {tags: [gold, staged-ok]}, flavor: f, networks: [n]}\n", "groups[1].image.newest", 3,
+			`the selector requires "staged-ok", the tag group staging promotes, and every image that passes keeps it: set newest: true`},
 		{"floating ip over two locations", group(`count: 1`) + "    traffic: {floating_ip: {pool: public}}\n    placement: [{region: R1}, {region: R2}]\n", "groups[0].placement", 8,
 			"a floating IP belongs to one location and cannot follow the servers to another: use traffic.octavia with a pool in each location and DNS across their load balancers"},
 	}

@@ -34,6 +34,7 @@ const (
 	DefaultAMQPQueueExpires    = time.Hour
 	DefaultFailoverAfter       = 2 * time.Minute
 	DefaultLocationWeight      = 1
+	DefaultPromoteAfter        = time.Hour
 )
 
 // DefaultListen's port is one no common tool takes by default: 9090 is
@@ -169,6 +170,9 @@ func applyDefaults(cfg *Config, written map[string]bool) {
 			if f.Network == "" && len(g.Networks) > 0 {
 				f.Network = g.Networks[0]
 			}
+		}
+		if p := g.Promote; p != nil && unset("promote.after") {
+			p.After = Duration(DefaultPromoteAfter)
 		}
 		if p := g.Placement; p != nil {
 			if unset("placement.failover_after") {

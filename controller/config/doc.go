@@ -275,6 +275,21 @@
 //	    availability_zones list      zones of this location, none empty,
 //	                                 none twice. Default: the group's
 //	                                 availability_zones.
+//	promote             mapping  makes the group a stage: once it has
+//	                             converged on an image and every server
+//	                             has served healthy for after (and
+//	                             rollout.watch has ended), Phoenix adds
+//	                             tag to the image in Glance; a later
+//	                             stage's image.tags requires it (with
+//	                             newest: true). Default: none. Refused
+//	                             with placement (each location runs its
+//	                             own image).
+//	  tag               string     required: a Glance tag, at most 255
+//	                               characters, no slash, no control
+//	                               character, no spaces around it; not
+//	                               one the group's own image.tags requires.
+//	  after             duration   how long every server of the image must
+//	                               have served healthy. Default 1h.
 //
 // Without http or tcp there is no health check: Nova's ACTIVE status is
 // the only health signal, and a new server counts as healthy once ACTIVE.

@@ -194,10 +194,24 @@ type Group struct {
 	// for a group that lives in the top-level cloud. It may be written
 	// as the bare list of its locations.
 	Placement *Placement `yaml:"placement"`
+	// Promote makes the group a stage: the image it has run healthy long
+	// enough gets a Glance tag, which a later stage's selector requires.
+	// nil for a group that promotes nothing.
+	Promote *Promote `yaml:"promote"`
 
 	// UserData is the content of UserDataFile, read at load time so that a
 	// file changed later cannot silently change the spec revision.
 	UserData []byte `yaml:"-"`
+}
+
+// Promote is a stage's gate. Once the group has converged on an image and
+// all its servers have served healthy for After (and the rollout's watch
+// has ended), Phoenix adds Tag to the image in Glance, where any group
+// whose selector requires Tag, and any tool, sees that the image passed.
+// Glance is the record: the tag is added once and never by a guess.
+type Promote struct {
+	Tag   string   `yaml:"tag"`
+	After Duration `yaml:"after"`
 }
 
 // Placement is where a group's servers live: its Count is shared among

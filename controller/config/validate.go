@@ -88,6 +88,33 @@ func (v *validator) config(cfg *Config) {
 		}
 		v.group(g, path)
 	}
+	v.stages(cfg.Groups)
+}
+
+// stages checks the groups that take what another group promotes: every
+// image that passes keeps the tag, so a selector requiring it matches
+// more than one image and must take the newest.
+func (v *validator) stages(groups []Group) {
+	by := map[string]int{}
+	for i, g := range groups {
+		if g.Promote != nil && g.Promote.Tag != "" {
+			if _, dup := by[g.Promote.Tag]; !dup {
+				by[g.Promote.Tag] = i
+			}
+		}
+	}
+	for i, g := range groups {
+		for _, t := range g.Image.Tags {
+			from, ok := by[t]
+			if !ok || from == i || g.Image.Newest || g.Image.ID != "" {
+				continue
+			}
+			path := fmt.Sprintf("groups[%d].image", i)
+			v.badFrom(path+".newest", []string{path, path + ".tags"},
+				"the selector requires %q, the tag group %s promotes, and every image that passes keeps it: set newest: true to take the newest of them", t, groups[from].Name)
+			break
+		}
+	}
 }
 
 // distinct checks a list of names: none empty, none twice.

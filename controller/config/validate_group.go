@@ -97,6 +97,37 @@ func (v *validator) group(g *Group, path string) {
 	}
 	v.stateful(g, path)
 	v.placement(g, path)
+	v.promote(g, path)
+}
+
+// imageTag is a Glance tag Phoenix can add and remove by URL
+// (PUT /v2/images/{id}/tags/{tag}): no slash, no control character.
+var imageTag = regexp.MustCompile(`^[^/\x00-\x1f\x7f]+$`)
+
+// promote checks a stage's gate: a tag Phoenix can write, a time to wait,
+// and a group that can still take new images once it writes the tag.
+func (v *validator) promote(g *Group, path string) {
+	p := g.Promote
+	if p == nil {
+		return
+	}
+	at := path + ".promote"
+	switch t := p.Tag; {
+	case strings.TrimSpace(t) == "":
+		v.bad(at+".tag", "expected the Glance tag to add to an image the group has run healthy, such as staged-ok")
+	case utf8.RuneCountInString(t) > maxTagLength || !imageTag.MatchString(t) || strings.TrimSpace(t) != t:
+		v.bad(at+".tag", "expected a tag of 1 to %d characters without a slash, a control character or spaces around it (Phoenix adds it by URL), got %q", maxTagLength, t)
+	case slices.Contains(g.Image.Tags, t):
+		v.badFrom(at+".tag", []string{at + ".tag", path + ".image.tags"},
+			"the group's own image selector requires %q, the tag it adds: it would never take an image that has not passed it already; a later stage requires the tag, the stage that adds it does not", t)
+	}
+	if p.After < 0 {
+		v.bad(at+".after", "expected a duration of 0 or more (how long every server of the image must have served healthy), got %s", p.After)
+	}
+	if g.Placement != nil {
+		v.badFrom(at, []string{at, path + ".placement"},
+			"a placed group runs its own image in each location (gold images are published per region), so one image cannot be promoted for it: promote from a group of one location")
+	}
 }
 
 // glanceFields are the image attributes and list options of Glance that
