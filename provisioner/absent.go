@@ -70,6 +70,8 @@ func (a Absent) ResolveServerGroup(context.Context, string) (string, error)     
 // Images.
 
 func (a Absent) ResolveImage(context.Context, ImageSelector) (Image, error) { return Image{}, a.err() }
+func (a Absent) TagImage(context.Context, string, string) error             { return a.err() }
+func (a Absent) UntagImage(context.Context, string, string) error           { return a.err() }
 
 // LoadBalancer.
 

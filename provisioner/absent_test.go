@@ -81,6 +81,8 @@ type images struct{}
 func (images) ResolveImage(context.Context, provisioner.ImageSelector) (provisioner.Image, error) {
 	return provisioner.Image{ID: "i1"}, nil
 }
+func (images) TagImage(context.Context, string, string) error   { return nil }
+func (images) UntagImage(context.Context, string, string) error { return nil }
 
 // callEvery calls each method of the interface iface on client with zero
 // arguments and returns the errors they gave.

@@ -96,6 +96,15 @@ type Servers interface {
 type Images interface {
 	// ResolveImage returns the active image the selector designates.
 	ResolveImage(ctx context.Context, sel ImageSelector) (Image, error)
+
+	// TagImage adds tag to the image. A tag the image has already is no
+	// error: Glance's PUT of one tag is idempotent, and leaves the
+	// image's other tags alone.
+	TagImage(ctx context.Context, id, tag string) error
+
+	// UntagImage removes tag from the image. A tag it does not have, or
+	// an image that is gone, is no error.
+	UntagImage(ctx context.Context, id, tag string) error
 }
 
 // Server statuses as Nova reports them. Only the ones the controller acts
@@ -174,4 +183,6 @@ type Image struct {
 	Name    string    `json:"name"`
 	Status  string    `json:"status"`
 	Created time.Time `json:"created"`
+	// Tags are the image's Glance tags, in Glance's order.
+	Tags []string `json:"tags,omitempty"`
 }

@@ -77,7 +77,7 @@ func fence(c checker, group string, cloud provisioner.Cloud) provisioner.Cloud {
 		cloud.Servers = fencedServers{cloud.Servers, g}
 	}
 	if provisioner.Missing(cloud.Images) == nil {
-		cloud.Images = fencedImages{cloud.Images}
+		cloud.Images = fencedImages{cloud.Images, g}
 	}
 	if provisioner.Missing(cloud.LoadBalancer) == nil {
 		cloud.LoadBalancer = fencedLoadBalancer{cloud.LoadBalancer, g}
@@ -154,14 +154,28 @@ func (f fencedServers) ResolveServerGroup(ctx context.Context, nameOrID string) 
 	return f.c.ResolveServerGroup(ctx, nameOrID)
 }
 
-// fencedImages only reads; it is wrapped all the same, so that every
-// service of a fenced cloud has gone through fence.
+// fencedImages reads freely; a tag, a stage's promotion, is a change.
 type fencedImages struct {
 	c provisioner.Images
+	g guard
 }
 
 func (f fencedImages) ResolveImage(ctx context.Context, sel provisioner.ImageSelector) (provisioner.Image, error) {
 	return f.c.ResolveImage(ctx, sel)
+}
+
+func (f fencedImages) TagImage(ctx context.Context, id, tag string) error {
+	if err := f.g.allow(ctx, "tag image "+id); err != nil {
+		return err
+	}
+	return f.c.TagImage(ctx, id, tag)
+}
+
+func (f fencedImages) UntagImage(ctx context.Context, id, tag string) error {
+	if err := f.g.allow(ctx, "untag image "+id); err != nil {
+		return err
+	}
+	return f.c.UntagImage(ctx, id, tag)
 }
 
 type fencedLoadBalancer struct {

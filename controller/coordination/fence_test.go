@@ -149,6 +149,14 @@ func (r *recorder) ResolveImage(context.Context, provisioner.ImageSelector) (pro
 	r.last = "ResolveImage"
 	return provisioner.Image{}, nil
 }
+func (r *recorder) TagImage(context.Context, string, string) error {
+	r.last = "TagImage"
+	return nil
+}
+func (r *recorder) UntagImage(context.Context, string, string) error {
+	r.last = "UntagImage"
+	return nil
+}
 func (r *recorder) ResolvePool(context.Context, string, string) (provisioner.Pool, error) {
 	r.last = "ResolvePool"
 	return provisioner.Pool{}, nil

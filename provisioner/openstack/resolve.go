@@ -145,7 +145,7 @@ func describe(sel provisioner.ImageSelector) string {
 }
 
 func toImage(img *images.Image) provisioner.Image {
-	return provisioner.Image{ID: img.ID, Name: img.Name, Status: string(img.Status), Created: img.CreatedAt}
+	return provisioner.Image{ID: img.ID, Name: img.Name, Status: string(img.Status), Created: img.CreatedAt, Tags: img.Tags}
 }
 
 // ResolveFlavor matches a flavor ID first, then a unique name. Nova has no

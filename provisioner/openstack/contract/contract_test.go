@@ -283,6 +283,7 @@ func TestContract(t *testing.T) {
 			t.Run("tag filter ignored below 2.26", tg.tagFilterTrap)
 			t.Run("quota refusal", tg.quota)
 			t.Run("glance selection", tg.glanceSelection)
+			t.Run("image tags one by one", tg.imageTags)
 			t.Run("createImage", tg.createImage)
 			t.Run("octavia", tg.octavia)
 			t.Run("cinder volume lifecycle", tg.volumeLifecycle)
@@ -573,6 +574,43 @@ func (tg *target) glanceSelection(t *testing.T) {
 	list, _ := images.ExtractImages(pages)
 	if len(list) != 1 || list[0].ID != queued.ID {
 		t.Errorf("list by status queued: %d images, want only %s", len(list), queued.ID)
+	}
+}
+
+// imageTags: a stage's promotion adds one tag and leaves the others
+// (the pipeline's) alone; adding it twice, or removing one the image does
+// not have, is no error; a selector requiring the tag then finds the
+// image, and ResolveImage reports the tags.
+func (tg *target) imageTags(t *testing.T) {
+	name := unique("stage")
+	img := tg.publish(t, name, nil, []string{"gold"})
+	sel := provisioner.ImageSelector{Name: name, Tags: []string{"gold", "staged-ok"}, Newest: true}
+	if _, err := tg.cloud.ResolveImage(ctx(t, time.Minute), sel); !errors.Is(err, provisioner.ErrNotFound) {
+		t.Fatalf("before the tag: %v, want ErrNotFound", err)
+	}
+	for range 2 {
+		if err := tg.cloud.TagImage(ctx(t, time.Minute), img.ID, "staged-ok"); err != nil {
+			t.Fatalf("tag: %v", err)
+		}
+	}
+	got, err := tg.cloud.ResolveImage(ctx(t, time.Minute), sel)
+	if err != nil || got.ID != img.ID {
+		t.Fatalf("after the tag: %s, %v; want %s", got.ID, err, img.ID)
+	}
+	if slices.Sort(got.Tags); !slices.Equal(got.Tags, []string{"gold", "staged-ok"}) {
+		t.Errorf("tags %v, want gold and staged-ok", got.Tags)
+	}
+	for range 2 {
+		if err := tg.cloud.UntagImage(ctx(t, time.Minute), img.ID, "staged-ok"); err != nil {
+			t.Fatalf("untag: %v", err)
+		}
+	}
+	got, err = tg.cloud.ResolveImage(ctx(t, time.Minute), provisioner.ImageSelector{ID: img.ID})
+	if err != nil || !slices.Equal(got.Tags, []string{"gold"}) {
+		t.Errorf("after the untag: tags %v, %v; want gold alone", got.Tags, err)
+	}
+	if err := tg.cloud.TagImage(ctx(t, time.Minute), "00000000-0000-4000-8000-000000000000", "staged-ok"); !errors.Is(err, provisioner.ErrNotFound) {
+		t.Errorf("tag an image that does not exist: %v, want ErrNotFound", err)
 	}
 }
 
