@@ -35,6 +35,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	if t.Halted != "" {
 		d.halted(t, g, now)
 		d.Status.Failures = d.Progress.Failures
+		d.Promotion = promotion(t, d, now)
 		return d
 	}
 	for _, c := range g.retry {
@@ -90,6 +91,12 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		}
 		h.Halt = halt
 		return h
+	}
+	d.Promotion = promotion(t, d, now)
+	if p := d.Promotion; p != nil && p.Waiting != "" && !p.Due.IsZero() {
+		if wait := p.Due.Sub(now); d.RequeueAfter == 0 || wait < d.RequeueAfter {
+			d.RequeueAfter = wait
+		}
 	}
 	return d
 }

@@ -178,6 +178,12 @@ type Target struct {
 	// rolls back again.
 	RollingBack bool
 	Rejected    Ref
+	// Promote is the group's stage gate (nil: none), ImageTags the
+	// desired image's Glance tags, Promoted the group's record of the
+	// last image it tagged, read back from its servers.
+	Promote       *Promote
+	ImageTags     []string
+	PromotedImage PromotedImage
 	// NoRollback, when set, says why the rollback the records ask for
 	// cannot be done (the image to go back to is gone): the rollout to
 	// ImageID halts with it at once.
@@ -471,6 +477,9 @@ type Decision struct {
 	RecordProgress bool
 	Status         Status
 	RequeueAfter   time.Duration
+	// Promotion is the group's stage gate this round; nil for a group
+	// that promotes nothing.
+	Promotion *Promotion
 }
 
 // Status counts a group's servers by the part they play.
