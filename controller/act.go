@@ -71,7 +71,7 @@ func (r *GroupReconciler) act(ctx context.Context, w world, t plan.Target, dec p
 	go func() {
 		defer close(created)
 		if len(dec.Creates) > 0 {
-			createErr = r.createServers(ctx, dec.Creates, w.image, createRecord(dec.Previous, rec, w.record.hold, key, dec.Progress), now)
+			createErr = r.createServers(ctx, dec.Creates, w.image, createRecord(dec.Previous, rec, w.record.hold, w.record.staged, key, dec.Progress), now)
 		}
 	}()
 	errs := []error{quarantineErr}
@@ -270,10 +270,13 @@ func (r *GroupReconciler) spreadProgress(ctx context.Context, servers []provisio
 }
 
 // createRecord is what every new server records besides its spec: what it
-// replaced, the rollback and the hold on record, and the failure record of
+// replaced, the rollback, the hold and the promotion on record, and the failure record of
 // the rollout to key it is part of.
-func createRecord(previous plan.Ref, j rejection, h hold, key string, p plan.Progress) map[string]string {
+func createRecord(previous plan.Ref, j rejection, h hold, staged plan.PromotedImage, key string, p plan.Progress) map[string]string {
 	md := map[string]string{}
+	if !staged.At.IsZero() {
+		maps.Copy(md, promotedMetadata(staged))
+	}
 	if !h.isZero() {
 		maps.Copy(md, holdMetadata(h))
 	}

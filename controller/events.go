@@ -37,6 +37,9 @@ const (
 	EventSnapshotDeleted = "snapshot-deleted"    // retention deleted an old snapshot
 	EventLocationDown    = "location-down"       // a location of a placed group is down: its share moved to the others
 	EventLocationUp      = "location-up"         // a location is up again: the group rebalances to its weights
+	EventImagePromoted   = "image-promoted"      // a stage tagged the image it ran healthy: later stages take it
+	EventImageWithdrawn  = "image-withdrawn"     // a stage took its tag back from an image it rejected
+	EventPromoteFailed   = "promote-failed"      // Glance refused a stage's tag: the stage waits
 )
 
 // Event is one thing that happened in a rollout. Events are for people and

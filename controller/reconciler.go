@@ -74,6 +74,10 @@ type GroupReconciler struct {
 	// first round after. The stall deadline runs again from it.
 	fenced   bool
 	unfenced time.Time
+	// staged is the last image this reconciler tagged, a stage, until the
+	// record on the servers says so; promoteFailed why the last tag failed.
+	staged        plan.PromotedImage
+	promoteFailed string
 	// handoverEnded is when a data volume's handover last ended, moved
 	// or rolled back; the stall deadline runs again from it.
 	handoverEnded time.Time
@@ -327,6 +331,9 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 	r.report(dec, t, w.image, now)
 	r.checkFreshness(w.image, now)
 	err = r.act(ctx, w, t, dec, now)
+	if err == nil {
+		r.promote(ctx, w, dec.Status.Promotion, now)
+	}
 	if len(placeRecord) > 0 {
 		// Where the other locations stand, so that a restart finds a
 		// location down at once rather than after failover_after again.
@@ -384,6 +391,17 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 	}
 	if w.rollingBack {
 		t.Rejected = w.rejection.rejected
+	}
+	if p := g.Promote; p != nil {
+		t.Promote = &plan.Promote{Tag: p.Tag, After: p.After.D()}
+		t.ImageTags = w.image.Tags
+		t.PromotedImage = w.record.staged
+		r.mu.Lock()
+		if r.staged.At.After(t.PromotedImage.At) {
+			t.PromotedImage = r.staged
+		}
+		t.PromoteFailed = r.promoteFailed
+		r.mu.Unlock()
 	}
 	t.Settle = settle(g)
 	r.mu.Lock()

@@ -110,6 +110,12 @@ const (
 	MetaHeld       = "phoenix:held"
 	MetaHeldBy     = "phoenix:held-by"
 	MetaHeldReason = "phoenix:held-reason"
+	// MetaPromoted is the last image the group, a stage, tagged in
+	// Glance and when ("image at"), MetaPromotedTag the tag: written once
+	// Glance took it, and at every create, so that a restart neither tags
+	// it again nor forgets to take the tag back if the group rejects it.
+	MetaPromoted    = "phoenix:promoted"
+	MetaPromotedTag = "phoenix:promoted-tag"
 )
 
 // Volume metadata (Cinder) of the group's data volumes: the group's mark
@@ -271,6 +277,8 @@ type groupRecord struct {
 	rejection rejection
 	// hold is the latest hold recorded on any server.
 	hold hold
+	// staged is the latest image the group recorded tagging, a stage.
+	staged plan.PromotedImage
 }
 
 // hold is `phoenix hold` on record: when, by whom, why.
@@ -299,6 +307,30 @@ func parseHold(md map[string]string) (hold, bool) {
 		return hold{}, false
 	}
 	return hold{at: at, by: md[MetaHeldBy], reason: md[MetaHeldReason]}, true
+}
+
+// promotedMetadata records that the group tagged an image. One with no
+// image records, at p.At, that the tag was taken back: the latest record
+// wins, so a server created with the older one does not bring it back.
+func promotedMetadata(p plan.PromotedImage) map[string]string {
+	if p.ImageID == "" {
+		return map[string]string{MetaPromoted: "- " + formatTime(p.At), MetaPromotedTag: ""}
+	}
+	return map[string]string{MetaPromoted: p.ImageID + " " + formatTime(p.At), MetaPromotedTag: p.Tag}
+}
+
+func parsePromoted(md map[string]string) (plan.PromotedImage, bool) {
+	img, at, _ := strings.Cut(md[MetaPromoted], " ")
+	t, ok := parseTime(at)
+	switch {
+	case !ok:
+		return plan.PromotedImage{}, false
+	case img == "-":
+		return plan.PromotedImage{At: t}, true
+	case img == "" || md[MetaPromotedTag] == "":
+		return plan.PromotedImage{}, false
+	}
+	return plan.PromotedImage{ImageID: img, Tag: md[MetaPromotedTag], At: t}, true
 }
 
 // rejection is a rollout undone: its image and revision, the image the
@@ -367,6 +399,9 @@ func readRecord(servers []provisioner.Server, key string) groupRecord {
 		}
 		if h, ok := parseHold(md); ok && h.at.After(r.hold.at) {
 			r.hold = h
+		}
+		if p, ok := parsePromoted(md); ok && p.At.After(r.staged.At) {
+			r.staged = p
 		}
 		// Progress is read only where it is kept up to date: a server on
 		// its way out keeps what was written before it left.

@@ -35,7 +35,7 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 	if t.Halted != "" {
 		d.halted(t, g, now)
 		d.Status.Failures = d.Progress.Failures
-		d.Promotion = promotion(t, d, now)
+		d.Status.Promotion = promotion(t, d, now)
 		return d
 	}
 	for _, c := range g.retry {
@@ -92,8 +92,8 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		h.Halt = halt
 		return h
 	}
-	d.Promotion = promotion(t, d, now)
-	if p := d.Promotion; p != nil && p.Waiting != "" && !p.Due.IsZero() {
+	d.Status.Promotion = promotion(t, d, now)
+	if p := d.Status.Promotion; p != nil && p.Waiting != "" && !p.Due.IsZero() {
 		if wait := p.Due.Sub(now); d.RequeueAfter == 0 || wait < d.RequeueAfter {
 			d.RequeueAfter = wait
 		}

@@ -91,5 +91,8 @@ func promotion(t Target, d Decision, now time.Time) *Promotion {
 		return p
 	}
 	p.Now = true
+	if t.PromoteFailed != "" {
+		p.Waiting = "the last tag failed, trying again: " + t.PromoteFailed
+	}
 	return p
 }

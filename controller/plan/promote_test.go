@@ -67,6 +67,9 @@ func TestPromotion(t *testing.T) {
 				tg.PromotedImage = PromotedImage{ImageID: "new", Tag: "staged-ok", At: t0.Add(-time.Minute)}
 			}),
 			servers: ready("cc", 3*time.Hour, 2*time.Hour), done: true},
+		{name: "Glance refused the last tag: tried again, and said why",
+			target: staged(func(tg *Target) { tg.PromoteFailed = "refused by the cloud (HTTP 403): modify_image" }), servers: ready("cc", 3*time.Hour, 2*time.Hour),
+			now: true, waiting: "the last tag failed, trying again: refused by the cloud (HTTP 403)", due: t0.Add(-time.Hour)},
 		{name: "a halted rollout never promotes",
 			target: staged(func(tg *Target) { tg.Halted = "3 new servers failed" }), servers: ready("cc", 3*time.Hour, 2*time.Hour), waiting: "the rollout halted: 3 new servers failed"},
 		{name: "rolling back: the way back is not promoted, the rejected image loses the tag the group added",
@@ -88,7 +91,7 @@ func TestPromotion(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Plan(tc.target, tc.servers, t0)
-			p := d.Promotion
+			p := d.Status.Promotion
 			if p == nil {
 				t.Fatal("no promotion for a group with promote")
 			}
@@ -103,8 +106,8 @@ func TestPromotion(t *testing.T) {
 			}
 		})
 	}
-	if d := Plan(target(2, 1, 0), ready("cc", time.Hour, time.Hour), t0); d.Promotion != nil {
-		t.Errorf("a group without promote: %+v", *d.Promotion)
+	if d := Plan(target(2, 1, 0), ready("cc", time.Hour, time.Hour), t0); d.Status.Promotion != nil {
+		t.Errorf("a group without promote: %+v", *d.Status.Promotion)
 	}
 	// The round waiting for the tag wakes at its due time.
 	d := Plan(staged(nil), ready("cc", 3*time.Hour, 50*time.Minute), t0)

@@ -184,6 +184,9 @@ type Target struct {
 	Promote       *Promote
 	ImageTags     []string
 	PromotedImage PromotedImage
+	// PromoteFailed is why the last tag of this image failed (Glance
+	// refused it, or did not answer): the stage waits and tries again.
+	PromoteFailed string
 	// NoRollback, when set, says why the rollback the records ask for
 	// cannot be done (the image to go back to is gone): the rollout to
 	// ImageID halts with it at once.
@@ -477,9 +480,6 @@ type Decision struct {
 	RecordProgress bool
 	Status         Status
 	RequeueAfter   time.Duration
-	// Promotion is the group's stage gate this round; nil for a group
-	// that promotes nothing.
-	Promotion *Promotion
 }
 
 // Status counts a group's servers by the part they play.
@@ -528,4 +528,7 @@ type Status struct {
 	Protected  int       `json:"protected,omitempty"`
 	Total      int       `json:"total"`
 	Converged  bool      `json:"converged"`
+	// Promotion is the group's stage gate; nil for a group that promotes
+	// nothing.
+	Promotion *Promotion `json:"promotion,omitempty"`
 }
