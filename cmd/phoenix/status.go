@@ -140,6 +140,12 @@ func printStatus(out io.Writer, st daemon.Status) {
 		for _, p := range g.Protected {
 			fmt.Fprintf(out, "PROTECTED in group %s: %s\n", g.Group, p)
 		}
+		if p := g.Status.Promotion; p != nil {
+			fmt.Fprintf(out, "group %s promotes with tag %s: %s\n", g.Group, p.Tag, promotionLine(p))
+		}
+		if g.Stage != "" {
+			fmt.Fprintf(out, "group %s: %s\n", g.Group, g.Stage)
+		}
 		for _, l := range g.Locations {
 			line := fmt.Sprintf("location %s of group %s: %s, share %d of weight %d, keeps %d, %d serving", l.Name, g.Group, l.State, l.Share, l.Weight, l.Count, l.Serving)
 			if l.State != plan.LocationUp {
@@ -151,4 +157,21 @@ func printStatus(out io.Writer, st daemon.Status) {
 			fmt.Fprintln(out, line)
 		}
 	}
+}
+
+// promotionLine says where a stage's gate stands.
+func promotionLine(p *plan.Promotion) string {
+	line := fmt.Sprintf("image %s ", short(p.ImageID))
+	switch {
+	case p.Done:
+		line += "carries the tag"
+	case p.Waiting != "":
+		line += "waits: " + p.Waiting
+	default:
+		line += "is promoted now"
+	}
+	if p.Untag != "" {
+		line += fmt.Sprintf("; the tag comes off the rejected image %s", short(p.Untag))
+	}
+	return line
 }

@@ -182,6 +182,9 @@ type worker struct {
 	reconciled bool
 	image      provisioner.Image
 	halted     error
+	// stage says which newer image waits for a tag another group
+	// promotes, and why ("" when none does).
+	stage string
 }
 
 func (w *worker) poke() {
@@ -311,6 +314,11 @@ func (d *Daemon) sink() controller.EventSink {
 	return controller.EventFunc(func(e controller.Event) {
 		d.opts.Metrics.event(e)
 		d.opts.Sink.Emit(e)
+		if e.Type == controller.EventImagePromoted || e.Type == controller.EventImageWithdrawn {
+			// The stages that require the tag take the image (or leave
+			// it) at once, not at the next turn of the image watch.
+			d.pokeWatch()
+		}
 	})
 }
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +69,7 @@ func (d *Daemon) watchOnce() {
 			}
 		}
 	}
+	d.watchStages()
 	d.mu.Lock()
 	d.watchErr = errors.Join(errs...)
 	if d.watchErr == nil {
@@ -148,4 +152,70 @@ func (c *imageCache) invalidate() {
 		c.byKey[k] = e
 	}
 	c.mu.Unlock()
+}
+
+// watchStages finds, for each group that requires a tag another group
+// promotes, the newest image its selector would take without that tag:
+// when it is newer than the one the group runs, the group's status says
+// it waits for the tag, and how far the promoting group is.
+func (d *Daemon) watchStages() {
+	d.mu.Lock()
+	promoters := map[string]*worker{}
+	var groups []*worker
+	for _, w := range d.workers {
+		if _, ok := w.rec.(placed); ok {
+			continue
+		}
+		groups = append(groups, w)
+		if p := w.group.Promote; p != nil {
+			promoters[p.Tag] = w
+		}
+	}
+	d.mu.Unlock()
+	for _, w := range groups {
+		stage := ""
+		sel := controller.Selector(w.group.Image)
+		for _, tag := range sel.Tags {
+			from, ok := promoters[tag]
+			if !ok || from == w {
+				continue
+			}
+			without := sel
+			without.Tags = slices.DeleteFunc(slices.Clone(sel.Tags), func(t string) bool { return t == tag })
+			without.Newest = true
+			if without.ID != "" || without.Name == "" && len(without.Properties) == 0 && len(without.Tags) == 0 {
+				continue // nothing left to select by but every image
+			}
+			img, err := d.images.resolve(d.hard, without)
+			w.mu.Lock()
+			runs := w.image
+			w.mu.Unlock()
+			if err != nil || img.ID == runs.ID || !img.Created.After(runs.Created) {
+				continue
+			}
+			stage = fmt.Sprintf("image %s (%s) is waiting for tag %s: %s", img.Name, img.ID, tag, from.promoting(img.ID))
+			break
+		}
+		w.mu.Lock()
+		w.stage = stage
+		w.mu.Unlock()
+	}
+}
+
+// promoting says how far this group, a stage, is with image id.
+func (w *worker) promoting(id string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.last.Status.Promotion
+	switch {
+	case p == nil || p.ImageID != id:
+		return fmt.Sprintf("group %s does not run it yet", w.group.Name)
+	case p.Done:
+		return fmt.Sprintf("group %s promoted it; Glance shows the tag at the next look", w.group.Name)
+	case strings.HasPrefix(p.Waiting, "the group "):
+		return fmt.Sprintf("group %s %s", w.group.Name, strings.TrimPrefix(p.Waiting, "the group "))
+	case p.Waiting != "":
+		return fmt.Sprintf("group %s: %s", w.group.Name, p.Waiting)
+	}
+	return fmt.Sprintf("group %s promotes it now", w.group.Name)
 }

@@ -30,6 +30,7 @@ type Metrics struct {
 	events           *prometheus.CounterVec
 	refused          *prometheus.CounterVec
 	woken            *prometheus.CounterVec
+	promotions       *prometheus.CounterVec
 	configOK         prometheus.Gauge
 	configLoadedAt   prometheus.Gauge
 
@@ -66,6 +67,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		woken: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "phoenix_notifications_woke_total", Help: "Times a notification from the cloud woke a group (by group), or the image watch (group \"image\").",
 		}, []string{"group"}),
+		promotions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "phoenix_promotions_total", Help: "A stage's tags in Glance, by group and result: promoted (an image it ran healthy got its promote.tag), withdrawn (taken back from an image it rejected), refused (Glance refused or did not answer; the stage tries again).",
+		}, []string{"group", "result"}),
 		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "phoenix_config_last_reload_successful", Help: "1 when the last configuration (re)load was accepted, 0 when it was refused and the previous one runs on.",
 		}),
@@ -74,7 +78,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.reconcileSeconds, m.reconciles, m.replacements, m.cloudRequests, m.cloudSeconds, m.events, m.refused, m.woken,
-		m.configOK, m.configLoadedAt, stateCollector{m})
+		m.promotions, m.configOK, m.configLoadedAt, stateCollector{m})
 	for _, typ := range []string{trigger.TypeImagePublished, trigger.TypeSecurityPatch, trigger.TypeInstanceCompromised} {
 		m.events.WithLabelValues(typ)
 	}
@@ -99,8 +103,13 @@ func (m *Metrics) groupsLoaded(groups []string) {
 			m.replacements.WithLabelValues(g, reason)
 		}
 		m.woken.WithLabelValues(g)
+		for _, result := range promotionResults {
+			m.promotions.WithLabelValues(g, result)
+		}
 	}
 }
+
+var promotionResults = []string{"promoted", "withdrawn", "refused"}
 
 // WatchNotices makes /metrics count what n delivered, failed and dropped.
 func (m *Metrics) WatchNotices(n *Notifier) {
@@ -176,6 +185,15 @@ func (m *Metrics) event(e controller.Event) {
 		return
 	}
 	switch e.Type {
+	case controller.EventImagePromoted:
+		m.promotions.WithLabelValues(e.Group, "promoted").Inc()
+		return
+	case controller.EventImageWithdrawn:
+		m.promotions.WithLabelValues(e.Group, "withdrawn").Inc()
+		return
+	case controller.EventPromoteFailed:
+		m.promotions.WithLabelValues(e.Group, "refused").Inc()
+		return
 	case controller.EventDrain:
 	case controller.EventDelete:
 		if strings.HasPrefix(e.Reason, "drained: ") || strings.HasPrefix(e.Reason, "resume") {

@@ -120,6 +120,8 @@ func (n *Notifier) Emit(e controller.Event) {
 		no.Kind, no.Reason = "undeferred", e.Message
 	case controller.EventQuotaFreed:
 		no.Kind, no.Reason = "quota-freed", e.Message
+	case controller.EventImagePromoted, controller.EventImageWithdrawn, controller.EventPromoteFailed:
+		no.Kind, no.Reason = e.Type, e.Message
 	case controller.EventHalted:
 		// The message names the image, the revision, the reason and what
 		// to do; the bare reason when there is none.

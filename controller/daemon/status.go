@@ -50,6 +50,9 @@ type GroupStatus struct {
 	// Locations are where a group placed over several stands in each:
 	// up, failing, down or retrying, its share and its servers.
 	Locations []controller.LocationStatus `json:"locations,omitempty"`
+	// Stage says which newer image waits for a tag another group, a
+	// stage before this one, promotes, and how far that group is.
+	Stage string `json:"stage,omitempty"`
 }
 
 // StatusAPIVersion names the shape of /v1/status: a tool reading it
@@ -133,6 +136,7 @@ func (w *worker) status() GroupStatus {
 	if p, ok := w.rec.(placed); ok {
 		st.Locations = p.Locations()
 	}
+	st.Stage = w.stage
 	f := w.rec.Freshness()
 	st.ImageAgeSeconds, st.ImageStale = f.Age.Seconds(), f.Stale
 	for _, c := range w.last.Servers {

@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -87,7 +88,7 @@ func promotion(t Target, d Decision, now time.Time) *Promotion {
 	}
 	p.Since, p.Due = since, since.Add(p.Wait)
 	if now.Before(p.Due) {
-		p.Waiting = fmt.Sprintf("the group has run it healthy for %s of %s", now.Sub(since).Round(time.Second), p.Wait)
+		p.Waiting = fmt.Sprintf("the group has run it healthy for %s of %s", span(now.Sub(since)), span(p.Wait))
 		return p
 	}
 	p.Now = true
@@ -95,4 +96,16 @@ func promotion(t Target, d Decision, now time.Time) *Promotion {
 		p.Waiting = "the last tag failed, trying again: " + t.PromoteFailed
 	}
 	return p
+}
+
+// span writes a duration as people do: 20m, 1h, 1h30m, 45s.
+func span(d time.Duration) string {
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

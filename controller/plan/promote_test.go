@@ -39,9 +39,9 @@ func TestPromotion(t *testing.T) {
 		{name: "healthy for after since the last server became ready: tag it now",
 			target: staged(nil), servers: ready("cc", 3*time.Hour, after), now: true, due: t0},
 		{name: "the wait runs from the last server ready",
-			target: staged(nil), servers: ready("cc", 3*time.Hour, 20*time.Minute), waiting: "the group has run it healthy for 20m0s of 1h0m0s", due: t0.Add(40 * time.Minute)},
+			target: staged(nil), servers: ready("cc", 3*time.Hour, 20*time.Minute), waiting: "the group has run it healthy for 20m of 1h", due: t0.Add(40 * time.Minute)},
 		{name: "a watch longer than after is waited out",
-			target: staged(func(tg *Target) { tg.Watch = 2 * time.Hour }), servers: ready("cc", 3*time.Hour, 90*time.Minute), waiting: "for 1h30m0s of 2h0m0s", due: t0.Add(30 * time.Minute)},
+			target: staged(func(tg *Target) { tg.Watch = 2 * time.Hour }), servers: ready("cc", 3*time.Hour, 90*time.Minute), waiting: "for 1h30m of 2h", due: t0.Add(30 * time.Minute)},
 		{name: "no wait: tagged once converged and healthy",
 			target: staged(func(tg *Target) { tg.Promote.After = 0 }), servers: ready("cc", time.Second, time.Second), now: true, due: t0.Add(-time.Second)},
 		{name: "not converged: an old server still serves",
@@ -113,5 +113,16 @@ func TestPromotion(t *testing.T) {
 	d := Plan(staged(nil), ready("cc", 3*time.Hour, 50*time.Minute), t0)
 	if d.RequeueAfter <= 0 || d.RequeueAfter > 10*time.Minute {
 		t.Errorf("requeue after %s while the tag is due in 10m", d.RequeueAfter)
+	}
+}
+
+func TestSpan(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		45 * time.Second: "45s", 90 * time.Second: "1m30s", 20 * time.Minute: "20m", time.Hour: "1h",
+		70 * time.Minute: "1h10m", 90*time.Minute + 5*time.Second: "1h30m5s", 10 * time.Hour: "10h",
+	} {
+		if got := span(d); got != want {
+			t.Errorf("span(%s) = %q, want %q", d, got, want)
+		}
 	}
 }
