@@ -292,8 +292,12 @@ func (p *Placed) place(l *placedLocation, servers []provisioner.Server, unlisted
 	}
 	targets := p.placeAll(now)
 	t := targets[slices.IndexFunc(p.locs, func(o *placedLocation) bool { return o == l })]
-	// Until its next list, the location may have up to its ceiling.
+	// Until its round ends, the location may have up to its ceiling, and
+	// may have taken out of service its surplus and its unavailability:
+	// the other locations plan with that, not with what it had before,
+	// or two rounds would spend one budget twice.
 	v.Servers = max(v.Servers, t.Count+t.MaxSurge)
+	v.Serving = max(0, min(v.Serving, t.Count)-t.MaxUnavailable)
 	return t, p.records(l, servers)
 }
 
@@ -418,22 +422,7 @@ func (p *Placed) Reconcile(ctx context.Context) (plan.Decision, error) {
 			if err != nil {
 				err = fmt.Errorf("location %s: %w", l.Name, err)
 			}
-			// Serving counts old servers that serve too: capacity is
-			// capacity, whatever image it runs.
-			serving := 0
-			for _, c := range dec.Servers {
-				if c.Available {
-					serving++
-				}
-			}
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			l.inRound = false
-			l.lastDec, l.lastErr = dec, err
-			if err == nil {
-				st := dec.Status
-				l.view.Serving, l.view.Pending = serving, st.Old+st.Failed+st.Unhealthy
-			}
+			p.roundEnded(l, dec, err)
 		}()
 	}
 	for finished := 0; finished < len(rounds); {
@@ -462,6 +451,37 @@ func (p *Placed) Reconcile(ctx context.Context) (plan.Decision, error) {
 		errs = append(errs, l.lastErr)
 	}
 	return p.merge(decs), errors.Join(errs...)
+}
+
+// roundEnded keeps what a location's round ended with, and what the
+// others plan with until its next round: its serving servers (old ones
+// too: capacity is capacity, whatever image it runs), not those the round
+// took out (deleted, drained, rebuilt), and its servers to replace.
+func (p *Placed) roundEnded(l *placedLocation, dec plan.Decision, err error) {
+	out := map[string]bool{}
+	for _, x := range dec.Deletes {
+		out[x.Server.ID] = true
+	}
+	for _, x := range dec.Drains {
+		out[x.Server.ID] = true
+	}
+	for _, x := range dec.Reimages {
+		out[x.Server.ID] = true
+	}
+	serving := 0
+	for _, c := range dec.Servers {
+		if c.Available && !out[c.ID] {
+			serving++
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l.inRound = false
+	l.lastDec, l.lastErr = dec, err
+	if err == nil {
+		st := dec.Status
+		l.view.Serving, l.view.Pending = serving, st.Old+st.Failed+st.Unhealthy
+	}
 }
 
 // merge sums the locations' decisions into the group's.

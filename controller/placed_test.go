@@ -56,16 +56,22 @@ const failoverAfter = 2 * time.Second
 
 func startPlaced(t *testing.T, seed int64, ropts controller.Options) *placedFixture {
 	t.Helper()
+	return startPlacedGroup(t, seed, ropts, 3, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}", 2, 1)
+}
+
+// startPlacedGroup is startPlaced with another count, rollout and weights.
+func startPlacedGroup(t *testing.T, seed int64, ropts controller.Options, count int, rollout string, weightA, weightB int) *placedFixture {
+	t.Helper()
 	opts := grouptest.FastSim(seed)
 	opts.Regions = []string{"RegionTwo"}
 	f := &placedFixture{env: simtest.Start(t, opts, 0), events: &controller.EventLog{}}
 	f.a, f.b = f.env.Sim, f.env.Sim.Region("RegionTwo")
 	old := time.Now().Add(-time.Hour)
 	f.goldA, f.goldB = f.a.AddImage(sim.Image{Name: "gold", Created: old}), f.b.AddImage(sim.Image{Name: "gold", Created: old})
-	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 3, "{max_surge: 1, max_unavailable: 0, min_ready: 30ms}"), "grace: 30s", "grace: 0s", 1))
+	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", count, rollout), "grace: 30s", "grace: 0s", 1))
 	f.p = controller.NewPlaced(g, []controller.Location{
-		{Name: "RegionOne", Weight: 2, Connect: connectRegion(t, f.env, "RegionOne")},
-		{Name: "RegionTwo", Weight: 1, Connect: connectRegion(t, f.env, "RegionTwo")},
+		{Name: "RegionOne", Weight: weightA, Connect: connectRegion(t, f.env, "RegionOne")},
+		{Name: "RegionTwo", Weight: weightB, Connect: connectRegion(t, f.env, "RegionTwo")},
 	}, failoverAfter, f.events, grouptest.Logger(t), ropts)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
@@ -161,6 +167,42 @@ func TestPlacedFailsOverAndBack(t *testing.T) {
 	if st := p.Locations(); st[0].State != plan.LocationUp || st[0].Share != 2 || st[1].Share != 1 {
 		t.Errorf("locations %+v, want both up with shares 2 and 1", st)
 	}
+}
+
+// Chaos seed 118: RegionTwo comes back after its outage with old servers
+// that still serve, while RegionOne holds the whole count on the new
+// image. RegionOne gives up its surplus and RegionTwo replaces its old
+// servers in the same rounds, out of one unavailability budget: the
+// floor holds throughout. (Each location's rounds once planned with the
+// other's count of serving servers from before that one's deletes, and
+// spent the budget twice.)
+func TestPlacedBackWithOldServersHoldsTheFloor(t *testing.T) {
+	f := startPlacedGroup(t, 2004, grouptest.FastOptions(), 4, "{max_surge: 1, max_unavailable: 1, min_ready: 30ms}", 3, 2)
+	a, b := f.a, f.b
+	grouptest.WaitUntil(t, 60*time.Second, "2 servers in each region", func() bool {
+		na, ha := webIn(a, f.goldA.ID)
+		nb, hb := webIn(b, f.goldB.ID)
+		return na == 2 && ha == 2 && nb == 2 && hb == 2
+	})
+	if err := b.SetDown(true); err != nil {
+		t.Fatal(err)
+	}
+	newA, newB := a.AddImage(sim.Image{Name: "gold", Created: time.Now()}), b.AddImage(sim.Image{Name: "gold", Created: time.Now()})
+	grouptest.WaitUntil(t, 60*time.Second, "RegionOne serving the whole count on the new image", func() bool {
+		n, h := webIn(a, newA.ID)
+		return n == 4 && h == 4 && len(grouptest.IDsOf(a, "web")) == 4
+	})
+	mon := simtest.WatchRegions(func(s sim.Server) bool { return grouptest.GroupOf(s) == "web" }, a, b)
+	mon.Bound(6, 3)
+	if err := b.SetDown(false); err != nil {
+		t.Fatal(err)
+	}
+	grouptest.WaitUntil(t, 90*time.Second, "2:2 on the new image", func() bool {
+		na, ha := webIn(a, newA.ID)
+		nb, hb := webIn(b, newB.ID)
+		return na == 2 && ha == 2 && nb == 2 && hb == 2 && len(grouptest.IDsOf(a, "web")) == 2 && len(grouptest.IDsOf(b, "web")) == 2
+	})
+	mon.Check(t)
 }
 
 // RegionOne refuses new servers (its quota is full) in the middle of a
