@@ -150,19 +150,24 @@ func (r *GroupReconciler) quarantineFirst(ctx context.Context, deletes []plan.De
 // recordOnServers writes md on the given servers, and reports whether
 // at least one took it.
 func (r *GroupReconciler) recordOnServers(ctx context.Context, servers []provisioner.Server, md map[string]string, what string) bool {
+	return len(r.recordOn(ctx, servers, md, what)) > 0
+}
+
+// recordOn writes md on the given servers and returns those that took it.
+func (r *GroupReconciler) recordOn(ctx context.Context, servers []provisioner.Server, md map[string]string, what string) map[string]bool {
 	var mu sync.Mutex
-	recorded := false
+	took := map[string]bool{}
 	_ = parallel(servers, r.opts.Parallelism, func(s provisioner.Server) error {
 		if err := r.cloud.Servers.SetServerMetadata(ctx, s.ID, md); err != nil {
 			r.log.Warn("could not record on a server", zap.String("record", what), zap.String("server", s.ID), zap.Error(err))
 			return nil
 		}
 		mu.Lock()
-		recorded = true
+		took[s.ID] = true
 		mu.Unlock()
 		return nil
 	})
-	return recorded
+	return took
 }
 
 // holders are the servers that take the group's records.
@@ -228,9 +233,9 @@ func (r *GroupReconciler) recordHalt(ctx context.Context, servers []provisioner.
 // (in memory too, for a group with none), and says so loudly.
 func (r *GroupReconciler) recordRejection(ctx context.Context, w world, dec plan.Decision, now time.Time) rejection {
 	j := rejection{rejected: plan.Ref{ImageID: w.image.ID, Revision: r.revision}, to: dec.RollbackTo.ImageID, at: now, reason: dec.Reject}
-	recorded := r.recordOnServers(ctx, holders(w.servers), rejectionMetadata(j), "rollback")
+	took := r.recordOn(ctx, holders(w.servers), rejectionMetadata(j), "rollback")
 	r.mu.Lock()
-	r.rejected, r.rejectedRecorded = j, recorded
+	r.rejected, r.rejectedRecorded, r.rejectedOn = j, len(took) > 0, took
 	r.mu.Unlock()
 	what := fmt.Sprintf("rollout of group %s to image %s (%s), revision %s, failed: %s. Rolling back to image %s, the one the group ran before, "+
 		"with the same surge, health gate, drain and budget as any rollout; image %s is rejected for this group and revision until a newer image appears "+

@@ -103,7 +103,7 @@ func (r *GroupReconciler) observe(ctx context.Context, how look) (world, error) 
 		}
 	}
 	w.record = readRecord(w.servers, rolloutKey(w.image.ID, r.revision))
-	w.rejection = r.knownRejection(w.record.rejection)
+	w.rejection = r.knownRejection(w.record.rejection, w.servers)
 	if err := r.rollBack(ctx, resolve, &w, w.rejection); err != nil {
 		return world{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,7 +120,10 @@ type GroupReconciler struct {
 	// it); rollingBack is set while the group goes back from it.
 	rejected         rejection
 	rejectedRecorded bool
-	rollingBack      bool
+	// rejectedOn are the servers last seen carrying it: only one of them
+	// listed without it says it was lifted (a server gone says nothing).
+	rejectedOn  map[string]bool
+	rollingBack bool
 	// Postponements: when this reconciler first saw the rollout to do
 	// (for the stall deadline), first listed each server, first saw each
 	// stopped one, first saw each handover step; servers it created that
@@ -474,17 +478,25 @@ func (r *GroupReconciler) haltedBy(rec groupRecord, key string) string {
 }
 
 // knownRejection is the rollback on record: the latest on the servers,
-// or, while none shows one, the last this reconciler made. One that was
-// seen on the servers and is gone was lifted by `phoenix resume`.
-func (r *GroupReconciler) knownRejection(seen rejection) rejection {
+// or, while none shows one, the last this reconciler made. One that a
+// server still listed carried and no longer does was lifted by `phoenix
+// resume`; servers gone with it (a halted round removes the failed new
+// servers, which may be the only ones that took it) lift nothing.
+func (r *GroupReconciler) knownRejection(seen rejection, servers []provisioner.Server) rejection {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case !seen.isZero() && !seen.at.Before(r.rejected.at):
 		r.rejected, r.rejectedRecorded = seen, true
-	case seen.isZero() && r.rejectedRecorded:
+		r.rejectedOn = map[string]bool{}
+		for _, s := range servers {
+			if j, ok := parseRejection(s.Metadata); ok && j.at.Equal(seen.at) {
+				r.rejectedOn[s.ID] = true
+			}
+		}
+	case seen.isZero() && r.rejectedRecorded && slices.ContainsFunc(servers, func(s provisioner.Server) bool { return r.rejectedOn[s.ID] }):
 		r.log.Info("the rollback was lifted", zap.String("image", r.rejected.rejected.ImageID))
-		r.rejected, r.rejectedRecorded = rejection{}, false
+		r.rejected, r.rejectedRecorded, r.rejectedOn = rejection{}, false, nil
 	}
 	return r.rejected
 }
