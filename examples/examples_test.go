@@ -231,3 +231,25 @@ func TestRegionsExample(t *testing.T) {
 		t.Errorf("the standby, uncommented: %+v", l)
 	}
 }
+
+// The stages example shows what its comments say: staging promotes with
+// staged-ok after an hour, production requires gold and staged-ok.
+func TestStagesExample(t *testing.T) {
+	cfg, err := config.Load("stages.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Groups) != 2 {
+		t.Fatalf("%d groups, want staging and production", len(cfg.Groups))
+	}
+	staging, prod := cfg.Groups[0], cfg.Groups[1]
+	if p := staging.Promote; p == nil || p.Tag != "staged-ok" || p.After.D() != time.Hour {
+		t.Errorf("staging promotes %+v, the comment says staged-ok after 1h", p)
+	}
+	if got := staging.Image.Tags; len(got) != 1 || got[0] != "gold" {
+		t.Errorf("staging selects by %v, want gold alone", got)
+	}
+	if got := prod.Image.Tags; len(got) != 2 || got[0] != "gold" || got[1] != "staged-ok" || !prod.Image.Newest || prod.Promote != nil {
+		t.Errorf("production selects by %v (newest %v, promote %+v), want gold and staged-ok, the newest", got, prod.Image.Newest, prod.Promote)
+	}
+}

@@ -27,7 +27,7 @@ import (
 // starts, completes or halts.
 type Notice struct {
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // started, completed, halted, image-stale, image-fresh, quota-blocked, quota-freed
+	Kind    string    `json:"kind"` // started, completed, halted, image-stale, image-fresh, quota-blocked, quota-freed, image-promoted, image-withdrawn, promote-failed
 	Rollout string    `json:"rollout"`
 	Group   string    `json:"group"`
 	// ToImage is the desired image; Reason says why it halted, or the
