@@ -100,6 +100,9 @@ type groupPlan struct {
 	// RollbackFrom is the image a rollback (previewed) rejects; Image is
 	// then the one the group goes back to.
 	RollbackFrom *provisioner.Image `json:"rollback_from,omitempty"`
+	// Stage says which newer image waits for a tag a stage before this
+	// group promotes.
+	Stage string `json:"stage,omitempty"`
 }
 
 type serverPlan struct {
@@ -136,7 +139,13 @@ func runPlan(ctx context.Context, out io.Writer, g *cli.Globals, f *planFlags) e
 	if f.rollback {
 		rollback = &f.to
 	}
-	plans, err := previewGroups(ctx, cloud, groups, rollback)
+	// Every group of the file: a stage before a selected group may not be
+	// selected itself.
+	all, _, err := loadConfig(f.config, nil, false)
+	if err != nil {
+		return err
+	}
+	plans, err := previewGroups(ctx, cloud, all.Groups, groups, rollback)
 	if err != nil {
 		return &cli.ExitError{Code: cli.ExitNotDone, Err: err}
 	}
@@ -159,7 +168,7 @@ func runPlan(ctx context.Context, out io.Writer, g *cli.Globals, f *planFlags) e
 
 // previewGroups previews a reconcile of each group, or, when rollback is
 // set, a reconcile after `phoenix rollback --to *rollback`.
-func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config.Group, rollback *string) ([]groupPlan, error) {
+func previewGroups(ctx context.Context, cloud provisioner.Cloud, all, groups []config.Group, rollback *string) ([]groupPlan, error) {
 	plans := []groupPlan{}
 	for _, gr := range groups {
 		var (
@@ -181,6 +190,14 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, groups []config
 		}
 		gp := groupPlan{Group: gr.Name, Image: img, Status: d.Status, Revision: controller.Revision(gr), Servers: []serverPlan{}, RollbackFrom: from}
 		_, gp.ImageStale = controller.ImageStaleness(gr, img, time.Now())
+		for _, st := range controller.Stages(all, gr) {
+			next, err := cloud.Images.ResolveImage(ctx, st.Without)
+			if err == nil && next.ID != img.ID && next.Created.After(img.Created) {
+				gp.Stage = fmt.Sprintf("image %s (%s) is waiting for tag %s, which group %s adds once it has run it healthy for %s",
+					next.Name, next.ID, st.Tag, st.From.Name, st.From.Promote.After)
+				break
+			}
+		}
 		steps := trafficSteps(gr, d)
 		for _, c := range d.Servers {
 			sp := serverPlan{ID: c.ID, Name: c.Name, Status: c.Status, Image: c.ImageID, Health: c.Health.String(),
@@ -331,6 +348,12 @@ func printPlans(out io.Writer, plans []groupPlan) {
 		}
 		if a := gp.Status.AvoidingText(time.Now()); a != "" {
 			fmt.Fprintf(out, "  ZONES: %s\n", a)
+		}
+		if p := gp.Status.Promotion; p != nil {
+			fmt.Fprintf(out, "  PROMOTE with tag %s: %s\n", p.Tag, promotionLine(p))
+		}
+		if gp.Stage != "" {
+			fmt.Fprintf(out, "  STAGE: %s\n", gp.Stage)
 		}
 		switch {
 		case gp.Replace == 0 && gp.Create == 0:

@@ -201,3 +201,39 @@ func TestDaemonStagesPromoteThroughGlance(t *testing.T) {
 		}
 	}
 }
+
+// phoenix plan names, for a later stage, the newer image that waits for
+// the tag a stage before it promotes, and for the stage its gate; it
+// changes nothing.
+func TestPlanShowsTheStages(t *testing.T) {
+	env := simtest.Start(t, sim.Options{BootTime: sim.Fixed(30 * time.Millisecond), HealthDelay: sim.Fixed(10 * time.Millisecond)}, 0)
+	t.Setenv("OS_CLIENT_CONFIG_FILE", env.CloudsFile)
+	t.Setenv("OS_CLOUD", "")
+	cfg := filepath.Join(t.TempDir(), "phoenix.yaml")
+	conf := "cloud: phoenix-sim\ngroups:\n" + stageGroupYAML("staging", 2, "gold", "    promote: {tag: staged-ok, after: 1h}\n") + stageGroupYAML("prod", 4, "gold, staged-ok", "")
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v1 := env.Sim.AddImage(sim.Image{Name: "gold-1", Tags: []string{"gold", "staged-ok"}, Created: time.Now().Add(-time.Hour)})
+	v2 := env.Sim.AddImage(sim.Image{Name: "gold-2", Tags: []string{"gold"}})
+	env.Sim.ResetRequests()
+	out, code := run(t, "plan", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		"group staging: desired image gold-2 (" + v2.ID + ")",
+		"PROMOTE with tag staged-ok: image " + short(v2.ID) + " waits: the group has not converged on the image yet",
+		"group prod: desired image gold-1 (" + v1.ID + ")",
+		"STAGE: image gold-2 (" + v2.ID + ") is waiting for tag staged-ok, which group staging adds once it has run it healthy for 1h0m0s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+	for _, r := range env.Sim.Requests() {
+		if r.Method != "GET" && !strings.HasSuffix(r.Path, "/auth/tokens") {
+			t.Errorf("plan sent %s %s: it must only read", r.Method, r.Path)
+		}
+	}
+}

@@ -160,40 +160,29 @@ func (c *imageCache) invalidate() {
 // it waits for the tag, and how far the promoting group is.
 func (d *Daemon) watchStages() {
 	d.mu.Lock()
-	promoters := map[string]*worker{}
-	var groups []*worker
+	byName := map[string]*worker{}
 	for _, w := range d.workers {
-		if _, ok := w.rec.(placed); ok {
-			continue
-		}
-		groups = append(groups, w)
-		if p := w.group.Promote; p != nil {
-			promoters[p.Tag] = w
+		if _, ok := w.rec.(placed); !ok {
+			byName[w.group.Name] = w
 		}
 	}
+	groups := slices.Clone(d.cfg.Groups)
 	d.mu.Unlock()
-	for _, w := range groups {
+	for _, w := range byName {
 		stage := ""
-		sel := controller.Selector(w.group.Image)
-		for _, tag := range sel.Tags {
-			from, ok := promoters[tag]
-			if !ok || from == w {
-				continue
-			}
-			without := sel
-			without.Tags = slices.DeleteFunc(slices.Clone(sel.Tags), func(t string) bool { return t == tag })
-			without.Newest = true
-			if without.ID != "" || without.Name == "" && len(without.Properties) == 0 && len(without.Tags) == 0 {
-				continue // nothing left to select by but every image
-			}
-			img, err := d.images.resolve(d.hard, without)
+		for _, st := range controller.Stages(groups, w.group) {
+			img, err := d.images.resolve(d.hard, st.Without)
 			w.mu.Lock()
 			runs := w.image
 			w.mu.Unlock()
 			if err != nil || img.ID == runs.ID || !img.Created.After(runs.Created) {
 				continue
 			}
-			stage = fmt.Sprintf("image %s (%s) is waiting for tag %s: %s", img.Name, img.ID, tag, from.promoting(img.ID))
+			how := fmt.Sprintf("group %s promotes it, reconciled by another replica", st.From.Name)
+			if from, ok := byName[st.From.Name]; ok {
+				how = from.promoting(img.ID)
+			}
+			stage = fmt.Sprintf("image %s (%s) is waiting for tag %s: %s", img.Name, img.ID, st.Tag, how)
 			break
 		}
 		w.mu.Lock()
