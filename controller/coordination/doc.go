@@ -14,6 +14,9 @@
 //
 //	<prefix>replicas/<replica id>   empty, with the replica's lease
 //	<prefix>groups/<group>          the owner's replica id, with its lease
+//	<prefix>parked/<group>/<key>    a rebuild an event asked of the group
+//	                                while another replica owned it, for
+//	                                its next owner (a lease of ParkTTL)
 //
 // Ownership. A replica holds one lease of lease_ttl, renewed every third of
 // it. It claims a group by creating the group's key with its lease in a

@@ -299,6 +299,11 @@ func (d *Daemon) startWorker(g config.Group) {
 		}
 	}
 	delete(d.parked, g.Name)
+	if d.opts.Coordinator != nil {
+		// And those parked in etcd by the replicas that received events
+		// while another owned the group, or none did.
+		w.urgent <- func(ctx context.Context) { d.takeParked(ctx, w) }
+	}
 	d.wg.Add(1)
 	go d.runWorker(w)
 }

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,12 +24,14 @@ import (
 const maxParked = 16
 
 // parkElsewhere parks f for every configured group not run here.
-func (d *Daemon) parkElsewhere(workers map[string]*worker, f plan.Force) {
+func (d *Daemon) parkElsewhere(ctx context.Context, workers map[string]*worker, f plan.Force) error {
+	var errs []error
 	for _, name := range d.groupNames() {
 		if _, mine := workers[name]; !mine {
-			d.park(name, f)
+			errs = append(errs, d.park(ctx, name, f))
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // mark records f on the servers of each worker's group it designates,
@@ -54,15 +59,60 @@ func mark(ctx context.Context, workers map[string]*worker, f plan.Force) error {
 	return errors.Join(errs...)
 }
 
-// park keeps f for a group another replica owns.
-func (d *Daemon) park(group string, f plan.Force) {
+// park keeps f for a group another replica owns: in memory, for when
+// this replica takes the group over, and in etcd, for whichever replica
+// owns it next (its owner may be dead and come back without the event).
+// An error means etcd did not take it: the sender is asked to send again.
+func (d *Daemon) park(ctx context.Context, group string, f plan.Force) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	h := append(d.parked[group], f)
 	if len(h) > maxParked {
 		h = h[len(h)-maxParked:]
 	}
 	d.parked[group] = h
+	d.mu.Unlock()
+	c := d.opts.Coordinator
+	if c == nil {
+		return nil
+	}
+	value, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	// The same rebuild asked twice (a sender's retry) is one key.
+	sum := sha256.Sum256(value)
+	return c.Park(ctx, group, hex.EncodeToString(sum[:12]), value)
+}
+
+// takeParked records on the group's servers the rebuilds parked for it in
+// etcd by the replicas that received events while another owned it, and
+// drops each once recorded. Those marks are the work's record from then on.
+func (d *Daemon) takeParked(ctx context.Context, w *worker) {
+	c := d.opts.Coordinator
+	if c == nil {
+		return
+	}
+	parked, err := c.Parked(ctx, w.group.Name)
+	if err != nil {
+		d.log.Warn("could not read the rebuilds parked for the group; the next takeover reads them again", zap.String("group", w.group.Name), zap.Error(err))
+		return
+	}
+	for key, value := range parked {
+		var f plan.Force
+		if err := json.Unmarshal(value, &f); err != nil {
+			d.log.Warn("a rebuild parked in etcd does not read; it is dropped", zap.String("group", w.group.Name), zap.String("key", key), zap.Error(err))
+			_ = c.Unpark(ctx, w.group.Name, key)
+			continue
+		}
+		w.rec.Force(f)
+		if err := w.rec.MarkForRebuild(ctx, f); err != nil {
+			d.log.Warn("could not record on the servers a rebuild parked in etcd; it stays parked", zap.String("group", w.group.Name), zap.Error(err))
+			continue
+		}
+		if err := c.Unpark(ctx, w.group.Name, key); err != nil {
+			d.log.Warn("a rebuild parked in etcd is recorded on the servers but stays parked", zap.String("group", w.group.Name), zap.Error(err))
+		}
+	}
 }
 
 // elsewhereUsing lists the configured groups not run here whose image
@@ -179,7 +229,9 @@ func (d *Daemon) securityPatch(ctx context.Context, e trigger.Event, before time
 		parked = append(parked, d.elsewhereUsing(workers, e.Image)...)
 	}
 	for _, name := range parked {
-		d.park(name, plan.Force{Before: before, Reason: reason, Urgent: e.Urgent})
+		if err := d.park(ctx, name, plan.Force{Before: before, Reason: reason, Urgent: e.Urgent}); err != nil {
+			return err
+		}
 	}
 	// The marks are written before the event is accepted: a daemon
 	// killed a moment after its 202 must still find the work on the
@@ -232,7 +284,9 @@ func (d *Daemon) patchServers(ctx context.Context, e trigger.Event, before time.
 		return fmt.Errorf("servers %s are in no group of this daemon: %w", strings.Join(missing, ", "), trigger.ErrUnknownTarget)
 	}
 	if len(missing) > 0 {
-		d.parkElsewhere(workers, f)
+		if err := d.parkElsewhere(ctx, workers, f); err != nil {
+			return err
+		}
 	}
 	if err := mark(ctx, chosen, f); err != nil {
 		d.log.Warn("security patch: not every server named could be marked for rebuild; the sender is asked to send the event again", zap.String("event", e.ID), zap.Error(err))
@@ -328,7 +382,9 @@ func (d *Daemon) markTwins(ctx context.Context, workers map[string]*worker, srv 
 	twin := plan.Force{Before: before, ImageID: srv.ImageID, Revision: srv.Revision, Urgent: true,
 		Reason: fmt.Sprintf("built like compromised server %s (image %s, revision %s): %s", srv.Name, srv.ImageID, srv.Revision, reason)}
 	if d.opts.Coordinator != nil {
-		d.parkElsewhere(workers, twin)
+		if err := d.parkElsewhere(ctx, workers, twin); err != nil {
+			return err
+		}
 	}
 	if err := mark(ctx, workers, twin); err != nil {
 		d.log.Warn("not every twin of the compromised server could be marked; the sender is asked to send the event again", zap.String("server", srv.ID), zap.Error(err))

@@ -111,6 +111,11 @@ func (soleReplica) Fence(_ string, c provisioner.Cloud) provisioner.Cloud { retu
 func (soleReplica) Owner(string) string                                   { return "replica-a" }
 func (soleReplica) Health() error                                         { return nil }
 func (soleReplica) Replicas() int                                         { return 1 }
+func (soleReplica) Park(context.Context, string, string, []byte) error    { return nil }
+func (soleReplica) Parked(context.Context, string) (map[string][]byte, error) {
+	return nil, nil
+}
+func (soleReplica) Unpark(context.Context, string, string) error { return nil }
 
 // heardOnce is a notification listener that is connected and has handled
 // one notification, so that the notification series appear.

@@ -30,6 +30,12 @@ type Coordinator interface {
 	Health() error
 	// Replicas is how many replicas were alive at the last look.
 	Replicas() int
+	// Park keeps a rebuild asked of a group another replica owns where
+	// the group's next owner finds it (Parked); Unpark drops it once its
+	// marks are on the servers.
+	Park(ctx context.Context, group, key string, value []byte) error
+	Parked(ctx context.Context, group string) (map[string][]byte, error)
+	Unpark(ctx context.Context, group, key string) error
 }
 
 // ReplicaStatus is this replica in /v1/status.
