@@ -56,7 +56,7 @@ security patch or a compromise while held), a Prometheus blocker that its
 own fake Prometheus makes fire, fail or not answer, and a maintenance
 window that opens after the new image is published.
 
-Unless --draw leaves them out, two more classes are drawn. A third of the
+Unless --draw leaves them out, three more classes are drawn. A third of the
 seeds run the fleet with two or three replicas of the daemon sharing the
 groups through an etcd cluster of one or three members, run by the
 harness itself; their schedule kills replicas (started again at once or
@@ -66,7 +66,10 @@ over both, and draw region outages (a region's API away, its compute
 answering 503, its creates refused), some longer than failover_after;
 the monitor holds a placed group to its bounds over the regions not down,
 checks that nothing is deleted in a region the daemon shows down, and
-that the group ends at its weights.
+that the group ends at its weights. A fifth add two stages: a staging
+group that promotes its new image with a Glance tag, and a prod group
+that requires the tag; the image may fail on staging, and Glance may
+refuse the tag a few times.
 
 A monitor samples the simulator every few milliseconds and checks:
   availability  healthy servers of a group never below count − max_unavailable
@@ -92,6 +95,8 @@ A monitor samples the simulator every few milliseconds and checks:
                 for; an urgent patch or a compromise still goes through
   protected     a protected server is never deleted, drained or rebuilt,
                 unless it is reported compromised
+  stages        prod never creates a server of an image before staging has run
+                it healthy, its whole count, for promote.after
   replicas      no two replicas act on one group at once: in arrival order,
                 each group's changes in the cloud follow the terms of its
                 key in etcd (fencing's own leeway aside)
@@ -108,11 +113,11 @@ Every failing seed is printed with the one command that replays it.`,
 				clear(draws)
 				for _, d := range f.draw {
 					switch d {
-					case drawReplicasClass, drawRegionsClass:
+					case drawReplicasClass, drawRegionsClass, drawStagesClass:
 						draws[d] = true
 					case drawNone:
 					default:
-						return cli.UsageError(fmt.Errorf("--draw %s: want replicas, regions or none", d))
+						return cli.UsageError(fmt.Errorf("--draw %s: want replicas, regions, stages or none", d))
 					}
 				}
 			}
@@ -128,7 +133,7 @@ Every failing seed is printed with the one command that replays it.`,
 	cmd.Flags().StringVar(&f.phoenix, "phoenix", "", "the phoenix binary to run as the daemon (default: the phoenix beside this one, else one built from this checkout)")
 	cmd.Flags().StringVar(&f.keepLogs, "keep-logs", "", "copy the daemon logs of failing seeds into this directory")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print every seed's schedule and outcome")
-	cmd.Flags().StringSliceVar(&f.draw, "draw", drawClasses, "the seed classes drawn beside one-daemon, one-region fleets: replicas (2-3 daemons sharing the groups through etcd), regions (two-region fleets and region outages), or none")
+	cmd.Flags().StringSliceVar(&f.draw, "draw", drawClasses, "the seed classes drawn beside one-daemon, one-region fleets: replicas (2-3 daemons sharing the groups through etcd), regions (two-region fleets and region outages), stages (a staging group promoting its image to a prod group through a Glance tag), or none")
 	return cmd
 }
 
@@ -206,13 +211,14 @@ func replayCommand(seed uint64, bug string) string {
 const (
 	drawReplicasClass = "replicas"
 	drawRegionsClass  = "regions"
+	drawStagesClass   = "stages"
 	drawNone          = "none"
 )
 
-var drawClasses = []string{drawReplicasClass, drawRegionsClass}
+var drawClasses = []string{drawReplicasClass, drawRegionsClass, drawStagesClass}
 
 // draws are the seed classes this run draws: all unless --draw says less.
-var draws = map[string]bool{drawReplicasClass: true, drawRegionsClass: true}
+var draws = map[string]bool{drawReplicasClass: true, drawRegionsClass: true, drawStagesClass: true}
 
 // chaosRun runs the seeds, f.parallel at a time, and stops early when an
 // expected violation was found. A seed that only waits for a maintenance

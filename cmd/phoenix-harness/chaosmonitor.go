@@ -65,6 +65,8 @@ type chaosMonitor struct {
 	known map[string]knownServer
 	// rg judges the groups placed over several regions (nil: none).
 	rg *regionMonitor
+	// stages watches a two-stage seed for its judge (nil: none).
+	stages *stageJudge
 
 	stop chan struct{}
 	done chan struct{}
@@ -281,6 +283,9 @@ func (m *chaosMonitor) sample() {
 	m.steering(servers, at)
 	if m.rg != nil {
 		m.sampleRegions(servers, at)
+	}
+	if m.stages != nil {
+		m.stages.observe(servers, at)
 	}
 }
 

@@ -84,8 +84,9 @@ type seedResult struct {
 	ViolatingSamples int
 	Kills, Faults    int
 	Took             time.Duration
-	// Regions describes a two-region seed's draw.
-	Regions string
+	// Regions describes a two-region seed's draw, Stages a two-stage
+	// seed's.
+	Regions, Stages string
 }
 
 func (r seedResult) failed() bool { return r.Outcome == outcomeFailed || len(r.Violations) > 0 }
@@ -98,6 +99,9 @@ func (r seedResult) summary() string {
 	parts = append(parts, r.Violations...)
 	if r.Regions != "" {
 		parts = append(parts, r.Regions)
+	}
+	if r.Stages != "" {
+		parts = append(parts, r.Stages)
 	}
 	return strings.Join(parts, "; ")
 }
@@ -139,6 +143,8 @@ type chaosGroup struct {
 	window  string
 	// placed: the group spreads over the seed's regions (chaosregions.go).
 	placed *placement
+	// stage: the group is one of a two-stage seed's (chaosstages.go).
+	stage *stageRole
 }
 
 // fails says whether the group's new image fails its rollout.
@@ -249,6 +255,7 @@ func chaosScenario(seed uint64) (sim.Options, []chaosGroup, []chaosStep, time.Du
 	steer := drawSteering(seed, groups, phase)
 	regions := drawRegions(seed, phase)
 	groups, steer = regions.fleet(groups, steer)
+	groups = drawStages(seed, regions).fleet(groups)
 	opts.Regions = regions.simRegions()
 
 	var steps []chaosStep
@@ -460,6 +467,10 @@ type seedRun struct {
 	// regions is a two-region seed's state (chaosregions.go); nil for one
 	// region.
 	regions *regionRun
+	// stages and judge are a two-stage seed's draw and judge
+	// (chaosstages.go); nil without.
+	stages *stagePlan
+	judge  *stageJudge
 }
 
 func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
@@ -479,10 +490,14 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		r.regions = &regionRun{plan: rp, holds: map[string]int{}}
 		res.Regions = rp.describe()
 	}
+	r.stages = drawStages(o.seed, drawRegions(o.seed, phase))
+	res.Stages = r.stages.describe()
 	if o.verbose {
 		fmt.Fprintf(o.out, "seed %d: %d groups, %s, chaos for %s\n", o.seed, len(groups), res.Setup, phase)
-		if res.Regions != "" {
-			fmt.Fprintf(o.out, "  %s\n", res.Regions)
+		for _, d := range []string{res.Regions, res.Stages} {
+			if d != "" {
+				fmt.Fprintf(o.out, "  %s\n", d)
+			}
 		}
 		for _, s := range steps {
 			fmt.Fprintf(o.out, "  %7s  %s\n", s.at.Round(time.Millisecond), s.what)
@@ -493,6 +508,9 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		if r.mon != nil {
 			res.Violations, res.ViolatingSamples = r.mon.violations()
 			res.Regions += r.mon.regionsFound()
+		}
+		if r.judge != nil {
+			res.Violations = append(res.Violations, r.judge.violations()...)
 		}
 		if leaks := r.scanSecrets(); len(leaks) > 0 {
 			res.Violations = append(res.Violations, leaks...)
@@ -522,6 +540,10 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		}
 	}
 	r.mon = newChaosMonitor(r.sim, ordinary(groups), r.pools, r.fips)
+	if r.stages != nil {
+		r.judge = newStageJudge(r.stages, r.old[r.stages.staging.name])
+		r.mon.stages = r.judge
+	}
 	r.watchRegions()
 	r.mon.start(2 * time.Millisecond)
 	if err := r.waitFleet(ctx, slowdown*60*time.Second, false); err != nil {
@@ -555,6 +577,10 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		time.Sleep(wait) // the rest of the chaos phase
 	}
 	r.calm()
+	if err := r.refuseTags(); err != nil {
+		r.mon.finish()
+		return fail("%v", err)
+	}
 	if first, _ := r.mon.violations(); len(first) > 0 && o.bug != "" {
 		res.Outcome = outcomeFailed
 		r.mon.finish()
@@ -595,6 +621,9 @@ func runSeed(ctx context.Context, o seedOptions) (res seedResult) {
 		if o.verbose {
 			fmt.Fprintf(o.out, "seed %d: %s\n", o.seed, describeTerms(terms))
 		}
+	}
+	if r.judge != nil && o.verbose {
+		fmt.Fprintf(o.out, "seed %d: %s\n", o.seed, r.judge.describe())
 	}
 	res.Outcome = outcomeConverged
 	for _, g := range groups {
@@ -660,14 +689,19 @@ func (r *seedRun) setUp(opts sim.Options, steer steerPlan) error {
 			r.placedYAML(&b, g)
 			continue
 		}
-		img := s.AddImage(sim.Image{Name: "gold-" + g.name, Created: time.Now().Add(-time.Hour)})
-		r.old[g.name], r.final[g.name] = img.ID, img.ID
+		image, selector, watch := "", fmt.Sprintf("{name: gold-%s, newest: true}", g.name), "1m"
+		if g.stage != nil {
+			image, selector, watch = r.stageImage(), stageSelector(g), g.stage.after.String()
+		} else {
+			image = s.AddImage(sim.Image{Name: "gold-" + g.name, Created: time.Now().Add(-time.Hour)}).ID
+		}
+		r.old[g.name], r.final[g.name] = image, image
 		fmt.Fprintf(&b, `  - name: %s
     count: %d
-    image: {name: gold-%s, newest: true}
+    image: %s
     flavor: m1.small
     networks: [private]
-    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: %s, max_failures: %d, strategy: %s, on_failure: %s, watch: 1m, create_backoff_max: %s%s}
+    rollout: {max_surge: %d, max_unavailable: %d, min_ready: 30ms, progress_deadline: %s, max_failures: %d, strategy: %s, on_failure: %s, watch: %s, create_backoff_max: %s%s}
     health:
       http: {port: %d, path: /healthz}
       interval: 100ms
@@ -675,8 +709,11 @@ func (r *seedRun) setUp(opts sim.Options, steer steerPlan) error {
       healthy_threshold: 2
       unhealthy_threshold: 3
       grace: 3s
-`, g.name, g.count, g.name, g.surge, g.unavailable, progressDeadline, g.maxFailures(), map[bool]string{false: "replace", true: "rebuild"}[g.rebuild], g.onFailure(), createBackoffMax,
+`, g.name, g.count, selector, g.surge, g.unavailable, progressDeadline, g.maxFailures(), map[bool]string{false: "replace", true: "rebuild"}[g.rebuild], g.onFailure(), watch, createBackoffMax,
 			r.rolloutSteering(g), s.HealthPort())
+		if g.stage != nil && g.stage.follows == "" {
+			fmt.Fprintf(&b, "    promote: {tag: %s, after: %s}\n", stageTag, g.stage.after)
+		}
 		if g.traffic {
 			lb, err := s.AddLoadBalancer(sim.LoadBalancerSpec{Name: "lb-" + g.name, PoolName: "pool-" + g.name, Monitor: true, MonitorPath: "/healthz"})
 			if err != nil {
@@ -878,6 +915,12 @@ func (r *seedRun) publish(ctx context.Context, g chaosGroup, first bool) error {
 		r.publishPlaced(g)
 		return nil
 	}
+	if g.stage != nil && g.stage.follows != "" {
+		return nil // prod's image comes from staging's promotion
+	}
+	if g.stage != nil {
+		return r.publishStage(ctx, g)
+	}
 	spec := sim.Image{Name: "gold-" + g.name}
 	if first {
 		spec.BootFails, spec.FailsAfter = g.bad, g.leaky
@@ -1016,6 +1059,9 @@ func (r *seedRun) flap(ctx context.Context, pick uint64, hold time.Duration) err
 	}
 	v := up[pick%uint64(len(up))]
 	r.mon.excuse(v.ID)
+	if r.judge != nil {
+		r.judge.flap(v.ID)
+	}
 	if err := r.sim.SetHealth(v.ID, sim.HealthFailing); err != nil {
 		return nil // deleted meanwhile
 	}
