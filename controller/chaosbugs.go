@@ -23,4 +23,8 @@ const (
 	// BugSteeringIgnored starts voluntary replacements whatever holds,
 	// blockers and maintenance windows say (invariant 7, steering).
 	BugSteeringIgnored = "steering-ignored"
+	// BugPromoteEarly tags a stage's image as soon as it is the group's
+	// image, before the group converged and served it healthy for
+	// promote.after (the stage gate).
+	BugPromoteEarly = "promote-early"
 )

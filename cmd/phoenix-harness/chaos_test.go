@@ -70,6 +70,8 @@ func TestChaosCatchesInjectedBugs(t *testing.T) {
 		{controller.BugRollbackSkipsGate, "gate:", firstRollback(t)},
 		// From the first seed steered from its start.
 		{controller.BugSteeringIgnored, "steering:", firstSteered(t)},
+		// From the first seed with two stages.
+		{controller.BugPromoteEarly, "stages:", firstStaged(t)},
 	} {
 		t.Run(tc.bug, func(t *testing.T) {
 			sum, err := chaosRun(context.Background(), io.Discard, bin, &chaosFlags{seeds: 10, from: tc.from, parallel: 2, bug: tc.bug, expect: true})
@@ -120,6 +122,20 @@ func firstSteered(t *testing.T) uint64 {
 	return 0
 }
 
+// firstStaged is the first seed with two stages.
+func firstStaged(t *testing.T) uint64 {
+	for seed := uint64(1); seed < 100; seed++ {
+		_, groups, _, _, _, _ := chaosScenario(seed)
+		for _, g := range groups {
+			if g.stage != nil {
+				return seed
+			}
+		}
+	}
+	t.Fatal("no seed below 100 has two stages")
+	return 0
+}
+
 // TestChaosRefusesBugsInAProductionBuild: a phoenix built without the
 // chaosbugs tag has no bug to switch on, and the harness says so before
 // it runs a seed.
@@ -133,7 +149,7 @@ func TestChaosRefusesBugsInAProductionBuild(t *testing.T) {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 	out, code = run(t, "chaos", "--phoenix", bin, "--bug", "off-by-one", "--seeds", "1")
-	if code != cli.ExitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged, rollback-skips-gate, steering-ignored") {
+	if code != cli.ExitUsage || !strings.Contains(out, "want one of surge-ignored, early-delete, untagged, rollback-skips-gate, steering-ignored, promote-early") {
 		t.Errorf("an unknown bug: exit %d:\n%s", code, out)
 	}
 }

@@ -67,7 +67,7 @@ func buildPhoenix(ctx context.Context, dir string, bugs bool) (string, error) {
 // knownBugs are the policy bugs a chaosbugs build of phoenix injects
 // when PHOENIX_CHAOS_BUG names one (controller/chaosbugs*.go).
 var knownBugs = []string{controller.BugSurgeIgnored, controller.BugEarlyDelete, controller.BugUntagged, controller.BugRollbackSkipsGate,
-	controller.BugSteeringIgnored}
+	controller.BugSteeringIgnored, controller.BugPromoteEarly}
 
 // checkInjects refuses a bug the phoenix binary cannot inject. Whether it
 // can is decided by the chaosbugs build tag, and the Go toolchain records
