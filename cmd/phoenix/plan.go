@@ -194,7 +194,7 @@ func previewGroups(ctx context.Context, cloud provisioner.Cloud, all, groups []c
 			next, err := cloud.Images.ResolveImage(ctx, st.Without)
 			if err == nil && next.ID != img.ID && next.Created.After(img.Created) {
 				gp.Stage = fmt.Sprintf("image %s (%s) is waiting for tag %s, which group %s adds once it has run it healthy for %s",
-					next.Name, next.ID, st.Tag, st.From.Name, st.From.Promote.After)
+					next.Name, next.ID, st.Tag, st.From.Name, plan.Span(st.From.Promote.After.D()))
 				break
 			}
 		}

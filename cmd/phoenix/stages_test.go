@@ -225,7 +225,7 @@ func TestPlanShowsTheStages(t *testing.T) {
 		"group staging: desired image gold-2 (" + v2.ID + ")",
 		"PROMOTE with tag staged-ok: image " + short(v2.ID) + " waits: the group has not converged on the image yet",
 		"group prod: desired image gold-1 (" + v1.ID + ")",
-		"STAGE: image gold-2 (" + v2.ID + ") is waiting for tag staged-ok, which group staging adds once it has run it healthy for 1h0m0s",
+		"STAGE: image gold-2 (" + v2.ID + ") is waiting for tag staged-ok, which group staging adds once it has run it healthy for 1h",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan lacks %q:\n%s", want, out)

@@ -103,7 +103,7 @@ func (s Status) AvoidingText(now time.Time) string {
 	ago := max(now.Sub(s.AvoidingSince), 0)
 	when := ago.Round(time.Second).String()
 	if ago >= time.Minute {
-		when = strings.TrimSuffix(ago.Round(time.Minute).String(), "0s")
+		when = Span(ago.Round(time.Minute))
 	}
 	return fmt.Sprintf("avoiding %s: creates failed there %s ago", what, when)
 }

@@ -88,7 +88,7 @@ func promotion(t Target, d Decision, now time.Time) *Promotion {
 	}
 	p.Since, p.Due = since, since.Add(p.Wait)
 	if now.Before(p.Due) {
-		p.Waiting = fmt.Sprintf("the group has run it healthy for %s of %s", span(now.Sub(since)), span(p.Wait))
+		p.Waiting = fmt.Sprintf("the group has run it healthy for %s of %s", Span(now.Sub(since)), Span(p.Wait))
 		return p
 	}
 	p.Now = true
@@ -98,8 +98,8 @@ func promotion(t Target, d Decision, now time.Time) *Promotion {
 	return p
 }
 
-// span writes a duration as people do: 20m, 1h, 1h30m, 45s.
-func span(d time.Duration) string {
+// Span writes a duration as people do: 20m, 1h, 1h30m, 45s.
+func Span(d time.Duration) string {
 	s := d.Round(time.Second).String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -121,8 +121,8 @@ func TestSpan(t *testing.T) {
 		45 * time.Second: "45s", 90 * time.Second: "1m30s", 20 * time.Minute: "20m", time.Hour: "1h",
 		70 * time.Minute: "1h10m", 90*time.Minute + 5*time.Second: "1h30m5s", 10 * time.Hour: "10h",
 	} {
-		if got := span(d); got != want {
-			t.Errorf("span(%s) = %q, want %q", d, got, want)
+		if got := Span(d); got != want {
+			t.Errorf("Span(%s) = %q, want %q", d, got, want)
 		}
 	}
 }
