@@ -55,7 +55,10 @@ func drawStages(seed uint64, regions *regionPlan) *stagePlan {
 	if rng.IntN(5) != 0 || !draws[drawStagesClass] || regions != nil && regions.alone {
 		return nil
 	}
-	after := time.Duration(50+rng.IntN(30)) * 100 * time.Millisecond
+	// 6–9 s: a server of an image failing after its gate is found sick
+	// within about 4.3 s of its ACTIVE (grace 3 s, failure ≤ 2 s after
+	// its start, three probes), inside the watch with room to spare.
+	after := time.Duration(60+rng.IntN(30)) * 100 * time.Millisecond
 	staging := chaosGroup{name: "staging", count: 1 + rng.IntN(3), surge: rng.IntN(2), unavailable: rng.IntN(2),
 		trigger: []string{byWatch, byImageEvent, byPatchEvent}[rng.IntN(3)], stage: &stageRole{after: after}}
 	switch rng.IntN(4) {

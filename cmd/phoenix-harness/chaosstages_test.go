@@ -27,7 +27,7 @@ func TestDrawStages(t *testing.T) {
 		if p.refusals > 0 {
 			refused++
 		}
-		if p.prod.fails() || p.prod.stage.follows != p.staging.name || p.staging.stage.after < 5*time.Second {
+		if p.prod.fails() || p.prod.stage.follows != p.staging.name || p.staging.stage.after < 6*time.Second {
 			t.Errorf("seed %d: %s", seed, p.describe())
 		}
 		if d := p.describe(); d != drawStages(seed, drawRegions(seed, 2*time.Second)).describe() {
