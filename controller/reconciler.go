@@ -124,6 +124,11 @@ type GroupReconciler struct {
 	// listed without it says it was lifted (a server gone says nothing).
 	rejectedOn  map[string]bool
 	rollingBack bool
+	// before is what the group ran before the rollout to the image and
+	// revision of beforeFor, as the last round that saw it on a server
+	// found it: in a group that deletes its old servers before creating
+	// (a group of one, max_surge 0), no server holds it at the create.
+	before, beforeFor plan.Ref
 	// Postponements: when this reconciler first saw the rollout to do
 	// (for the stall deadline), first listed each server, first saw each
 	// stopped one, first saw each handover step; servers it created that
@@ -326,6 +331,9 @@ func (r *GroupReconciler) reconcile(ctx context.Context) (plan.Decision, error) 
 	dec := plan.Plan(t, in, now)
 	r.mu.Lock()
 	r.deferred = dec.Status.Deferred > 0
+	if !dec.Previous.IsZero() {
+		r.before, r.beforeFor = dec.Previous, plan.Ref{ImageID: t.ImageID, Revision: t.Revision}
+	}
 	r.mu.Unlock()
 	if dec.Status.Converged {
 		r.mu.Lock()
@@ -409,6 +417,9 @@ func (r *GroupReconciler) target(w world, now time.Time) plan.Target {
 	}
 	t.Settle = settle(g)
 	r.mu.Lock()
+	if r.beforeFor == (plan.Ref{ImageID: t.ImageID, Revision: t.Revision}) {
+		t.Before = r.before
+	}
 	t.Forces = append([]plan.Force(nil), r.forces...)
 	t.QuotaWait, t.QuotaFreed = r.quotaWait, r.quotaFreed
 	t.Undeferred, t.HandoverEnded, t.Unfenced = r.undeferred, r.handoverEnded, r.unfenced

@@ -256,6 +256,31 @@ func TestRollbackAfterTheGateGroupOfOne(t *testing.T) {
 	}
 }
 
+// A group of one without surge deletes its only server before it creates
+// the new one, so no server holds the image it ran at the create: the
+// rollback still finds it, from what the reconciler saw before.
+func TestRollbackGroupOfOneWithoutSurge(t *testing.T) {
+	env := simtest.Start(t, grouptest.FastSim(1506), 0)
+	gold := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Hour)})
+	g := grouptest.ParseGroup(t, strings.Replace(grouptest.GroupYAML("web", 1,
+		"{max_surge: 0, max_unavailable: 1, min_ready: 30ms, max_failures: 2, watch: 1m, on_failure: rollback}"), "grace: 30s", "grace: 0s", 1))
+	grouptest.Rebuild(t, env, g, grouptest.FastOptions())
+	leaky := env.Sim.AddImage(sim.Image{Name: "gold", Created: time.Now().Add(-time.Minute), FailsAfter: 300 * time.Millisecond})
+
+	r := controller.NewGroupReconciler(g, env.Cloud.Services(), nil, grouptest.Logger(t), grouptest.FastOptions())
+	defer r.Close()
+	d := runUntil(t, r, 30*time.Second, "the end of the rollout", func(d plan.Decision) bool {
+		return d.Status.Halted || d.Status.RollingBack && d.Status.Converged
+	})
+	if d.Status.Halted {
+		t.Fatalf("halted rather than rolled back: %+v", d.Status)
+	}
+	assertFleet(t, env.Sim, g, gold.ID)
+	if img, _ := r.Rejected(); img != leaky.ID {
+		t.Errorf("rejected %q, want %s", img, leaky.ID)
+	}
+}
+
 // With strategy rebuild the servers are reimaged in place, none created:
 // each records what it ran before all the same, so that a rollout whose
 // every server was rebuilt onto an image failing after its gate still

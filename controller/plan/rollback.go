@@ -8,9 +8,10 @@ import (
 // previous is what the group ran before the desired image and revision:
 // what most of the rollout's servers recorded at their create, or, before
 // any did, what most of the old servers run (the later-created wins a
-// tie); on the way back from a rejected image with neither, that image. It is recorded on every new server, so that a rollback knows where
-// to go after a restart, on another replica, and once the old servers are
-// gone.
+// tie); with neither, what the reconciler last saw (Before); on the way
+// back from a rejected image, that image. It is recorded on every new
+// server, so that a rollback knows where to go after a restart, on
+// another replica, and once the old servers are gone.
 func previous(t Target, servers []Classified) Ref {
 	desired := Ref{t.ImageID, t.Revision}
 	votes := map[Ref]int{}
@@ -35,6 +36,9 @@ func previous(t Target, servers []Classified) Ref {
 				vote(r, c.Created)
 			}
 		}
+	}
+	if len(votes) == 0 && !t.Before.IsZero() && t.Before != desired {
+		return t.Before
 	}
 	if len(votes) == 0 && t.RollingBack {
 		// The way back replaces the rejected image's servers, gone already

@@ -17,10 +17,13 @@ func TestPrevious(t *testing.T) {
 	cases := []struct {
 		name        string
 		rollingBack bool
+		before      string // Target.Before: what the reconciler last saw
 		servers     []Server
 		want        string
 	}{
 		{name: "the old servers' image before any new server recorded one", servers: fleet("oooc"), want: "old"},
+		{name: "the old server deleted before the create (a group of one, max_surge 0): what was seen before", before: "old", servers: nil, want: "old"},
+		{name: "what the servers say wins over what was seen", before: "stale", servers: fleet("oc"), want: "old"},
 		{name: "what the new servers recorded wins over the old servers", servers: rec(rec(fleet("occ"), 1, "older"), 2, "older"), want: "older"},
 		{name: "no old server and no record: nothing", servers: fleet("ccc")},
 		{name: "on the way back, the rejected image's servers gone: the rejected image", rollingBack: true, servers: fleet("cc"), want: "bad"},
@@ -35,6 +38,9 @@ func TestPrevious(t *testing.T) {
 			tg := target(3, 1, 0)
 			if tc.rollingBack {
 				tg.RollingBack, tg.Rejected = true, Ref{"bad", "rev"}
+			}
+			if tc.before != "" {
+				tg.Before = Ref{tc.before, "rev"}
 			}
 			d := Plan(tg, tc.servers, t0)
 			if d.Previous.ImageID != tc.want {
@@ -149,6 +155,9 @@ func TestRollbackOrHalt(t *testing.T) {
 		}(), wantReject: "older"},
 		{name: "nothing to roll back to: halt and say so", tweak: func(t *Target) { t.Rollback = true }, servers: fleet("ccb"),
 			wantHalt: "no previous image on record"},
+		{name: "the old servers gone before the creates: roll back to what was seen", tweak: func(t *Target) {
+			t.Rollback, t.Before = true, Ref{"old", "rev"}
+		}, servers: fleet("ccb"), wantReject: "old"},
 		{name: "a spec change: the same image, halt", tweak: func(t *Target) { t.Rollback = true }, servers: func() []Server {
 			s := fleet("ooo")
 			for i := range s {

@@ -178,6 +178,11 @@ type Target struct {
 	// rolls back again.
 	RollingBack bool
 	Rejected    Ref
+	// Before is what the group ran before ImageID and Revision, as the
+	// reconciler last saw it on a server now gone: the previous image
+	// when no server records or runs it (a group of one that deleted its
+	// old server to make room). Zero: none seen.
+	Before Ref
 	// Promote is the group's stage gate (nil: none), ImageTags the
 	// desired image's Glance tags, Promoted the group's record of the
 	// last image it tagged, read back from its servers.
