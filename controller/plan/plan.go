@@ -93,8 +93,12 @@ func Plan(t Target, servers []Server, now time.Time) Decision {
 		return h
 	}
 	d.Status.Promotion = promotion(t, d, now)
-	if p := d.Status.Promotion; p != nil && p.Waiting != "" && !p.Due.IsZero() {
-		if wait := p.Due.Sub(now); d.RequeueAfter == 0 || wait < d.RequeueAfter {
+	if p := d.Status.Promotion; p != nil && p.Waiting != "" && (!p.Due.IsZero() || p.Again > 0) {
+		wait := p.Again
+		if !p.Due.IsZero() {
+			wait = p.Due.Sub(now)
+		}
+		if d.RequeueAfter == 0 || wait < d.RequeueAfter {
 			d.RequeueAfter = wait
 		}
 	}

@@ -39,8 +39,10 @@ type Promotion struct {
 	// Wait is how long every server must have served healthy: After, or
 	// the rollout's watch when that is longer.
 	Wait time.Duration `json:"-"`
-	// Waiting says why the tag is not added yet.
-	Waiting string `json:"waiting,omitempty"`
+	// Waiting says why the tag is not added yet; Again, when set, how
+	// soon to look again (a record this round writes).
+	Waiting string        `json:"waiting,omitempty"`
+	Again   time.Duration `json:"-"`
 	// Untag is an image the group promoted and then rejected: Tag comes
 	// off it, so that no later stage takes it.
 	Untag string `json:"untag,omitempty"`
@@ -81,7 +83,9 @@ func promotion(t Target, d Decision, now time.Time) *Promotion {
 			continue
 		}
 		if c.ReadyAt.IsZero() {
+			// This round writes it; the next one starts the wait.
 			p.Waiting = fmt.Sprintf("server %s is ready, its record not written yet", c.Name)
+			p.Again = recordSettle
 			return p
 		}
 		since = latest(since, c.ReadyAt)
@@ -97,6 +101,10 @@ func promotion(t Target, d Decision, now time.Time) *Promotion {
 	}
 	return p
 }
+
+// recordSettle is how soon a stage looks again once a round writes the
+// ready records its wait runs from.
+const recordSettle = time.Second
 
 // Span writes a duration as people do: 20m, 1h, 1h30m, 45s.
 func Span(d time.Duration) string {

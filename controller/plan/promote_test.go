@@ -114,6 +114,12 @@ func TestPromotion(t *testing.T) {
 	if d.RequeueAfter <= 0 || d.RequeueAfter > 10*time.Minute {
 		t.Errorf("requeue after %s while the tag is due in 10m", d.RequeueAfter)
 	}
+	// A round writing the ready records looks again soon, not at the
+	// group's interval: the wait runs from them.
+	d = Plan(staged(nil), ready("cc", 3*time.Hour), t0)
+	if d.RequeueAfter <= 0 || d.RequeueAfter > recordSettle {
+		t.Errorf("requeue after %s while a ready record is being written", d.RequeueAfter)
+	}
 }
 
 func TestSpan(t *testing.T) {
