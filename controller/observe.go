@@ -94,6 +94,10 @@ func (r *GroupReconciler) observe(ctx context.Context, how look) (world, error) 
 	}
 	r.remember(servers)
 	if got.err != nil {
+		if st := r.opts.Stages; len(st) > 0 && errors.Is(got.err, provisioner.ErrNotFound) {
+			return world{}, fmt.Errorf("%w: no image for the selector carries tag %s yet; group %s adds it to an image it has run healthy for %s",
+				ErrAwaitingStage, st[0].Tag, st[0].From.Name, plan.Span(st[0].From.Promote.After.D()))
+		}
 		return world{}, fmt.Errorf("resolve the image of group %s: %w", r.group.Name, stuckIfMissing(got.err))
 	}
 	w := world{image: got.img, selected: got.img, blocked: blocked}

@@ -65,6 +65,10 @@ type Options struct {
 	// records its servers should carry of the other locations.
 	Location string
 	Place    func(servers []provisioner.Server, unlisted int, now time.Time) (plan.LocationTarget, map[string]string)
+	// Stages are the stages before the group (the daemon's groups that
+	// promote a tag its selector requires): no image for its selector is
+	// then a wait for them, not a missing image.
+	Stages []Stage
 }
 
 func (o *Options) defaults() {
@@ -97,6 +101,10 @@ var ErrStuck = errors.New("cannot proceed")
 // ErrHalted wraps the reason a rollout halted: its new servers kept
 // failing, or it made no progress within its deadline. It is an ErrStuck.
 var ErrHalted = fmt.Errorf("%w: rollout halted", ErrStuck)
+
+// ErrAwaitingStage says no image carries the tag an earlier stage adds
+// yet: the group waits for that stage, and nothing is wrong.
+var ErrAwaitingStage = errors.New("waiting for an earlier stage")
 
 // ErrRolledBack says a rollout failed and the group went back to the image
 // it ran before (rollout.on_failure rollback).

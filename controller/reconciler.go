@@ -285,7 +285,10 @@ func (r *GroupReconciler) Reconcile(ctx context.Context) (plan.Decision, error) 
 		r.fenced = true
 	}
 	r.mu.Unlock()
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case errors.Is(err, ErrAwaitingStage):
+		r.log.Debug("waiting for an earlier stage", zap.Error(err))
+	case err != nil && ctx.Err() == nil:
 		r.log.Warn("reconcile failed", zap.Error(err))
 		r.emit(Event{Type: EventError, Message: err.Error()})
 	}

@@ -257,6 +257,7 @@ func (d *Daemon) startWorker(g config.Group) {
 	opts.Continuous = true
 	opts.PollInterval = d.opts.PollInterval
 	opts.ResolveImage = d.images.resolve
+	opts.Stages = controller.Stages(d.cfg.Groups, g)
 	if opts.Now == nil {
 		opts.Now = d.opts.Now
 	}
@@ -376,7 +377,11 @@ func (d *Daemon) runWorker(w *worker) {
 		},
 		After: func(dec plan.Decision, err error) (time.Duration, bool) {
 			<-d.sem
-			d.opts.Metrics.reconciled(w.group.Name, time.Since(start), err)
+			if errors.Is(err, controller.ErrAwaitingStage) {
+				d.opts.Metrics.reconciled(w.group.Name, time.Since(start), nil)
+			} else {
+				d.opts.Metrics.reconciled(w.group.Name, time.Since(start), err)
+			}
 			halted := w.rec.Stuck()
 			w.mu.Lock()
 			w.last, w.lastErr, w.lastAt, w.reconciled = dec, err, d.opts.Now(), true
@@ -405,6 +410,10 @@ func (d *Daemon) runWorker(w *worker) {
 				// A halted group waits for a human (or a new image);
 				// looking at it as often as at a rollout would only load
 				// the cloud.
+				wait = max(d.opts.PollInterval, min(wait, 30*time.Second))
+			case errors.Is(err, controller.ErrAwaitingStage):
+				// No image carries the stage's tag yet: the promotion
+				// pokes the image watch, which wakes the group.
 				wait = max(d.opts.PollInterval, min(wait, 30*time.Second))
 			case err == nil && waitsForSteering(dec):
 				// Replacements wait for a hold, a blocker or a window, and

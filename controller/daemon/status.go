@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -127,7 +128,10 @@ func (w *worker) status() GroupStatus {
 	if w.halted != nil {
 		st.Halted = w.halted.Error()
 	}
-	if w.lastErr != nil {
+	switch {
+	case errors.Is(w.lastErr, controller.ErrAwaitingStage):
+		st.Status.Waiting = w.lastErr.Error()
+	case w.lastErr != nil:
 		st.LastError = w.lastErr.Error()
 	}
 	if img, why := w.rec.Rejected(); img != "" {
