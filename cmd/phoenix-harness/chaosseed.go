@@ -938,9 +938,15 @@ func (r *seedRun) publish(ctx context.Context, g chaosGroup, first bool) error {
 		r.final[g.name] = img.ID
 	}
 	r.mu.Unlock()
+	return r.announce(ctx, g, img.ID)
+}
+
+// announce tells the daemon of a group's new image as its trigger says;
+// the image watch needs no word.
+func (r *seedRun) announce(ctx context.Context, g chaosGroup, image string) error {
 	switch g.trigger {
 	case byImageEvent:
-		return r.send(ctx, trigger.Event{Type: trigger.TypeImagePublished, Image: img.ID})
+		return r.send(ctx, trigger.Event{Type: trigger.TypeImagePublished, Image: image})
 	case byPatchEvent:
 		return r.send(ctx, trigger.Event{Type: trigger.TypeSecurityPatch, Groups: []string{g.name}, Reason: "chaos"})
 	}

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/phoenix-ops/phoenix/controller/trigger"
 	"github.com/phoenix-ops/phoenix/provisioner/openstack/sim"
 )
 
@@ -144,13 +143,7 @@ func (r *seedRun) publishStage(ctx context.Context, g chaosGroup) error {
 		}
 	}
 	r.mu.Unlock()
-	switch g.trigger {
-	case byImageEvent:
-		return r.send(ctx, trigger.Event{Type: trigger.TypeImagePublished, Image: img.ID})
-	case byPatchEvent:
-		return r.send(ctx, trigger.Event{Type: trigger.TypeSecurityPatch, Groups: []string{g.name}, Reason: "chaos"})
-	}
-	return nil
+	return r.announce(ctx, g, img.ID)
 }
 
 // refuseTags has Glance refuse the stage tag's next PUTs, after the
